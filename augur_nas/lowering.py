@@ -1,0 +1,482 @@
+"""Lower a batch of candidates to a layer table: one registry of op handlers, vectorized over B.
+
+``lower(space, X)`` walks the unrolled space's nodes once (a loop over layer slots, never over
+candidates). Each handler computes, for all candidates at once, the output shape and the
+per-layer counts: GEMM dims as in Augur (``n`` kernels per group, ``k`` kernel volume per group,
+``m`` output pixels, ``groups``), MACs, params, weight elements, im2col workspace.
+
+An inactive slot (not part of a candidate) passes its first input through and counts nothing.
+Every op kind is either handled here or listed in ``IGNORED`` (free, no table type); anything
+else is reported as unsupported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ._errors import ShapeError, UnsupportedOpError
+from .space._expr import Channels, Const, Expr, Fn, GeneVal
+
+DTYPE_BYTES = 4  # float32 activations and weights
+
+INT_FIELDS = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "n", "k", "m", "groups",
+              "params", "weight_elems", "in_elems", "out_elems", "workspace_elems")
+FLOAT_FIELDS = ("macs",)
+FIELDS = INT_FIELDS + FLOAT_FIELDS
+
+
+@dataclass(frozen=True)
+class OpHandler:
+    kind: str
+    fn: Callable  # (ev, node, ins) -> (c, h, w, counts dict)
+    table_type: str | None
+    gemm: bool = False
+    inplace: bool = False  # may run in place on its input's buffer (Caffe/ORT do for these)
+
+
+REGISTRY: dict[str, OpHandler] = {}
+IGNORED = {"identity", "select", "zero"}  # free aliases; never priced, never counted in Table 1
+
+
+def register(kind, table_type, gemm=False, inplace=False):
+    def deco(fn):
+        REGISTRY[kind] = OpHandler(kind, fn, table_type, gemm, inplace)
+        return fn
+    return deco
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation context
+
+
+class _Eval:
+    def __init__(self, space, X: np.ndarray):
+        self.space = space
+        self.prog = space.program
+        self.X = X
+        self.B = X.shape[0]
+        self.gene_cache: dict[int, np.ndarray] = {}
+        self.cond_cache: dict = {}
+        L = len(self.prog.nodes)
+        # shapes of node outputs; index -1 is the network input (stored at position L)
+        self.c = [None] * (L + 1)
+        self.h = [None] * (L + 1)
+        self.w = [None] * (L + 1)
+        self.zero = [False] * (L + 1)
+        self.c[L] = self.prog.in_channels
+        self.h[L] = self.val(self.prog.in_h)
+        self.w[L] = self.val(self.prog.in_w)
+
+    def gene(self, g: int, options) -> np.ndarray:
+        key = (g, id(options))
+        v = self.gene_cache.get(key)
+        if v is None:
+            v = np.asarray(options)[self.X[:, g]]
+            self.gene_cache[key] = v
+        return v
+
+    def val(self, e):
+        if isinstance(e, Const):
+            return e.value
+        if isinstance(e, GeneVal):
+            return self.gene(e.gene, e.options)
+        if isinstance(e, Fn):
+            return e.fn(*[self.val(a) for a in e.args])
+        if isinstance(e, Channels):
+            return self.c[e.node]
+        if isinstance(e, tuple):
+            return tuple(self.val(a) for a in e)
+        return e
+
+    def pair(self, e):
+        v = self.val(e)
+        return v if isinstance(v, tuple) else (v, v)
+
+    def active(self, node):
+        act = True
+        for g, allowed in node.conds:
+            key = (g, allowed)
+            m = self.cond_cache.get(key)
+            if m is None:
+                t = np.zeros(len(self.prog.genes[g].options), dtype=bool)
+                t[list(allowed)] = True
+                m = t[self.X[:, g]]
+                self.cond_cache[key] = m
+            act = m if act is True else (act & m)
+        if node.when is not None:
+            w = self.val(node.when)
+            act = w if act is True else (act & w)
+        return act
+
+    def fail_if(self, bad, act, node, msg: Callable):
+        """Raise a ShapeError naming the layer and the first candidate for which ``bad`` holds."""
+        bad = np.asarray(bad) & np.asarray(act)
+        if not bad.any():
+            return
+        i = int(np.argmax(bad)) if bad.ndim else 0
+        cand = ""
+        if self.space.n_genes and self.B:
+            picks = [f"{g.name}={g.options[self.X[i, j]]}" for j, g in enumerate(self.space.genes)][:8]
+            cand = f" for candidate {i} ({', '.join(picks)}{', ...' if self.space.n_genes > 8 else ''})"
+        pick = (lambda a: a[i] if isinstance(a, np.ndarray) and a.ndim else a)
+        raise ShapeError(f"{msg(pick)}{cand} ({self.prog.source}, {node.keypath})")
+
+
+def _where(act, a, b):
+    if act is True:
+        return a
+    if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)) and a == b:
+        return a
+    return np.where(act, a, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# op handlers
+
+
+def _spatial(ev, node, ins, kh, kw, sh, sw, ph, pw, dh=1, dw=1, ceil=False, what="kernel"):
+    i = ins[0]
+    h, w = ev.h[i], ev.w[i]
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if ceil:
+        oh = -((-(h + 2 * ph - eh)) // sh) + 1
+        ow = -((-(w + 2 * pw - ew)) // sw) + 1
+        # Caffe: the last pooling window must start inside the (left-padded) input
+        oh = oh - ((oh - 1) * sh >= h + ph)
+        ow = ow - ((ow - 1) * sw >= w + pw)
+    else:
+        oh = (h + 2 * ph - eh) // sh + 1
+        ow = (w + 2 * pw - ew) // sw + 1
+    return h, w, eh, ew, oh, ow
+
+
+def _check_spatial(ev, node, act, h, w, eh, ew, ph, pw, oh, ow):
+    bad = (np.asarray(oh) < 1) | (np.asarray(ow) < 1)
+    ev.fail_if(bad, act, node, lambda p: (
+        f"the kernel of layer `{node.name}` ({node.op}) is larger than its input: "
+        f"{p(eh)}x{p(ew)} over {p(h)}x{p(w)} padded by {p(ph)}x{p(pw)}, so its output would be "
+        f"{p(oh)}x{p(ow)}"))
+
+
+@register("conv", "conv", gemm=True)
+def _conv(ev, node, ins, act):
+    p = node.params
+    i = ins[0]
+    cin = ev.c[i]
+    out = ev.val(p["out"])
+    groups = ev.val(p["groups"])
+    kh, kw = ev.pair(p["kernel"])
+    sh, sw = ev.pair(p["stride"])
+    dh, dw = ev.pair(p["dilation"])
+    pad = ev.val(p["pad"])
+    if isinstance(pad, str):
+        ph, pw = dh * (kh - 1) // 2, dw * (kw - 1) // 2
+    else:
+        ph, pw = pad if isinstance(pad, tuple) else (pad, pad)
+    ev.fail_if((np.asarray(cin) % groups != 0) | (np.asarray(out) % groups != 0), act, node, lambda q: (
+        f"`groups` of layer `{node.name}` (conv) must divide its input and output channels, but got "
+        f"groups={q(groups)} with {q(cin)} in and {q(out)} out"))
+    h, w, eh, ew, oh, ow = _spatial(ev, node, ins, kh, kw, sh, sw, ph, pw, dh, dw)
+    _check_spatial(ev, node, act, h, w, eh, ew, ph, pw, oh, ow)
+    return _conv_counts(ev, node, cin, h, w, out, oh, ow, kh, kw, sh, sw, ph, pw, groups, ev.val(p["bias"]))
+
+
+def _conv_counts(ev, node, cin, h, w, out, oh, ow, kh, kw, sh, sw, ph, pw, groups, bias):
+    k = (cin // groups) * kh * kw
+    n = out // groups
+    m = oh * ow
+    params = out * k + (out if bias else 0)
+    one_by_one = (kh == 1) & (kw == 1) & (sh == 1) & (sw == 1) & (np.asarray(ph) == 0) & (np.asarray(pw) == 0)
+    counts = {"n": n, "k": k, "m": m, "groups": groups, "macs": out * k * m, "params": params,
+              "weight_elems": params, "workspace_elems": np.where(one_by_one, 0, k * groups * m)}
+    return out, oh, ow, counts
+
+
+@register("dwconv", "conv", gemm=True)
+def _dwconv(ev, node, ins, act):
+    p = node.params
+    cin = ev.c[ins[0]]
+    kh, kw = ev.pair(p["kernel"])
+    sh, sw = ev.pair(p["stride"])
+    dh, dw = ev.pair(p["dilation"])
+    pad = ev.val(p["pad"])
+    if isinstance(pad, str):
+        ph, pw = dh * (kh - 1) // 2, dw * (kw - 1) // 2
+    else:
+        ph, pw = pad if isinstance(pad, tuple) else (pad, pad)
+    h, w, eh, ew, oh, ow = _spatial(ev, node, ins, kh, kw, sh, sw, ph, pw, dh, dw)
+    _check_spatial(ev, node, act, h, w, eh, ew, ph, pw, oh, ow)
+    out = cin * ev.val(p["multiplier"])
+    return _conv_counts(ev, node, cin, h, w, out, oh, ow, kh, kw, sh, sw, ph, pw, cin, ev.val(p["bias"]))
+
+
+@register("fc", "fc", gemm=True)
+def _fc(ev, node, ins, act):
+    i = ins[0]
+    k = ev.c[i] * ev.h[i] * ev.w[i]
+    out = ev.val(node.params["out"])
+    params = out * k + (out if ev.val(node.params["bias"]) else 0)
+    return out, 1, 1, {"n": out, "k": k, "m": 1, "groups": 1, "macs": out * k, "params": params,
+                       "weight_elems": params}
+
+
+def _pool(ev, node, ins, act):
+    p = node.params
+    kh, kw = ev.pair(p["kernel"])
+    st = ev.val(p["stride"])
+    sh, sw = (kh, kw) if st is None else ev.pair(p["stride"])
+    ph, pw = ev.pair(p["pad"])
+    h, w, eh, ew, oh, ow = _spatial(ev, node, ins, kh, kw, sh, sw, ph, pw, ceil=bool(ev.val(p["ceil"])))
+    _check_spatial(ev, node, act, h, w, eh, ew, ph, pw, oh, ow)
+    c = ev.c[ins[0]]
+    return c, oh, ow, {"macs": c * oh * ow * kh * kw}
+
+
+register("maxpool", "pool")(_pool)
+register("avgpool", "pool")(_pool)
+
+
+@register("globalpool", "pool")
+def _globalpool(ev, node, ins, act):
+    i = ins[0]
+    c = ev.c[i]
+    return c, 1, 1, {"macs": c * ev.h[i] * ev.w[i]}
+
+
+def _unary(cost_per_elem: int, state_per_channel: int = 0, params_per_channel: Callable | None = None):
+    def fn(ev, node, ins, act):
+        i = ins[0]
+        c, h, w = ev.c[i], ev.h[i], ev.w[i]
+        counts = {"macs": cost_per_elem * c * h * w}
+        if params_per_channel is not None:
+            pp = params_per_channel(ev, node)
+            counts["params"] = pp * c
+            counts["weight_elems"] = (pp + state_per_channel) * c
+        return c, h, w, counts
+    return fn
+
+
+# The paper's per-type "FLOPs" rows count element operations: BN 3 per element, the rest 1.
+register("batchnorm", "batchnorm", inplace=True)(_unary(
+    3, 2, lambda ev, node: 2 if ev.val(node.params["affine"]) else 0))
+register("scale", "scale", inplace=True)(_unary(1, 0, lambda ev, node: 2 if ev.val(node.params["bias"]) else 1))
+for _k in ("relu", "relu6"):
+    register(_k, "relu", inplace=True)(_unary(1))
+for _k in ("sigmoid", "tanh", "hsigmoid", "hswish", "swish"):
+    register(_k, "activation", inplace=True)(_unary(1))
+register("dropout", "dropout", inplace=True)(_unary(0))
+register("softmax", "softmax")(_unary(1))
+
+
+@register("lrn", "lrn")
+def _lrn(ev, node, ins, act):
+    i = ins[0]
+    c, h, w = ev.c[i], ev.h[i], ev.w[i]
+    return c, h, w, {"macs": ev.val(node.params["size"]) * c * h * w}
+
+
+@register("flatten", "reshape")
+def _flatten(ev, node, ins, act):
+    i = ins[0]
+    return ev.c[i] * ev.h[i] * ev.w[i], 1, 1, {}
+
+
+def _same_shape_check(ev, node, ins, act, live):
+    i0 = ins[0]
+    for j in ins[1:]:
+        bad = (np.asarray(ev.c[j]) != ev.c[i0]) | (np.asarray(ev.h[j]) != ev.h[i0]) | (np.asarray(ev.w[j]) != ev.w[i0])
+        ev.fail_if(bad & live(j) & live(i0), act, node, lambda p, j=j: (
+            f"layer `{node.name}` ({node.op}) adds tensors of different shapes: "
+            f"{p(ev.c[i0])}x{p(ev.h[i0])}x{p(ev.w[i0])} and {p(ev.c[j])}x{p(ev.h[j])}x{p(ev.w[j])}"))
+
+
+@register("add", "eltwise")
+def _add(ev, node, ins, act):
+    nonzero = [(~np.asarray(ev.zero[j])) if ev.zero[j] is not False else True for j in ins]
+    live = lambda j: nonzero[ins.index(j)]  # noqa: E731
+    _same_shape_check(ev, node, ins, act, live)
+    i0 = ins[0]
+    c, h, w = ev.c[i0], ev.h[i0], ev.w[i0]
+    n_live = sum(np.asarray(z, dtype=np.int64) for z in nonzero)
+    return c, h, w, {"macs": np.maximum(n_live - 1, 0) * c * h * w}
+
+
+@register("mul", "eltwise")
+def _mul(ev, node, ins, act):
+    i0 = ins[0]
+    c, h, w = ev.c[i0], ev.h[i0], ev.w[i0]
+    for j in ins[1:]:
+        ok_c = np.asarray(ev.c[j]) == c
+        ok_hw = ((np.asarray(ev.h[j]) == h) & (np.asarray(ev.w[j]) == w)) | ((np.asarray(ev.h[j]) == 1) & (np.asarray(ev.w[j]) == 1))
+        ev.fail_if(~(ok_c & ok_hw), act, node, lambda p, j=j: (
+            f"layer `{node.name}` (mul) multiplies tensors of shapes {p(c)}x{p(h)}x{p(w)} and "
+            f"{p(ev.c[j])}x{p(ev.h[j])}x{p(ev.w[j])}, which do not broadcast"))
+    return c, h, w, {"macs": (len(ins) - 1) * c * h * w}
+
+
+@register("concat", "concat")
+def _concat(ev, node, ins, act):
+    i0 = ins[0]
+    h, w = ev.h[i0], ev.w[i0]
+    for j in ins[1:]:
+        bad = (np.asarray(ev.h[j]) != h) | (np.asarray(ev.w[j]) != w)
+        ev.fail_if(bad, act, node, lambda p, j=j: (
+            f"layer `{node.name}` (concat) joins tensors of different spatial sizes: "
+            f"{p(h)}x{p(w)} and {p(ev.h[j])}x{p(ev.w[j])}"))
+    c = sum(ev.c[j] for j in ins)
+    return c, h, w, {}
+
+
+@register("identity", None)
+def _identity(ev, node, ins, act):
+    i = ins[0]
+    return ev.c[i], ev.h[i], ev.w[i], {}
+
+
+register("zero", None)(_identity)
+
+
+@register("select", None)
+def _select(ev, node, ins, act):
+    g = node.params["gene"]
+    pos = np.asarray(node.params["index"])[ev.X[:, g]]
+
+    def pick(vals):
+        vals = [np.broadcast_to(v, (ev.B,)) for v in vals]
+        return np.choose(pos, vals) if len(vals) > 1 else vals[0]
+
+    c = pick([ev.c[j] for j in ins])
+    h = pick([ev.h[j] for j in ins])
+    w = pick([ev.w[j] for j in ins])
+    zs = [ev.zero[j] for j in ins]
+    ev._select_zero = pick([np.asarray(z, dtype=bool) for z in zs]) if any(z is not False for z in zs) else False
+    return c, h, w, {}
+
+
+# ---------------------------------------------------------------------------------------------
+# the layer table
+
+
+@dataclass
+class LayerTable:
+    """Per-layer arrays of a batch of candidates, a struct of arrays ``[B, L]`` with a mask.
+
+    ``names``, ``ops``, ``types`` and ``inputs`` describe the ``L`` layer slots of the unrolled
+    space; every numeric field (``mask``, ``in_c`` ... ``macs``) is ``[B, L]``. Byte counts are
+    float32 (4 bytes an element).
+    """
+
+    names: list
+    ops: list
+    types: list
+    inputs: list
+    rows: dict = field(repr=False)  # field -> [L, B] array (slot-major for the lowering loop)
+    source: str = ""
+
+    def __getattr__(self, item):
+        rows = self.__dict__.get("rows")
+        if rows is not None and item in rows:
+            return rows[item].T
+        raise AttributeError(item)
+
+    @property
+    def B(self) -> int:
+        return self.rows["mask"].shape[1]
+
+    @property
+    def L(self) -> int:
+        return len(self.names)
+
+    @property
+    def weight_bytes(self):
+        return self.weight_elems * DTYPE_BYTES
+
+    @property
+    def in_bytes(self):
+        return self.in_elems * DTYPE_BYTES
+
+    @property
+    def out_bytes(self):
+        return self.out_elems * DTYPE_BYTES
+
+    @property
+    def workspace_bytes(self):
+        return self.workspace_elems * DTYPE_BYTES
+
+    def slots(self, kind: str) -> np.ndarray:
+        """Indices of the layer slots of one op kind."""
+        return np.array([i for i, o in enumerate(self.ops) if o == kind], dtype=np.int64)
+
+
+def _static_info(prog):
+    info = getattr(prog, "_static", None)
+    if info is None:
+        for node in prog.nodes:
+            if node.op not in REGISTRY:
+                raise UnsupportedOpError(f"layer `{node.name}` has op kind `{node.op}`, which no handler "
+                                         f"prices ({prog.source}, {node.keypath})")
+        info = prog._static = {
+            "names": [n.name for n in prog.nodes],
+            "ops": [n.op for n in prog.nodes],
+            "types": [REGISTRY[n.op].table_type for n in prog.nodes],
+            "inputs": [list(n.inputs) for n in prog.nodes],
+        }
+    return info
+
+
+def lower(space, X, chunk: int | None = None) -> LayerTable:
+    """The layer table of candidates ``X[B, G]`` of ``space`` (a SearchSpace or a model)."""
+    X = space.check_encodings(X)
+    prog = space.program
+    info = _static_info(prog)
+    ev = _Eval(space, X)
+    L, B = len(prog.nodes), X.shape[0]
+    rows = {f: np.zeros((L, B), dtype=np.int64) for f in INT_FIELDS}
+    rows["macs"] = np.zeros((L, B), dtype=np.float64)
+    mask = np.zeros((L, B), dtype=bool)
+    for nid, node in enumerate(prog.nodes):
+        handler = REGISTRY[node.op]
+        act = ev.active(node)
+        ins = node.inputs
+        i0 = ins[0]
+        ev._select_zero = None
+        c, h, w, counts = handler.fn(ev, node, ins, act)
+        in_c, in_h, in_w = ev.c[i0], ev.h[i0], ev.w[i0]
+        zero_in = ev.zero[i0]
+        if node.op == "zero":
+            z = True
+        elif node.op == "add":
+            z = True
+            for j in ins:
+                z = z & ev.zero[j] if z is not True else ev.zero[j]
+        elif node.op == "select":
+            z = ev._select_zero
+        else:
+            z = False
+        ev.c[nid] = _where(act, c, in_c)
+        ev.h[nid] = _where(act, h, in_h)
+        ev.w[nid] = _where(act, w, in_w)
+        if z is not False or zero_in is not False:
+            ev.zero[nid] = _where(act, z, zero_in) if act is not True else z
+        if handler.table_type is None:
+            continue
+        m = np.ones(B, dtype=bool) if act is True else np.broadcast_to(act, (B,))
+        mask[nid] = m
+        rows["in_c"][nid] = in_c
+        rows["in_h"][nid] = in_h
+        rows["in_w"][nid] = in_w
+        rows["out_c"][nid] = c
+        rows["out_h"][nid] = h
+        rows["out_w"][nid] = w
+        rows["in_elems"][nid] = sum(ev.c[j] * ev.h[j] * ev.w[j] for j in ins)
+        rows["out_elems"][nid] = c * h * w
+        for f, v in counts.items():
+            rows[f][nid] = v
+        if act is not True:
+            for f in FIELDS:
+                rows[f][nid] *= m
+    rows["mask"] = mask
+    return LayerTable(info["names"], info["ops"], info["types"], info["inputs"], rows, prog.source)

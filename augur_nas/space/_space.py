@@ -1,0 +1,237 @@
+"""SearchSpace: genes, size, sampling, enumeration, canonical encodings, decode/encode."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import yaml
+
+from .._errors import SpecError
+from ._compile import Choice, Compiler, Prod, Program, TAlt, TStage, TVal
+from ._yaml import read_yaml_file
+
+ENUMERATE_LIMIT = 10**7
+
+
+@dataclass(frozen=True)
+class GeneInfo:
+    name: str
+    options: tuple
+
+    @property
+    def size(self) -> int:
+        return len(self.options)
+
+
+class SearchSpace:
+    """A family of CNNs; a concrete model is a space of size 1.
+
+    Candidates are integer encodings ``X[B, G]``: ``X[i, g]`` indexes the options of gene ``g``.
+    """
+
+    def __init__(self, spec: dict, source: str = "<spec>"):
+        self.spec = spec
+        self.source = source
+        self.program: Program = Compiler(source).compile(spec)
+        self.name = self.program.name or _stem(source)
+        prog = self.program
+        self.genes = [GeneInfo(g.name, g.options) for g in prog.genes]
+        # canonicalisation tables: for gene g, [(other gene, allowed[options] bool)]
+        self._conds = []
+        for g in prog.genes:
+            tabs = []
+            for cg, allowed in g.conds:
+                t = np.zeros(prog.genes[cg].size, dtype=bool)
+                t[list(allowed)] = True
+                tabs.append((cg, t))
+            self._conds.append(tabs)
+        self._check_shapes()
+
+    # -- basic facts --------------------------------------------------------------------------
+    @property
+    def n_genes(self) -> int:
+        return len(self.genes)
+
+    @property
+    def gene_names(self) -> list[str]:
+        return [g.name for g in self.genes]
+
+    @property
+    def size(self) -> int:
+        """The exact number of distinct canonical encodings (architectures)."""
+        return _count(self.program.tree)
+
+    @property
+    def is_model(self) -> bool:
+        return self.size == 1
+
+    def __repr__(self) -> str:
+        return f"SearchSpace({self.name!r}, genes={self.n_genes}, size={self.size:.3g})"
+
+    # -- encodings ------------------------------------------------------------------------------
+    def canonicalize(self, X) -> np.ndarray:
+        """Normalise genes that do not matter for a candidate to 0 (one architecture, one code)."""
+        X = self.check_encodings(X).copy()
+        for g, tabs in enumerate(self._conds):
+            if not tabs:
+                continue
+            active = np.ones(len(X), dtype=bool)
+            for cg, t in tabs:
+                active &= t[X[:, cg]]
+            X[~active, g] = 0
+        return X
+
+    def check_encodings(self, X) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim == 1:
+            X = X[None, :]
+        if X.ndim != 2 or X.shape[1] != self.n_genes:
+            raise SpecError(f"encodings of {self.name} must have shape [B, {self.n_genes}], but got {list(X.shape)}"
+                            f" ({self.source})")
+        if X.size and not np.issubdtype(X.dtype, np.integer):
+            raise SpecError(f"encodings must be integers, but got dtype {X.dtype} ({self.source})")
+        if X.size:
+            sizes = np.array([g.size for g in self.genes])
+            bad = (X < 0) | (X >= sizes[None, :])
+            if bad.any():
+                i, g = map(int, np.argwhere(bad)[0])
+                raise SpecError(f"gene `{self.genes[g].name}` of candidate {i} must be in 0..{sizes[g] - 1}, "
+                                f"but got {int(X[i, g])} ({self.source})")
+        return X.astype(np.int64, copy=False)
+
+    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+        """``n`` random canonical encodings (each gene drawn uniformly), shape ``[n, G]``."""
+        rng = np.random.default_rng(seed)
+        sizes = np.array([g.size for g in self.genes], dtype=np.int64)
+        X = (rng.random((int(n), self.n_genes)) * sizes[None, :]).astype(np.int64)
+        return self.canonicalize(X)
+
+    def enumerate(self, limit: int = ENUMERATE_LIMIT) -> np.ndarray:
+        """Every canonical encoding, for spaces of at most ``limit`` architectures."""
+        if self.size > limit:
+            raise SpecError(f"{self.name} has {self.size:.3g} architectures, more than the {limit:,} that "
+                            f"can be enumerated; sample instead ({self.source})")
+        return _rows(self.program.tree, self.n_genes)
+
+    def encode(self, choices: dict | None = None) -> np.ndarray:
+        """The canonical encoding of ``{gene name: option value}`` (unnamed genes take option 0)."""
+        x = np.zeros(self.n_genes, dtype=np.int64)
+        index = {g.name: i for i, g in enumerate(self.genes)}
+        for name, value in (choices or {}).items():
+            if name not in index:
+                raise SpecError(f"{self.name} has no gene `{name}` (genes: {', '.join(index) or 'none'})"
+                                f" ({self.source})")
+            opts = self.genes[index[name]].options
+            matches = [i for i, o in enumerate(opts) if o == value and type(o) is type(value)] or \
+                      [i for i, o in enumerate(opts) if o == value]
+            if not matches:
+                raise SpecError(f"gene `{name}` has no option {value!r} (options: {list(opts)}) ({self.source})")
+            x[index[name]] = matches[0]
+        return self.canonicalize(x)[0]
+
+    # -- decode -----------------------------------------------------------------------------------
+    def decode_spec(self, x) -> dict:
+        """The concrete model of encoding ``x`` as a dict in the augur-nas language."""
+        x = self.canonicalize(x)[0]
+        prog = self.program
+        spec = _materialize(prog.template, x, prog)
+        spec = {k: v for k, v in spec.items() if v not in (None, {}, [])}
+        if prog.cells:
+            spec["cells"] = {}
+            for cname, c in prog.cells.items():
+                d = c["def"]
+                edges = {}
+                for j in range(1, d["nodes"]):
+                    for i in range(j):
+                        key = f"{j}<-{i}"
+                        g = c["genes"].get(key)
+                        if g is not None:
+                            edges[key] = prog.genes[g].raw_options[x[g]]
+                        else:
+                            e = d.get("edges", {}).get(key, d.get("edge")) if isinstance(d.get("edges"), dict) else d.get("edge")
+                            edges[key] = e["choice"][0] if isinstance(e, dict) and set(e) == {"choice"} else e
+                spec["cells"][cname] = {"nodes": d["nodes"], "edges": edges}
+        spec.setdefault("name", self.name)
+        order = ["name", "input", "width_multiplier", "width_divisor", "cells", "layers"]
+        return {k: spec[k] for k in order if k in spec}
+
+    def decode_yaml(self, x) -> str:
+        return yaml.safe_dump(self.decode_spec(x), sort_keys=False, default_flow_style=None, width=100)
+
+    def decode(self, x) -> "SearchSpace":
+        """The concrete model of encoding ``x`` (a space of size 1)."""
+        return SearchSpace(self.decode_spec(x), source=f"{self.source}#candidate")
+
+    # -- internal ---------------------------------------------------------------------------------
+    def _check_shapes(self):
+        """Lower a few candidates so that a space whose shapes go wrong fails at load time."""
+        from ..lowering import lower  # lowering imports this module
+
+        if self.n_genes == 0:
+            lower(self, np.zeros((1, 0), dtype=np.int64))
+            return
+        X = [np.zeros(self.n_genes, dtype=np.int64), np.array([g.size - 1 for g in self.genes], dtype=np.int64)]
+        rng = np.random.default_rng(0)
+        sizes = np.array([g.size for g in self.genes], dtype=np.int64)
+        X.extend((rng.random((30, self.n_genes)) * sizes).astype(np.int64))
+        lower(self, self.canonicalize(np.array(X).reshape(-1, self.n_genes)))
+
+
+def _stem(path: str) -> str:
+    base = os.path.basename(str(path)).split("#")[0]
+    return base.rsplit(".", 1)[0] if "." in base else base
+
+
+def _count(t) -> int:
+    if t is None:
+        return 1
+    if isinstance(t, Prod):
+        n = 1
+        for c in t.children:
+            n *= _count(c)
+        return n
+    return sum(_count(b) for b in t.branches)
+
+
+def _rows(t, G: int) -> np.ndarray:
+    if t is None:
+        return np.zeros((1, G), dtype=np.int64)
+    if isinstance(t, Prod):
+        acc = np.zeros((1, G), dtype=np.int64)
+        for c in t.children:
+            r = _rows(c, G)
+            acc = (acc[:, None, :] + r[None, :, :]).reshape(-1, G)
+        return acc
+    parts = []
+    for o, b in enumerate(t.branches):
+        r = _rows(b, G)
+        r[:, t.gene] = o
+        parts.append(r)
+    return np.concatenate(parts, axis=0)
+
+
+def _materialize(t, x, prog):
+    if isinstance(t, TVal):
+        return prog.genes[t.gene].raw_options[x[t.gene]]
+    if isinstance(t, TStage):
+        depth = _materialize(t.depth, x, prog) if isinstance(t.depth, TVal) else t.depth
+        return {"stage": {"name": t.name, "blocks": [_materialize(c, x, prog) for c in t.copies[: int(depth)]]}}
+    if isinstance(t, TAlt):
+        a = int(x[t.gene])
+        return {"sequence": {"name": f"{t.name}.{a}", "layers": [_materialize(e, x, prog) for e in t.alts[a]]}}
+    if isinstance(t, dict):
+        return {k: _materialize(v, x, prog) for k, v in t.items()}
+    if isinstance(t, list):
+        return [_materialize(v, x, prog) for v in t]
+    return t
+
+
+def load_space(path) -> SearchSpace:
+    """Read a model or space YAML file."""
+    return SearchSpace(read_yaml_file(path), source=str(path))
+
+
+def load_space_dict(spec: dict, source: str = "<spec>") -> SearchSpace:
+    return SearchSpace(spec, source=source)
