@@ -1,13 +1,15 @@
 """augur-nas: a vectorized cost oracle for hardware-aware neural architecture search."""
 
 from ._errors import AugurError, ConstraintError, MeasurementError, ProfileError, ShapeError, SpecError, UnsupportedOpError
+from .analysis import analyze, analyze_batch, totals
 from .lowering import LayerTable, lower
+from .models import load_model
 from .space import SearchSpace, load_space, load_space_dict
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AugurError", "ConstraintError", "MeasurementError", "ProfileError", "ShapeError", "SpecError",
-    "UnsupportedOpError", "LayerTable", "lower", "SearchSpace", "load_space", "load_space_dict",
+    "UnsupportedOpError", "analyze", "analyze_batch", "totals", "load_model", "LayerTable", "lower", "SearchSpace", "load_space", "load_space_dict",
     "__version__",
 ]

@@ -60,6 +60,8 @@ class _Eval:
         self.B = X.shape[0]
         self.gene_cache: dict[int, np.ndarray] = {}
         self.cond_cache: dict = {}
+        self.area_cache: dict = {}
+        self.select_pos: dict = {}
         L = len(self.prog.nodes)
         # shapes of node outputs; index -1 is the network input (stored at position L)
         self.c = [None] * (L + 1)
@@ -69,6 +71,14 @@ class _Eval:
         self.c[L] = self.prog.in_channels
         self.h[L] = self.val(self.prog.in_h)
         self.w[L] = self.val(self.prog.in_w)
+
+    def area(self, h, w):
+        """h * w, cached by the identity of the arrays (many layers share a spatial size)."""
+        key = (id(h), id(w))
+        v = self.area_cache.get(key)
+        if v is None:
+            v = self.area_cache[key] = (_times(h, w), h, w)  # keep h, w alive so ids stay unique
+        return v[0]
 
     def gene(self, g: int, options) -> np.ndarray:
         key = (g, id(options))
@@ -126,7 +136,7 @@ class _Eval:
 
 
 def _where(act, a, b):
-    if act is True:
+    if act is True or a is b:
         return a
     if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)) and a == b:
         return a
@@ -137,10 +147,33 @@ def _where(act, a, b):
 # op handlers
 
 
+def _keeps_size(node) -> bool:
+    """A stride-1, odd-kernel conv with `same` padding keeps the spatial size (known statically)."""
+    flag = node.__dict__.get("_keeps")
+    if flag is None:
+        p = node.params
+
+        def consts(e, want):
+            es = e if isinstance(e, tuple) else (e,)
+            return all(isinstance(x, Const) and x.value == want for x in es)
+
+        pad = p.get("pad")
+        same = (isinstance(pad, Fn) and getattr(pad.fn, "__name__", "") == "_same_pad") or \
+            (isinstance(pad, Const) and pad.value == "same")
+        kern = p.get("kernel")
+        kopts = [kern.value] if isinstance(kern, Const) else list(getattr(kern, "options", [2]))
+        flag = bool(same and consts(p.get("stride", Const(1)), 1) and consts(p.get("dilation", Const(1)), 1)
+                    and all(isinstance(k, int) and k % 2 == 1 for k in kopts))
+        node._keeps = flag
+    return flag
+
+
 def _spatial(ev, node, ins, kh, kw, sh, sw, ph, pw, dh=1, dw=1, ceil=False, what="kernel"):
     i = ins[0]
     h, w = ev.h[i], ev.w[i]
     eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if not ceil and _keeps_size(node):
+        return h, w, eh, ew, h, w
     if ceil:
         oh = -((-(h + 2 * ph - eh)) // sh) + 1
         ow = -((-(w + 2 * pw - ew)) // sw) + 1
@@ -154,6 +187,8 @@ def _spatial(ev, node, ins, kh, kw, sh, sw, ph, pw, dh=1, dw=1, ceil=False, what
 
 
 def _check_spatial(ev, node, act, h, w, eh, ew, ph, pw, oh, ow):
+    if oh is h and ow is w:
+        return
     bad = (np.asarray(oh) < 1) | (np.asarray(ow) < 1)
     ev.fail_if(bad, act, node, lambda p: (
         f"the kernel of layer `{node.name}` ({node.op}) is larger than its input: "
@@ -184,14 +219,27 @@ def _conv(ev, node, ins, act):
     return _conv_counts(ev, node, cin, h, w, out, oh, ow, kh, kw, sh, sw, ph, pw, groups, ev.val(p["bias"]))
 
 
+def _times(a, b):
+    """a * b, skipping the array operation when one side is the integer 1."""
+    if isinstance(b, int) and b == 1:
+        return a
+    if isinstance(a, int) and a == 1:
+        return b
+    return a * b
+
+
 def _conv_counts(ev, node, cin, h, w, out, oh, ow, kh, kw, sh, sw, ph, pw, groups, bias):
-    k = (cin // groups) * kh * kw
-    n = out // groups
-    m = oh * ow
-    params = out * k + (out if bias else 0)
-    one_by_one = (kh == 1) & (kw == 1) & (sh == 1) & (sw == 1) & (np.asarray(ph) == 0) & (np.asarray(pw) == 0)
-    counts = {"n": n, "k": k, "m": m, "groups": groups, "macs": out * k * m, "params": params,
-              "weight_elems": params, "workspace_elems": np.where(one_by_one, 0, k * groups * m)}
+    k = _times(cin // groups if not (isinstance(groups, int) and groups == 1) else cin, _times(kh, kw))
+    n = out // groups if not (isinstance(groups, int) and groups == 1) else out
+    m = ev.area(oh, ow)
+    weights = _times(out, k)
+    params = weights + out if bias else weights
+    counts = {"n": n, "k": k, "m": m, "groups": groups, "macs": _times(weights, m), "params": params,
+              "weight_elems": params}
+    if node.__dict__.get("_im2col") is None:
+        node._im2col = not all(isinstance(v, int) and v == 1 for v in (kh, kw, sh, sw)) or not (ph == 0 and pw == 0)
+    if node._im2col:
+        counts["workspace_elems"] = _times(k, _times(groups, m))
     return out, oh, ow, counts
 
 
@@ -343,6 +391,7 @@ register("zero", None)(_identity)
 def _select(ev, node, ins, act):
     g = node.params["gene"]
     pos = np.asarray(node.params["index"])[ev.X[:, g]]
+    ev._select_pos = pos
 
     def pick(vals):
         vals = [np.broadcast_to(v, (ev.B,)) for v in vals]
@@ -375,6 +424,7 @@ class LayerTable:
     inputs: list
     rows: dict = field(repr=False)  # field -> [L, B] array (slot-major for the lowering loop)
     source: str = ""
+    select_pos: dict = field(default_factory=dict, repr=False)  # select slot -> [B] chosen input
 
     def __getattr__(self, item):
         rows = self.__dict__.get("rows")
@@ -427,47 +477,22 @@ def _static_info(prog):
     return info
 
 
-def lower(space, X, chunk: int | None = None) -> LayerTable:
-    """The layer table of candidates ``X[B, G]`` of ``space`` (a SearchSpace or a model)."""
-    X = space.check_encodings(X)
-    prog = space.program
-    info = _static_info(prog)
-    ev = _Eval(space, X)
-    L, B = len(prog.nodes), X.shape[0]
-    rows = {f: np.zeros((L, B), dtype=np.int64) for f in INT_FIELDS}
-    rows["macs"] = np.zeros((L, B), dtype=np.float64)
-    mask = np.zeros((L, B), dtype=bool)
-    for nid, node in enumerate(prog.nodes):
-        handler = REGISTRY[node.op]
-        act = ev.active(node)
-        ins = node.inputs
+class _TableSink:
+    """Collects every field of every slot: the full layer table."""
+
+    def __init__(self, L, B):
+        self.rows = {f: np.zeros((L, B), dtype=np.int64) for f in INT_FIELDS}
+        self.rows["macs"] = np.zeros((L, B), dtype=np.float64)
+        self.rows["mask"] = np.zeros((L, B), dtype=bool)
+        self.B = B
+
+    def __call__(self, ev, nid, node, act, ins, c, h, w, counts):
+        rows, B = self.rows, self.B
         i0 = ins[0]
-        ev._select_zero = None
-        c, h, w, counts = handler.fn(ev, node, ins, act)
-        in_c, in_h, in_w = ev.c[i0], ev.h[i0], ev.w[i0]
-        zero_in = ev.zero[i0]
-        if node.op == "zero":
-            z = True
-        elif node.op == "add":
-            z = True
-            for j in ins:
-                z = z & ev.zero[j] if z is not True else ev.zero[j]
-        elif node.op == "select":
-            z = ev._select_zero
-        else:
-            z = False
-        ev.c[nid] = _where(act, c, in_c)
-        ev.h[nid] = _where(act, h, in_h)
-        ev.w[nid] = _where(act, w, in_w)
-        if z is not False or zero_in is not False:
-            ev.zero[nid] = _where(act, z, zero_in) if act is not True else z
-        if handler.table_type is None:
-            continue
-        m = np.ones(B, dtype=bool) if act is True else np.broadcast_to(act, (B,))
-        mask[nid] = m
-        rows["in_c"][nid] = in_c
-        rows["in_h"][nid] = in_h
-        rows["in_w"][nid] = in_w
+        rows["mask"][nid] = True if act is True else act
+        rows["in_c"][nid] = ev.c[i0]
+        rows["in_h"][nid] = ev.h[i0]
+        rows["in_w"][nid] = ev.w[i0]
         rows["out_c"][nid] = c
         rows["out_h"][nid] = h
         rows["out_w"][nid] = w
@@ -476,7 +501,112 @@ def lower(space, X, chunk: int | None = None) -> LayerTable:
         for f, v in counts.items():
             rows[f][nid] = v
         if act is not True:
+            m = rows["mask"][nid]
             for f in FIELDS:
                 rows[f][nid] *= m
-    rows["mask"] = mask
-    return LayerTable(info["names"], info["ops"], info["types"], info["inputs"], rows, prog.source)
+
+
+def walk(space, X, sink):
+    """Propagate shapes through every slot for candidates ``X`` and hand each priced slot to
+    ``sink(ev, nid, node, act, ins, c, h, w, counts)``. Returns the evaluation context."""
+    X = space.check_encodings(X)
+    prog = space.program
+    _static_info(prog)
+    ev = _Eval(space, X)
+    for nid, node in enumerate(prog.nodes):
+        handler = REGISTRY[node.op]
+        act = ev.active(node)
+        ins = node.inputs
+        i0 = ins[0]
+        c, h, w, counts = handler.fn(ev, node, ins, act)
+        in_c, in_h, in_w = ev.c[i0], ev.h[i0], ev.w[i0]
+        zero_in = ev.zero[i0]
+        z = False
+        if node.op == "zero":
+            z = True
+        elif node.op == "add":
+            z = True
+            for j in ins:
+                z = ev.zero[j] if z is True else (z & ev.zero[j])
+        elif node.op == "select":
+            z = ev._select_zero
+            ev.select_pos[nid] = ev._select_pos
+        ev.c[nid] = _where(act, c, in_c)
+        ev.h[nid] = _where(act, h, in_h)
+        ev.w[nid] = _where(act, w, in_w)
+        if z is not False or zero_in is not False:
+            ev.zero[nid] = z if act is True else _where(act, z, zero_in)
+        if handler.table_type is not None:
+            sink(ev, nid, node, act, ins, c, h, w, counts)
+    return ev
+
+
+def lower(space, X) -> LayerTable:
+    """The layer table of candidates ``X[B, G]`` of ``space`` (a SearchSpace or a model)."""
+    X = space.check_encodings(X)
+    info = _static_info(space.program)
+    sink = _TableSink(len(space.program.nodes), X.shape[0])
+    ev = walk(space, X, sink)
+    return LayerTable(info["names"], info["ops"], info["types"], info["inputs"], sink.rows,
+                      space.program.source, ev.select_pos)
+
+
+class _TotalsSink:
+    """Sums whole-network counts without materialising the table (the oracle's hot path)."""
+
+    ALIAS_OPS = {"dropout", "flatten"}
+
+    def __init__(self, prog, B):
+        self.B = B
+        self.macs = np.zeros(B)
+        self.ops = np.zeros(B)
+        self.params = np.zeros(B)
+        self.weight_elems = np.zeros(B)
+        self.activation_elems = np.zeros(B)
+        self.workspace_elems = np.zeros(B)
+        consumers = {}
+        for n in prog.nodes:
+            for i in set(n.inputs):
+                consumers[i] = consumers.get(i, 0) + 1
+        # in-place capable layers whose input has one reader share its buffer (as in analysis)
+        self.shares = [
+            n.op in self.ALIAS_OPS or (REGISTRY[n.op].inplace and consumers.get(n.inputs[0], 0) == 1 and n.inputs[0] != -1)
+            for n in prog.nodes
+        ]
+        self.extra = {}  # kind -> callable(ev, nid, node, act, ins, c, h, w, counts) for cost models
+
+    def __call__(self, ev, nid, node, act, ins, c, h, w, counts):
+        a = act is not True
+        macs = counts.get("macs")
+        if macs is not None:
+            if a:
+                macs = macs * act
+            if REGISTRY[node.op].gemm:
+                self.macs += macs
+            self.ops += macs
+        p = counts.get("params")
+        if p is not None:
+            self.params += p * act if a else p
+            we = counts["weight_elems"]
+            self.weight_elems += we * act if a else we
+        if not self.shares[nid]:
+            e = _times(c, ev.area(h, w))
+            self.activation_elems += e * act if a else e
+        ws = counts.get("workspace_elems")
+        if ws is not None:
+            np.maximum(self.workspace_elems, ws * act if a else ws, out=self.workspace_elems)
+
+
+def fast_totals(space, X) -> dict:
+    """MACs, params, weights, Caffe-like activations and workspace of ``X[B, G]``, each ``[B]``,
+    without building the layer table (the same conventions as ``analysis.totals``)."""
+    X = space.check_encodings(X)
+    sink = _TotalsSink(space.program, X.shape[0])
+    ev = walk(space, X, sink)
+    in_elems = space.program.in_channels * ev.area(ev.h[-1], ev.w[-1])
+    return {
+        "macs": sink.macs, "ops": sink.ops, "params": sink.params,
+        "weights_bytes": sink.weight_elems * DTYPE_BYTES,
+        "activation_bytes": (sink.activation_elems + in_elems) * DTYPE_BYTES,
+        "workspace_bytes": sink.workspace_elems * DTYPE_BYTES,
+    }

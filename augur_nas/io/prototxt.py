@@ -320,6 +320,17 @@ _OPEN_OF = {"}": "{", ">": "<"}
 # Field access with checked values
 # --------------------------------------------------------------------------------------------
 
+def _q(name: str) -> str:
+    """A layer or blob name quoted for a one-line message."""
+    return f"'{name}'" if name.isprintable() and "'" not in name else repr(name)
+
+
+def _show(s: _Scalar) -> str:
+    """A scalar as written, for a message."""
+    text = s.text if len(s.text) <= 60 else s.text[:57] + "..."
+    return repr(text) if s.kind == "str" or not text.isprintable() else text
+
+
 _TRUE = {"true", "True", "t", "1"}
 _FALSE = {"false", "False", "f", "0"}
 
@@ -353,12 +364,17 @@ class _Ctx:
     def integer(self, value: Union[_Scalar, _Msg], line: int, label: str, minimum: int) -> int:
         s = self.scalar(value, line, label)
         text = s.text
-        ok = s.kind == "num" and re.fullmatch(r"-?(0[xX][0-9a-fA-F]+|[0-9]+)", text) is not None
-        shown = repr(text) if s.kind == "str" else text
-        if ok and len(text) <= 12:
-            n = int(text, 0) if not re.fullmatch(r"-?0[0-9]+", text) else int(text, 8)
-            if minimum <= n <= _MAX_UINT:
-                return n
+        n: int | None = None
+        if s.kind == "num" and len(text) <= 24:
+            if re.fullmatch(r"-?(0|[1-9][0-9]*)", text):
+                n = int(text, 10)
+            elif re.fullmatch(r"-?0[xX][0-9a-fA-F]+", text):
+                n = int(text, 16)
+            elif re.fullmatch(r"-?0[0-7]+", text):
+                n = int(text, 8)
+        if n is not None and minimum <= n <= _MAX_UINT:
+            return n
+        shown = _show(s)
         raise self.error(f"`{label}` of {self.what} must be an integer >= {minimum}, "
                          f"but got {shown}", s.line)
 
@@ -389,7 +405,7 @@ class _Ctx:
                     integral = re.fullmatch(r"-?[0-9]+", s.text) is not None
                     return int(x) if integral and x.is_integer() else x
         need = "a finite number" + (" " + " and ".join(bounds) if bounds else "")
-        shown = repr(s.text) if s.kind == "str" else s.text
+        shown = _show(s)
         raise self.error(f"`{label}` of {self.what} must be {need}, but got {shown}", s.line)
 
     def boolean(self, value: Union[_Scalar, _Msg], line: int, label: str) -> bool:
@@ -398,7 +414,7 @@ class _Ctx:
             return True
         if s.kind in ("ident", "num") and s.text in _FALSE:
             return False
-        shown = repr(s.text) if s.kind == "str" else s.text
+        shown = _show(s)
         raise self.error(f"`{label}` of {self.what} must be true or false, but got {shown}",
                          s.line)
 
@@ -409,7 +425,7 @@ class _Ctx:
             return names[s.text]
         if s.kind == "num" and re.fullmatch(r"[0-9]+", s.text) and int(s.text) in numbers:
             return numbers[int(s.text)]
-        shown = repr(s.text) if s.kind == "str" else s.text
+        shown = _show(s)
         raise self.error(f"`{label}` of {self.what} must be one of {', '.join(names)}, "
                          f"but got {shown}", s.line)
 
@@ -417,7 +433,7 @@ class _Ctx:
         s = self.scalar(value, line, label)
         if s.kind != "str":
             raise self.error(f"`{label}` of {self.what} must be a quoted string, "
-                             f"but got {s.text}", s.line)
+                             f"but got {_show(s)}", s.line)
         return s.text
 
     # convenience: optional single fields with defaults
@@ -495,7 +511,7 @@ class _Layer:
 
 
 def _layer_what(name: str | None, ltype: str, ordinal: int) -> str:
-    who = f"layer '{name}'" if name else f"unnamed layer #{ordinal}"
+    who = f"layer {_q(name)}" if name else f"unnamed layer #{ordinal}"
     return f"{who} ({ltype})"
 
 
@@ -773,11 +789,11 @@ def parse_prototxt_text(text: str, source: str | None = None) -> dict[str, Any]:
                 if not isinstance(shp, _Msg):
                     raise top.error("`input_shape` must be a message `input_shape { dim: ... }`",
                                     sln)
-                chw = _shape_dims(top, shp.all("dim"), sln, f"`input_shape` of input '{blob}'")
+                chw = _shape_dims(top, shp.all("dim"), sln, f"`input_shape` of input {_q(blob)}")
         elif input_dims:
             part = input_dims[4 * k: 4 * k + 4]
             if part:
-                chw = _shape_dims(top, part, ln, f"`input_dim` of input '{blob}'")
+                chw = _shape_dims(top, part, ln, f"`input_dim` of input {_q(blob)}")
         inputs.append((blob, ln, chw))
     if shapes and len(shapes) != len(decl):
         raise top.error(f"the network declares {len(decl)} `input` blob(s) but "
@@ -800,7 +816,7 @@ def parse_prototxt_text(text: str, source: str | None = None) -> dict[str, Any]:
         got = lctx._single(value, "name", "name")
         lname = lctx.string(got[0], got[1], "name") if got is not None else None
         lname = lname or None
-        lctx.what = f"layer '{lname}'" if lname else f"unnamed layer #{ordinal}"
+        lctx.what = f"layer {_q(lname)}" if lname else f"unnamed layer #{ordinal}"
         got = lctx._single(value, "type", "type")
         if got is None:
             raise lctx.error(f"{lctx.what} has no `type`", line)
@@ -828,8 +844,9 @@ def parse_prototxt_text(text: str, source: str | None = None) -> dict[str, Any]:
             elif "LOSS" in layer.type.upper() or layer.type.upper() == "ACCURACY":
                 hint = " (loss and accuracy layers belong to training: use a deploy prototxt)"
             raise layer.ctx.error(
-                f"{layer.ctx.what} has the unknown layer type '{layer.written_type}'{hint}; "
-                f"supported types are {_SUPPORTED}", layer.line, UnsupportedOpError)
+                f"{layer.ctx.what} has the type {_q(layer.written_type)}, which augur-nas does "
+                f"not support{hint}; supported types are {_SUPPORTED}", layer.line,
+                UnsupportedOpError)
 
     # -- Input layers ---------------------------------------------------------------------------
     for layer in layers:
@@ -859,13 +876,13 @@ def parse_prototxt_text(text: str, source: str | None = None) -> dict[str, Any]:
                         "`input_shape { dim: N dim: C dim: H dim: W }` (or four `input_dim`), or "
                         "a layer of type \"Input\"" + where(source, None))
     if len(inputs) > 1:
-        names = ", ".join(f"'{b}' (line {ln})" for b, ln, _ in inputs)
+        names = ", ".join(f"{_q(b)} (line {ln})" for b, ln, _ in inputs)
         raise UnsupportedOpError(f"the prototxt declares {len(inputs)} network inputs ({names}); "
                                  f"augur-nas models have exactly one input"
                                  f"{where(source, f'line {inputs[1][1]}')}")
     in_blob, in_line, in_chw = inputs[0]
     if in_chw is None:
-        raise SpecError(f"network input '{in_blob}' has no shape: give `input_shape {{ dim: N "
+        raise SpecError(f"network input {_q(in_blob)} has no shape: give `input_shape {{ dim: N "
                         f"dim: C dim: H dim: W }}` or four `input_dim`"
                         f"{where(source, f'line {in_line}')}")
 
@@ -878,7 +895,7 @@ def parse_prototxt_text(text: str, source: str | None = None) -> dict[str, Any]:
             raise layer.ctx.error(f"{layer.ctx.what} is named 'input', a name augur-nas "
                                   f"reserves for the network input; rename the layer", layer.line)
         if layer.name in seen:
-            raise layer.ctx.error(f"layer name '{layer.name}' is used twice (lines "
+            raise layer.ctx.error(f"layer name {_q(layer.name)} is used twice (lines "
                                   f"{seen[layer.name]} and {layer.line}); layer names must be "
                                   f"unique", layer.line)
         seen[layer.name] = layer.line
@@ -941,9 +958,9 @@ def _wire(layers: list[_Layer], in_blob: str, in_chw: tuple[int, int, int],
             if r is None:
                 known = sorted(b for b, lst in producers.items() if any(j < i for j in lst))
                 close = difflib.get_close_matches(blob, known, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                raise ctx.error(f"bottom '{blob}' of {ctx.what} names no top of any layer "
-                                f"(nor the network input '{in_blob}'){hint}", ln)
+                hint = f"; did you mean {_q(close[0])}?" if close else ""
+                raise ctx.error(f"bottom {_q(blob)} of {ctx.what} names no top of any layer "
+                                f"(nor the network input {_q(in_blob)}){hint}", ln)
             j, forward = r
             if forward:
                 raise _forward_error(layers, i, j, blob, ln, deps, source)
@@ -972,7 +989,7 @@ def _forward_error(layers: list[_Layer], i: int, j: int, blob: str, line: int,
     """Layer ``i`` consumes ``blob``, produced only by layer ``j >= i``: a cycle or bad order."""
     what = layers[i].ctx.what
     if j == i:
-        return SpecError(f"{what} consumes blob '{blob}', which only it produces itself: the "
+        return SpecError(f"{what} consumes blob {_q(blob)}, which only it produces itself: the "
                          f"layers form a cycle ({layers[i].name} -> {layers[i].name}), so the "
                          f"network is not a DAG{where(source, f'line {line}')}")
     # Is there a path j ~> i along "consumes the output of" edges? Then i -> j -> ... -> i.
@@ -991,13 +1008,13 @@ def _forward_error(layers: list[_Layer], i: int, j: int, blob: str, line: int,
         while path[-1] != j:
             path.append(parent[path[-1]])
         cycle = [i] + path[::-1]  # i consumes j, j ... consumes i
-        chain = " -> ".join(f"{layers[k].name}" for k in cycle)
-        return SpecError(f"{what} consumes blob '{blob}', which is produced later by layer "
-                         f"'{layers[j].name}' (line {layers[j].line}), and that layer depends on "
-                         f"'{layers[i].name}': the layers form a cycle ({chain}), so the network "
+        chain = " -> ".join(_q(layers[k].name or "") for k in cycle)
+        return SpecError(f"{what} consumes blob {_q(blob)}, which is produced later by layer "
+                         f"{_q(layers[j].name)} (line {layers[j].line}), and that layer depends on "
+                         f"{_q(layers[i].name)}: the layers form a cycle ({chain}), so the network "
                          f"is not a DAG{where(source, f'line {line}')}")
-    return SpecError(f"{what} consumes blob '{blob}' before any layer produces it (it is "
-                     f"produced later, by layer '{layers[j].name}' at line {layers[j].line}); "
+    return SpecError(f"{what} consumes blob {_q(blob)} before any layer produces it (it is "
+                     f"produced later, by layer {_q(layers[j].name)} at line {layers[j].line}); "
                      f"layers must come after the layers whose tops they consume"
                      f"{where(source, f'line {line}')}")
 

@@ -181,7 +181,6 @@ class _Converter:
         self.nodes = list(gm.graph.nodes)
         self.modules = dict(gm.named_modules())
         self.shape: dict[Any, tuple[int, ...]] = {}   # node -> tensor shape (tensor nodes only)
-        self.kind: dict[Any, type] = {}               # node -> type of its value
         self.layer_of: dict[Any, str] = {}            # tensor node -> name of the layer holding it
         self.used_names: set[str] = {"input"}
         self.layers: list[dict] = []
@@ -321,7 +320,6 @@ class _Converter:
                     result = super().run_node(n)
                 except Exception as exc:
                     raise _PropError(n, exc) from exc
-                conv.kind[n] = type(result)
                 if isinstance(result, torch.Tensor):
                     conv.shape[n] = tuple(int(d) for d in result.shape)
                 return result

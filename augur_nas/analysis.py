@@ -1,0 +1,186 @@
+"""Static analysis from the layer table: MACs, params, bytes, and peak memory with buffer reuse.
+
+Conventions (float32, batch 1):
+- ``macs``: multiply-accumulates of conv and fc layers (the paper's "FLOPs" are MACs). The
+  per-type figures of other layers count element operations as the paper's tables do
+  (BatchNorm 3 per element, LRN ``size`` per element, the rest 1), reported as ``ops`` in totals.
+- ``params``: learnable parameters; BatchNorm running mean/var are not params but are counted
+  in ``weights_bytes``.
+- ``activation_bytes``: every tensor the network materialises (the input included), with
+  in-place layers (activations, BatchNorm, Scale, Dropout whose input has no other reader)
+  sharing their input's buffer, as Caffe's deploy files and ONNX Runtime do. No reuse: this is
+  what a framework that keeps every blob (Caffe) holds.
+- ``workspace_bytes``: the largest im2col buffer (1x1/stride-1 convs need none); one buffer is
+  shared by all layers.
+- ``peak_memory_bytes``: weights + the largest sum, over the execution order, of the tensors
+  alive at one step (a tensor lives from its producer to its last reader) + that step's
+  workspace: the memory of a runtime that frees and reuses buffers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .lowering import DTYPE_BYTES, REGISTRY, LayerTable, lower
+
+TOTAL_KEYS = ("macs", "ops", "params", "weights_bytes", "activation_bytes", "workspace_bytes", "peak_memory_bytes")
+
+
+def _buffers(table: LayerTable):
+    """For each slot: does it allocate its own output buffer ([L, B] bool), and which buffer
+    (slot index + 1; 0 is the network input) its output lives in ([L, B] int)."""
+    L, B = table.L, table.B
+    mask = table.rows["mask"]
+    consumers = np.zeros(L + 1, dtype=np.int64)
+    for ins in table.inputs:
+        for i in set(ins):
+            consumers[i + 1 if i >= 0 else 0] += 1
+    buf = np.empty((L + 1, B), dtype=np.int64)
+    buf[0] = 0
+    alloc = np.zeros((L, B), dtype=bool)
+    for s, (op, ins) in enumerate(zip(table.ops, table.inputs)):
+        first = ins[0] + 1 if ins[0] >= 0 else 0
+        h = REGISTRY[op]
+        if op in ("identity", "select", "zero", "flatten", "dropout") or h.table_type is None:
+            own = np.zeros(B, dtype=bool)
+        elif h.inplace and consumers[first] == 1 and first != 0:
+            own = np.zeros(B, dtype=bool)
+        else:
+            own = mask[s]
+        alloc[s] = own
+        if op == "select":
+            # a select is the chosen alternative's tensor
+            src = np.array([i + 1 if i >= 0 else 0 for i in ins])[table.select_pos[s]]
+            buf[s + 1] = buf[src, np.arange(B)]
+        else:
+            buf[s + 1] = np.where(own, s + 1, buf[first])
+    return alloc, buf
+
+
+def peak_memory(table: LayerTable) -> dict:
+    """Activation, workspace and peak bytes per candidate ([B] arrays)."""
+    L, B = table.L, table.B
+    rows = table.rows
+    alloc, buf = _buffers(table)
+    size = np.zeros((L + 1, B), dtype=np.float64)
+    size[1:] = np.where(alloc, rows["out_elems"], 0) * DTYPE_BYTES
+    in_elems = _input_elems(table)
+    size[0] = in_elems * DTYPE_BYTES
+    last = np.arange(L + 1, dtype=np.int64)[:, None].repeat(B, axis=1)  # a buffer lives at least its own step
+    last[0] = 0
+    cols = np.arange(B)
+    mask = rows["mask"]
+    for s, ins in enumerate(table.inputs):
+        step = s + 1
+        for i in ins:
+            b = buf[i + 1 if i >= 0 else 0]
+            sel = mask[s]
+            last[b[sel], cols[sel]] = step
+    out_b = buf[-1]
+    last[out_b, cols] = L + 1  # the network output is kept
+    delta = np.zeros((L + 3, B), dtype=np.float64)
+    delta[:L + 1] += size
+    for b in range(L + 1):
+        delta[last[b] + 1, cols] -= size[b]
+    live = np.cumsum(delta, axis=0)[1:L + 1]  # at each executed step (slot s at row s)
+    ws = rows["workspace_elems"] * DTYPE_BYTES
+    peak_act = (live + ws).max(axis=0) if L else np.zeros(B)
+    return {
+        "activation_bytes": size.sum(axis=0),
+        "workspace_bytes": ws.max(axis=0) if L else np.zeros(B),
+        "peak_activation_bytes": peak_act,
+    }
+
+
+def _input_elems(table: LayerTable):
+    for s, ins in enumerate(table.inputs):
+        if ins[0] == -1:
+            return table.rows["in_c"][s] * table.rows["in_h"][s] * table.rows["in_w"][s]
+    return np.zeros(table.B)
+
+
+def totals(table: LayerTable) -> dict:
+    """Whole-network figures for every candidate of the table, each a ``[B]`` array."""
+    rows = table.rows
+    gemm = np.array([REGISTRY[o].gemm for o in table.ops], dtype=bool)
+    macs = rows["macs"][gemm].sum(axis=0)
+    mem = peak_memory(table)
+    weights = rows["weight_elems"].sum(axis=0) * DTYPE_BYTES
+    return {
+        "macs": macs,
+        "ops": rows["macs"].sum(axis=0),
+        "params": rows["params"].sum(axis=0),
+        "weights_bytes": weights,
+        "activation_bytes": mem["activation_bytes"],
+        "workspace_bytes": mem["workspace_bytes"],
+        "peak_memory_bytes": weights + mem["peak_activation_bytes"],
+    }
+
+
+def analyze_batch(space, X) -> dict:
+    """``totals`` of candidates ``X`` of a space (lowering included)."""
+    return totals(lower(space, X))
+
+
+def _as_model(model):
+    from .space import SearchSpace
+
+    if isinstance(model, SearchSpace):
+        if model.n_genes and model.size != 1:
+            raise TypeError("analyze() takes a concrete model; decode a candidate first (space.decode(x))")
+        return model
+    raise TypeError(f"analyze() takes a model from augur_nas.load_model, not {type(model).__name__}")
+
+
+def analyze(model) -> dict:
+    """The analysis of one concrete model, as printed by ``augur-nas analyze --json``."""
+    model = _as_model(model)
+    x = np.zeros((1, model.n_genes), dtype=np.int64)
+    table = lower(model, x)
+    t = {k: _num(v[0]) for k, v in totals(table).items()}
+    rows = table.rows
+    layers, by_type = [], {}
+    for s in range(table.L):
+        typ = table.types[s]
+        if typ is None or not rows["mask"][s, 0]:
+            continue
+        gemm = REGISTRY[table.ops[s]].gemm
+        layer = {
+            "name": table.names[s], "type": typ, "op": table.ops[s],
+            "out_shape": [int(rows["out_c"][s, 0]), int(rows["out_h"][s, 0]), int(rows["out_w"][s, 0])],
+            "macs": _num(rows["macs"][s, 0]), "params": int(rows["params"][s, 0]),
+            "weights_bytes": int(rows["weight_elems"][s, 0]) * DTYPE_BYTES,
+            "out_bytes": int(rows["out_elems"][s, 0]) * DTYPE_BYTES,
+            "workspace_bytes": int(rows["workspace_elems"][s, 0]) * DTYPE_BYTES,
+            "gemm": ({"n": int(rows["n"][s, 0]), "m": int(rows["m"][s, 0]), "k": int(rows["k"][s, 0]),
+                      "groups": int(rows["groups"][s, 0])} if gemm else None),
+        }
+        layers.append(layer)
+        bt = by_type.setdefault(typ, {"count": 0, "macs": 0, "params": 0})
+        bt["count"] += 1
+        bt["macs"] += layer["macs"]
+        bt["params"] += layer["params"]
+    in_shape = [model.program.in_channels] + [int(v) for v in (_first_in(table))]
+    return {
+        "model": model.name,
+        "input": in_shape,
+        "totals": t,
+        "by_type": by_type,
+        "layers": layers,
+        "conventions": {
+            "macs": "multiply-accumulates of conv and fc layers; per-type figures of other layers count element operations as the paper does",
+            "dtype": "float32, batch 1",
+        },
+    }
+
+
+def _first_in(table):
+    for s, ins in enumerate(table.inputs):
+        if ins[0] == -1:
+            return table.rows["in_h"][s, 0], table.rows["in_w"][s, 0]
+    return (0, 0)
+
+
+def _num(v):
+    f = float(v)
+    return int(f) if f.is_integer() else f
