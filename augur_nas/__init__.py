@@ -3,13 +3,13 @@
 from ._errors import AugurError, ConstraintError, MeasurementError, ProfileError, ShapeError, SpecError, UnsupportedOpError
 from .analysis import analyze, analyze_batch, totals
 from .lowering import LayerTable, lower
-from .models import load_model
+from .models import from_torch, load_model
 from .space import SearchSpace, load_space, load_space_dict
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AugurError", "ConstraintError", "MeasurementError", "ProfileError", "ShapeError", "SpecError",
-    "UnsupportedOpError", "analyze", "analyze_batch", "totals", "load_model", "LayerTable", "lower", "SearchSpace", "load_space", "load_space_dict",
+    "UnsupportedOpError", "analyze", "analyze_batch", "totals", "load_model", "from_torch", "LayerTable", "lower", "SearchSpace", "load_space", "load_space_dict",
     "__version__",
 ]
