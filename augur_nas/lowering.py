@@ -28,6 +28,23 @@ FLOAT_FIELDS = ("macs",)
 FIELDS = INT_FIELDS + FLOAT_FIELDS
 
 
+class Scaled:
+    """``coef * arr`` kept unevaluated: element-wise layers share their tensors' element counts,
+    so sums over many layers collapse to one multiply per distinct tensor."""
+
+    __slots__ = ("coef", "arr")
+
+    def __init__(self, coef, arr):
+        self.coef, self.arr = coef, arr
+
+    def value(self):
+        return _times(self.arr, self.coef) if isinstance(self.coef, int) else self.arr * self.coef
+
+
+def _value(v):
+    return v.value() if isinstance(v, Scaled) else v
+
+
 @dataclass(frozen=True)
 class OpHandler:
     kind: str
@@ -61,7 +78,9 @@ class _Eval:
         self.gene_cache: dict[int, np.ndarray] = {}
         self.cond_cache: dict = {}
         self.area_cache: dict = {}
+        self.elems_cache: dict = {}
         self.select_pos: dict = {}
+        self.fn_cache: dict = {}
         L = len(self.prog.nodes)
         # shapes of node outputs; index -1 is the network input (stored at position L)
         self.c = [None] * (L + 1)
@@ -71,6 +90,14 @@ class _Eval:
         self.c[L] = self.prog.in_channels
         self.h[L] = self.val(self.prog.in_h)
         self.w[L] = self.val(self.prog.in_w)
+
+    def elems(self, c, h, w):
+        """c * h * w, cached like ``area``."""
+        key = (id(c), id(h), id(w))
+        v = self.elems_cache.get(key)
+        if v is None:
+            v = self.elems_cache[key] = (_times(c, self.area(h, w)), c)
+        return v[0]
 
     def area(self, h, w):
         """h * w, cached by the identity of the arrays (many layers share a spatial size)."""
@@ -94,7 +121,13 @@ class _Eval:
         if isinstance(e, GeneVal):
             return self.gene(e.gene, e.options)
         if isinstance(e, Fn):
-            return e.fn(*[self.val(a) for a in e.args])
+            args = [self.val(a) for a in e.args]
+            # the same function of the same values recurs across blocks: compute it once
+            key = (_fn_key(e.fn),) + tuple(a if isinstance(a, (int, float, str, bool)) else id(a) for a in args)
+            hit = self.fn_cache.get(key)
+            if hit is None:
+                hit = self.fn_cache[key] = (e.fn(*args), args)
+            return hit[0]
         if isinstance(e, Channels):
             return self.c[e.node]
         if isinstance(e, tuple):
@@ -106,8 +139,17 @@ class _Eval:
         return v if isinstance(v, tuple) else (v, v)
 
     def active(self, node):
+        act = self.cond_cache.get(node.conds) if node.conds else True
+        if act is None:
+            act = self.cond_cache[node.conds] = self._conds_mask(node.conds)
+        if node.when is not None:
+            w = self.val(node.when)
+            act = w if act is True else (act & w)
+        return act
+
+    def _conds_mask(self, conds):
         act = True
-        for g, allowed in node.conds:
+        for g, allowed in conds:
             key = (g, allowed)
             m = self.cond_cache.get(key)
             if m is None:
@@ -116,9 +158,6 @@ class _Eval:
                 m = t[self.X[:, g]]
                 self.cond_cache[key] = m
             act = m if act is True else (act & m)
-        if node.when is not None:
-            w = self.val(node.when)
-            act = w if act is True else (act & w)
         return act
 
     def fail_if(self, bad, act, node, msg: Callable):
@@ -133,6 +172,15 @@ class _Eval:
             cand = f" for candidate {i} ({', '.join(picks)}{', ...' if self.space.n_genes > 8 else ''})"
         pick = (lambda a: a[i] if isinstance(a, np.ndarray) and a.ndim else a)
         raise ShapeError(f"{msg(pick)}{cand} ({self.prog.source}, {node.keypath})")
+
+
+def _fn_key(fn):
+    try:
+        cells = tuple(c.cell_contents for c in (fn.__closure__ or ()))
+        hash(cells)
+    except (TypeError, ValueError):
+        return fn
+    return (fn.__code__, cells)
 
 
 def _where(act, a, b):
@@ -174,14 +222,20 @@ def _spatial(ev, node, ins, kh, kw, sh, sw, ph, pw, dh=1, dw=1, ceil=False, what
     eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     if not ceil and _keeps_size(node):
         return h, w, eh, ew, h, w
+    square = h is w and kh is kw and ph is pw and (sh is sw or (isinstance(sh, int) and sh == sw)) and dh == dw
     if ceil:
         oh = -((-(h + 2 * ph - eh)) // sh) + 1
+        oh = oh - ((oh - 1) * sh >= h + ph)
+        if square:
+            return h, w, eh, eh, oh, oh
         ow = -((-(w + 2 * pw - ew)) // sw) + 1
         # Caffe: the last pooling window must start inside the (left-padded) input
         oh = oh - ((oh - 1) * sh >= h + ph)
         ow = ow - ((ow - 1) * sw >= w + pw)
     else:
         oh = (h + 2 * ph - eh) // sh + 1
+        if square:
+            return h, w, eh, eh, oh, oh
         ow = (w + 2 * pw - ew) // sw + 1
     return h, w, eh, ew, oh, ow
 
@@ -189,7 +243,7 @@ def _spatial(ev, node, ins, kh, kw, sh, sw, ph, pw, dh=1, dw=1, ceil=False, what
 def _check_spatial(ev, node, act, h, w, eh, ew, ph, pw, oh, ow):
     if oh is h and ow is w:
         return
-    bad = (np.asarray(oh) < 1) | (np.asarray(ow) < 1)
+    bad = (np.asarray(oh) < 1) if oh is ow else (np.asarray(oh) < 1) | (np.asarray(ow) < 1)
     ev.fail_if(bad, act, node, lambda p: (
         f"the kernel of layer `{node.name}` ({node.op}) is larger than its input: "
         f"{p(eh)}x{p(ew)} over {p(h)}x{p(w)} padded by {p(ph)}x{p(pw)}, so its output would be "
@@ -211,9 +265,10 @@ def _conv(ev, node, ins, act):
         ph, pw = dh * (kh - 1) // 2, dw * (kw - 1) // 2
     else:
         ph, pw = pad if isinstance(pad, tuple) else (pad, pad)
-    ev.fail_if((np.asarray(cin) % groups != 0) | (np.asarray(out) % groups != 0), act, node, lambda q: (
-        f"`groups` of layer `{node.name}` (conv) must divide its input and output channels, but got "
-        f"groups={q(groups)} with {q(cin)} in and {q(out)} out"))
+    if not (isinstance(groups, int) and groups == 1):
+        ev.fail_if((np.asarray(cin) % groups != 0) | (np.asarray(out) % groups != 0), act, node, lambda q: (
+            f"`groups` of layer `{node.name}` (conv) must divide its input and output channels, but got "
+            f"groups={q(groups)} with {q(cin)} in and {q(out)} out"))
     h, w, eh, ew, oh, ow = _spatial(ev, node, ins, kh, kw, sh, sw, ph, pw, dh, dw)
     _check_spatial(ev, node, act, h, w, eh, ew, ph, pw, oh, ow)
     return _conv_counts(ev, node, cin, h, w, out, oh, ow, kh, kw, sh, sw, ph, pw, groups, ev.val(p["bias"]))
@@ -257,8 +312,16 @@ def _dwconv(ev, node, ins, act):
         ph, pw = pad if isinstance(pad, tuple) else (pad, pad)
     h, w, eh, ew, oh, ow = _spatial(ev, node, ins, kh, kw, sh, sw, ph, pw, dh, dw)
     _check_spatial(ev, node, act, h, w, eh, ew, ph, pw, oh, ow)
-    out = cin * ev.val(p["multiplier"])
-    return _conv_counts(ev, node, cin, h, w, out, oh, ow, kh, kw, sh, sw, ph, pw, cin, ev.val(p["bias"]))
+    mult = ev.val(p["multiplier"])
+    out = _times(cin, mult)
+    # one k x k filter bank per input channel: k = kh*kw, n = multiplier, groups = channels
+    k = _times(kh, kw)
+    m = ev.area(oh, ow)
+    weights = _times(out, k)
+    params = weights + out if ev.val(p["bias"]) else weights
+    counts = {"n": mult, "k": k, "m": m, "groups": cin, "macs": _times(weights, m), "params": params,
+              "weight_elems": params, "workspace_elems": _times(_times(k, cin), m)}
+    return out, oh, ow, counts
 
 
 @register("fc", "fc", gemm=True)
@@ -291,18 +354,18 @@ register("avgpool", "pool")(_pool)
 def _globalpool(ev, node, ins, act):
     i = ins[0]
     c = ev.c[i]
-    return c, 1, 1, {"macs": c * ev.h[i] * ev.w[i]}
+    return c, 1, 1, {"macs": ev.elems(c, ev.h[i], ev.w[i])}
 
 
 def _unary(cost_per_elem: int, state_per_channel: int = 0, params_per_channel: Callable | None = None):
     def fn(ev, node, ins, act):
         i = ins[0]
         c, h, w = ev.c[i], ev.h[i], ev.w[i]
-        counts = {"macs": cost_per_elem * c * h * w}
+        counts = {"macs": Scaled(cost_per_elem, ev.elems(c, h, w))}
         if params_per_channel is not None:
             pp = params_per_channel(ev, node)
-            counts["params"] = pp * c
-            counts["weight_elems"] = (pp + state_per_channel) * c
+            counts["params"] = Scaled(pp, c)
+            counts["weight_elems"] = Scaled(pp + state_per_channel, c)
         return c, h, w, counts
     return fn
 
@@ -323,7 +386,7 @@ register("softmax", "softmax")(_unary(1))
 def _lrn(ev, node, ins, act):
     i = ins[0]
     c, h, w = ev.c[i], ev.h[i], ev.w[i]
-    return c, h, w, {"macs": ev.val(node.params["size"]) * c * h * w}
+    return c, h, w, {"macs": Scaled(ev.val(node.params["size"]), ev.elems(c, h, w))}
 
 
 @register("flatten", "reshape")
@@ -348,8 +411,10 @@ def _add(ev, node, ins, act):
     _same_shape_check(ev, node, ins, act, live)
     i0 = ins[0]
     c, h, w = ev.c[i0], ev.h[i0], ev.w[i0]
+    if all(z is True for z in nonzero):
+        return c, h, w, {"macs": Scaled(len(ins) - 1, ev.elems(c, h, w))}
     n_live = sum(np.asarray(z, dtype=np.int64) for z in nonzero)
-    return c, h, w, {"macs": np.maximum(n_live - 1, 0) * c * h * w}
+    return c, h, w, {"macs": np.maximum(n_live - 1, 0) * ev.elems(c, h, w)}
 
 
 @register("mul", "eltwise")
@@ -362,7 +427,7 @@ def _mul(ev, node, ins, act):
         ev.fail_if(~(ok_c & ok_hw), act, node, lambda p, j=j: (
             f"layer `{node.name}` (mul) multiplies tensors of shapes {p(c)}x{p(h)}x{p(w)} and "
             f"{p(ev.c[j])}x{p(ev.h[j])}x{p(ev.w[j])}, which do not broadcast"))
-    return c, h, w, {"macs": (len(ins) - 1) * c * h * w}
+    return c, h, w, {"macs": Scaled(len(ins) - 1, ev.elems(c, h, w))}
 
 
 @register("concat", "concat")
@@ -469,6 +534,7 @@ def _static_info(prog):
                 raise UnsupportedOpError(f"layer `{node.name}` has op kind `{node.op}`, which no handler "
                                          f"prices ({prog.source}, {node.keypath})")
         info = prog._static = {
+            "passthrough": _passthrough_needed(prog),
             "names": [n.name for n in prog.nodes],
             "ops": [n.op for n in prog.nodes],
             "types": [REGISTRY[n.op].table_type for n in prog.nodes],
@@ -499,11 +565,44 @@ class _TableSink:
         rows["in_elems"][nid] = sum(ev.c[j] * ev.h[j] * ev.w[j] for j in ins)
         rows["out_elems"][nid] = c * h * w
         for f, v in counts.items():
-            rows[f][nid] = v
+            rows[f][nid] = _value(v)
         if act is not True:
             m = rows["mask"][nid]
             for f in FIELDS:
                 rows[f][nid] *= m
+
+
+def _expr_nodes(e, out: set):
+    if isinstance(e, Channels):
+        out.add(e.node)
+    elif isinstance(e, Fn):
+        for a in e.args:
+            _expr_nodes(a, out)
+    elif isinstance(e, tuple):
+        for a in e:
+            _expr_nodes(a, out)
+
+
+def _passthrough_needed(prog) -> list:
+    """Which slots must compute their pass-through shape when inactive.
+
+    A slot inactive for a candidate passes its input through. Only readers that can be active
+    while the slot is not (readers outside its optional context) see that value, so the
+    ``np.where`` is needed only for the slots read from outside their context.
+    """
+    readers = [[] for _ in prog.nodes]
+    for j, n in enumerate(prog.nodes):
+        refs = {i for i in n.inputs if i >= 0}
+        for e in list(n.params.values()) + [n.when]:
+            _expr_nodes(e, refs)
+        for i in refs:
+            readers[i].append(j)
+    need = []
+    for i, n in enumerate(prog.nodes):
+        mine = set(n.conds)
+        need.append(n.when is not None or i == prog.output or not readers[i]
+                    or any(not set(prog.nodes[j].conds) >= mine for j in readers[i]))
+    return need
 
 
 def walk(space, X, sink):
@@ -511,7 +610,7 @@ def walk(space, X, sink):
     ``sink(ev, nid, node, act, ins, c, h, w, counts)``. Returns the evaluation context."""
     X = space.check_encodings(X)
     prog = space.program
-    _static_info(prog)
+    passthrough = _static_info(prog)["passthrough"]
     ev = _Eval(space, X)
     for nid, node in enumerate(prog.nodes):
         handler = REGISTRY[node.op]
@@ -531,9 +630,12 @@ def walk(space, X, sink):
         elif node.op == "select":
             z = ev._select_zero
             ev.select_pos[nid] = ev._select_pos
-        ev.c[nid] = _where(act, c, in_c)
-        ev.h[nid] = _where(act, h, in_h)
-        ev.w[nid] = _where(act, w, in_w)
+        if passthrough[nid]:
+            ev.c[nid] = _where(act, c, in_c)
+            ev.h[nid] = _where(act, h, in_h)
+            ev.w[nid] = _where(act, w, in_w)
+        else:
+            ev.c[nid], ev.h[nid], ev.w[nid] = c, h, w
         if z is not False or zero_in is not False:
             ev.zero[nid] = z if act is True else _where(act, z, zero_in)
         if handler.table_type is not None:
@@ -552,18 +654,17 @@ def lower(space, X) -> LayerTable:
 
 
 class _TotalsSink:
-    """Sums whole-network counts without materialising the table (the oracle's hot path)."""
+    """Sums whole-network counts without materialising the table (the oracle's hot path).
+
+    Slots sharing an optional context (the same conditions) are summed unmasked and the sum is
+    masked once per context, instead of masking every slot.
+    """
 
     ALIAS_OPS = {"dropout", "flatten"}
+    KEYS = ("macs", "ops", "params", "weight_elems", "activation_elems")
 
     def __init__(self, prog, B):
         self.B = B
-        self.macs = np.zeros(B)
-        self.ops = np.zeros(B)
-        self.params = np.zeros(B)
-        self.weight_elems = np.zeros(B)
-        self.activation_elems = np.zeros(B)
-        self.workspace_elems = np.zeros(B)
         consumers = {}
         for n in prog.nodes:
             for i in set(n.inputs):
@@ -573,28 +674,66 @@ class _TotalsSink:
             n.op in self.ALIAS_OPS or (REGISTRY[n.op].inplace and consumers.get(n.inputs[0], 0) == 1 and n.inputs[0] != -1)
             for n in prog.nodes
         ]
-        self.extra = {}  # kind -> callable(ev, nid, node, act, ins, c, h, w, counts) for cost models
+        self.groups = {}  # context key -> [mask, {field: sum}, workspace max]
+        self.ctx_key = [frozenset(n.conds) if n.when is None else ("when", i) for i, n in enumerate(prog.nodes)]
 
     def __call__(self, ev, nid, node, act, ins, c, h, w, counts):
-        a = act is not True
+        grp = self.groups.get(self.ctx_key[nid])
+        if grp is None:
+            grp = self.groups[self.ctx_key[nid]] = [act, {}, None]
+        sums = grp[1]
         macs = counts.get("macs")
         if macs is not None:
-            if a:
-                macs = macs * act
             if REGISTRY[node.op].gemm:
-                self.macs += macs
-            self.ops += macs
+                _acc(sums, "macs", macs)
+            _acc(sums, "ops", macs)
         p = counts.get("params")
         if p is not None:
-            self.params += p * act if a else p
-            we = counts["weight_elems"]
-            self.weight_elems += we * act if a else we
+            _acc(sums, "params", p)
+            _acc(sums, "weight_elems", counts["weight_elems"])
         if not self.shares[nid]:
-            e = _times(c, ev.area(h, w))
-            self.activation_elems += e * act if a else e
+            _acc(sums, "activation_elems", _times(c, ev.area(h, w)))
         ws = counts.get("workspace_elems")
         if ws is not None:
-            np.maximum(self.workspace_elems, ws * act if a else ws, out=self.workspace_elems)
+            grp[2] = ws if grp[2] is None else np.maximum(grp[2], ws)
+
+    def result(self) -> dict:
+        out = {k: np.zeros(self.B) for k in self.KEYS}
+        ws = np.zeros(self.B)
+        for act, sums, wmax in self.groups.values():
+            for k, entry in sums.items():
+                v = _acc_value(entry)
+                out[k] += v if act is True else v * act
+            if wmax is not None:
+                np.maximum(ws, wmax if act is True else wmax * act, out=ws)
+        out["workspace_elems"] = ws
+        return out
+
+
+def _acc(sums: dict, key: str, v):
+    """Add ``v`` to ``sums[key]``: a dense part plus ``Scaled`` terms grouped by their array."""
+    entry = sums.get(key)
+    if entry is None:
+        entry = sums[key] = [0, {}]
+    if isinstance(v, Scaled):
+        term = entry[1].get(id(v.arr))
+        if term is None:
+            entry[1][id(v.arr)] = [v.arr, v.coef]
+        else:
+            term[1] += v.coef
+    elif isinstance(entry[0], np.ndarray):
+        entry[0] += v
+    elif isinstance(v, np.ndarray):
+        entry[0] = v.astype(np.float64) + entry[0]  # a new float array, never the caller's
+    else:
+        entry[0] += v
+
+
+def _acc_value(entry):
+    total = entry[0]
+    for arr, coef in entry[1].values():
+        total = total + _times(arr, coef)
+    return total
 
 
 def fast_totals(space, X) -> dict:
@@ -603,10 +742,11 @@ def fast_totals(space, X) -> dict:
     X = space.check_encodings(X)
     sink = _TotalsSink(space.program, X.shape[0])
     ev = walk(space, X, sink)
+    r = sink.result()
     in_elems = space.program.in_channels * ev.area(ev.h[-1], ev.w[-1])
     return {
-        "macs": sink.macs, "ops": sink.ops, "params": sink.params,
-        "weights_bytes": sink.weight_elems * DTYPE_BYTES,
-        "activation_bytes": (sink.activation_elems + in_elems) * DTYPE_BYTES,
-        "workspace_bytes": sink.workspace_elems * DTYPE_BYTES,
+        "macs": r["macs"], "ops": r["ops"], "params": r["params"],
+        "weights_bytes": r["weight_elems"] * DTYPE_BYTES,
+        "activation_bytes": (r["activation_elems"] + in_elems) * DTYPE_BYTES,
+        "workspace_bytes": r["workspace_elems"] * DTYPE_BYTES,
     }

@@ -966,7 +966,7 @@ def _wire(layers: list[_Layer], in_blob: str, in_chw: tuple[int, int, int],
                 raise _forward_error(layers, i, j, blob, ln, deps, source)
             names.append(ref[j])
         if layer.type == "Split":
-            _check_arity(layer, "1", len(layer.tops))
+            _check_arity(layer, "1", max(1, len(layer.tops)))
             ref[i] = names[0]
             continue
         if layer.type == "Silence":

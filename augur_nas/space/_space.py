@@ -38,6 +38,7 @@ class SearchSpace:
         self.name = self.program.name or _stem(source)
         prog = self.program
         self.genes = [GeneInfo(g.name, g.options) for g in prog.genes]
+        self._sizes = np.array([g.size for g in self.genes], dtype=np.int64)
         # canonicalisation tables: for gene g, [(other gene, allowed[options] bool)]
         self._conds = []
         for g in prog.genes:
@@ -92,8 +93,8 @@ class SearchSpace:
                             f" ({self.source})")
         if X.size and not np.issubdtype(X.dtype, np.integer):
             raise SpecError(f"encodings must be integers, but got dtype {X.dtype} ({self.source})")
-        if X.size:
-            sizes = np.array([g.size for g in self.genes])
+        if X.size and (X.min() < 0 or (X.max(axis=0) >= self._sizes).any()):
+            sizes = self._sizes
             bad = (X < 0) | (X >= sizes[None, :])
             if bad.any():
                 i, g = map(int, np.argwhere(bad)[0])
