@@ -26,69 +26,88 @@ from .lowering import DTYPE_BYTES, REGISTRY, LayerTable, lower
 TOTAL_KEYS = ("macs", "ops", "params", "weights_bytes", "activation_bytes", "workspace_bytes", "peak_memory_bytes")
 
 
-def _buffers(table: LayerTable):
-    """For each slot: does it allocate its own output buffer ([L, B] bool), and which buffer
-    (slot index + 1; 0 is the network input) its output lives in ([L, B] int)."""
-    L, B = table.L, table.B
-    mask = table.rows["mask"]
-    consumers = np.zeros(L + 1, dtype=np.int64)
-    for ins in table.inputs:
-        for i in set(ins):
-            consumers[i + 1 if i >= 0 else 0] += 1
+ALIAS_OPS = ("identity", "select", "zero", "flatten", "dropout")
+
+
+def shares_input_buffer(prog) -> list:
+    """Per slot, statically: does it write into its input's buffer when active? (Views and
+    in-place layers whose input has no other reader; never the network input.)"""
+    cached = getattr(prog, "_shares_buffer", None)
+    if cached is None:
+        consumers: dict = {}
+        for n in prog.nodes:
+            for i in set(n.inputs):
+                consumers[i] = consumers.get(i, 0) + 1
+        cached = prog._shares_buffer = [
+            n.op in ALIAS_OPS or REGISTRY[n.op].table_type is None
+            or (REGISTRY[n.op].inplace and consumers.get(n.inputs[0], 0) == 1 and n.inputs[0] != -1)
+            for n in prog.nodes
+        ]
+    return cached
+
+
+def peak_activation(ops, inputs, shares, mask, out_elems, ws_elems, select_pos, entry_elems, keep_last=True):
+    """Largest live activation + workspace bytes over the execution of a run of slots.
+
+    ``inputs`` are local slot indices, -1 for the one tensor entering the run (the network
+    input, or a segment's entry) of ``entry_elems`` elements. Arrays are ``[L, B]``; a tensor
+    lives from its producer to its last reader, the run's last output until the end.
+    """
+    L = len(ops)
+    B = mask.shape[1] if L else len(np.atleast_1d(entry_elems))
+    cols = np.arange(B)
     buf = np.empty((L + 1, B), dtype=np.int64)
     buf[0] = 0
-    alloc = np.zeros((L, B), dtype=bool)
-    for s, (op, ins) in enumerate(zip(table.ops, table.inputs)):
-        first = ins[0] + 1 if ins[0] >= 0 else 0
-        h = REGISTRY[op]
-        if op in ("identity", "select", "zero", "flatten", "dropout") or h.table_type is None:
-            own = np.zeros(B, dtype=bool)
-        elif h.inplace and consumers[first] == 1 and first != 0:
-            own = np.zeros(B, dtype=bool)
-        else:
-            own = mask[s]
-        alloc[s] = own
-        if op == "select":
-            # a select is the chosen alternative's tensor
-            src = np.array([i + 1 if i >= 0 else 0 for i in ins])[table.select_pos[s]]
-            buf[s + 1] = buf[src, np.arange(B)]
-        else:
-            buf[s + 1] = np.where(own, s + 1, buf[first])
-    return alloc, buf
-
-
-def peak_memory(table: LayerTable) -> dict:
-    """Activation, workspace and peak bytes per candidate ([B] arrays)."""
-    L, B = table.L, table.B
-    rows = table.rows
-    alloc, buf = _buffers(table)
     size = np.zeros((L + 1, B), dtype=np.float64)
-    size[1:] = np.where(alloc, rows["out_elems"], 0) * DTYPE_BYTES
-    in_elems = _input_elems(table)
-    size[0] = in_elems * DTYPE_BYTES
-    last = np.arange(L + 1, dtype=np.int64)[:, None].repeat(B, axis=1)  # a buffer lives at least its own step
+    size[0] = np.broadcast_to(entry_elems, (B,)) * DTYPE_BYTES
+    for s in range(L):
+        ins = inputs[s]
+        first = ins[0] + 1
+        if ops[s] == "select":
+            src = np.array([i + 1 for i in ins])[select_pos[s]]
+            buf[s + 1] = buf[src, cols]
+        elif shares[s]:
+            buf[s + 1] = buf[first]
+        else:
+            buf[s + 1] = np.where(mask[s], s + 1, buf[first])
+            size[s + 1] = np.where(mask[s], out_elems[s], 0) * DTYPE_BYTES
+    last = np.arange(L + 1, dtype=np.int64)[:, None].repeat(B, axis=1)
     last[0] = 0
-    cols = np.arange(B)
-    mask = rows["mask"]
-    for s, ins in enumerate(table.inputs):
-        step = s + 1
-        for i in ins:
-            b = buf[i + 1 if i >= 0 else 0]
-            sel = mask[s]
-            last[b[sel], cols[sel]] = step
-    out_b = buf[-1]
-    last[out_b, cols] = L + 1  # the network output is kept
+    for s in range(L):
+        sel = mask[s]
+        for i in inputs[s]:
+            b = buf[i + 1]
+            last[b[sel], cols[sel]] = s + 1
+    if keep_last:
+        last[buf[-1], cols] = L + 1
     delta = np.zeros((L + 3, B), dtype=np.float64)
     delta[:L + 1] += size
     for b in range(L + 1):
         delta[last[b] + 1, cols] -= size[b]
-    live = np.cumsum(delta, axis=0)[1:L + 1]  # at each executed step (slot s at row s)
+    live = np.cumsum(delta, axis=0)[1:L + 1]
+    if not L:
+        return size[0], size
+    return (live + ws_elems * DTYPE_BYTES).max(axis=0), size
+
+
+def peak_memory(table: LayerTable, shares=None) -> dict:
+    """Activation, workspace and peak bytes per candidate ([B] arrays)."""
+    rows = table.rows
+    if shares is None:
+        shares = [op in ALIAS_OPS or REGISTRY[op].table_type is None for op in table.ops]
+        consumers: dict = {}
+        for ins in table.inputs:
+            for i in set(ins):
+                consumers[i] = consumers.get(i, 0) + 1
+        shares = [sh or (REGISTRY[op].inplace and consumers.get(ins[0], 0) == 1 and ins[0] != -1)
+                  for sh, op, ins in zip(shares, table.ops, table.inputs)]
+    peak, size = peak_activation(table.ops, table.inputs, shares, rows["mask"], rows["out_elems"],
+                                 rows["workspace_elems"], table.select_pos, _input_elems(table))
     ws = rows["workspace_elems"] * DTYPE_BYTES
-    peak_act = (live + ws).max(axis=0) if L else np.zeros(B)
     return {
         "activation_bytes": size.sum(axis=0),
-        "workspace_bytes": ws.max(axis=0) if L else np.zeros(B),
-        "peak_activation_bytes": peak_act,
+        "workspace_bytes": ws.max(axis=0) if table.L else np.zeros(table.B),
+        "peak_activation_bytes": peak,
     }
 
 

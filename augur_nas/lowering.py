@@ -160,10 +160,15 @@ class _Eval:
             act = m if act is True else (act & m)
         return act
 
+    errors = None
+
     def fail_if(self, bad, act, node, msg: Callable):
         """Raise a ShapeError naming the layer and the first candidate for which ``bad`` holds."""
         bad = np.asarray(bad) & np.asarray(act)
         if not bad.any():
+            return
+        if self.errors is not None:
+            self.errors.append((np.broadcast_to(bad, (self.B,)), node, msg, self))
             return
         i = int(np.argmax(bad)) if bad.ndim else 0
         cand = ""
@@ -605,14 +610,25 @@ def _passthrough_needed(prog) -> list:
     return need
 
 
-def walk(space, X, sink):
-    """Propagate shapes through every slot for candidates ``X`` and hand each priced slot to
-    ``sink(ev, nid, node, act, ins, c, h, w, counts)``. Returns the evaluation context."""
-    X = space.check_encodings(X)
+def walk(space, X, sink, start: int = 0, stop: int | None = None, entry=None, defer_errors: bool = False):
+    """Propagate shapes through slots ``start..stop`` for candidates ``X`` and hand each priced
+    slot to ``sink(ev, nid, node, act, ins, c, h, w, counts)``. Returns the evaluation context.
+
+    ``entry = (node, c, h, w, zero)`` gives the shapes of the one tensor a range reads from
+    before ``start``. With ``defer_errors`` shape errors are collected in ``ev.errors`` (a list
+    of (bad rows, message)) instead of raised: rows of a tabulation grid may be combinations
+    that no real candidate has.
+    """
+    X = space.check_encodings(X) if start == 0 and entry is None else X
     prog = space.program
     passthrough = _static_info(prog)["passthrough"]
     ev = _Eval(space, X)
-    for nid, node in enumerate(prog.nodes):
+    ev.errors = [] if defer_errors else None
+    if entry is not None:
+        e, c0, h0, w0, z0 = entry
+        ev.c[e], ev.h[e], ev.w[e], ev.zero[e] = c0, h0, w0, z0
+    nodes = prog.nodes if stop is None and start == 0 else prog.nodes[start:stop]
+    for nid, node in enumerate(nodes, start):
         handler = REGISTRY[node.op]
         act = ev.active(node)
         ins = node.inputs
@@ -665,17 +681,21 @@ class _TotalsSink:
 
     def __init__(self, prog, B):
         self.B = B
-        consumers = {}
-        for n in prog.nodes:
-            for i in set(n.inputs):
-                consumers[i] = consumers.get(i, 0) + 1
-        # in-place capable layers whose input has one reader share its buffer (as in analysis)
-        self.shares = [
-            n.op in self.ALIAS_OPS or (REGISTRY[n.op].inplace and consumers.get(n.inputs[0], 0) == 1 and n.inputs[0] != -1)
-            for n in prog.nodes
-        ]
+        static = getattr(prog, "_totals_static", None)
+        if static is None:
+            consumers = {}
+            for n in prog.nodes:
+                for i in set(n.inputs):
+                    consumers[i] = consumers.get(i, 0) + 1
+            # in-place capable layers whose input has one reader share its buffer (as in analysis)
+            shares = [
+                n.op in self.ALIAS_OPS or (REGISTRY[n.op].inplace and consumers.get(n.inputs[0], 0) == 1 and n.inputs[0] != -1)
+                for n in prog.nodes
+            ]
+            ctx = [frozenset(n.conds) if n.when is None else ("when", i) for i, n in enumerate(prog.nodes)]
+            static = prog._totals_static = (shares, ctx)
+        self.shares, self.ctx_key = static
         self.groups = {}  # context key -> [mask, {field: sum}, workspace max]
-        self.ctx_key = [frozenset(n.conds) if n.when is None else ("when", i) for i, n in enumerate(prog.nodes)]
 
     def __call__(self, ev, nid, node, act, ins, c, h, w, counts):
         grp = self.groups.get(self.ctx_key[nid])
@@ -736,17 +756,19 @@ def _acc_value(entry):
     return total
 
 
-def fast_totals(space, X) -> dict:
-    """MACs, params, weights, Caffe-like activations and workspace of ``X[B, G]``, each ``[B]``,
-    without building the layer table (the same conventions as ``analysis.totals``)."""
-    X = space.check_encodings(X)
-    sink = _TotalsSink(space.program, X.shape[0])
-    ev = walk(space, X, sink)
-    r = sink.result()
-    in_elems = space.program.in_channels * ev.area(ev.h[-1], ev.w[-1])
+def fast_totals(space, X, peak: bool = True) -> dict:
+    """The figures of ``analysis.totals`` for ``X[B, G]``, each ``[B]``, without building the
+    layer table: segments of the network are tabulated (see ``_segments``)."""
+    from ._segments import segment_sums
+
+    prog = space.program
+    r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak=peak)
+    B = len(in_elems)
+    get = lambda k: r.get(k, np.zeros(B))  # noqa: E731
     return {
-        "macs": r["macs"], "ops": r["ops"], "params": r["params"],
-        "weights_bytes": r["weight_elems"] * DTYPE_BYTES,
-        "activation_bytes": (r["activation_elems"] + in_elems) * DTYPE_BYTES,
-        "workspace_bytes": r["workspace_elems"] * DTYPE_BYTES,
+        "macs": get("macs"), "ops": get("ops"), "params": get("params"),
+        "weights_bytes": get("weight_elems") * DTYPE_BYTES,
+        "activation_bytes": (get("activation_elems") + in_elems) * DTYPE_BYTES,
+        "workspace_bytes": get("workspace_elems") * DTYPE_BYTES,
+        **({"peak_memory_bytes": get("weight_elems") * DTYPE_BYTES + np.maximum(get("peak_activation_bytes"), in_elems * DTYPE_BYTES)} if peak else {}),
     }

@@ -108,7 +108,18 @@ _NONNEG = "nonneg"
 _BOOL = "bool"
 _NUM = "num"
 _STR = "str"
+_PADINT = "padint"  # an integer pad (pools, and the items of a [ph, pw] pad): no `same`
 REQUIRED = object()
+
+# Bounds that keep every shape and count far inside 64-bit integers and every compile finite.
+MAX_INT = 1 << 24            # any integer or number parameter (channels, out, ratios, ...)
+MAX_WINDOW = 4096            # kernel, stride, dilation and pad
+MAX_RESOLUTION = 1 << 16     # input height and width
+MAX_STAGE_DEPTH = 1_000      # copies of a stage's block
+MAX_CELL_NODES = 64          # nodes of a cell
+MAX_NODES = 50_000           # primitive layer slots of the unrolled space
+# parameters that change a layer's structure: constants only (choose between whole layers instead)
+_CHOOSABLE_ENUMS = {"act", "mode"}
 
 COMMON = {"name", "inputs"}
 
@@ -119,8 +130,8 @@ PRIMITIVES: dict[str, dict] = {
     "dwconv": {"kernel": ("kernel", REQUIRED), "stride": ("pair", 1), "pad": ("pad", "same"),
                "multiplier": (_POSINT, 1), "dilation": ("pair", 1), "bias": (_BOOL, False)},
     "fc": {"out": (_POSINT, REQUIRED), "bias": (_BOOL, True)},
-    "maxpool": {"kernel": ("kernel", REQUIRED), "stride": ("pair", None), "pad": ("pad", 0), "ceil": (_BOOL, False)},
-    "avgpool": {"kernel": ("kernel", REQUIRED), "stride": ("pair", None), "pad": ("pad", 0), "ceil": (_BOOL, False)},
+    "maxpool": {"kernel": ("kernel", REQUIRED), "stride": ("pair", None), "pad": (_PADINT, 0), "ceil": (_BOOL, False)},
+    "avgpool": {"kernel": ("kernel", REQUIRED), "stride": ("pair", None), "pad": (_PADINT, 0), "ceil": (_BOOL, False)},
     "globalpool": {"mode": (("avg", "max"), "avg")},
     "batchnorm": {"affine": (_BOOL, True), "eps": (_NUM, 1e-5)},
     "scale": {"bias": (_BOOL, True)},
@@ -264,13 +275,20 @@ class Compiler:
         if kind == _NUM:
             if v < 0:
                 bad(">= 0")
+            if v > MAX_INT:
+                bad(f"at most {MAX_INT:,}")
             return
         if not float(v).is_integer():
             bad("an integer")
         if kind in (_POSINT, "kernel", "pair") and v < 1:
             self.fail(f"`{pname}` of {where} must be >= 1, but got {v}", keypath)
-        if kind in (_NONNEG, "pad") and v < 0:
+        if kind in (_NONNEG, "pad", _PADINT) and v < 0:
             self.fail(f"`{pname}` of {where} must be >= 0, but got {v}", keypath)
+        limit = MAX_WINDOW if kind in ("kernel", "pair", "pad", _PADINT) else MAX_INT
+        if pname == "resolution":
+            limit = MAX_RESOLUTION
+        if v > limit:
+            self.fail(f"`{pname}` of {where} must be at most {limit:,}, but got {v:,}", keypath)
 
     def params(self, op: str, schema: dict, raw: dict, keypath: str, where: str, conds: tuple):
         """Validate and convert an op's parameters into Exprs (plus the decode template)."""
@@ -295,18 +313,25 @@ class Compiler:
                 out[pname] = rv
                 tmpl[pname] = rv
                 continue
-            if isinstance(rv, list) and kind in ("kernel", "pair", "pad"):
+            if isinstance(rv, list) and kind in ("kernel", "pair", "pad", _PADINT):
                 if len(rv) != 2:
                     self.fail(f"`{pname}` of {where} must be one value or [h, w], but got {rv!r}", kp)
                 pair = []
                 for i, item in enumerate(rv):
                     e, t = self.value(item, f"{kp}[{i}]", conds)
-                    self._check_expr(kind, e, pname, where, kp)
+                    # `same` is a whole-pad setting; the items of [ph, pw] are integers
+                    self._check_expr(_PADINT if kind == "pad" else kind, e, pname, where, f"{kp}[{i}]")
                     pair.append((e, t))
                 out[pname] = (pair[0][0], pair[1][0])
                 tmpl[pname] = [pair[0][1], pair[1][1]]
                 continue
             e, t = self.value(rv, kp, conds)
+            if isinstance(e, GeneVal) and (kind == _BOOL or (isinstance(kind, tuple) and pname not in _CHOOSABLE_ENUMS)):
+                self.fail(f"`{pname}` of {where} cannot be a choice: it changes the structure of the layer; "
+                          f"write a layer `choice` between the variants instead", kp)
+            if isinstance(e, GeneVal) and kind == "pad" and "same" in e.options:
+                self.fail(f"a choice of `pad` for {where} must list integers, but it lists `same`; write "
+                          f"`pad: same` and choose the kernel instead", kp)
             self._check_expr(kind, e, pname, where, kp)
             out[pname] = e
             tmpl[pname] = t
@@ -323,6 +348,9 @@ class Compiler:
     def add_node(self, op, name, inputs, params, conds, keypath, when=None) -> int:
         if name in self.by_name:
             self.fail(f"the layer name `{name}` is used twice; layer names must be unique", keypath)
+        if len(self.nodes) >= MAX_NODES:
+            self.fail(f"the network unrolls to more than {MAX_NODES:,} layers (every copy of every stage and "
+                      f"every alternative counts); the file is refused", keypath)
         nid = len(self.nodes)
         self.nodes.append(Node(op, name, list(inputs), params, conds, when, keypath, TABLE_TYPE.get(op, op)))
         self.by_name[name] = nid
@@ -501,6 +529,10 @@ class Compiler:
         return y, tmpl
 
     def macro_mbconv(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        for v in ([p["expand"].value] if isinstance(p["expand"], Const) else p["expand"].options):
+            if v < 1:
+                self.fail(f"`expand` of layer `{name}` (mbconv) must be >= 1 (the expansion ratio of an inverted "
+                          f"residual), but got {v}", f"{kp}.expand")
         out = self.scaled(p["out"], p["width"])
         hidden = Fn(lambda c, e: _round_half_even(c * e), (Channels(x), p["expand"]))
         y = x
@@ -633,6 +665,9 @@ class Compiler:
             self.fail(f"layer `{name}` (stage) with `block` needs `depth`", kp)
         depth_e, depth_t = p["depth"], tmpl.get("depth")
         depths = [int(v) for v in ([depth_e.value] if isinstance(depth_e, Const) else depth_e.options)]
+        if max(depths) > MAX_STAGE_DEPTH:
+            self.fail(f"`depth` of layer `{name}` (stage) must be at most {MAX_STAGE_DEPTH:,}, but got "
+                      f"{max(depths):,}", f"{kp}.depth")
         share = bool(p["share"].value)
         g = depth_e.gene if isinstance(depth_e, GeneVal) else None
         parent = self.tree_stack[-1]
@@ -751,8 +786,9 @@ class Compiler:
         if bad:
             self.fail(f"`input` has no key `{bad[0]}` (allowed: channels, resolution)", f"input.{bad[0]}")
         ch = inp.get("channels", 3)
-        if isinstance(ch, bool) or not isinstance(ch, int) or ch < 1:
-            self.fail(f"`channels` of the input must be an integer >= 1, but got {ch!r}", "input.channels")
+        if isinstance(ch, bool) or not isinstance(ch, int) or not 1 <= ch <= MAX_INT:
+            self.fail(f"`channels` of the input must be an integer from 1 to {MAX_INT:,}, but got {ch!r}",
+                      "input.channels")
         if "resolution" not in inp:
             self.fail("`input` needs `resolution` (an integer, [h, w], or a choice)", "input.resolution")
         res = inp["resolution"]
@@ -777,8 +813,8 @@ class Compiler:
                     self.fail(f"`width_multiplier` must be > 0, but got {v}", "width_multiplier")
         if "width_divisor" in spec:
             d = spec["width_divisor"]
-            if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-                self.fail(f"`width_divisor` must be an integer >= 1, but got {d!r}", "width_divisor")
+            if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= MAX_INT:
+                self.fail(f"`width_divisor` must be an integer from 1 to {MAX_INT:,}, but got {d!r}", "width_divisor")
             self.divisor = d
             template["width_divisor"] = d
         cells = spec.get("cells") or {}
@@ -789,8 +825,9 @@ class Compiler:
             if not isinstance(cdef, dict) or "nodes" not in cdef or ("edge" not in cdef and "edges" not in cdef):
                 self.fail(f"cell `{cname}` needs `nodes` and `edge` (or `edges`)", ckp)
             n = cdef["nodes"]
-            if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-                self.fail(f"`nodes` of cell `{cname}` must be an integer >= 2, but got {n!r}", f"{ckp}.nodes")
+            if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_CELL_NODES:
+                self.fail(f"`nodes` of cell `{cname}` must be an integer from 2 to {MAX_CELL_NODES}, but got {n!r}",
+                          f"{ckp}.nodes")
             self.cells[str(cname)] = cdef
         layers = spec["layers"]
         if not isinstance(layers, list) or not layers:

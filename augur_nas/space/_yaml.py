@@ -27,6 +27,7 @@ def _check_node(node: yaml.Node, path: str) -> None:
         if key in sizes:
             return sizes[key]
         if isinstance(n, yaml.MappingNode):
+            _check_duplicate_keys(n, path)
             total = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in n.value)
         elif isinstance(n, yaml.SequenceNode):
             total = 1 + sum(size(v, depth + 1) for v in n.value)
@@ -41,6 +42,26 @@ def _check_node(node: yaml.Node, path: str) -> None:
         return total
 
     size(node, 0)
+
+
+def _at(node: yaml.Node) -> str:
+    return f"line {node.start_mark.line + 1}, column {node.start_mark.column + 1}"
+
+
+def _check_duplicate_keys(node: yaml.MappingNode, path: str) -> None:
+    """PyYAML silently keeps the last of two equal keys; a model file with one is refused."""
+    seen: dict = {}
+    for k, _ in node.value:
+        if not isinstance(k, yaml.ScalarNode) or k.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = (k.tag, k.value)
+        if key in seen:
+            first = seen[key]
+            raise SpecError(
+                f"{path} has the key `{k.value}` twice in one mapping (at {_at(first)} and {_at(k)}); YAML "
+                f"would silently keep only the last, so the file is refused ({path})"
+            )
+        seen[key] = k
 
 
 def load_yaml_text(text: str, source: str):

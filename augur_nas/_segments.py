@@ -1,0 +1,267 @@
+"""The fast path: whole-network sums by tabulating segments of the unrolled space.
+
+A network is a chain of segments (blocks) that read exactly one tensor from before them. What a
+segment adds to the totals depends only on that tensor's shape and on the genes the segment
+itself uses, and across a batch there are few distinct combinations of the two. So each
+segment is evaluated once per combination on a small grid (a few hundred rows), and each
+candidate gathers its segment sums by a dense key: a handful of array operations per segment
+instead of several per layer slot. Segments whose grid would be larger than the batch are
+evaluated directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._errors import ShapeError
+from .lowering import _expr_nodes, walk
+from .space._expr import Channels, Const, Fn, GeneVal
+
+MAX_GRID = 4096
+
+
+@dataclass
+class Segment:
+    start: int
+    stop: int  # exclusive; the exit tensor is node stop - 1
+    entry: int  # the one node read from before the segment (-1: the network input)
+    genes: tuple  # genes the segment's own slots use
+    radix: np.ndarray  # mixed-radix multipliers of those genes
+    combos: int  # product of their option counts
+
+
+def _expr_genes(e, out: set):
+    if isinstance(e, GeneVal):
+        out.add(e.gene)
+    elif isinstance(e, Fn):
+        for a in e.args:
+            _expr_genes(a, out)
+    elif isinstance(e, tuple):
+        for a in e:
+            _expr_genes(a, out)
+
+
+def segments(prog) -> list:
+    cached = getattr(prog, "_segments", None)
+    if cached is not None:
+        return cached
+    nodes = prog.nodes
+    L = len(nodes)
+    refs = []
+    for n in nodes:
+        r = set(n.inputs)
+        for e in list(n.params.values()) + [n.when]:
+            _expr_nodes(e, r)
+        refs.append(r)
+    # earliest node referenced by any node at or after position p
+    min_ref_after = [L] * (L + 1)
+    for p in range(L - 1, -1, -1):
+        min_ref_after[p] = min(min_ref_after[p + 1], min(refs[p]) if refs[p] else L)
+    # a cut after node p: nothing after p reads a node before p
+    segs, start = [], 0
+    for p in range(L):
+        if p == L - 1 or min_ref_after[p + 1] >= p:
+            entry_refs = {r for j in range(start, p + 1) for r in refs[j] if r < start}
+            if len(entry_refs) <= 1:
+                entry = entry_refs.pop() if entry_refs else start - 1
+                genes = set()
+                for j in range(start, p + 1):
+                    n = nodes[j]
+                    for e in list(n.params.values()) + [n.when]:
+                        _expr_genes(e, genes)
+                    if n.op == "select":
+                        genes.add(n.params["gene"])
+                    for g, _ in n.conds:
+                        genes.add(g)
+                genes = tuple(sorted(genes))
+                sizes = [len(prog.genes[g].options) for g in genes]
+                radix = np.ones(len(genes), dtype=np.int64)
+                for i in range(len(genes) - 2, -1, -1):
+                    radix[i] = radix[i + 1] * sizes[i + 1]
+                combos = int(np.prod(sizes, dtype=np.float64)) if genes else 1
+                segs.append(Segment(start, p + 1, entry, genes, radix, combos))
+                start = p + 1
+    prog._segments = segs
+    return segs
+
+
+class _Recorder:
+    """Records, for the slots of one segment, what the liveness analysis needs."""
+
+    def __init__(self, seg, N, inner):
+        n = seg.stop - seg.start
+        self.seg, self.inner = seg, inner
+        self.mask = np.zeros((n, N), dtype=bool)
+        self.out = np.zeros((n, N), dtype=np.int64)
+        self.ws = np.zeros((n, N), dtype=np.int64)
+
+    def __call__(self, ev, nid, node, act, ins, c, h, w, counts):
+        self.inner(ev, nid, node, act, ins, c, h, w, counts)
+        j = nid - self.seg.start
+        self.mask[j] = act
+        self.out[j] = ev.elems(c, h, w)
+        wsv = counts.get("workspace_elems")
+        if wsv is not None:
+            self.ws[j] = wsv if act is True else np.where(act, wsv, 0)
+
+    def result(self):
+        return self.inner.result()
+
+    def peak(self, prog, ev, entry_elems, last_segment):
+        from .analysis import peak_activation, shares_input_buffer
+
+        seg = self.seg
+        nodes = prog.nodes[seg.start:seg.stop]
+        ops = [n.op for n in nodes]
+        inputs = [[i - seg.start if i >= seg.start else -1 for i in n.inputs] for n in nodes]
+        shares = shares_input_buffer(prog)[seg.start:seg.stop]
+        sel = {j: ev.select_pos[seg.start + j] for j, o in enumerate(ops) if o == "select"}
+        peak, _ = peak_activation(ops, inputs, shares, self.mask, self.out, self.ws, sel, entry_elems)
+        return peak
+
+
+class _State:
+    """Distinct shapes of the tensor between two segments, and each candidate's code into them."""
+
+    def __init__(self, c, h, w, zero):
+        self.c, self.h, self.w, self.zero = c, h, w, zero
+
+    @property
+    def n(self) -> int:
+        return len(self.c)
+
+
+def _unique_states(c, h, w, zero, N):
+    c = np.broadcast_to(np.asarray(c, dtype=np.int64), (N,))
+    h = np.broadcast_to(np.asarray(h, dtype=np.int64), (N,))
+    w = np.broadcast_to(np.asarray(w, dtype=np.int64), (N,))
+    z = np.broadcast_to(np.asarray(zero, dtype=np.int64), (N,))
+    if c.max(initial=0) < 2**21 and max(h.max(initial=0), w.max(initial=0)) < 2**20 and min(c.min(initial=0), h.min(initial=0), w.min(initial=0)) >= 0:
+        packed = (c << 42) | (h << 22) | (w << 1) | z
+        uniq, inv = np.unique(packed, return_inverse=True)
+        return _State(uniq >> 42, (uniq >> 22) & (2**20 - 1), (uniq >> 1) & (2**21 - 1), (uniq & 1).astype(bool)), inv.reshape(-1)
+    stacked = np.stack([c, h, w, z], axis=1)
+    uniq, inv = np.unique(stacked, axis=0, return_inverse=True)
+    return _State(uniq[:, 0], uniq[:, 1], uniq[:, 2], uniq[:, 3].astype(bool)), inv.reshape(-1)
+
+
+def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activation_bytes"), peak=False):
+    """Whole-network sums for candidates ``X`` through segment tabulation.
+
+    ``make_sink(B)`` makes a sink for ``walk`` with a ``result() -> {field: [B] array}``.
+    Returns ({field: [B] array}, the network input's element count per candidate).
+    """
+    X = space.check_encodings(X)
+    prog = space.program
+    B = X.shape[0]
+    segs = segments(prog)
+    XT = np.ascontiguousarray(X.T)  # gene columns, contiguous for the key arithmetic
+    totals: dict = {}
+    G = space.n_genes
+    # the network input: its shape depends on the genes of the resolution only
+    in_genes: set = set()
+    _expr_genes(prog.in_h, in_genes)
+    _expr_genes(prog.in_w, in_genes)
+    in_genes = tuple(sorted(in_genes))
+    if in_genes:
+        key, grid = _grid(space, X, in_genes)
+        from .lowering import _Eval
+
+        ev = _Eval(space, grid)
+        state, codes_grid = _unique_states(prog.in_channels, ev.h[-1], ev.w[-1], False, len(grid))
+        codes = codes_grid[key]
+    else:
+        from .lowering import _Eval
+
+        ev = _Eval(space, np.zeros((1, G), dtype=np.int64))
+        state = _State(np.array([prog.in_channels]), np.atleast_1d(ev.h[-1]), np.atleast_1d(ev.w[-1]), np.array([False]))
+        codes = np.zeros(B, dtype=np.int64)
+    in_elems = (state.c * state.h * state.w)[codes]
+    states = {-1: (state, codes)}
+    for seg in segs:
+        st, cd = states[seg.entry]
+        N = st.n * seg.combos
+        if N <= min(MAX_GRID, B):
+            out_state, out_codes, sums = _tabulate(space, X, XT, seg, st, cd, make_sink, peak)
+        else:
+            out_state, out_codes, sums = _direct(space, X, seg, st, cd, make_sink, peak)
+        for k, v in sums.items():
+            if k in reduce_max:
+                totals[k] = v if k not in totals else np.maximum(totals[k], v)
+            else:
+                totals[k] = v if k not in totals else totals[k] + v
+        states[seg.stop - 1] = (out_state, out_codes)
+    return totals, in_elems
+
+
+def _grid(space, X, genes):
+    """Dense keys of X over ``genes`` and the grid of every combination of them."""
+    prog = space.program
+    sizes = [len(prog.genes[g].options) for g in genes]
+    radix = np.ones(len(genes), dtype=np.int64)
+    for i in range(len(genes) - 2, -1, -1):
+        radix[i] = radix[i + 1] * sizes[i + 1]
+    key = np.zeros(X.shape[0], dtype=np.int64)
+    for g, r in zip(genes, radix):
+        key += X[:, g] * r if r != 1 else X[:, g]
+    n = int(np.prod(sizes))
+    idx = np.arange(n, dtype=np.int64)
+    grid = np.zeros((n, space.n_genes), dtype=np.int64)
+    for g, r, sz in zip(genes, radix, sizes):
+        grid[:, g] = (idx // r) % sz
+    return key, grid
+
+
+def _tabulate(space, X, XT, seg, st, codes, make_sink, peak=False):
+    R = seg.combos
+    N = st.n * R
+    key = codes * R if R != 1 else codes.copy()
+    for g, r in zip(seg.genes, seg.radix):
+        key += XT[g] * r if r != 1 else XT[g]
+    idx = np.arange(N, dtype=np.int64)
+    grid = np.zeros((N, space.n_genes), dtype=np.int64)
+    sizes = [len(space.program.genes[g].options) for g in seg.genes]
+    for g, r, sz in zip(seg.genes, seg.radix, sizes):
+        grid[:, g] = (idx // r) % sz
+    s_idx = idx // R
+    entry = (seg.entry, st.c[s_idx], st.h[s_idx], st.w[s_idx], st.zero[s_idx] if st.zero.any() else False)
+    sink = _Recorder(seg, N, make_sink(N)) if peak else make_sink(N)
+    ev = walk(space, grid, sink, seg.start, seg.stop, entry, defer_errors=True)
+    _raise_deferred(space, X, ev, key)
+    out = seg.stop - 1
+    out_state, grid_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N)
+    res = sink.result()
+    if peak:
+        res["peak_activation_bytes"] = sink.peak(space.program, ev, st.c[s_idx] * st.h[s_idx] * st.w[s_idx], False)
+    sums = {k: v[key] for k, v in res.items()}
+    return out_state, grid_codes[key], sums
+
+
+def _direct(space, X, seg, st, codes, make_sink, peak=False):
+    B = X.shape[0]
+    entry = (seg.entry, st.c[codes], st.h[codes], st.w[codes], st.zero[codes] if st.zero.any() else False)
+    sink = _Recorder(seg, B, make_sink(B)) if peak else make_sink(B)
+    ev = walk(space, X, sink, seg.start, seg.stop, entry, defer_errors=True)
+    _raise_deferred(space, X, ev, np.arange(B))
+    out = seg.stop - 1
+    out_state, out_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], B)
+    res = sink.result()
+    if peak:
+        res["peak_activation_bytes"] = sink.peak(space.program, ev, st.c[codes] * st.h[codes] * st.w[codes], False)
+    return out_state, out_codes, res
+
+
+def _raise_deferred(space, X, ev, key):
+    if not ev.errors:
+        return
+    for bad, node, msg, gev in ev.errors:
+        hit = bad[key]
+        if hit.any():
+            i = int(np.argmax(hit))
+            row = int(key[i])
+            pick = (lambda a: a[row] if isinstance(a, np.ndarray) and a.ndim else a)
+            picks = [f"{g.name}={g.options[X[i, j]]}" for j, g in enumerate(space.genes)][:8]
+            cand = f" for candidate {i} ({', '.join(picks)}{', ...' if space.n_genes > 8 else ''})" if space.n_genes else ""
+            raise ShapeError(f"{msg(pick)}{cand} ({space.program.source}, {node.keypath})")
