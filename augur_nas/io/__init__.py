@@ -1,0 +1,1 @@
+"""Importers and exporters: Caffe prototxt, ONNX, PyTorch (each imported lazily)."""

@@ -1,0 +1,140 @@
+"""Shared fixtures and figures of the foundation tests (zoo, spaces, lowering, bad input).
+
+The paper's figures are copied here from Lu et al., "Modeling the Resource Requirements of
+Convolutional Neural Networks on Mobile Devices", ACM MM 2017 (Tables 1-6); the tests never read
+files outside the repository.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT / "spaces" / "zoo"
+SPACES = ROOT / "spaces"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+MiB = 2**20
+
+# Table 1: layers of each type ("norm" is LRN for alexnet/googlenet, BatchNorm for resnet50).
+PAPER_LAYER_COUNTS = {
+    "alexnet": {"conv": 5, "pool": 3, "lrn": 2, "relu": 7, "fc": 3},
+    "vgg16": {"conv": 13, "pool": 5, "relu": 15, "fc": 3},
+    "googlenet": {"conv": 57, "pool": 14, "lrn": 2, "relu": 57, "fc": 1, "concat": 9},
+    "resnet50": {"conv": 53, "pool": 2, "batchnorm": 53, "relu": 49, "fc": 1, "scale": 53, "eltwise": 16},
+}
+PAPER_LAYER_TOTALS = {"alexnet": 20, "vgg16": 36, "googlenet": 140, "resnet50": 227}
+
+# "FLOPs" rows of Tables 2, 3, 5, 6 (MACs, millions).
+PAPER_MACS_M = {
+    "alexnet": {"conv": 666, "fc": 59, "total": 729},
+    "vgg16": {"conv": 15360, "fc": 124, "total": 15503},
+    "googlenet": {"conv": 1585, "fc": 1, "total": 1606},
+    "resnet50": {"conv": 3866, "fc": 2, "total": 3922},
+}
+
+# Table 4, parsed from the prototxt (the paper's "MB" are MiB: AlexNet's 60,965,224 float32
+# parameters are 232.6 MiB = 243.9 MB, printed 233).
+PAPER_MEMORY_MIB = {
+    "alexnet": {"weights": 233, "data": 8, "workspace": 11},
+    "vgg16": {"weights": 528, "data": 110, "workspace": 168},
+    "googlenet": {"weights": 26, "data": 53, "workspace": 46},
+    "resnet50": {"weights": 97, "data": 221, "workspace": 79},
+}
+
+# Exact parameter counts (Caffe model zoo / torchvision).
+PARAMS = {
+    "alexnet": 60_965_224,
+    "vgg16": 138_357_544,
+    "resnet50": 25_557_032,
+    "resnet18": 11_689_512,
+    "mobilenet_v2": 3_504_872,
+}
+MOBILENET_V2_MACS = 300.8e6  # torchvision mobilenet_v2: 300,774,272 conv + linear MACs
+
+# tolerances the figures are checked to
+TOL_CONV_MACS, TOL_FC_MACS, TOL_WEIGHTS, TOL_TOTAL_OPS = 0.03, 0.05, 0.03, 0.01
+
+ZOO_MODELS = sorted(p.stem for p in ZOO.glob("*.yaml"))
+ZOO_PROTOTXT = sorted(p.stem for p in ZOO.glob("*.prototxt"))
+SHIPPED_SPACES = sorted(p.stem for p in SPACES.glob("*.yaml"))
+
+
+def paper_problems(name: str, res: dict) -> list[str]:
+    """Every way the analysis ``res`` of zoo model ``name`` disagrees with the paper (or [])."""
+    out = []
+    bt, t = res["by_type"], res["totals"]
+    if name in PAPER_LAYER_COUNTS:
+        for typ, n in PAPER_LAYER_COUNTS[name].items():
+            got = bt.get(typ, {}).get("count", 0)
+            if got != n:
+                out.append(f"{name}: {got} {typ} layers, Table 1 has {n}")
+        total = sum(bt.get(typ, {}).get("count", 0) for typ in PAPER_LAYER_COUNTS[name])
+        if total != PAPER_LAYER_TOTALS[name]:
+            out.append(f"{name}: {total} Table-1 layers, Table 1 has {PAPER_LAYER_TOTALS[name]}")
+    if name in PAPER_MACS_M:
+        for typ, tol in (("conv", TOL_CONV_MACS), ("fc", TOL_FC_MACS)):
+            got = bt[typ]["macs"] / 1e6
+            want = PAPER_MACS_M[name][typ]
+            if abs(got - want) > tol * want:
+                out.append(f"{name}: {typ} {got:.1f}M MACs, the paper has {want}M (+-{tol:.0%})")
+        got, want = t["ops"] / 1e6, PAPER_MACS_M[name]["total"]
+        if abs(got - want) > TOL_TOTAL_OPS * want:
+            out.append(f"{name}: {got:.1f}M ops in all, the paper has {want}M (+-{TOL_TOTAL_OPS:.0%})")
+    if name in PAPER_MEMORY_MIB:
+        got, want = t["weights_bytes"] / MiB, PAPER_MEMORY_MIB[name]["weights"]
+        if abs(got - want) > TOL_WEIGHTS * want:
+            out.append(f"{name}: weights {got:.1f} MiB, Table 4 has {want} (+-{TOL_WEIGHTS:.0%})")
+    if name in PARAMS and t["params"] != PARAMS[name]:
+        out.append(f"{name}: {t['params']:,} params, expected {PARAMS[name]:,}")
+    if name == "mobilenet_v2" and abs(t["macs"] - MOBILENET_V2_MACS) > 1e-3 * MOBILENET_V2_MACS:
+        out.append(f"mobilenet_v2: {t['macs'] / 1e6:.2f}M MACs, expected 300.8M (+-0.1%)")
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def zoo_analysis(name: str, ext: str = "yaml") -> dict:
+    from augur_nas import analyze, load_model
+
+    return analyze(load_model(ZOO / f"{name}.{ext}"))
+
+
+@functools.lru_cache(maxsize=None)
+def shipped_space(name: str):
+    from augur_nas import load_space
+
+    return load_space(SPACES / f"{name}.yaml")
+
+
+@functools.lru_cache(maxsize=None)
+def zoo_model(name: str):
+    from augur_nas import load_model
+
+    return load_model(ZOO / f"{name}.yaml")
+
+
+def active_layers(table, b: int, fields=("out_c", "out_h", "out_w", "macs", "params")) -> list[tuple]:
+    """The counted (Table-1 typed, active) layers of candidate ``b``, in order."""
+    mask = np.asarray(table.mask)[b]
+    cols = {f: np.asarray(getattr(table, f))[b] for f in fields}
+    return [(table.types[s],) + tuple(cols[f][s].item() for f in fields)
+            for s in range(table.L) if table.types[s] is not None and mask[s]]
+
+
+@pytest.fixture
+def write(tmp_path):
+    """``write(name, text)`` -> path of a file in a temporary folder."""
+
+    def _write(name: str, text: str | bytes) -> Path:
+        p = tmp_path / name
+        if isinstance(text, bytes):
+            p.write_bytes(text)
+        else:
+            p.write_text(text, encoding="utf-8")
+        return p
+
+    return _write
