@@ -4,12 +4,14 @@ from ._errors import AugurError, ConstraintError, MeasurementError, ProfileError
 from .analysis import analyze, analyze_batch, totals
 from .lowering import LayerTable, lower
 from .models import from_torch, load_model
+from .oracle import Oracle
+from .profile import load_profile, save_profile
 from .space import SearchSpace, load_space, load_space_dict
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AugurError", "ConstraintError", "MeasurementError", "ProfileError", "ShapeError", "SpecError",
-    "UnsupportedOpError", "analyze", "analyze_batch", "totals", "load_model", "from_torch", "LayerTable", "lower", "SearchSpace", "load_space", "load_space_dict",
+    "UnsupportedOpError", "analyze", "analyze_batch", "totals", "load_model", "from_torch", "Oracle", "load_profile", "save_profile", "LayerTable", "lower", "SearchSpace", "load_space", "load_space_dict",
     "__version__",
 ]

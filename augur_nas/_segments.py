@@ -88,37 +88,55 @@ def segments(prog) -> list:
 
 
 class _Recorder:
-    """Records, for the slots of one segment, what the liveness analysis needs."""
+    """Records every field of one segment's slots (a small layer table of the grid rows), for
+    the liveness analysis and for cost models that price layer tables."""
 
     def __init__(self, seg, N, inner):
+        from .lowering import FIELDS
+
         n = seg.stop - seg.start
-        self.seg, self.inner = seg, inner
-        self.mask = np.zeros((n, N), dtype=bool)
-        self.out = np.zeros((n, N), dtype=np.int64)
-        self.ws = np.zeros((n, N), dtype=np.int64)
+        self.seg, self.inner, self.N = seg, inner, N
+        self.rows = {f: np.zeros((n, N), dtype=np.float64 if f == "macs" else np.int64) for f in FIELDS}
+        self.rows["mask"] = np.zeros((n, N), dtype=bool)
 
     def __call__(self, ev, nid, node, act, ins, c, h, w, counts):
+        from .lowering import FIELDS, _value
+
         self.inner(ev, nid, node, act, ins, c, h, w, counts)
         j = nid - self.seg.start
-        self.mask[j] = act
-        self.out[j] = ev.elems(c, h, w)
-        wsv = counts.get("workspace_elems")
-        if wsv is not None:
-            self.ws[j] = wsv if act is True else np.where(act, wsv, 0)
+        rows = self.rows
+        rows["mask"][j] = act
+        i0 = ins[0]
+        rows["in_c"][j], rows["in_h"][j], rows["in_w"][j] = ev.c[i0], ev.h[i0], ev.w[i0]
+        rows["out_c"][j], rows["out_h"][j], rows["out_w"][j] = c, h, w
+        rows["in_elems"][j] = sum(ev.elems(ev.c[i], ev.h[i], ev.w[i]) for i in ins)
+        rows["out_elems"][j] = ev.elems(c, h, w)
+        for f, v in counts.items():
+            rows[f][j] = _value(v)
+        if act is not True:
+            m = rows["mask"][j]
+            for f in FIELDS:
+                rows[f][j] *= m
 
     def result(self):
         return self.inner.result()
 
-    def peak(self, prog, ev, entry_elems, last_segment):
-        from .analysis import peak_activation, shares_input_buffer
+    def table(self, prog, ev):
+        from .lowering import REGISTRY, LayerTable
 
         seg = self.seg
         nodes = prog.nodes[seg.start:seg.stop]
-        ops = [n.op for n in nodes]
         inputs = [[i - seg.start if i >= seg.start else -1 for i in n.inputs] for n in nodes]
-        shares = shares_input_buffer(prog)[seg.start:seg.stop]
-        sel = {j: ev.select_pos[seg.start + j] for j, o in enumerate(ops) if o == "select"}
-        peak, _ = peak_activation(ops, inputs, shares, self.mask, self.out, self.ws, sel, entry_elems)
+        sel = {j: ev.select_pos[seg.start + j] for j, n in enumerate(nodes) if n.op == "select"}
+        return LayerTable([n.name for n in nodes], [n.op for n in nodes], [REGISTRY[n.op].table_type for n in nodes],
+                          inputs, self.rows, prog.source, sel)
+
+    def peak(self, prog, table, entry_elems):
+        from .analysis import peak_activation, shares_input_buffer
+
+        shares = shares_input_buffer(prog)[self.seg.start:self.seg.stop]
+        peak, _ = peak_activation(table.ops, table.inputs, shares, self.rows["mask"], self.rows["out_elems"],
+                                  self.rows["workspace_elems"], table.select_pos, entry_elems)
         return peak
 
 
@@ -147,10 +165,15 @@ def _unique_states(c, h, w, zero, N):
     return _State(uniq[:, 0], uniq[:, 1], uniq[:, 2], uniq[:, 3].astype(bool)), inv.reshape(-1)
 
 
-def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activation_bytes"), peak=False):
+def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activation_bytes"), peak=False,
+                 seg_fn=None, keep=None):
     """Whole-network sums for candidates ``X`` through segment tabulation.
 
     ``make_sink(B)`` makes a sink for ``walk`` with a ``result() -> {field: [B] array}``.
+    With ``peak`` the largest live activation bytes are added (``peak_activation_bytes``, a
+    max over segments); ``seg_fn(table)`` prices a segment's small layer table (its rows are
+    the grid) and returns more ``{field: [rows] array}`` sums, e.g. a cost model's latency.
+    ``keep`` (a set of field names) limits what is gathered per candidate.
     Returns ({field: [B] array}, the network input's element count per candidate).
     """
     X = space.check_encodings(X)
@@ -184,14 +207,17 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
         st, cd = states[seg.entry]
         N = st.n * seg.combos
         if N <= min(MAX_GRID, B):
-            out_state, out_codes, sums = _tabulate(space, X, XT, seg, st, cd, make_sink, peak)
+            out_state, out_codes, sums = _tabulate(space, X, XT, seg, st, cd, make_sink, peak, seg_fn, keep)
         else:
-            out_state, out_codes, sums = _direct(space, X, seg, st, cd, make_sink, peak)
+            out_state, out_codes, sums = _direct(space, X, seg, st, cd, make_sink, peak, seg_fn)
         for k, v in sums.items():
-            if k in reduce_max:
-                totals[k] = v if k not in totals else np.maximum(totals[k], v)
+            cur = totals.get(k)
+            if cur is None:
+                totals[k] = np.array(v, dtype=np.float64)  # owned, so later adds can be in place
+            elif k in reduce_max:
+                np.maximum(cur, v, out=cur)
             else:
-                totals[k] = v if k not in totals else totals[k] + v
+                np.add(cur, v, out=cur)
         states[seg.stop - 1] = (out_state, out_codes)
     return totals, in_elems
 
@@ -214,7 +240,7 @@ def _grid(space, X, genes):
     return key, grid
 
 
-def _tabulate(space, X, XT, seg, st, codes, make_sink, peak=False):
+def _tabulate(space, X, XT, seg, st, codes, make_sink, peak=False, seg_fn=None, keep=None):
     R = seg.combos
     N = st.n * R
     key = codes * R if R != 1 else codes.copy()
@@ -227,29 +253,40 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak=False):
         grid[:, g] = (idx // r) % sz
     s_idx = idx // R
     entry = (seg.entry, st.c[s_idx], st.h[s_idx], st.w[s_idx], st.zero[s_idx] if st.zero.any() else False)
-    sink = _Recorder(seg, N, make_sink(N)) if peak else make_sink(N)
+    sink = _Recorder(seg, N, make_sink(N)) if (peak or seg_fn) else make_sink(N)
     ev = walk(space, grid, sink, seg.start, seg.stop, entry, defer_errors=True)
     _raise_deferred(space, X, ev, key)
     out = seg.stop - 1
     out_state, grid_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N)
-    res = sink.result()
-    if peak:
-        res["peak_activation_bytes"] = sink.peak(space.program, ev, st.c[s_idx] * st.h[s_idx] * st.w[s_idx], False)
-    sums = {k: v[key] for k, v in res.items()}
-    return out_state, grid_codes[key], sums
+    res = _extras(space, sink, ev, st.c[s_idx] * st.h[s_idx] * st.w[s_idx], peak, seg_fn)
+    names = [k for k in res if keep is None or k in keep or k.startswith("latency_ms.")]
+    grid_vals = np.empty((len(names), N), dtype=np.float64)
+    for i, k in enumerate(names):
+        grid_vals[i] = res[k]
+    gathered = grid_vals[:, key]  # one gather of every field: [F, B]
+    return out_state, grid_codes[key], dict(zip(names, gathered))
 
 
-def _direct(space, X, seg, st, codes, make_sink, peak=False):
+def _extras(space, sink, ev, entry_elems, peak, seg_fn):
+    res = dict(sink.result())
+    if peak or seg_fn:
+        table = sink.table(space.program, ev)
+        if peak:
+            res["peak_activation_bytes"] = sink.peak(space.program, table, entry_elems)
+        if seg_fn:
+            res.update(seg_fn(table))
+    return res
+
+
+def _direct(space, X, seg, st, codes, make_sink, peak=False, seg_fn=None):
     B = X.shape[0]
     entry = (seg.entry, st.c[codes], st.h[codes], st.w[codes], st.zero[codes] if st.zero.any() else False)
-    sink = _Recorder(seg, B, make_sink(B)) if peak else make_sink(B)
+    sink = _Recorder(seg, B, make_sink(B)) if (peak or seg_fn) else make_sink(B)
     ev = walk(space, X, sink, seg.start, seg.stop, entry, defer_errors=True)
     _raise_deferred(space, X, ev, np.arange(B))
     out = seg.stop - 1
     out_state, out_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], B)
-    res = sink.result()
-    if peak:
-        res["peak_activation_bytes"] = sink.peak(space.program, ev, st.c[codes] * st.h[codes] * st.w[codes], False)
+    res = _extras(space, sink, ev, st.c[codes] * st.h[codes] * st.w[codes], peak, seg_fn)
     return out_state, out_codes, res
 
 

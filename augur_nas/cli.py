@@ -161,5 +161,9 @@ def main(argv=None) -> int:
         return 0
 
 
+from ._cli_predict import register as _register_predict; _EXTRA_COMMANDS.append(_register_predict)  # noqa: E402,E702
+from ._cli_export import register as _register_export; _EXTRA_COMMANDS.append(_register_export)  # noqa: E402,E702
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,17 +1,26 @@
 """Shared fixtures and figures of the foundation tests (zoo, spaces, lowering, bad input).
 
-The paper's figures are copied here from Lu et al., "Modeling the Resource Requirements of
-Convolutional Neural Networks on Mobile Devices", ACM MM 2017 (Tables 1-6); the tests never read
-files outside the repository.
+The paper's figures (Lu et al., "Modeling the Resource Requirements of Convolutional Neural
+Networks on Mobile Devices", ACM MM 2017, Tables 1-6) are read from the copy packaged with
+augur-nas, augur_nas/data/paper_tables.yaml; the tests never read files outside the repository.
 """
 
 from __future__ import annotations
 
 import functools
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# nothing written into the working tree, the same examples every run, no per-example deadline
+set_hypothesis_home_dir(tempfile.mkdtemp(prefix="augur-hypothesis-"))
+settings.register_profile("augur", database=None, deadline=None, derandomize=True)
+settings.load_profile("augur")
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "spaces" / "zoo"
@@ -20,31 +29,23 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 
 MiB = 2**20
 
-# Table 1: layers of each type ("norm" is LRN for alexnet/googlenet, BatchNorm for resnet50).
+# The paper's figures, as packaged with augur-nas (augur_nas/data/paper_tables.yaml).
+PAPER = yaml.safe_load((ROOT / "augur_nas" / "data" / "paper_tables.yaml").read_text())
+_NORM = {"alexnet": "lrn", "googlenet": "lrn", "resnet50": "batchnorm"}  # Table 1's "norm"
+
+# Table 1: layers of each type.
 PAPER_LAYER_COUNTS = {
-    "alexnet": {"conv": 5, "pool": 3, "lrn": 2, "relu": 7, "fc": 3},
-    "vgg16": {"conv": 13, "pool": 5, "relu": 15, "fc": 3},
-    "googlenet": {"conv": 57, "pool": 14, "lrn": 2, "relu": 57, "fc": 1, "concat": 9},
-    "resnet50": {"conv": 53, "pool": 2, "batchnorm": 53, "relu": 49, "fc": 1, "scale": 53, "eltwise": 16},
+    model: {(_NORM[model] if typ == "norm" else typ): n for typ, n in counts.items() if typ != "total"}
+    for model, counts in PAPER["layer_counts"].items()
 }
-PAPER_LAYER_TOTALS = {"alexnet": 20, "vgg16": 36, "googlenet": 140, "resnet50": 227}
+PAPER_LAYER_TOTALS = {model: counts["total"] for model, counts in PAPER["layer_counts"].items()}
 
 # "FLOPs" rows of Tables 2, 3, 5, 6 (MACs, millions).
-PAPER_MACS_M = {
-    "alexnet": {"conv": 666, "fc": 59, "total": 729},
-    "vgg16": {"conv": 15360, "fc": 124, "total": 15503},
-    "googlenet": {"conv": 1585, "fc": 1, "total": 1606},
-    "resnet50": {"conv": 3866, "fc": 2, "total": 3922},
-}
+PAPER_MACS_M = PAPER["macs_millions"]
 
 # Table 4, parsed from the prototxt (the paper's "MB" are MiB: AlexNet's 60,965,224 float32
 # parameters are 232.6 MiB = 243.9 MB, printed 233).
-PAPER_MEMORY_MIB = {
-    "alexnet": {"weights": 233, "data": 8, "workspace": 11},
-    "vgg16": {"weights": 528, "data": 110, "workspace": 168},
-    "googlenet": {"weights": 26, "data": 53, "workspace": 46},
-    "resnet50": {"weights": 97, "data": 221, "workspace": 79},
-}
+PAPER_MEMORY_MIB = PAPER["memory_mb"]["parsed"]
 
 # Exact parameter counts (Caffe model zoo / torchvision).
 PARAMS = {

@@ -13,6 +13,7 @@ from ._compile import Choice, Compiler, Prod, Program, TAlt, TStage, TVal
 from ._yaml import read_yaml_file
 
 ENUMERATE_LIMIT = 10**7
+CHECK_ALL_LIMIT = 256  # spaces up to this size have every candidate's shapes checked at load
 MAX_TENSOR_ELEMS = 2.0**40  # elements of one tensor (4 TiB of float32)
 MAX_LAYER_MACS = 2.0**56    # multiply-accumulates of one layer
 
@@ -169,9 +170,13 @@ class SearchSpace:
 
     # -- internal ---------------------------------------------------------------------------------
     def _check_shapes(self):
-        """Lower a few candidates so that a space whose shapes go wrong fails at load time."""
+        """Lower candidates so that a space whose shapes go wrong fails at load time: all of them in a
+        small space, else the first, the last options and 30 random ones."""
         if self.n_genes == 0:
             self._check_table(np.zeros((1, 0), dtype=np.int64))
+            return
+        if self.size <= CHECK_ALL_LIMIT:  # small spaces: every candidate, so the check is exact
+            self._check_table(self.enumerate())
             return
         X = [np.zeros(self.n_genes, dtype=np.int64), np.array([g.size - 1 for g in self.genes], dtype=np.int64)]
         rng = np.random.default_rng(0)
@@ -229,7 +234,7 @@ def _rows(t, G: int) -> np.ndarray:
         acc = np.zeros((1, G), dtype=np.int64)
         for c in t.children:
             r = _rows(c, G)
-            acc = (acc[:, None, :] + r[None, :, :]).reshape(-1, G)
+            acc = (acc[:, None, :] + r[None, :, :]).reshape(len(acc) * len(r), G)
         return acc
     parts = []
     for o, b in enumerate(t.branches):

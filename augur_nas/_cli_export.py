@@ -1,0 +1,61 @@
+"""``augur-nas export``: write a model, or one candidate of a search space, as an ONNX file."""
+
+from __future__ import annotations
+
+import os
+
+from ._errors import SpecError
+
+
+def _fmt_bytes(v: float) -> str:
+    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(v) >= div:
+            return f"{v / div:.1f} {unit}"
+    return f"{v:.0f} B"
+
+
+def _load(path: str, candidate, seed: int):
+    """The model to export: a model file, or candidate ``I`` of a space (sample ``I`` of
+    ``space.sample(I + 1, seed)``, the same candidate ``augur-nas space PATH --seed S --decode I``
+    prints)."""
+    from .models import load_model
+    from .space import load_space
+
+    if candidate is not None and candidate < 0:
+        raise SpecError(f"`--candidate` must be >= 0, but got {candidate}")
+    ext = os.path.splitext(path)[1].lower()
+    is_factory = ":" in path and path.split(":", 1)[0].endswith(".py")
+    if is_factory or ext not in (".yaml", ".yml"):
+        return load_model(path)
+    space = load_space(path)
+    if not space.n_genes or space.size == 1:
+        return space
+    if candidate is None:
+        raise SpecError(f"{path} is a search space with {space.size:,} candidates, not one model; choose one with "
+                        f"`--candidate I` (sample I of `augur-nas space {path} --seed S`, with `--seed S`, "
+                        f"default 0) ({path})")
+    X = space.sample(candidate + 1, seed=seed)
+    return space.decode(X[candidate])
+
+
+def cmd_export(args) -> int:
+    from .io.onnx import export_onnx
+
+    model = _load(args.path, args.candidate, args.seed)
+    info = export_onnx(model, args.output, opset=args.opset, seed=args.weights_seed)
+    what = f"candidate {args.candidate} (seed {args.seed}) of {args.path}" if args.candidate is not None else args.path
+    print(f"wrote {info['path']}: {info['nodes']} nodes, {info['weights']:,} random float32 weights "
+          f"({_fmt_bytes(info['bytes'])}), opset {info['opset']}, from {what}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="write a model (or a candidate of a space) as ONNX with random weights")
+    p.add_argument("path", help="model: .yaml, .prototxt, .onnx or file.py:factory; or a space .yaml with --candidate")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the ONNX file to write")
+    p.add_argument("--candidate", type=int, default=None, metavar="I",
+                   help="of a space: export sample I of `augur-nas space PATH --seed S`")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed for --candidate (default 0)")
+    p.add_argument("--weights-seed", type=int, default=0, metavar="N", help="seed of the random weights (default 0)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.set_defaults(fn=cmd_export)

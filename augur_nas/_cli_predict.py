@@ -1,0 +1,124 @@
+"""``augur-nas predict`` and ``augur-nas devices``: the cost oracle on the command line."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="predicted latency and memory of a model on a device")
+    p.add_argument("path", help="model file: .yaml, .prototxt, .onnx or file.py:factory")
+    p.add_argument("--device", required=True, metavar="NAME|FILE",
+                   help="a shipped device profile (see `augur-nas devices`) or a profile YAML file")
+    p.add_argument("--batch", type=_positive_int, default=1, metavar="N", help="images per forward pass (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(fn=cmd_predict)
+
+    d = sub.add_parser("devices", help="the shipped device profiles, their provenance and fit quality")
+    d.add_argument("--json", action="store_true", help="print one JSON object")
+    d.set_defaults(fn=cmd_devices)
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {s!r}")
+    return v
+
+
+def predict(path, device, batch: int = 1) -> dict:
+    """The JSON object of ``augur-nas predict``."""
+    from .models import load_model
+    from .oracle import Oracle
+
+    model = load_model(path)
+    oracle = Oracle(model, device, batch=batch)
+    x = np.zeros((1, model.n_genes), dtype=np.int64)
+    res = oracle.evaluate(x)
+    layers = oracle.explain(x)
+    lat = float(res["latency_ms"][0])
+    return {
+        "model": model.name,
+        "device": oracle.device,
+        "runtime": oracle.profile.runtime,
+        "batch": batch,
+        "latency_ms": lat,
+        "throughput_ips": batch * 1000.0 / lat if lat > 0 else None,
+        "memory_mb": float(res["memory_mb"][0]),
+        "macs": float(res["macs"][0]),
+        "params": int(res["params"][0]),
+        "latency_by_kind_ms": {k.split(".", 1)[1]: float(v[0]) for k, v in res.items() if k.startswith("latency_ms.")},
+        "provenance": oracle.profile.provenance.get("method", ""),
+        "layers": layers,
+    }
+
+
+def cmd_predict(args) -> int:
+    from .cli import _fmt_count, _print_json, _table
+
+    res = predict(args.path, args.device, args.batch)
+    if args.json:
+        _print_json(res)
+        return 0
+    rows = []
+    for layer in res["layers"]:
+        g = layer["gemm"]
+        gemm = (f"{g['n']}x{g['k']}x{g['m']}" + (f" g{g['groups']}" if g["groups"] > 1 else "")) if g else ""
+        rows.append([layer["name"], layer["type"], layer["op"], gemm, f"{layer['ms']:.3f}", f"{100 * layer['share']:.1f}%"])
+    print(f"{res['model']} on {res['device']} ({res['runtime']}), batch {res['batch']}, float32")
+    _table(["layer", "type", "op", "GEMM n x k x m", "ms", "share"], rows)
+    print()
+    _table(["op kind", "ms"], [[k, f"{v:.3f}"] for k, v in sorted(res["latency_by_kind_ms"].items(), key=lambda kv: -kv[1])])
+    print()
+    print(f"latency: {res['latency_ms']:.2f} ms   throughput: {res['throughput_ips']:.1f} images/s   "
+          f"memory: {res['memory_mb']:.1f} MB   MACs: {_fmt_count(res['macs'])}   params: {res['params']:,}")
+    if res["provenance"]:
+        print(f"profile: {res['provenance']}")
+    return 0
+
+
+def devices() -> list:
+    """The JSON list of ``augur-nas devices``."""
+    from .profile import list_profiles, load_profile
+
+    out = []
+    for name in list_profiles():
+        p = load_profile(name)
+        out.append({
+            "name": p.name,
+            "description": p.description,
+            "runtime": p.runtime,
+            "hardware": p.hardware,
+            "provenance": p.provenance,
+            "fit": {k: v for k, v in p.fit.items() if k in ("method", "parameters", "max_abs_error_pct", "layerwise_sync_ms")},
+        })
+    return out
+
+
+def cmd_devices(args) -> int:
+    from .cli import _print_json, _table
+
+    res = devices()
+    if args.json:
+        _print_json(res)
+        return 0
+    rows = []
+    for d in res:
+        e = d["fit"].get("max_abs_error_pct", {})
+
+        def f(k, e=e):
+            return f"{e[k]:.1f}%" if k in e else ""
+
+        rows.append([d["name"], d["runtime"], d["hardware"].get("processor", ""), f("forward"),
+                     f("forward_leave_one_model_out"), f("memory"), f("memory_leave_one_model_out")])
+    _table(["device", "runtime", "processor", "fwd err", "fwd err LOO", "mem err", "mem err LOO"], rows)
+    print()
+    print("errors: largest |predicted/published - 1| over the calibration networks, in-sample and leave-one-model-out")
+    for d in res:
+        print(f"{d['name']}: {d['provenance'].get('method', '')}")
+    return 0

@@ -1,0 +1,104 @@
+"""The memory model: what a framework process holds while it runs a network.
+
+``memory_mb = framework_overhead_mb + weight_copies * weights_coef * weights
++ activation_coef * activations + workspace_coef * workspace`` (MB = 2^20 bytes, as Table 4 of
+Lu et al.), with
+
+- ``weight_copies`` 2 on a unified-memory GPU run (Caffe keeps the host copy of every weight
+  and makes a device copy, both in the one system memory: Table 4 of the paper), else 1;
+- ``activations``: ``caffe`` (every blob the network materialises, in-place layers sharing:
+  ``analysis.totals()['activation_bytes']``) or ``peak`` (the most tensors alive at one step, with
+  that step's workspace, of a runtime that frees and reuses buffers);
+- ``workspace``: ``sum`` (one im2col buffer per conv layer, as Caffe's BaseConvolutionLayer
+  keeps its own ``col_buffer_``), ``max`` (one buffer shared by all layers) or ``none``.
+
+Batch: activations scale with the batch; workspace does not (Caffe runs im2col per image).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _check
+
+BYTES_PER_MB = 2**20
+ACTIVATION_MODES = ("caffe", "peak")
+WORKSPACE_MODES = ("sum", "max", "none")
+
+
+class MemoryModel:
+    def __init__(self, framework_overhead_mb=0.0, weight_copies=1, weights_coef=1.0, activations="caffe",
+                 activation_coef=1.0, workspace="max", workspace_coef=1.0):
+        self.framework_overhead_mb = float(framework_overhead_mb)
+        self.weight_copies = int(weight_copies)
+        self.weights_coef = float(weights_coef)
+        if activations not in ACTIVATION_MODES:
+            raise ValueError(f"activations must be one of {ACTIVATION_MODES}, not {activations!r}")
+        if workspace not in WORKSPACE_MODES:
+            raise ValueError(f"workspace must be one of {WORKSPACE_MODES}, not {workspace!r}")
+        self.activations = activations
+        self.activation_coef = float(activation_coef)
+        self.workspace = workspace
+        self.workspace_coef = float(workspace_coef)
+        for name in ("framework_overhead_mb", "weights_coef", "activation_coef", "workspace_coef"):
+            v = getattr(self, name)
+            if not np.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be finite and non-negative, got {v}")
+        if self.weight_copies < 1:
+            raise ValueError("weight_copies must be >= 1")
+
+    def components(self, table, tot: dict | None = None, batch: int = 1) -> dict:
+        """The byte counts the model prices, each a ``[B]`` array (MB)."""
+        from ..analysis import totals
+
+        tot = totals(table) if tot is None else tot  # table may be None when tot has every figure
+        weights = np.asarray(tot["weights_bytes"], dtype=np.float64)
+        if self.activations == "caffe":
+            act = np.asarray(tot["activation_bytes"], dtype=np.float64)
+        else:
+            act = np.asarray(tot["peak_memory_bytes"], dtype=np.float64) - weights
+        if self.workspace == "sum":
+            if "workspace_sum_bytes" in tot:
+                ws = np.asarray(tot["workspace_sum_bytes"], dtype=np.float64)
+            else:
+                ws = table.rows["workspace_elems"].sum(axis=0).astype(np.float64) * 4
+        elif self.workspace == "max":
+            ws = np.asarray(tot["workspace_bytes"], dtype=np.float64)
+        else:
+            ws = np.zeros_like(weights)
+        return {"weights_mb": weights / BYTES_PER_MB, "activations_mb": act * batch / BYTES_PER_MB,
+                "workspace_mb": ws / BYTES_PER_MB}
+
+    def predict(self, table, tot: dict | None = None, batch: int = 1) -> np.ndarray:
+        """Process memory (MB) of every candidate of the table, ``[B]``."""
+        c = self.components(table, tot, batch)
+        return (self.framework_overhead_mb + self.weight_copies * self.weights_coef * c["weights_mb"]
+                + self.activation_coef * c["activations_mb"] + self.workspace_coef * c["workspace_mb"])
+
+    def to_dict(self) -> dict:
+        return {"framework_overhead_mb": _check.plain(self.framework_overhead_mb), "weight_copies": self.weight_copies,
+                "weights_coef": _check.plain(self.weights_coef), "activations": self.activations,
+                "activation_coef": _check.plain(self.activation_coef), "workspace": self.workspace,
+                "workspace_coef": _check.plain(self.workspace_coef)}
+
+    @classmethod
+    def from_dict(cls, d, source: str | None = None, key: str = "memory") -> "MemoryModel":
+        _check.mapping(d, source, key, required=("framework_overhead_mb",),
+                       optional=("weight_copies", "weights_coef", "activations", "activation_coef", "workspace",
+                                 "workspace_coef"))
+        return cls(
+            framework_overhead_mb=_check.number(d["framework_overhead_mb"], source, f"{key}.framework_overhead_mb"),
+            weight_copies=_check.number(d.get("weight_copies", 1), source, f"{key}.weight_copies", minimum=1, integer=True),
+            weights_coef=_check.number(d.get("weights_coef", 1.0), source, f"{key}.weights_coef"),
+            activations=_check.string(d.get("activations", "caffe"), source, f"{key}.activations", ACTIVATION_MODES),
+            activation_coef=_check.number(d.get("activation_coef", 1.0), source, f"{key}.activation_coef"),
+            workspace=_check.string(d.get("workspace", "max"), source, f"{key}.workspace", WORKSPACE_MODES),
+            workspace_coef=_check.number(d.get("workspace_coef", 1.0), source, f"{key}.workspace_coef"),
+        )
+
+    def __repr__(self) -> str:
+        return f"MemoryModel({self.to_dict()})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, MemoryModel) and self.to_dict() == other.to_dict()
+

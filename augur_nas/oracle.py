@@ -1,0 +1,210 @@
+"""The cost oracle: predicted latency, memory, MACs and params of candidates on a device.
+
+``Oracle(space, device, batch=1)`` binds a search space (or a model) to a device profile;
+``evaluate(X)`` prices a batch of encodings ``X[B, G]`` at once (vectorized over candidates, in
+chunks of ``chunk`` candidates to bound memory) and returns ``[B]`` arrays. ``constraints(...)``
+builds the constraint function of a constrained search (values <= 0 are feasible).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._errors import ConstraintError
+from .analysis import totals
+from .costmodel import latency_ms, memory_mb
+from .lowering import REGISTRY, lower
+from .profile import Profile, load_profile
+
+DEFAULT_CHUNK = 65536
+SMALL_BATCH = 64
+
+
+def _table_costs(space, X, profile, batch, breakdown=True):
+    """The reference path: lower a chunk to the full layer table and price it.
+
+    Returns (latency [B], {kind: [B]}, memory [B], macs [B], params [B]).
+    """
+    table = lower(space, X)
+    tot = totals(table)
+    lat, by_kind = latency_ms(table, profile, batch)
+    mem = memory_mb(table, profile, batch, tot)
+    return lat, by_kind, mem, tot["macs"], tot["params"]
+
+
+def _fast_costs(space, X, profile, batch, breakdown=True):
+    """The same figures through segment tabulation (``_segments``): each block of the network is
+    priced once per distinct (input shape, block genes) combination of the chunk."""
+    from ._segments import segment_sums
+    from .lowering import DTYPE_BYTES, _TotalsSink
+
+    model, name = profile.latency, profile.name
+    prog = space.program
+    model_ws_sum = profile.memory.workspace == "sum"
+
+    def seg_fn(table):
+        total, by_kind = model.predict(table, batch, name)
+        out = {"latency_ms": total}
+        if model_ws_sum:
+            out["workspace_sum_elems"] = table.rows["workspace_elems"].sum(axis=0)
+        if breakdown:
+            out.update({f"latency_ms.{k}": v for k, v in by_kind.items()})
+        return out
+
+    mem = profile.memory
+    keep = {"latency_ms", "macs", "params", "weight_elems", "workspace_sum_elems",
+            "activation_elems" if mem.activations == "caffe" else "peak_activation_bytes",
+            "workspace_elems" if mem.workspace == "max" else ""}
+    r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak=mem.activations == "peak",
+                               seg_fn=seg_fn, keep=keep)
+    zero = np.zeros(len(in_elems))
+    get = lambda k: r.get(k, zero)  # noqa: E731
+    weights = get("weight_elems") * DTYPE_BYTES
+    tot = {"macs": get("macs"), "params": get("params"), "weights_bytes": weights,
+           "activation_bytes": (get("activation_elems") + in_elems) * DTYPE_BYTES,
+           "workspace_bytes": get("workspace_elems") * DTYPE_BYTES,
+           "workspace_sum_bytes": get("workspace_sum_elems") * DTYPE_BYTES,
+           "peak_memory_bytes": weights + np.maximum(get("peak_activation_bytes"), in_elems * DTYPE_BYTES)}
+    mem = profile.memory.predict(None, tot, batch)
+    by_kind = {k.split(".", 1)[1]: v for k, v in r.items() if k.startswith("latency_ms.")}
+    return get("latency_ms"), by_kind, mem, tot["macs"], tot["params"]
+
+
+class Oracle:
+    """Predicted costs of a space's candidates on one device."""
+
+    def __init__(self, space, device, batch: int = 1, chunk: int = DEFAULT_CHUNK):
+        if isinstance(space, str):
+            from .space import load_space
+
+            space = load_space(space)
+        self.space = space
+        self.profile: Profile = load_profile(device)
+        self.batch = _positive_int(batch, "batch")
+        self.chunk = _positive_int(chunk, "chunk")
+
+    @property
+    def device(self) -> str:
+        return self.profile.name
+
+    def __repr__(self) -> str:
+        return f"Oracle(space={self.space.name!r}, device={self.device!r}, batch={self.batch})"
+
+    # ------------------------------------------------------------------------------ evaluate
+
+    def _encodings(self, X) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim == 1:
+            X = X[None, :]
+        return self.space.check_encodings(X)
+
+    def evaluate(self, X, batch: int | None = None, breakdown: bool = True) -> dict:
+        """``latency_ms``, ``memory_mb``, ``macs``, ``params`` and, with ``breakdown``, the latency
+        of each op kind as ``latency_ms.<kind>`` (``[B]`` arrays)."""
+        X = self._encodings(X)
+        batch = self.batch if batch is None else _positive_int(batch, "batch")
+        B = X.shape[0]
+        out = {"latency_ms": np.zeros(B), "memory_mb": np.zeros(B), "macs": np.zeros(B),
+               "params": np.zeros(B, dtype=np.int64)}
+        kinds: dict[str, np.ndarray] = {}
+        for lo in range(0, B, self.chunk):
+            hi = min(B, lo + self.chunk)
+            # tabulating segments pays off over a batch; a handful is cheaper through the table
+            costs = _fast_costs if hi - lo >= SMALL_BATCH else _table_costs
+            lat, by_kind, mem, macs, params = costs(self.space, X[lo:hi], self.profile, batch, breakdown)
+            out["latency_ms"][lo:hi] = lat
+            out["memory_mb"][lo:hi] = mem
+            out["macs"][lo:hi] = macs
+            out["params"][lo:hi] = params
+            for k, v in (by_kind.items() if breakdown else ()):
+                kinds.setdefault(k, np.zeros(B))[lo:hi] = v
+        for k, v in kinds.items():
+            out[f"latency_ms.{k}"] = v
+        return out
+
+    def latency(self, X, batch: int | None = None) -> np.ndarray:
+        """Predicted latency (ms) of a batch of ``batch`` images, per candidate."""
+        return self.evaluate(X, batch, breakdown=False)["latency_ms"]
+
+    def memory(self, X, batch: int | None = None) -> np.ndarray:
+        """Predicted process memory (MB, 2^20 bytes), per candidate."""
+        return self.evaluate(X, batch, breakdown=False)["memory_mb"]
+
+    def throughput(self, X, batch: int | None = None) -> np.ndarray:
+        """Images per second when running batches of ``batch`` images back to back."""
+        b = self.batch if batch is None else _positive_int(batch, "batch")
+        return b * 1000.0 / self.latency(X, b)
+
+    def explain(self, x, batch: int | None = None) -> list:
+        """Per-layer prediction of one candidate: name, type, op, GEMM dims, predicted ms."""
+        X = self._encodings(x)
+        if X.shape[0] != 1:
+            raise ConstraintError(f"explain() takes one candidate, got {X.shape[0]}")
+        b = self.batch if batch is None else _positive_int(batch, "batch")
+        table = lower(self.space, X)
+        st = self.profile.latency.slot_times(table, b, self.profile.name)[:, 0]
+        total = float(st.sum())
+        r = table.rows
+        layers = []
+        for s in range(table.L):
+            if table.types[s] is None or not r["mask"][s, 0]:
+                continue
+            gemm = None
+            if REGISTRY[table.ops[s]].gemm:
+                gemm = {d: int(r[d][s, 0]) for d in ("n", "m", "k", "groups")}
+            ms = float(st[s])
+            layers.append({"name": table.names[s], "type": table.types[s], "op": table.ops[s], "gemm": gemm,
+                           "ms": ms, "share": ms / total if total > 0 else 0.0})
+        return layers
+
+    # ---------------------------------------------------------------------------- constraints
+
+    def constraints(self, latency_ms=None, memory_mb=None, params=None, macs=None) -> "Constraints":
+        """A callable ``c(x)`` returning ``value - limit`` per given limit (<= 0 is feasible).
+
+        ``c(x)`` on one encoding returns a list of floats (what Optuna's ``constraints_func``
+        expects, e.g. stored with ``trial.set_user_attr("constraints", c(x))``); on ``X[B, G]`` it
+        returns a ``[B, C]`` array. ``c.names`` lists the constrained quantities.
+        """
+        limits = {}
+        for name, v in (("latency_ms", latency_ms), ("memory_mb", memory_mb), ("params", params), ("macs", macs)):
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or v <= 0:
+                raise ConstraintError(f"the {name} limit must be a positive finite number, got {v!r}")
+            limits[name] = float(v)
+        if not limits:
+            raise ConstraintError("constraints() needs at least one limit: latency_ms, memory_mb, params or macs")
+        return Constraints(self, limits)
+
+
+class Constraints:
+    """``value - limit`` of each constrained quantity (<= 0 feasible)."""
+
+    def __init__(self, oracle: Oracle, limits: dict):
+        self.oracle = oracle
+        self.limits = limits
+        self.names = list(limits)
+
+    def __call__(self, x):
+        X = np.asarray(x)
+        single = X.ndim == 1
+        res = self.oracle.evaluate(X, breakdown=False)
+        vals = np.stack([np.asarray(res[k], dtype=np.float64) - lim for k, lim in self.limits.items()], axis=1)
+        return vals[0].tolist() if single else vals
+
+    def feasible(self, X) -> np.ndarray:
+        """Whether each candidate meets every limit."""
+        v = self(np.atleast_2d(np.asarray(X)))
+        return (v <= 0).all(axis=1)
+
+    def __repr__(self) -> str:
+        return f"Constraints({', '.join(f'{k} <= {v:g}' for k, v in self.limits.items())}, device={self.oracle.device!r})"
+
+
+def _positive_int(v, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < 1:
+        raise ConstraintError(f"{what} must be a positive whole number, got {v!r}")
+    return int(v)
