@@ -227,15 +227,15 @@ def _spatial(ev, node, ins, kh, kw, sh, sw, ph, pw, dh=1, dw=1, ceil=False, what
     eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     if not ceil and _keeps_size(node):
         return h, w, eh, ew, h, w
-    square = h is w and kh is kw and ph is pw and (sh is sw or (isinstance(sh, int) and sh == sw)) and dh == dw
+    square = (h is w and kh is kw and ph is pw and (sh is sw or (isinstance(sh, int) and sh == sw))
+              and (dh is dw or (isinstance(dh, int) and dh == dw)))
     if ceil:
+        # Caffe: the last pooling window must start inside the (left-padded) input
         oh = -((-(h + 2 * ph - eh)) // sh) + 1
         oh = oh - ((oh - 1) * sh >= h + ph)
         if square:
             return h, w, eh, eh, oh, oh
         ow = -((-(w + 2 * pw - ew)) // sw) + 1
-        # Caffe: the last pooling window must start inside the (left-padded) input
-        oh = oh - ((oh - 1) * sh >= h + ph)
         ow = ow - ((ow - 1) * sw >= w + pw)
     else:
         oh = (h + 2 * ph - eh) // sh + 1
@@ -296,10 +296,14 @@ def _conv_counts(ev, node, cin, h, w, out, oh, ow, kh, kw, sh, sw, ph, pw, group
     params = weights + out if bias else weights
     counts = {"n": n, "k": k, "m": m, "groups": groups, "macs": _times(weights, m), "params": params,
               "weight_elems": params}
-    if node.__dict__.get("_im2col") is None:
-        node._im2col = not all(isinstance(v, int) and v == 1 for v in (kh, kw, sh, sw)) or not (ph == 0 and pw == 0)
-    if node._im2col:
-        counts["workspace_elems"] = _times(k, _times(groups, m))
+    # a 1x1, stride-1, unpadded conv multiplies its input directly: no im2col buffer
+    if all(isinstance(v, int) for v in (kh, kw, sh, sw, ph, pw)):
+        if not (kh == kw == sh == sw == 1 and ph == pw == 0):
+            counts["workspace_elems"] = _times(k, _times(groups, m))
+    else:
+        direct = (np.asarray(kh) == 1) & (np.asarray(kw) == 1) & (np.asarray(sh) == 1) & (np.asarray(sw) == 1) \
+            & (np.asarray(ph) == 0) & (np.asarray(pw) == 0)
+        counts["workspace_elems"] = np.where(direct, 0, _times(k, _times(groups, m)))
     return out, oh, ow, counts
 
 
@@ -639,6 +643,8 @@ def walk(space, X, sink, start: int = 0, stop: int | None = None, entry=None, de
         z = False
         if node.op == "zero":
             z = True
+        elif node.op == "identity":
+            z = zero_in  # a skip edge carries a zero tensor on as zero
         elif node.op == "add":
             z = True
             for j in ins:

@@ -1,0 +1,656 @@
+"""The search: Optuna studies over a space's genes, priced in batches through the oracle.
+
+Each gene is one Optuna parameter with a categorical distribution over its option *indices*;
+a batch of trials is asked, their encodings are canonicalized (genes that do not matter are 0)
+and priced with one oracle call, then every trial is told its values (predicted latency,
+minimized; the objective, maximized) and its hard constraints (``trial.set_constraint``, one
+per limit, the relative excess ``(value - limit) / limit``: <= 0 is feasible). The objective is
+computed only for candidates meeting every limit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._errors import AugurError, ConstraintError, SpecError
+from ._objective import Objective
+from ._outputs import (COST_KEYS, front_records, remove_stale, write_arch_yamls, write_html, write_pareto_csv,
+                       write_pareto_json, write_png, write_trials_csv)
+from ._pareto import pareto_mask, violation
+from ._storage import describe, is_persistent, make_storage
+from ._units import format_limit, parse_limit
+
+SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
+DEFAULT_SAMPLER = "nsga2"
+DEFAULT_TRIALS = 2000
+#: trials asked (and priced in one oracle call) per batch, per sampler
+ASK_BATCH = {"nsga2": 50, "tpe": 16, "random": 256}
+EXHAUSTIVE_CHUNK = 20000
+EXHAUSTIVE_SAMPLE = 100000  # rows of trials.csv (and points of the figures) for an enumerated space
+STUDY_ATTR = "augur_nas"
+WORKER_ATTR = "augur_nas.worker"
+
+
+@dataclass
+class SearchResult:
+    """What a search found. ``front``: one dict per Pareto-front member, by latency ascending
+    (id, trial, encoding, choices, latency_ms, memory_mb, params, macs, objective)."""
+
+    space: object
+    meta: dict
+    front: list
+    trials: dict  # arrays: number, state, X, feasible, violation, latency_ms, memory_mb, params, macs, objective, on_front
+    out_dir: str | None = None
+    files: list = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def n_trials(self) -> int:
+        return int(self.meta["n_trials"])
+
+    @property
+    def n_feasible(self) -> int:
+        return int(self.meta["n_feasible"])
+
+    def front_encodings(self) -> np.ndarray:
+        return np.array([r["encoding"] for r in self.front], dtype=np.int64).reshape(len(self.front), -1)
+
+
+# ============================================================================================ helpers
+
+
+def _quiet_optuna():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+
+
+def _load_space(space):
+    from ..space import SearchSpace, load_space
+
+    if isinstance(space, SearchSpace):
+        return space
+    if isinstance(space, dict):
+        return SearchSpace(space)
+    return load_space(space)
+
+
+def parse_limits(latency_ms=None, memory_mb=None, params=None, macs=None) -> dict:
+    """``{quantity: limit in the base unit}`` from numbers or strings with units (``50ms``)."""
+    limits = {}
+    for k, v in (("latency_ms", latency_ms), ("memory_mb", memory_mb), ("params", params), ("macs", macs)):
+        if v is not None:
+            limits[k] = parse_limit(k, v)
+    return limits
+
+
+def relative_constraints(costs: dict, limits: dict) -> np.ndarray:
+    """``[B, C]``: ``(value - limit) / limit`` per limit (<= 0 feasible)."""
+    B = len(costs["latency_ms"])
+    if not limits:
+        return np.zeros((B, 0))
+    return np.stack([(np.asarray(costs[k], dtype=np.float64) - v) / v for k, v in limits.items()], axis=1)
+
+
+def make_sampler(name: str, seed=None, population: int = 50):
+    import optuna
+
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ConstraintError(f"--sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
+
+
+def _positive_int(v, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < 1:
+        raise ConstraintError(f"{what} must be a positive whole number, got {v!r}")
+    return int(v)
+
+
+def _tag(pid=None) -> str:
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fail_running(study, tags=None, dead_only_here: bool = False) -> int:
+    """Mark RUNNING trials as FAIL: those tagged with one of ``tags``, or (``dead_only_here``) those
+    tagged by a process of this machine that no longer exists. Returns how many."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tag = t.user_attrs.get(WORKER_ATTR)
+        if tag is None:
+            continue
+        hit = tags is not None and tag in tags
+        if dead_only_here and not hit:
+            h, _, pid = tag.rpartition(":")
+            hit = h == host and pid.isdigit() and not _pid_alive(int(pid))
+        if hit:
+            try:
+                study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                n += 1
+            except Exception:  # finished meanwhile
+                pass
+    return n
+
+
+# ============================================================================================ the loop
+
+
+class _Batcher:
+    """Asks, prices and tells trials of one study, a batch at a time."""
+
+    def __init__(self, study, space, oracle, objective: Objective, limits: dict, tag: str | None = None):
+        from optuna.distributions import CategoricalDistribution
+
+        self.study, self.space, self.oracle, self.objective, self.limits = study, space, oracle, objective, limits
+        self.tag = tag
+        self.names = space.gene_names
+        self.dists = {n: CategoricalDistribution(list(range(g.size))) for n, g in zip(self.names, space.genes)}
+        self.n_feasible = 0
+
+    def run_batch(self, b: int) -> int:
+        from optuna.trial import TrialState
+
+        pending = []
+        try:
+            for _ in range(b):
+                t = self.study.ask(self.dists)
+                pending.append(t)
+                if self.tag:
+                    t.set_user_attr(WORKER_ATTR, self.tag)
+            P = [t.params for t in pending]
+            X = np.array([[p[n] for n in self.names] for p in P], dtype=np.int64).reshape(len(P), len(self.names))
+            X = self.space.canonicalize(X)
+            costs = self.oracle.evaluate(X)
+            C = relative_constraints(costs, self.limits)
+            feas = (C <= 0).all(axis=1)
+            obj = self.objective.values(self.space, X, costs, feas)
+            lat = costs["latency_ms"]
+            while pending:
+                t = pending[0]
+                i = b - len(pending)
+                for j, k in enumerate(self.limits):
+                    t.set_constraint(k, float(C[i, j]))
+                o = float(obj[i])
+                self.study.tell(t, [float(lat[i]), o if math.isfinite(o) else -math.inf])
+                pending.pop(0)
+            self.n_feasible += int(feas.sum())
+            return b
+        except BaseException:
+            for t in pending:
+                try:
+                    self.study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
+                except Exception:
+                    pass
+            raise
+
+
+def _count(study):
+    from optuna.trial import TrialState
+
+    ts = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    n_c = sum(1 for t in ts if t.state == TrialState.COMPLETE)
+    return n_c, len(ts) - n_c
+
+
+def _shared_loop(batcher: _Batcher, target: int, ask_batch: int, on_batch=None, poll: float = 0.2,
+                 stall_s: float = 120.0) -> None:
+    """Run batches until the study holds ``target`` complete trials (several processes may share it).
+
+    When the remaining trials are all running elsewhere, wait; if none of them finishes for
+    ``stall_s`` seconds (their process died on another machine), run them here anyway.
+    """
+    waited_since, last_c = None, -1
+    while True:
+        n_c, n_r = _count(batcher.study)
+        if on_batch is not None:
+            on_batch(n_c)
+        if n_c >= target:
+            return
+        remaining = target - n_c - n_r
+        if remaining <= 0:
+            if waited_since is None or n_c != last_c:
+                waited_since, last_c = time.time(), n_c
+            if time.time() - waited_since < stall_s:
+                time.sleep(poll)
+                continue
+            remaining = target - n_c
+        waited_since = None
+        batcher.run_batch(min(ask_batch, remaining))
+
+
+def _worker_main(cfg: dict, k: int, queue) -> None:
+    """Entry point of a ``--workers`` process."""
+    status, msg = "done", None
+    try:
+        import optuna
+
+        _quiet_optuna()
+        from ..oracle import Oracle
+        from ..space import SearchSpace
+
+        space = SearchSpace(cfg["space_spec"], source=cfg["space_source"])
+        oracle = Oracle(space, cfg["device"], batch=cfg["batch"])
+        objective = Objective(cfg["objective"], fn=cfg["objective_fn"])
+        seed = None if cfg["seed"] is None else cfg["seed"] + 1 + k
+        study = optuna.load_study(study_name=cfg["study_name"], storage=make_storage(cfg["storage"]),
+                                  sampler=make_sampler(cfg["sampler"], seed, cfg["ask_batch"]))
+        batcher = _Batcher(study, space, oracle, objective, cfg["limits"], tag=_tag())
+        _shared_loop(batcher, cfg["target"], cfg["ask_batch"])
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except AugurError as exc:
+        status, msg = "error", str(exc)
+    except BaseException as exc:  # pragma: no cover - reported to the parent
+        status, msg = "error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    try:
+        queue.put((status, k, msg))
+    except Exception:  # pragma: no cover
+        pass
+
+
+# ============================================================================================ search
+
+
+def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=None, objective="macs",
+           sampler: str = DEFAULT_SAMPLER, trials: int = DEFAULT_TRIALS, seed: int | None = None,
+           storage=None, study_name: str | None = None, workers: int = 1, out: str | None = None,
+           batch: int = 1, ask_batch: int | None = None, progress: bool | None = None,
+           log=None) -> SearchResult:
+    """Search ``space`` for the Pareto front of (predicted latency on ``device``: minimized,
+    ``objective``: maximized) under hard limits.
+
+    ``space``: a path or a ``SearchSpace``; ``device``: a shipped profile name or a profile file.
+    Limits: numbers in the base unit (ms, MB, counts) or strings with units (``"50ms"``,
+    ``"300MB"``, ``"5M"``). ``objective``: ``"macs"``, ``"params"`` (capacity proxies),
+    ``"module:function"``, or a callable taking the decoded architecture dict. ``sampler``:
+    nsga2 (default), tpe, random, or exhaustive (every candidate of a space of at most 10^7).
+    ``storage``: None (in memory), ``sqlite:///F.db``, ``journal:F`` / ``F.log``,
+    ``postgresql://...``; a study with the same ``study_name`` is resumed, ``trials`` more trials
+    are run. ``workers`` > 1 runs that many processes on the study (needs a persistent storage).
+    ``out``: a folder to write trials.csv, pareto.csv/json/png/html and arch-NNN.yaml to (None:
+    write nothing). ``batch``: images per forward pass priced by the oracle.
+
+    Raises ``ConstraintError`` when nothing feasible was found (naming the closest candidates),
+    or for bad limits/objective/sampler values. On Ctrl-C the search stops, keeps what it found,
+    writes its outputs and returns a result with ``interrupted=True``.
+    """
+    from ..oracle import Oracle
+
+    _quiet_optuna()
+    log = log or (lambda s: None)
+    t0 = time.time()
+    space = _load_space(space)
+    limits = parse_limits(latency_ms, memory_mb, params, macs)
+    if sampler not in SAMPLERS:
+        raise ConstraintError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    workers = _positive_int(workers, "--workers")
+    trials = _positive_int(trials, "--trials")
+    batch = _positive_int(batch, "--batch")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ConstraintError(f"--seed must be a whole number >= 0, got {seed!r}")
+    obj = Objective(None, fn=objective) if callable(objective) else Objective(objective)
+    if not obj.builtin and workers > 1 and obj.fn is not None and callable(objective) and getattr(objective, "__name__", "") == "<lambda>":
+        raise ConstraintError("--workers > 1 needs an objective that can be imported by name (module:function), not a lambda")
+    oracle = Oracle(space, device, batch=batch)
+    device_name = oracle.device
+
+    meta = {
+        "space": space.name, "space_file": space.source, "space_size": int(space.size), "device": device_name,
+        "batch": batch, "sampler": sampler, "seed": seed,
+        "objective": {"name": obj.name, "description": obj.description, "builtin": obj.builtin,
+                      "direction": "maximize"},
+        "latency": {"name": "latency_ms", "direction": "minimize"},
+        "constraints": dict(limits),
+        "constraint_values": "relative excess (value - limit) / limit, <= 0 feasible",
+    }
+
+    if sampler == "exhaustive":
+        if is_persistent(storage) or study_name:
+            raise ConstraintError("--sampler exhaustive enumerates the space without a study; drop --storage/--study-name")
+        from ._exhaustive import exhaustive
+
+        table, front, closest, info = exhaustive(space, oracle, obj, limits, device=device, batch=batch,
+                                                 workers=workers, progress=progress, objective_arg=objective)
+        meta.update(info)
+        meta.update({"storage": None, "study_name": None, "elapsed_s": round(time.time() - t0, 3)})
+        return _finish(space, meta, table, front, closest, out, info["interrupted"], log)
+
+    ask_batch = _positive_int(ask_batch, "ask_batch") if ask_batch is not None else ASK_BATCH[sampler]
+    if workers > 1 and not is_persistent(storage):
+        raise ConstraintError(f"--workers {workers} needs a persistent --storage that every worker opens "
+                              f"(sqlite:///study.db, journal:study.log or postgresql://...); in-memory studies live in one process")
+    import optuna
+
+    study_name = study_name or f"{space.name}-{device_name}"
+    st = make_storage(storage)
+    population = ask_batch
+    try:
+        study = optuna.create_study(storage=st, sampler=make_sampler(sampler, seed, population), study_name=study_name,
+                                    directions=["minimize", "maximize"], load_if_exists=True)
+    except AugurError:
+        raise
+    except Exception as exc:
+        raise ConstraintError(f"cannot open study {study_name!r} in {describe(storage)}: {type(exc).__name__}: {exc}") from exc
+    _check_study(study, space, device_name, obj, limits, batch, storage)
+    if is_persistent(storage):
+        n_stale = _fail_running(study, dead_only_here=True)
+        if n_stale:
+            log(f"marked {n_stale} trial(s) of dead processes of an earlier run as failed")
+    from optuna.trial import TrialState
+
+    n_before = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if n_before:
+        log(f"resuming study {study_name!r} ({describe(storage)}) with {n_before} complete trials")
+    target = n_before + trials
+    interrupted = False
+    tq = _progress(trials, progress, "trials")
+    try:
+        if workers == 1:
+            batcher = _Batcher(study, space, oracle, obj, limits, tag=_tag() if is_persistent(storage) else None)
+            try:
+                if is_persistent(storage):
+                    def on_batch(n_c, shown=[0]):
+                        d = min(trials, max(0, n_c - n_before))
+                        if d > shown[0]:
+                            tq.update(d - shown[0])
+                            shown[0] = d
+                        tq.set_postfix(feasible=batcher.n_feasible, refresh=False)
+
+                    _shared_loop(batcher, target, ask_batch, on_batch=on_batch)
+                else:
+                    done = 0
+                    while done < trials:
+                        b = batcher.run_batch(min(ask_batch, trials - done))
+                        done += b
+                        tq.update(b)
+                        tq.set_postfix(feasible=batcher.n_feasible, refresh=False)
+            except KeyboardInterrupt:
+                interrupted = True
+        else:
+            interrupted = _run_workers(study, space, device, batch, obj, objective, limits, sampler, seed, storage,
+                                       study_name, target, ask_batch, workers, tq, n_before, log)
+    finally:
+        tq.close()
+
+    table = _trials_table(study, space, oracle, obj, limits)
+    meta.update({"storage": describe(storage), "study_name": study_name, "elapsed_s": round(time.time() - t0, 3),
+                 "interrupted": interrupted, "trials_this_run": int(table["n_complete"] - n_before),
+                 "workers": workers})
+    front, closest = _front_of(table)
+    return _finish(space, meta, table, front, closest, out, interrupted, log)
+
+
+def _progress(total, progress, unit):
+    from tqdm import tqdm
+
+    disable = (not sys.stderr.isatty()) if progress is None else (not progress)
+    return tqdm(total=total, unit=unit, disable=disable, dynamic_ncols=True, leave=False, file=sys.stderr)
+
+
+def _check_study(study, space, device_name, obj, limits, batch, storage):
+    sig = {"space": space.name, "genes": [[g.name, g.size] for g in space.genes], "device": device_name,
+           "objective": obj.name, "constraints": limits, "batch": batch}
+    old = study.user_attrs.get(STUDY_ATTR)
+    if old is None:
+        if study.get_trials(deepcopy=False):
+            raise ConstraintError(f"study {study.study_name!r} in {describe(storage)} was not created by augur-nas search; "
+                                  f"use another --study-name")
+        if len(study.directions) != 2:
+            raise ConstraintError(f"study {study.study_name!r} in {describe(storage)} is not a two-objective study; "
+                                  f"use another --study-name")
+        study.set_user_attr(STUDY_ATTR, sig)
+        return
+    diffs = [k for k in sig if _norm(old.get(k)) != _norm(sig[k])]
+    if diffs:
+        what = ", ".join(f"{k} {_short(old.get(k))} (now {_short(sig[k])})" for k in diffs)
+        raise ConstraintError(f"study {study.study_name!r} in {describe(storage)} was created with a different {what}; "
+                              f"resume it with the same space, device, objective and limits, or use another --study-name")
+
+
+def _norm(v):
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in sorted(v.items())}
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def _short(v):
+    if isinstance(v, list) and len(v) > 3:
+        return f"[{len(v)} genes]"
+    return repr(v)
+
+
+def _run_workers(study, space, device, batch, obj, objective_arg, limits, sampler, seed, storage, study_name, target,
+                 ask_batch, workers, tq, n_before, log) -> bool:
+    import multiprocessing as mp
+    import signal
+
+    cfg = {"space_spec": space.spec, "space_source": space.source, "device": device, "batch": batch,
+           "objective": obj.name if obj.builtin or not callable(objective_arg) else None,
+           "objective_fn": objective_arg if callable(objective_arg) else None,
+           "limits": limits, "sampler": sampler, "seed": seed, "storage": storage, "study_name": study_name,
+           "target": target, "ask_batch": ask_batch}
+    if cfg["objective"] is None and cfg["objective_fn"] is None:
+        cfg["objective"] = obj.name
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker_main, args=(cfg, k, queue), name=f"augur-search-worker-{k}") for k in range(workers)]
+    for p in procs:
+        p.start()
+    tags = {k: _tag(p.pid) for k, p in enumerate(procs)}
+    log("workers: " + ", ".join(f"{k} (pid {p.pid})" for k, p in enumerate(procs)))
+    reported, handled, errors, interrupted = {}, set(), [], False
+    shown = 0
+
+    def drain():
+        while True:
+            try:
+                status, k, msg = queue.get_nowait()
+            except Exception:
+                return
+            reported[k] = status
+            if status == "error":
+                errors.append((k, msg))
+
+    def stop_all():
+        for p in procs:
+            if p.is_alive():
+                try:
+                    os.kill(p.pid, signal.SIGINT)
+                except OSError:
+                    pass
+        for p in procs:
+            p.join(timeout=20)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
+
+    try:
+        while True:
+            time.sleep(0.25)
+            drain()
+            for k, p in enumerate(procs):
+                if k in handled or p.is_alive():
+                    continue
+                handled.add(k)
+                if p.exitcode != 0 or reported.get(k) not in ("done", "interrupted"):
+                    n = _fail_running(study, tags={tags[k]})
+                    how = f"signal {-p.exitcode}" if p.exitcode is not None and p.exitcode < 0 else f"exit code {p.exitcode}"
+                    log(f"worker {k} (pid {p.pid}) ended with {how}; {n} of its running trial(s) marked failed, "
+                        f"the other workers go on")
+            if errors:
+                stop_all()
+                break
+            n_c, _ = _count(study)
+            done = max(0, n_c - n_before)
+            if done > shown:
+                tq.update(min(done, tq.total) - min(shown, tq.total))
+                shown = done
+            if all(not p.is_alive() for p in procs):
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        stop_all()
+    drain()
+    _fail_running(study, tags=set(tags.values()))
+    if errors:
+        k, msg = errors[0]
+        raise ConstraintError(msg if msg else f"worker {k} failed")
+    if any(reported.get(k) == "interrupted" for k in range(workers)):
+        interrupted = True
+    n_c, _ = _count(study)
+    if n_c < target and not interrupted:
+        # every worker ended early (e.g. killed): finish the trials here
+        log(f"the workers ended with {n_c - n_before} of {target - n_before} trials; finishing in this process")
+        from ..oracle import Oracle
+
+        batcher = _Batcher(study, space, Oracle(space, device, batch=batch), obj, limits, tag=_tag())
+        try:
+            _shared_loop(batcher, target, ask_batch)
+        except KeyboardInterrupt:
+            interrupted = True
+    return interrupted
+
+
+# ============================================================================================ results
+
+
+def _trials_table(study, space, oracle, obj: Objective, limits: dict) -> dict:
+    from optuna.trial import TrialState
+
+    trials = [t for t in study.get_trials(deepcopy=False) if len(t.params) == space.n_genes]
+    names = space.gene_names
+    N = len(trials)
+    X = np.array([[t.params[n] for n in names] for t in trials], dtype=np.int64).reshape(N, len(names))
+    X = space.canonicalize(X) if N else X
+    costs = oracle.evaluate(X) if N else {k: np.zeros(0) for k in COST_KEYS}
+    state = np.array([t.state.name for t in trials], dtype=object)
+    complete = state == TrialState.COMPLETE.name
+    C = relative_constraints(costs, limits)
+    feas = (C <= 0).all(axis=1) & complete
+    objv = np.full(N, np.nan)
+    for i, t in enumerate(trials):
+        if complete[i] and t.values is not None and len(t.values) > 1 and math.isfinite(t.values[1]):
+            objv[i] = t.values[1]
+    if obj.builtin:  # the proxies are known for every candidate
+        objv = np.where(complete, np.asarray(costs[obj.name], dtype=np.float64), np.nan)
+    table = {"number": np.array([t.number for t in trials], dtype=np.int64), "state": state, "X": X,
+             "feasible": feas, "violation": violation(C), "objective": objv,
+             **{k: np.asarray(costs[k], dtype=np.float64) for k in COST_KEYS},
+             "n_complete": int(complete.sum())}
+    return table
+
+
+def _front_of(table: dict):
+    """Indices of the front (by latency) and of the closest infeasible candidates."""
+    X = table["X"]
+    N = len(X)
+    cand = np.flatnonzero(table["feasible"] & np.isfinite(table["objective"]))
+    front = np.zeros(0, dtype=np.int64)
+    if len(cand):
+        # one trial per architecture (the first), then the non-dominated ones
+        _, first = np.unique(X[cand], axis=0, return_index=True)
+        cand = np.sort(cand[first])
+        m = pareto_mask(table["latency_ms"][cand], table["objective"][cand])
+        front = cand[m]
+        front = front[np.lexsort((table["number"][front], table["latency_ms"][front]))]
+    closest = np.zeros(0, dtype=np.int64)
+    done = np.flatnonzero(table["state"] == "COMPLETE") if N else np.zeros(0, dtype=np.int64)
+    if not len(front) and len(done):
+        _, first = np.unique(X[done], axis=0, return_index=True)
+        u = done[first]
+        closest = u[np.argsort(table["violation"][u], kind="stable")[:3]]
+    return front, closest
+
+
+def _subset(table: dict, idx) -> dict:
+    return {k: (v[idx] if isinstance(v, np.ndarray) else v) for k, v in table.items()}
+
+
+def _finish(space, meta, table, front_idx, closest_idx, out, interrupted, log) -> SearchResult:
+    """Write the outputs (or explain why nothing is feasible) and build the result."""
+    if isinstance(front_idx, dict):  # exhaustive hands over the front itself
+        front = front_idx
+    else:
+        front = _subset(table, front_idx)
+    on_front = np.zeros(len(table["X"]), dtype=bool)
+    if not isinstance(front_idx, dict):
+        on_front[front_idx] = True
+    else:
+        on_front = table.get("on_front", on_front)
+    table["on_front"] = on_front
+    n_feasible = int(meta.get("n_feasible", int(np.asarray(table["feasible"]).sum())))
+    meta["n_trials"] = int(meta.get("n_trials", table.get("n_complete", len(table["X"]))))
+    meta["n_feasible"] = n_feasible
+    meta["n_distinct"] = int(meta.get("n_distinct", len(np.unique(table["X"], axis=0)) if len(table["X"]) else 0))
+    files = []
+    if out is not None:
+        os.makedirs(out, exist_ok=True)
+        remove_stale(out)
+        files.append(write_trials_csv(os.path.join(out, "trials.csv"), space, table))
+    if not len(front["X"]):
+        if interrupted and meta["n_trials"] == 0:
+            return SearchResult(space, meta, [], table, out, files, interrupted)
+        raise ConstraintError(_infeasible_message(space, meta, closest_idx if not isinstance(closest_idx, dict) else None,
+                                                  table, closest_idx if isinstance(closest_idx, dict) else None, out))
+    recs = front_records(space, front)
+    meta["front_size"] = len(recs)
+    if out is not None:
+        files.append(write_pareto_csv(os.path.join(out, "pareto.csv"), space, recs))
+        files.append(write_pareto_json(os.path.join(out, "pareto.json"), meta, recs))
+        files.extend(write_arch_yamls(out, space, recs))
+        files.append(write_png(os.path.join(out, "pareto.png"), meta, table, front))
+        files.append(write_html(os.path.join(out, "pareto.html"), meta, table, front, recs))
+    return SearchResult(space, meta, recs, table, out, files, interrupted)
+
+
+def _infeasible_message(space, meta, closest_idx, table, closest_tab, out) -> str:
+    limits = meta["constraints"]
+    lim = ", ".join(f"{k} <= {format_limit(k, v)}" for k, v in limits.items())
+    src = closest_tab if closest_tab is not None else _subset(table, closest_idx)
+    parts = []
+    for i in range(len(src["X"])):
+        cs = []
+        for k, v in limits.items():
+            val = float(src[k][i])
+            mark = f" (+{100 * (val - v) / v:.0f}%)" if val > v else ""
+            cs.append(f"{k.split('_')[0]} {format_limit(k, val) if k in ('params', 'macs') else f'{val:.4g}'}{mark}")
+        parts.append(f"[{' '.join(map(str, src['X'][i].tolist()))}]: " + ", ".join(cs))
+    how = ("no architecture of the space" if meta["sampler"] == "exhaustive" and not meta.get("interrupted")
+           else f"none of the {meta['n_trials']} trials ({meta.get('n_distinct', 0)} distinct architectures)")
+    msg = (f"nothing feasible: {how} of {space.name} on {meta['device']} meets {lim}. "
+           + ("The closest (least total relative violation): " + "; ".join(parts) + ". " if parts else "")
+           + "Relax the limits" + ("" if meta["sampler"] == "exhaustive" else ", or search longer") + ".")
+    if out is not None:
+        msg += f" Every trial is in {os.path.join(out, 'trials.csv')}; no front was written."
+    return msg

@@ -1,0 +1,83 @@
+"""Optuna storages from a ``--storage`` string.
+
+- ``None`` / ``""`` / ``memory``: in memory (one process; nothing kept after it ends).
+- ``sqlite:///path.db``: SQLite through SQLAlchemy (several processes of one machine).
+- ``journal:PATH`` or a path ending in ``.log``: ``JournalStorage(JournalFileBackend(PATH))``, an
+  append-only file with file locks (several processes, no database server).
+- ``postgresql://user@host:port/db`` (or ``postgresql+psycopg2://...``): PostgreSQL, for workers on
+  several machines (needs ``psycopg2``: ``pip install psycopg2-binary``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .._errors import ConstraintError
+
+
+def describe(url) -> str:
+    if not url or url == "memory":
+        return "in memory"
+    if isinstance(url, str) and "@" in url and "://" in url:  # hide a password
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        user = cred.split(":", 1)[0]
+        return f"{scheme}://{user}@{host}"
+    return str(url)
+
+
+def is_persistent(url) -> bool:
+    return not (url is None or url == "" or url == "memory")
+
+
+def make_storage(url):
+    """An Optuna storage object (or ``None`` for in memory)."""
+    import optuna
+
+    if not is_persistent(url):
+        return optuna.storages.InMemoryStorage()
+    if not isinstance(url, str):
+        return url  # already a storage object
+    if url.startswith("journal:") or url.endswith(".log"):
+        path = url[len("journal:"):] if url.startswith("journal:") else url
+        if not path:
+            raise ConstraintError("--storage journal: needs a file path, e.g. journal:study.log")
+        d = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(d):
+            raise ConstraintError(f"--storage {url}: the folder {d} does not exist")
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(path))
+    if url.startswith("sqlite:"):
+        if not url.startswith("sqlite:///"):
+            raise ConstraintError(f"--storage {url!r}: an SQLite URL looks like sqlite:///study.db")
+        path = url[len("sqlite:///"):]
+        d = os.path.dirname(os.path.abspath(path)) if path else ""
+        if path and not os.path.isdir(d):
+            raise ConstraintError(f"--storage {url}: the folder {d} does not exist")
+        return _rdb(url, {"connect_args": {"timeout": 60}})
+    if url.startswith(("postgresql://", "postgresql+", "postgres://")):
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://"):]
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            if url.startswith(("postgresql://", "postgresql+psycopg2://")):
+                raise ConstraintError("--storage postgresql://... needs the psycopg2 driver: pip install psycopg2-binary "
+                                      "(or augur-nas[postgres])") from None
+        return _rdb(url, {"pool_pre_ping": True})
+    raise ConstraintError(
+        f"--storage {url!r} is not understood; use sqlite:///FILE.db, journal:FILE (or FILE.log), or "
+        f"postgresql://USER@HOST:PORT/DB (default: in memory)")
+
+
+def _rdb(url, engine_kwargs):
+    import optuna
+
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except ConstraintError:
+        raise
+    except Exception as exc:  # connection refused, bad credentials, unknown database, ...
+        raise ConstraintError(f"--storage {describe(url)}: cannot open the study database: "
+                              f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
