@@ -36,27 +36,44 @@ def _table_costs(space, X, profile, batch, breakdown=True):
 
 def _fast_costs(space, X, profile, batch, breakdown=True):
     """The same figures through segment tabulation (``_segments``): each block of the network is
-    priced once per distinct (input shape, block genes) combination of the chunk."""
-    from ._segments import segment_sums
+    priced once per distinct (input shape, block genes) combination of the chunk.
+
+    With fusion rules, a segment's entry tensor carries the fusion state of the layer that made
+    it (``FusionRules.program_entry_states``); with a residual, the whole-network sums its
+    features need are gathered with the latency and the booster corrects the chunk at once."""
+    from ._segments import segment_sums, segments
+    from .costmodel import residual_sums
+    from .costmodel._residual import SUM_KEYS
     from .lowering import DTYPE_BYTES, _TotalsSink
 
     model, name = profile.latency, profile.name
     prog = space.program
     model_ws_sum = profile.memory.workspace == "sum"
+    residual = getattr(profile, "residual", None)
+    entry_of = {}
+    if model.fuse:
+        states = model.fuse.program_entry_states(prog)
+        for seg in segments(prog):
+            entry_of[prog.nodes[seg.start].name] = states.get(seg.entry) if seg.entry >= 0 else None
 
     def seg_fn(table):
-        total, by_kind = model.predict(table, batch, name)
-        out = {"latency_ms": total}
+        fused = model.fused(table, entry_of.get(table.names[0])) if entry_of else None
+        st = model.slot_times(table, batch, name, fused=fused)
+        out = {"latency_ms": st.sum(axis=0)}
         if model_ws_sum:
             out["workspace_sum_elems"] = table.rows["workspace_elems"].sum(axis=0)
         if breakdown:
-            out.update({f"latency_ms.{k}": v for k, v in by_kind.items()})
+            out.update({f"latency_ms.{k}": v for k, v in model.breakdown(table, st).items()})
+        if residual is not None:
+            out.update(residual_sums(table, model, st, fused))
         return out
 
     mem = profile.memory
     keep = {"latency_ms", "macs", "params", "weight_elems", "workspace_sum_elems",
             "activation_elems" if mem.activations == "caffe" else "peak_activation_bytes",
             "workspace_elems" if mem.workspace == "max" else ""}
+    if residual is not None:
+        keep.update(SUM_KEYS)
     r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak=mem.activations == "peak",
                                seg_fn=seg_fn, keep=keep)
     zero = np.zeros(len(in_elems))
@@ -69,7 +86,10 @@ def _fast_costs(space, X, profile, batch, breakdown=True):
            "peak_memory_bytes": weights + np.maximum(get("peak_activation_bytes"), in_elems * DTYPE_BYTES)}
     mem = profile.memory.predict(None, tot, batch)
     by_kind = {k.split(".", 1)[1]: v for k, v in r.items() if k.startswith("latency_ms.")}
-    return get("latency_ms"), by_kind, mem, tot["macs"], tot["params"]
+    lat = get("latency_ms") + model.network_overhead_ms
+    if residual is not None:
+        lat = residual.apply(lat, {k: get(k) for k in SUM_KEYS}, in_elems)
+    return lat, by_kind, mem, tot["macs"], tot["params"]
 
 
 class Oracle:

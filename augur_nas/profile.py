@@ -19,14 +19,14 @@ from pathlib import Path
 import yaml
 
 from ._errors import ProfileError, where
-from .costmodel import LatencyModel, MemoryModel, _check
+from .costmodel import LatencyModel, MemoryModel, ResidualModel, _check
 
 FORMAT_VERSION = 1
 PROFILE_DIR = Path(__file__).resolve().parent / "device_profiles"
 MAX_PROFILE_BYTES = 4 * 2**20
 
 TOP_REQUIRED = ("format_version", "name", "hardware", "runtime", "provenance", "latency", "memory")
-TOP_OPTIONAL = ("description", "fit")
+TOP_OPTIONAL = ("description", "runtime_settings", "fit", "residual")
 HARDWARE_REQUIRED = ("processor", "cores", "clock_ghz", "peak_gflops", "memory_bandwidth_gbs", "ram_mb", "unified_memory")
 HARDWARE_OPTIONAL = ("soc", "notes")
 PROVENANCE_REQUIRED = ("method",)
@@ -48,15 +48,24 @@ class Profile:
     fit: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     source: str | None = field(default=None, compare=False)
+    # how the runtime was run when the profile was measured (threads, graph optimization,
+    # provider, ...): `augur-nas measure` / `validate` use the same settings by default
+    runtime_settings: dict = field(default_factory=dict)
+    # an optional learned correction of the latency (augur-nas fit-residual), stored as data
+    residual: ResidualModel | None = None
 
     def to_dict(self) -> dict:
         d = {"format_version": self.format_version, "name": self.name}
         if self.description:
             d["description"] = self.description
-        d.update({"hardware": dict(self.hardware), "runtime": self.runtime, "provenance": dict(self.provenance),
-                  "latency": self.latency.to_dict(), "memory": self.memory.to_dict()})
+        d.update({"hardware": dict(self.hardware), "runtime": self.runtime})
+        if self.runtime_settings:
+            d["runtime_settings"] = dict(self.runtime_settings)
+        d.update({"provenance": dict(self.provenance), "latency": self.latency.to_dict(), "memory": self.memory.to_dict()})
         if self.fit:
             d["fit"] = self.fit
+        if self.residual is not None:
+            d["residual"] = self.residual.to_dict()
         return d
 
     @classmethod
@@ -175,8 +184,14 @@ def _profile_from_dict(d, source) -> Profile:
     if not isinstance(fit, dict):
         raise _check.err(f"`fit` must be a mapping, not {_check._kind(fit)}", source, "fit")
     _check_plain(fit, source, "fit")
+    settings = d.get("runtime_settings") or {}
+    if not isinstance(settings, dict):
+        raise _check.err(f"`runtime_settings` must be a mapping, not {_check._kind(settings)}", source, "runtime_settings")
+    _check_plain(settings, source, "runtime_settings")
+    residual = ResidualModel.from_dict(d["residual"], source, "residual") if d.get("residual") is not None else None
     return Profile(name=name, hardware=hardware, runtime=runtime, provenance=provenance, latency=latency,
-                   memory=memory, description=description, fit=fit, format_version=d["format_version"], source=source)
+                   memory=memory, description=description, fit=fit, format_version=d["format_version"], source=source,
+                   runtime_settings=settings, residual=residual)
 
 
 def _check_plain(v, source, key):
@@ -213,6 +228,13 @@ def _represent_dict(dumper, data):
     return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
 
 
+def _represent_str(dumper, data):
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+_Dumper.add_representer(str, _represent_str)
 _Dumper.add_representer(list, _represent_list)
 _Dumper.add_representer(dict, _represent_dict)
 

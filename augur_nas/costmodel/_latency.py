@@ -11,6 +11,15 @@ Every layer slot of a layer table is priced by the family its op kind maps to:
 
 Every priced layer also pays ``layer_overhead_ms`` (a launch or synchronisation on a GPU).
 All of it is vectorized over the ``[L, B]`` table: the loop runs over op kinds, never candidates.
+
+Optional, for runtimes that are not layer-by-layer (all default to the plain sum above):
+
+- ``fuse``: the runtime's graph fusions (``FusionRules``): a layer folded into the kernel that
+  produces its input (BatchNorm, activation, residual add after a conv) costs nothing itself.
+- ``network_overhead_ms``: paid once per forward pass (a runtime's per-call cost).
+- a GEMM kind may choose its model per layer: ``{gemm: conv, pointwise: conv1x1, narrow:
+  conv_narrow, narrow_below: 8}`` prices 1x1 kernels with ``conv1x1`` and layers with fewer
+  than ``narrow_below`` input channels per group (a stem on RGB) with ``conv_narrow``.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import numpy as np
 from .._errors import ProfileError
 from ..lowering import DTYPE_BYTES, REGISTRY
 from . import _check
+from ._fusion import FusionRules
 from ._gemm import PiecewiseGemm
 from ._ops import BYTES_PER_MB, OpModel
 
@@ -31,13 +41,18 @@ class LatencyModel:
     """GEMM models by name, the memory-bound op model, the op-kind map and a per-layer overhead."""
 
     def __init__(self, gemm: dict, ops: OpModel | None = None, kinds: dict | None = None,
-                 layer_overhead_ms: float = 0.0):
+                 layer_overhead_ms: float = 0.0, fuse: FusionRules | list | None = None,
+                 network_overhead_ms: float = 0.0):
         self.gemm = dict(gemm)
         self.ops = ops if ops is not None else OpModel()
         self.kinds = dict(kinds or {})
         self.layer_overhead_ms = float(layer_overhead_ms)
-        if not np.isfinite(self.layer_overhead_ms) or self.layer_overhead_ms < 0:
-            raise ValueError("layer_overhead_ms must be finite and non-negative")
+        self.network_overhead_ms = float(network_overhead_ms)
+        for name in ("layer_overhead_ms", "network_overhead_ms"):
+            v = getattr(self, name)
+            if not np.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be finite and non-negative")
+        self.fuse = fuse if isinstance(fuse, FusionRules) else FusionRules(fuse or ())
         for kind, fam in self.kinds.items():
             _parse_family(fam, self.gemm, kind, None, "latency.kinds")
 
@@ -59,13 +74,29 @@ class LatencyModel:
 
     # ------------------------------------------------------------------------------ predict
 
-    def slot_times(self, table, batch: int = 1, profile: str | None = None) -> np.ndarray:
-        """Time (ms) of every layer slot of every candidate, ``[L, B]`` (slot-major, as table.rows)."""
+    def fused(self, table, entry=None) -> np.ndarray | None:
+        """``[L, B]``: the layers the runtime folds into their producer's kernel (``None``
+        without fusion rules). ``entry`` is the ``(stage, group, readers)`` of the tensor that
+        enters a partial table (a segment of the fast path), see ``FusionRules``."""
+        if not self.fuse:
+            return None
+        fused, _, _ = self.fuse.chain_stages(table.ops, table.inputs, table.rows["mask"],
+                                             getattr(table, "select_pos", None), entry)
+        return fused
+
+    def slot_times(self, table, batch: int = 1, profile: str | None = None, entry=None,
+                   fused: np.ndarray | None = None) -> np.ndarray:
+        """Time (ms) of every layer slot of every candidate, ``[L, B]`` (slot-major, as table.rows).
+
+        Layers fused into their producer (``fuse`` rules; ``fused`` overrides the analysis)
+        cost 0 and pay no layer overhead."""
         rows = table.rows
         mask = rows["mask"]
         L, B = mask.shape
         out = np.zeros((L, B), dtype=np.float64)
         batch = int(batch)
+        if fused is None:
+            fused = self.fused(table, entry)
         by_kind: dict[str, list] = {}
         for s, op in enumerate(table.ops):
             by_kind.setdefault(op, []).append(s)
@@ -75,16 +106,16 @@ class LatencyModel:
                 continue
             idx = np.asarray(slots, dtype=np.int64)
             msk = mask[idx]
+            if fused is not None:
+                msk = msk & ~fused[idx]
             if not msk.any():
                 continue
             if fam == "gemm":
-                g = self.gemm[name]
                 n, m, k, groups = rows["n"][idx], rows["m"][idx], rows["k"][idx], rows["groups"][idx]
                 names = [table.names[s] for s in slots]
-                if kind == "fc":
-                    t = g.predict(n, m * batch, k, mask=msk, names=names, profile=profile) * groups
-                else:
-                    t = g.predict(n, m, k, mask=msk, names=names, profile=profile) * (groups * batch)
+                mm = m * batch if kind == "fc" else m
+                t = self._gemm_time(kind, name, n, mm, k, groups, rows["in_c"][idx], msk, names, profile)
+                t = t * groups if kind == "fc" else t * (groups * batch)
             else:
                 per_mb, overhead = self.ops.coef(kind)
                 moved = (rows["in_elems"][idx] + rows["out_elems"][idx]).astype(np.float64) * DTYPE_BYTES
@@ -93,22 +124,61 @@ class LatencyModel:
             out[idx] = np.where(msk, t, 0.0)
         return out
 
-    def predict(self, table, batch: int = 1, profile: str | None = None):
-        """``(total [B], {op kind: [B]})`` in ms."""
-        st = self.slot_times(table, batch, profile)
+    def _gemm_time(self, kind, name, n, m, k, groups, in_c, msk, names, profile):
+        """One GEMM's time per slot, with the kind's per-layer model choice (pointwise, narrow)."""
+        fam = self.kinds.get(kind)
+        g = self.gemm[name]
+        t = None
+        if isinstance(fam, dict) and len(fam) > 1:
+            cin = np.maximum(in_c // np.maximum(groups, 1), 1)
+            choices = []
+            if "narrow" in fam:
+                choices.append((cin < int(fam.get("narrow_below", 8)), self.gemm[fam["narrow"]]))
+            if "pointwise" in fam:
+                choices.append((k == cin, self.gemm[fam["pointwise"]]))
+            taken = np.zeros(msk.shape, dtype=bool)
+            t = np.zeros(msk.shape, dtype=np.float64)
+            for sel, model in choices:
+                sel = sel & ~taken & msk
+                if sel.any():
+                    t = np.where(sel, model.predict(n, m, k, mask=sel, names=names, profile=profile), t)
+                taken |= sel
+            rest = msk & ~taken
+            if rest.any():
+                t = np.where(rest, g.predict(n, m, k, mask=rest, names=names, profile=profile), t)
+            return t
+        return g.predict(n, m, k, mask=msk, names=names, profile=profile)
+
+    def predict(self, table, batch: int = 1, profile: str | None = None, entry=None, network: bool = True,
+                fused: np.ndarray | None = None):
+        """``(total [B], {op kind: [B]})`` in ms.
+
+        ``network`` adds ``network_overhead_ms`` to the total (not to any kind): pass False when
+        the table is a part of a network (a segment of the fast path)."""
+        st = self.slot_times(table, batch, profile, entry, fused)
         total = st.sum(axis=0)
+        if network and self.network_overhead_ms:
+            total = total + self.network_overhead_ms
+        return total, self.breakdown(table, st)
+
+    def breakdown(self, table, st: np.ndarray) -> dict:
+        """``{op kind: [B]}`` sums of slot times ``st`` ``[L, B]`` (priced kinds only)."""
         by_kind: dict[str, np.ndarray] = {}
         ops = np.asarray(table.ops)
         for kind in dict.fromkeys(table.ops):
             if self.family(kind)[0] == "free":
                 continue
             by_kind[kind] = st[ops == kind].sum(axis=0)
-        return total, by_kind
+        return by_kind
 
     # ------------------------------------------------------------------------------ plain data
 
     def to_dict(self) -> dict:
         d = {"layer_overhead_ms": _check.plain(self.layer_overhead_ms)}
+        if self.network_overhead_ms:
+            d["network_overhead_ms"] = _check.plain(self.network_overhead_ms)
+        if self.fuse:
+            d["fuse"] = self.fuse.to_list()
         if self.kinds:
             d["kinds"] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in sorted(self.kinds.items())}
         d["gemm"] = {name: g.to_dict() for name, g in self.gemm.items()}
@@ -117,7 +187,8 @@ class LatencyModel:
 
     @classmethod
     def from_dict(cls, d, source: str | None = None, key: str = "latency") -> "LatencyModel":
-        _check.mapping(d, source, key, required=("gemm", "ops"), optional=("layer_overhead_ms", "kinds"))
+        _check.mapping(d, source, key, required=("gemm", "ops"),
+                       optional=("layer_overhead_ms", "network_overhead_ms", "fuse", "kinds"))
         _check.mapping(d["gemm"], source, f"{key}.gemm")
         gemm = {str(name): PiecewiseGemm.from_dict(g, source, f"{key}.gemm.{name}") for name, g in d["gemm"].items()}
         ops = OpModel.from_dict(d["ops"], source, f"{key}.ops")
@@ -128,7 +199,9 @@ class LatencyModel:
                 _parse_family(fam, gemm, str(kind), source, f"{key}.kinds")
                 kinds[str(kind)] = fam
         overhead = _check.number(d.get("layer_overhead_ms", 0.0), source, f"{key}.layer_overhead_ms")
-        return cls(gemm, ops, kinds, overhead)
+        net = _check.number(d.get("network_overhead_ms", 0.0), source, f"{key}.network_overhead_ms")
+        fuse = FusionRules.from_list(d["fuse"], source, f"{key}.fuse", tuple(REGISTRY)) if d.get("fuse") is not None else None
+        return cls(gemm, ops, kinds, overhead, fuse, net)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, LatencyModel) and self.to_dict() == other.to_dict()
@@ -143,28 +216,55 @@ def _parse_family(fam, gemm: dict, kind: str, source, key):
         raise _check.err(f"`{k}`: `{kind}` is not an op kind (known: {', '.join(sorted(REGISTRY))})", source, k)
     if fam in ("bytes", "free"):
         return (fam, None)
-    if isinstance(fam, dict) and set(fam) == {"gemm"}:
+    if isinstance(fam, dict) and "gemm" in fam and set(fam) <= {"gemm", "pointwise", "narrow", "narrow_below"}:
         name = fam["gemm"]
-        if name not in gemm:
-            raise _check.err(f"`{k}` prices `{kind}` with the GEMM model `{name}`, which `latency.gemm` does not "
-                             f"define (it has: {', '.join(sorted(gemm)) or 'none'})", source, k)
+        for part in ("gemm", "pointwise", "narrow"):
+            if part in fam and fam[part] not in gemm:
+                raise _check.err(f"`{k}` prices `{kind}` with the GEMM model `{fam[part]}`, which `latency.gemm` does not "
+                                 f"define (it has: {', '.join(sorted(gemm)) or 'none'})", source, k)
+        if "narrow_below" in fam:
+            _check.number(fam["narrow_below"], source, f"{k}.narrow_below", minimum=1, integer=True)
         if kind not in GEMM_KINDS:
             raise _check.err(f"`{k}`: `{kind}` layers are not matrix multiplications; price them with `bytes` or "
                              f"`free` (GEMM kinds: {', '.join(GEMM_KINDS)})", source, k)
         return ("gemm", name)
-    raise _check.err(f"`{k}` must be `bytes`, `free` or {{gemm: NAME}}, not {_check._kind(fam)}", source, k)
+    raise _check.err(f"`{k}` must be `bytes`, `free` or {{gemm: NAME}} (optionally with pointwise: NAME, narrow: NAME, "
+                     f"narrow_below: N), not {_check._kind(fam)}", source, k)
 
 
 def latency_ms(table, profile, batch: int = 1):
     """Predicted latency (ms) of every candidate of a layer table on a device.
 
     ``profile`` is a ``Profile`` (``augur_nas.profile.load_profile``) or a ``LatencyModel``.
-    Returns ``(total, by_kind)``: a ``[B]`` array and a dict op kind -> ``[B]`` array.
+    Returns ``(total, by_kind)``: a ``[B]`` array and a dict op kind -> ``[B]`` array. The total
+    includes the model's ``network_overhead_ms`` and, when the profile holds one, its residual
+    correction (``ResidualModel``); ``by_kind`` is the layer-sum model's own breakdown.
     """
     model, name = _latency_of(profile)
     if int(batch) < 1:
         raise ProfileError(f"batch must be a positive integer, got {batch}")
-    return model.predict(table, int(batch), name)
+    batch = int(batch)
+    residual = getattr(profile, "residual", None)
+    if residual is None:
+        return model.predict(table, batch, name)
+    from ._residual import residual_sums
+
+    fused = model.fused(table)
+    st = model.slot_times(table, batch, name, fused=fused)
+    total, by_kind = model.predict(table, batch, name, fused=fused)
+    sums = residual_sums(table, model, st, fused)
+    return residual.apply(total, sums, input_elems(table)), by_kind
+
+
+def input_elems(table) -> np.ndarray:
+    """Elements of the network input of every candidate of a full layer table, ``[B]``."""
+    rows = table.rows
+    B = rows["mask"].shape[1]
+    out = np.zeros(B, dtype=np.float64)
+    for s, ins in enumerate(table.inputs):
+        if ins and ins[0] == -1:
+            out = np.maximum(out, (rows["in_c"][s] * rows["in_h"][s] * rows["in_w"][s]).astype(np.float64))
+    return out
 
 
 def memory_mb(table, profile, batch: int = 1, tot: dict | None = None) -> np.ndarray:

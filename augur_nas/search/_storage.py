@@ -59,16 +59,27 @@ def make_storage(url):
     if url.startswith(("postgresql://", "postgresql+", "postgres://")):
         if url.startswith("postgres://"):
             url = "postgresql://" + url[len("postgres://"):]
-        try:
-            import psycopg2  # noqa: F401
-        except ImportError:
-            if url.startswith(("postgresql://", "postgresql+psycopg2://")):
-                raise ConstraintError("--storage postgresql://... needs the psycopg2 driver: pip install psycopg2-binary "
-                                      "(or augur-nas[postgres])") from None
+        if url.startswith("postgresql://"):
+            # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg (3); use psycopg2 when only it is there
+            if _has("psycopg"):
+                pass
+            elif _has("psycopg2"):
+                url = "postgresql+psycopg2://" + url[len("postgresql://"):]
+            else:
+                raise ConstraintError("--storage postgresql://... needs a PostgreSQL driver: pip install psycopg2-binary "
+                                      "(or augur-nas[postgres])")
+        elif url.startswith("postgresql+psycopg2://") and not _has("psycopg2"):
+            raise ConstraintError("--storage postgresql+psycopg2://... needs psycopg2: pip install psycopg2-binary")
         return _rdb(url, {"pool_pre_ping": True})
     raise ConstraintError(
         f"--storage {url!r} is not understood; use sqlite:///FILE.db, journal:FILE (or FILE.log), or "
         f"postgresql://USER@HOST:PORT/DB (default: in memory)")
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def _rdb(url, engine_kwargs):
