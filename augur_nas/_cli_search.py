@@ -47,6 +47,10 @@ def register(sub) -> None:
                    help="always show the progress bar (default: when stderr is a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="never show the progress bar")
     p.set_defaults(fn=cmd_search)
+    # let `--memory -3MB` reach the strict limit parser (and be refused there) instead of argparse
+    # taking "-3MB" for an option
+    if hasattr(p, "_negative_number_matcher"):
+        p._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?[A-Za-z]*$")
 
 
 def _positive_int(s: str) -> int:

@@ -38,8 +38,8 @@ def _fast_costs(space, X, profile, batch, breakdown=True):
     """The same figures through segment tabulation (``_segments``): each block of the network is
     priced once per distinct (input shape, block genes) combination of the chunk.
 
-    With fusion rules, a segment's entry tensor carries the fusion state of the layer that made
-    it (``FusionRules.program_entry_states``); with a residual, the whole-network sums its
+    With fusion or layout rules, a segment's entry tensor carries the fusion state and the layout
+    of the layer that made it (``program_entry_states``, ``program_entry_layouts``); with a residual, the whole-network sums its
     features need are gathered with the latency and the booster corrects the chunk at once."""
     from ._segments import segment_sums, segments
     from .costmodel import residual_sums
@@ -51,21 +51,30 @@ def _fast_costs(space, X, profile, batch, breakdown=True):
     model_ws_sum = profile.memory.workspace == "sum"
     residual = getattr(profile, "residual", None)
     entry_of = {}
-    if model.fuse:
-        states = model.fuse.program_entry_states(prog)
+    if model.fuse or model.layout is not None:
+        states = model.fuse.program_entry_states(prog) if model.fuse else {}
+        lays = model.layout.program_entry_layouts(prog, model.fuse, model.free_kinds()) if model.layout else {}
         for seg in segments(prog):
-            entry_of[prog.nodes[seg.start].name] = states.get(seg.entry) if seg.entry >= 0 else None
+            e = seg.entry
+            entry_of[prog.nodes[seg.start].name] = {"fusion": states.get(e) if e >= 0 else None,
+                                                    "layout": lays.get(e, 0) if e >= 0 else 0}
+    need_fc = profile.memory.fc_weights_coef is not None
 
     def seg_fn(table):
-        fused = model.fused(table, entry_of.get(table.names[0])) if entry_of else None
-        st = model.slot_times(table, batch, name, fused=fused)
+        entry = entry_of.get(table.names[0])
+        fused = model.fused(table, entry) if model.fuse else None
+        st, n_reorder = model.slot_costs(table, batch, name, entry, fused)
         out = {"latency_ms": st.sum(axis=0)}
         if model_ws_sum:
             out["workspace_sum_elems"] = table.rows["workspace_elems"].sum(axis=0)
         if breakdown:
             out.update({f"latency_ms.{k}": v for k, v in model.breakdown(table, st).items()})
         if residual is not None:
-            out.update(residual_sums(table, model, st, fused))
+            out.update(residual_sums(table, model, st, fused, n_reorder))
+        if need_fc:
+            from .costmodel._memory import fc_weight_bytes
+
+            out["fc_weight_bytes"] = fc_weight_bytes(table)
         return out
 
     mem = profile.memory
@@ -74,6 +83,8 @@ def _fast_costs(space, X, profile, batch, breakdown=True):
             "workspace_elems" if mem.workspace == "max" else ""}
     if residual is not None:
         keep.update(SUM_KEYS)
+    if need_fc:
+        keep.add("fc_weight_bytes")
     r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak=mem.activations == "peak",
                                seg_fn=seg_fn, keep=keep)
     zero = np.zeros(len(in_elems))
@@ -84,6 +95,8 @@ def _fast_costs(space, X, profile, batch, breakdown=True):
            "workspace_bytes": get("workspace_elems") * DTYPE_BYTES,
            "workspace_sum_bytes": get("workspace_sum_elems") * DTYPE_BYTES,
            "peak_memory_bytes": weights + np.maximum(get("peak_activation_bytes"), in_elems * DTYPE_BYTES)}
+    if need_fc:
+        tot["fc_weights_bytes"] = get("fc_weight_bytes")
     mem = profile.memory.predict(None, tot, batch)
     by_kind = {k.split(".", 1)[1]: v for k, v in r.items() if k.startswith("latency_ms.")}
     lat = get("latency_ms") + model.network_overhead_ms

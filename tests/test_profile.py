@@ -44,7 +44,7 @@ def tables():
 
 
 def test_shipped_profiles_are_found_and_honest():
-    assert list_profiles() == JETSONS
+    assert [p for p in list_profiles() if p in JETSONS] == JETSONS  # (x86-2core-ort is measured: test_profiling.py)
     assert (ROOT / "device_profiles").resolve() == PROFILE_DIR  # the top-level folder is the package's
     for name in JETSONS:
         p = load_profile(name)
@@ -233,7 +233,7 @@ def test_cli_predict_and_devices(paper, tmp_path):
     assert one.name == res["device"]
     r = _cli("devices", "--json")
     assert r.returncode == 0, r.stderr
-    devs = json.loads(r.stdout)
+    devs = [d for d in json.loads(r.stdout) if d["name"] in JETSONS]
     assert [d["name"] for d in devs] == JETSONS
     assert all("not measured by us" in d["provenance"]["method"] for d in devs)
     assert all(d["fit"]["max_abs_error_pct"]["forward"] <= 10 for d in devs)

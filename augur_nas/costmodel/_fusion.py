@@ -70,6 +70,9 @@ class FusionRules:
             readers[0] = e_readers
         ent_stage = np.full(B, e_stage, dtype=np.int8)
         ent_group = np.full(B, e_group, dtype=np.int16)
+        # is the tensor a `zero` edge (a multiply by 0 in the exported graph, plain layout)? A join
+        # with such an input is not folded into the kernel that produces its other input
+        zero = np.zeros((L + 1, B), dtype=bool)  # index i + 1; 0 is the entry
 
         def st(i):
             return (ent_stage, ent_group) if i < 0 else (stage[i], group[i])
@@ -78,6 +81,8 @@ class FusionRules:
             op = ops[s]
             ins = inputs[s]
             act = mask[s]
+            if op == "zero":
+                zero[s + 1] = True
             if op in TRANSPARENT:
                 if op == "select" and select_pos is not None and s in select_pos and len(ins) > 1:
                     pos = np.asarray(select_pos[s])
@@ -87,11 +92,13 @@ class FusionRules:
                     cols = np.arange(B)
                     stage[s] = np.where(one, cand_stage[pos, cols], _NONE)
                     group[s] = np.where(one, cand_group[pos, cols], -1)
+                    zero[s + 1] = np.stack([zero[i + 1] for i in ins])[pos, cols]
                 else:
                     s0, g0 = st(ins[0])
                     one = readers[ins[0] + 1] == 1
                     stage[s] = s0 if one else _NONE
                     group[s] = g0 if one else -1
+                    zero[s + 1] = zero[ins[0] + 1]
                 continue
             gi = self._producer.get(op)
             if gi is not None:
@@ -118,7 +125,7 @@ class FusionRules:
                     ok = self._allowed(op, "join", g0) & (s0 == _OPEN) & ~f
                     g = np.where(ok, g0, g)
                     f |= ok
-                f &= act
+                f &= act & ~zero[ins[0] + 1] & ~zero[ins[1] + 1]
                 fused[s] = f
                 stage[s] = np.where(f, _JOINED, stage[s])
                 group[s] = np.where(f, g, group[s])
@@ -191,3 +198,305 @@ class FusionRules:
 
     def __repr__(self) -> str:
         return f"FusionRules({self.to_list()})"
+
+
+# --------------------------------------------------------------------------------------------- duplicates
+
+
+def duplicates(ops, inputs, rows, kinds) -> np.ndarray:
+    """``[L, B]`` int: for a layer that recomputes an earlier one, that layer's slot (else -1).
+
+    A runtime's common-subexpression elimination computes a weightless op once per input: two
+    ReLUs, two identical pools or two zero edges on the same tensor (NAS-Bench-201's cells do
+    this) are one node. Two slots match when they have the same kind, read the same slots and
+    have the same output size and op count (which tells the pool parameters apart)."""
+    mask = rows["mask"]
+    L = len(ops)
+    B = mask.shape[1] if L else 0
+    alias = np.full((L, B), -1, dtype=np.int64)
+    if not kinds or L == 0:
+        return alias
+    groups: dict = {}
+    for s, op in enumerate(ops):
+        if op in kinds:
+            groups.setdefault((op, tuple(inputs[s])), []).append(s)
+    for slots in groups.values():
+        if len(slots) < 2:
+            continue
+        for j, s in enumerate(slots):
+            live_s = mask[s] | (ops[s] == "zero")
+            for e in slots[:j]:
+                live_e = (mask[e] | (ops[e] == "zero")) & (alias[e] < 0)
+                same = live_s & live_e & (alias[s] < 0) & (rows["out_elems"][s] == rows["out_elems"][e]) \
+                    & (rows["macs"][s] == rows["macs"][e])
+                alias[s] = np.where(same, e, alias[s])
+    return alias
+
+
+# --------------------------------------------------------------------------------------------- layouts
+
+_PLAIN, _BLOCKED = 0, 1
+
+
+class LayoutRules:
+    """A runtime's blocked tensor layout (ONNX Runtime's NCHWc on x86) and the conversions it costs.
+
+    ONNX Runtime runs convolutions and pools in a blocked layout (channels in blocks of
+    ``block``) and inserts a reorder wherever a tensor crosses to an op that only works on plain
+    NCHW data (an LRN, a broadcast multiply, a three-way sum with a plain input, a zero edge, an
+    fc) and back. Each reorder streams the tensor once: ``reorder`` ``(ms_per_mb, overhead_ms)``.
+    The rules, as data (``latency.layout`` of a profile):
+
+    - ``blocked``: kinds that need blocked input and produce blocked output (conv, dwconv, pools),
+      except layers with fewer than ``narrow_below`` input channels per group, which read plain
+      input directly (a stem on RGB);
+    - ``follow``: kinds that run in whatever layout their input has (activations, BatchNorm);
+    - ``joins``: kinds that are blocked when all their inputs are (and, for a concat, every
+      input's channels are a multiple of ``block``), plain otherwise;
+    - every other priced kind (and a ``zero`` edge, a multiply by 0) runs plain.
+
+    Layers fused into a producer (``FusionRules``) share its output. The cost of converting a
+    tensor is charged to the first layer that needs it converted, once per tensor and layout.
+    """
+
+    def __init__(self, blocked=(), follow=(), joins=(), block: int = 8, narrow_below: int = 8,
+                 reorder=(0.0, 0.0)):
+        self.blocked = tuple(blocked)
+        self.follow = tuple(follow)
+        self.joins = tuple(joins)
+        self.block = int(block)
+        self.narrow_below = int(narrow_below)
+        a, c = (float(x) for x in (reorder if not isinstance(reorder, dict) else
+                                   (reorder.get("ms_per_mb", 0.0), reorder.get("overhead_ms", 0.0))))
+        if not (np.isfinite(a) and np.isfinite(c)) or a < 0 or c < 0:
+            raise ValueError("reorder coefficients must be finite and non-negative")
+        self.reorder = (a, c)
+
+    def __bool__(self) -> bool:
+        return bool(self.blocked)
+
+    def reorders(self, ops, inputs, rows, fused, select_pos=None, entry_layout: int = _PLAIN,
+                 free_kinds=(), alias=None) -> tuple:
+        """``(moved_bytes [L, B], conversions [L, B], layout [L, B])``: per slot, the bytes streamed by
+        the layout conversions (and zero edges) it needs and how many, and its output's layout.
+
+        A ``zero`` edge (a multiply by 0 in the exported graph) runs plain on its input; it is
+        charged, with the conversion of that input, to the layer that reads it."""
+        mask = rows["mask"]
+        L = len(ops)
+        B = mask.shape[1] if L else 0
+        layout = np.zeros((L, B), dtype=np.int8)
+        moved = np.zeros((L, B), dtype=np.float64)
+        count = np.zeros((L, B), dtype=np.float64)
+        if L == 0 or not self:
+            return moved, count, layout
+        cols = np.arange(B)
+        done = {t: np.zeros((L + 1, B), dtype=bool) for t in (_PLAIN, _BLOCKED)}  # [tensor + 1, B]
+        ent = np.full(B, entry_layout, dtype=np.int8)
+        out_elems = rows["out_elems"]
+        fz = fused if fused is not None else np.zeros((L, B), dtype=bool)
+        src = {}  # slot -> [B] slot whose tensor it passes on (-1: the entry)
+        is_zero = np.array([op == "zero" for op in ops] + [False])  # index -1: the entry
+        zdone = np.zeros((L + 1, B), dtype=bool)  # zero edges already charged (per tensor)
+        entry_elems = np.zeros(B, dtype=np.float64)
+        for s in range(L):
+            if -1 in inputs[s] and ops[s] not in TRANSPARENT:
+                entry_elems = np.maximum(entry_elems, rows["in_c"][s] * rows["in_h"][s] * rows["in_w"][s])
+
+        def lay(i):
+            return ent if i < 0 else layout[i]
+
+        def tensor_of(i):
+            if i < 0:
+                return np.full(B, -1, dtype=np.int64)
+            t = src.get(i)
+            return np.full(B, i, dtype=np.int64) if t is None else t
+
+        def elems(t):
+            e = np.where(t < 0, entry_elems, 0.0)
+            ok = t >= 0
+            if ok.any():
+                e[ok] = out_elems[t[ok], cols[ok]]
+            return e
+
+        def convert(s, i, target, need):
+            need = need & (lay(i) != target)
+            if not need.any():
+                return
+            t = tensor_of(i)
+            d = done[target]
+            new = need & ~d[t + 1, cols]
+            d[t + 1, cols] |= new
+            if new.any():
+                moved[s] += np.where(new, elems(t) * 4.0, 0.0)
+                count[s] += new
+
+        def zero_edges(s, i, act):
+            """A zero edge read by slot s: one plain multiply over the zero's input (and its conversion)."""
+            t = tensor_of(i)
+            z = act & is_zero[t]
+            if not z.any():
+                return
+            for zs in np.unique(t[z]):
+                sel = z & (t == zs) & ~zdone[zs + 1]
+                if not sel.any():
+                    continue
+                zdone[zs + 1] |= sel
+                zi = inputs[zs][0]
+                convert(s, zi, _PLAIN, sel)
+                moved[s] += np.where(sel, 2 * elems(tensor_of(zi)) * 4.0, 0.0)
+                count[s] += sel
+
+        for s in range(L):
+            op = ops[s]
+            ins = inputs[s]
+            if op in TRANSPARENT:
+                if op == "select" and select_pos is not None and s in select_pos and len(ins) > 1:
+                    pos = np.asarray(select_pos[s])
+                    layout[s] = np.stack([lay(i) for i in ins])[pos, cols]
+                    src[s] = np.stack([tensor_of(i) for i in ins])[pos, cols]
+                else:
+                    layout[s] = lay(ins[0])
+                    src[s] = tensor_of(ins[0])
+                continue
+            dup = None
+            if alias is not None and (alias[s] >= 0).any():
+                dup = alias[s] >= 0
+                a = np.maximum(alias[s], 0)
+                layout_a = layout[a, cols]
+                src_a = np.stack([tensor_of(int(x))[c] for c, x in enumerate(a)]) if dup.any() else None
+                if dup.all():
+                    layout[s] = layout_a
+                    src[s] = src_a
+                    continue
+            if op == "zero":  # plain output, charged to its reader
+                layout[s] = _PLAIN
+                if dup is not None:
+                    src[s] = np.where(dup, src_a, s)
+                continue
+            off = ~mask[s]
+            if off.all():
+                layout[s] = lay(ins[0])
+                src[s] = tensor_of(ins[0])
+                continue
+            act = mask[s] & ~fz[s]
+            live = mask[s]
+            if dup is not None:
+                act = act & ~dup
+                live = live & ~dup
+            for i in ins:
+                zero_edges(s, i, live)
+            if fz[s].any():
+                # folded into the producer's kernel: its output is the chain's (blocked)
+                layout[s] = np.where(fz[s], lay(ins[0]) if len(ins) == 1 else _BLOCKED, _PLAIN)
+            if op in self.blocked:
+                # a dense conv on few channels (a stem on RGB) reads plain input directly
+                narrow = (rows["in_c"][s] < self.narrow_below) & (rows["groups"][s] <= 1) & (op == "conv")
+                for i in ins:
+                    convert(s, i, _BLOCKED, act & ~narrow)
+                    convert(s, i, _PLAIN, act & narrow)
+                layout[s] = np.where(act, _BLOCKED, layout[s])
+            elif op in self.follow or op in free_kinds:
+                layout[s] = np.where(act, lay(ins[0]), layout[s])
+                if op in free_kinds:
+                    src[s] = np.where(act, tensor_of(ins[0]), s)
+            elif op in self.joins:
+                blocked = np.ones(B, dtype=bool)
+                for i in ins:
+                    blocked &= lay(i) == _BLOCKED
+                    if op == "concat":
+                        blocked &= _channels(rows, i, s, B) % self.block == 0
+                for i in ins:
+                    convert(s, i, _PLAIN, act & ~blocked)
+                layout[s] = np.where(act, np.where(blocked, _BLOCKED, _PLAIN), layout[s])
+            else:
+                for i in ins:
+                    convert(s, i, _PLAIN, act)
+                layout[s] = np.where(act, _PLAIN, layout[s])
+            if off.any():
+                layout[s] = np.where(off, lay(ins[0]), layout[s])
+                prev = src.get(s, np.full(B, s, dtype=np.int64))
+                src[s] = np.where(off, tensor_of(ins[0]), prev)
+            if dup is not None:
+                layout[s] = np.where(dup, layout_a, layout[s])
+                src[s] = np.where(dup, src_a, src.get(s, np.full(B, s, dtype=np.int64)))
+        return moved, count, layout
+
+    def cost(self, moved, count) -> np.ndarray:
+        """Time (ms) of the conversions: ``ms_per_mb * MB + overhead_ms`` each."""
+        return self.reorder[0] * moved / 1e6 + self.reorder[1] * count
+
+    def program_entry_layouts(self, prog, fuse, free_kinds=()) -> dict:
+        """``node -> layout`` of every node of a program (selects unresolved: their first input),
+        for the fast path's segments. Shapes do not matter to the rules except for the narrow
+        convs and concat channel counts, which a program-level pass does not see: the layout of a
+        segment's entry is that of its producer's kind."""
+        cache = getattr(prog, "_layout_states", None)
+        key = (repr(self.to_dict()), repr(fuse.to_list() if fuse else None))
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        states = {}
+        fused_static = {}
+        if fuse:
+            nodes = prog.nodes
+            ops = [n.op for n in nodes]
+            inputs = [list(n.inputs) for n in nodes]
+            f, _, _ = fuse.chain_stages(ops, inputs, np.ones((len(nodes), 1), dtype=bool))
+            fused_static = {i: bool(f[i, 0]) for i in range(len(nodes))}
+        for i, n in enumerate(prog.nodes):
+            ins = list(n.inputs)
+            prev = states.get(ins[0], _PLAIN) if ins and ins[0] >= 0 else _PLAIN
+            if n.op in TRANSPARENT or n.op in free_kinds:
+                states[i] = prev
+            elif fused_static.get(i):
+                states[i] = _BLOCKED if len(ins) > 1 else prev
+            elif n.op in self.blocked:
+                states[i] = _BLOCKED
+            elif n.op in self.follow:
+                states[i] = prev
+            elif n.op in self.joins:
+                states[i] = _BLOCKED if all(states.get(j, _PLAIN) == _BLOCKED for j in ins if j >= 0) else _PLAIN
+            else:
+                states[i] = _PLAIN
+        prog._layout_states = (key, states)
+        return states
+
+    # ------------------------------------------------------------------------------ plain data
+
+    def to_dict(self) -> dict:
+        return {"blocked": list(self.blocked), "follow": list(self.follow), "joins": list(self.joins),
+                "block": self.block, "narrow_below": self.narrow_below,
+                "reorder": {"ms_per_mb": _check.plain(self.reorder[0]), "overhead_ms": _check.plain(self.reorder[1])}}
+
+    @classmethod
+    def from_dict(cls, d, source=None, key="latency.layout", known_kinds=()) -> "LayoutRules":
+        _check.mapping(d, source, key, required=("blocked", "reorder"),
+                       optional=("follow", "joins", "block", "narrow_below"))
+        lists = {}
+        for part in ("blocked", "follow", "joins"):
+            vals = d.get(part, [])
+            if not isinstance(vals, list) or not all(isinstance(x, str) for x in vals):
+                raise _check.err(f"`{key}.{part}` must be a list of op kinds", source, f"{key}.{part}")
+            for x in vals:
+                if known_kinds and x not in known_kinds:
+                    raise _check.err(f"`{key}.{part}`: `{x}` is not an op kind", source, f"{key}.{part}")
+            lists[part] = vals
+        _check.mapping(d["reorder"], source, f"{key}.reorder", required=("ms_per_mb",), optional=("overhead_ms",))
+        reorder = (_check.number(d["reorder"]["ms_per_mb"], source, f"{key}.reorder.ms_per_mb"),
+                   _check.number(d["reorder"].get("overhead_ms", 0.0), source, f"{key}.reorder.overhead_ms"))
+        block = _check.number(d.get("block", 8), source, f"{key}.block", minimum=1, integer=True)
+        narrow = _check.number(d.get("narrow_below", 8), source, f"{key}.narrow_below", minimum=1, integer=True)
+        return cls(lists["blocked"], lists["follow"], lists["joins"], block, narrow, reorder)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, LayoutRules) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"LayoutRules({self.to_dict()})"
+
+
+def _channels(rows, i, s, B):
+    """[B] channels of input slot i of slot s (the entry: slot s's own in_c)."""
+    if i < 0:
+        return rows["in_c"][s]
+    return rows["out_c"][i]

@@ -17,6 +17,10 @@ Optional, for runtimes that are not layer-by-layer (all default to the plain sum
 - ``fuse``: the runtime's graph fusions (``FusionRules``): a layer folded into the kernel that
   produces its input (BatchNorm, activation, residual add after a conv) costs nothing itself.
 - ``network_overhead_ms``: paid once per forward pass (a runtime's per-call cost).
+- ``layout``: the runtime's blocked layout and the conversions it inserts (``LayoutRules``);
+  each conversion is charged to the layer that needs it.
+- ``cse``: weightless kinds the runtime computes once per input (common-subexpression
+  elimination): a second identical ReLU or pool on the same tensor costs nothing.
 - a GEMM kind may choose its model per layer: ``{gemm: conv, pointwise: conv1x1, narrow:
   conv_narrow, narrow_below: 8}`` prices 1x1 kernels with ``conv1x1`` and layers with fewer
   than ``narrow_below`` input channels per group (a stem on RGB) with ``conv_narrow``.
@@ -29,7 +33,7 @@ import numpy as np
 from .._errors import ProfileError
 from ..lowering import DTYPE_BYTES, REGISTRY
 from . import _check
-from ._fusion import FusionRules
+from ._fusion import FusionRules, LayoutRules, duplicates
 from ._gemm import PiecewiseGemm
 from ._ops import BYTES_PER_MB, OpModel
 
@@ -42,7 +46,7 @@ class LatencyModel:
 
     def __init__(self, gemm: dict, ops: OpModel | None = None, kinds: dict | None = None,
                  layer_overhead_ms: float = 0.0, fuse: FusionRules | list | None = None,
-                 network_overhead_ms: float = 0.0):
+                 network_overhead_ms: float = 0.0, layout: LayoutRules | None = None, cse=()):
         self.gemm = dict(gemm)
         self.ops = ops if ops is not None else OpModel()
         self.kinds = dict(kinds or {})
@@ -53,6 +57,8 @@ class LatencyModel:
             if not np.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be finite and non-negative")
         self.fuse = fuse if isinstance(fuse, FusionRules) else FusionRules(fuse or ())
+        self.layout = layout if layout else None
+        self.cse = tuple(cse or ())
         for kind, fam in self.kinds.items():
             _parse_family(fam, self.gemm, kind, None, "latency.kinds")
 
@@ -80,16 +86,34 @@ class LatencyModel:
         enters a partial table (a segment of the fast path), see ``FusionRules``."""
         if not self.fuse:
             return None
+        if isinstance(entry, dict):
+            entry = entry.get("fusion")
         fused, _, _ = self.fuse.chain_stages(table.ops, table.inputs, table.rows["mask"],
                                              getattr(table, "select_pos", None), entry)
         return fused
+
+    def duplicates(self, table) -> np.ndarray | None:
+        """``[L, B]``: the earlier slot a layer recomputes (``cse`` kinds), -1 if none; None without ``cse``."""
+        if not self.cse:
+            return None
+        return duplicates(table.ops, table.inputs, table.rows, self.cse)
+
+    def free_kinds(self) -> tuple:
+        return tuple(k for k in REGISTRY if self.family(k)[0] == "free")
 
     def slot_times(self, table, batch: int = 1, profile: str | None = None, entry=None,
                    fused: np.ndarray | None = None) -> np.ndarray:
         """Time (ms) of every layer slot of every candidate, ``[L, B]`` (slot-major, as table.rows).
 
         Layers fused into their producer (``fuse`` rules; ``fused`` overrides the analysis)
-        cost 0 and pay no layer overhead."""
+        cost 0 and pay no layer overhead; layout conversions (``layout`` rules) are charged to the
+        layer that needs them. ``entry``: the state of the tensor entering a partial table, a
+        dict ``{"fusion": (stage, group, readers), "layout": 0 | 1}``."""
+        return self.slot_costs(table, batch, profile, entry, fused)[0]
+
+    def slot_costs(self, table, batch: int = 1, profile: str | None = None, entry=None,
+                   fused: np.ndarray | None = None):
+        """``(slot times [L, B], layout conversions [L, B] or None)``, see ``slot_times``."""
         rows = table.rows
         mask = rows["mask"]
         L, B = mask.shape
@@ -97,6 +121,10 @@ class LatencyModel:
         batch = int(batch)
         if fused is None:
             fused = self.fused(table, entry)
+        alias = self.duplicates(table)
+        absorbed = fused
+        if alias is not None:
+            absorbed = (alias >= 0) if fused is None else (fused | (alias >= 0))
         by_kind: dict[str, list] = {}
         for s, op in enumerate(table.ops):
             by_kind.setdefault(op, []).append(s)
@@ -106,8 +134,8 @@ class LatencyModel:
                 continue
             idx = np.asarray(slots, dtype=np.int64)
             msk = mask[idx]
-            if fused is not None:
-                msk = msk & ~fused[idx]
+            if absorbed is not None:
+                msk = msk & ~absorbed[idx]
             if not msk.any():
                 continue
             if fam == "gemm":
@@ -122,7 +150,14 @@ class LatencyModel:
                 t = per_mb * moved * batch / BYTES_PER_MB + overhead
             t = t + self.layer_overhead_ms
             out[idx] = np.where(msk, t, 0.0)
-        return out
+        count = None
+        if self.layout is not None:
+            lay_entry = entry.get("layout", 0) if isinstance(entry, dict) else 0
+            moved, count, _ = self.layout.reorders(table.ops, table.inputs, rows, fused,
+                                                   getattr(table, "select_pos", None), lay_entry, self.free_kinds(),
+                                                   alias)
+            out += self.layout.cost(moved * batch, count)
+        return out, count
 
     def _gemm_time(self, kind, name, n, m, k, groups, in_c, msk, names, profile):
         """One GEMM's time per slot, with the kind's per-layer model choice (pointwise, narrow)."""
@@ -179,6 +214,10 @@ class LatencyModel:
             d["network_overhead_ms"] = _check.plain(self.network_overhead_ms)
         if self.fuse:
             d["fuse"] = self.fuse.to_list()
+        if self.layout is not None:
+            d["layout"] = self.layout.to_dict()
+        if self.cse:
+            d["cse"] = list(self.cse)
         if self.kinds:
             d["kinds"] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in sorted(self.kinds.items())}
         d["gemm"] = {name: g.to_dict() for name, g in self.gemm.items()}
@@ -188,7 +227,7 @@ class LatencyModel:
     @classmethod
     def from_dict(cls, d, source: str | None = None, key: str = "latency") -> "LatencyModel":
         _check.mapping(d, source, key, required=("gemm", "ops"),
-                       optional=("layer_overhead_ms", "network_overhead_ms", "fuse", "kinds"))
+                       optional=("layer_overhead_ms", "network_overhead_ms", "fuse", "layout", "cse", "kinds"))
         _check.mapping(d["gemm"], source, f"{key}.gemm")
         gemm = {str(name): PiecewiseGemm.from_dict(g, source, f"{key}.gemm.{name}") for name, g in d["gemm"].items()}
         ops = OpModel.from_dict(d["ops"], source, f"{key}.ops")
@@ -201,7 +240,12 @@ class LatencyModel:
         overhead = _check.number(d.get("layer_overhead_ms", 0.0), source, f"{key}.layer_overhead_ms")
         net = _check.number(d.get("network_overhead_ms", 0.0), source, f"{key}.network_overhead_ms")
         fuse = FusionRules.from_list(d["fuse"], source, f"{key}.fuse", tuple(REGISTRY)) if d.get("fuse") is not None else None
-        return cls(gemm, ops, kinds, overhead, fuse, net)
+        layout = LayoutRules.from_dict(d["layout"], source, f"{key}.layout", tuple(REGISTRY)) \
+            if d.get("layout") is not None else None
+        cse = d.get("cse") or []
+        if not isinstance(cse, list) or not all(isinstance(k, str) and k in REGISTRY for k in cse):
+            raise _check.err(f"`{key}.cse` must be a list of op kinds", source, f"{key}.cse")
+        return cls(gemm, ops, kinds, overhead, fuse, net, layout, cse)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, LatencyModel) and self.to_dict() == other.to_dict()
@@ -250,9 +294,9 @@ def latency_ms(table, profile, batch: int = 1):
     from ._residual import residual_sums
 
     fused = model.fused(table)
-    st = model.slot_times(table, batch, name, fused=fused)
+    st, n_reorder = model.slot_costs(table, batch, name, fused=fused)
     total, by_kind = model.predict(table, batch, name, fused=fused)
-    sums = residual_sums(table, model, st, fused)
+    sums = residual_sums(table, model, st, fused, n_reorder)
     return residual.apply(total, sums, input_elems(table)), by_kind
 
 

@@ -13,6 +13,10 @@ Lu et al.), with
   keeps its own ``col_buffer_``), ``max`` (one buffer shared by all layers) or ``none``.
 
 Batch: activations scale with the batch; workspace does not (Caffe runs im2col per image).
+
+Optional ``fc_weights_coef``: the weights of fc layers get their own coefficient (a runtime that
+re-packs convolution weights into its own layout holds an extra copy of those, not of the fc
+matrices); without it, every weight has ``weights_coef``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ WORKSPACE_MODES = ("sum", "max", "none")
 
 class MemoryModel:
     def __init__(self, framework_overhead_mb=0.0, weight_copies=1, weights_coef=1.0, activations="caffe",
-                 activation_coef=1.0, workspace="max", workspace_coef=1.0):
+                 activation_coef=1.0, workspace="max", workspace_coef=1.0, fc_weights_coef=None):
         self.framework_overhead_mb = float(framework_overhead_mb)
         self.weight_copies = int(weight_copies)
         self.weights_coef = float(weights_coef)
@@ -40,7 +44,9 @@ class MemoryModel:
         self.activation_coef = float(activation_coef)
         self.workspace = workspace
         self.workspace_coef = float(workspace_coef)
-        for name in ("framework_overhead_mb", "weights_coef", "activation_coef", "workspace_coef"):
+        self.fc_weights_coef = None if fc_weights_coef is None else float(fc_weights_coef)
+        for name in ("framework_overhead_mb", "weights_coef", "activation_coef", "workspace_coef") + (
+                ("fc_weights_coef",) if self.fc_weights_coef is not None else ()):
             v = getattr(self, name)
             if not np.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be finite and non-negative, got {v}")
@@ -66,26 +72,40 @@ class MemoryModel:
             ws = np.asarray(tot["workspace_bytes"], dtype=np.float64)
         else:
             ws = np.zeros_like(weights)
-        return {"weights_mb": weights / BYTES_PER_MB, "activations_mb": act * batch / BYTES_PER_MB,
-                "workspace_mb": ws / BYTES_PER_MB}
+        out = {"weights_mb": weights / BYTES_PER_MB, "activations_mb": act * batch / BYTES_PER_MB,
+               "workspace_mb": ws / BYTES_PER_MB}
+        if self.fc_weights_coef is not None:
+            if "fc_weights_bytes" in tot:
+                fc = np.asarray(tot["fc_weights_bytes"], dtype=np.float64)
+            else:
+                fc = fc_weight_bytes(table)
+            out["fc_weights_mb"] = fc / BYTES_PER_MB
+        return out
 
     def predict(self, table, tot: dict | None = None, batch: int = 1) -> np.ndarray:
         """Process memory (MB) of every candidate of the table, ``[B]``."""
         c = self.components(table, tot, batch)
-        return (self.framework_overhead_mb + self.weight_copies * self.weights_coef * c["weights_mb"]
+        if self.fc_weights_coef is not None:
+            w = self.weights_coef * (c["weights_mb"] - c["fc_weights_mb"]) + self.fc_weights_coef * c["fc_weights_mb"]
+        else:
+            w = self.weights_coef * c["weights_mb"]
+        return (self.framework_overhead_mb + self.weight_copies * w
                 + self.activation_coef * c["activations_mb"] + self.workspace_coef * c["workspace_mb"])
 
     def to_dict(self) -> dict:
-        return {"framework_overhead_mb": _check.plain(self.framework_overhead_mb), "weight_copies": self.weight_copies,
-                "weights_coef": _check.plain(self.weights_coef), "activations": self.activations,
-                "activation_coef": _check.plain(self.activation_coef), "workspace": self.workspace,
-                "workspace_coef": _check.plain(self.workspace_coef)}
+        d = {"framework_overhead_mb": _check.plain(self.framework_overhead_mb), "weight_copies": self.weight_copies,
+             "weights_coef": _check.plain(self.weights_coef), "activations": self.activations,
+             "activation_coef": _check.plain(self.activation_coef), "workspace": self.workspace,
+             "workspace_coef": _check.plain(self.workspace_coef)}
+        if self.fc_weights_coef is not None:
+            d["fc_weights_coef"] = _check.plain(self.fc_weights_coef)
+        return d
 
     @classmethod
     def from_dict(cls, d, source: str | None = None, key: str = "memory") -> "MemoryModel":
         _check.mapping(d, source, key, required=("framework_overhead_mb",),
                        optional=("weight_copies", "weights_coef", "activations", "activation_coef", "workspace",
-                                 "workspace_coef"))
+                                 "workspace_coef", "fc_weights_coef"))
         return cls(
             framework_overhead_mb=_check.number(d["framework_overhead_mb"], source, f"{key}.framework_overhead_mb"),
             weight_copies=_check.number(d.get("weight_copies", 1), source, f"{key}.weight_copies", minimum=1, integer=True),
@@ -94,6 +114,8 @@ class MemoryModel:
             activation_coef=_check.number(d.get("activation_coef", 1.0), source, f"{key}.activation_coef"),
             workspace=_check.string(d.get("workspace", "max"), source, f"{key}.workspace", WORKSPACE_MODES),
             workspace_coef=_check.number(d.get("workspace_coef", 1.0), source, f"{key}.workspace_coef"),
+            fc_weights_coef=(_check.number(d["fc_weights_coef"], source, f"{key}.fc_weights_coef")
+                             if d.get("fc_weights_coef") is not None else None),
         )
 
     def __repr__(self) -> str:
@@ -102,3 +124,13 @@ class MemoryModel:
     def __eq__(self, other) -> bool:
         return isinstance(other, MemoryModel) and self.to_dict() == other.to_dict()
 
+
+
+def fc_weight_bytes(table) -> np.ndarray:
+    """Weight bytes of the fc layers of every candidate of a layer table, ``[B]``."""
+    rows = table.rows
+    out = np.zeros(rows["mask"].shape[1], dtype=np.float64)
+    for s, op in enumerate(table.ops):
+        if op == "fc":
+            out += np.where(rows["mask"][s], rows["weight_elems"][s], 0) * 4.0
+    return out

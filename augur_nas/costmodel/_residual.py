@@ -27,12 +27,12 @@ SUM_KEYS = (
     "res.ms_gemm", "res.ms_bytes",
     "res.macs_pw", "res.macs_kxk", "res.macs_narrow", "res.macs_dw", "res.macs_fc",
     "res.n_pw", "res.n_kxk", "res.n_dw", "res.n_fc", "res.n_pool", "res.n_join", "res.n_act", "res.n_other",
-    "res.n_fused", "res.n_zero", "res.act_elems", "res.weight_elems",
+    "res.n_fused", "res.n_zero", "res.n_reorder", "res.act_elems", "res.weight_elems",
 )
 FEATURES = (
     "log_pred_ms", "share_bytes_ms", "log_macs", "log_macs_pw", "log_macs_kxk", "log_macs_dw", "log_macs_fc",
     "dw_share", "pw_share", "n_pw", "n_kxk", "n_dw", "n_fc", "n_pool", "n_join", "n_act", "n_other", "n_fused",
-    "n_zero", "log_act_bytes", "log_weight_bytes", "log_input_elems", "macs_per_layer", "ms_per_layer",
+    "n_zero", "n_reorder", "log_act_bytes", "log_weight_bytes", "log_input_elems", "macs_per_layer", "ms_per_layer",
 )
 _POOL = ("maxpool", "avgpool", "globalpool")
 _JOIN = ("add", "mul", "concat")
@@ -41,13 +41,15 @@ MODEL_KIND = "lightgbm"
 TARGET = "log(measured_ms / predicted_ms)"
 
 
-def residual_sums(table, model, st: np.ndarray, fused: np.ndarray | None) -> dict:
+def residual_sums(table, model, st: np.ndarray, fused: np.ndarray | None, n_reorder=None) -> dict:
     """The ``SUM_KEYS`` of every candidate of a layer table (``[B]`` each), from the slot times
-    ``st`` ``[L, B]`` and the fusion mask of the latency model ``model``."""
+    ``st`` ``[L, B]``, the fusion mask and the layout conversions of the latency model ``model``."""
     rows = table.rows
     mask = rows["mask"]
     L, B = mask.shape
     out = {k: np.zeros(B) for k in SUM_KEYS}
+    if n_reorder is not None:
+        out["res.n_reorder"] = n_reorder.sum(axis=0)
     live = mask if fused is None else (mask & ~fused)
     ops = table.ops
     for s, op in enumerate(ops):
@@ -119,7 +121,7 @@ def residual_features(sums: dict, latency_ms, in_elems) -> np.ndarray:
         "pw_share": g("res.macs_pw") / np.maximum(macs, 1.0),
         "n_pw": g("res.n_pw"), "n_kxk": g("res.n_kxk"), "n_dw": g("res.n_dw"), "n_fc": g("res.n_fc"),
         "n_pool": g("res.n_pool"), "n_join": g("res.n_join"), "n_act": g("res.n_act"), "n_other": g("res.n_other"),
-        "n_fused": g("res.n_fused"), "n_zero": g("res.n_zero"),
+        "n_fused": g("res.n_fused"), "n_zero": g("res.n_zero"), "n_reorder": g("res.n_reorder"),
         "log_act_bytes": np.log1p(4 * g("res.act_elems")),
         "log_weight_bytes": np.log1p(4 * g("res.weight_elems")),
         "log_input_elems": np.log1p(np.broadcast_to(np.asarray(in_elems, dtype=np.float64), (B,))),

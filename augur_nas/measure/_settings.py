@@ -78,14 +78,14 @@ def runtime_version(backend: str) -> str:
         if backend == "onnxruntime":
             import onnxruntime
 
-            return onnxruntime.__version__
+            return str(onnxruntime.__version__)
         if backend == "torch":
             import torch
 
-            return torch.__version__
+            return str(torch.__version__)
         import numpy
 
-        return numpy.__version__
+        return str(numpy.__version__)
     except ImportError:
         return "not installed"
 

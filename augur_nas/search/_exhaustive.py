@@ -75,28 +75,117 @@ def scan_range(space, oracle, obj, limits, lo: int, hi: int, stride: int, chunk:
     return {"front": front, "sample": sample, "closest": closest, "n_feasible": n_feasible, "n_done": hi - lo}
 
 
-_W = {}
+def new_acc(G: int) -> dict:
+    return {"front": _empty(G), "sample": _empty(G), "closest": _empty(G), "n_feasible": 0, "n_done": 0}
 
 
-def _init_worker(cfg):
+def merge(acc: dict, part: dict) -> None:
+    """Fold the result of a rank range into ``acc``."""
+    acc["front"] = _front(_cat(acc["front"], part["front"]))
+    acc["sample"] = _cat(acc["sample"], part["sample"])
+    if not acc["n_feasible"] and not part["n_feasible"]:
+        acc["closest"] = _closest(_cat(acc["closest"], part["closest"]))
+    acc["n_feasible"] += part["n_feasible"]
+    acc["n_done"] += part["n_done"]
+
+
+def run_scan_worker(cfg: dict) -> int:
+    """Body of an exhaustive ``--workers`` process: price the rank ranges ``cfg["ranges"]``, print
+    each finished count on stdout, pickle the folded result to ``cfg["result_file"]``."""
+    import pickle
+    import sys
+
     from ..oracle import Oracle
     from ..space import SearchSpace
     from ._objective import Objective
+    from ._run import graceful_stop
 
     space = SearchSpace(cfg["space_spec"], source=cfg["space_source"])
-    _W.update(space=space, oracle=Oracle(space, cfg["device"], batch=cfg["batch"]),
-              obj=Objective(cfg["objective"], fn=cfg["objective_fn"]), limits=cfg["limits"], chunk=cfg["chunk"],
-              stride=cfg["stride"])
+    oracle = Oracle(space, cfg["device"], batch=cfg["batch"])
+    obj = Objective(cfg["objective"], fn=cfg["objective_fn"])
+    acc = new_acc(space.n_genes)
+    code = 0
+    with graceful_stop(term=True) as stop:
+        for lo, hi in cfg["ranges"]:
+            if stop:
+                code = 130
+                break
+            merge(acc, scan_range(space, oracle, obj, cfg["limits"], lo, hi, cfg["stride"], cfg["chunk"]))
+            sys.stdout.write(f"{hi - lo}\n")
+            sys.stdout.flush()
+    tmp = cfg["result_file"] + ".tmp"
+    with open(tmp, "wb") as f:
+        pickle.dump(acc, f)
+    import os
+
+    os.replace(tmp, cfg["result_file"])
+    return code
 
 
-def _scan_task(lo, hi):
-    w = _W
-    return lo, scan_range(w["space"], w["oracle"], w["obj"], w["limits"], lo, hi, w["stride"], w["chunk"])
+def _scan_in_workers(cfg, spans, workers, tq, stop, acc) -> bool:
+    """Price ``spans`` in ``workers`` processes (``python -m augur_nas.search._worker``)."""
+    import os
+    import pickle
+    import selectors
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from .._errors import ConstraintError
+
+    tmp = tempfile.mkdtemp(prefix="augur-scan-")
+    procs, interrupted = [], False
+    sel = selectors.DefaultSelector()
+    try:
+        for k in range(workers):
+            c = dict(cfg, ranges=spans[k::workers], result_file=os.path.join(tmp, f"scan-{k}.pkl"))
+            p = subprocess.Popen([sys.executable, "-m", "augur_nas.search._worker"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)
+            p.stdin.write(pickle.dumps(c))
+            p.stdin.close()
+            procs.append(p)
+            sel.register(p.stdout, selectors.EVENT_READ, k)
+        open_streams = len(procs)
+        sent = False
+        while open_streams:
+            if stop and not sent:
+                interrupted, sent = True, True
+                for p in procs:
+                    if p.poll() is None:
+                        p.send_signal(signal.SIGTERM)
+            for key, _ in sel.select(timeout=0.25):
+                line = key.fileobj.readline()
+                if not line:
+                    sel.unregister(key.fileobj)
+                    open_streams -= 1
+                    continue
+                try:
+                    tq.update(int(line))
+                except ValueError:
+                    pass
+        for k, p in enumerate(procs):
+            p.wait()
+            path = os.path.join(tmp, f"scan-{k}.pkl")
+            if not os.path.exists(path):
+                raise ConstraintError(f"exhaustive worker {k} (pid {p.pid}) ended with exit code {p.returncode} "
+                                      f"without a result")
+            with open(path, "rb") as f:
+                merge(acc, pickle.load(f))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        sel.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return interrupted
 
 
 def exhaustive(space, oracle, obj, limits, *, device, batch, workers=1, progress=None, objective_arg=None,
                chunk: int | None = None):
-    from ._run import EXHAUSTIVE_CHUNK, EXHAUSTIVE_SAMPLE, _progress
+    from ._run import EXHAUSTIVE_CHUNK, EXHAUSTIVE_SAMPLE, _progress, graceful_stop
     from ..space._space import ENUMERATE_LIMIT
     from .._errors import SpecError
 
@@ -107,46 +196,27 @@ def exhaustive(space, oracle, obj, limits, *, device, batch, workers=1, progress
     chunk = chunk or EXHAUSTIVE_CHUNK
     stride = max(1, math.ceil(size / EXHAUSTIVE_SAMPLE))
     G = space.n_genes
-    acc = {"front": _empty(G), "sample": _empty(G), "closest": _empty(G), "n_feasible": 0, "n_done": 0}
-
-    def merge(part):
-        acc["front"] = _front(_cat(acc["front"], part["front"]))
-        acc["sample"] = _cat(acc["sample"], part["sample"])
-        if not acc["n_feasible"] and not part["n_feasible"]:
-            acc["closest"] = _closest(_cat(acc["closest"], part["closest"]))
-        acc["n_feasible"] += part["n_feasible"]
-        acc["n_done"] += part["n_done"]
-
+    acc = new_acc(G)
     t0 = time.time()
     interrupted = False
     tq = _progress(size, progress, "arch")
     try:
-        if workers <= 1 or size <= 4 * chunk:
-            for lo in range(0, size, chunk):
-                hi = min(size, lo + chunk)
-                merge(scan_range(space, oracle, obj, limits, lo, hi, stride, chunk))
-                tq.update(hi - lo)
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            cfg = {"space_spec": space.spec, "space_source": space.source, "device": device, "batch": batch,
-                   "objective": None if callable(objective_arg) else obj.name,
-                   "objective_fn": objective_arg if callable(objective_arg) else None,
-                   "limits": limits, "chunk": chunk, "stride": stride}
-            span = max(chunk, min(5 * chunk, math.ceil(size / (workers * 4))))
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                     initializer=_init_worker, initargs=(cfg,)) as ex:
-                futs = [ex.submit(_scan_task, lo, min(size, lo + span)) for lo in range(0, size, span)]
-                try:
-                    for f in as_completed(futs):
-                        lo, part = f.result()
-                        merge(part)
-                        tq.update(part["n_done"])
-                except KeyboardInterrupt:
-                    for f in futs:
-                        f.cancel()
-                    raise
+        with graceful_stop() as stop:
+            if workers <= 1 or size <= 4 * chunk:
+                for lo in range(0, size, chunk):
+                    if stop:
+                        interrupted = True
+                        break
+                    hi = min(size, lo + chunk)
+                    merge(acc, scan_range(space, oracle, obj, limits, lo, hi, stride, chunk))
+                    tq.update(hi - lo)
+            else:
+                cfg = {"mode": "scan", "space_spec": space.spec, "space_source": space.source, "device": device,
+                       "batch": batch, "objective": None if callable(objective_arg) else obj.name,
+                       "objective_fn": objective_arg if callable(objective_arg) else None,
+                       "limits": limits, "chunk": chunk, "stride": stride}
+                spans = [(lo, min(size, lo + chunk)) for lo in range(0, size, chunk)]
+                interrupted = _scan_in_workers(cfg, spans, workers, tq, stop, acc)
     except KeyboardInterrupt:
         interrupted = True
     finally:

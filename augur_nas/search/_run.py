@@ -17,11 +17,12 @@ import sys
 import time
 import traceback
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._errors import AugurError, ConstraintError, SpecError
+from .._errors import AugurError, ConstraintError
 from ._objective import Objective
 from ._outputs import (COST_KEYS, front_records, remove_stale, write_arch_yamls, write_html, write_pareto_csv,
                        write_pareto_json, write_png, write_trials_csv)
@@ -31,9 +32,12 @@ from ._units import format_limit, parse_limit
 
 SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
 DEFAULT_SAMPLER = "nsga2"
-DEFAULT_TRIALS = 2000
+DEFAULT_TRIALS = 3000
 #: trials asked (and priced in one oracle call) per batch, per sampler
-ASK_BATCH = {"nsga2": 50, "tpe": 16, "random": 256}
+ASK_BATCH = {"nsga2": 30, "tpe": 16, "random": 256}
+#: with a database or journal every read reloads the running trials: smaller batches are faster
+ASK_BATCH_PERSISTENT = 16
+NSGA2_POPULATION = 30
 EXHAUSTIVE_CHUNK = 20000
 EXHAUSTIVE_SAMPLE = 100000  # rows of trials.csv (and points of the figures) for an enumerated space
 STUDY_ATTR = "augur_nas"
@@ -74,6 +78,20 @@ def _quiet_optuna():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+
+
+@contextmanager
+def _optuna_quiet():
+    """Optuna's per-trial INFO lines and experimental warnings off, for the duration only."""
+    import optuna
+
+    old = optuna.logging.get_verbosity()
+    with warnings.catch_warnings():
+        _quiet_optuna()
+        try:
+            yield
+        finally:
+            optuna.logging.set_verbosity(old)
 
 
 def _load_space(space):
@@ -133,6 +151,50 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class StopFlag:
+    """Set by the first Ctrl-C (SIGINT) or a SIGTERM: stop after the current batch. A second
+    Ctrl-C raises KeyboardInterrupt at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __bool__(self) -> bool:
+        return self.requested
+
+
+@contextmanager
+def graceful_stop(escalate: bool = True, term: bool = False):
+    """Install the handlers of a ``StopFlag`` (main thread only) and restore the old ones after."""
+    import signal
+    import threading
+
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    old_int = signal.getsignal(signal.SIGINT)
+    old_term = signal.getsignal(signal.SIGTERM)
+
+    def on_int(signum, frame):
+        if flag.requested and escalate:
+            raise KeyboardInterrupt
+        flag.requested = True
+
+    def on_term(signum, frame):
+        flag.requested = True
+
+    if old_int is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, on_int)
+    if term:
+        signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        if term:
+            signal.signal(signal.SIGTERM, old_term)
 
 
 def _fail_running(study, tags=None, dead_only_here: bool = False) -> int:
@@ -220,19 +282,22 @@ def _count(study):
 
 
 def _shared_loop(batcher: _Batcher, target: int, ask_batch: int, on_batch=None, poll: float = 0.2,
-                 stall_s: float = 120.0) -> None:
+                 stall_s: float = 120.0, stop=None) -> bool:
     """Run batches until the study holds ``target`` complete trials (several processes may share it).
 
     When the remaining trials are all running elsewhere, wait; if none of them finishes for
     ``stall_s`` seconds (their process died on another machine), run them here anyway.
+    Returns True when stopped by ``stop`` before the target.
     """
     waited_since, last_c = None, -1
     while True:
+        if stop:
+            return True
         n_c, n_r = _count(batcher.study)
         if on_batch is not None:
             on_batch(n_c)
         if n_c >= target:
-            return
+            return False
         remaining = target - n_c - n_r
         if remaining <= 0:
             if waited_since is None or n_c != last_c:
@@ -245,9 +310,13 @@ def _shared_loop(batcher: _Batcher, target: int, ask_batch: int, on_batch=None, 
         batcher.run_batch(min(ask_batch, remaining))
 
 
-def _worker_main(cfg: dict, k: int, queue) -> None:
-    """Entry point of a ``--workers`` process."""
-    status, msg = "done", None
+def run_worker(cfg: dict) -> int:
+    """Body of a ``--workers`` process (``python -m augur_nas.search._worker``): work on the shared
+    study until it holds ``cfg["target"]`` complete trials. Writes its status to ``cfg["status_file"]``
+    and returns the exit code (0 done, 130 interrupted, 2 error)."""
+    import json
+
+    status, msg, code = "done", None, 0
     try:
         import optuna
 
@@ -258,21 +327,25 @@ def _worker_main(cfg: dict, k: int, queue) -> None:
         space = SearchSpace(cfg["space_spec"], source=cfg["space_source"])
         oracle = Oracle(space, cfg["device"], batch=cfg["batch"])
         objective = Objective(cfg["objective"], fn=cfg["objective_fn"])
-        seed = None if cfg["seed"] is None else cfg["seed"] + 1 + k
+        seed = None if cfg["seed"] is None else cfg["seed"] + 1 + cfg["k"]
         study = optuna.load_study(study_name=cfg["study_name"], storage=make_storage(cfg["storage"]),
-                                  sampler=make_sampler(cfg["sampler"], seed, cfg["ask_batch"]))
+                                  sampler=make_sampler(cfg["sampler"], seed, cfg["population"]))
         batcher = _Batcher(study, space, oracle, objective, cfg["limits"], tag=_tag())
-        _shared_loop(batcher, cfg["target"], cfg["ask_batch"])
+        with graceful_stop(term=True) as stop:
+            if _shared_loop(batcher, cfg["target"], cfg["ask_batch"], stop=stop):
+                status, code = "interrupted", 130
     except KeyboardInterrupt:
-        status = "interrupted"
+        status, code = "interrupted", 130
     except AugurError as exc:
-        status, msg = "error", str(exc)
-    except BaseException as exc:  # pragma: no cover - reported to the parent
-        status, msg = "error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+        status, msg, code = "error", str(exc), 2
+    except BaseException as exc:  # reported to the parent
+        status, msg, code = "error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", 1
     try:
-        queue.put((status, k, msg))
-    except Exception:  # pragma: no cover
+        with open(cfg["status_file"], "w") as f:
+            json.dump({"status": status, "message": msg}, f)
+    except OSError:
         pass
+    return code
 
 
 # ============================================================================================ search
@@ -301,9 +374,20 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
     or for bad limits/objective/sampler values. On Ctrl-C the search stops, keeps what it found,
     writes its outputs and returns a result with ``interrupted=True``.
     """
+    with _optuna_quiet():
+        return _search(space, device, latency_ms=latency_ms, memory_mb=memory_mb, params=params, macs=macs,
+                       objective=objective, sampler=sampler, trials=trials, seed=seed, storage=storage,
+                       study_name=study_name, workers=workers, out=out, batch=batch, ask_batch=ask_batch,
+                       progress=progress, log=log)
+
+
+def _search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=None, objective="macs",
+           sampler: str = DEFAULT_SAMPLER, trials: int = DEFAULT_TRIALS, seed: int | None = None,
+           storage=None, study_name: str | None = None, workers: int = 1, out: str | None = None,
+           batch: int = 1, ask_batch: int | None = None, progress: bool | None = None,
+           log=None) -> SearchResult:
     from ..oracle import Oracle
 
-    _quiet_optuna()
     log = log or (lambda s: None)
     t0 = time.time()
     space = _load_space(space)
@@ -316,8 +400,17 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise ConstraintError(f"--seed must be a whole number >= 0, got {seed!r}")
     obj = Objective(None, fn=objective) if callable(objective) else Objective(objective)
-    if not obj.builtin and workers > 1 and obj.fn is not None and callable(objective) and getattr(objective, "__name__", "") == "<lambda>":
-        raise ConstraintError("--workers > 1 needs an objective that can be imported by name (module:function), not a lambda")
+    if workers > 1 and callable(objective):
+        import pickle
+
+        try:
+            pickle.dumps(objective)
+            ok = getattr(objective, "__module__", None) != "__main__"
+        except Exception:
+            ok = False
+        if not ok:
+            raise ConstraintError("workers > 1 need an objective that other processes can import by name: a function "
+                                  "defined at the top level of an importable module (or pass \"module:function\")")
     oracle = Oracle(space, device, batch=batch)
     device_name = oracle.device
 
@@ -342,7 +435,10 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
         meta.update({"storage": None, "study_name": None, "elapsed_s": round(time.time() - t0, 3)})
         return _finish(space, meta, table, front, closest, out, info["interrupted"], log)
 
-    ask_batch = _positive_int(ask_batch, "ask_batch") if ask_batch is not None else ASK_BATCH[sampler]
+    if ask_batch is not None:
+        ask_batch = _positive_int(ask_batch, "ask_batch")
+    else:
+        ask_batch = ASK_BATCH[sampler] if not is_persistent(storage) else min(ASK_BATCH[sampler], ASK_BATCH_PERSISTENT)
     if workers > 1 and not is_persistent(storage):
         raise ConstraintError(f"--workers {workers} needs a persistent --storage that every worker opens "
                               f"(sqlite:///study.db, journal:study.log or postgresql://...); in-memory studies live in one process")
@@ -350,7 +446,7 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
 
     study_name = study_name or f"{space.name}-{device_name}"
     st = make_storage(storage)
-    population = ask_batch
+    population = NSGA2_POPULATION
     try:
         study = optuna.create_study(storage=st, sampler=make_sampler(sampler, seed, population), study_name=study_name,
                                     directions=["minimize", "maximize"], load_if_exists=True)
@@ -372,30 +468,34 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
     interrupted = False
     tq = _progress(trials, progress, "trials")
     try:
-        if workers == 1:
-            batcher = _Batcher(study, space, oracle, obj, limits, tag=_tag() if is_persistent(storage) else None)
-            try:
-                if is_persistent(storage):
-                    def on_batch(n_c, shown=[0]):
-                        d = min(trials, max(0, n_c - n_before))
-                        if d > shown[0]:
-                            tq.update(d - shown[0])
-                            shown[0] = d
-                        tq.set_postfix(feasible=batcher.n_feasible, refresh=False)
+        with graceful_stop() as stop:
+            if workers == 1:
+                batcher = _Batcher(study, space, oracle, obj, limits, tag=_tag() if is_persistent(storage) else None)
+                try:
+                    if is_persistent(storage):
+                        def on_batch(n_c, shown=[0]):
+                            d = min(trials, max(0, n_c - n_before))
+                            if d > shown[0]:
+                                tq.update(d - shown[0])
+                                shown[0] = d
+                            tq.set_postfix(feasible=batcher.n_feasible, refresh=False)
 
-                    _shared_loop(batcher, target, ask_batch, on_batch=on_batch)
-                else:
-                    done = 0
-                    while done < trials:
-                        b = batcher.run_batch(min(ask_batch, trials - done))
-                        done += b
-                        tq.update(b)
-                        tq.set_postfix(feasible=batcher.n_feasible, refresh=False)
-            except KeyboardInterrupt:
-                interrupted = True
-        else:
-            interrupted = _run_workers(study, space, device, batch, obj, objective, limits, sampler, seed, storage,
-                                       study_name, target, ask_batch, workers, tq, n_before, log)
+                        interrupted = _shared_loop(batcher, target, ask_batch, on_batch=on_batch, stop=stop)
+                    else:
+                        done = 0
+                        while done < trials:
+                            if stop:
+                                interrupted = True
+                                break
+                            b = batcher.run_batch(min(ask_batch, trials - done))
+                            done += b
+                            tq.update(b)
+                            tq.set_postfix(feasible=batcher.n_feasible, refresh=False)
+                except KeyboardInterrupt:
+                    interrupted = True
+            else:
+                interrupted = _run_workers(study, space, device, batch, obj, objective, limits, sampler, seed, storage,
+                                           study_name, target, ask_batch, population, workers, tq, n_before, log, stop)
     finally:
         tq.close()
 
@@ -451,92 +551,111 @@ def _short(v):
 
 
 def _run_workers(study, space, device, batch, obj, objective_arg, limits, sampler, seed, storage, study_name, target,
-                 ask_batch, workers, tq, n_before, log) -> bool:
-    import multiprocessing as mp
+                 ask_batch, population, workers, tq, n_before, log, stop) -> bool:
+    """Start ``workers`` processes on the study, watch them, replace nothing: the survivors of a
+    killed worker pick up its share (its running trials are marked failed). Returns interrupted."""
+    import json
+    import pickle
+    import shutil
     import signal
+    import subprocess
+    import tempfile
 
-    cfg = {"space_spec": space.spec, "space_source": space.source, "device": device, "batch": batch,
-           "objective": obj.name if obj.builtin or not callable(objective_arg) else None,
-           "objective_fn": objective_arg if callable(objective_arg) else None,
-           "limits": limits, "sampler": sampler, "seed": seed, "storage": storage, "study_name": study_name,
-           "target": target, "ask_batch": ask_batch}
-    if cfg["objective"] is None and cfg["objective_fn"] is None:
-        cfg["objective"] = obj.name
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(cfg, k, queue), name=f"augur-search-worker-{k}") for k in range(workers)]
-    for p in procs:
-        p.start()
+    tmp = tempfile.mkdtemp(prefix="augur-workers-")
+    base = {"space_spec": space.spec, "space_source": space.source, "device": device, "batch": batch,
+            "objective": obj.name if not callable(objective_arg) else None,
+            "objective_fn": objective_arg if callable(objective_arg) else None,
+            "limits": limits, "sampler": sampler, "seed": seed, "storage": storage, "study_name": study_name,
+            "target": target, "ask_batch": ask_batch, "population": population}
+    procs = []
+    try:
+        for k in range(workers):
+            cfg = dict(base, k=k, status_file=os.path.join(tmp, f"worker-{k}.json"))
+            p = subprocess.Popen([sys.executable, "-m", "augur_nas.search._worker"], stdin=subprocess.PIPE)
+            try:
+                p.stdin.write(pickle.dumps(cfg))
+                p.stdin.close()
+            except BrokenPipeError:
+                pass
+            procs.append(p)
+    except Exception as exc:
+        for p in procs:
+            p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, (pickle.PicklingError, AttributeError, TypeError)):
+            raise ConstraintError(f"--workers {workers}: the objective cannot be sent to worker processes ({exc}); "
+                                  f"use an importable module:function") from exc
+        raise
     tags = {k: _tag(p.pid) for k, p in enumerate(procs)}
     log("workers: " + ", ".join(f"{k} (pid {p.pid})" for k, p in enumerate(procs)))
-    reported, handled, errors, interrupted = {}, set(), [], False
-    shown = 0
 
-    def drain():
-        while True:
-            try:
-                status, k, msg = queue.get_nowait()
-            except Exception:
-                return
-            reported[k] = status
-            if status == "error":
-                errors.append((k, msg))
+    def status(k):
+        try:
+            with open(os.path.join(tmp, f"worker-{k}.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {"status": None, "message": None}
 
     def stop_all():
-        for p in procs:
-            if p.is_alive():
+        for p in procs:  # SIGTERM: a worker finishes its batch and leaves (as on its own Ctrl-C)
+            if p.poll() is None:
                 try:
-                    os.kill(p.pid, signal.SIGINT)
+                    p.send_signal(signal.SIGTERM)
                 except OSError:
                     pass
         for p in procs:
-            p.join(timeout=20)
-            if p.is_alive():
-                p.terminate()
-                p.join(timeout=5)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
+    handled, errors, interrupted, shown = set(), [], False, 0
     try:
         while True:
             time.sleep(0.25)
-            drain()
             for k, p in enumerate(procs):
-                if k in handled or p.is_alive():
+                if k in handled or p.poll() is None:
                     continue
                 handled.add(k)
-                if p.exitcode != 0 or reported.get(k) not in ("done", "interrupted"):
+                st = status(k)
+                if st["status"] == "error":
+                    errors.append((k, st["message"]))
+                elif p.returncode != 0 and st["status"] != "interrupted":
                     n = _fail_running(study, tags={tags[k]})
-                    how = f"signal {-p.exitcode}" if p.exitcode is not None and p.exitcode < 0 else f"exit code {p.exitcode}"
+                    how = f"signal {-p.returncode}" if p.returncode < 0 else f"exit code {p.returncode}"
                     log(f"worker {k} (pid {p.pid}) ended with {how}; {n} of its running trial(s) marked failed, "
                         f"the other workers go on")
-            if errors:
+            if errors or stop:
+                interrupted = bool(stop) and not errors
                 stop_all()
                 break
             n_c, _ = _count(study)
-            done = max(0, n_c - n_before)
+            done = min(max(0, n_c - n_before), tq.total)
             if done > shown:
-                tq.update(min(done, tq.total) - min(shown, tq.total))
+                tq.update(done - shown)
                 shown = done
-            if all(not p.is_alive() for p in procs):
+            if all(p.poll() is not None for p in procs):
                 break
     except KeyboardInterrupt:
         interrupted = True
         stop_all()
-    drain()
+    if any(status(k)["status"] == "interrupted" for k in range(workers)):
+        interrupted = True
+    shutil.rmtree(tmp, ignore_errors=True)
     _fail_running(study, tags=set(tags.values()))
     if errors:
         k, msg = errors[0]
-        raise ConstraintError(msg if msg else f"worker {k} failed")
-    if any(reported.get(k) == "interrupted" for k in range(workers)):
-        interrupted = True
+        raise ConstraintError(msg or f"worker {k} failed")
     n_c, _ = _count(study)
     if n_c < target and not interrupted:
-        # every worker ended early (e.g. killed): finish the trials here
+        # every worker ended early (e.g. all killed): finish the trials here
         log(f"the workers ended with {n_c - n_before} of {target - n_before} trials; finishing in this process")
         from ..oracle import Oracle
 
         batcher = _Batcher(study, space, Oracle(space, device, batch=batch), obj, limits, tag=_tag())
         try:
-            _shared_loop(batcher, target, ask_batch)
+            interrupted = _shared_loop(batcher, target, ask_batch, stop=stop)
         except KeyboardInterrupt:
             interrupted = True
     return interrupted
@@ -644,11 +763,15 @@ def _infeasible_message(space, meta, closest_idx, table, closest_tab, out) -> st
         for k, v in limits.items():
             val = float(src[k][i])
             mark = f" (+{100 * (val - v) / v:.0f}%)" if val > v else ""
-            cs.append(f"{k.split('_')[0]} {format_limit(k, val) if k in ('params', 'macs') else f'{val:.4g}'}{mark}")
+            shown = {"latency_ms": f"{val:.2f} ms", "memory_mb": f"{val:.1f} MB"}.get(k) or format_limit(k, float(f"{val:.4g}"))
+            cs.append(f"{k.split('_')[0]} {shown}{mark}")
         parts.append(f"[{' '.join(map(str, src['X'][i].tolist()))}]: " + ", ".join(cs))
-    how = ("no architecture of the space" if meta["sampler"] == "exhaustive" and not meta.get("interrupted")
-           else f"none of the {meta['n_trials']} trials ({meta.get('n_distinct', 0)} distinct architectures)")
-    msg = (f"nothing feasible: {how} of {space.name} on {meta['device']} meets {lim}. "
+    if meta["sampler"] == "exhaustive" and not meta.get("interrupted"):
+        how = f"none of the {meta['n_trials']:,} architectures of {space.name} (all enumerated)"
+    else:
+        how = (f"none of the {meta['n_trials']} trials ({meta.get('n_distinct', 0)} distinct architectures) "
+               f"of {space.name}")
+    msg = (f"nothing feasible: {how} on {meta['device']} meets {lim}. "
            + ("The closest (least total relative violation): " + "; ".join(parts) + ". " if parts else "")
            + "Relax the limits" + ("" if meta["sampler"] == "exhaustive" else ", or search longer") + ".")
     if out is not None:

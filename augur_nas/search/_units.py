@@ -48,6 +48,8 @@ def parse_limit(quantity: str, text) -> float:
         return value
     s = str(text)
     m = _NUMBER.match(s)
+    if not m and s.strip().startswith("-") and _NUMBER.match(s.strip()[1:]):
+        raise ConstraintError(f"{flag} must be positive, got {s!r} (write it like {_EXAMPLES[quantity]})")
     if not m:
         raise ConstraintError(
             f"{flag} {s!r} is not a positive number with a unit; write it like {_EXAMPLES[quantity]} "
@@ -57,7 +59,7 @@ def parse_limit(quantity: str, text) -> float:
         raise ConstraintError(
             f"{flag} {s!r}: unknown unit {unit!r} for {quantity}; use one of "
             f"{', '.join(u for u in table if u)} (e.g. {_EXAMPLES[quantity]})")
-    value = float(mant) * (10.0 ** int(exp) if exp else 1.0) * table[unit]
+    value = float(f"{mant}e{exp}" if exp else mant) * table[unit]
     if not math.isfinite(value) or value <= 0:
         raise ConstraintError(f"{flag} must be positive and finite, got {s!r}")
     return value

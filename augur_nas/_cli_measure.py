@@ -1,0 +1,338 @@
+"""``augur-nas measure``, ``profile``, ``fit-residual`` and ``validate``: measuring a runtime.
+
+``measure`` times networks end to end (drift-robust protocol, median of interleaved rounds, the
+measurement's own noise) and measures their peak memory; ``profile`` times a runtime's own
+kernels and fits a device profile, written atomically; ``fit-residual`` trains the LightGBM
+correction on measured samples of search spaces and stores it inside the profile; ``validate``
+puts measured and predicted side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from ._errors import AugurError, MeasurementError
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {s!r}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {s!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {s!r}")
+    return v
+
+
+def _fraction(s: str) -> float:
+    v = _positive_float(s)
+    if v >= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, not {s!r}")
+    return v
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so that every cleanup (children, temporary files) runs."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def _trap_sigterm():
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (tests calling main() from a thread)
+        pass
+
+
+def _settings(args, profile=None):
+    from .measure._settings import RuntimeSettings
+
+    base = profile.runtime_settings if profile is not None else {}
+    return RuntimeSettings.from_dict(base, backend=getattr(args, "backend", None), threads=getattr(args, "threads", None),
+                                     torch_device=getattr(args, "torch_device", None))
+
+
+def _load_profile(path):
+    from .profile import load_profile
+
+    return load_profile(path)
+
+
+# --------------------------------------------------------------------------------------------- measure
+
+
+def cmd_measure(args) -> int:
+    from .cli import _print_json, _table
+    from .measure._measure import measure_paths, stderr_progress
+    from .measure._settings import require
+
+    profile = _load_profile(args.device) if args.device else None
+    settings = _settings(args, profile)
+    if settings.backend == "numpy":
+        raise MeasurementError("the numpy backend times BLAS kernels for `augur-nas profile`; measure networks "
+                               "with --backend onnxruntime or torch")
+    if settings.backend == "torch":
+        try:
+            require("torch")
+        except MeasurementError as exc:
+            raise MeasurementError(f"{exc}; or measure with --backend onnxruntime") from None
+    _trap_sigterm()
+    res = measure_paths(args.paths, settings, rounds=args.rounds, round_s=args.round_ms / 1000.0,
+                        warmup_s=args.warmup_s, spread_s=args.spread_s, memory=not args.no_memory,
+                        progress=None if args.quiet else stderr_progress("augur-nas measure"), seed=args.seed)
+    if args.json:
+        _print_json({"settings": settings.to_dict(), "protocol": _protocol_doc(args), "networks": res})
+        return 0
+    print(f"{settings.describe()}")
+    print(f"protocol: warm-up {args.warmup_s:g} s, {args.rounds} interleaved rounds of ~{args.round_ms:g} ms per network"
+          + (f", spread over >= {args.spread_s:g} s" if args.spread_s else "") + "; latency = median of round medians; "
+          "noise = |median(1st half) - median(2nd half)| / median")
+    rows = []
+    for r in res:
+        lat = r["latency"]
+        sp = lat["spread_ms"]
+        mem = r["memory"] or {}
+        rows.append([r["label"], f"{lat['median_ms']:.3f}", f"{100 * lat['noise']:.1f}%",
+                     f"{sp.get('min', 0):.3f}..{sp.get('max', 0):.3f}", f"{lat['rounds']}x{lat['iters_per_round']}",
+                     f"{mem['peak_rss_mb']:.1f}" if "peak_rss_mb" in mem else "",
+                     f"{mem['model_peak_mb']:.1f}" if "model_peak_mb" in mem else mem.get("error", "")])
+    _table(["network", "latency ms", "noise", "round range ms", "rounds x iters", "peak RSS MB", "model MB"], rows)
+    if not args.no_memory:
+        print("memory: peak RSS (VmHWM) of a child process that loads the network and runs it 3 times; "
+              "model MB = peak RSS - the process's RSS before loading (interpreter + runtime), MiB")
+    return 0
+
+
+def _protocol_doc(args) -> dict:
+    return {"warmup_s": args.warmup_s, "rounds": args.rounds, "round_ms": args.round_ms, "spread_s": args.spread_s,
+            "statistic": "median of per-round medians",
+            "noise": "|median(first half of rounds) - median(second half)| / median"}
+
+
+# --------------------------------------------------------------------------------------------- profile
+
+
+def cmd_profile(args) -> int:
+    from .measure._measure import stderr_progress
+    from .profile import save_profile
+
+    settings = _settings(args)
+    out = args.output
+    folder = os.path.dirname(os.path.abspath(out)) or "."
+    if not os.path.isdir(folder):
+        raise MeasurementError(f"cannot write {out}: the folder {folder} does not exist")
+    _trap_sigterm()
+    say = stderr_progress("augur-nas profile")
+    if settings.backend == "onnxruntime":
+        from .measure._profiling import profile_onnxruntime
+
+        profile, report = profile_onnxruntime(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say,
+                                              max_network_macs=args.max_network_macs)
+    elif settings.backend == "numpy":
+        from .measure._profile_other import profile_numpy
+
+        profile, report = profile_numpy(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say)
+    else:
+        from .measure._profile_other import profile_torch
+
+        profile, report = profile_torch(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say)
+    header = (f"Device profile `{args.name}`, measured by `augur-nas profile --backend {settings.backend}` on this machine.\n"
+              f"Runtime settings: {settings.describe()}.\nFormat: docs/profiles.md.")
+    save_profile(profile, out, header=header)
+    cal = profile.fit.get("calibration_networks", {}).get("latency", {})
+    print(f"wrote {out}: profile `{args.name}` ({profile.runtime}) in {profile.fit.get('elapsed_s', 0):.0f} s"
+          + (f"; calibration networks: {100 * cal.get('within_10pct', 0):.0f}% within ±10%, median |error| "
+             f"{cal.get('median_abs_error_pct', 0):.1f}%" if cal else ""))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- fit-residual
+
+
+def cmd_fit_residual(args) -> int:
+    from .cli import _print_json
+    from .measure._measure import stderr_progress
+    from .measure._residual_fit import fit_residual
+    from .profile import save_profile
+    from .space import load_space
+
+    profile = _load_profile(args.device)
+    settings = _settings(args, profile)
+    if settings.backend not in ("onnxruntime", "torch"):
+        raise MeasurementError(f"the profile was measured with the {settings.backend} backend, which does not run "
+                               f"networks; give --backend onnxruntime or torch")
+    spaces = [(p, load_space(p)) for p in args.space]
+    _trap_sigterm()
+    say = None if args.quiet else stderr_progress("augur-nas fit-residual")
+    new, report = fit_residual(profile, spaces, args.samples, args.seed, settings, progress=say, rounds=args.rounds,
+                               max_noise=args.max_noise, folds=args.folds)
+    out = args.output or args.device
+    if not (os.sep in out or out.lower().endswith((".yaml", ".yml"))):
+        raise MeasurementError(f"--device {args.device} is a shipped profile name; give -o FILE to write the profile "
+                               f"with its residual")
+    save_profile(new, out, header=f"Device profile `{new.name}` with a LightGBM residual (augur-nas fit-residual).\n"
+                                  f"Format: docs/profiles.md.")
+    cv = report["cv"]
+    if args.json:
+        _print_json({"output": out, "cross_validation": cv, "trained": {k: v for k, v in new.residual.trained.items()
+                                                                       if k != "architectures"}})
+        return 0
+    print(f"wrote {out}: residual trained on {new.residual.trained['used']} of {cv['networks']} measured networks "
+          f"({', '.join(args.space)}, {args.samples} each, seed {args.seed}); measurement noise <= {args.max_noise:.0%}")
+    print(f"{cv['folds']}-fold cross-validation (out-of-fold predictions), over {cv['clean_networks']} clean networks:")
+    for name in ("layer_sum", "layer_sum_with_residual", "macs_loglog"):
+        a = cv["clean"][name]
+        print(f"  {name:24s} within ±10%: {100 * a['within_10pct']:5.1f}%   within ±20%: {100 * a['within_20pct']:5.1f}%   "
+              f"RMSPE {a['rmspe_pct']:5.1f}%   Spearman {a['spearman']:.3f}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- validate
+
+
+def cmd_validate(args) -> int:
+    from .cli import _print_json, _table
+    from .measure._measure import stderr_progress
+    from .measure._validate import plot, validate
+    from .space import load_space
+
+    profile = _load_profile(args.device)
+    settings = _settings(args, profile)
+    if settings.backend not in ("onnxruntime", "torch"):
+        raise MeasurementError(f"the profile was measured with the {settings.backend} backend, which does not run "
+                               f"networks; give --backend onnxruntime or torch to validate it against one")
+    if not args.space and not args.models:
+        raise MeasurementError("validate needs networks: --space SPACE --samples N, or model files")
+    spaces = [(p, load_space(p)) for p in (args.space or [])]
+    _trap_sigterm()
+    say = None if args.quiet else stderr_progress("augur-nas validate")
+    rep = validate(profile, spaces, args.models, samples=args.samples, seed=args.seed, settings=settings,
+                   rounds=args.rounds, round_s=args.round_ms / 1000.0, spread_s=args.spread_s,
+                   memory=not args.no_memory, max_noise=args.max_noise, progress=say)
+    if args.plot:
+        plot(rep, args.plot)
+    if args.json:
+        _print_json(rep)
+        return 0
+    s = rep["summary"]
+    if not s["networks"]:
+        print(f"no network left to score: all {len(rep['networks'])} are in the residual's training set "
+              f"(sample with another --seed)")
+        return 0
+    rows = []
+    for r in rep["networks"]:
+        rows.append([r["label"], f"{r['measured_ms']:.3f}", f"{100 * r['noise']:.1f}%", f"{r['predicted_ms']:.3f}",
+                     f"{100 * (r['predicted_ms'] / r['measured_ms'] - 1):+.1f}%",
+                     f"{r['measured_mb']:.0f}" if r.get("measured_mb") else "", f"{r['predicted_mb']:.0f}",
+                     "trained on" if r["in_training"] else ("noisy" if r["noise"] > args.max_noise else "")])
+    _table(["network", "measured ms", "noise", "predicted ms", "error", "meas. MB", "pred. MB", ""], rows)
+    print()
+    print(f"{s['networks']} networks; {s['n_clean']} measured with noise <= {args.max_noise:.0%} "
+          f"({s['excluded_noisy']} excluded); noise floor: median {s['noise_floor']['median_pct']:.1f}%, "
+          f"p90 {s['noise_floor']['p90_pct']:.1f}%")
+    for tag in ("clean", "all"):
+        print(f"{'noise <= ' + format(args.max_noise, '.0%') if tag == 'clean' else 'all networks'}:")
+        for name, a in s[tag].items():
+            if a.get("n"):
+                print(f"  {name:14s} within ±10%: {100 * a['within_10pct']:5.1f}%   ±20%: {100 * a['within_20pct']:5.1f}%"
+                      f"   RMSPE {a['rmspe_pct']:5.1f}%   Spearman {a['spearman']:.3f}   (n={a['n']})")
+    if "memory" in s:
+        m = s["memory"]
+        print(f"memory: {100 * m['within_15pct']:.1f}% within ±15% (median |error| {m['median_abs_error_pct']:.1f}%, "
+              f"n={m['networks']}); measured: {m['measured']}")
+    if s["excluded_in_training"]:
+        print(f"not scored (in the residual's training set): {', '.join(s['excluded_in_training'])}")
+    if args.plot:
+        print(f"plot: {args.plot}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- register
+
+
+def _timing_args(p, rounds=10, round_ms=50.0, spread=0.0):
+    p.add_argument("--rounds", type=_positive_int, default=rounds, help=f"interleaved timing rounds (default {rounds})")
+    p.add_argument("--round-ms", type=_positive_float, default=round_ms, metavar="MS",
+                   help=f"work per network and round, in ms of runs (default {round_ms:g})")
+    p.add_argument("--spread-s", type=float, default=spread, metavar="S",
+                   help="pause between rounds so that they cover at least S seconds (default: no pause)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def register(sub) -> None:
+    m = sub.add_parser("measure", help="measure the latency (drift-robust protocol) and peak memory of networks")
+    m.add_argument("paths", nargs="+", metavar="PATH", help="model files: .yaml, .prototxt, .onnx or file.py:factory")
+    m.add_argument("--backend", choices=("onnxruntime", "torch"), default=None,
+                   help="runtime (default: the --device profile's, else onnxruntime)")
+    m.add_argument("--threads", type=_positive_int, default=None, help="intra-op threads (default 1)")
+    m.add_argument("--torch-device", choices=("cpu", "cuda"), default=None)
+    m.add_argument("--device", default=None, metavar="FILE", help="use the runtime settings recorded in this profile")
+    m.add_argument("--warmup-s", type=float, default=0.3, metavar="S", help="warm-up time per network (default 0.3)")
+    m.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
+    m.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
+    m.add_argument("--json", action="store_true")
+    _timing_args(m, rounds=12, spread=10.0)
+    m.set_defaults(fn=cmd_measure)
+
+    p = sub.add_parser("profile", help="time a runtime's own kernels and write a device profile (atomically)")
+    p.add_argument("--backend", choices=("onnxruntime", "numpy", "torch"), default="onnxruntime")
+    p.add_argument("--torch-device", choices=("cpu", "cuda"), default=None)
+    p.add_argument("--name", required=True, help="the profile's name")
+    p.add_argument("--budget-s", type=_positive_float, default=480.0, metavar="S",
+                   help="time budget of the measurement, seconds (default 480)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="intra-op threads (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-network-macs", type=_positive_float, default=1.5e9, metavar="MACS",
+                   help="largest calibration network (default 1.5e9)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the profile YAML to write")
+    p.set_defaults(fn=cmd_profile)
+
+    r = sub.add_parser("fit-residual", help="train the LightGBM latency residual on measured samples; store it in the profile")
+    r.add_argument("--device", required=True, metavar="FILE", help="the profile (a YAML file)")
+    r.add_argument("--space", required=True, action="append", metavar="SPACE", help="a search space (repeatable)")
+    r.add_argument("--samples", type=_positive_int, required=True, metavar="N", help="architectures per space")
+    r.add_argument("--seed", type=int, default=1000,
+                   help="sampling seed (default 1000; use a seed other than validate's, whose default is 0)")
+    r.add_argument("--folds", type=_positive_int, default=5)
+    r.add_argument("--max-noise", type=_fraction, default=0.05,
+                   help="train only on networks measured within this noise (default 0.05)")
+    r.add_argument("--backend", choices=("onnxruntime", "torch"), default=None)
+    r.add_argument("--threads", type=_positive_int, default=None)
+    r.add_argument("-o", "--output", default=None, metavar="FILE", help="write here (default: overwrite --device)")
+    r.add_argument("--json", action="store_true")
+    _timing_args(r, rounds=8, round_ms=30.0)
+    r.set_defaults(fn=cmd_fit_residual)
+
+    v = sub.add_parser("validate", help="measured vs predicted latency and memory, with the measurement's noise floor")
+    v.add_argument("models", nargs="*", metavar="MODEL", help="model files to validate on")
+    v.add_argument("--device", required=True, metavar="NAME|FILE")
+    v.add_argument("--space", action="append", metavar="SPACE", help="sample this search space (repeatable)")
+    v.add_argument("--samples", type=_positive_int, default=50, metavar="N", help="samples per space (default 50)")
+    v.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    v.add_argument("--max-noise", type=_fraction, default=0.05,
+                   help="score networks measured within this noise (default 0.05); all are reported too")
+    v.add_argument("--backend", choices=("onnxruntime", "torch"), default=None)
+    v.add_argument("--threads", type=_positive_int, default=None)
+    v.add_argument("--no-memory", action="store_true")
+    v.add_argument("--plot", default=None, metavar="FILE.png", help="predicted vs measured, with the ±10%% band")
+    v.add_argument("--json", action="store_true")
+    _timing_args(v, rounds=10)
+    v.set_defaults(fn=cmd_validate)
+
+
+_ = (AugurError, sys)

@@ -1,0 +1,256 @@
+"""What ``augur-nas profile`` times: kernel configurations on a grid, and calibration networks.
+
+Kernel probes are one-kernel models of our own language (so they are exported, fused and lowered
+exactly like the networks they stand for): a dense convolution with its BatchNorm and ReLU
+(``conv_bn_act``: one fused kernel in ONNX Runtime), a depthwise one with BatchNorm and ReLU6, a
+stem convolution on 3 channels, a fully connected layer. Their configurations start from the
+grid of Lu et al. (n kernels in 32..512, m output pixels in 7^2..112^2, k from the channels and
+kernel size) and are refined later where the fit is worst (``refine``).
+
+Calibration networks are random small CNNs assembled from the building blocks of the spaces
+(inverted residuals with and without squeeze-excite, basic and bottleneck blocks, NAS-Bench-201
+style cells with ReLU-conv-BN edges, average pools and three-way sums, inception branches,
+plain conv/ReLU/pool stacks with LRN and an fc head). They are not samples of the validation
+spaces; they teach the profile what the kernel grid cannot: the memory-bound ops in place, the
+layout changes between them, and the runtime's per-node and per-call overheads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+N_GRID = (32, 64, 128, 256, 512)
+M_SIDES = (7, 14, 28, 56, 112)
+CIN_GRID = (16, 32, 64, 128, 256, 512)
+MAX_PROBE_MACS = 1.2e9
+
+
+def _out_side(h, k, s):
+    return (h + 2 * ((k - 1) // 2) - k) // s + 1
+
+
+def conv_probe(cin, h, n, kernel, stride, act="relu"):
+    return {"name": f"conv_{cin}x{h}_{n}_k{kernel}s{stride}", "input": {"channels": int(cin), "resolution": int(h)},
+            "layers": [{"conv_bn_act": {"name": "k", "out": int(n), "kernel": int(kernel), "stride": int(stride),
+                                        "act": act}}]}
+
+
+def dw_probe(c, h, kernel, stride):
+    return {"name": f"dw_{c}x{h}_k{kernel}s{stride}", "input": {"channels": int(c), "resolution": int(h)},
+            "layers": [{"dwconv": {"name": "k", "kernel": int(kernel), "stride": int(stride)}},
+                       {"batchnorm": {"name": "k_bn"}}, {"relu6": {"name": "k_act"}}]}
+
+
+def fc_probe(k, n, act=False):
+    layers = [{"fc": {"name": "k", "out": int(n)}}]
+    if act:
+        layers.append({"relu": {"name": "k_act"}})
+    return {"name": f"fc_{k}_{n}", "input": {"channels": int(k), "resolution": 1}, "layers": layers}
+
+
+def _macs_conv(cin, h, n, kernel, stride):
+    o = _out_side(h, kernel, stride)
+    return cin * kernel * kernel * n * o * o
+
+
+def kernel_grid(rng, count: int) -> list:
+    """``count`` kernel probes spread over the families (dense kxk, 1x1, stem, depthwise, fc)."""
+    out = []
+    shares = (("kxk", 0.34), ("pw", 0.26), ("narrow", 0.07), ("dw", 0.23), ("fc", 0.10))
+    for fam, share in shares:
+        want = max(2, int(round(count * share)))
+        got, tries = 0, 0
+        while got < want and tries < 50 * want:
+            tries += 1
+            spec = _random_probe(rng, fam)
+            if spec is not None:
+                out.append((fam, spec))
+                got += 1
+    rng.shuffle(out)
+    return out
+
+
+def _random_probe(rng, fam, n_range=None, m_range=None):
+    if fam in ("kxk", "pw"):
+        kernel = 1 if fam == "pw" else int(rng.choice([3, 3, 3, 5, 7]))
+        stride = int(rng.choice([1, 1, 1, 2]))
+        side = int(rng.choice(M_SIDES)) if m_range is None else int(np.sqrt(rng.uniform(*m_range)))
+        side = max(side, 2)
+        h = side * stride
+        n = int(rng.choice(N_GRID)) if n_range is None else int(rng.uniform(*n_range))
+        n = max(8, n // 8 * 8)
+        cin = int(rng.choice(CIN_GRID))
+        # the grid covers the paper's k = cin * kernel^2; skip what no network of the spaces runs
+        if _macs_conv(cin, h, n, kernel, stride) > MAX_PROBE_MACS or h > 224:
+            return None
+        return conv_probe(cin, h, n, kernel, stride)
+    if fam == "narrow":
+        kernel = int(rng.choice([3, 3, 5, 7, 11]))
+        stride = int(rng.choice([1, 2, 2, 4]))
+        h = int(rng.choice([32, 64, 128, 160, 192, 224]))
+        n = int(rng.choice([16, 24, 32, 48, 64, 96]))
+        if _macs_conv(3, h, n, kernel, stride) > MAX_PROBE_MACS:
+            return None
+        return conv_probe(3, h, n, kernel, stride)
+    if fam == "dw":
+        kernel = int(rng.choice([3, 5, 7]))
+        stride = int(rng.choice([1, 1, 2]))
+        side = int(rng.choice(M_SIDES)) if m_range is None else int(np.sqrt(rng.uniform(*m_range)))
+        side = max(side, 2)
+        c = int(rng.choice([16, 32, 48, 64, 96, 144, 192, 240, 384, 576, 960]))
+        return dw_probe(c, side * stride, kernel, stride)
+    if fam == "fc":
+        k = int(rng.choice([64, 256, 512, 1024, 1280, 2048, 4096, 9216]))
+        n = int(rng.choice([10, 100, 1000, 2048, 4096]))
+        if k * n > 40e6:
+            return None
+        return fc_probe(k, n, act=bool(rng.random() < 0.3))
+    return None
+
+
+def refine_probes(rng, fam, n_range, m_range, count) -> list:
+    """More probes of family ``fam`` inside the (n, m) cell where the fit is worst."""
+    out, tries = [], 0
+    while len(out) < count and tries < 50 * count:
+        tries += 1
+        spec = _random_probe(rng, fam, n_range, m_range)
+        if spec is not None:
+            out.append((fam, spec))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- networks
+
+
+def _c8(v):
+    return int(max(8, round(v / 8) * 8))
+
+
+def random_network(rng, idx: int, max_macs: float = 1.5e9) -> dict:
+    """One random calibration network (a model dict of our language)."""
+    style = ["mobile", "resnet", "cell", "inception", "classic"][idx % 5]
+    if style == "cell":
+        res = int(rng.choice([32, 32, 48, 64]))
+    elif style == "classic":
+        res = int(rng.choice([64, 96, 128, 160]))
+    else:
+        res = int(rng.choice([96, 128, 160, 192, 224]))
+    layers = []
+    side = res
+    c = _c8(rng.choice([16, 24, 32, 48, 64]))
+    cells = {}
+    if style == "mobile":
+        layers.append({"conv_bn_act": {"out": c, "kernel": 3, "stride": 2, "act": "relu6"}})
+        side //= 2
+        for b in range(int(rng.integers(4, 12))):
+            stride = 2 if (rng.random() < 0.3 and side >= 8) else 1
+            out = _c8(c * rng.choice([1.0, 1.0, 1.5, 2.0])) if stride == 2 or rng.random() < 0.3 else c
+            blk = {"out": min(out, 320), "kernel": int(rng.choice([3, 5, 7])), "stride": stride,
+                   "expand": float(rng.choice([1, 3, 6])), "se": float(rng.choice([0, 0, 0.25])),
+                   "act": str(rng.choice(["relu6", "relu6", "relu6", "hswish", "relu"]))}
+            layers.append({"mbconv": blk})
+            c = blk["out"]
+            side = -(-side // stride)
+        layers.append({"conv_bn_act": {"out": int(rng.choice([640, 1280])), "kernel": 1, "act": "relu6"}})
+        layers += [{"globalpool": {"mode": "avg"}}, {"dropout": {"ratio": 0.2}}, {"fc": {"out": 1000}}]
+    elif style == "resnet":
+        layers.append({"conv_bn_act": {"out": c, "kernel": 7, "stride": 2, "act": "relu"}})
+        layers.append({"maxpool": {"kernel": 3, "stride": 2, "pad": 1}})
+        side = side // 4
+        bottleneck = rng.random() < 0.5
+        for st in range(int(rng.integers(2, 5))):
+            stride = 1 if st == 0 else 2
+            width = _c8(c * (1 if st == 0 else 2) * rng.choice([0.5, 0.75, 1.0]))
+            for d in range(int(rng.integers(1, 3))):
+                if bottleneck:
+                    layers.append({"bottleneck": {"mid": width, "stride": stride if d == 0 else 1}})
+                else:
+                    layers.append({"basic": {"out": width, "stride": stride if d == 0 else 1}})
+            c = width * (4 if bottleneck else 1)
+            side = -(-side // stride)
+        layers += [{"globalpool": {"mode": "avg"}}, {"fc": {"out": 1000}}]
+    elif style == "cell":
+        edge_ops = ["zero", "identity", {"relu_conv_bn": {"kernel": 1}}, {"relu_conv_bn": {"kernel": 3}},
+                    {"avgpool": {"kernel": 3, "stride": 1, "pad": 1}}]
+        edges = {}
+        for j in range(1, 4):
+            for i in range(j):
+                edges[f"{j}<-{i}"] = edge_ops[int(rng.integers(0, 5))]
+        cells = {"cellA": {"nodes": 4, "edges": edges}}
+        c = int(rng.choice([16, 24, 32]))
+        layers += [{"conv": {"out": c, "kernel": 3, "pad": 1, "bias": False}}, {"batchnorm": {}}]
+        for st in range(3):
+            for _ in range(int(rng.integers(1, 5))):
+                layers.append({"cell": {"type": "cellA"}})
+            if st < 2:
+                c2 = c * 2
+                layers.append({"branch": {"join": "add", "paths": [
+                    [{"relu": {}}, {"conv": {"out": c2, "kernel": 3, "stride": 2, "pad": 1, "bias": False}},
+                     {"batchnorm": {}}, {"relu": {}}, {"conv": {"out": c2, "kernel": 3, "pad": 1, "bias": False}},
+                     {"batchnorm": {}}],
+                    [{"avgpool": {"kernel": 2, "stride": 2}}, {"conv": {"out": c2, "kernel": 1, "bias": False}}]]}})
+                c = c2
+                side //= 2
+        layers += [{"batchnorm": {}}, {"relu": {}}, {"globalpool": {"mode": "avg"}}, {"fc": {"out": 10}}]
+    elif style == "inception":
+        layers.append({"conv": {"out": 64, "kernel": 7, "stride": 2, "pad": 3}})
+        layers.append({"relu": {}})
+        layers.append({"maxpool": {"kernel": 3, "stride": 2, "ceil": True}})
+        if rng.random() < 0.5:
+            layers.append({"lrn": {"size": 5}})
+        side = side // 4
+        c = 64
+        for b in range(int(rng.integers(2, 6))):
+            f = float(rng.choice([0.5, 1.0, 1.5]))
+            blk = {"c1": _c8(64 * f), "c3r": _c8(96 * f), "c3": _c8(128 * f), "c5r": _c8(16 * f),
+                   "c5": _c8(32 * f), "pool_proj": _c8(32 * f)}
+            layers.append({"inception": blk})
+            if rng.random() < 0.3 and side >= 8:
+                layers.append({"maxpool": {"kernel": 3, "stride": 2, "ceil": True}})
+                side = -(-side // 2)
+        layers += [{"globalpool": {"mode": "avg"}}, {"dropout": {"ratio": 0.4}}, {"fc": {"out": 1000}},
+                   {"softmax": {}}]
+    else:  # classic
+        for st in range(int(rng.integers(3, 5))):
+            width = _c8(rng.choice([32, 64, 96, 128]) * (2 ** min(st, 2)))
+            for d in range(int(rng.integers(1, 3))):
+                k = int(rng.choice([1, 3, 3, 5])) if st else int(rng.choice([3, 5, 7, 11]))
+                layers.append({"conv": {"out": width, "kernel": k, "pad": "same", "stride": 2 if (st == 0 and d == 0 and res > 96) else 1}})
+                layers.append({"relu": {}})
+            if st == 0 and res > 96:
+                side //= 2
+            if st == 0 and rng.random() < 0.4:
+                layers.append({"lrn": {"size": 5}})
+            layers.append({"maxpool": {"kernel": 2, "stride": 2}} if rng.random() < 0.5
+                          else {"maxpool": {"kernel": 3, "stride": 2, "ceil": True}})
+            side = -(-side // 2)
+        layers.append({"flatten": {}})
+        hid = int(rng.choice([256, 512, 1024]))
+        layers += [{"fc": {"out": hid}}, {"relu": {}}, {"dropout": {"ratio": 0.5}}, {"fc": {"out": 1000}},
+                   {"softmax": {}}]
+    spec = {"name": f"calib{idx}_{style}", "input": {"channels": 3, "resolution": res}, "layers": layers}
+    if cells:
+        spec["cells"] = cells
+    return spec
+
+
+def calibration_networks(rng, count: int, max_macs: float = 1.5e9) -> list:
+    """``count`` random calibration networks that lower (shapes valid) and stay below ``max_macs``."""
+    from ..analysis import analyze
+    from ..space import load_space_dict
+    from .._errors import AugurError
+
+    out, i, tries = [], 0, 0
+    while len(out) < count and tries < 20 * count + 20:
+        tries += 1
+        spec = random_network(rng, i)
+        try:
+            model = load_space_dict(spec, source=f"<{spec['name']}>")
+            macs = analyze(model)["totals"]["macs"]
+        except AugurError:
+            continue
+        if macs > max_macs:
+            continue
+        out.append((spec["name"], model, spec))
+        i += 1
+    return out

@@ -1,0 +1,654 @@
+"""``augur-nas profile``: measure a runtime's own kernels and fit a device profile.
+
+ONNX Runtime (``profile_onnxruntime``), in four phases that share the time budget:
+
+A. **kernel grid**: one-kernel models (``_probes.kernel_grid``: dense k x k and 1x1 convs with
+   their BatchNorm and ReLU, stems on 3 channels, depthwise convs with BatchNorm and ReLU6, fc),
+   each run in its own session with per-node profiling; the fused kernel's time is the robust
+   mean of many runs (amortised over ``PROBE_TARGET_S`` of work).
+B. **refinement**: the GEMM models are fitted, the (family, n-bin, m-bin) cells where the fit is
+   worst get more probes, and every probe is timed a second time later on (the smaller of the
+   two visits counts: the machine only ever slows a kernel down).
+C. **calibration networks** (``_probes.calibration_networks``): per-node profiles in place (the
+   memory-bound ops, the layout changes, the fused kernels between real neighbours), end-to-end
+   latency by the ``measure`` protocol without profiling, and peak memory in child processes.
+D. **fit**: GEMM models (breakpoints by cross-validation), per-kind memory-bound models,
+   per-node and per-call overheads (end-to-end minus the sum of node times against the number
+   of nodes), the memory model; the profile records the fit statistics and the runtime settings.
+
+numpy (``profile_numpy``) is the paper's method: BLAS GEMM timings on the grid, a depthwise conv
+as a batch of tiny GEMMs, element-wise numpy for the memory-bound layers; no fusion.
+torch (``profile_torch``) times ``torch.nn.functional`` kernels eagerly (no fusion) and calibrates
+on the same networks through the ONNX interpreter.
+
+Nothing is written until the end: the caller saves the profile atomically (``save_profile``), so
+an interrupted run leaves the previous file as it was.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+
+import numpy as np
+
+from .._errors import MeasurementError
+from ..costmodel import FusionRules, LatencyModel, LayoutRules, MemoryModel, OpModel, PiecewiseGemm
+from ..costmodel._ops import BYTES_PER_MB
+from ._fitting import error_stats, fit_bytes, fit_gemm, fit_line, fit_memory
+from ._settings import RuntimeSettings, runtime_version
+
+PROBE_TARGET_S = 0.08  # kernel work per probe visit
+ORT_FUSE = [
+    {"into": ["conv", "dwconv"], "fold": ["batchnorm", "scale"], "join": ["add"],
+     "act": ["relu", "relu6", "sigmoid", "tanh", "hsigmoid"]},
+    {"into": ["fc"], "act": ["relu"]},
+]
+# ONNX Runtime's NCHWc layout on x86 (blocks of 8 channels with AVX2): convs and pools run blocked,
+# activations and BatchNorm follow their input, add and concat are blocked when all inputs are,
+# everything else (LRN, softmax, a broadcast multiply, a zero edge, fc) runs plain
+ORT_LAYOUT = {"blocked": ["conv", "dwconv", "maxpool", "avgpool", "globalpool"],
+              "follow": ["batchnorm", "relu", "relu6", "sigmoid", "tanh", "hsigmoid"],
+              "joins": ["add", "concat"], "block": 8, "narrow_below": 8}
+# weightless ops ORT computes once per input (common-subexpression elimination)
+ORT_CSE = ["relu", "relu6", "sigmoid", "tanh", "hsigmoid", "hswish", "swish", "maxpool", "avgpool", "globalpool",
+           "zero"]
+GEMM_VARIANTS = ("conv", "conv_1x1", "conv_narrow", "dwconv", "fc")
+NARROW_BELOW = 8
+MAX_MEMORY_NETS = 32
+MAX_NETWORKS = 90
+
+
+class Budget:
+    def __init__(self, total_s: float):
+        self.t0 = time.monotonic()
+        self.total = float(total_s)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def left(self) -> float:
+        return self.total - self.elapsed()
+
+    def until(self, fraction: float) -> float:
+        """Deadline (monotonic) at ``fraction`` of the budget."""
+        return self.t0 + self.total * fraction
+
+
+def _say(progress, msg):
+    if progress is not None:
+        progress(msg)
+
+
+def hardware_facts() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    ram = 0
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    ram = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    flags = ",".join(x for x in ("avx", "avx2", "fma", "avx512f", "avx512_vnni") if x in have)
+                    break
+    except OSError:
+        pass
+    return {"processor": cpu, "cores": os.cpu_count() or 1, "ram_mb": ram, "notes": f"ISA: {flags}" if flags else ""}
+
+
+# --------------------------------------------------------------------------------------------- samples
+
+
+def _variant(kind, n, k, groups, in_c):
+    if kind == "fc":
+        return "fc"
+    if kind == "dwconv":
+        return "dwconv"
+    cin = max(int(in_c) // max(int(groups), 1), 1)
+    if cin < NARROW_BELOW:
+        return "conv_narrow"
+    if int(k) == cin:
+        return "conv_1x1"
+    return "conv"
+
+
+def _gemm_sample(table, s, t_ms, source):
+    r = table.rows
+    kind = table.ops[s]
+    n, m, k, g, cin = (int(r[f][s, 0]) for f in ("n", "m", "k", "groups", "in_c"))
+    return {"family": _variant(kind, n, k, g, cin), "kind": kind, "n": n, "m": m, "k": k, "groups": g, "in_c": cin,
+            "t": float(t_ms), "source": source}
+
+
+# --------------------------------------------------------------------------------------------- ONNX Runtime
+
+
+class _OrtNet:
+    """A model, its ONNX file and its one-candidate layer table, for profiling."""
+
+    def __init__(self, label, model, workdir, rules):
+        from ..io.onnx import export_onnx
+        from ..lowering import lower
+        from ._ortnodes import owners
+
+        self.label = label
+        self.model = model
+        self.path = os.path.join(workdir, f"{abs(hash(label)) % 10**10}_{len(label)}.onnx")
+        export_onnx(model, self.path)
+        self.table = lower(model, np.zeros((1, model.n_genes), dtype=np.int64))
+        self.owner, self.fused = owners(self.table, rules)
+
+    def remove(self):
+        from ._ortnodes import cleanup
+
+        cleanup(self.path)
+
+
+def _ort_node_profile(net: _OrtNet, settings, workdir, latency_model, target_s=PROBE_TARGET_S,
+                      min_runs=5, max_runs=200, want_graph=False):
+    """Per-node times of one network, attributed to its layers. Returns (attributed, times, wall_ms)."""
+    from ._ortnodes import attribute, cleanup, graph_edges, node_times
+    from ._runners import OrtRunner
+
+    prefix = os.path.join(workdir, "prof")
+    opt = os.path.join(workdir, "opt.onnx") if want_graph else None
+    runner = OrtRunner(net.path, settings, profiling_prefix=prefix, optimized_path=opt)
+    prof = None
+    try:
+        t = time.perf_counter()
+        runner.run()
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        runner.run()
+        second = time.perf_counter() - t
+        runs = int(np.clip(target_s / max(min(first, second), 1e-6), min_runs, max_runs))
+        walls = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            runner.run()
+            walls.append(time.perf_counter() - t)
+        prof = runner.end_profiling()
+        times = node_times(prof, skip_runs=2)
+        graph = graph_edges(opt) if want_graph else None
+    finally:
+        runner.close()
+        cleanup(prof)
+        cleanup(opt)
+    priced = [latency_model.family(op)[0] != "free" and net.table.rows["mask"][s, 0] for s, op in enumerate(net.table.ops)]
+    att = attribute(times, net.table, net.owner, priced, graph, layout_bucket=True)
+    return att, times, float(np.median(walls)) * 1e3
+
+
+def _probe_once(spec, settings, workdir, model0):
+    from ..space import load_space_dict
+
+    model = load_space_dict(spec, source=f"<probe {spec['name']}>")
+    net = _OrtNet(spec["name"], model, workdir, model0.fuse)
+    try:
+        att, times, _ = _ort_node_profile(net, settings, workdir, model0)
+    finally:
+        net.remove()
+    # the GEMM slot of the probe: the one its kernel node is attributed to
+    out = []
+    for s, nodes in att.items():
+        if isinstance(s, str) or not (net.table.ops[s] in ("conv", "dwconv", "fc")):
+            continue
+        t = sum(ms for _, _, ms, _ in nodes)
+        out.append(_gemm_sample(net.table, s, t, "probe"))
+    return out
+
+
+def profile_onnxruntime(name: str, settings: RuntimeSettings, budget_s: float = 480.0, seed: int = 0,
+                        progress=None, workdir: str | None = None, n_networks: int | None = None,
+                        max_network_macs: float = 1.5e9):
+    """Measure ONNX Runtime on this machine and return ``(Profile, report)``."""
+    import tempfile
+
+    from ._settings import require
+
+    require("onnxruntime")
+    budget = Budget(budget_s)
+    rng = np.random.default_rng(seed)
+    # a provisional model: which kinds are free, the fusion rules
+    model0 = _ort_model({}, OpModel(), {}, (0.0, 0.0))
+    report = {"phases_s": {}}
+    own_dir = workdir is None
+    tmp = tempfile.TemporaryDirectory(prefix="augur-profile-") if own_dir else None
+    workdir = tmp.name if own_dir else workdir
+    try:
+        return _profile_ort(name, settings, budget, rng, progress, workdir, model0, report, n_networks,
+                            max_network_macs)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _probe_phase(specs, settings, workdir, model0, deadline, progress, label):
+    samples = {}
+    done = 0
+    for i, (fam, spec) in enumerate(specs):
+        if time.monotonic() > deadline:
+            break
+        try:
+            got = _probe_once(spec, settings, workdir, model0)
+        except MeasurementError:
+            continue
+        samples[spec["name"]] = got
+        done += 1
+        if progress is not None and (done % 10 == 0 or done == len(specs)):
+            _say(progress, f"{label}: {done}/{len(specs)} kernels")
+    return samples
+
+
+def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report, n_networks, max_network_macs=1.5e9):
+    from ..analysis import totals
+    from ._memory import measure_memories
+    from ._probes import calibration_networks, kernel_grid, refine_probes
+    from ._protocol import time_runners
+    from ._runners import OrtRunner
+
+    total = budget.total
+    # ---------------------------------------------------------------- A: kernel grid
+    t_a = time.monotonic()
+    _say(progress, f"phase A: kernel probes on the grid (budget {total:.0f} s in all)")
+    visit1, specs = {}, {}
+    while time.monotonic() < budget.until(0.30):
+        grid = kernel_grid(rng, 40)
+        got = _probe_phase(grid, settings, workdir, model0, budget.until(0.30), None, "phase A")
+        visit1.update(got)
+        specs.update({spec["name"]: (fam, spec) for fam, spec in grid if spec["name"] in got})
+        _say(progress, f"phase A: {len(visit1)} kernels timed ({budget.elapsed():.0f} s)")
+    report["phases_s"]["A_grid"] = round(time.monotonic() - t_a, 1)
+
+    # ---------------------------------------------------------------- B: refine + second visit
+    t_b = time.monotonic()
+    flat = [s for v in visit1.values() for s in v]
+    worst = _worst_cells(flat, count=4)
+    _say(progress, "phase B: more probes in the worst-fitted cells: "
+                   + ", ".join(f"{f} n {nr[0]:.0f}-{nr[1]:.0f} m {mr[0]:.0f}-{mr[1]:.0f}" for f, nr, mr in worst))
+    while worst and time.monotonic() < budget.until(0.40):
+        extra = []
+        for fam, nr, mr in worst:
+            extra += refine_probes(rng, _PROBE_FAMILY[fam], nr, mr, 3)
+        got = _probe_phase(extra, settings, workdir, model0, budget.until(0.40), None, "phase B")
+        visit1.update(got)
+        specs.update({spec["name"]: (fam, spec) for fam, spec in extra if spec["name"] in got})
+    # second visit of every probe, in a new order, while the budget allows
+    order = list(specs)
+    rng.shuffle(order)
+    _say(progress, f"phase B: second visit of {len(order)} kernels ({budget.elapsed():.0f} s)")
+    visit2 = _probe_phase([specs[k] for k in order], settings, workdir, model0, budget.until(0.52), None,
+                          "phase B (second visit)")
+    report["phases_s"]["B_refine"] = round(time.monotonic() - t_b, 1)
+    probe_samples = []
+    revisits = []
+    for key, got in visit1.items():
+        again = visit2.get(key)
+        for i, s in enumerate(got):
+            s = dict(s)
+            if again and i < len(again):
+                revisits.append(abs(np.log(again[i]["t"] / s["t"])))
+                s["t"] = min(s["t"], again[i]["t"])
+            probe_samples.append(s)
+    report["probe_revisit_median_abs_log_diff"] = round(float(np.median(revisits)), 4) if revisits else None
+
+    # ---------------------------------------------------------------- C: calibration networks
+    t_c = time.monotonic()
+    _say(progress, f"phase C: calibration networks: node profiles in place ({budget.elapsed():.0f} s)")
+    insitu, node_sum, n_nodes, e2e = [], {}, {}, {}
+    kind_samples, layout_samples = [], []
+    net_bucket = []
+    fusion_check = {"chains": 0, "mismatched": 0, "examples": []}
+    nets = []
+    deadline_nodes = budget.until(0.78)
+    idx = 0
+    n_networks = n_networks or MAX_NETWORKS
+    while time.monotonic() < deadline_nodes and len(nets) < n_networks:
+        batch = calibration_networks(np.random.default_rng([int(rng.integers(1 << 30)), idx]), 5, max_network_macs)
+        for label, model, spec in batch:
+            if time.monotonic() > deadline_nodes or len(nets) >= n_networks:
+                break
+            label = f"calib{idx}_{label.split('_', 1)[1]}"
+            idx += 1
+            try:
+                net = _OrtNet(label, model, workdir, model0.fuse)
+                net.spec = spec
+                att, times, _ = _ort_node_profile(net, settings, workdir, model0, target_s=0.2, min_runs=5,
+                                                  max_runs=60, want_graph=True)
+            except Exception as exc:  # noqa: BLE001 - an exporter or runtime limitation: skip the network
+                _say(progress, f"  skipped {label}: {str(exc).splitlines()[0][:120]}")
+                continue
+            nets.append(net)
+            node_sum[net.label] = sum(v[0] for v in times.values())
+            n_nodes[net.label] = len(times)
+            _check_fusion(net, times, fusion_check)
+            for s, nodes in att.items():
+                if s == "layout":
+                    layout_samples += [(b / 1e6, ms) for _, _, ms, b in nodes if b > 0]
+                    continue
+                own = sum(ms for _, _, ms, _ in nodes)
+                reorders = sum(1 for _, _, _, r in nodes if r)
+                if s == "network":
+                    net_bucket.append((net.label, own, len(nodes)))
+                    continue
+                kind = net.table.ops[s]
+                fam = model0.family(kind)[0]
+                if kind in ("conv", "dwconv", "fc"):
+                    samp = _gemm_sample(net.table, s, own, "in-situ")
+                    samp["reorders"] = reorders
+                    insitu.append(samp)
+                elif fam == "bytes":
+                    r = net.table.rows
+                    moved = float(r["in_elems"][s, 0] + r["out_elems"][s, 0]) * 4
+                    kind_samples.append({"kind": kind, "mb": moved / BYTES_PER_MB, "t": own, "reorders": reorders,
+                                         "net": net.label})
+        _say(progress, f"phase C: {len(nets)} networks profiled ({budget.elapsed():.0f} s)")
+    if not nets:
+        raise MeasurementError("profile: no calibration network could be measured; give a larger --budget-s")
+    measured_nets = [n for n in nets if n.label in node_sum]
+    # end to end, without profiling, interleaved
+    _say(progress, f"phase C: end-to-end latency of {len(measured_nets)} networks, interleaved ({budget.elapsed():.0f} s)")
+    runners = {n.label: OrtRunner(n.path, settings) for n in measured_nets}
+    try:
+        left = max(3.0, budget.until(0.90) - time.monotonic())
+        timing = time_runners(runners, rounds=10, round_s=0.02, warmup_s=0.05, budget_s=left)
+    finally:
+        for r in runners.values():
+            r.close()
+        runners.clear()
+    for lab, tm in timing.items():
+        e2e[lab] = tm.median_ms
+    from ..analysis import totals as _tot
+
+    by_w = sorted(measured_nets, key=lambda n: float(_tot(n.table)["weights_bytes"][0]))
+    pick = by_w if len(by_w) <= MAX_MEMORY_NETS else [by_w[int(i)] for i in np.linspace(0, len(by_w) - 1, MAX_MEMORY_NETS)]
+    _say(progress, f"phase C: peak memory of {len(pick)} networks in child processes ({budget.elapsed():.0f} s)")
+    mem = measure_memories({n.label: n.path for n in pick}, settings, jobs=2)
+    for n in measured_nets:
+        n.remove()
+    report["phases_s"]["C_networks"] = round(time.monotonic() - t_c, 1)
+    _say(progress, f"phase C done: {len(measured_nets)} networks; fitting")
+
+    raw = {"probes": probe_samples, "in_situ": insitu, "kinds": kind_samples, "layout": layout_samples, "e2e_ms": e2e,
+           "noise": {k: v.noise for k, v in timing.items()}, "specs": {n.label: n.spec for n in measured_nets},
+           "memory": {k: v for k, v in mem.items() if "peak_rss_mb" in v}, "fusion_check": fusion_check,
+           "revisit": report["probe_revisit_median_abs_log_diff"]}
+    report["raw"] = raw
+    return fit_ort(raw, name, settings, budget, report)
+
+
+def fit_ort(raw, name, settings, budget=None, report=None):
+    """Fit an ONNX Runtime profile to what ``_profile_ort`` measured (``raw``)."""
+    from ..analysis import totals
+    from ..lowering import lower
+    from ..space import load_space_dict
+
+    report = report if report is not None else {"phases_s": {}}
+    budget = budget or Budget(0)
+    probe_samples, insitu, kind_samples = raw["probes"], raw["in_situ"], raw["kinds"]
+    e2e, fusion_check = raw["e2e_ms"], raw["fusion_check"]
+
+    class _T:
+        pass
+
+    timing = {k: _T() for k in raw["noise"]}
+    for k, v in raw["noise"].items():
+        timing[k].noise = v
+    measured_nets = []
+    for lab, spec in raw["specs"].items():
+        n = _T()
+        n.label = lab
+        model = load_space_dict(spec, source=f"<{lab}>")
+        n.table = lower(model, np.zeros((1, model.n_genes), dtype=np.int64))
+        measured_nets.append(n)
+    mem = raw["memory"]
+    t_d = time.monotonic()
+    node_oh = 0.0  # per-node overhead: fitted end to end below, with the per-call one and a scale
+    # GEMM families: probes + in-situ kernels (+ their share of per-node overhead beyond one node)
+    gemm_samples = probe_samples + insitu
+    gemm, gemm_stats = {}, {}
+    for fam in GEMM_VARIANTS:
+        S = [s for s in gemm_samples if s["family"] == fam]
+        if len(S) < 4:
+            continue
+        n = np.array([s["n"] for s in S], dtype=np.float64)
+        m = np.array([s["m"] for s in S], dtype=np.float64)
+        k = np.array([s["k"] for s in S], dtype=np.float64)
+        g = np.array([s["groups"] for s in S], dtype=np.float64)
+        t = np.array([s["t"] for s in S], dtype=np.float64)
+        model, st = fit_gemm(n, m, k, t / g, seed=0)
+        st["probes"] = sum(1 for s in S if s["source"] == "probe")
+        st["in_situ"] = sum(1 for s in S if s["source"] == "in-situ")
+        gemm[fam] = model
+        gemm_stats[fam] = st
+    if "conv" not in gemm:
+        raise MeasurementError("profile: too few convolution timings to fit a model; give a larger --budget-s")
+    kinds = {"conv": {"gemm": "conv"}}
+    if "conv_1x1" in gemm:
+        kinds["conv"]["pointwise"] = "conv_1x1"
+    if "conv_narrow" in gemm:
+        kinds["conv"]["narrow"] = "conv_narrow"
+        kinds["conv"]["narrow_below"] = NARROW_BELOW
+    if "dwconv" in gemm:
+        kinds["dwconv"] = {"gemm": "dwconv"}
+    if "fc" in gemm:
+        kinds["fc"] = {"gemm": "fc"}
+    # memory-bound kinds: own node(s) + layout changes serving them (+ per-node overhead of those)
+    by_kind = {}
+    for s in kind_samples:
+        by_kind.setdefault(s["kind"], []).append((s["mb"], s["t"]))
+    all_mb = np.array([v[0] for vs in by_kind.values() for v in vs]) if by_kind else np.zeros(0)
+    all_t = np.array([v[1] for vs in by_kind.values() for v in vs]) if by_kind else np.zeros(0)
+    default = fit_bytes(all_mb, all_t) if len(all_t) else (0.0, 0.0)
+    op_kinds, op_stats = {}, {}
+    for kind, vals in sorted(by_kind.items()):
+        mb = np.array([v[0] for v in vals])
+        t = np.array([v[1] for v in vals])
+        coef = fit_bytes(mb, t) if len(vals) >= 3 else default
+        op_kinds[kind] = coef
+        op_stats[kind] = error_stats(coef[0] * mb + coef[1], t)
+    gemm_dict = {"conv": gemm["conv"]}
+    gemm_dict.update({k: v for k, v in gemm.items() if k != "conv"})
+    lay = raw.get("layout") or []
+    reorder = fit_bytes([v[0] for v in lay], [v[1] for v in lay]) if len(lay) >= 3 else (0.0, 0.0)
+    reorder_stats = error_stats(reorder[0] * np.array([v[0] for v in lay]) + reorder[1], [v[1] for v in lay]) \
+        if lay else {"n": 0}
+    kernels = _ort_model(gemm_dict, OpModel(default, op_kinds), kinds, reorder)
+
+    # end to end: measured = per_call + scale * (sum of kernel models) + per_node * (priced layers),
+    # by NNLS on relative errors over the calibration networks (kernel times under per-node
+    # profiling and in isolation differ from a plain run by a roughly constant factor)
+    from ..costmodel import latency_ms
+
+    K, Lc, Y = [], [], []
+    for net in measured_nets:
+        K.append(float(latency_ms(net.table, kernels)[0][0]))
+        fused = kernels.fused(net.table)
+        alias = kernels.duplicates(net.table)
+        live = net.table.rows["mask"][:, 0] & ~fused[:, 0] & (alias[:, 0] < 0)
+        Lc.append(sum(1 for s_, op in enumerate(net.table.ops) if live[s_] and kernels.family(op)[0] != "free"))
+        Y.append(e2e[net.label])
+    K, Lc, Y = (np.asarray(v, dtype=np.float64) for v in (K, Lc, Y))
+    wts = 1.0 / Y
+    from ..costmodel import nnls
+
+    per_call, scale, per_node = nnls(np.stack([np.ones_like(K), K, Lc], axis=1) * wts[:, None], Y * wts)
+    if scale <= 0:
+        scale = 1.0
+    gemm_scaled = {k: PiecewiseGemm(v.coef * scale, v.n_breaks, v.m_breaks, v.n_range, v.m_range, v.k_range, v.outside)
+                   for k, v in gemm_dict.items()}
+    ops_scaled = OpModel((default[0] * scale, default[1] * scale),
+                         {k: (a * scale, c * scale) for k, (a, c) in op_kinds.items()})
+    latency = _ort_model(gemm_scaled, ops_scaled, kinds, (reorder[0] * scale, reorder[1] * scale), float(per_node),
+                         float(per_call))
+    node_oh, network_overhead, net_oh = float(per_node), float(per_call), float(per_call)
+
+    calib = {}
+    for net in measured_nets:
+        pred = float(latency_ms(net.table, latency)[0][0])
+        calib[net.label] = {"measured_ms": round(e2e[net.label], 4), "predicted_ms": round(pred, 4),
+                            "error_pct": round((pred / e2e[net.label] - 1) * 100, 2),
+                            "noise_pct": round(timing[net.label].noise * 100, 2)}
+    # memory: the process's peak RSS from its fixed part, the weights (conv weights are re-packed by
+    # ONNX Runtime, fc matrices are not: two coefficients) and the peak of live activations
+    from ..costmodel._memory import fc_weight_bytes
+
+    W, WF, A, P, mem_rows = [], [], [], [], {}
+    for net in measured_nets:
+        mm = mem.get(net.label, {})
+        if "peak_rss_mb" not in mm:
+            continue
+        tot = totals(net.table)
+        W.append(float(tot["weights_bytes"][0]) / 2**20)
+        WF.append(float(fc_weight_bytes(net.table)[0]) / 2**20)
+        A.append(float(tot["peak_memory_bytes"][0] - tot["weights_bytes"][0]) / 2**20)
+        P.append(mm["peak_rss_mb"])
+        mem_rows[net.label] = mm
+    if len(P) >= 4:
+        F, cw, ca, cf = fit_memory(W, A, P, WF)
+    else:
+        F, cw, ca, cf = (P[0] if P else 50.0), 1.0, 1.0, 1.0
+    memory = MemoryModel(framework_overhead_mb=F, weight_copies=1, weights_coef=cw, activations="peak",
+                         activation_coef=ca, workspace="none", fc_weights_coef=cf)
+    mem_pred = [F + cw * (w - f) + cf * f + ca * a for w, f, a in zip(W, WF, A)]
+    report["phases_s"]["D_fit"] = round(time.monotonic() - t_d, 1)
+    report["elapsed_s"] = round(budget.elapsed(), 1)
+    from ..profile import Profile
+
+    hw = hardware_facts()
+    hardware = {"processor": hw["processor"], "cores": int(hw["cores"]), "clock_ghz": 0.0, "peak_gflops": 0.0,
+                "memory_bandwidth_gbs": 0.0, "ram_mb": int(hw["ram_mb"]), "unified_memory": True}
+    if hw.get("notes"):
+        hardware["notes"] = hw["notes"] + "; clock, peak and bandwidth not measured (0)"
+    fit = {
+        "method": "per-node ONNX Runtime profiles of one-kernel probes (grid + refinement) and of random "
+                  "calibration networks; GEMM models by NNLS with cross-validated breakpoints; per-node and "
+                  "per-call overheads from end-to-end timings",
+        "budget_s": round(float(budget.total), 1),
+        "elapsed_s": report["elapsed_s"],
+        "phases_s": report["phases_s"],
+        "kernel_probes": len(probe_samples),
+        "probe_revisit_median_abs_log_diff": raw.get("revisit"),
+        "gemm": gemm_stats,
+        "ops": op_stats,
+        "layout_conversions": {**reorder_stats, "note": "ReorderInput/ReorderOutput nodes and zero edges in place"},
+        "end_to_end_calibration": {"per_layer_ms": round(node_oh, 5), "per_call_ms": round(net_oh, 4),
+                                   "kernel_scale": round(float(scale), 4),
+                                   "note": "measured = per_call + kernel_scale * sum(kernel models) + per_layer * "
+                                           "priced layers, NNLS over the calibration networks"},
+        "fusion_check": fusion_check,
+        "calibration_networks": {"latency": error_stats([v["predicted_ms"] for v in calib.values()],
+                                                        [v["measured_ms"] for v in calib.values()]),
+                                 "note": "in sample for the two overheads", "networks": calib},
+        "memory": {"networks": len(P), **error_stats(mem_pred, P),
+                   "measured": "peak RSS (VmHWM) of a child process that loads the network and runs it"},
+    }
+    profile = Profile(
+        name=name,
+        description=f"{hw['processor']}, {hw['cores']} cores, running ONNX Runtime {runtime_version('onnxruntime')} "
+                    f"(CPUExecutionProvider, {settings.threads} intra-op thread(s), {settings.graph_optimization}), "
+                    f"float32, batch {settings.batch}.",
+        hardware=hardware,
+        runtime=f"onnxruntime-{runtime_version('onnxruntime')}-cpu",
+        provenance={"method": "measured by augur-nas profile on this machine",
+                    "source": "augur-nas profile --backend onnxruntime",
+                    "date": datetime.date.today().isoformat(),
+                    "note": "kernel times from ORT per-node profiling (fused kernels as ORT runs them); the fusion "
+                            "rules are ORT's CPU rules (Conv+BN+activation, Conv+Add, Gemm+ReLU)"},
+        latency=latency,
+        memory=memory,
+        fit=_plain(fit),
+        runtime_settings=settings.to_dict(),
+    )
+    return profile, report
+
+
+_PROBE_FAMILY = {"conv": "kxk", "conv_1x1": "pw", "dwconv": "dw", "conv_narrow": "narrow", "fc": "fc"}
+
+
+def _ort_model(gemm, ops, kinds, reorder, per_layer=0.0, per_call=0.0):
+    layout = LayoutRules(ORT_LAYOUT["blocked"], ORT_LAYOUT["follow"], ORT_LAYOUT["joins"], ORT_LAYOUT["block"],
+                         ORT_LAYOUT["narrow_below"], reorder)
+    return LatencyModel(gemm, ops, kinds, per_layer, FusionRules(ORT_FUSE), per_call, layout, ORT_CSE)
+
+
+def _check_fusion(net, times, acc):
+    """Do ORT's nodes agree with the fusion rules? A chain (producer + the layers fused into it)
+    should be one node; a layer outside any chain, of a priced kind, should have its own."""
+    from ._ortnodes import layer_of
+
+    names = {n: i for i, n in enumerate(net.table.names)}
+    named = {}
+    for node in times:
+        s = layer_of(node, names)
+        if s is not None:
+            named.setdefault(net.owner[s], set()).add(s)
+    mask = net.table.rows["mask"][:, 0]
+    for s in range(len(net.table.ops)):
+        if not mask[s] or net.owner[s] != s or net.table.ops[s] not in ("conv", "dwconv", "fc"):
+            continue
+        members = [j for j in range(len(net.table.ops)) if net.owner[j] == s]
+        acc["chains"] += 1
+        # the chain's node is named after one member; a second named member means ORT split it
+        if len(named.get(s, ())) > 1 or not named.get(s):
+            acc["mismatched"] += 1
+            if len(acc["examples"]) < 5:
+                acc["examples"].append(f"{net.label}: {net.table.names[s]} + "
+                                       f"{[net.table.names[j] for j in members if j != s]}: nodes "
+                                       f"{sorted(net.table.names[j] for j in named.get(s, ()))}")
+
+
+def _worst_cells(samples, count=4):
+    """The (family, n range, m range) cells of the GEMM probes with the largest fit error."""
+    cells = []
+    for fam in ("conv", "conv_1x1", "dwconv"):
+        S = [s for s in samples if s["family"] == fam]
+        if len(S) < 8:
+            continue
+        n = np.array([s["n"] for s in S], dtype=float)
+        m = np.array([s["m"] for s in S], dtype=float)
+        k = np.array([s["k"] for s in S], dtype=float)
+        g = np.array([s["groups"] for s in S], dtype=float)
+        t = np.array([s["t"] for s in S], dtype=float)
+        model, _ = fit_gemm(n, m, k, t / g, folds=3)
+        err = np.abs(np.log(model.predict(n, m, k) * g / t))
+        nb = np.array([0, 48, 96, 192, 384, 1e9]) if fam != "dwconv" else np.array([0, 1e9])
+        mb = np.array([0, 120, 500, 2000, 6000, 1e9])
+        for i in range(len(nb) - 1):
+            for j in range(len(mb) - 1):
+                sel = (n >= nb[i]) & (n < nb[i + 1]) & (m >= mb[j]) & (m < mb[j + 1])
+                if sel.sum() >= 2:
+                    nr = (max(nb[i], 8), min(nb[i + 1], 1024)) if fam != "dwconv" else None
+                    cells.append((float(np.median(err[sel])), fam, nr, (max(mb[j], 4), min(mb[j + 1], 12544))))
+    cells.sort(key=lambda c: -c[0])
+    return [(fam, nr if nr else (1, 1), mr) for _, fam, nr, mr in cells[:count]]
+
+
+def _plain(v):
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return round(f, 6) if np.isfinite(f) else None
+    return v

@@ -1,0 +1,168 @@
+"""The drift-robust timing protocol of ``augur-nas measure``.
+
+A small shared machine does not run at one speed: other processes, frequency changes and the
+host's neighbours make the same network's latency drift by 10-50% within minutes. So a single
+timing loop is not a measurement. The protocol:
+
+1. **warm-up**: every network runs until ``warmup_s`` have passed (at least ``min_warmup``
+   runs; the first run pays lazy initialisation); the median warm-up run sets how many
+   iterations one round takes (``round_s`` of work, between 1 and ``max_iters``);
+2. **rounds**: ``rounds`` rounds; in each, every network runs its iterations, the networks in a
+   fresh random order (interleaved, so a slow spell of the machine hits all of them alike
+   instead of one), each run timed on its own; a round's value is the median of its runs;
+3. **spread**: when the rounds would finish sooner than ``spread_s``, the protocol pauses
+   between rounds so that they cover at least that much time (a measurement should sample
+   the machine's drift, not one moment of it);
+4. **contention**: on Linux, every round of every network also records how busy the *other*
+   processes kept the machine meanwhile (``/proc/stat`` minus this process's own CPU time). A
+   round during which they used more than ``contended`` of the machine's cores (another job
+   sharing the caches and memory bandwidth slows a kernel by 10-30%) is set aside when at least
+   half of the rounds are clean; the count is reported;
+5. **statistic**: the latency is the median of the (clean) round values. The measurement's own
+   noise is the disagreement between its halves, ``|median(first half) - median(second half)| /
+   median``: how much the answer would move if measured again a little later.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Timing:
+    """The timing of one network."""
+
+    label: str
+    median_ms: float
+    noise: float  # |median(first half) - median(second half)| / median
+    rounds: list = field(default_factory=list)  # per-round medians, ms, in time order
+    iters: int = 1  # runs per round
+    runs: int = 0  # timed runs in all
+    warmup_runs: int = 0
+    contended: int = 0  # rounds set aside: other processes were busy meanwhile
+
+    @property
+    def spread(self) -> dict:
+        r = np.asarray(self.rounds, dtype=np.float64)
+        if len(r) == 0:
+            return {}
+        return {"min": float(r.min()), "p25": float(np.percentile(r, 25)), "p75": float(np.percentile(r, 75)),
+                "max": float(r.max())}
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "median_ms": self.median_ms, "noise": self.noise, "iters_per_round": self.iters,
+                "rounds": len(self.rounds), "runs": self.runs, "spread_ms": self.spread,
+                "contended_rounds": self.contended,
+                "round_medians_ms": [float(v) for v in self.rounds]}
+
+
+def half_noise(values) -> float:
+    """``|median(first half) - median(second half)| / median`` of values in time order."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < 2:
+        return float("nan")
+    h = len(v) // 2
+    a, b = np.median(v[:h]), np.median(v[len(v) - h:])
+    med = np.median(v)
+    return float(abs(a - b) / med) if med > 0 else float("nan")
+
+
+class _Load:
+    """CPU time the other processes used (Linux ``/proc``), in core-seconds."""
+
+    def __init__(self):
+        import os
+
+        self.ok = os.path.exists("/proc/stat") and os.path.exists("/proc/self/stat")
+        self.hz = os.sysconf("SC_CLK_TCK") if self.ok else 100
+        self.ncpu = os.cpu_count() or 1
+
+    def sample(self):
+        if not self.ok:
+            return None
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                v = f.readline().split()[1:]
+            busy = sum(int(x) for x in v[:8]) - int(v[3]) - int(v[4])
+            with open("/proc/self/stat", encoding="ascii") as f:
+                own = f.read().rsplit(")", 1)[1].split()
+            mine = int(own[11]) + int(own[12])  # utime + stime of this process (all threads)
+            return busy - mine
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def foreign(self, a, b, seconds):
+        """Share of the machine's cores the other processes kept busy between two samples."""
+        if a is None or b is None or seconds <= 0:
+            return 0.0
+        return max(0.0, (b - a) / self.hz) / (seconds * self.ncpu)
+
+
+def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_s: float = 0.2,
+                 min_warmup: int = 3, max_iters: int = 200, spread_s: float = 0.0, seed: int = 0,
+                 progress=None, budget_s: float | None = None, contended: float | None = 0.2) -> dict:
+    """Time ``{label: runner}`` (each with ``run()``) with the protocol above.
+
+    ``progress(done, total, label)`` is called after each round. ``budget_s`` caps the time of
+    the rounds: fewer rounds are run (never fewer than 2) if they would not fit.
+    Returns ``{label: Timing}``.
+    """
+    labels = list(runners)
+    rng = np.random.default_rng(seed)
+    clock = time.perf_counter
+    per_run, warm = {}, {}
+    for lab in labels:
+        run = runners[lab].run
+        ts = []
+        t_end = clock() + warmup_s
+        while len(ts) < min_warmup or clock() < t_end:
+            t = clock()
+            run()
+            ts.append(clock() - t)
+            if len(ts) >= 1000:
+                break
+        warm[lab] = len(ts)
+        per_run[lab] = float(np.median(ts[1:] if len(ts) > 1 else ts))
+    iters = {lab: int(min(max_iters, max(1, math.floor(round_s / max(per_run[lab], 1e-7))))) for lab in labels}
+    round_cost = sum(iters[lab] * per_run[lab] for lab in labels)
+    if budget_s is not None and round_cost > 0:
+        rounds = max(2, min(rounds, int(budget_s / round_cost)))
+    pause = max(0.0, (spread_s - rounds * round_cost) / max(rounds - 1, 1)) if spread_s else 0.0
+    values = {lab: [] for lab in labels}
+    busy = {lab: [] for lab in labels}
+    runs = {lab: 0 for lab in labels}
+    load = _Load()
+    for r in range(rounds):
+        if r and pause:
+            time.sleep(pause)
+        for i in rng.permutation(len(labels)):
+            lab = labels[i]
+            run = runners[lab].run
+            k = iters[lab]
+            ts = np.empty(k)
+            l0, c0 = load.sample(), clock()
+            for j in range(k):
+                t = clock()
+                run()
+                ts[j] = clock() - t
+            busy[lab].append(load.foreign(l0, load.sample(), clock() - c0))
+            values[lab].append(float(np.median(ts)) * 1e3)
+            runs[lab] += k
+        if progress is not None:
+            progress(r + 1, rounds, None)
+    out = {}
+    for lab in labels:
+        v = np.asarray(values[lab])
+        keep = np.ones(len(v), dtype=bool)
+        if contended is not None:
+            clean = np.asarray(busy[lab]) <= contended
+            if clean.sum() >= max(2, (len(v) + 1) // 2):
+                keep = clean
+        kept = v[keep].tolist()
+        out[lab] = Timing(lab, float(np.median(kept)), half_noise(kept), v.tolist(), iters[lab], runs[lab], warm[lab],
+                          int((~keep).sum()))
+    return out

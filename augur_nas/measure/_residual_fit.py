@@ -1,0 +1,189 @@
+"""``augur-nas fit-residual``: learn what the layer sum misses, from measured networks.
+
+1. sample ``samples`` architectures of each space (``space.sample(n, seed)``; the seed must differ
+   from the validation's, and every trained architecture is recorded by a hash so that
+   ``validate`` can prove it never scores one of them);
+2. measure them end to end with the ``measure`` protocol and the profile's runtime settings;
+3. compute the layer-sum prediction and the architecture features of each (``costmodel._residual``)
+   and the target ``log(measured / predicted)``;
+4. cross-validate (k folds, out-of-fold predictions) the layer sum alone and the layer sum with
+   the residual, and the MACs log-log baseline fitted on the same folds;
+5. train on everything and store the booster in the profile as LightGBM's text model.
+
+Networks whose own measurement noise exceeds ``max_noise`` are left out of the training (their
+target is not known well enough) but counted in the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from .._errors import MeasurementError
+from ..costmodel import ResidualModel, residual_features, residual_sums
+from ..costmodel._latency import input_elems
+from ._metrics import accuracy, macs_loglog_fit, macs_loglog_predict
+
+LGB_PARAMS = {
+    "objective": "huber", "alpha": 0.15, "learning_rate": 0.04, "num_leaves": 8, "min_data_in_leaf": 6,
+    "feature_fraction": 0.8, "bagging_fraction": 0.85, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1,
+    "num_threads": 1, "deterministic": True, "force_col_wise": True,
+}
+NUM_ROUNDS = 300
+
+
+def arch_hash(model) -> str:
+    """A short hash of an architecture (its decoded YAML), to recognise it across runs."""
+    from ..space import SearchSpace
+
+    text = model.decode_yaml(np.zeros(model.n_genes, dtype=np.int64)) if isinstance(model, SearchSpace) else str(model)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def residual_inputs(space, X, profile, batch: int = 1):
+    """``(layer-sum latency [B], features [B, F], macs [B])`` of candidates ``X`` (reference path)."""
+    from ..analysis import totals
+    from ..lowering import lower
+
+    model = profile.latency
+    table = lower(space, X)
+    fused = model.fused(table)
+    st, n_reorder = model.slot_costs(table, batch, profile.name, fused=fused)
+    base = st.sum(axis=0) + model.network_overhead_ms
+    sums = residual_sums(table, model, st, fused, n_reorder)
+    feats = residual_features(sums, base, input_elems(table))
+    return base, feats, totals(table)["macs"]
+
+
+def train_booster(F, y, w=None, seed: int = 0, rounds: int = NUM_ROUNDS) -> str:
+    import lightgbm as lgb
+
+    params = dict(LGB_PARAMS, seed=seed)
+    ds = lgb.Dataset(np.asarray(F, dtype=np.float64), label=np.asarray(y, dtype=np.float64), weight=w,
+                     free_raw_data=True, params={"verbose": -1})
+    booster = lgb.train(params, ds, num_boost_round=rounds)
+    return booster.model_to_string()
+
+
+def cross_validate(F, base, meas, macs, noise, folds: int = 5, seed: int = 0, max_noise: float = 0.05) -> dict:
+    """Out-of-fold accuracy of the layer sum, the layer sum + residual and the MACs baseline."""
+    F, base, meas, macs, noise = (np.asarray(v, dtype=np.float64) for v in (F, base, meas, macs, noise))
+    n = len(meas)
+    rng = np.random.default_rng(seed)
+    fold = rng.permutation(n) % max(2, min(folds, n))
+    corrected = np.empty(n)
+    macs_pred = np.empty(n)
+    clean = noise <= max_noise
+    for f in np.unique(fold):
+        tr, te = (fold != f) & clean, fold == f
+        if tr.sum() < 5:
+            corrected[te] = base[te]
+            macs_pred[te] = base[te]
+            continue
+        y = np.log(meas[tr] / base[tr])
+        r = ResidualModel(train_booster(F[tr], y, seed=seed))
+        corrected[te] = base[te] * np.exp(r.log_ratio(F[te]))
+        macs_pred[te] = macs_loglog_predict(macs_loglog_fit(macs[tr], meas[tr]), macs[te])
+    out = {}
+    for tag, sel in (("clean", clean), ("all", np.ones(n, dtype=bool))):
+        out[tag] = {"layer_sum": accuracy(base[sel], meas[sel]),
+                    "layer_sum_with_residual": accuracy(corrected[sel], meas[sel]),
+                    "macs_loglog": accuracy(macs_pred[sel], meas[sel])}
+    out["folds"] = int(len(np.unique(fold)))
+    out["max_noise"] = max_noise
+    out["clean_networks"] = int(clean.sum())
+    out["networks"] = int(n)
+    return out
+
+
+def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=None, rounds: int = 8,
+                 max_noise: float = 0.05, folds: int = 5, round_s: float = 0.03, spread_s: float = 0.0):
+    """Measure ``samples`` candidates of each ``(path, space)``, cross-validate and train the residual.
+    Returns ``(profile with the residual, report)``."""
+    import tempfile
+
+    from ._measure import measure_networks
+    from ._runners import prepare
+
+    say = progress or (lambda m: None)
+    if samples < 10:
+        raise MeasurementError(f"--samples must be at least 10 to train a residual, got {samples}")
+    base_profile = _without_residual(profile)
+    bases, feats, macs, meas, noise, hashes, labels, tags = [], [], [], [], [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="augur-residual-") as d:
+        items, per_space = [], []
+        for path, space in spaces:
+            X = space.sample(samples, seed=seed)
+            b, f, mc = residual_inputs(space, X, base_profile, settings.batch)
+            per_space.append((path, space, X, b, f, mc))
+            for i, x in enumerate(X):
+                model = space.decode(x)
+                items.append((f"{space.name}[{i}]", model))
+        say(f"exporting {len(items)} sampled networks ({', '.join(p for p, *_ in per_space)}; seed {seed})")
+        nets = prepare(items, d)
+        res = measure_networks(nets, settings, rounds=rounds, round_s=round_s, warmup_s=0.05, spread_s=spread_s,
+                               memory=False, progress=say, seed=seed)
+        by_label = {r["label"]: r for r in res}
+        j = 0
+        for path, space, X, b, f, mc in per_space:
+            for i in range(len(X)):
+                lab = items[j][0]
+                r = by_label[lab]
+                bases.append(b[i])
+                feats.append(f[i])
+                macs.append(mc[i])
+                meas.append(r["latency"]["median_ms"])
+                noise.append(r["latency"]["noise"])
+                hashes.append(arch_hash(items[j][1]))
+                labels.append(lab)
+                tags.append(path)
+                j += 1
+    F = np.asarray(feats)
+    base = np.asarray(bases)
+    meas_a = np.asarray(meas)
+    noise_a = np.nan_to_num(np.asarray(noise), nan=1.0)
+    macs_a = np.asarray(macs)
+    say(f"cross-validating ({folds} folds) on {len(meas_a)} networks")
+    cv = cross_validate(F, base, meas_a, macs_a, noise_a, folds=folds, seed=seed, max_noise=max_noise)
+    clean = noise_a <= max_noise
+    if clean.sum() < 5:
+        raise MeasurementError(f"only {int(clean.sum())} of {len(clean)} networks were measured with noise within "
+                               f"{max_noise:.0%}; the machine is too noisy to train a residual now")
+    y = np.log(meas_a[clean] / base[clean])
+    model_str = train_booster(F[clean], y, seed=seed)
+    macs_coef = macs_loglog_fit(macs_a[clean], meas_a[clean])
+    trained = {
+        "spaces": [p for p, _ in spaces], "samples_per_space": int(samples), "seed": int(seed),
+        "networks": int(len(meas_a)), "used": int(clean.sum()), "max_noise": max_noise,
+        "params": {k: v for k, v in LGB_PARAMS.items() if k not in ("verbose", "num_threads", "force_col_wise")},
+        "rounds": NUM_ROUNDS,
+        "cross_validation": _round(cv),
+        "macs_loglog": {"a": macs_coef[0], "b": macs_coef[1],
+                        "note": "log(ms) = a + b log(MACs), fitted on the same networks (the MACs baseline)"},
+        "architectures": sorted(set(hashes)),
+    }
+    residual = ResidualModel(model_str, trained=trained)
+    import copy
+
+    out = copy.copy(profile)
+    out.residual = residual
+    report = {"cv": cv, "labels": labels, "spaces": tags, "measured_ms": meas_a.tolist(), "noise": noise_a.tolist(),
+              "layer_sum_ms": base.tolist(), "macs": macs_a.tolist()}
+    return out, report
+
+
+def _without_residual(profile):
+    import copy
+
+    p = copy.copy(profile)
+    p.residual = None
+    return p
+
+
+def _round(v):
+    if isinstance(v, dict):
+        return {k: _round(x) for k, x in v.items()}
+    if isinstance(v, float):
+        return round(v, 4) if np.isfinite(v) else None
+    return v

@@ -1,0 +1,149 @@
+"""Runnable networks: a model (file or object) as an ONNX file, and one forward pass of it on a backend.
+
+Every backend runs the same graph: our model exported as ONNX with random float32 weights
+(``augur_nas.io.onnx.export_onnx``); an ``.onnx`` file given by the user is run as is. The torch
+backend interprets that ONNX graph with ``torch.nn.functional`` (``OnnxTorch``), so no converter
+package is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._errors import AugurError, MeasurementError
+from ._settings import RuntimeSettings, ort_session_options, require
+
+
+@dataclass
+class Network:
+    """One network to measure: a label, its ONNX file, and our model of it (None if unreadable)."""
+
+    label: str
+    onnx_path: str
+    model: object = None
+    source: str = ""
+
+
+def _safe(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label)[:80] or "model"
+
+
+def prepare(items, workdir: str, read_models: bool = True) -> list:
+    """``Network`` objects for paths (``.yaml``, ``.prototxt``, ``.onnx``, ``file.py:factory``) or
+    ``(label, model)`` pairs; models are exported as ONNX into ``workdir``."""
+    from ..io.onnx import export_onnx
+    from ..models import load_model
+
+    out, seen = [], set()
+    for it in items:
+        if isinstance(it, tuple):
+            label, model = it
+            source = label
+        else:
+            source = str(it)
+            label = os.path.splitext(os.path.basename(source.split(":")[0]))[0]
+            if source.endswith(".prototxt"):
+                label += ".prototxt"
+            model = None
+        base = label
+        i = 1
+        while label in seen:
+            i += 1
+            label = f"{base}#{i}"
+        seen.add(label)
+        if not isinstance(it, tuple) and source.lower().endswith(".onnx"):
+            if not os.path.isfile(source):
+                raise MeasurementError(f"no such file: {source}")
+            if read_models:
+                try:
+                    model = load_model(source)
+                except AugurError:
+                    model = None  # measured as is, but not predicted
+            out.append(Network(label, source, model, source))
+            continue
+        if model is None:
+            model = load_model(source)
+        path = os.path.join(workdir, f"{len(out):04d}_{_safe(label)}.onnx")
+        export_onnx(model, path)
+        out.append(Network(label, path, model, source))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- runners
+
+
+class OrtRunner:
+    """One ONNX Runtime session and its random input."""
+
+    def __init__(self, onnx_path: str, settings: RuntimeSettings, profiling_prefix: str | None = None,
+                 optimized_path: str | None = None, seed: int = 0):
+        require("onnxruntime")
+        import onnxruntime as ort
+
+        so = ort_session_options(settings, profiling_prefix, optimized_path)
+        try:
+            self.session = ort.InferenceSession(onnx_path, so, providers=[settings.provider])
+        except Exception as exc:  # noqa: BLE001 - ORT's own exception types
+            raise MeasurementError(f"ONNX Runtime cannot load {onnx_path}: {str(exc).splitlines()[0]}") from None
+        inp = self.session.get_inputs()[0]
+        shape = [settings.batch if (not isinstance(d, int) or i == 0) else d for i, d in enumerate(inp.shape)]
+        self.feed = {inp.name: np.random.default_rng(seed).random(shape, dtype=np.float32)}
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def run(self):
+        return self.session.run(self.outputs, self.feed)
+
+    def end_profiling(self) -> str:
+        return self.session.end_profiling()
+
+    def close(self):
+        self.session = None
+
+
+class TorchRunner:
+    """The ONNX graph interpreted with torch (``OnnxTorch``) on the settings' device."""
+
+    def __init__(self, onnx_path: str, settings: RuntimeSettings, seed: int = 0):
+        require("torch")
+        import torch
+
+        from ._torch import OnnxTorch
+
+        torch.set_num_threads(settings.threads)
+        try:
+            torch.set_num_interop_threads(settings.inter_op_threads)
+        except RuntimeError:
+            pass  # may only be set once per process
+        if settings.torch_device == "cuda" and not torch.cuda.is_available():
+            raise MeasurementError("--torch-device cuda: torch sees no CUDA device on this machine")
+        self.device = torch.device(settings.torch_device)
+        self.module = OnnxTorch(onnx_path).to(self.device).eval()
+        g = torch.Generator().manual_seed(seed)
+        shape = list(self.module.input_shape)
+        shape[0] = settings.batch
+        self.x = torch.rand(*shape, generator=g).to(self.device)
+        self.cuda = self.device.type == "cuda"
+        self._torch = torch
+
+    def run(self):
+        with self._torch.inference_mode():
+            y = self.module(self.x)
+        if self.cuda:
+            self._torch.cuda.synchronize()
+        return y
+
+    def close(self):
+        self.module = None
+
+
+def make_runner(net: Network, settings: RuntimeSettings):
+    if settings.backend == "onnxruntime":
+        return OrtRunner(net.onnx_path, settings)
+    if settings.backend == "torch":
+        return TorchRunner(net.onnx_path, settings)
+    raise MeasurementError(f"the {settings.backend} backend times kernels (`augur-nas profile`), not networks; "
+                           f"measure networks with --backend onnxruntime or torch")

@@ -1,0 +1,20 @@
+"""``python -m augur_nas.search._worker``: one ``--workers`` process; reads its pickled
+configuration from stdin (see ``_run.run_worker``)."""
+
+import pickle
+import sys
+
+
+def main() -> int:
+    cfg = pickle.loads(sys.stdin.buffer.read())
+    if cfg.get("mode") == "scan":
+        from ._exhaustive import run_scan_worker
+
+        return run_scan_worker(cfg)
+    from ._run import run_worker
+
+    return run_worker(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The measurement protocol, the runners (ONNX Runtime, the torch interpreter), peak memory and
+`augur-nas measure`, on tiny models (the real measurements are benchmarks in experiments/)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from augur_nas.measure import RuntimeSettings, half_noise, time_runners
+from augur_nas.measure._protocol import Timing
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+TINY = """\
+name: tiny
+input: {channels: 3, resolution: 16}
+layers:
+  - conv_bn_act: {out: 8, kernel: 3, stride: 2}
+  - mbconv: {out: 8, kernel: 3, expand: 2, se: 0.25}
+  - globalpool: {mode: avg}
+  - fc: {out: 10}
+"""
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    p = tmp_path / "tiny.yaml"
+    p.write_text(TINY)
+    return p
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "augur_nas.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+# --------------------------------------------------------------------------------------------- protocol
+
+
+def test_half_noise():
+    assert half_noise([1, 1, 1, 1]) == 0
+    assert half_noise([1, 1, 2, 2]) == pytest.approx(1 / 1.5)
+    assert half_noise([10, 11, 10, 11, 10]) == pytest.approx(0.0)
+    assert np.isnan(half_noise([3.0]))
+
+
+class _Fake:
+    """A runner whose run() costs a fixed amount of busy time; records the order it was called in."""
+
+    def __init__(self, name, seconds, log):
+        self.name, self.seconds, self.log = name, seconds, log
+
+    def run(self):
+        import time
+
+        self.log.append(self.name)
+        t = time.perf_counter() + self.seconds
+        while time.perf_counter() < t:
+            pass
+
+
+def test_protocol_interleaves_rounds_and_reports_median_and_noise():
+    log = []
+    runners = {"a": _Fake("a", 0.0005, log), "b": _Fake("b", 0.002, log), "c": _Fake("c", 0.001, log)}
+    res = time_runners(runners, rounds=6, round_s=0.006, warmup_s=0.005, min_warmup=2, seed=3)
+    assert set(res) == {"a", "b", "c"}
+    for lab, t in res.items():
+        assert isinstance(t, Timing) and len(t.rounds) == 6
+        assert t.median_ms == pytest.approx(float(np.median(t.rounds)))
+        assert t.noise == pytest.approx(half_noise(t.rounds))
+        assert t.runs == 6 * t.iters
+        assert t.spread["min"] <= t.median_ms <= t.spread["max"]
+    # more iterations for the faster network, each round's work about round_s
+    assert res["a"].iters > res["b"].iters >= 1
+    assert res["b"].median_ms == pytest.approx(2.0, rel=0.5)
+    # interleaved: after the warm-up, the order of the networks changes between rounds
+    timed = log[-sum(t.runs for t in res.values()):]
+    blocks = [timed[0]] + [x for i, x in enumerate(timed[1:], 1) if x != timed[i - 1]]
+    orders = {tuple(blocks[i:i + 3]) for i in range(0, len(blocks), 3)}
+    assert len(orders) > 1
+
+
+def test_protocol_spreads_rounds_over_time_and_respects_a_budget():
+    import time
+
+    log = []
+    t0 = time.perf_counter()
+    res = time_runners({"a": _Fake("a", 0.0002, log)}, rounds=4, round_s=0.001, warmup_s=0.001, spread_s=0.6)
+    assert time.perf_counter() - t0 >= 0.55
+    assert len(res["a"].rounds) == 4
+    res = time_runners({"a": _Fake("a", 0.01, log)}, rounds=50, round_s=0.01, warmup_s=0.001, budget_s=0.05)
+    assert 2 <= len(res["a"].rounds) < 50
+
+
+def test_settings_round_trip_and_validation():
+    from augur_nas import MeasurementError
+
+    s = RuntimeSettings()
+    d = s.to_dict()
+    assert d["threads"] == 1 and d["graph_optimization"] == "ORT_ENABLE_ALL" and d["provider"] == "CPUExecutionProvider"
+    assert "version" in d
+    assert RuntimeSettings.from_dict(d) == s
+    assert RuntimeSettings.from_dict(d, threads=2).threads == 2
+    with pytest.raises(MeasurementError, match="backend"):
+        RuntimeSettings(backend="tvm")
+    with pytest.raises(MeasurementError, match="graph optimization"):
+        RuntimeSettings(graph_optimization="O3")
+
+
+# --------------------------------------------------------------------------------------------- runners
+
+
+def test_measure_networks_latency_and_memory(tiny, tmp_path):
+    from augur_nas.measure import measure_paths
+
+    res = measure_paths([tiny], RuntimeSettings(), rounds=3, round_s=0.005, warmup_s=0.01)
+    (r,) = res
+    assert r["label"] == "tiny"
+    lat = r["latency"]
+    assert lat["median_ms"] > 0 and lat["rounds"] == 3 and len(lat["round_medians_ms"]) == 3
+    mem = r["memory"]
+    assert mem["peak_rss_mb"] >= mem["base_rss_mb"] > 10
+    assert mem["model_peak_mb"] == pytest.approx(mem["peak_rss_mb"] - mem["base_rss_mb"])
+
+
+def test_torch_interpreter_matches_onnxruntime(tiny, tmp_path):
+    torch = pytest.importorskip("torch")
+    from augur_nas.measure._runners import OrtRunner, TorchRunner, prepare
+
+    zoo = ROOT / "spaces" / "zoo"
+    nets = prepare([tiny, zoo / "nin.yaml"], str(tmp_path))
+    for net in nets:
+        ref = OrtRunner(net.onnx_path, RuntimeSettings(graph_optimization="ORT_DISABLE_ALL"))
+        y0 = ref.run()[0]
+        tr = TorchRunner(net.onnx_path, RuntimeSettings(backend="torch"))
+        tr.x = torch.from_numpy(next(iter(ref.feed.values())))
+        y1 = tr.run().numpy()
+        assert y1.shape == y0.shape
+        assert np.max(np.abs(y1 - y0)) <= 1e-4 * max(1.0, float(np.max(np.abs(y0))))
+
+
+def test_cli_measure_json(tiny):
+    p = _cli("measure", tiny, "--rounds", "3", "--round-ms", "5", "--warmup-s", "0.01", "--spread-s", "0.2", "--json",
+             "--quiet")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["settings"]["threads"] == 1 and out["settings"]["graph_optimization"] == "ORT_ENABLE_ALL"
+    assert out["protocol"]["statistic"].startswith("median")
+    (net,) = out["networks"]
+    assert net["latency"]["median_ms"] > 0 and "noise" in net["latency"] and net["memory"]["peak_rss_mb"] > 0
+
+
+def test_cli_measure_text_and_torch_backend(tiny):
+    p = _cli("measure", tiny, "--rounds", "2", "--round-ms", "2", "--warmup-s", "0.01", "--spread-s", "0",
+             "--no-memory", "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert "tiny" in p.stdout and "noise" in p.stdout and "median" in p.stdout
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        p = _cli("measure", tiny, "--backend", "torch", "--quiet")
+        assert p.returncode == 2 and "torch" in p.stderr and "Traceback" not in p.stderr
+        return
+    p = _cli("measure", tiny, "--backend", "torch", "--rounds", "2", "--round-ms", "2", "--warmup-s", "0.01",
+             "--spread-s", "0", "--no-memory", "--json", "--quiet")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["settings"]["backend"] == "torch" and out["networks"][0]["latency"]["median_ms"] > 0
+
+
+def test_torch_backend_missing_is_one_clear_paragraph(tiny, monkeypatch):
+    from augur_nas import cli
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    rc = cli.main(["measure", str(tiny), "--backend", "torch", "--quiet"])
+    assert rc == 2
+
+
+def test_cli_measure_errors(tmp_path):
+    p = _cli("measure", tmp_path / "missing.onnx", "--quiet")
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "missing.onnx" in p.stderr
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    p = _cli("measure", bad, "--quiet", "--no-memory")
+    assert p.returncode == 2 and "Traceback" not in p.stderr

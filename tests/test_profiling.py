@@ -1,0 +1,236 @@
+"""`augur-nas profile`: the kernel sweep and fit with tiny budgets, the fusion rules against ONNX
+Runtime's own graph, atomic writes, and interruption (Ctrl-C, SIGTERM, SIGKILL) leaving the previous
+profile intact and no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from augur_nas import load_model, load_space, lower
+from augur_nas.costmodel import FusionRules, LatencyModel, OpModel, PiecewiseGemm, latency_ms
+from augur_nas.measure._fitting import fit_gemm
+from augur_nas.measure._settings import RuntimeSettings
+from augur_nas.profile import load_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT / "spaces" / "zoo"
+
+pytest.importorskip("onnxruntime")
+
+
+def _env(tmp_path):
+    return dict(os.environ, TMPDIR=str(tmp_path / "tmp"), PYTHONPATH=str(ROOT))
+
+
+def _profile_cmd(out, budget=6, name="t"):
+    return [sys.executable, "-m", "augur_nas.cli", "profile", "--backend", "onnxruntime", "--name", name,
+            "--budget-s", str(budget), "--max-network-macs", "3e7", "-o", str(out)]
+
+
+# --------------------------------------------------------------------------------------------- fitting
+
+
+def test_fit_gemm_chooses_breakpoints_by_cross_validation():
+    rng = np.random.default_rng(0)
+    n = rng.choice([16, 32, 64, 128, 256, 512], 400).astype(float)
+    m = rng.choice([49, 196, 784, 3136], 400).astype(float)
+    k = rng.choice([27, 144, 576, 2304], 400).astype(float)
+    slow = 1e-8 * n * m * k + 0.01
+    fast = 3e-9 * n * m * k + 0.02
+    t = np.where(n < 128, slow, fast) * np.exp(rng.normal(0, 0.02, 400))
+    g, st = fit_gemm(n, m, k, t)
+    assert st["n_breaks"] == [128] or 128 in st["n_breaks"]
+    assert st["median_abs_error_pct"] < 5
+    # no structure: no breakpoints
+    g2, st2 = fit_gemm(n, m, k, 1e-8 * n * m * k * np.exp(rng.normal(0, 0.02, 400)))
+    assert st2["n_breaks"] == [] and st2["m_breaks"] == []
+
+
+# --------------------------------------------------------------------------------------------- fusion
+
+
+@pytest.mark.parametrize("net", ["resnet18", "mobilenet_v2", "googlenet", "nb201"])
+def test_fusion_rules_agree_with_onnxruntime(net, tmp_path):
+    """Every chain the rules fuse is one ORT node; every layer they leave alone has its own."""
+    from augur_nas.measure._profiling import ORT_FUSE, _check_fusion, _ort_node_profile, _OrtNet
+
+    if net == "nb201":
+        space = load_space(ROOT / "spaces" / "nb201.yaml")
+        model = space.decode(space.sample(3, seed=4)[2])
+    else:
+        model = load_model(ZOO / f"{net}.yaml")
+    model0 = LatencyModel({}, OpModel(), {}, 0.0, FusionRules(ORT_FUSE))
+    on = _OrtNet(net, model, str(tmp_path), model0.fuse)
+    att, times, _ = _ort_node_profile(on, RuntimeSettings(), str(tmp_path), model0, target_s=0.0, min_runs=1,
+                                      max_runs=1, want_graph=True)
+    acc = {"chains": 0, "mismatched": 0, "examples": []}
+    _check_fusion(on, times, acc)
+    assert acc["chains"] > 0
+    assert acc["mismatched"] == 0, acc["examples"]
+    # every kernel node is attributed to a priced layer or to the network, none lost
+    assert sum(len(v) for v in att.values()) == len(times)
+
+
+def test_latency_model_fusion_network_overhead_and_variants():
+    m = load_model(ZOO / "resnet18.yaml")
+    t = lower(m, np.zeros((1, 0), dtype=np.int64))
+    g = {"conv": PiecewiseGemm.linear(0.0, 1e-8), "pw": PiecewiseGemm.linear(0.0, 2e-8)}
+    plain = LatencyModel(dict(g), OpModel((0.1, 0.0)), {}, 0.0)
+    fused = LatencyModel(dict(g), OpModel((0.1, 0.0)), {}, 0.0, FusionRules([{"into": ["conv"], "fold": ["batchnorm"],
+                                                                               "join": ["add"], "act": ["relu"]}]), 0.5)
+    a, ka = latency_ms(t, plain)
+    b, kb = latency_ms(t, fused)
+    # batchnorm, relu and add all folded into the convs: only the pools and the fc are left
+    assert "batchnorm" in ka and kb.get("batchnorm", np.zeros(1))[0] == 0 and kb["add"][0] == 0
+    assert b[0] == pytest.approx(a[0] - ka["batchnorm"][0] - ka["relu"][0] - ka["add"][0] + 0.5)
+    pw = LatencyModel(dict(g), OpModel((0.1, 0.0)), {"conv": {"gemm": "conv", "pointwise": "pw"}}, 0.0)
+    c, kc = latency_ms(t, pw)
+    assert kc["conv"][0] > ka["conv"][0]  # the 1x1 shortcuts cost twice as much per MAC
+    # plain data round trip, and validation of the new keys
+    for model in (fused, pw):
+        assert LatencyModel.from_dict(model.to_dict()) == model
+    from augur_nas import ProfileError
+
+    d = fused.to_dict()
+    d["fuse"] = [{"into": ["conv"], "act": ["relux"]}]
+    with pytest.raises(ProfileError, match="relux"):
+        LatencyModel.from_dict(d, "p.yaml")
+    d = pw.to_dict()
+    d["kinds"]["conv"]["pointwise"] = "nope"
+    with pytest.raises(ProfileError, match="nope"):
+        LatencyModel.from_dict(d, "p.yaml")
+
+
+def test_fast_path_equals_table_path_with_fusion_and_overheads():
+    from augur_nas.oracle import _fast_costs, _table_costs
+
+    p = load_profile(ROOT / "device_profiles" / "x86-2core-ort.yaml")
+    p.residual = None
+    for sp in ("mobile", "resnet", "nb201", "classic"):
+        space = load_space(ROOT / "spaces" / f"{sp}.yaml")
+        X = space.sample(120, seed=11)
+        a = _fast_costs(space, X, p, 1)
+        b = _table_costs(space, X, p, 1)
+        assert np.allclose(a[0], b[0], rtol=1e-9), sp
+        assert np.allclose(a[2], b[2], rtol=1e-9), sp
+        for k in b[1]:
+            assert np.allclose(a[1].get(k, 0), b[1][k], rtol=1e-9, atol=1e-12), (sp, k)
+
+
+# --------------------------------------------------------------------------------------------- profile
+
+
+def test_profile_tiny_budget_writes_a_loadable_profile(tmp_path):
+    out = tmp_path / "p.yaml"
+    (tmp_path / "tmp").mkdir()
+    t0 = time.monotonic()
+    p = subprocess.run(_profile_cmd(out, budget=8), capture_output=True, text=True, timeout=240, env=_env(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert time.monotonic() - t0 < 90
+    assert "phase A" in p.stderr and "phase C" in p.stderr  # progress is shown
+    prof = load_profile(out)
+    assert prof.name == "t" and prof.runtime.startswith("onnxruntime")
+    rs = prof.runtime_settings
+    assert rs["threads"] == 1 and rs["graph_optimization"] == "ORT_ENABLE_ALL" and rs["provider"] == "CPUExecutionProvider"
+    assert prof.latency.fuse and "conv" in prof.latency.gemm
+    assert {"gemm", "calibration_networks", "memory", "budget_s"} <= set(prof.fit)
+    assert prof.fit["budget_s"] == 8
+    m = load_model(ZOO / "mobilenet_v2.yaml")
+    lat, _ = latency_ms(lower(m, np.zeros((1, 0), dtype=np.int64)), prof)
+    assert 0.5 < lat[0] < 500
+    assert not list((tmp_path / "tmp").glob("augur-*"))  # temporary files removed
+    text = out.read_text()
+    assert "!!python" not in text
+
+
+def test_profile_numpy_backend(tmp_path):
+    out = tmp_path / "np.yaml"
+    p = subprocess.run([sys.executable, "-m", "augur_nas.cli", "profile", "--backend", "numpy", "--name", "blas",
+                        "--budget-s", "3", "-o", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    prof = load_profile(out)
+    assert prof.runtime.startswith("numpy") and not prof.latency.fuse
+    assert prof.runtime_settings["backend"] == "numpy"
+
+
+def _wait_for(proc, text, timeout):
+    """Read the child's stderr until ``text`` shows up (or it exits)."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    buf = ""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and text not in buf:
+        if proc.poll() is not None:
+            break
+        for _ in sel.select(timeout=0.2):
+            line = proc.stderr.readline()
+            buf += line
+    return buf
+
+
+def _group_alive(pgid) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+@pytest.mark.parametrize("sig,when", [(signal.SIGINT, "phase A"), (signal.SIGTERM, "peak memory"),
+                                      (signal.SIGKILL, "phase B")])
+def test_interrupted_profile_leaves_previous_file_and_no_processes(tmp_path, sig, when):
+    out = tmp_path / "prev.yaml"
+    shutil_src = ROOT / "device_profiles" / "tk1-cpu.yaml"
+    out.write_bytes(shutil_src.read_bytes())
+    before = out.read_bytes()
+    (tmp_path / "tmp").mkdir()
+    proc = subprocess.Popen(_profile_cmd(out, budget=10), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(tmp_path), start_new_session=True)
+    try:
+        seen = _wait_for(proc, when, timeout=120)
+        assert when in seen, seen
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert out.read_bytes() == before  # the previous profile, untouched
+    load_profile(out)
+    if sig != signal.SIGKILL:
+        assert rc in (130, -sig), proc.stderr.read()
+        err = proc.stderr.read()
+        assert "Traceback" not in err
+        assert not list((tmp_path / "tmp").glob("augur-*"))  # temporary files removed
+    # no process left in the command's group (memory children die with their parent)
+    end = time.monotonic() + 10
+    while _group_alive(proc.pid) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert not _group_alive(proc.pid)
+    assert not list(tmp_path.glob(".profile-*"))  # no half-written profile beside it
+
+
+def test_shipped_x86_profile_is_honest():
+    p = load_profile("x86-2core-ort")
+    assert p.runtime.startswith("onnxruntime") and "measured by augur-nas profile" in p.provenance["method"]
+    assert p.runtime_settings["threads"] == 1 and p.runtime_settings["graph_optimization"] == "ORT_ENABLE_ALL"
+    assert p.fit["elapsed_s"] <= 600  # built in at most 10 minutes
+    text = (ROOT / "device_profiles" / "x86-2core-ort.yaml").read_text()
+    assert "!!python" not in text and "pickle" not in text.lower().replace("never a pickle", "")
+    if p.residual is not None:
+        assert p.residual.trained["seed"] != 0  # validation samples use seed 0
+    m = load_model(ZOO / "resnet18.yaml")
+    assert yaml.safe_load(text)["name"] == "x86-2core-ort"
+    assert latency_ms(lower(m, np.zeros((1, 0), dtype=np.int64)), p)[0][0] > 1

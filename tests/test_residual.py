@@ -1,0 +1,201 @@
+"""The LightGBM latency residual: stored in the profile as a text model (never a pickle), applied by
+the oracle to whole chunks (one booster call each) identically on the fast and the reference
+path, trained and validated by `augur-nas fit-residual` / `validate` on tiny spaces."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from augur_nas import ProfileError, load_space, lower
+from augur_nas.costmodel import ResidualModel, latency_ms, residual_features, residual_sums
+from augur_nas.costmodel._latency import input_elems
+from augur_nas.costmodel._residual import FEATURES, SUM_KEYS
+from augur_nas.oracle import Oracle, _fast_costs, _table_costs
+from augur_nas.profile import load_profile, parse_profile, save_profile
+
+pytest.importorskip("lightgbm")
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACES = ROOT / "spaces"
+X86 = ROOT / "device_profiles" / "x86-2core-ort.yaml"
+
+TINY_SPACE = """\
+name: tinyspace
+input: {channels: 3, resolution: {choice: [16, 24]}}
+layers:
+  - conv_bn_act: {out: {choice: [8, 16]}, kernel: 3, stride: 2}
+  - stage:
+      depth: {choice: [1, 2]}
+      block: {mbconv: {out: 16, kernel: {choice: [3, 5]}, expand: {choice: [1, 3]}}}
+  - globalpool: {mode: avg}
+  - fc: {out: 10}
+"""
+
+
+def _synthetic_residual(profile, space, n=300, seed=0):
+    """A booster trained on made-up targets that depend on the features (for the plumbing tests)."""
+    import lightgbm as lgb
+
+    from augur_nas.measure._residual_fit import residual_inputs
+
+    X = space.sample(n, seed=seed)
+    base, F, _ = residual_inputs(space, X, profile)
+    y = 0.1 * np.tanh(F[:, FEATURES.index("log_pred_ms")] - 1.0) + 0.05 * F[:, FEATURES.index("dw_share")]
+    b = lgb.train({"objective": "l2", "num_leaves": 7, "verbose": -1, "num_threads": 1, "seed": 0},
+                  lgb.Dataset(F, label=y), num_boost_round=40)
+    return ResidualModel(b.model_to_string(), trained={"seed": 1000, "architectures": []})
+
+
+@pytest.fixture(scope="module")
+def base_profile():
+    p = load_profile(X86)
+    p.residual = None
+    return p
+
+
+@pytest.fixture(scope="module")
+def with_residual(base_profile):
+    import copy
+
+    p = copy.copy(base_profile)
+    p.residual = _synthetic_residual(base_profile, load_space(SPACES / "mobile.yaml"))
+    return p
+
+
+def test_residual_is_stored_as_text_and_round_trips(with_residual, tmp_path):
+    out = tmp_path / "r.yaml"
+    save_profile(with_residual, out)
+    text = out.read_text()
+    assert "residual:" in text and "kind: lightgbm" in text and "model: |" in text
+    assert "!!python" not in text and "!!binary" not in text
+    back = load_profile(out)
+    assert back.residual == with_residual.residual
+    space = load_space(SPACES / "mobile.yaml")
+    X = space.sample(50, seed=3)
+    a = Oracle(space, with_residual).latency(X)
+    b = Oracle(space, back).latency(X)
+    assert np.array_equal(a, b)
+
+
+def test_corrupt_residual_is_a_profile_error(with_residual, tmp_path):
+    d = with_residual.to_dict()
+    d["residual"]["model"] = "tree\nnot a model"
+    import yaml
+
+    with pytest.raises(ProfileError, match="residual.model"):
+        parse_profile(yaml.safe_dump(d), "bad.yaml")
+    d["residual"]["model"] = "print('hi')"
+    with pytest.raises(ProfileError, match="LightGBM text model"):
+        parse_profile(yaml.safe_dump(d), "bad.yaml")
+    d = with_residual.to_dict()
+    d["residual"]["features"] = ["log_pred_ms", "what"]
+    with pytest.raises(ProfileError, match="unknown features"):
+        parse_profile(yaml.safe_dump(d), "bad.yaml")
+
+
+@pytest.mark.parametrize("sp", ["mobile", "resnet", "nb201", "classic"])
+def test_residual_fast_path_equals_reference_path(with_residual, base_profile, sp):
+    space = load_space(SPACES / f"{sp}.yaml")
+    X = space.sample(150, seed=7)
+    fast = _fast_costs(space, X, with_residual, 1)[0]
+    ref = _table_costs(space, X, with_residual, 1)[0]
+    assert np.allclose(fast, ref, rtol=1e-9)
+    base = _table_costs(space, X, base_profile, 1)[0]
+    assert not np.allclose(fast, base)  # the residual does something
+    r = np.log(fast / base)
+    assert np.all(np.abs(r) <= with_residual.residual.max_abs_log + 1e-12)
+    # the features of the fast path's gathered sums equal those of the full table
+    table = lower(space, X)
+    model = base_profile.latency
+    fused = model.fused(table)
+    st = model.slot_times(table, 1, fused=fused)
+    sums = residual_sums(table, model, st, fused)
+    F_ref = residual_features(sums, base, input_elems(table))
+    assert F_ref.shape == (150, len(FEATURES)) and np.isfinite(F_ref).all()
+    assert set(sums) == set(SUM_KEYS)
+
+
+def test_oracle_calls_the_booster_once_per_chunk(with_residual, monkeypatch):
+    space = load_space(SPACES / "mobile.yaml")
+    X = space.sample(1000, seed=1)
+    calls = []
+    booster = with_residual.residual.booster
+    orig = booster.predict
+
+    def counting(F, *a, **k):
+        calls.append(len(F))
+        return orig(F, *a, **k)
+
+    monkeypatch.setattr(booster, "predict", counting)
+    o = Oracle(space, with_residual, chunk=400)
+    res = o.evaluate(X, breakdown=False)
+    assert calls == [400, 400, 200]
+    one = np.array([Oracle(space, with_residual).latency(X[i])[0] for i in (0, 17, 999)])
+    assert np.allclose(one, res["latency_ms"][[0, 17, 999]])
+
+
+def test_latency_ms_applies_the_residual(with_residual, base_profile):
+    space = load_space(SPACES / "resnet.yaml")
+    X = space.sample(20, seed=2)
+    t = lower(space, X)
+    a, _ = latency_ms(t, with_residual)
+    b, _ = latency_ms(t, base_profile)
+    assert np.allclose(a, Oracle(space, with_residual).latency(X))
+    assert np.allclose(b, Oracle(space, base_profile).latency(X))
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def _cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "augur_nas.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_fit_residual_and_validate_on_a_tiny_space(tmp_path):
+    pytest.importorskip("onnxruntime")
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY_SPACE)
+    prof = tmp_path / "dev.yaml"
+    p = load_profile(X86)
+    p.residual = None
+    save_profile(p, prof)
+    before = load_profile(prof).to_dict()
+    r = _cli("fit-residual", "--device", prof, "--space", space, "--samples", "16", "--seed", "5", "--rounds", "3",
+             "--round-ms", "3", "--folds", "3", "--max-noise", "0.5", "--json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    cv = out["cross_validation"]
+    assert {"layer_sum", "layer_sum_with_residual", "macs_loglog"} <= set(cv["clean"])
+    assert out["trained"]["seed"] == 5
+    after = load_profile(prof)
+    assert after.residual is not None and after.residual.trained["used"] >= 5
+    assert len(after.residual.trained["architectures"]) >= 1
+    assert after.latency == load_profile(X86).latency and before["memory"] == after.to_dict()["memory"]
+    # validate on other samples (seed 0), with a plot; networks it was trained on are never scored
+    png = tmp_path / "v.png"
+    r = _cli("validate", "--device", prof, "--space", space, "--samples", "30", "--seed", "5", "--rounds", "3",
+             "--round-ms", "3", "--no-memory", "--json", "--plot", png, "--quiet")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["summary"]["residual"] is True
+    assert len(rep["summary"]["excluded_in_training"]) >= 1  # same seed: the same architectures come back
+    assert all(n["in_training"] for n in rep["networks"] if n["label"] in rep["summary"]["excluded_in_training"])
+    r = _cli("validate", "--device", prof, "--space", space, str(ROOT / "spaces" / "zoo" / "mobilenet_v2.yaml"),
+             "--samples", "8", "--seed", "0", "--rounds", "3", "--round-ms", "3", "--plot", png, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "within ±10%" in r.stdout and "noise floor" in r.stdout and "memory:" in r.stdout
+    assert png.stat().st_size > 1000
+
+
+def test_validate_needs_networks_and_a_runnable_profile(tmp_path):
+    r = _cli("validate", "--device", X86, "--quiet")
+    assert r.returncode == 2 and "needs networks" in r.stderr
+    r = _cli("validate", "--device", "tk1-cpu", str(ROOT / "spaces" / "zoo" / "nin.yaml"), "--quiet")
+    assert r.returncode in (0, 2) and "Traceback" not in r.stderr
