@@ -91,31 +91,37 @@ class _Recorder:
     """Records every field of one segment's slots (a small layer table of the grid rows), for
     the liveness analysis and for cost models that price layer tables."""
 
-    def __init__(self, seg, N, inner):
+    PEAK_FIELDS = ("out_elems", "workspace_elems")
+
+    def __init__(self, seg, N, inner, full=True):
         from .lowering import FIELDS
 
         n = seg.stop - seg.start
-        self.seg, self.inner, self.N = seg, inner, N
-        self.rows = {f: np.zeros((n, N), dtype=np.float64 if f == "macs" else np.int64) for f in FIELDS}
+        self.seg, self.inner, self.N, self.full = seg, inner, N, full
+        self.fields = FIELDS if full else self.PEAK_FIELDS
+        self.rows = {f: np.zeros((n, N), dtype=np.float64 if f == "macs" else np.int64) for f in self.fields}
         self.rows["mask"] = np.zeros((n, N), dtype=bool)
 
     def __call__(self, ev, nid, node, act, ins, c, h, w, counts):
-        from .lowering import FIELDS, _value
+        from .lowering import _value
 
         self.inner(ev, nid, node, act, ins, c, h, w, counts)
         j = nid - self.seg.start
         rows = self.rows
         rows["mask"][j] = act
-        i0 = ins[0]
-        rows["in_c"][j], rows["in_h"][j], rows["in_w"][j] = ev.c[i0], ev.h[i0], ev.w[i0]
-        rows["out_c"][j], rows["out_h"][j], rows["out_w"][j] = c, h, w
-        rows["in_elems"][j] = sum(ev.elems(ev.c[i], ev.h[i], ev.w[i]) for i in ins)
         rows["out_elems"][j] = ev.elems(c, h, w)
-        for f, v in counts.items():
-            rows[f][j] = _value(v)
+        if self.full:
+            i0 = ins[0]
+            rows["in_c"][j], rows["in_h"][j], rows["in_w"][j] = ev.c[i0], ev.h[i0], ev.w[i0]
+            rows["out_c"][j], rows["out_h"][j], rows["out_w"][j] = c, h, w
+            rows["in_elems"][j] = sum(ev.elems(ev.c[i], ev.h[i], ev.w[i]) for i in ins)
+            for f, v in counts.items():
+                rows[f][j] = _value(v)
+        elif "workspace_elems" in counts:
+            rows["workspace_elems"][j] = _value(counts["workspace_elems"])
         if act is not True:
             m = rows["mask"][j]
-            for f in FIELDS:
+            for f in self.fields:
                 rows[f][j] *= m
 
     def result(self):
@@ -253,7 +259,7 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak=False, seg_fn=None, 
         grid[:, g] = (idx // r) % sz
     s_idx = idx // R
     entry = (seg.entry, st.c[s_idx], st.h[s_idx], st.w[s_idx], st.zero[s_idx] if st.zero.any() else False)
-    sink = _Recorder(seg, N, make_sink(N)) if (peak or seg_fn) else make_sink(N)
+    sink = _Recorder(seg, N, make_sink(N), full=bool(seg_fn)) if (peak or seg_fn) else make_sink(N)
     ev = walk(space, grid, sink, seg.start, seg.stop, entry, defer_errors=True)
     _raise_deferred(space, X, ev, key)
     out = seg.stop - 1
@@ -281,7 +287,7 @@ def _extras(space, sink, ev, entry_elems, peak, seg_fn):
 def _direct(space, X, seg, st, codes, make_sink, peak=False, seg_fn=None):
     B = X.shape[0]
     entry = (seg.entry, st.c[codes], st.h[codes], st.w[codes], st.zero[codes] if st.zero.any() else False)
-    sink = _Recorder(seg, B, make_sink(B)) if (peak or seg_fn) else make_sink(B)
+    sink = _Recorder(seg, B, make_sink(B), full=bool(seg_fn)) if (peak or seg_fn) else make_sink(B)
     ev = walk(space, X, sink, seg.start, seg.stop, entry, defer_errors=True)
     _raise_deferred(space, X, ev, np.arange(B))
     out = seg.stop - 1
