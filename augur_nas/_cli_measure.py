@@ -94,7 +94,8 @@ def cmd_measure(args) -> int:
     _trap_sigterm()
     res = measure_paths(args.paths, settings, rounds=args.rounds, round_s=args.round_ms / 1000.0,
                         warmup_s=args.warmup_s, spread_s=args.spread_s, memory=not args.no_memory,
-                        progress=None if args.quiet else stderr_progress("augur-nas measure"), seed=args.seed)
+                        progress=None if args.quiet else stderr_progress("augur-nas measure"), seed=args.seed,
+                        retry_noise=args.max_noise, retries=args.retries)
     if args.json:
         _print_json({"settings": settings.to_dict(), "protocol": _protocol_doc(args), "networks": res})
         return 0
@@ -176,11 +177,15 @@ def cmd_fit_residual(args) -> int:
     if settings.backend not in ("onnxruntime", "torch"):
         raise MeasurementError(f"the profile was measured with the {settings.backend} backend, which does not run "
                                f"networks; give --backend onnxruntime or torch")
-    spaces = [(p, load_space(p)) for p in args.space]
+    spaces = []
+    for p in args.space:
+        path, _, n = p.rpartition(":") if p.rpartition(":")[2].isdigit() else (p, "", "")
+        spaces.append((path, load_space(path), int(n) if n else args.samples))
     _trap_sigterm()
     say = None if args.quiet else stderr_progress("augur-nas fit-residual")
     new, report = fit_residual(profile, spaces, args.samples, args.seed, settings, progress=say, rounds=args.rounds,
-                               max_noise=args.max_noise, folds=args.folds)
+                               max_noise=args.max_noise, folds=args.folds, round_s=args.round_ms / 1000.0,
+                               spread_s=args.spread_s, retries=args.retries)
     out = args.output or args.device
     if not (os.sep in out or out.lower().endswith((".yaml", ".yml"))):
         raise MeasurementError(f"--device {args.device} is a shipped profile name; give -o FILE to write the profile "
@@ -193,7 +198,7 @@ def cmd_fit_residual(args) -> int:
                                                                        if k != "architectures"}})
         return 0
     print(f"wrote {out}: residual trained on {new.residual.trained['used']} of {cv['networks']} measured networks "
-          f"({', '.join(args.space)}, {args.samples} each, seed {args.seed}); measurement noise <= {args.max_noise:.0%}")
+          f"({', '.join(f'{p} x{n}' for p, _, n in spaces)}, seed {args.seed}); measurement noise <= {args.max_noise:.0%}")
     print(f"{cv['folds']}-fold cross-validation (out-of-fold predictions), over {cv['clean_networks']} clean networks:")
     for name in ("layer_sum", "layer_sum_with_residual", "macs_loglog"):
         a = cv["clean"][name]
@@ -223,7 +228,7 @@ def cmd_validate(args) -> int:
     say = None if args.quiet else stderr_progress("augur-nas validate")
     rep = validate(profile, spaces, args.models, samples=args.samples, seed=args.seed, settings=settings,
                    rounds=args.rounds, round_s=args.round_ms / 1000.0, spread_s=args.spread_s,
-                   memory=not args.no_memory, max_noise=args.max_noise, progress=say)
+                   memory=not args.no_memory, max_noise=args.max_noise, progress=say, retries=args.retries)
     if args.plot:
         plot(rep, args.plot)
     if args.json:
@@ -272,6 +277,8 @@ def _timing_args(p, rounds=10, round_ms=50.0, spread=0.0):
     p.add_argument("--spread-s", type=float, default=spread, metavar="S",
                    help="pause between rounds so that they cover at least S seconds (default: no pause)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--retries", type=int, default=1, metavar="K",
+                   help="measure networks noisier than --max-noise again, up to K times (default 1)")
 
 
 def register(sub) -> None:
@@ -285,6 +292,8 @@ def register(sub) -> None:
     m.add_argument("--warmup-s", type=float, default=0.3, metavar="S", help="warm-up time per network (default 0.3)")
     m.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     m.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
+    m.add_argument("--max-noise", type=_fraction, default=0.05,
+                   help="networks measured noisier than this are measured again (--retries, default 0.05)")
     m.add_argument("--json", action="store_true")
     _timing_args(m, rounds=12, spread=10.0)
     m.set_defaults(fn=cmd_measure)
@@ -304,7 +313,8 @@ def register(sub) -> None:
 
     r = sub.add_parser("fit-residual", help="train the LightGBM latency residual on measured samples; store it in the profile")
     r.add_argument("--device", required=True, metavar="FILE", help="the profile (a YAML file)")
-    r.add_argument("--space", required=True, action="append", metavar="SPACE", help="a search space (repeatable)")
+    r.add_argument("--space", required=True, action="append", metavar="SPACE[:N]",
+                   help="a search space (repeatable); SPACE:N samples N architectures of it instead of --samples")
     r.add_argument("--samples", type=_positive_int, required=True, metavar="N", help="architectures per space")
     r.add_argument("--seed", type=int, default=1000,
                    help="sampling seed (default 1000; use a seed other than validate's, whose default is 0)")

@@ -269,8 +269,8 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak=False, seg_fn=None, 
     grid_vals = np.empty((len(names), N), dtype=np.float64)
     for i, k in enumerate(names):
         grid_vals[i] = res[k]
-    gathered = grid_vals[:, key]  # one gather of every field: [F, B]
-    return out_state, grid_codes[key], dict(zip(names, gathered))
+    gathered = np.take(grid_vals, key, axis=1)  # one gather of every field: [F, B] (take beats fancy indexing)
+    return out_state, np.take(grid_codes, key), dict(zip(names, gathered))
 
 
 def _extras(space, sink, ev, entry_elems, peak, seg_fn):

@@ -70,12 +70,14 @@ class _Fake:
 def test_protocol_interleaves_rounds_and_reports_median_and_noise():
     log = []
     runners = {"a": _Fake("a", 0.0005, log), "b": _Fake("b", 0.002, log), "c": _Fake("c", 0.001, log)}
-    res = time_runners(runners, rounds=6, round_s=0.006, warmup_s=0.005, min_warmup=2, seed=3)
+    res = time_runners(runners, rounds=6, round_s=0.006, warmup_s=0.005, min_warmup=2, seed=3, warm_below_s=0)
     assert set(res) == {"a", "b", "c"}
     for lab, t in res.items():
         assert isinstance(t, Timing) and len(t.rounds) == 6
-        assert t.median_ms == pytest.approx(float(np.median(t.rounds)))
-        assert t.noise == pytest.approx(half_noise(t.rounds))
+        assert 0 <= t.contended <= 3  # rounds set aside while other processes were busy
+        if t.contended == 0:
+            assert t.median_ms == pytest.approx(float(np.median(t.rounds)))
+            assert t.noise == pytest.approx(half_noise(t.rounds))
         assert t.runs == 6 * t.iters
         assert t.spread["min"] <= t.median_ms <= t.spread["max"]
     # more iterations for the faster network, each round's work about round_s

@@ -309,6 +309,11 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
             probe_samples.append(s)
     report["probe_revisit_median_abs_log_diff"] = round(float(np.median(revisits)), 4) if revisits else None
 
+    # ---------------------------------------------------------------- C0: the profiler's own cost
+    # per-node profiling lengthens each node by a few microseconds (its bookkeeping): chains of
+    # small kernels timed both ways give that overhead, taken off every node time before fitting
+    delta = _profiler_overhead(settings, workdir, model0)
+    _say(progress, f"phase C: the profiler adds {1000 * delta:.1f} us per node ({budget.elapsed():.0f} s)")
     # ---------------------------------------------------------------- C: calibration networks
     t_c = time.monotonic()
     _say(progress, f"phase C: calibration networks: node profiles in place ({budget.elapsed():.0f} s)")
@@ -388,7 +393,7 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
 
     raw = {"probes": probe_samples, "in_situ": insitu, "kinds": kind_samples, "layout": layout_samples, "e2e_ms": e2e,
            "noise": {k: v.noise for k, v in timing.items()}, "specs": {n.label: n.spec for n in measured_nets},
-           "node_sum_ms": node_sum, "nodes": n_nodes,
+           "node_sum_ms": node_sum, "nodes": n_nodes, "profiler_delta_ms": delta,
            "memory": {k: v for k, v in mem.items() if "peak_rss_mb" in v}, "fusion_check": fusion_check,
            "revisit": report["probe_revisit_median_abs_log_diff"]}
     report["raw"] = raw
@@ -407,17 +412,10 @@ def fit_ort(raw, name, settings, budget=None, report=None):
     # per-node profiling lengthens every node a little (the profiler's own bookkeeping): the
     # median over the calibration networks of (sum of node times - plain end-to-end) / nodes,
     # taken off every node-level sample, puts them on the scale of a plain run
-    deltas = [(raw["node_sum_ms"][k] - e2e[k]) / max(raw["nodes"][k], 1) for k in e2e
-              if k in raw.get("node_sum_ms", {}) and raw["noise"].get(k, 1) <= 0.05]
-    delta = max(0.0, float(np.median(deltas))) if deltas else 0.0
+    delta = float(raw.get("profiler_delta_ms", 0.0))
 
-    def plain(t, nodes=1):
-        return max(t - delta * nodes, 0.2 * t)
-
-    probe_samples = [dict(v, t=plain(v["t"])) for v in raw["probes"]]
-    insitu = [dict(v, t=plain(v["t"], 1 + v.get("reorders", 0))) for v in raw["in_situ"]]
-    kind_samples = [dict(v, t=plain(v["t"], 1 + v.get("reorders", 0))) for v in raw["kinds"]]
-    layout_raw = [(mb, plain(t)) for mb, t in (raw.get("layout") or [])]
+    probe_samples, insitu, kind_samples = raw["probes"], raw["in_situ"], raw["kinds"]
+    layout_raw = list(raw.get("layout") or [])
 
     class _T:
         pass
@@ -484,6 +482,12 @@ def fit_ort(raw, name, settings, budget=None, report=None):
     reorder = fit_bytes([v[0] for v in lay], [v[1] for v in lay]) if len(lay) >= 3 else (0.0, 0.0)
     reorder_stats = error_stats(reorder[0] * np.array([v[0] for v in lay]) + reorder[1], [v[1] for v in lay]) \
         if lay else {"n": 0}
+    # the profiler's per-node cost comes off each model's per-node constant (a GEMM model's
+    # per-call term, a memory-bound kind's and a conversion's overhead)
+    gemm_dict = {k: _minus_constant(v, delta) for k, v in gemm_dict.items()}
+    default = (default[0], max(0.0, default[1] - delta))
+    op_kinds = {k: (a, max(0.0, c - delta)) for k, (a, c) in op_kinds.items()}
+    reorder = (reorder[0], max(0.0, reorder[1] - delta))
     kernels = _ort_model(gemm_dict, OpModel(default, op_kinds), kinds, reorder)
 
     # end to end: measured = per_call + scale * (sum of kernel models) + per_node * (priced layers),
@@ -596,6 +600,41 @@ def fit_ort(raw, name, settings, budget=None, report=None):
 
 
 _PROBE_FAMILY = {"conv": "kxk", "conv_1x1": "pw", "dwconv": "dw", "conv_narrow": "narrow", "fc": "fc"}
+
+
+def _minus_constant(g: PiecewiseGemm, delta: float) -> PiecewiseGemm:
+    coef = g.coef.copy()
+    coef[..., 0] = np.maximum(coef[..., 0] - delta, 0.0)
+    return PiecewiseGemm(coef, g.n_breaks, g.m_breaks, g.n_range, g.m_range, g.k_range, g.outside)
+
+
+def _profiler_overhead(settings, workdir, model0) -> float:
+    """Milliseconds per node that ORT's per-node profiling adds to node durations (median over
+    chains of small kernels: (sum of profiled node times - plain end-to-end time) / nodes)."""
+    from ..space import load_space_dict
+    from ._protocol import time_runners
+    from ._runners import OrtRunner
+
+    chains = [
+        (8, 8, [{"conv_bn_act": {"out": 8, "kernel": 1}}]),
+        (16, 8, [{"conv_bn_act": {"out": 16, "kernel": 3}}]),
+        (16, 16, [{"conv_bn_act": {"out": 16, "kernel": 1}}]),
+        (64, 8, [{"dwconv": {"kernel": 3}}, {"batchnorm": {}}, {"relu6": {}}]),
+        (16, 32, [{"avgpool": {"kernel": 3, "stride": 1, "pad": 1}}, {"conv": {"out": 16, "kernel": 1, "bias": False}}]),
+    ]
+    out = []
+    for c, h, unit in chains:
+        spec = {"name": f"chain{c}x{h}", "input": {"channels": c, "resolution": h}, "layers": unit * 30}
+        net = _OrtNet(spec["name"], load_space_dict(spec, source="<chain>"), workdir, model0.fuse)
+        try:
+            _, times, _ = _ort_node_profile(net, settings, workdir, model0, target_s=0.1, min_runs=20, max_runs=200)
+            runner = OrtRunner(net.path, settings)
+            t = time_runners({"x": runner}, rounds=6, round_s=0.02, warmup_s=0.02)["x"]
+            runner.close()
+        finally:
+            net.remove()
+        out.append((sum(v[0] for v in times.values()) - t.median_ms) / max(len(times), 1))
+    return max(0.0, float(np.median(out)))
 
 
 def _ort_model(gemm, ops, kinds, reorder, per_layer=0.0, per_call=0.0):

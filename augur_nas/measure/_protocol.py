@@ -9,7 +9,9 @@ timing loop is not a measurement. The protocol:
    iterations one round takes (``round_s`` of work, between 1 and ``max_iters``);
 2. **rounds**: ``rounds`` rounds; in each, every network runs its iterations, the networks in a
    fresh random order (interleaved, so a slow spell of the machine hits all of them alike
-   instead of one), each run timed on its own; a round's value is the median of its runs;
+   instead of one), each run timed on its own after one untimed run (networks faster than
+   ``warm_below_s``: the other networks have evicted its weights from the caches meanwhile); a
+   round's value is the median of its runs;
 3. **spread**: when the rounds would finish sooner than ``spread_s``, the protocol pauses
    between rounds so that they cover at least that much time (a measurement should sample
    the machine's drift, not one moment of it);
@@ -104,7 +106,8 @@ class _Load:
 
 def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_s: float = 0.2,
                  min_warmup: int = 3, max_iters: int = 200, spread_s: float = 0.0, seed: int = 0,
-                 progress=None, budget_s: float | None = None, contended: float | None = 0.2) -> dict:
+                 progress=None, budget_s: float | None = None, contended: float | None = 0.2,
+                 warm_below_s: float = 0.05) -> dict:
     """Time ``{label: runner}`` (each with ``run()``) with the protocol above.
 
     ``progress(done, total, label)`` is called after each round. ``budget_s`` caps the time of
@@ -144,6 +147,8 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
             run = runners[lab].run
             k = iters[lab]
             ts = np.empty(k)
+            if per_run[lab] < warm_below_s:
+                run()  # untimed: this network's weights back in cache after the others ran
             l0, c0 = load.sample(), clock()
             for j in range(k):
                 t = clock()

@@ -98,7 +98,8 @@ def cross_validate(F, base, meas, macs, noise, folds: int = 5, seed: int = 0, ma
 
 
 def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=None, rounds: int = 8,
-                 max_noise: float = 0.05, folds: int = 5, round_s: float = 0.03, spread_s: float = 0.0):
+                 max_noise: float = 0.05, folds: int = 5, round_s: float = 0.03, spread_s: float = 0.0,
+                 retries: int = 1):
     """Measure ``samples`` candidates of each ``(path, space)``, cross-validate and train the residual.
     Returns ``(profile with the residual, report)``."""
     import tempfile
@@ -107,14 +108,17 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
     from ._runners import prepare
 
     say = progress or (lambda m: None)
-    if samples < 10:
-        raise MeasurementError(f"--samples must be at least 10 to train a residual, got {samples}")
+    total = sum(e[2] if len(e) > 2 else samples for e in spaces)
+    if total < 10:
+        raise MeasurementError(f"a residual needs at least 10 training networks, got {total}")
     base_profile = _without_residual(profile)
     bases, feats, macs, meas, noise, hashes, labels, tags = [], [], [], [], [], [], [], []
     with tempfile.TemporaryDirectory(prefix="augur-residual-") as d:
         items, per_space = [], []
-        for path, space in spaces:
-            X = space.sample(samples, seed=seed)
+        for entry in spaces:
+            path, space = entry[0], entry[1]
+            n_samples = entry[2] if len(entry) > 2 else samples
+            X = space.sample(n_samples, seed=seed)
             b, f, mc = residual_inputs(space, X, base_profile, settings.batch)
             per_space.append((path, space, X, b, f, mc))
             for i, x in enumerate(X):
@@ -123,7 +127,7 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
         say(f"exporting {len(items)} sampled networks ({', '.join(p for p, *_ in per_space)}; seed {seed})")
         nets = prepare(items, d)
         res = measure_networks(nets, settings, rounds=rounds, round_s=round_s, warmup_s=0.05, spread_s=spread_s,
-                               memory=False, progress=say, seed=seed)
+                               memory=False, progress=say, seed=seed, retry_noise=max_noise, retries=retries)
         by_label = {r["label"]: r for r in res}
         j = 0
         for path, space, X, b, f, mc in per_space:
@@ -154,7 +158,8 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
     model_str = train_booster(F[clean], y, seed=seed)
     macs_coef = macs_loglog_fit(macs_a[clean], meas_a[clean])
     trained = {
-        "spaces": [p for p, _ in spaces], "samples_per_space": int(samples), "seed": int(seed),
+        "spaces": [e[0] for e in spaces], "samples_per_space": {e[0]: int(e[2] if len(e) > 2 else samples) for e in spaces},
+        "seed": int(seed),
         "networks": int(len(meas_a)), "used": int(clean.sum()), "max_noise": max_noise,
         "params": {k: v for k, v in LGB_PARAMS.items() if k not in ("verbose", "num_threads", "force_col_wise")},
         "rounds": NUM_ROUNDS,

@@ -34,7 +34,7 @@ def _predict(space, X, profile, batch):
 
 def validate(profile, spaces=(), models=(), samples: int = 50, seed: int = 0, settings=None, rounds: int = 10,
              round_s: float = 0.05, spread_s: float = 0.0, memory: bool = True, max_noise: float = 0.05,
-             progress=None, memory_jobs: int = 1) -> dict:
+             progress=None, memory_jobs: int = 1, retries: int = 1) -> dict:
     """Measure and predict; returns the report (``summary`` and one row per network)."""
     from ..models import load_model
     from ._measure import measure_networks
@@ -78,12 +78,15 @@ def validate(profile, spaces=(), models=(), samples: int = 50, seed: int = 0, se
         for r, n in zip(rows, nets):
             r["label"] = n.label
         res = measure_networks(nets, settings, rounds=rounds, round_s=round_s, warmup_s=0.1, spread_s=spread_s,
-                               memory=memory, progress=say, seed=seed, memory_jobs=memory_jobs)
+                               memory=memory, progress=say, seed=seed, memory_jobs=memory_jobs,
+                               retry_noise=max_noise, retries=retries)
     for r, m in zip(rows, res):
         r["measured_ms"] = m["latency"]["median_ms"]
         r["noise"] = m["latency"]["noise"]
         r["spread_ms"] = m["latency"]["spread_ms"]
         r["rounds"] = m["latency"]["rounds"]
+        r["attempts"] = m["latency"].get("attempts", 1)
+        r["contended_rounds"] = m["latency"].get("contended_rounds", 0)
         r["iters_per_round"] = m["latency"]["iters_per_round"]
         mm = m.get("memory") or {}
         r["measured_mb"] = mm.get("peak_rss_mb")
