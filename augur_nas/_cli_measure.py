@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 
-from ._errors import AugurError, MeasurementError
+from ._errors import MeasurementError
 
 
 def _positive_int(s: str) -> int:
@@ -183,9 +182,24 @@ def cmd_fit_residual(args) -> int:
         spaces.append((path, load_space(path), int(n) if n else args.samples))
     _trap_sigterm()
     say = None if args.quiet else stderr_progress("augur-nas fit-residual")
+    saved = None
+    if args.from_measurements:
+        import json
+
+        try:
+            with open(args.from_measurements, encoding="utf-8") as f:
+                saved = json.load(f)["measurements"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise MeasurementError(f"cannot read measurements from {args.from_measurements}: {exc}") from None
     new, report = fit_residual(profile, spaces, args.samples, args.seed, settings, progress=say, rounds=args.rounds,
                                max_noise=args.max_noise, folds=args.folds, round_s=args.round_ms / 1000.0,
-                               spread_s=args.spread_s, retries=args.retries)
+                               spread_s=args.spread_s, retries=args.retries, measurements=saved)
+    if args.save_measurements:
+        import json
+
+        with open(args.save_measurements, "w", encoding="utf-8") as f:
+            json.dump({"seed": args.seed, "spaces": args.space, "settings": settings.to_dict(),
+                       "measurements": report["measurements"]}, f)
     out = args.output or args.device
     if not (os.sep in out or out.lower().endswith((".yaml", ".yml"))):
         raise MeasurementError(f"--device {args.device} is a shipped profile name; give -o FILE to write the profile "
@@ -324,6 +338,10 @@ def register(sub) -> None:
     r.add_argument("--backend", choices=("onnxruntime", "torch"), default=None)
     r.add_argument("--threads", type=_positive_int, default=None)
     r.add_argument("-o", "--output", default=None, metavar="FILE", help="write here (default: overwrite --device)")
+    r.add_argument("--save-measurements", default=None, metavar="FILE.json",
+                   help="also write the end-to-end measurements of the sampled networks (to refit later)")
+    r.add_argument("--from-measurements", default=None, metavar="FILE.json",
+                   help="train on measurements saved by --save-measurements instead of measuring again")
     r.add_argument("--json", action="store_true")
     _timing_args(r, rounds=8, round_ms=30.0)
     r.set_defaults(fn=cmd_fit_residual)
@@ -344,5 +362,3 @@ def register(sub) -> None:
     _timing_args(v, rounds=10)
     v.set_defaults(fn=cmd_validate)
 
-
-_ = (AugurError, sys)

@@ -203,12 +203,16 @@ def main():
     ap.add_argument("--budget-s", type=float, default=540)
     ap.add_argument("--skip-profile", action="store_true")
     ap.add_argument("--skip-residual", action="store_true")
-    ap.add_argument("--train-spaces", default="spaces/mobile.yaml,spaces/resnet.yaml,spaces/nb201.yaml,spaces/classic.yaml:20")
+    ap.add_argument("--train-spaces",
+                    default="spaces/mobile.yaml,spaces/resnet.yaml,spaces/nb201.yaml:150,spaces/classic.yaml:20")
     ap.add_argument("--train-samples", type=int, default=100)
     ap.add_argument("--train-seed", type=int, default=1000)
     ap.add_argument("--val-samples", type=int, default=50)
     ap.add_argument("--val-seed", type=int, default=0)
-    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=16)
+    ap.add_argument("--measurements", default="experiments/fit_residual_measurements.json",
+                    help="where fit-residual saves its measurements (and, with --refit, reads them)")
+    ap.add_argument("--refit", action="store_true", help="train the residual on the saved measurements")
     ap.add_argument("--max-load", type=float, default=1.3)
     ap.add_argument("--wait-max-s", type=float, default=1200)
     ap.add_argument("--out", default="experiments/validate_ort.md")
@@ -223,6 +227,11 @@ def main():
 
     cli = [sys.executable, "-m", "augur_nas.cli"]
     steps = []
+    previous = ROOT / "experiments" / "validate_ort.json"
+    if args.skip_profile and previous.exists():
+        steps += [st for st in json.loads(previous.read_text()).get("steps", []) if st["what"] == "profile"]
+    if args.skip_residual and previous.exists():
+        steps += [st for st in json.loads(previous.read_text()).get("steps", []) if st["what"] == "fit-residual"]
     if not args.skip_profile:
         machine = wait_quiet(args.max_load, args.wait_max_s, log)
         cmd = cli + ["profile", "--backend", "onnxruntime", "--name", "x86-2core-ort", "--budget-s",
@@ -237,6 +246,7 @@ def main():
             cmd += ["--space", sp]
         cmd += ["--samples", str(args.train_samples), "--seed", str(args.train_seed), "--rounds", str(args.rounds),
                 "--json"]
+        cmd += ["--from-measurements", args.measurements] if args.refit else ["--save-measurements", args.measurements]
         resid, wall = run(cmd, log, capture_json=True)
         steps.append({"what": "fit-residual", "cmd": " ".join(["augur-nas"] + cmd[3:]), "wall_s": wall,
                       "machine": machine})

@@ -37,7 +37,7 @@ import numpy as np
 from .._errors import MeasurementError
 from ..costmodel import FusionRules, LatencyModel, LayoutRules, MemoryModel, OpModel, PiecewiseGemm
 from ..costmodel._ops import BYTES_PER_MB
-from ._fitting import error_stats, fit_bytes, fit_gemm, fit_line, fit_memory
+from ._fitting import error_stats, fit_bytes, fit_gemm, fit_memory
 from ._settings import RuntimeSettings, runtime_version
 
 PROBE_TARGET_S = 0.08  # kernel work per probe visit

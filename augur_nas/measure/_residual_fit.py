@@ -12,6 +12,12 @@
 
 Networks whose own measurement noise exceeds ``max_noise`` are left out of the training (their
 target is not known well enough) but counted in the report.
+
+The target is *centred*: the median ``log(measured / predicted)`` of the training networks is
+taken out before training (and recorded as ``session_offset``). A shared machine runs a few per
+cent faster or slower from one quarter of an hour to the next; the residual must learn how
+architectures differ from the layer sum, not how fast the machine happened to be while its
+training networks were measured. The profile's own end-to-end calibration sets the scale.
 """
 
 from __future__ import annotations
@@ -82,6 +88,7 @@ def cross_validate(F, base, meas, macs, noise, folds: int = 5, seed: int = 0, ma
             macs_pred[te] = base[te]
             continue
         y = np.log(meas[tr] / base[tr])
+        y = y - np.median(y)  # centred (see the module docstring)
         r = ResidualModel(train_booster(F[tr], y, seed=seed))
         corrected[te] = base[te] * np.exp(r.log_ratio(F[te]))
         macs_pred[te] = macs_loglog_predict(macs_loglog_fit(macs[tr], meas[tr]), macs[te])
@@ -99,9 +106,12 @@ def cross_validate(F, base, meas, macs, noise, folds: int = 5, seed: int = 0, ma
 
 def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=None, rounds: int = 8,
                  max_noise: float = 0.05, folds: int = 5, round_s: float = 0.03, spread_s: float = 0.0,
-                 retries: int = 1):
-    """Measure ``samples`` candidates of each ``(path, space)``, cross-validate and train the residual.
-    Returns ``(profile with the residual, report)``."""
+                 retries: int = 1, measurements: dict | None = None):
+    """Measure ``samples`` candidates of each ``(path, space[, n])``, cross-validate and train the
+    residual. ``measurements`` (from a previous run's report, ``report["measurements"]``) skips the
+    measuring: the same architectures are looked up by space and encoding.
+    Returns ``(profile with the residual, report)``; the report's ``measurements`` can be saved
+    and given back."""
     import tempfile
 
     from ._measure import measure_networks
@@ -112,41 +122,46 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
     if total < 10:
         raise MeasurementError(f"a residual needs at least 10 training networks, got {total}")
     base_profile = _without_residual(profile)
+    items, per_space = [], []
+    for entry in spaces:
+        path, space = entry[0], entry[1]
+        n_samples = entry[2] if len(entry) > 2 else samples
+        X = space.sample(n_samples, seed=seed)
+        b, f, mc = residual_inputs(space, X, base_profile, settings.batch)
+        per_space.append((path, space, X, b, f, mc))
+        for i, x in enumerate(X):
+            items.append((f"{space.name}[{i}]", space, x))
+    keys = [f"{sp.name}:{','.join(map(str, x.tolist()))}" for _, sp, x in items]
+    if measurements is None:
+        with tempfile.TemporaryDirectory(prefix="augur-residual-") as d:
+            say(f"exporting {len(items)} sampled networks ({', '.join(p for p, *_ in per_space)}; seed {seed})")
+            nets = prepare([(lab, sp.decode(x)) for lab, sp, x in items], d)
+            res = measure_networks(nets, settings, rounds=rounds, round_s=round_s, warmup_s=0.05, spread_s=spread_s,
+                                   memory=False, progress=say, seed=seed, retry_noise=max_noise, retries=retries)
+        measurements = {k: {"median_ms": r["latency"]["median_ms"], "noise": r["latency"]["noise"],
+                            "rounds": r["latency"]["round_medians_ms"]} for k, r in zip(keys, res)}
+    missing = [k for k in keys if k not in measurements]
+    if missing:
+        raise MeasurementError(f"the saved measurements lack {len(missing)} of the {len(keys)} sampled architectures "
+                               f"(other spaces, samples or seed?), e.g. {missing[0]}")
     bases, feats, macs, meas, noise, hashes, labels, tags = [], [], [], [], [], [], [], []
-    with tempfile.TemporaryDirectory(prefix="augur-residual-") as d:
-        items, per_space = [], []
-        for entry in spaces:
-            path, space = entry[0], entry[1]
-            n_samples = entry[2] if len(entry) > 2 else samples
-            X = space.sample(n_samples, seed=seed)
-            b, f, mc = residual_inputs(space, X, base_profile, settings.batch)
-            per_space.append((path, space, X, b, f, mc))
-            for i, x in enumerate(X):
-                model = space.decode(x)
-                items.append((f"{space.name}[{i}]", model))
-        say(f"exporting {len(items)} sampled networks ({', '.join(p for p, *_ in per_space)}; seed {seed})")
-        nets = prepare(items, d)
-        res = measure_networks(nets, settings, rounds=rounds, round_s=round_s, warmup_s=0.05, spread_s=spread_s,
-                               memory=False, progress=say, seed=seed, retry_noise=max_noise, retries=retries)
-        by_label = {r["label"]: r for r in res}
-        j = 0
-        for path, space, X, b, f, mc in per_space:
-            for i in range(len(X)):
-                lab = items[j][0]
-                r = by_label[lab]
-                bases.append(b[i])
-                feats.append(f[i])
-                macs.append(mc[i])
-                meas.append(r["latency"]["median_ms"])
-                noise.append(r["latency"]["noise"])
-                hashes.append(arch_hash(items[j][1]))
-                labels.append(lab)
-                tags.append(path)
-                j += 1
+    j = 0
+    for path, space, X, b, f, mc in per_space:
+        for i in range(len(X)):
+            m = measurements[keys[j]]
+            bases.append(b[i])
+            feats.append(f[i])
+            macs.append(mc[i])
+            meas.append(m["median_ms"])
+            noise.append(m["noise"])
+            hashes.append(arch_hash(space.decode(X[i])))
+            labels.append(items[j][0])
+            tags.append(path)
+            j += 1
     F = np.asarray(feats)
     base = np.asarray(bases)
     meas_a = np.asarray(meas)
-    noise_a = np.nan_to_num(np.asarray(noise), nan=1.0)
+    noise_a = np.nan_to_num(np.asarray(noise, dtype=np.float64), nan=1.0)
     macs_a = np.asarray(macs)
     say(f"cross-validating ({folds} folds) on {len(meas_a)} networks")
     cv = cross_validate(F, base, meas_a, macs_a, noise_a, folds=folds, seed=seed, max_noise=max_noise)
@@ -155,7 +170,8 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
         raise MeasurementError(f"only {int(clean.sum())} of {len(clean)} networks were measured with noise within "
                                f"{max_noise:.0%}; the machine is too noisy to train a residual now")
     y = np.log(meas_a[clean] / base[clean])
-    model_str = train_booster(F[clean], y, seed=seed)
+    offset = float(np.median(y))
+    model_str = train_booster(F[clean], y - offset, seed=seed)
     macs_coef = macs_loglog_fit(macs_a[clean], meas_a[clean])
     trained = {
         "spaces": [e[0] for e in spaces], "samples_per_space": {e[0]: int(e[2] if len(e) > 2 else samples) for e in spaces},
@@ -163,6 +179,7 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
         "networks": int(len(meas_a)), "used": int(clean.sum()), "max_noise": max_noise,
         "params": {k: v for k, v in LGB_PARAMS.items() if k not in ("verbose", "num_threads", "force_col_wise")},
         "rounds": NUM_ROUNDS,
+        "session_offset": round(offset, 4),
         "cross_validation": _round(cv),
         "macs_loglog": {"a": macs_coef[0], "b": macs_coef[1],
                         "note": "log(ms) = a + b log(MACs), fitted on the same networks (the MACs baseline)"},
@@ -174,7 +191,7 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
     out = copy.copy(profile)
     out.residual = residual
     report = {"cv": cv, "labels": labels, "spaces": tags, "measured_ms": meas_a.tolist(), "noise": noise_a.tolist(),
-              "layer_sum_ms": base.tolist(), "macs": macs_a.tolist()}
+              "layer_sum_ms": base.tolist(), "macs": macs_a.tolist(), "measurements": measurements}
     return out, report
 
 
