@@ -94,7 +94,7 @@ def cmd_measure(args) -> int:
     res = measure_paths(args.paths, settings, rounds=args.rounds, round_s=args.round_ms / 1000.0,
                         warmup_s=args.warmup_s, spread_s=args.spread_s, memory=not args.no_memory,
                         progress=None if args.quiet else stderr_progress("augur-nas measure"), seed=args.seed,
-                        retry_noise=args.max_noise, retries=args.retries)
+                        retry_noise=args.max_noise, retries=args.retries, max_wait_s=args.max_wait_s)
     if args.json:
         _print_json({"settings": settings.to_dict(), "protocol": _protocol_doc(args), "networks": res})
         return 0
@@ -193,13 +193,16 @@ def cmd_fit_residual(args) -> int:
             raise MeasurementError(f"cannot read measurements from {args.from_measurements}: {exc}") from None
     new, report = fit_residual(profile, spaces, args.samples, args.seed, settings, progress=say, rounds=args.rounds,
                                max_noise=args.max_noise, folds=args.folds, round_s=args.round_ms / 1000.0,
-                               spread_s=args.spread_s, retries=args.retries, measurements=saved)
+                               spread_s=args.spread_s, retries=args.retries, measurements=saved,
+                               max_wait_s=args.max_wait_s)
     if args.save_measurements:
         import json
 
-        with open(args.save_measurements, "w", encoding="utf-8") as f:
-            json.dump({"seed": args.seed, "spaces": args.space, "settings": settings.to_dict(),
-                       "measurements": report["measurements"]}, f)
+        from .search import atomic_write
+
+        atomic_write(args.save_measurements, json.dumps({"seed": args.seed, "spaces": args.space,
+                                                         "settings": settings.to_dict(),
+                                                         "measurements": report["measurements"]}))
     out = args.output or args.device
     if not (os.sep in out or out.lower().endswith((".yaml", ".yml"))):
         raise MeasurementError(f"--device {args.device} is a shipped profile name; give -o FILE to write the profile "
@@ -242,7 +245,8 @@ def cmd_validate(args) -> int:
     say = None if args.quiet else stderr_progress("augur-nas validate")
     rep = validate(profile, spaces, args.models, samples=args.samples, seed=args.seed, settings=settings,
                    rounds=args.rounds, round_s=args.round_ms / 1000.0, spread_s=args.spread_s,
-                   memory=not args.no_memory, max_noise=args.max_noise, progress=say, retries=args.retries)
+                   memory=not args.no_memory, max_noise=args.max_noise, progress=say, retries=args.retries,
+                   max_wait_s=args.max_wait_s)
     if args.plot:
         plot(rep, args.plot)
     if args.json:
@@ -270,6 +274,16 @@ def cmd_validate(args) -> int:
             if a.get("n"):
                 print(f"  {name:14s} within ±10%: {100 * a['within_10pct']:5.1f}%   ±20%: {100 * a['within_20pct']:5.1f}%"
                       f"   RMSPE {a['rmspe_pct']:5.1f}%   Spearman {a['spearman']:.3f}   (n={a['n']})")
+    if "machine_speed" in s:
+        f = s["machine_speed"]["ratio_now_to_profile"]
+        print(f"machine speed: the profile's speed anchors ran {100 * (f - 1):+.1f}% {'slower' if f > 1 else 'faster'} "
+              f"now than when the profile was built; measured latencies are normalized to the profile's speed "
+              f"by the anchors timed in each batch")
+        raw = (s.get("raw") or {}).get("clean") or {}
+        for name, a in raw.items():
+            if a.get("n"):
+                print(f"  as timed: {name:14s} within ±10%: {100 * a['within_10pct']:5.1f}%   "
+                      f"±20%: {100 * a['within_20pct']:5.1f}%")
     if "memory" in s:
         m = s["memory"]
         print(f"memory: {100 * m['within_15pct']:.1f}% within ±15% (median |error| {m['median_abs_error_pct']:.1f}%, "
@@ -293,6 +307,9 @@ def _timing_args(p, rounds=10, round_ms=50.0, spread=0.0):
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--retries", type=int, default=1, metavar="K",
                    help="measure networks noisier than --max-noise again, up to K times (default 1)")
+    p.add_argument("--max-wait-s", type=float, default=300.0, metavar="S",
+                   help="before each round, wait while other processes keep the CPUs busy, at most S seconds in all "
+                        "(default 300; 0: never wait)")
 
 
 def register(sub) -> None:

@@ -17,9 +17,11 @@ import numpy as np
 
 from ._errors import ShapeError
 from .lowering import _expr_nodes, walk
-from .space._expr import Channels, Const, Fn, GeneVal
+from .space._expr import Fn, GeneVal
 
 MAX_GRID = 4096
+GRID_CACHE_BYTES = 64 * 2**20  # a cache of segment grids (``segment_sums(cache=...)``) is cleared beyond this
+MERGE_GRID = 512  # neighbouring segments are merged while their joint grid has at most this many rows
 
 
 @dataclass
@@ -172,14 +174,18 @@ def _unique_states(c, h, w, zero, N):
 
 
 def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activation_bytes"), peak=False,
-                 seg_fn=None, keep=None):
+                 seg_fn=None, keep=None, cache=None, derive=None):
     """Whole-network sums for candidates ``X`` through segment tabulation.
 
     ``make_sink(B)`` makes a sink for ``walk`` with a ``result() -> {field: [B] array}``.
     With ``peak`` the largest live activation bytes are added (``peak_activation_bytes``, a
     max over segments); ``seg_fn(table)`` prices a segment's small layer table (its rows are
     the grid) and returns more ``{field: [rows] array}`` sums, e.g. a cost model's latency.
-    ``keep`` (a set of field names) limits what is gathered per candidate.
+    ``keep`` (a set of field names) limits what is gathered per candidate; ``derive(sums)`` may
+    add fields computed from a grid's sums (a linear combination gathered once instead of its
+    terms one by one). ``cache`` (a dict the
+    caller keeps, one per ``make_sink``/``seg_fn``/``keep`` setting) keeps the segment grids from
+    one call to the next: a search asks for many batches of the same space.
     Returns ({field: [B] array}, the network input's element count per candidate).
     """
     X = space.check_encodings(X)
@@ -209,13 +215,28 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
         codes = np.zeros(B, dtype=np.int64)
     in_elems = (state.c * state.h * state.w)[codes]
     states = {-1: (state, codes)}
-    for seg in segs:
+    i = 0
+    while i < len(segs):
+        seg = segs[i]
         st, cd = states[seg.entry]
         N = st.n * seg.combos
+        # every per-candidate step (key arithmetic, gathers, adds) is paid per segment, so small
+        # neighbours are tabulated together while the merged grid stays small
+        j = i + 1
+        while j < len(segs):
+            nxt = st.n * seg.combos * segs[j].combos
+            if nxt > min(MAX_GRID, B) or (segs[j].combos > 1 and nxt > MERGE_GRID):
+                break
+            j += 1
+        if j > i + 1:
+            seg = _merge(prog, segs[i:j])
+            N = st.n * seg.combos
+        i = j
         if N <= min(MAX_GRID, B):
-            out_state, out_codes, sums = _tabulate(space, X, XT, seg, st, cd, make_sink, peak, seg_fn, keep)
+            out_state, out_codes, sums = _tabulate(space, X, XT, seg, st, cd, make_sink, peak, seg_fn, keep, cache,
+                                                   derive)
         else:
-            out_state, out_codes, sums = _direct(space, X, seg, st, cd, make_sink, peak, seg_fn)
+            out_state, out_codes, sums = _direct(space, X, seg, st, cd, make_sink, peak, seg_fn, derive)
         for k, v in sums.items():
             cur = totals.get(k)
             if cur is None:
@@ -226,6 +247,23 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
                 np.add(cur, v, out=cur)
         states[seg.stop - 1] = (out_state, out_codes)
     return totals, in_elems
+
+
+def _merge(prog, run) -> Segment:
+    """Consecutive segments as one (each reads the previous one's exit, so the run reads only
+    the first one's entry)."""
+    cache = prog.__dict__.setdefault("_merged_segments", {})
+    key = (run[0].start, run[-1].stop)
+    seg = cache.get(key)
+    if seg is None:
+        genes = tuple(sorted({g for s in run for g in s.genes}))
+        sizes = [len(prog.genes[g].options) for g in genes]
+        radix = np.ones(len(genes), dtype=np.int64)
+        for k in range(len(genes) - 2, -1, -1):
+            radix[k] = radix[k + 1] * sizes[k + 1]
+        combos = int(np.prod(sizes, dtype=np.float64)) if genes else 1
+        seg = cache[key] = Segment(run[0].start, run[-1].stop, run[0].entry, genes, radix, combos)
+    return seg
 
 
 def _grid(space, X, genes):
@@ -246,12 +284,36 @@ def _grid(space, X, genes):
     return key, grid
 
 
-def _tabulate(space, X, XT, seg, st, codes, make_sink, peak=False, seg_fn=None, keep=None):
+def _tabulate(space, X, XT, seg, st, codes, make_sink, peak=False, seg_fn=None, keep=None, cache=None, derive=None):
     R = seg.combos
-    N = st.n * R
     key = codes * R if R != 1 else codes.copy()
     for g, r in zip(seg.genes, seg.radix):
         key += XT[g] * r if r != 1 else XT[g]
+    ck = None
+    if cache is not None:
+        ck = (seg.start, seg.stop, st.c.tobytes(), st.h.tobytes(), st.w.tobytes(), st.zero.tobytes())
+        hit = cache.get(ck)
+    if cache is None or hit is None:
+        hit = _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive)
+        if cache is not None:
+            size = sum(getattr(a, "nbytes", 0) for a in hit) + sum(a.nbytes for a in (hit[0].c, hit[0].h, hit[0].w))
+            used = cache.get("_bytes", 0) + size
+            if used > GRID_CACHE_BYTES:  # batches whose entry shapes keep changing: start over
+                cache.clear()
+                used = size
+            cache["_bytes"] = used
+            cache[ck] = hit
+    out_state, grid_codes, names, grid_vals, errors = hit
+    _raise_deferred(space, X, errors, key)
+    gathered = np.take(grid_vals, key, axis=1)  # one gather of every field: [F, B] (take beats fancy indexing)
+    return out_state, np.take(grid_codes, key), dict(zip(names, gathered))
+
+
+def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None):
+    """A segment evaluated on every (entry shape, segment genes) combination: what each
+    candidate then gathers by its key. Depends on the entry shapes, not on the candidates."""
+    R = seg.combos
+    N = st.n * R
     idx = np.arange(N, dtype=np.int64)
     grid = np.zeros((N, space.n_genes), dtype=np.int64)
     sizes = [len(space.program.genes[g].options) for g in seg.genes]
@@ -261,16 +323,16 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak=False, seg_fn=None, 
     entry = (seg.entry, st.c[s_idx], st.h[s_idx], st.w[s_idx], st.zero[s_idx] if st.zero.any() else False)
     sink = _Recorder(seg, N, make_sink(N), full=bool(seg_fn)) if (peak or seg_fn) else make_sink(N)
     ev = walk(space, grid, sink, seg.start, seg.stop, entry, defer_errors=True)
-    _raise_deferred(space, X, ev, key)
     out = seg.stop - 1
     out_state, grid_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N)
     res = _extras(space, sink, ev, st.c[s_idx] * st.h[s_idx] * st.w[s_idx], peak, seg_fn)
+    if derive is not None:
+        res.update(derive(res))
     names = [k for k in res if keep is None or k in keep or k.startswith("latency_ms.")]
     grid_vals = np.empty((len(names), N), dtype=np.float64)
     for i, k in enumerate(names):
         grid_vals[i] = res[k]
-    gathered = np.take(grid_vals, key, axis=1)  # one gather of every field: [F, B] (take beats fancy indexing)
-    return out_state, np.take(grid_codes, key), dict(zip(names, gathered))
+    return out_state, grid_codes, names, grid_vals, list(ev.errors)
 
 
 def _extras(space, sink, ev, entry_elems, peak, seg_fn):
@@ -284,22 +346,24 @@ def _extras(space, sink, ev, entry_elems, peak, seg_fn):
     return res
 
 
-def _direct(space, X, seg, st, codes, make_sink, peak=False, seg_fn=None):
+def _direct(space, X, seg, st, codes, make_sink, peak=False, seg_fn=None, derive=None):
     B = X.shape[0]
     entry = (seg.entry, st.c[codes], st.h[codes], st.w[codes], st.zero[codes] if st.zero.any() else False)
     sink = _Recorder(seg, B, make_sink(B), full=bool(seg_fn)) if (peak or seg_fn) else make_sink(B)
     ev = walk(space, X, sink, seg.start, seg.stop, entry, defer_errors=True)
-    _raise_deferred(space, X, ev, np.arange(B))
+    _raise_deferred(space, X, ev.errors, np.arange(B))
     out = seg.stop - 1
     out_state, out_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], B)
     res = _extras(space, sink, ev, st.c[codes] * st.h[codes] * st.w[codes], peak, seg_fn)
+    if derive is not None:
+        res.update(derive(res))
     return out_state, out_codes, res
 
 
-def _raise_deferred(space, X, ev, key):
-    if not ev.errors:
+def _raise_deferred(space, X, errors, key):
+    if not errors:
         return
-    for bad, node, msg, gev in ev.errors:
+    for bad, node, msg, gev in errors:
         hit = bad[key]
         if hit.any():
             i = int(np.argmax(hit))

@@ -18,7 +18,7 @@ from .costmodel import latency_ms, memory_mb
 from .lowering import REGISTRY, lower
 from .profile import Profile, load_profile
 
-DEFAULT_CHUNK = 65536
+DEFAULT_CHUNK = 131072
 SMALL_BATCH = 64
 
 
@@ -34,7 +34,7 @@ def _table_costs(space, X, profile, batch, breakdown=True):
     return lat, by_kind, mem, tot["macs"], tot["params"]
 
 
-def _fast_costs(space, X, profile, batch, breakdown=True):
+def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     """The same figures through segment tabulation (``_segments``): each block of the network is
     priced once per distinct (input shape, block genes) combination of the chunk.
 
@@ -84,17 +84,45 @@ def _fast_costs(space, X, profile, batch, breakdown=True):
         return out
 
     mem = profile.memory
-    keep = {"latency_ms", "macs", "params", "weight_elems", "workspace_sum_elems",
-            "activation_elems" if mem.activations == "caffe" else "peak_activation_bytes",
-            "workspace_elems" if mem.workspace == "max" else ""}
+    linear = mem.activations == "caffe" and mem.workspace in ("sum", "none")
+    if linear:
+        # every term of the memory model is a sum over layers: one combined field per grid row is
+        # gathered instead of its three or four terms (MemoryModel.predict, term by term)
+        from .costmodel._memory import BYTES_PER_MB
+
+        def derive(res):
+            w = res["weight_elems"] * DTYPE_BYTES
+            if need_fc:
+                fc = res.get("fc_weight_bytes", 0.0)
+                wterm = mem.weights_coef * (w - fc) + mem.fc_weights_coef * fc
+            else:
+                wterm = mem.weights_coef * w
+            lin = mem.weight_copies * wterm + mem.activation_coef * batch * res["activation_elems"] * DTYPE_BYTES
+            if mem.workspace == "sum":
+                lin = lin + mem.workspace_coef * res["workspace_sum_elems"] * DTYPE_BYTES
+            return {"memory_linear_mb": lin / BYTES_PER_MB}
+        keep = {"latency_ms", "macs", "params", "memory_linear_mb"}
+    else:
+        derive = None
+        keep = {"latency_ms", "macs", "params", "weight_elems", "workspace_sum_elems",
+                "activation_elems" if mem.activations == "caffe" else "peak_activation_bytes",
+                "workspace_elems" if mem.workspace == "max" else ""}
+        if need_fc:
+            keep.add("fc_weight_bytes")
     if residual is not None:
         keep.update(SUM_KEYS)
-    if need_fc:
-        keep.add("fc_weight_bytes")
     r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak=mem.activations == "peak",
-                               seg_fn=seg_fn, keep=keep)
+                               seg_fn=seg_fn, keep=keep, cache=cache, derive=derive)
     zero = np.zeros(len(in_elems))
     get = lambda k: r.get(k, zero)  # noqa: E731
+    by_kind = {k.split(".", 1)[1]: v for k, v in r.items() if k.startswith("latency_ms.")}
+    lat = get("latency_ms") + model.network_overhead_ms
+    if residual is not None:
+        lat = residual.apply(lat, {k: get(k) for k in SUM_KEYS}, in_elems)
+    if linear:
+        mem_mb = (mem.framework_overhead_mb + get("memory_linear_mb")
+                  + mem.activation_coef * batch * in_elems * DTYPE_BYTES / BYTES_PER_MB)
+        return lat, by_kind, mem_mb, get("macs"), get("params")
     weights = get("weight_elems") * DTYPE_BYTES
     tot = {"macs": get("macs"), "params": get("params"), "weights_bytes": weights,
            "activation_bytes": (get("activation_elems") + in_elems) * DTYPE_BYTES,
@@ -104,10 +132,6 @@ def _fast_costs(space, X, profile, batch, breakdown=True):
     if need_fc:
         tot["fc_weights_bytes"] = get("fc_weight_bytes")
     mem = profile.memory.predict(None, tot, batch)
-    by_kind = {k.split(".", 1)[1]: v for k, v in r.items() if k.startswith("latency_ms.")}
-    lat = get("latency_ms") + model.network_overhead_ms
-    if residual is not None:
-        lat = residual.apply(lat, {k: get(k) for k in SUM_KEYS}, in_elems)
     return lat, by_kind, mem, tot["macs"], tot["params"]
 
 
@@ -123,6 +147,9 @@ class Oracle:
         self.profile: Profile = load_profile(device)
         self.batch = _positive_int(batch, "batch")
         self.chunk = _positive_int(chunk, "chunk")
+        # segment grids priced for this space and profile, kept from one call to the next
+        # (``_segments.segment_sums``), one cache per (profile, batch, breakdown)
+        self._grid_caches: dict = {}
 
     @property
     def device(self) -> str:
@@ -151,8 +178,12 @@ class Oracle:
         for lo in range(0, B, self.chunk):
             hi = min(B, lo + self.chunk)
             # tabulating segments pays off over a batch; a handful is cheaper through the table
-            costs = _fast_costs if hi - lo >= SMALL_BATCH else _table_costs
-            lat, by_kind, mem, macs, params = costs(self.space, X[lo:hi], self.profile, batch, breakdown)
+            if hi - lo >= SMALL_BATCH:
+                cache = self._grid_caches.setdefault((id(self.profile), batch, bool(breakdown)), {})
+                lat, by_kind, mem, macs, params = _fast_costs(self.space, X[lo:hi], self.profile, batch, breakdown,
+                                                              cache)
+            else:
+                lat, by_kind, mem, macs, params = _table_costs(self.space, X[lo:hi], self.profile, batch, breakdown)
             out["latency_ms"][lo:hi] = lat
             out["memory_mb"][lo:hi] = mem
             out["macs"][lo:hi] = macs

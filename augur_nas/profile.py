@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from ._atomic import atomic_file
 from ._errors import ProfileError, where
 from .costmodel import LatencyModel, MemoryModel, ResidualModel, _check
 
@@ -127,7 +127,7 @@ def _read_file(path: str) -> Profile:
 def parse_profile(text: str, source: str = "<profile>") -> Profile:
     """A profile from YAML text (``source`` names it in messages)."""
     try:
-        d = yaml.safe_load(text)
+        d = yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader: the C one when libyaml is there)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -211,6 +211,9 @@ def _check_plain(v, source, key):
 # --------------------------------------------------------------------------------------------- write
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class _Dumper(yaml.SafeDumper):
     pass
 
@@ -251,24 +254,5 @@ def save_profile(profile: Profile, path, header: str = "") -> None:
     path = os.fspath(path)
     text = dump_profile(profile, header)
     parse_profile(text, path)  # never write what we could not read back
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".profile-", suffix=".yaml.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            mode = os.stat(path).st_mode & 0o777
-        except OSError:
-            mask = os.umask(0)
-            os.umask(mask)
-            mode = 0o666 & ~mask
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(path, binary=False) as f:
+        f.write(text)

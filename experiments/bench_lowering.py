@@ -32,7 +32,7 @@ def main():
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--single", type=int, default=200, help="candidates timed one at a time per round")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--chunk", type=int, default=65536)
+    ap.add_argument("--chunk", type=int, default=131072)
     args = ap.parse_args()
     space = an.load_space(args.space)
     X = space.sample(args.n, seed=0)

@@ -96,6 +96,9 @@ def report(args, steps, prof_info, resid, val, path):
       f"Machine: {prof_info.get('processor', '?')}, {os.cpu_count()} cores; "
       f"{s['settings'].get('backend')} {s['settings'].get('version')}, {s['settings'].get('provider')}, "
       f"{s['settings'].get('threads')} intra-op thread, {s['settings'].get('graph_optimization')}, batch 1, float32.")
+    if getattr(args, "note", ""):
+        w("")
+        w(args.note)
     w("")
     w("## Commands")
     w("")
@@ -124,6 +127,29 @@ def report(args, steps, prof_info, resid, val, path):
           f"(median |error| {m['median_abs_error_pct']:.1f}%, largest {m['max_abs_error_pct']:.1f}%); target >= 90%: "
           f"**{'reached' if m['within_15pct'] >= 0.9 else 'NOT reached'}**.")
     w(f"Profile built in {prof_info.get('elapsed_s', '?')} s (budget {prof_info.get('budget_s', '?')} s; limit 600 s).")
+    walls = {st["what"]: st["wall_s"] for st in steps}
+    if "profile" in walls and "fit-residual" in walls:
+        tot = walls["profile"] + walls["fit-residual"]
+        w(f"Profile and residual together (the two commands' wall time): {walls['profile']:.0f} s + "
+          f"{walls['fit-residual']:.0f} s = **{tot:.0f} s** ({'within' if tot <= 600 else 'over'} the 10 minutes).")
+    ms = s.get("machine_speed")
+    if ms:
+        raw = s["raw"]
+        w("")
+        w("**What 'measured' means here.** This machine's speed moves by tens of per cent from one quarter of an "
+          "hour to the next: on 2026-11-23 one MobileNet-style sample (mobile[2]) took 15.7 ms at 00:56 and 10.6 ms "
+          "at 01:40 with the same settings, and two validation runs of these 157 networks (2026-11-22 and "
+          "2026-11-23 00:37) differed by a factor of 1.45 in their median ratio. "
+          "So the five speed anchors of the profile (fixed networks timed while the profile was built) are timed "
+          "again in every batch of rounds, interleaved with the networks, and each network's latency is divided by "
+          "its batch's speed (median over the anchors of latency now / latency then): the figures above compare "
+          "predictions with latencies brought to the speed the profile was built at. Batch speeds this run: "
+          f"{', '.join(f'{b:.3f}' for b in ms.get('batches', []))} (anchors overall "
+          f"{', '.join(f'{k} {v:.3f}' for k, v in ms['anchors'].items())}).")
+        w("")
+        w(f"Against the latencies as timed (not normalized): {pct(raw['clean'][key]['within_10pct'])} within ±10% on "
+          f"the clean networks ({pct(raw['all'][key]['within_10pct'])} over all), "
+          f"{pct(raw['clean'][key]['within_20pct'])} within ±20%.")
     w("")
     w("## Latency: predicted against measured")
     w("")
@@ -150,13 +176,19 @@ def report(args, steps, prof_info, resid, val, path):
     nf = s["noise_floor"]
     w("Each network: warm-up, then interleaved rounds (all networks in a fresh random order each round, one "
       "untimed run before the timed ones, rounds during which other processes kept more than 20% of the CPUs "
-      "busy set aside), latency = median of the per-round medians; noise = |median(first half of the rounds) - "
-      "median(second half)| / median; networks noisier than the limit measured once more, the quieter "
-      "measurement kept.")
+      "busy set aside); the rounds' common drift (the whole machine slowing down or speeding up for a while) "
+      "taken out by a median polish of log(time[network, round]); latency = median of the corrected per-round "
+      "medians, divided by the batch's speed (the profile's five speed anchors, timed in every batch); noise = "
+      "|median(first half of the rounds) - median(second half)| / median; networks noisier than the limit "
+      "measured once more (with the anchors), the quieter measurement kept. See docs/profiles.md, \"Speed "
+      "anchors\".")
     w("")
     w(f"Noise floor over the {s['networks']} networks: median {nf['median_pct']:.2f}%, 90th percentile "
       f"{nf['p90_pct']:.2f}%; {pct(nf['within_2pct'])} within 2%, {pct(nf['within_5pct'])} within 5%.")
     w("")
+    if args.retest:
+        w(_retest_text(val, json.loads(Path(args.retest).read_text()), args.retest))
+        w("")
     if resid:
         cv = resid["cross_validation"]
         t = resid["trained"]
@@ -197,6 +229,28 @@ def report(args, steps, prof_info, resid, val, path):
     Path(path).write_text("\n".join(lines) + "\n")
 
 
+def _retest_text(val, other, path) -> str:
+    """Test-retest: the same networks measured again by a second `augur-nas validate` run."""
+    import numpy as np
+
+    other = other.get("validation", other)
+    a = {r["label"]: r for r in val["networks"]}
+    b = {r["label"]: r for r in other["networks"]}
+    labs = [k for k in a if k in b]
+    lim = val["summary"]["max_noise"]
+    clean = np.array([a[k]["noise"] <= lim and b[k]["noise"] <= lim for k in labs])
+    out = [f"**Test-retest.** The same {len(labs)} networks measured again by a second `augur-nas validate` run "
+           f"right after this one (`{path}`; compare with `python experiments/measurement_retest.py`):"]
+    for name, key in (("normalized to the profile's speed", "measured_ms"), ("as timed", "measured_raw_ms")):
+        r = np.array([b[k][key] / a[k][key] for k in labs])
+        for tag, sel in (("all", np.ones(len(labs), dtype=bool)), ("both within the noise limit", clean)):
+            d = np.abs(r[sel] - 1)
+            out.append(f"- {name}, {tag} ({int(sel.sum())}): median ratio {np.median(r[sel]):.3f}, |difference| "
+                       f"median {100 * np.median(d):.1f}%, {100 * np.mean(d <= 0.05):.0f}% within 5%, "
+                       f"{100 * np.mean(d <= 0.10):.0f}% within 10%")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default=PROFILE)
@@ -217,6 +271,14 @@ def main():
     ap.add_argument("--wait-max-s", type=float, default=1200)
     ap.add_argument("--out", default="experiments/validate_ort.md")
     ap.add_argument("--plot", default="experiments/validate_ort.png")
+    ap.add_argument("--train-rounds", type=int, default=None, help="fit-residual's rounds (default: --rounds)")
+    ap.add_argument("--train-round-ms", type=float, default=None, help="fit-residual's --round-ms")
+    ap.add_argument("--json-out", default="experiments/validate_ort.json")
+    ap.add_argument("--note", default="", help="a paragraph written under the report's title")
+    ap.add_argument("--report-only", action="store_true",
+                    help="write the report again from experiments/validate_ort.json, measuring nothing")
+    ap.add_argument("--retest", default=None, metavar="FILE.json",
+                    help="a second `augur-nas validate --json` of the same networks: report the test-retest")
     args = ap.parse_args()
     if args.train_seed == args.val_seed:
         raise SystemExit("the residual must be trained on other samples than the validation's: use another --train-seed")
@@ -227,7 +289,12 @@ def main():
 
     cli = [sys.executable, "-m", "augur_nas.cli"]
     steps = []
-    previous = ROOT / "experiments" / "validate_ort.json"
+    previous = ROOT / args.json_out
+    if args.report_only:
+        d = json.loads(previous.read_text())
+        report(args, d["steps"], d["profile"], d["residual"], d["validation"], ROOT / args.out)
+        log(f"wrote {args.out}")
+        return
     if args.skip_profile and previous.exists():
         steps += [st for st in json.loads(previous.read_text()).get("steps", []) if st["what"] == "profile"]
     if args.skip_residual and previous.exists():
@@ -244,8 +311,10 @@ def main():
         cmd = cli + ["fit-residual", "--device", args.profile]
         for sp in args.train_spaces.split(","):
             cmd += ["--space", sp]
-        cmd += ["--samples", str(args.train_samples), "--seed", str(args.train_seed), "--rounds", str(args.rounds),
-                "--json"]
+        cmd += ["--samples", str(args.train_samples), "--seed", str(args.train_seed),
+                "--rounds", str(args.train_rounds or args.rounds), "--json"]
+        if args.train_round_ms:
+            cmd += ["--round-ms", str(args.train_round_ms)]
         cmd += ["--from-measurements", args.measurements] if args.refit else ["--save-measurements", args.measurements]
         resid, wall = run(cmd, log, capture_json=True)
         steps.append({"what": "fit-residual", "cmd": " ".join(["augur-nas"] + cmd[3:]), "wall_s": wall,
@@ -267,7 +336,7 @@ def main():
     if resid is None and prof.residual is not None:
         resid = {"cross_validation": prof.residual.trained.get("cross_validation"),
                  "trained": {k: v for k, v in prof.residual.trained.items() if k != "architectures"}}
-    Path(ROOT / "experiments" / "validate_ort.json").write_text(json.dumps(
+    Path(ROOT / args.json_out).write_text(json.dumps(
         {"steps": steps, "profile": prof_info, "residual": resid, "validation": val}, indent=1, default=float))
     report(args, steps, prof_info, resid, val, ROOT / args.out)
     log(f"wrote {args.out}")

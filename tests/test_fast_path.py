@@ -46,3 +46,66 @@ def test_shape_error_names_a_real_candidate():
     with pytest.raises(an.ShapeError) as e:
         an.load_space_dict(spec, source="t.yaml")
     assert "deep" in str(e.value) and "input.resolution=8" in str(e.value)
+
+
+def test_oracle_grid_cache_gives_the_same_answers_across_calls_and_chunks():
+    """The segment grids an Oracle keeps between calls must not change any answer: a second
+    call, other candidates, other chunk sizes, another batch size."""
+    from augur_nas.oracle import Oracle
+
+    space = an.load_space("spaces/mobile.yaml")
+    X = space.sample(3000, seed=3)
+    ref = Oracle(space, "tk1-gpu", chunk=100_000)
+    first = ref.evaluate(X)
+    again = ref.evaluate(X)
+    assert ref._grid_caches  # the grids were kept
+    chunked = Oracle(space, "tk1-gpu", chunk=700).evaluate(X)
+    prof = load_profile("tk1-gpu")
+    table = _table_costs(space, X, prof, 1)
+    for k, v in first.items():
+        np.testing.assert_array_equal(again[k], v, err_msg=k)
+        # other chunks merge other segments, so the sums are added in another order
+        np.testing.assert_allclose(chunked[k], v, rtol=1e-12, err_msg=k)
+    np.testing.assert_allclose(first["latency_ms"], table[0], rtol=1e-9)
+    np.testing.assert_allclose(first["memory_mb"], table[2], rtol=1e-9)
+    Y = space.sample(500, seed=4)
+    np.testing.assert_allclose(ref.evaluate(Y, batch=4)["latency_ms"], _table_costs(space, Y, prof, 4)[0], rtol=1e-9)
+    np.testing.assert_allclose(ref.evaluate(Y)["latency_ms"], _table_costs(space, Y, prof, 1)[0], rtol=1e-9)
+
+
+def test_shape_errors_are_raised_from_cached_grids_too(monkeypatch):
+    """A grid priced once (and cached) still raises for the candidates that hit its bad rows.
+    (Large spaces are checked at load on a sample of candidates; the check is switched off here
+    to stand for a bad corner the sample missed.)"""
+    from augur_nas.oracle import Oracle
+    from augur_nas.space._space import SearchSpace
+
+    monkeypatch.setattr(SearchSpace, "_check_shapes", lambda self: None)
+    spec = {"input": {"channels": 3, "resolution": {"choice": [16, 64]}},
+            "layers": [{"conv": {"out": 8, "kernel": 3, "stride": 2}},
+                       {"conv": {"out": 8, "kernel": {"choice": [1, 11]}, "name": "wide"}}]}
+    space = an.load_space_dict(spec, source="t.yaml")
+    ok = np.array([[1, 0]] * 80 + [[0, 0]] * 80 + [[1, 1]] * 80)
+    oracle = Oracle(space, "tk1-cpu")
+    oracle.evaluate(ok)
+    bad = np.array([[1, 1]] * 80 + [[0, 1]] * 80)
+    for _ in range(2):  # priced, then from the cache
+        with pytest.raises(an.ShapeError) as e:
+            oracle.evaluate(bad)
+        assert "wide" in str(e.value) and "resolution=16" in str(e.value)
+
+
+def test_grid_cache_is_bounded(monkeypatch):
+    """Batches whose entry shapes keep changing would fill the cache: it starts over beyond its
+    byte budget, and the answers do not change."""
+    from augur_nas import _segments
+    from augur_nas.oracle import Oracle
+
+    monkeypatch.setattr(_segments, "GRID_CACHE_BYTES", 50_000)
+    space = an.load_space("spaces/mobile.yaml")
+    oracle = Oracle(space, "tk1-gpu")
+    X = space.sample(2000, seed=8)
+    a = oracle.evaluate(X)["latency_ms"]
+    (cache,) = oracle._grid_caches.values()
+    assert cache["_bytes"] <= 50_000 or len(cache) == 2  # one oversized entry at most
+    np.testing.assert_array_equal(oracle.evaluate(X)["latency_ms"], a)

@@ -38,7 +38,10 @@ def tiny(tmp_path):
 
 
 def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "augur_nas.cli", *map(str, args)], capture_output=True, text=True,
+    args = [str(a) for a in args]
+    if args and args[0] == "measure":
+        args.append("--max-wait-s=0")  # tests never wait for a quiet machine
+    return subprocess.run([sys.executable, "-m", "augur_nas.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
 
 
@@ -70,7 +73,8 @@ class _Fake:
 def test_protocol_interleaves_rounds_and_reports_median_and_noise():
     log = []
     runners = {"a": _Fake("a", 0.0005, log), "b": _Fake("b", 0.002, log), "c": _Fake("c", 0.001, log)}
-    res = time_runners(runners, rounds=6, round_s=0.006, warmup_s=0.005, min_warmup=2, seed=3, warm_below_s=0)
+    res = time_runners(runners, rounds=6, round_s=0.006, warmup_s=0.005, min_warmup=2, seed=3, warm_below_s=0,
+                       quiet=None)
     assert set(res) == {"a", "b", "c"}
     for lab, t in res.items():
         assert isinstance(t, Timing) and len(t.rounds) == 6
@@ -95,10 +99,12 @@ def test_protocol_spreads_rounds_over_time_and_respects_a_budget():
 
     log = []
     t0 = time.perf_counter()
-    res = time_runners({"a": _Fake("a", 0.0002, log)}, rounds=4, round_s=0.001, warmup_s=0.001, spread_s=0.6)
+    res = time_runners({"a": _Fake("a", 0.0002, log)}, rounds=4, round_s=0.001, warmup_s=0.001, spread_s=0.6,
+                       quiet=None)
     assert time.perf_counter() - t0 >= 0.55
     assert len(res["a"].rounds) == 4
-    res = time_runners({"a": _Fake("a", 0.01, log)}, rounds=50, round_s=0.01, warmup_s=0.001, budget_s=0.05)
+    res = time_runners({"a": _Fake("a", 0.01, log)}, rounds=50, round_s=0.01, warmup_s=0.001, budget_s=0.05,
+                       quiet=None)
     assert 2 <= len(res["a"].rounds) < 50
 
 
@@ -123,7 +129,7 @@ def test_settings_round_trip_and_validation():
 def test_measure_networks_latency_and_memory(tiny, tmp_path):
     from augur_nas.measure import measure_paths
 
-    res = measure_paths([tiny], RuntimeSettings(), rounds=3, round_s=0.005, warmup_s=0.01)
+    res = measure_paths([tiny], RuntimeSettings(), rounds=3, round_s=0.005, warmup_s=0.01, max_wait_s=0)
     (r,) = res
     assert r["label"] == "tiny"
     lat = r["latency"]
@@ -182,7 +188,7 @@ def test_torch_backend_missing_is_one_clear_paragraph(tiny, monkeypatch):
     from augur_nas import cli
 
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
-    rc = cli.main(["measure", str(tiny), "--backend", "torch", "--quiet"])
+    rc = cli.main(["measure", str(tiny), "--backend", "torch", "--quiet", "--max-wait-s", "0"])
     assert rc == 2
 
 
@@ -193,3 +199,93 @@ def test_cli_measure_errors(tmp_path):
     bad.write_bytes(b"not a model")
     p = _cli("measure", bad, "--quiet", "--no-memory")
     assert p.returncode == 2 and "Traceback" not in p.stderr
+
+
+def test_round_effects_take_out_the_machines_common_drift():
+    """log t[net, round] = net level + round factor + noise: the median polish recovers the round
+    factors (centred), so dividing them out leaves each network's level and little noise."""
+    from augur_nas.measure._protocol import round_effects
+
+    rng = np.random.default_rng(1)
+    levels = np.exp(rng.uniform(0, 4, 12))
+    drift = np.exp(np.r_[np.zeros(8), np.full(8, np.log(1.4))])  # the machine 40 % slower halfway
+    values = {f"n{i}": list(lv * drift * np.exp(rng.normal(0, 0.01, 16))) for i, lv in enumerate(levels)}
+    keep = {k: np.ones(16, dtype=bool) for k in values}
+    col = round_effects(values, keep)
+    assert np.median(col) == pytest.approx(0.0, abs=1e-12)
+    assert np.ptp(col[:8]) < 0.03 and np.ptp(col[8:]) < 0.03
+    assert col[8:].mean() - col[:8].mean() == pytest.approx(np.log(1.4), abs=0.02)
+    for i, lv in enumerate(levels):
+        v = np.asarray(values[f"n{i}"])
+        assert half_noise(v) > 0.3  # split halves disagree as they are ...
+        assert half_noise(v / np.exp(col)) < 0.03  # ... and agree once the common drift is out
+
+
+class _Machine:
+    """A shared speed factor for fake runners (the whole machine slowing down)."""
+
+    factor = 1.0
+
+
+class _Slowed(_Fake):
+    def close(self):
+        pass
+
+    def run(self):
+        import time
+
+        self.log.append(self.name)
+        t = time.perf_counter() + self.seconds * _Machine.factor
+        while time.perf_counter() < t:
+            pass
+
+
+def test_protocol_corrects_common_drift_and_reports_the_raw_figures():
+    log = []
+    costs = {f"n{i}": 0.0004 * (1 + i % 4) for i in range(8)}
+    runners = {k: _Slowed(k, c, log) for k, c in costs.items()}
+    done = []
+
+    def progress(r, tot, _):
+        done.append(r)
+        _Machine.factor = 2.0 if r >= tot // 2 else 1.0  # twice as slow for the second half
+    try:
+        res = time_runners(runners, rounds=8, round_s=0.003, warmup_s=0.002, min_warmup=2, seed=0, quiet=None,
+                           contended=None, progress=progress)
+    finally:
+        _Machine.factor = 1.0
+    for k, t in res.items():
+        assert t.raw_noise is not None and t.raw_median_ms is not None
+        assert t.raw_noise > 0.3  # the raw halves differ by about 2x
+        assert t.noise < t.raw_noise / 2
+    # without enough networks to tell a common drift, nothing is corrected
+    small = time_runners({k: runners[k] for k in list(runners)[:3]}, rounds=4, round_s=0.002, warmup_s=0.002,
+                         quiet=None)
+    assert all(t.raw_median_ms is None for t in small.values())
+
+
+def test_measure_networks_normalizes_by_references_timed_in_every_batch(monkeypatch):
+    """On a machine running 1.5x slow, the references (timed with the networks) tell so, and the
+    normalized latencies are the latencies at the references' speed."""
+    from augur_nas.measure import _measure
+    from augur_nas.measure._runners import Network
+
+    log = []
+    costs = {f"net{i}": 0.0005 * (1 + i % 3) for i in range(8)}
+    refs = {"anchor_a": 0.0005, "anchor_b": 0.001}
+    all_costs = {**costs, **refs}
+    monkeypatch.setattr(_measure, "make_runner", lambda n, s: _Slowed(n.label, all_costs[n.label], log))
+    monkeypatch.setattr(_measure, "require", lambda backend: None)
+    nets = [Network(k, "/nonexistent.onnx") for k in all_costs]
+    _Machine.factor = 1.5
+    try:
+        res = _measure.measure_networks(nets, RuntimeSettings(), rounds=4, round_s=0.004, warmup_s=0.002,
+                                        memory=False, max_wait_s=0, references={k: 1e3 * v for k, v in refs.items()})
+    finally:
+        _Machine.factor = 1.0
+    by = {r["label"]: r["latency"] for r in res}
+    for k, c in costs.items():
+        lat = by[k]
+        assert lat["speed"] == pytest.approx(1.5, rel=0.3)
+        assert lat["median_ms"] == pytest.approx(1.5e3 * c, rel=0.3)
+        assert lat["normalized_ms"] == pytest.approx(1e3 * c, rel=0.25)

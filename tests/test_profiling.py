@@ -190,6 +190,19 @@ def test_profile_numpy_backend(tmp_path):
     assert prof.runtime_settings["backend"] == "numpy"
 
 
+def test_profile_torch_backend(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "t.yaml"
+    p = subprocess.run([sys.executable, "-m", "augur_nas.cli", "profile", "--backend", "torch", "--torch-device", "cpu",
+                        "--name", "eager", "--budget-s", "20", "-o", str(out)], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    prof = load_profile(out)
+    assert prof.runtime.startswith("torch") and prof.runtime_settings["torch_device"] == "cpu"
+    m = load_model(ZOO / "resnet18.yaml")
+    assert latency_ms(lower(m, np.zeros((1, 0), dtype=np.int64)), prof)[0][0] > 1
+
+
 def _wait_for(proc, text, timeout):
     """Read the child's stderr until ``text`` shows up (or it exits)."""
     import selectors

@@ -154,7 +154,10 @@ def test_latency_ms_applies_the_residual(with_residual, base_profile):
 
 
 def _cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "augur_nas.cli", *map(str, args)], capture_output=True, text=True,
+    args = [str(a) for a in args]
+    if args and args[0] in ("validate", "fit-residual"):
+        args.append("--max-wait-s=0")  # tests never wait for a quiet machine
+    return subprocess.run([sys.executable, "-m", "augur_nas.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
 
 
@@ -199,3 +202,28 @@ def test_validate_needs_networks_and_a_runnable_profile(tmp_path):
     assert r.returncode == 2 and "needs networks" in r.stderr
     r = _cli("validate", "--device", "tk1-cpu", str(ROOT / "spaces" / "zoo" / "nin.yaml"), "--quiet")
     assert r.returncode in (0, 2) and "Traceback" not in r.stderr
+
+
+def test_residual_keeps_the_layer_sums_bias_and_takes_out_only_the_machines_speed():
+    """A layer sum that is 20 % low on every network is what the residual must correct; the
+    session's speed (from the profile's anchors) is what it must not learn."""
+    from augur_nas.measure._residual_fit import cross_validate, session_speed
+
+    rng = np.random.default_rng(0)
+    n = 120
+    F = rng.normal(size=(n, len(FEATURES)))
+    base = np.exp(rng.uniform(0, 3, n))
+    meas = base * 1.2 * np.exp(0.02 * F[:, 0])
+    macs = base * 1e7
+    noise = np.full(n, 0.01)
+    cv = cross_validate(F, base, meas, macs, noise, folds=4, seed=0, offset=0.0)
+    assert cv["clean"]["layer_sum"]["within_10pct"] < 0.05  # every network 20 % off
+    assert cv["clean"]["layer_sum_with_residual"]["within_10pct"] > 0.95  # the bias is learned
+    # the same networks measured on a machine running 10 % slow, which the anchors tell
+    ref = {"anchor_a": 2.0, "anchor_b": 4.0, "anchor_c": 8.0}
+    now = {f"anchor:{k}": {"median_ms": v * 1.1} for k, v in ref.items()}
+    speed = session_speed(now, ref)
+    assert speed["ratio_now_to_profile"] == pytest.approx(1.1)
+    assert session_speed({}, ref) is None
+    cv_slow = cross_validate(F, base, meas * 1.1, macs, noise, folds=4, seed=0, offset=float(np.log(1.1)))
+    assert cv_slow["clean"]["layer_sum_with_residual"]["within_10pct"] > 0.95

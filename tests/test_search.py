@@ -451,3 +451,22 @@ def test_cli_summary_and_default_out(tmp_path):
     n_front = len(list(csv.DictReader(open(out / "pareto.csv"))))
     assert f"front: {n_front} architectures" in cp.stdout
     assert math.isfinite(json.load(open(out / "pareto.json"))["elapsed_s"])
+
+
+def test_an_untagged_running_trial_left_by_a_killed_worker_is_failed(monkeypatch):
+    """A worker killed between asking for a trial and tagging it leaves a RUNNING trial with no
+    tag: after the grace period the run marks it failed; a tagged live one is not touched."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from augur_nas.search import _run
+
+    monkeypatch.setattr(_run, "UNTAGGED_GRACE_S", 0.2)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    orphan = study.ask()
+    live = study.ask()
+    live.set_user_attr(_run.WORKER_ATTR, "elsewhere:1")
+    assert _run._fail_untagged(study) == 1
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states[orphan.number] == TrialState.FAIL and states[live.number] == TrialState.RUNNING

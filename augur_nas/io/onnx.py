@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from .._atomic import atomic_file
 from .._errors import AugurError, ShapeError, SpecError, UnsupportedOpError, where
 
 __all__ = ["export_onnx", "read_onnx", "HANDLERS", "IGNORED", "FOLDABLE", "MIN_OPSET"]
@@ -585,18 +585,10 @@ def export_onnx(model, path, opset: int = 17, seed: int = 0) -> dict:
     if not os.path.isdir(folder):
         raise SpecError(f"cannot write {path}: the folder {folder} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".augur-", suffix=".onnx.tmp", dir=folder)
-    except OSError as exc:
-        raise SpecError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_file(path) as fh:
             size = _write_model(onnx, ex, fh)
-        os.replace(tmp, path)
     except OSError as exc:
         raise SpecError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return {"path": path, "nodes": len(ex.proto.graph.node),
             "initializers": len(ex.proto.graph.initializer) + len(ex.params),
             "weights": ex.n_weights, "bytes": size, "opset": opset}

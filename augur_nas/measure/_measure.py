@@ -26,14 +26,23 @@ def stderr_progress(prefix: str):
 def measure_networks(networks, settings: RuntimeSettings, rounds: int = 10, round_s: float = 0.05,
                      warmup_s: float = 0.2, spread_s: float = 0.0, memory: bool = True, progress=None,
                      seed: int = 0, budget_s: float | None = None, memory_jobs: int = 1,
-                     retry_noise: float | None = None, retries: int = 0, group_mb: float = 2000.0) -> list:
+                     retry_noise: float | None = None, retries: int = 0, group_mb: float = 2000.0,
+                     max_wait_s: float = 300.0, references: dict | None = None) -> list:
     """Measure ``Network`` objects (``_runners.prepare``); one dict per network, in order:
     ``{label, source, latency: Timing.to_dict(), memory: {...} | None}``.
 
     With ``retry_noise`` and ``retries``, networks whose measurement noise exceeds
     ``retry_noise`` are measured again (all of them interleaved, a fresh series of rounds), up to
     ``retries`` times; the measurement with the lower noise is kept (``attempts`` says how many
-    were made)."""
+    were made).
+
+    ``references`` (``{label: ms}``, labels of some of ``networks``: a profile's speed anchors
+    and their latency when the profile was built) are timed in *every* batch of rounds (each
+    group, each retry). This machine's speed moves by tens of per cent from one quarter of an
+    hour to the next, so networks timed in different batches are not comparable as they are; a
+    batch's ``speed`` is the median over the references of (latency now / reference latency),
+    and ``latency["normalized_ms"] = median_ms / speed`` is the network's latency at the speed
+    the profile was built at."""
     require(settings.backend)
     if not networks:
         return []
@@ -44,19 +53,38 @@ def measure_networks(networks, settings: RuntimeSettings, rounds: int = 10, roun
         say(f"peak memory of {len(networks)} network(s), one child process each")
         mem = measure_memories({n.label: n.onnx_path for n in networks}, settings, jobs=memory_jobs,
                                progress=lambda d, t, lab: say(f"memory {d}/{t}") if d % 25 == 0 or d == t else None)
-    groups = _groups(networks, group_mb)
-    timing = {}
+    refs = {k: float(v) for k, v in (references or {}).items() if v and v > 0}
+    ref_nets = [n for n in networks if n.label in refs]
+    groups = _groups([n for n in networks if n.label not in refs], group_mb)
+    timing, speeds, ref_timing = {}, {}, {}
     for gi, group in enumerate(groups):
         part = f" (group {gi + 1}/{len(groups)}: at most {group_mb:.0f} MB of weights loaded at once)" if len(groups) > 1 else ""
-        timing.update(_time_group(group, settings, rounds, round_s, warmup_s, spread_s, seed + gi, budget_s, say,
-                                  retry_noise, retries, attempts, part))
+        t, sp = _time_group(group, settings, rounds, round_s, warmup_s, spread_s, seed + gi, budget_s, say,
+                            retry_noise, retries, attempts, part, max_wait_s, ref_nets, refs)
+        for lab, tm in t.items():
+            if lab in refs:
+                ref_timing.setdefault(lab, tm)
+            else:
+                timing[lab] = tm
+        speeds.update(sp)
+    timing.update(ref_timing)
     out = []
     for n in networks:
         t = timing[n.label]
         lat = t.to_dict()
         lat["attempts"] = attempts.get(n.label, 1)
+        if refs and n.label in speeds:
+            lat["speed"] = speeds[n.label]
+            lat["normalized_ms"] = t.median_ms / speeds[n.label] if speeds[n.label] == speeds[n.label] else None
         out.append({"label": n.label, "source": n.source, "latency": lat, "memory": mem.get(n.label)})
     return out
+
+
+def _batch_speed(timing: dict, refs: dict) -> float:
+    import numpy as np
+
+    r = [timing[lab].median_ms / ms for lab, ms in refs.items() if lab in timing]
+    return float(np.median(r)) if r else float("nan")
 
 
 def _groups(networks, group_mb):
@@ -79,37 +107,50 @@ def _groups(networks, group_mb):
 
 
 def _time_group(networks, settings, rounds, round_s, warmup_s, spread_s, seed, budget_s, say, retry_noise, retries,
-                attempts, part):
-    say(f"loading {len(networks)} network(s) into {settings.backend} ({settings.describe()}){part}")
+                attempts, part, max_wait_s=300.0, ref_nets=(), refs=None):
+    """Time one group (and its retries); returns ``({label: Timing}, {label: speed of its batch})``."""
+    refs = refs or {}
+    networks = list(networks) + list(ref_nets)
+    say(f"loading {len(networks)} network(s) into {settings.backend} ({settings.describe()}){part}"
+        + (f", {len(ref_nets)} of them speed references" if ref_nets else ""))
     runners = {}
+    speeds = {}
     try:
         for n in networks:
             runners[n.label] = make_runner(n, settings)
         say(f"timing: warm-up, then {rounds} interleaved rounds"
             + (f" spread over at least {spread_s:.0f} s" if spread_s else ""))
         timing = time_runners(runners, rounds=rounds, round_s=round_s, warmup_s=warmup_s, spread_s=spread_s,
-                              seed=seed, budget_s=budget_s,
+                              seed=seed, budget_s=budget_s, max_wait_s=max_wait_s,
+                              quiet=0.15 if max_wait_s > 0 else None,
                               progress=lambda r, tot, _: say(f"round {r}/{tot}"))
         for lab in timing:
             attempts[lab] = 1
+        sp = _batch_speed(timing, refs)
+        speeds.update({lab: sp for lab in timing})
         for attempt in range(retries if retry_noise is not None else 0):
-            noisy = [lab for lab, t in timing.items() if not t.noise <= retry_noise]
+            noisy = [lab for lab, t in timing.items() if not t.noise <= retry_noise and lab not in refs]
             if not noisy:
                 break
             say(f"measuring again the {len(noisy)} network(s) with noise above {retry_noise:.0%} "
                 f"(attempt {attempt + 2})")
-            again = time_runners({lab: runners[lab] for lab in noisy}, rounds=rounds, round_s=round_s,
-                                 warmup_s=warmup_s, spread_s=spread_s, seed=seed + attempt + 1, budget_s=budget_s,
+            again = time_runners({lab: runners[lab] for lab in noisy + [n.label for n in ref_nets]}, rounds=rounds,
+                                 round_s=round_s, warmup_s=warmup_s, spread_s=spread_s, seed=seed + attempt + 1,
+                                 budget_s=budget_s, max_wait_s=max_wait_s, quiet=0.15 if max_wait_s > 0 else None,
                                  progress=lambda r, tot, _: say(f"round {r}/{tot}"))
+            sp = _batch_speed(again, refs)
             for lab, t in again.items():
+                if lab in refs:
+                    continue
                 attempts[lab] += 1
                 if not timing[lab].noise <= t.noise:
                     timing[lab] = t
+                    speeds[lab] = sp
     finally:
         for r in runners.values():
             r.close()
         runners.clear()
-    return timing
+    return timing, speeds
 
 
 def measure_paths(paths, settings: RuntimeSettings, **kw) -> list:

@@ -58,6 +58,15 @@ ORT_CSE = ["relu", "relu6", "sigmoid", "tanh", "hsigmoid", "hswish", "swish", "m
 GEMM_VARIANTS = ("conv", "conv_1x1", "conv_narrow", "dwconv", "fc")
 NARROW_BELOW = 8
 MAX_MEMORY_NETS = 32
+ANCHOR_SEED = 20261122  # the speed anchors: calibration_networks(default_rng(ANCHOR_SEED), 5)
+
+
+def anchor_networks():
+    """The speed anchors: five fixed calibration networks (one of each style)."""
+    from ._probes import calibration_networks
+
+    return [(f"anchor_{lab.split('_', 1)[1]}", m, spec)
+            for lab, m, spec in calibration_networks(np.random.default_rng(ANCHOR_SEED), 5, 4e8)]
 MAX_NETWORKS = 90
 
 
@@ -368,16 +377,29 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
     if not nets:
         raise MeasurementError("profile: no calibration network could be measured; give a larger --budget-s")
     measured_nets = [n for n in nets if n.label in node_sum]
-    # end to end, without profiling, interleaved
+    # end to end, without profiling, interleaved; with them the speed anchors (fixed networks that
+    # `validate` measures again, to tell how fast the machine runs then against now)
     _say(progress, f"phase C: end-to-end latency of {len(measured_nets)} networks, interleaved ({budget.elapsed():.0f} s)")
     runners = {n.label: OrtRunner(n.path, settings) for n in measured_nets}
+    anchor_nets = []
+    for lab, model, _ in anchor_networks():
+        try:
+            an_ = _OrtNet(lab, model, workdir, model0.fuse)
+        except Exception:  # noqa: BLE001
+            continue
+        anchor_nets.append(an_)
+        runners[lab] = OrtRunner(an_.path, settings)
     try:
         left = max(3.0, budget.until(0.90) - time.monotonic())
-        timing = time_runners(runners, rounds=10, round_s=0.02, warmup_s=0.05, budget_s=left)
+        timing = time_runners(runners, rounds=10, round_s=0.02, warmup_s=0.05, budget_s=left,
+                              max_wait_s=min(60.0, max(0.0, budget.left() * 0.3)))
     finally:
         for r in runners.values():
             r.close()
         runners.clear()
+    anchors = {n.label: timing.pop(n.label).median_ms for n in anchor_nets if n.label in timing}
+    for n in anchor_nets:
+        n.remove()
     for lab, tm in timing.items():
         e2e[lab] = tm.median_ms
     from ..analysis import totals as _tot
@@ -393,7 +415,7 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
 
     raw = {"probes": probe_samples, "in_situ": insitu, "kinds": kind_samples, "layout": layout_samples, "e2e_ms": e2e,
            "noise": {k: v.noise for k, v in timing.items()}, "specs": {n.label: n.spec for n in measured_nets},
-           "node_sum_ms": node_sum, "nodes": n_nodes, "profiler_delta_ms": delta,
+           "node_sum_ms": node_sum, "nodes": n_nodes, "profiler_delta_ms": delta, "anchors_ms": anchors,
            "memory": {k: v for k, v in mem.items() if "peak_rss_mb" in v}, "fusion_check": fusion_check,
            "revisit": report["probe_revisit_median_abs_log_diff"]}
     report["raw"] = raw
@@ -573,6 +595,9 @@ def fit_ort(raw, name, settings, budget=None, report=None):
                                    "note": "measured = per_call + kernel_scale * sum(kernel models) + per_layer * "
                                            "priced layers, NNLS over the calibration networks"},
         "fusion_check": fusion_check,
+        "anchors": {"seed": ANCHOR_SEED, "latency_ms": {k: round(v, 4) for k, v in (raw.get("anchors_ms") or {}).items()},
+                    "note": "fixed networks (_probes.calibration_networks with this seed) timed with the calibration "
+                            "networks; `validate` times them again to tell the machine's speed then from now"},
         "calibration_networks": {"latency": error_stats([v["predicted_ms"] for v in calib.values()],
                                                         [v["measured_ms"] for v in calib.values()]),
                                  "note": "in sample for the two overheads", "networks": calib},
@@ -629,7 +654,7 @@ def _profiler_overhead(settings, workdir, model0) -> float:
         try:
             _, times, _ = _ort_node_profile(net, settings, workdir, model0, target_s=0.1, min_runs=20, max_runs=200)
             runner = OrtRunner(net.path, settings)
-            t = time_runners({"x": runner}, rounds=6, round_s=0.02, warmup_s=0.02)["x"]
+            t = time_runners({"x": runner}, rounds=6, round_s=0.02, warmup_s=0.02, quiet=None)["x"]
             runner.close()
         finally:
             net.remove()

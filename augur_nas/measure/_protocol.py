@@ -15,14 +15,24 @@ timing loop is not a measurement. The protocol:
 3. **spread**: when the rounds would finish sooner than ``spread_s``, the protocol pauses
    between rounds so that they cover at least that much time (a measurement should sample
    the machine's drift, not one moment of it);
-4. **contention**: on Linux, every round of every network also records how busy the *other*
+4. **contention**: before each round the protocol waits (up to ``max_wait_s`` in all) while
+   other processes keep more than ``quiet`` of the machine's CPUs busy; and, on Linux, every
+   round of every network also records how busy the *other*
    processes kept the machine meanwhile (``/proc/stat`` minus this process's own CPU time). A
    round during which they used more than ``contended`` of the machine's cores (another job
    sharing the caches and memory bandwidth slows a kernel by 10-30%) is set aside when at least
    half of the rounds are clean; the count is reported;
-5. **statistic**: the latency is the median of the (clean) round values. The measurement's own
-   noise is the disagreement between its halves, ``|median(first half) - median(second half)| /
-   median``: how much the answer would move if measured again a little later.
+5. **common drift**: a round of interleaved networks lasts seconds, and when the machine slows
+   down or speeds up for a while every network of that round moves with it. With at least
+   ``common_min`` networks, the round's common factor is taken out (a two-way median polish in
+   log space: ``log t[net, round] = net effect + round effect + rest``, the round effects centred
+   on their median), so each network's figure is its latency at the session's median speed and
+   its noise is what is left once the whole machine's drift is removed. The uncorrected median
+   and noise are reported beside (``raw_median_ms``, ``raw_noise``);
+6. **statistic**: the latency is the median of the (clean, drift-corrected) round values. The
+   measurement's own noise is the disagreement between its halves, ``|median(first half) -
+   median(second half)| / median``: how much the answer would move if measured again a little
+   later.
 """
 
 from __future__ import annotations
@@ -46,6 +56,9 @@ class Timing:
     runs: int = 0  # timed runs in all
     warmup_runs: int = 0
     contended: int = 0  # rounds set aside: other processes were busy meanwhile
+    waited_s: float = 0.0  # time spent waiting for the other processes to quiet down
+    raw_median_ms: float | None = None  # before the common drift was taken out (None: not taken out)
+    raw_noise: float | None = None
 
     @property
     def spread(self) -> dict:
@@ -58,8 +71,29 @@ class Timing:
     def to_dict(self) -> dict:
         return {"label": self.label, "median_ms": self.median_ms, "noise": self.noise, "iters_per_round": self.iters,
                 "rounds": len(self.rounds), "runs": self.runs, "spread_ms": self.spread,
-                "contended_rounds": self.contended,
+                "contended_rounds": self.contended, "waited_s": self.waited_s,
+                "raw_median_ms": self.raw_median_ms, "raw_noise": self.raw_noise,
                 "round_medians_ms": [float(v) for v in self.rounds]}
+
+
+def round_effects(values: dict, keep: dict, iterations: int = 3) -> np.ndarray:
+    """The rounds' common log factor (median polish of ``log t[net, round]`` over the kept
+    rounds), centred on its median. ``values``/``keep``: ``{label: [rounds]}``."""
+    labels = list(values)
+    L = np.log(np.asarray([values[lab] for lab in labels], dtype=np.float64))
+    K = np.asarray([keep[lab] for lab in labels], dtype=bool)
+    M = np.where(K, L, np.nan)
+    col = np.zeros(L.shape[1])
+    ok = K.any(axis=0)
+    for _ in range(iterations):
+        row = np.nanmedian(M - col[None, :], axis=1)  # each network's level
+        resid = M - row[:, None]
+        col = np.zeros(L.shape[1])
+        for r in np.nonzero(ok)[0]:
+            col[r] = np.median(resid[K[:, r], r])  # each round's common factor
+        if ok.any():
+            col -= np.median(col[ok])
+    return col
 
 
 def half_noise(values) -> float:
@@ -107,7 +141,8 @@ class _Load:
 def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_s: float = 0.2,
                  min_warmup: int = 3, max_iters: int = 200, spread_s: float = 0.0, seed: int = 0,
                  progress=None, budget_s: float | None = None, contended: float | None = 0.2,
-                 warm_below_s: float = 0.05) -> dict:
+                 warm_below_s: float = 0.05, quiet: float | None = 0.15, max_wait_s: float = 300.0,
+                 common_min: int | None = 8) -> dict:
     """Time ``{label: runner}`` (each with ``run()``) with the protocol above.
 
     ``progress(done, total, label)`` is called after each round. ``budget_s`` caps the time of
@@ -117,6 +152,7 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
     labels = list(runners)
     rng = np.random.default_rng(seed)
     clock = time.perf_counter
+    load = _Load()
     per_run, warm = {}, {}
     for lab in labels:
         run = runners[lab].run
@@ -138,10 +174,18 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
     values = {lab: [] for lab in labels}
     busy = {lab: [] for lab in labels}
     runs = {lab: 0 for lab in labels}
-    load = _Load()
+    waited = 0.0
     for r in range(rounds):
         if r and pause:
             time.sleep(pause)
+        if quiet is not None and load.ok:
+            while waited < max_wait_s:
+                a, t = load.sample(), clock()
+                time.sleep(0.3)
+                if load.foreign(a, load.sample(), clock() - t) <= quiet:
+                    break
+                time.sleep(1.0)
+                waited += clock() - t
         for i in rng.permutation(len(labels)):
             lab = labels[i]
             run = runners[lab].run
@@ -159,7 +203,7 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
             runs[lab] += k
         if progress is not None:
             progress(r + 1, rounds, None)
-    out = {}
+    keeps = {}
     for lab in labels:
         v = np.asarray(values[lab])
         keep = np.ones(len(v), dtype=bool)
@@ -167,7 +211,19 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
             clean = np.asarray(busy[lab]) <= contended
             if clean.sum() >= max(2, (len(v) + 1) // 2):
                 keep = clean
-        kept = v[keep].tolist()
+        keeps[lab] = keep
+    n_rounds = min((len(v) for v in values.values()), default=0)
+    common = None
+    if common_min is not None and len(labels) >= common_min and n_rounds >= 2:
+        common = np.exp(round_effects(values, keeps))
+    out = {}
+    for lab in labels:
+        v = np.asarray(values[lab])
+        keep = keeps[lab]
+        raw = v[keep]
+        kept = (v / common)[keep] if common is not None else raw
         out[lab] = Timing(lab, float(np.median(kept)), half_noise(kept), v.tolist(), iters[lab], runs[lab], warm[lab],
-                          int((~keep).sum()))
+                          int((~keep).sum()), round(waited, 1),
+                          float(np.median(raw)) if common is not None else None,
+                          half_noise(raw) if common is not None else None)
     return out

@@ -13,11 +13,17 @@
 Networks whose own measurement noise exceeds ``max_noise`` are left out of the training (their
 target is not known well enough) but counted in the report.
 
-The target is *centred*: the median ``log(measured / predicted)`` of the training networks is
-taken out before training (and recorded as ``session_offset``). A shared machine runs a few per
-cent faster or slower from one quarter of an hour to the next; the residual must learn how
+The machine's speed is taken out of the target, but not the layer sum's bias. A shared machine
+runs faster or slower from one quarter of an hour to the next; the residual must learn how
 architectures differ from the layer sum, not how fast the machine happened to be while its
-training networks were measured. The profile's own end-to-end calibration sets the scale.
+training networks were measured. So the profile's speed anchors (fixed networks timed when the
+profile was built, ``fit.anchors``) are measured again, interleaved with the training networks,
+and ``session_offset = log(median(anchor now / anchor then))`` is subtracted from every target.
+Centring the targets on their median instead (an earlier version) also took out the layer sum's
+systematic error on a space (-15 % on MobileNet-style networks), which is what the residual is
+for. A profile without anchors gets no offset. When the anchors are timed in every batch of
+rounds (``measure_networks(references=...)``), each network's latency is normalized to the
+profile's speed by its own batch's anchors, and no further offset is needed.
 """
 
 from __future__ import annotations
@@ -72,8 +78,13 @@ def train_booster(F, y, w=None, seed: int = 0, rounds: int = NUM_ROUNDS) -> str:
     return booster.model_to_string()
 
 
-def cross_validate(F, base, meas, macs, noise, folds: int = 5, seed: int = 0, max_noise: float = 0.05) -> dict:
-    """Out-of-fold accuracy of the layer sum, the layer sum + residual and the MACs baseline."""
+def cross_validate(F, base, meas, macs, noise, folds: int = 5, seed: int = 0, max_noise: float = 0.05,
+                   offset: float = 0.0) -> dict:
+    """Out-of-fold accuracy of the layer sum, the layer sum + residual and the MACs baseline.
+
+    ``offset`` is the session's log speed against the profile's (module docstring): taken out of
+    the targets for training, put back for scoring, since the folds are scored against
+    measurements of the same session."""
     F, base, meas, macs, noise = (np.asarray(v, dtype=np.float64) for v in (F, base, meas, macs, noise))
     n = len(meas)
     rng = np.random.default_rng(seed)
@@ -88,9 +99,8 @@ def cross_validate(F, base, meas, macs, noise, folds: int = 5, seed: int = 0, ma
             macs_pred[te] = base[te]
             continue
         y = np.log(meas[tr] / base[tr])
-        y = y - np.median(y)  # centred (see the module docstring)
-        r = ResidualModel(train_booster(F[tr], y, seed=seed))
-        corrected[te] = base[te] * np.exp(r.log_ratio(F[te]))
+        r = ResidualModel(train_booster(F[tr], y - offset, seed=seed))
+        corrected[te] = base[te] * np.exp(r.log_ratio(F[te]) + offset)
         macs_pred[te] = macs_loglog_predict(macs_loglog_fit(macs[tr], meas[tr]), macs[te])
     out = {}
     for tag, sel in (("clean", clean), ("all", np.ones(n, dtype=bool))):
@@ -106,7 +116,7 @@ def cross_validate(F, base, meas, macs, noise, folds: int = 5, seed: int = 0, ma
 
 def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=None, rounds: int = 8,
                  max_noise: float = 0.05, folds: int = 5, round_s: float = 0.03, spread_s: float = 0.0,
-                 retries: int = 1, measurements: dict | None = None):
+                 retries: int = 1, measurements: dict | None = None, max_wait_s: float = 300.0):
     """Measure ``samples`` candidates of each ``(path, space[, n])``, cross-validate and train the
     residual. ``measurements`` (from a previous run's report, ``report["measurements"]``) skips the
     measuring: the same architectures are looked up by space and encoding.
@@ -132,14 +142,37 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
         for i, x in enumerate(X):
             items.append((f"{space.name}[{i}]", space, x))
     keys = [f"{sp.name}:{','.join(map(str, x.tolist()))}" for _, sp, x in items]
+    anchors_ref = (profile.fit.get("anchors") or {}).get("latency_ms") or {}
+    anchor_items = []
+    if anchors_ref:
+        from ._profiling import anchor_networks
+
+        anchor_items = [(lab, m) for lab, m, _ in anchor_networks() if lab in anchors_ref]
+    anchor_keys = [f"anchor:{lab}" for lab, _ in anchor_items]
     if measurements is None:
         with tempfile.TemporaryDirectory(prefix="augur-residual-") as d:
-            say(f"exporting {len(items)} sampled networks ({', '.join(p for p, *_ in per_space)}; seed {seed})")
-            nets = prepare([(lab, sp.decode(x)) for lab, sp, x in items], d)
+            say(f"exporting {len(items)} sampled networks ({', '.join(p for p, *_ in per_space)}; seed {seed})"
+                + (f" and {len(anchor_items)} speed anchors" if anchor_items else ""))
+            nets = prepare([(lab, sp.decode(x)) for lab, sp, x in items] + anchor_items, d)
             res = measure_networks(nets, settings, rounds=rounds, round_s=round_s, warmup_s=0.05, spread_s=spread_s,
-                                   memory=False, progress=say, seed=seed, retry_noise=max_noise, retries=retries)
-        measurements = {k: {"median_ms": r["latency"]["median_ms"], "noise": r["latency"]["noise"],
-                            "rounds": r["latency"]["round_medians_ms"]} for k, r in zip(keys, res)}
+                                   memory=False, progress=say, seed=seed, retry_noise=max_noise, retries=retries,
+                                   max_wait_s=max_wait_s,
+                                   references={n.label: anchors_ref[n.label] for n in nets[len(items):]})
+        measurements = {}
+        for k, r in zip(keys + anchor_keys, res):
+            lat = r["latency"]
+            norm = lat.get("normalized_ms") if not k.startswith("anchor:") else None
+            measurements[k] = {"median_ms": norm or lat["median_ms"], "raw_ms": lat["median_ms"],
+                               "normalized": bool(norm), "speed": lat.get("speed"), "noise": lat["noise"],
+                               "rounds": lat["round_medians_ms"]}
+    speed = session_speed(measurements, anchors_ref)
+    normalized = all(measurements.get(k, {}).get("normalized") for k in keys)
+    offset = float(np.log(speed["ratio_now_to_profile"])) if speed and not normalized else 0.0
+    if normalized:
+        say("latencies normalized to the profile's speed by the anchors timed in every batch")
+    elif speed:
+        say(f"speed anchors: the machine runs {100 * (speed['ratio_now_to_profile'] - 1):+.1f}% against the profile's "
+            f"session; taken out of the residual's targets")
     missing = [k for k in keys if k not in measurements]
     if missing:
         raise MeasurementError(f"the saved measurements lack {len(missing)} of the {len(keys)} sampled architectures "
@@ -164,13 +197,12 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
     noise_a = np.nan_to_num(np.asarray(noise, dtype=np.float64), nan=1.0)
     macs_a = np.asarray(macs)
     say(f"cross-validating ({folds} folds) on {len(meas_a)} networks")
-    cv = cross_validate(F, base, meas_a, macs_a, noise_a, folds=folds, seed=seed, max_noise=max_noise)
+    cv = cross_validate(F, base, meas_a, macs_a, noise_a, folds=folds, seed=seed, max_noise=max_noise, offset=offset)
     clean = noise_a <= max_noise
     if clean.sum() < 5:
         raise MeasurementError(f"only {int(clean.sum())} of {len(clean)} networks were measured with noise within "
                                f"{max_noise:.0%}; the machine is too noisy to train a residual now")
     y = np.log(meas_a[clean] / base[clean])
-    offset = float(np.median(y))
     model_str = train_booster(F[clean], y - offset, seed=seed)
     macs_coef = macs_loglog_fit(macs_a[clean], meas_a[clean])
     trained = {
@@ -180,6 +212,8 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
         "params": {k: v for k, v in LGB_PARAMS.items() if k not in ("verbose", "num_threads", "force_col_wise")},
         "rounds": NUM_ROUNDS,
         "session_offset": round(offset, 4),
+        "session_speed": speed,
+        "normalized": bool(normalized),
         "cross_validation": _round(cv),
         "macs_loglog": {"a": macs_coef[0], "b": macs_coef[1],
                         "note": "log(ms) = a + b log(MACs), fitted on the same networks (the MACs baseline)"},
@@ -193,6 +227,18 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
     report = {"cv": cv, "labels": labels, "spaces": tags, "measured_ms": meas_a.tolist(), "noise": noise_a.tolist(),
               "layer_sum_ms": base.tolist(), "macs": macs_a.tolist(), "measurements": measurements}
     return out, report
+
+
+def session_speed(measurements: dict, anchors_ref: dict) -> dict | None:
+    """The machine's speed now against the profile's session, from the anchors' measurements
+    (``measurements["anchor:<label>"]``); None without anchors."""
+    ratios = {lab: measurements[f"anchor:{lab}"]["median_ms"] / ref for lab, ref in anchors_ref.items()
+              if f"anchor:{lab}" in measurements and ref > 0}
+    if not ratios:
+        return None
+    return {"ratio_now_to_profile": float(np.median(list(ratios.values()))),
+            "anchors": {k: round(float(v), 4) for k, v in ratios.items()},
+            "note": "median over the speed anchors of (latency now / latency when the profile was built)"}
 
 
 def _without_residual(profile):

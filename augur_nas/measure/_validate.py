@@ -34,7 +34,7 @@ def _predict(space, X, profile, batch):
 
 def validate(profile, spaces=(), models=(), samples: int = 50, seed: int = 0, settings=None, rounds: int = 10,
              round_s: float = 0.05, spread_s: float = 0.0, memory: bool = True, max_noise: float = 0.05,
-             progress=None, memory_jobs: int = 1, retries: int = 1) -> dict:
+             progress=None, memory_jobs: int = 1, retries: int = 1, max_wait_s: float = 300.0) -> dict:
     """Measure and predict; returns the report (``summary`` and one row per network)."""
     from ..models import load_model
     from ._measure import measure_networks
@@ -71,22 +71,46 @@ def validate(profile, spaces=(), models=(), samples: int = 50, seed: int = 0, se
     if not rows:
         raise MeasurementError("validate needs networks: --space SPACE --samples N, or model files")
     overlap = [r["label"] for r in rows if r["hash"] in trained]
+    anchors_ref = (profile.fit.get("anchors") or {}).get("latency_ms") or {}
+    anchor_items = []
+    if anchors_ref:
+        from ._profiling import anchor_networks
+
+        anchor_items = [(lab, m) for lab, m, _ in anchor_networks() if lab in anchors_ref]
     with tempfile.TemporaryDirectory(prefix="augur-validate-") as d:
-        say(f"exporting {len(items)} networks")
-        nets = prepare(items, d)
+        say(f"exporting {len(items)} networks" + (f" and {len(anchor_items)} speed anchors" if anchor_items else ""))
+        nets = prepare(items + anchor_items, d)
         # labels may have been made unique by prepare
         for r, n in zip(rows, nets):
             r["label"] = n.label
         res = measure_networks(nets, settings, rounds=rounds, round_s=round_s, warmup_s=0.1, spread_s=spread_s,
                                memory=memory, progress=say, seed=seed, memory_jobs=memory_jobs,
-                               retry_noise=max_noise, retries=retries)
+                               retry_noise=max_noise, retries=retries, max_wait_s=max_wait_s,
+                               references={n.label: anchors_ref[n.label] for n in nets[len(rows):]})
+    anchor_res = res[len(rows):]
+    res = res[:len(rows)]
+    speed = None
+    if anchor_res:
+        ratios = {a["label"]: a["latency"]["median_ms"] / anchors_ref[a["label"]] for a in anchor_res}
+        batches = sorted({m["latency"]["speed"] for m in res if m["latency"].get("speed") == m["latency"].get("speed")})
+        speed = {"ratio_now_to_profile": float(np.median(list(ratios.values()))),
+                 "anchors": {k: round(v, 4) for k, v in ratios.items()},
+                 "batches": [round(float(b), 4) for b in batches],
+                 "note": "median over the speed anchors of (latency now / latency when the profile was built); "
+                         "1.2 means the machine runs 20% slower than when the profile was measured. The anchors "
+                         "are timed in every batch of rounds; `batches` are the speeds of the batches"}
     for r, m in zip(rows, res):
-        r["measured_ms"] = m["latency"]["median_ms"]
+        norm = m["latency"].get("normalized_ms")
+        r["measured_raw_ms"] = m["latency"]["median_ms"]
+        r["measured_ms"] = norm if norm else m["latency"]["median_ms"]
+        r["speed"] = m["latency"].get("speed")
+        r["raw_noise"] = m["latency"].get("raw_noise")
         r["noise"] = m["latency"]["noise"]
         r["spread_ms"] = m["latency"]["spread_ms"]
         r["rounds"] = m["latency"]["rounds"]
         r["attempts"] = m["latency"].get("attempts", 1)
         r["contended_rounds"] = m["latency"].get("contended_rounds", 0)
+        r["waited_s"] = m["latency"].get("waited_s", 0.0)
         r["iters_per_round"] = m["latency"]["iters_per_round"]
         mm = m.get("memory") or {}
         r["measured_mb"] = mm.get("peak_rss_mb")
@@ -103,6 +127,14 @@ def validate(profile, spaces=(), models=(), samples: int = 50, seed: int = 0, se
     for r in rows:
         r["macs_baseline_ms"] = float(macs_loglog_predict(coef, [r["macs"]])[0])
     summary = summarize(scored, max_noise, has_res)
+    summary["measured"] = "speed-normalized" if speed is not None else "raw"
+    if speed is not None:
+        summary["machine_speed"] = speed
+        # the same predictions against the latencies as timed, not brought to the profile's speed
+        raw = summarize([dict(r, measured_ms=r["measured_raw_ms"]) for r in scored], max_noise, has_res)
+        summary["raw"] = {"clean": raw.get("clean"), "all": raw.get("all"), "by_group": raw.get("by_group"),
+                          "note": "predictions against the latencies as timed (each batch at the machine's speed "
+                                  "then), not normalized by the speed anchors"}
     summary["macs_baseline"] = {"a": coef[0], "b": coef[1], "note": macs_note}
     summary["excluded_in_training"] = overlap
     summary["settings"] = settings.to_dict()

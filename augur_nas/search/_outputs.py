@@ -12,47 +12,14 @@ import io
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
 
+from .._atomic import atomic_write
 from ._units import format_limit
 
 COST_KEYS = ("latency_ms", "memory_mb", "params", "macs")
 HTML_MAX_POINTS = 20000
-
-
-# ------------------------------------------------------------------------------------------ atomic
-
-
-def _umask() -> int:
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-_MODE = 0o666 & ~_umask()
-
-
-def atomic_write(path: str, data) -> str:
-    """Write ``data`` (str or bytes) to ``path`` through a temporary file and ``os.replace``."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def remove_stale(out_dir: str) -> None:

@@ -197,16 +197,33 @@ def graceful_stop(escalate: bool = True, term: bool = False):
             signal.signal(signal.SIGTERM, old_term)
 
 
-def _fail_running(study, tags=None, dead_only_here: bool = False) -> int:
+UNTAGGED_GRACE_S = 10.0
+
+
+def _fail_running(study, tags=None, dead_only_here: bool = False, untagged_after_s: float | None = None) -> int:
     """Mark RUNNING trials as FAIL: those tagged with one of ``tags``, or (``dead_only_here``) those
-    tagged by a process of this machine that no longer exists. Returns how many."""
+    tagged by a process of this machine that no longer exists, or (``untagged_after_s``) those
+    with no tag that started more than that long ago. A worker tags its trial right after asking
+    for it, so an untagged trial that old was asked for by a worker killed in between. Returns
+    how many."""
+    import datetime
+
     from optuna.trial import TrialState
 
     host = socket.gethostname()
+    now = datetime.datetime.now()
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         tag = t.user_attrs.get(WORKER_ATTR)
         if tag is None:
+            started = t.datetime_start
+            if untagged_after_s is not None and started is not None and \
+                    (now - started).total_seconds() > untagged_after_s:
+                try:
+                    study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                    n += 1
+                except Exception:  # finished meanwhile
+                    pass
             continue
         hit = tags is not None and tag in tags
         if dead_only_here and not hit:
@@ -219,6 +236,24 @@ def _fail_running(study, tags=None, dead_only_here: bool = False) -> int:
             except Exception:  # finished meanwhile
                 pass
     return n
+
+
+def _fail_untagged(study) -> int:
+    """After the workers ended: a worker killed between asking for a trial and tagging it leaves
+    an untagged RUNNING trial; wait until such trials are older than the grace period (a live
+    worker elsewhere tags its own within milliseconds) and mark them failed."""
+    import datetime
+
+    from optuna.trial import TrialState
+
+    young = [t.datetime_start for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+             if t.user_attrs.get(WORKER_ATTR) is None and t.datetime_start is not None]
+    if not young:
+        return 0
+    age = (datetime.datetime.now() - max(young)).total_seconds()
+    if age <= UNTAGGED_GRACE_S:
+        time.sleep(UNTAGGED_GRACE_S - age + 0.5)
+    return _fail_running(study, untagged_after_s=UNTAGGED_GRACE_S)
 
 
 # ============================================================================================ the loop
@@ -644,6 +679,7 @@ def _run_workers(study, space, device, batch, obj, objective_arg, limits, sample
         interrupted = True
     shutil.rmtree(tmp, ignore_errors=True)
     _fail_running(study, tags=set(tags.values()))
+    _fail_untagged(study)
     if errors:
         k, msg = errors[0]
         raise ConstraintError(msg or f"worker {k} failed")

@@ -1,0 +1,48 @@
+"""Atomic file writes: a temporary file in the destination's folder, flushed to disk, then
+``os.replace``. A reader (or a user who pressed Ctrl-C) sees the old file or the new one, never
+half of one; on any failure the temporary file is removed and the old file is untouched."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+
+def _default_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def atomic_file(path, binary: bool = True):
+    """``with atomic_file(path) as f: f.write(...)``: ``path`` is replaced when the block ends
+    without an exception. The new file keeps the old one's permissions (default: 0o666 & ~umask)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            mode = _default_mode()
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(path, data) -> str:
+    """Write ``data`` (str or bytes) to ``path`` atomically; creates the folder. Returns ``path``."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_file(path) as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
