@@ -9,38 +9,11 @@ puts measured and predicted side by side.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 
+from ._cli_args import fraction, positive_float, positive_int
 from ._errors import MeasurementError
-
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {s!r}")
-    return v
-
-
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {s!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {s!r}")
-    return v
-
-
-def _fraction(s: str) -> float:
-    v = _positive_float(s)
-    if v >= 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, not {s!r}")
-    return v
 
 
 class _Terminated(KeyboardInterrupt):
@@ -164,6 +137,16 @@ def cmd_profile(args) -> int:
 # --------------------------------------------------------------------------------------------- fit-residual
 
 
+def _runnable_profile(args, purpose: str = ""):
+    """``(profile, runtime settings)`` of ``--device``, refused when its runtime cannot run networks."""
+    profile = _load_profile(args.device)
+    settings = _settings(args, profile)
+    if settings.backend not in ("onnxruntime", "torch"):
+        raise MeasurementError(f"the profile was measured with the {settings.backend} backend, which does not run "
+                               f"networks; give --backend onnxruntime or torch{purpose}")
+    return profile, settings
+
+
 def cmd_fit_residual(args) -> int:
     from .cli import _print_json
     from .measure._measure import stderr_progress
@@ -171,11 +154,7 @@ def cmd_fit_residual(args) -> int:
     from .profile import save_profile
     from .space import load_space
 
-    profile = _load_profile(args.device)
-    settings = _settings(args, profile)
-    if settings.backend not in ("onnxruntime", "torch"):
-        raise MeasurementError(f"the profile was measured with the {settings.backend} backend, which does not run "
-                               f"networks; give --backend onnxruntime or torch")
+    profile, settings = _runnable_profile(args)
     spaces = []
     for p in args.space:
         path, _, n = p.rpartition(":") if p.rpartition(":")[2].isdigit() else (p, "", "")
@@ -233,11 +212,7 @@ def cmd_validate(args) -> int:
     from .measure._validate import plot, validate
     from .space import load_space
 
-    profile = _load_profile(args.device)
-    settings = _settings(args, profile)
-    if settings.backend not in ("onnxruntime", "torch"):
-        raise MeasurementError(f"the profile was measured with the {settings.backend} backend, which does not run "
-                               f"networks; give --backend onnxruntime or torch to validate it against one")
+    profile, settings = _runnable_profile(args, " to validate it against one")
     if not args.space and not args.models:
         raise MeasurementError("validate needs networks: --space SPACE --samples N, or model files")
     spaces = [(p, load_space(p)) for p in (args.space or [])]
@@ -299,8 +274,8 @@ def cmd_validate(args) -> int:
 
 
 def _timing_args(p, rounds=10, round_ms=50.0, spread=0.0):
-    p.add_argument("--rounds", type=_positive_int, default=rounds, help=f"interleaved timing rounds (default {rounds})")
-    p.add_argument("--round-ms", type=_positive_float, default=round_ms, metavar="MS",
+    p.add_argument("--rounds", type=positive_int, default=rounds, help=f"interleaved timing rounds (default {rounds})")
+    p.add_argument("--round-ms", type=positive_float, default=round_ms, metavar="MS",
                    help=f"work per network and round, in ms of runs (default {round_ms:g})")
     p.add_argument("--spread-s", type=float, default=spread, metavar="S",
                    help="pause between rounds so that they cover at least S seconds (default: no pause)")
@@ -317,13 +292,13 @@ def register(sub) -> None:
     m.add_argument("paths", nargs="+", metavar="PATH", help="model files: .yaml, .prototxt, .onnx or file.py:factory")
     m.add_argument("--backend", choices=("onnxruntime", "torch"), default=None,
                    help="runtime (default: the --device profile's, else onnxruntime)")
-    m.add_argument("--threads", type=_positive_int, default=None, help="intra-op threads (default 1)")
+    m.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default 1)")
     m.add_argument("--torch-device", choices=("cpu", "cuda"), default=None)
     m.add_argument("--device", default=None, metavar="FILE", help="use the runtime settings recorded in this profile")
     m.add_argument("--warmup-s", type=float, default=0.3, metavar="S", help="warm-up time per network (default 0.3)")
     m.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     m.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
-    m.add_argument("--max-noise", type=_fraction, default=0.05,
+    m.add_argument("--max-noise", type=fraction, default=0.05,
                    help="networks measured noisier than this are measured again (--retries, default 0.05)")
     m.add_argument("--json", action="store_true")
     _timing_args(m, rounds=12, spread=10.0)
@@ -333,11 +308,11 @@ def register(sub) -> None:
     p.add_argument("--backend", choices=("onnxruntime", "numpy", "torch"), default="onnxruntime")
     p.add_argument("--torch-device", choices=("cpu", "cuda"), default=None)
     p.add_argument("--name", required=True, help="the profile's name")
-    p.add_argument("--budget-s", type=_positive_float, default=480.0, metavar="S",
+    p.add_argument("--budget-s", type=positive_float, default=480.0, metavar="S",
                    help="time budget of the measurement, seconds (default 480)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="intra-op threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-network-macs", type=_positive_float, default=1.5e9, metavar="MACS",
+    p.add_argument("--max-network-macs", type=positive_float, default=1.5e9, metavar="MACS",
                    help="largest calibration network (default 1.5e9)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the profile YAML to write")
     p.set_defaults(fn=cmd_profile)
@@ -346,14 +321,14 @@ def register(sub) -> None:
     r.add_argument("--device", required=True, metavar="FILE", help="the profile (a YAML file)")
     r.add_argument("--space", required=True, action="append", metavar="SPACE[:N]",
                    help="a search space (repeatable); SPACE:N samples N architectures of it instead of --samples")
-    r.add_argument("--samples", type=_positive_int, required=True, metavar="N", help="architectures per space")
+    r.add_argument("--samples", type=positive_int, required=True, metavar="N", help="architectures per space")
     r.add_argument("--seed", type=int, default=1000,
                    help="sampling seed (default 1000; use a seed other than validate's, whose default is 0)")
-    r.add_argument("--folds", type=_positive_int, default=5)
-    r.add_argument("--max-noise", type=_fraction, default=0.05,
+    r.add_argument("--folds", type=positive_int, default=5)
+    r.add_argument("--max-noise", type=fraction, default=0.05,
                    help="train only on networks measured within this noise (default 0.05)")
     r.add_argument("--backend", choices=("onnxruntime", "torch"), default=None)
-    r.add_argument("--threads", type=_positive_int, default=None)
+    r.add_argument("--threads", type=positive_int, default=None)
     r.add_argument("-o", "--output", default=None, metavar="FILE", help="write here (default: overwrite --device)")
     r.add_argument("--save-measurements", default=None, metavar="FILE.json",
                    help="also write the end-to-end measurements of the sampled networks (to refit later)")
@@ -367,12 +342,12 @@ def register(sub) -> None:
     v.add_argument("models", nargs="*", metavar="MODEL", help="model files to validate on")
     v.add_argument("--device", required=True, metavar="NAME|FILE")
     v.add_argument("--space", action="append", metavar="SPACE", help="sample this search space (repeatable)")
-    v.add_argument("--samples", type=_positive_int, default=50, metavar="N", help="samples per space (default 50)")
+    v.add_argument("--samples", type=positive_int, default=50, metavar="N", help="samples per space (default 50)")
     v.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    v.add_argument("--max-noise", type=_fraction, default=0.05,
+    v.add_argument("--max-noise", type=fraction, default=0.05,
                    help="score networks measured within this noise (default 0.05); all are reported too")
     v.add_argument("--backend", choices=("onnxruntime", "torch"), default=None)
-    v.add_argument("--threads", type=_positive_int, default=None)
+    v.add_argument("--threads", type=positive_int, default=None)
     v.add_argument("--no-memory", action="store_true")
     v.add_argument("--plot", default=None, metavar="FILE.png", help="predicted vs measured, with the ±10%% band")
     v.add_argument("--json", action="store_true")

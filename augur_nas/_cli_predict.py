@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
+
+from ._cli_args import positive_int
 
 
 def register(sub) -> None:
@@ -12,23 +12,13 @@ def register(sub) -> None:
     p.add_argument("path", help="model file: .yaml, .prototxt, .onnx or file.py:factory")
     p.add_argument("--device", required=True, metavar="NAME|FILE",
                    help="a shipped device profile (see `augur-nas devices`) or a profile YAML file")
-    p.add_argument("--batch", type=_positive_int, default=1, metavar="N", help="images per forward pass (default 1)")
+    p.add_argument("--batch", type=positive_int, default=1, metavar="N", help="images per forward pass (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(fn=cmd_predict)
 
     d = sub.add_parser("devices", help="the shipped device profiles, their provenance and fit quality")
     d.add_argument("--json", action="store_true", help="print one JSON object")
     d.set_defaults(fn=cmd_devices)
-
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {s!r}")
-    return v
 
 
 def predict(path, device, batch: int = 1) -> dict:

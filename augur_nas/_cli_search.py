@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
+
+from ._cli_args import nonneg_int, positive_int
 
 
 def register(sub) -> None:
@@ -29,18 +30,18 @@ def register(sub) -> None:
                         "(default: macs)")
     p.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS,
                    help=f"Optuna sampler, or exhaustive (every candidate of a space of at most 10^7) (default: {DEFAULT_SAMPLER})")
-    p.add_argument("--trials", type=_positive_int, default=DEFAULT_TRIALS, metavar="N",
+    p.add_argument("--trials", type=positive_int, default=DEFAULT_TRIALS, metavar="N",
                    help=f"trials to run (more trials on a resumed study) (default: {DEFAULT_TRIALS})")
-    p.add_argument("--seed", type=_nonneg_int, default=None, metavar="S", help="sampler seed (default: random)")
+    p.add_argument("--seed", type=nonneg_int, default=None, metavar="S", help="sampler seed (default: random)")
     p.add_argument("--storage", default=None, metavar="URL",
                    help="sqlite:///FILE.db, journal:FILE (or FILE.log), postgresql://USER@HOST:PORT/DB "
                         "(default: in memory)")
     p.add_argument("--study-name", default=None, metavar="NAME",
                    help="study name; an existing study of that name in --storage is resumed (default: SPACE-DEVICE)")
-    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
                    help="processes working on the study (needs --storage), or pricing ranks in parallel for "
                         "--sampler exhaustive (default: 1)")
-    p.add_argument("--batch", type=_positive_int, default=1, metavar="N",
+    p.add_argument("--batch", type=positive_int, default=1, metavar="N",
                    help="images per forward pass priced by the oracle (default: 1)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: ./augur-out/SPACE-DEVICE)")
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
@@ -51,26 +52,6 @@ def register(sub) -> None:
     # taking "-3MB" for an option
     if hasattr(p, "_negative_number_matcher"):
         p._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?[A-Za-z]*$")
-
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {s!r}")
-    return v
-
-
-def _nonneg_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {s!r}")
-    return v
 
 
 def _safe(name: str) -> str:

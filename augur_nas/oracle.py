@@ -36,47 +36,35 @@ def _table_costs(space, X, profile, batch, breakdown=True):
 
 def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     """The same figures through segment tabulation (``_segments``): each block of the network is
-    priced once per distinct (input shape, block genes) combination of the chunk.
-
-    With fusion or layout rules, a segment's entry tensor carries the fusion state and the layout
-    of the layer that made it (``program_entry_states``, ``program_entry_layouts``); with a residual, the whole-network sums its
-    features need are gathered with the latency and the booster corrects the chunk at once."""
+    priced once per distinct (input shape, block genes) combination of the chunk. With a residual,
+    the whole-network sums its features need are gathered with the latency and the booster
+    corrects the chunk at once."""
     model = profile.latency
     if model.fuse or model.layout:
         # fusion and layout rules follow chains across segment boundaries; the segment path
         # does not carry that state exactly yet (nb201 differed by up to 4 %), so such profiles
         # are priced through the full layer table
         return _table_costs(space, X, profile, batch, breakdown)
-    from ._segments import segment_sums, segments
+    from ._segments import segment_sums
     from .costmodel import residual_sums
     from .costmodel._residual import SUM_KEYS
     from .lowering import DTYPE_BYTES, _TotalsSink
 
-    model, name = profile.latency, profile.name
+    name = profile.name
     prog = space.program
     model_ws_sum = profile.memory.workspace == "sum"
     residual = getattr(profile, "residual", None)
-    entry_of = {}
-    if model.fuse or model.layout is not None:
-        states = model.fuse.program_entry_states(prog) if model.fuse else {}
-        lays = model.layout.program_entry_layouts(prog, model.fuse, model.free_kinds()) if model.layout else {}
-        for seg in segments(prog):
-            e = seg.entry
-            entry_of[prog.nodes[seg.start].name] = {"fusion": states.get(e) if e >= 0 else None,
-                                                    "layout": lays.get(e, 0) if e >= 0 else 0}
     need_fc = profile.memory.fc_weights_coef is not None
 
     def seg_fn(table):
-        entry = entry_of.get(table.names[0])
-        fused = model.fused(table, entry) if model.fuse else None
-        st, n_reorder = model.slot_costs(table, batch, name, entry, fused)
+        st, n_reorder = model.slot_costs(table, batch, name, None, None)
         out = {"latency_ms": st.sum(axis=0)}
         if model_ws_sum:
             out["workspace_sum_elems"] = table.rows["workspace_elems"].sum(axis=0)
         if breakdown:
             out.update({f"latency_ms.{k}": v for k, v in model.breakdown(table, st).items()})
         if residual is not None:
-            out.update(residual_sums(table, model, st, fused, n_reorder))
+            out.update(residual_sums(table, model, st, None, n_reorder))
         if need_fc:
             from .costmodel._memory import fc_weight_bytes
 

@@ -145,29 +145,6 @@ class FusionRules:
             ok[gi] = op in grp[key]
         return ok[np.asarray(g, dtype=np.int64)]  # index -1 is the trailing False
 
-    def program_entry_states(self, prog) -> dict:
-        """``node -> (stage, group, readers)`` of every node of a program (candidate-independent
-        where no ``select`` decides; a ``select`` is not a chain here), for the fast path's
-        segments, which see the tensor entering them only as an input ``-1``."""
-        cache = getattr(prog, "_fusion_states", None)
-        key = repr(self.groups)
-        if cache is not None and cache[0] == key:
-            return cache[1]
-        nodes = prog.nodes
-        ops = [n.op for n in nodes]
-        inputs = [list(n.inputs) for n in nodes]
-        mask = np.ones((len(nodes), 1), dtype=bool)
-        _, stage, group = self.chain_stages(ops, inputs, mask)
-        readers = {}
-        for n in nodes:
-            for i in set(n.inputs):
-                readers[i] = readers.get(i, 0) + 1
-        states = {i: (int(stage[i, 0]), int(group[i, 0]), readers.get(i, 0)) for i in range(len(nodes))}
-        prog._fusion_states = (key, states)
-        return states
-
-    # ------------------------------------------------------------------------------ plain data
-
     def to_list(self) -> list:
         return [{k: list(g[k]) for k in _KEYS if g[k]} for g in self.groups]
 
@@ -425,43 +402,6 @@ class LayoutRules:
     def cost(self, moved, count) -> np.ndarray:
         """Time (ms) of the conversions: ``ms_per_mb * MB + overhead_ms`` each."""
         return self.reorder[0] * moved / 1e6 + self.reorder[1] * count
-
-    def program_entry_layouts(self, prog, fuse, free_kinds=()) -> dict:
-        """``node -> layout`` of every node of a program (selects unresolved: their first input),
-        for the fast path's segments. Shapes do not matter to the rules except for the narrow
-        convs and concat channel counts, which a program-level pass does not see: the layout of a
-        segment's entry is that of its producer's kind."""
-        cache = getattr(prog, "_layout_states", None)
-        key = (repr(self.to_dict()), repr(fuse.to_list() if fuse else None))
-        if cache is not None and cache[0] == key:
-            return cache[1]
-        states = {}
-        fused_static = {}
-        if fuse:
-            nodes = prog.nodes
-            ops = [n.op for n in nodes]
-            inputs = [list(n.inputs) for n in nodes]
-            f, _, _ = fuse.chain_stages(ops, inputs, np.ones((len(nodes), 1), dtype=bool))
-            fused_static = {i: bool(f[i, 0]) for i in range(len(nodes))}
-        for i, n in enumerate(prog.nodes):
-            ins = list(n.inputs)
-            prev = states.get(ins[0], _PLAIN) if ins and ins[0] >= 0 else _PLAIN
-            if n.op in TRANSPARENT or n.op in free_kinds:
-                states[i] = prev
-            elif fused_static.get(i):
-                states[i] = _BLOCKED if len(ins) > 1 else prev
-            elif n.op in self.blocked:
-                states[i] = _BLOCKED
-            elif n.op in self.follow:
-                states[i] = prev
-            elif n.op in self.joins:
-                states[i] = _BLOCKED if all(states.get(j, _PLAIN) == _BLOCKED for j in ins if j >= 0) else _PLAIN
-            else:
-                states[i] = _PLAIN
-        prog._layout_states = (key, states)
-        return states
-
-    # ------------------------------------------------------------------------------ plain data
 
     def to_dict(self) -> dict:
         return {"blocked": list(self.blocked), "follow": list(self.follow), "joins": list(self.joins),

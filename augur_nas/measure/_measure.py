@@ -6,6 +6,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 from .._errors import MeasurementError
 from ._memory import measure_memories
 from ._protocol import time_runners
@@ -81,8 +83,6 @@ def measure_networks(networks, settings: RuntimeSettings, rounds: int = 10, roun
 
 
 def _batch_speed(timing: dict, refs: dict) -> float:
-    import numpy as np
-
     r = [timing[lab].median_ms / ms for lab, ms in refs.items() if lab in timing]
     return float(np.median(r)) if r else float("nan")
 

@@ -67,6 +67,15 @@ def anchor_networks():
 
     return [(f"anchor_{lab.split('_', 1)[1]}", m, spec)
             for lab, m, spec in calibration_networks(np.random.default_rng(ANCHOR_SEED), 5, 4e8)]
+def profile_anchors(profile):
+    """``(anchors_ref, anchor_items)``: a profile's speed anchors, ``{label: ms when it was
+    built}``, and the ``(label, model)`` pairs to time again (none for a profile without them)."""
+    anchors_ref = (profile.fit.get("anchors") or {}).get("latency_ms") or {}
+    if not anchors_ref:
+        return {}, []
+    return anchors_ref, [(lab, m) for lab, m, _ in anchor_networks() if lab in anchors_ref]
+
+
 MAX_NETWORKS = 90
 
 

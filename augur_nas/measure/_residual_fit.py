@@ -142,12 +142,9 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
         for i, x in enumerate(X):
             items.append((f"{space.name}[{i}]", space, x))
     keys = [f"{sp.name}:{','.join(map(str, x.tolist()))}" for _, sp, x in items]
-    anchors_ref = (profile.fit.get("anchors") or {}).get("latency_ms") or {}
-    anchor_items = []
-    if anchors_ref:
-        from ._profiling import anchor_networks
+    from ._profiling import profile_anchors
 
-        anchor_items = [(lab, m) for lab, m, _ in anchor_networks() if lab in anchors_ref]
+    anchors_ref, anchor_items = profile_anchors(profile)
     anchor_keys = [f"anchor:{lab}" for lab, _ in anchor_items]
     if measurements is None:
         with tempfile.TemporaryDirectory(prefix="augur-residual-") as d:

@@ -71,12 +71,9 @@ def validate(profile, spaces=(), models=(), samples: int = 50, seed: int = 0, se
     if not rows:
         raise MeasurementError("validate needs networks: --space SPACE --samples N, or model files")
     overlap = [r["label"] for r in rows if r["hash"] in trained]
-    anchors_ref = (profile.fit.get("anchors") or {}).get("latency_ms") or {}
-    anchor_items = []
-    if anchors_ref:
-        from ._profiling import anchor_networks
+    from ._profiling import profile_anchors
 
-        anchor_items = [(lab, m) for lab, m, _ in anchor_networks() if lab in anchors_ref]
+    anchors_ref, anchor_items = profile_anchors(profile)
     with tempfile.TemporaryDirectory(prefix="augur-validate-") as d:
         say(f"exporting {len(items)} networks" + (f" and {len(anchor_items)} speed anchors" if anchor_items else ""))
         nets = prepare(items + anchor_items, d)

@@ -217,18 +217,13 @@ def _fail_running(study, tags=None, dead_only_here: bool = False, untagged_after
         tag = t.user_attrs.get(WORKER_ATTR)
         if tag is None:
             started = t.datetime_start
-            if untagged_after_s is not None and started is not None and \
-                    (now - started).total_seconds() > untagged_after_s:
-                try:
-                    study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-                    n += 1
-                except Exception:  # finished meanwhile
-                    pass
-            continue
-        hit = tags is not None and tag in tags
-        if dead_only_here and not hit:
-            h, _, pid = tag.rpartition(":")
-            hit = h == host and pid.isdigit() and not _pid_alive(int(pid))
+            hit = untagged_after_s is not None and started is not None and \
+                (now - started).total_seconds() > untagged_after_s
+        else:
+            hit = tags is not None and tag in tags
+            if dead_only_here and not hit:
+                h, _, pid = tag.rpartition(":")
+                hit = h == host and pid.isdigit() and not _pid_alive(int(pid))
         if hit:
             try:
                 study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
