@@ -91,23 +91,39 @@ def segments(prog) -> list:
 
 class _Recorder:
     """Records every field of one segment's slots (a small layer table of the grid rows), for
-    the liveness analysis and for cost models that price layer tables."""
+    the liveness analysis and for cost models that price layer tables.
+
+    With ``full`` the whole-network sums are taken from the recorded table afterwards (a few
+    reductions over ``[slots, rows]``) instead of slot by slot through ``inner``; inactive rows
+    are zeroed once at the end rather than field by field per slot."""
 
     PEAK_FIELDS = ("out_elems", "workspace_elems")
 
-    def __init__(self, seg, N, inner, full=True):
-        from .lowering import FIELDS
+    def __init__(self, prog, seg, N, inner, full=True):
+        from .lowering import FIELDS, REGISTRY, _totals_static
 
         n = seg.stop - seg.start
+        if full:
+            nodes = prog.nodes[seg.start:seg.stop]
+            shares = _totals_static(prog)[0][seg.start:seg.stop]
+            self._gemm_slots = [j for j, nd in enumerate(nodes) if REGISTRY[nd.op].gemm]
+            self._act_slots = [j for j, sh in enumerate(shares) if not sh]
         self.seg, self.inner, self.N, self.full = seg, inner, N, full
         self.fields = FIELDS if full else self.PEAK_FIELDS
-        self.rows = {f: np.zeros((n, N), dtype=np.float64 if f == "macs" else np.int64) for f in self.fields}
+        ints = [f for f in self.fields if f != "macs"]
+        self._ints = np.zeros((len(ints), n, N), dtype=np.int64)
+        self.rows = {f: self._ints[i] for i, f in enumerate(ints)}
+        if full:
+            self.rows["macs"] = np.zeros((n, N), dtype=np.float64)
         self.rows["mask"] = np.zeros((n, N), dtype=bool)
+        self._partial: list = []  # slots active for some rows only, zeroed where inactive in _finish
+        self._done = False
 
     def __call__(self, ev, nid, node, act, ins, c, h, w, counts):
         from .lowering import _value
 
-        self.inner(ev, nid, node, act, ins, c, h, w, counts)
+        if not self.full:
+            self.inner(ev, nid, node, act, ins, c, h, w, counts)
         j = nid - self.seg.start
         rows = self.rows
         rows["mask"][j] = act
@@ -116,22 +132,44 @@ class _Recorder:
             i0 = ins[0]
             rows["in_c"][j], rows["in_h"][j], rows["in_w"][j] = ev.c[i0], ev.h[i0], ev.w[i0]
             rows["out_c"][j], rows["out_h"][j], rows["out_w"][j] = c, h, w
-            rows["in_elems"][j] = sum(ev.elems(ev.c[i], ev.h[i], ev.w[i]) for i in ins)
+            rows["in_elems"][j] = (ev.elems(ev.c[i0], ev.h[i0], ev.w[i0]) if len(ins) == 1
+                                   else sum(ev.elems(ev.c[i], ev.h[i], ev.w[i]) for i in ins))
             for f, v in counts.items():
                 rows[f][j] = _value(v)
         elif "workspace_elems" in counts:
             rows["workspace_elems"][j] = _value(counts["workspace_elems"])
         if act is not True:
-            m = rows["mask"][j]
-            for f in self.fields:
-                rows[f][j] *= m
+            self._partial.append(j)
+
+    def _finish(self):
+        if self._done:
+            return
+        self._done = True
+        mask = self.rows["mask"]
+        for j in self._partial:  # in place per slot: a fancy-indexed update copies the block twice
+            self._ints[:, j] *= mask[j]
+            if self.full:
+                self.rows["macs"][j] *= mask[j]
 
     def result(self):
-        return self.inner.result()
+        if not self.full:
+            return self.inner.result()
+        self._finish()
+        rows, gemm, act = self.rows, self._gemm_slots, self._act_slots
+        macs = rows["macs"]
+        return {
+            "macs": macs[gemm].sum(axis=0) if gemm else np.zeros(self.N),
+            "ops": macs.sum(axis=0),
+            "params": rows["params"].sum(axis=0).astype(np.float64),
+            "weight_elems": rows["weight_elems"].sum(axis=0).astype(np.float64),
+            "activation_elems": rows["out_elems"][act].sum(axis=0).astype(np.float64) if act else np.zeros(self.N),
+            "workspace_elems": np.maximum(rows["workspace_elems"].max(axis=0), 0).astype(np.float64),
+        }
 
     def table(self, prog, ev):
         from .lowering import REGISTRY, LayerTable
 
+        self._finish()
         seg = self.seg
         nodes = prog.nodes[seg.start:seg.stop]
         inputs = [[i - seg.start if i >= seg.start else -1 for i in n.inputs] for n in nodes]
@@ -142,6 +180,7 @@ class _Recorder:
     def peak(self, prog, table, entry_elems):
         from .analysis import peak_activation, shares_input_buffer
 
+        self._finish()
         shares = shares_input_buffer(prog)[self.seg.start:self.seg.stop]
         peak, _ = peak_activation(table.ops, table.inputs, shares, self.rows["mask"], self.rows["out_elems"],
                                   self.rows["workspace_elems"], table.select_pos, entry_elems)
@@ -174,46 +213,46 @@ def _unique_states(c, h, w, zero, N):
 
 
 def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activation_bytes"), peak=False,
-                 seg_fn=None, keep=None, cache=None, derive=None):
+                 seg_fn=None, keep=None, cache=None, derive=None, checked=False):
     """Whole-network sums for candidates ``X`` through segment tabulation.
 
     ``make_sink(B)`` makes a sink for ``walk`` with a ``result() -> {field: [B] array}``.
     With ``peak`` the largest live activation bytes are added (``peak_activation_bytes``, a
     max over segments); ``seg_fn(table)`` prices a segment's small layer table (its rows are
-    the grid) and returns more ``{field: [rows] array}`` sums, e.g. a cost model's latency.
+    the grid) and returns more ``{field: [rows] array}`` sums, e.g. a cost model's latency
+    (with ``seg_fn`` the sink's sums are those of ``_TotalsSink``, taken from that table).
     ``keep`` (a set of field names) limits what is gathered per candidate; ``derive(sums)`` may
     add fields computed from a grid's sums (a linear combination gathered once instead of its
-    terms one by one). ``cache`` (a dict the
-    caller keeps, one per ``make_sink``/``seg_fn``/``keep`` setting) keeps the segment grids from
-    one call to the next: a search asks for many batches of the same space.
+    terms one by one). ``cache`` (a dict the caller keeps, one per
+    ``make_sink``/``seg_fn``/``keep`` setting) keeps the segment grids from one call to the next:
+    a search asks for many batches of the same space. ``checked``: ``X`` is already validated.
     Returns ({field: [B] array}, the network input's element count per candidate).
     """
-    X = space.check_encodings(X)
+    if not checked:
+        X = space.check_encodings(X)
     prog = space.program
     B = X.shape[0]
     segs = segments(prog)
-    XT = np.ascontiguousarray(X.T)  # gene columns, contiguous for the key arithmetic
-    totals: dict = {}
+    XT = _gene_columns(space, X)
+    totals = _Totals(B, reduce_max)
     G = space.n_genes
+    from .lowering import _Eval
+
     # the network input: its shape depends on the genes of the resolution only
     in_genes: set = set()
     _expr_genes(prog.in_h, in_genes)
     _expr_genes(prog.in_w, in_genes)
     in_genes = tuple(sorted(in_genes))
     if in_genes:
-        key, grid = _grid(space, X, in_genes)
-        from .lowering import _Eval
-
+        key, grid = _grid(space, XT, in_genes)
         ev = _Eval(space, grid)
         state, codes_grid = _unique_states(prog.in_channels, ev.h[-1], ev.w[-1], False, len(grid))
-        codes = codes_grid[key]
+        codes = np.take(codes_grid, key)
     else:
-        from .lowering import _Eval
-
         ev = _Eval(space, np.zeros((1, G), dtype=np.int64))
         state = _State(np.array([prog.in_channels]), np.atleast_1d(ev.h[-1]), np.atleast_1d(ev.w[-1]), np.array([False]))
         codes = np.zeros(B, dtype=np.int64)
-    in_elems = (state.c * state.h * state.w)[codes]
+    in_elems = np.take(state.c * state.h * state.w, codes).astype(np.int64)
     states = {-1: (state, codes)}
     i = 0
     while i < len(segs):
@@ -233,20 +272,61 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
             N = st.n * seg.combos
         i = j
         if N <= min(MAX_GRID, B):
-            out_state, out_codes, sums = _tabulate(space, X, XT, seg, st, cd, make_sink, peak, seg_fn, keep, cache,
-                                                   derive)
+            out_state, out_codes = _tabulate(space, X, XT, seg, st, cd, make_sink, peak, seg_fn, keep, cache,
+                                             derive, totals)
         else:
             out_state, out_codes, sums = _direct(space, X, seg, st, cd, make_sink, peak, seg_fn, derive)
-        for k, v in sums.items():
-            cur = totals.get(k)
-            if cur is None:
-                totals[k] = np.array(v, dtype=np.float64)  # owned, so later adds can be in place
-            elif k in reduce_max:
-                np.maximum(cur, v, out=cur)
-            else:
-                np.add(cur, v, out=cur)
+            for k, v in sums.items():
+                totals.add_field(k, v)
         states[seg.stop - 1] = (out_state, out_codes)
-    return totals, in_elems
+    return totals.result(), in_elems
+
+
+def _gene_columns(space, X):
+    """``X`` transposed to one contiguous row per gene, in the narrowest integer type that holds
+    the options: the key arithmetic reads these rows once per segment, and a narrow copy is
+    several times cheaper to transpose and to read than the int64 encodings."""
+    most = int(space._sizes.max(initial=1)) if space.n_genes else 1
+    dt = np.int8 if most <= 127 else np.int16 if most <= 32767 else np.int64
+    if dt is np.int64:
+        return np.ascontiguousarray(X.T)
+    return np.ascontiguousarray(X.astype(dt).T)
+
+
+class _Totals:
+    """Per-candidate sums of the gathered grid fields.
+
+    Each tabulated segment hands over one ``[B, F]`` block (its fields in one gather); blocks with
+    the same fields are added in one operation, and fields are split out only at the end."""
+
+    def __init__(self, B, reduce_max):
+        self.B, self.reduce_max = B, set(reduce_max)
+        self.blocks: dict = {}  # (names, is max) -> [B, F] array, owned
+        self.fields: dict = {}  # name -> [B] array, owned (segments evaluated directly)
+
+    def add_block(self, names, vals, is_max=False):
+        cur = self.blocks.get((names, is_max))
+        if cur is None:
+            self.blocks[(names, is_max)] = vals
+        elif is_max:
+            np.maximum(cur, vals, out=cur)
+        else:
+            np.add(cur, vals, out=cur)
+
+    def add_field(self, k, v):
+        cur = self.fields.get(k)
+        if cur is None:
+            self.fields[k] = np.array(np.broadcast_to(v, (self.B,)), dtype=np.float64)
+        elif k in self.reduce_max:
+            np.maximum(cur, v, out=cur)
+        else:
+            np.add(cur, v, out=cur)
+
+    def result(self) -> dict:
+        for (names, is_max), block in self.blocks.items():
+            for c, k in enumerate(names):
+                self.add_field(k, block[:, c])
+        return self.fields
 
 
 def _merge(prog, run) -> Segment:
@@ -266,16 +346,16 @@ def _merge(prog, run) -> Segment:
     return seg
 
 
-def _grid(space, X, genes):
-    """Dense keys of X over ``genes`` and the grid of every combination of them."""
+def _grid(space, XT, genes):
+    """Dense keys over ``genes`` (from the gene rows ``XT``) and the grid of every combination."""
     prog = space.program
     sizes = [len(prog.genes[g].options) for g in genes]
     radix = np.ones(len(genes), dtype=np.int64)
     for i in range(len(genes) - 2, -1, -1):
         radix[i] = radix[i + 1] * sizes[i + 1]
-    key = np.zeros(X.shape[0], dtype=np.int64)
+    key = np.zeros(XT.shape[1], dtype=np.int64)
     for g, r in zip(genes, radix):
-        key += X[:, g] * r if r != 1 else X[:, g]
+        key += XT[g] * r if r != 1 else XT[g]
     n = int(np.prod(sizes))
     idx = np.arange(n, dtype=np.int64)
     grid = np.zeros((n, space.n_genes), dtype=np.int64)
@@ -284,17 +364,24 @@ def _grid(space, X, genes):
     return key, grid
 
 
-def _tabulate(space, X, XT, seg, st, codes, make_sink, peak=False, seg_fn=None, keep=None, cache=None, derive=None):
+def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache, derive, totals):
     R = seg.combos
-    key = codes * R if R != 1 else codes.copy()
+    # keys are below the grid size (<= MAX_GRID), so narrow integers hold them
+    kd = np.int16 if XT.dtype.itemsize <= 2 else np.int64
+    key = codes.astype(kd)
+    if R != 1:
+        key *= kd(R)
     for g, r in zip(seg.genes, seg.radix):
-        key += XT[g] * r if r != 1 else XT[g]
+        if r == 1:
+            key += XT[g]
+        else:
+            key += XT[g] * kd(r)
     ck = None
     if cache is not None:
         ck = (seg.start, seg.stop, st.c.tobytes(), st.h.tobytes(), st.w.tobytes(), st.zero.tobytes())
         hit = cache.get(ck)
     if cache is None or hit is None:
-        hit = _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive)
+        hit = _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive, totals.reduce_max)
         if cache is not None:
             size = sum(getattr(a, "nbytes", 0) for a in hit) + sum(a.nbytes for a in (hit[0].c, hit[0].h, hit[0].w))
             used = cache.get("_bytes", 0) + size
@@ -303,13 +390,17 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak=False, seg_fn=None, 
                 used = size
             cache["_bytes"] = used
             cache[ck] = hit
-    out_state, grid_codes, names, grid_vals, errors = hit
+    out_state, grid_codes, sum_names, sum_vals, max_names, max_vals, errors = hit
     _raise_deferred(space, X, errors, key)
-    gathered = np.take(grid_vals, key, axis=1)  # one gather of every field: [F, B] (take beats fancy indexing)
-    return out_state, np.take(grid_codes, key), dict(zip(names, gathered))
+    # one gather of every field of a grid row ([rows, F] rows are contiguous; take beats fancy indexing)
+    if sum_names:
+        totals.add_block(sum_names, np.take(sum_vals, key, axis=0))
+    if max_names:
+        totals.add_block(max_names, np.take(max_vals, key, axis=0), is_max=True)
+    return out_state, np.take(grid_codes, key)
 
 
-def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None):
+def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, reduce_max=()):
     """A segment evaluated on every (entry shape, segment genes) combination: what each
     candidate then gathers by its key. Depends on the entry shapes, not on the candidates."""
     R = seg.combos
@@ -321,7 +412,7 @@ def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None):
         grid[:, g] = (idx // r) % sz
     s_idx = idx // R
     entry = (seg.entry, st.c[s_idx], st.h[s_idx], st.w[s_idx], st.zero[s_idx] if st.zero.any() else False)
-    sink = _Recorder(seg, N, make_sink(N), full=bool(seg_fn)) if (peak or seg_fn) else make_sink(N)
+    sink = _Recorder(space.program, seg, N, None if seg_fn else make_sink(N), full=bool(seg_fn)) if (peak or seg_fn) else make_sink(N)
     ev = walk(space, grid, sink, seg.start, seg.stop, entry, defer_errors=True)
     out = seg.stop - 1
     out_state, grid_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N)
@@ -329,10 +420,17 @@ def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None):
     if derive is not None:
         res.update(derive(res))
     names = [k for k in res if keep is None or k in keep or k.startswith("latency_ms.")]
-    grid_vals = np.empty((len(names), N), dtype=np.float64)
-    for i, k in enumerate(names):
-        grid_vals[i] = res[k]
-    return out_state, grid_codes, names, grid_vals, list(ev.errors)
+    sum_names = tuple(k for k in names if k not in reduce_max)
+    max_names = tuple(k for k in names if k in reduce_max)
+    sum_vals = np.empty((N, len(sum_names)), dtype=np.float64)
+    for c, k in enumerate(sum_names):
+        sum_vals[:, c] = res[k]
+    max_vals = np.empty((N, len(max_names)), dtype=np.float64)
+    for c, k in enumerate(max_names):
+        max_vals[:, c] = res[k]
+    if N <= 32767:
+        grid_codes = grid_codes.astype(np.int16)
+    return out_state, grid_codes, sum_names, sum_vals, max_names, max_vals, list(ev.errors)
 
 
 def _extras(space, sink, ev, entry_elems, peak, seg_fn):
@@ -349,7 +447,7 @@ def _extras(space, sink, ev, entry_elems, peak, seg_fn):
 def _direct(space, X, seg, st, codes, make_sink, peak=False, seg_fn=None, derive=None):
     B = X.shape[0]
     entry = (seg.entry, st.c[codes], st.h[codes], st.w[codes], st.zero[codes] if st.zero.any() else False)
-    sink = _Recorder(seg, B, make_sink(B), full=bool(seg_fn)) if (peak or seg_fn) else make_sink(B)
+    sink = _Recorder(space.program, seg, B, None if seg_fn else make_sink(B), full=bool(seg_fn)) if (peak or seg_fn) else make_sink(B)
     ev = walk(space, X, sink, seg.start, seg.stop, entry, defer_errors=True)
     _raise_deferred(space, X, ev.errors, np.arange(B))
     out = seg.stop - 1

@@ -687,20 +687,7 @@ class _TotalsSink:
 
     def __init__(self, prog, B):
         self.B = B
-        static = getattr(prog, "_totals_static", None)
-        if static is None:
-            consumers = {}
-            for n in prog.nodes:
-                for i in set(n.inputs):
-                    consumers[i] = consumers.get(i, 0) + 1
-            # in-place capable layers whose input has one reader share its buffer (as in analysis)
-            shares = [
-                n.op in self.ALIAS_OPS or (REGISTRY[n.op].inplace and consumers.get(n.inputs[0], 0) == 1 and n.inputs[0] != -1)
-                for n in prog.nodes
-            ]
-            ctx = [frozenset(n.conds) if n.when is None else ("when", i) for i, n in enumerate(prog.nodes)]
-            static = prog._totals_static = (shares, ctx)
-        self.shares, self.ctx_key = static
+        self.shares, self.ctx_key = _totals_static(prog)
         self.groups = {}  # context key -> [mask, {field: sum}, workspace max]
 
     def __call__(self, ev, nid, node, act, ins, c, h, w, counts):
@@ -734,6 +721,25 @@ class _TotalsSink:
                 np.maximum(ws, wmax if act is True else wmax * act, out=ws)
         out["workspace_elems"] = ws
         return out
+
+
+def _totals_static(prog):
+    """(per slot: shares its input's buffer, per slot: its optional context), computed once."""
+    static = getattr(prog, "_totals_static", None)
+    if static is None:
+        consumers = {}
+        for n in prog.nodes:
+            for i in set(n.inputs):
+                consumers[i] = consumers.get(i, 0) + 1
+        # in-place capable layers whose input has one reader share its buffer (as in analysis)
+        shares = [
+            n.op in _TotalsSink.ALIAS_OPS
+            or (REGISTRY[n.op].inplace and consumers.get(n.inputs[0], 0) == 1 and n.inputs[0] != -1)
+            for n in prog.nodes
+        ]
+        ctx = [frozenset(n.conds) if n.when is None else ("when", i) for i, n in enumerate(prog.nodes)]
+        static = prog._totals_static = (shares, ctx)
+    return static
 
 
 def _acc(sums: dict, key: str, v):

@@ -100,7 +100,7 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     if residual is not None:
         keep.update(SUM_KEYS)
     r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak=mem.activations == "peak",
-                               seg_fn=seg_fn, keep=keep, cache=cache, derive=derive)
+                               seg_fn=seg_fn, keep=keep, cache=cache, derive=derive, checked=True)
     zero = np.zeros(len(in_elems))
     get = lambda k: r.get(k, zero)  # noqa: E731
     by_kind = {k.split(".", 1)[1]: v for k, v in r.items() if k.startswith("latency_ms.")}

@@ -109,3 +109,22 @@ def test_grid_cache_is_bounded(monkeypatch):
     (cache,) = oracle._grid_caches.values()
     assert cache["_bytes"] <= 50_000 or len(cache) == 2  # one oversized entry at most
     np.testing.assert_array_equal(oracle.evaluate(X)["latency_ms"], a)
+
+
+def test_wide_genes_take_wider_key_columns():
+    """Genes with more than 127 options are read as int16 columns (the int8 copy would wrap):
+    the segment path must still equal the table path."""
+    spec = {"input": {"channels": 3, "resolution": {"choice": [32, 48, 64]}},
+            "layers": [{"conv": {"out": {"choice": list(range(8, 308))}, "kernel": 3, "stride": 2}},
+                       {"conv": {"out": {"choice": [16, 32]}, "kernel": {"choice": [1, 3]}}},
+                       {"globalpool": {"mode": "avg"}},
+                       {"fc": {"out": 10}}]}
+    space = an.load_space_dict(spec, source="t.yaml")
+    assert max(len(g.options) for g in space.genes) == 300
+    X = space.sample(5000, seed=2)
+    assert X[:, 1].max() > 127
+    prof = load_profile("tk1-gpu")
+    a = _table_costs(space, X, prof, 1)
+    b = _fast_costs(space, X, prof, 1)
+    for i in (0, 2, 3, 4):
+        np.testing.assert_allclose(b[i], a[i], rtol=1e-9)

@@ -256,7 +256,7 @@ def test_protocol_corrects_common_drift_and_reports_the_raw_figures():
         _Machine.factor = 1.0
     for k, t in res.items():
         assert t.raw_noise is not None and t.raw_median_ms is not None
-        assert t.raw_noise > 0.3  # the raw halves differ by about 2x
+        assert t.raw_noise > 0.25  # the raw halves differ by about 2x (0.67 on a quiet machine)
         assert t.noise < t.raw_noise / 2
     # without enough networks to tell a common drift, nothing is corrected
     small = time_runners({k: runners[k] for k in list(runners)[:3]}, rounds=4, round_s=0.002, warmup_s=0.002,

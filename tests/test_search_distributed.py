@@ -118,7 +118,12 @@ def test_four_workers_one_killed(pg_url, tmp_path):
     assert sum(t.state == TrialState.FAIL for t in all_trials) <= 16  # at most one ask batch in flight
     # outputs written from the whole study
     rows = list(csv.DictReader(open(out / "trials.csv")))
-    assert len(rows) == len(all_trials)
+    # every trial with an architecture; a worker killed while its trial's genes were being set
+    # leaves a failed trial with only some of them, which has no row
+    n_genes = max(len(t.params) for t in all_trials)
+    partial = [t for t in all_trials if len(t.params) < n_genes]
+    assert all(t.state == TrialState.FAIL for t in partial) and len(partial) <= 1
+    assert len(rows) == len(all_trials) - len(partial)
     assert (out / "pareto.csv").exists() and (out / "arch-000.yaml").exists()
     assert "front:" in stdout
 
