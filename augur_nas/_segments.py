@@ -21,6 +21,7 @@ from .space._expr import Fn, GeneVal
 
 MAX_GRID = 4096
 GRID_CACHE_BYTES = 64 * 2**20  # a cache of segment grids (``segment_sums(cache=...)``) is cleared beyond this
+NARROW_BATCH = 1024  # from this batch size on, keys are computed from int8/int16 gene rows
 MERGE_GRID = 512  # neighbouring segments are merged while their joint grid has at most this many rows
 
 
@@ -32,6 +33,13 @@ class Segment:
     genes: tuple  # genes the segment's own slots use
     radix: np.ndarray  # mixed-radix multipliers of those genes
     combos: int  # product of their option counts
+
+    @property
+    def gene_index(self) -> np.ndarray:
+        g = self.__dict__.get("_gene_index")
+        if g is None:
+            g = self.__dict__["_gene_index"] = np.asarray(self.genes, dtype=np.intp)
+        return g
 
 
 def _expr_genes(e, out: set):
@@ -192,6 +200,15 @@ class _State:
 
     def __init__(self, c, h, w, zero):
         self.c, self.h, self.w, self.zero = c, h, w, zero
+        self._token = None
+
+    @property
+    def token(self) -> bytes:
+        """The shapes as bytes: part of a grid's cache key (computed once per state)."""
+        if self._token is None:
+            self._token = b"".join(a.tobytes() for a in (self.c, self.h, self.w, self.zero)) + \
+                bytes(str((len(self.c), self.c.dtype, self.h.dtype, self.w.dtype)), "ascii")
+        return self._token
 
     @property
     def n(self) -> int:
@@ -235,25 +252,18 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
     segs = segments(prog)
     XT = _gene_columns(space, X)
     totals = _Totals(B, reduce_max)
-    G = space.n_genes
-    from .lowering import _Eval
-
     # the network input: its shape depends on the genes of the resolution only
-    in_genes: set = set()
-    _expr_genes(prog.in_h, in_genes)
-    _expr_genes(prog.in_w, in_genes)
-    in_genes = tuple(sorted(in_genes))
-    if in_genes:
-        key, grid = _grid(space, XT, in_genes)
-        ev = _Eval(space, grid)
-        state, codes_grid = _unique_states(prog.in_channels, ev.h[-1], ev.w[-1], False, len(grid))
-        codes = np.take(codes_grid, key)
-    else:
-        ev = _Eval(space, np.zeros((1, G), dtype=np.int64))
-        state = _State(np.array([prog.in_channels]), np.atleast_1d(ev.h[-1]), np.atleast_1d(ev.w[-1]), np.array([False]))
-        codes = np.zeros(B, dtype=np.int64)
-    in_elems = np.take(state.c * state.h * state.w, codes).astype(np.int64)
+    in_genes, in_radix, state, in_codes, in_size = _input_states(space)
+    codes = np.take(in_codes, _keys(XT, np.zeros(B, dtype=np.int64), 1, in_genes, in_radix))
+    in_elems = np.take(in_size, codes)
     states = {-1: (state, codes)}
+    # a grid larger than the batch costs more than walking the batch itself, unless it is kept
+    # for later calls: with a cache every grid up to MAX_GRID is tabulated, so the entry shapes
+    # (the grids' exits) and the cache keys are the same whatever the batch, and a later call of
+    # one candidate only gathers
+    # (once a segment is walked directly its exit shapes are the batch's own, and so are the
+    # later grids: those are tabulated only when larger batches pay for them)
+    limit = MAX_GRID if cache is not None else min(MAX_GRID, B)
     i = 0
     while i < len(segs):
         seg = segs[i]
@@ -264,18 +274,19 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
         j = i + 1
         while j < len(segs):
             nxt = st.n * seg.combos * segs[j].combos
-            if nxt > min(MAX_GRID, B) or (segs[j].combos > 1 and nxt > MERGE_GRID):
+            if nxt > limit or (segs[j].combos > 1 and nxt > MERGE_GRID):
                 break
             j += 1
         if j > i + 1:
             seg = _merge(prog, segs[i:j])
             N = st.n * seg.combos
         i = j
-        if N <= min(MAX_GRID, B):
+        if N <= limit:
             out_state, out_codes = _tabulate(space, X, XT, seg, st, cd, make_sink, peak, seg_fn, keep, cache,
                                              derive, totals)
         else:
             out_state, out_codes, sums = _direct(space, X, seg, st, cd, make_sink, peak, seg_fn, derive)
+            limit = min(MAX_GRID, B)
             for k, v in sums.items():
                 totals.add_field(k, v)
         states[seg.stop - 1] = (out_state, out_codes)
@@ -283,11 +294,12 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
 
 
 def _gene_columns(space, X):
-    """``X`` transposed to one contiguous row per gene, in the narrowest integer type that holds
-    the options: the key arithmetic reads these rows once per segment, and a narrow copy is
-    several times cheaper to transpose and to read than the int64 encodings."""
+    """``X`` transposed to one contiguous row per gene, for a large batch in the narrowest
+    integer type that holds the options: the key arithmetic reads these rows once per segment,
+    and a narrow copy is several times cheaper to transpose and to read than the int64
+    encodings. A small batch keeps int64 (see ``_keys``)."""
     most = int(space._sizes.max(initial=1)) if space.n_genes else 1
-    dt = np.int8 if most <= 127 else np.int16 if most <= 32767 else np.int64
+    dt = np.int64 if X.shape[0] < NARROW_BATCH else np.int8 if most <= 127 else np.int16 if most <= 32767 else np.int64
     if dt is np.int64:
         return np.ascontiguousarray(X.T)
     return np.ascontiguousarray(X.astype(dt).T)
@@ -346,39 +358,62 @@ def _merge(prog, run) -> Segment:
     return seg
 
 
-def _grid(space, XT, genes):
-    """Dense keys over ``genes`` (from the gene rows ``XT``) and the grid of every combination."""
+def _input_states(space):
+    """(genes, multipliers, distinct shapes, code of each combination, elements per shape) of the
+    network input, whose shape depends on the resolution genes only; computed once per space."""
     prog = space.program
+    hit = getattr(prog, "_input_states", None)
+    if hit is not None:
+        return hit
+    from .lowering import _Eval
+
+    genes: set = set()
+    _expr_genes(prog.in_h, genes)
+    _expr_genes(prog.in_w, genes)
+    genes = tuple(sorted(genes))
     sizes = [len(prog.genes[g].options) for g in genes]
-    radix = np.ones(len(genes), dtype=np.int64)
+    radix = [1] * len(genes)
     for i in range(len(genes) - 2, -1, -1):
         radix[i] = radix[i + 1] * sizes[i + 1]
-    key = np.zeros(XT.shape[1], dtype=np.int64)
-    for g, r in zip(genes, radix):
-        key += XT[g] * r if r != 1 else XT[g]
-    n = int(np.prod(sizes))
+    n = int(np.prod(sizes, dtype=np.float64)) if genes else 1
     idx = np.arange(n, dtype=np.int64)
     grid = np.zeros((n, space.n_genes), dtype=np.int64)
     for g, r, sz in zip(genes, radix, sizes):
         grid[:, g] = (idx // r) % sz
-    return key, grid
+    ev = _Eval(space, grid)
+    h = np.broadcast_to(np.asarray(ev.h[-1], dtype=np.int64), (n,))
+    w = np.broadcast_to(np.asarray(ev.w[-1], dtype=np.int64), (n,))
+    state, codes = _unique_states(prog.in_channels, h, w, False, n)
+    hit = prog._input_states = (genes, np.asarray(radix, dtype=np.int64), state, codes.astype(np.int64),
+                                (state.c * state.h * state.w).astype(np.int64))
+    return hit
+
+
+def _keys(XT, codes, R, genes, radix, gene_index=None):
+    """``codes * R + sum(XT[g] * r)``: each candidate's row in a grid of ``R`` combinations per
+    entry code. Narrow gene rows (int8/int16, large batches) give int16 keys (every grid has at
+    most MAX_GRID rows); a small batch takes one product over its genes (a few calls on tiny
+    arrays instead of two per gene)."""
+    if XT.dtype == np.int64:
+        key = codes.astype(np.int64)
+        if R != 1:
+            key *= R
+        if len(genes):
+            key += np.dot(radix, XT[gene_index if gene_index is not None else list(genes)])
+        return key
+    key = codes.astype(np.int16)
+    if R != 1:
+        key *= np.int16(R)
+    for g, r in zip(genes, radix):
+        key += XT[g] * np.int16(r) if r != 1 else XT[g]
+    return key
 
 
 def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache, derive, totals):
-    R = seg.combos
-    # keys are below the grid size (<= MAX_GRID), so narrow integers hold them
-    kd = np.int16 if XT.dtype.itemsize <= 2 else np.int64
-    key = codes.astype(kd)
-    if R != 1:
-        key *= kd(R)
-    for g, r in zip(seg.genes, seg.radix):
-        if r == 1:
-            key += XT[g]
-        else:
-            key += XT[g] * kd(r)
+    key = _keys(XT, codes, seg.combos, seg.genes, seg.radix, seg.gene_index)
     ck = None
     if cache is not None:
-        ck = (seg.start, seg.stop, st.c.tobytes(), st.h.tobytes(), st.w.tobytes(), st.zero.tobytes())
+        ck = (seg.start, seg.stop, st.token)
         hit = cache.get(ck)
     if cache is None or hit is None:
         hit = _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive, totals.reduce_max)

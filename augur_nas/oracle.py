@@ -19,7 +19,6 @@ from .lowering import REGISTRY, lower
 from .profile import Profile, load_profile
 
 DEFAULT_CHUNK = 131072
-SMALL_BATCH = 64
 
 
 def _table_costs(space, X, profile, batch, breakdown=True):
@@ -165,13 +164,10 @@ class Oracle:
         kinds: dict[str, np.ndarray] = {}
         for lo in range(0, B, self.chunk):
             hi = min(B, lo + self.chunk)
-            # tabulating segments pays off over a batch; a handful is cheaper through the table
-            if hi - lo >= SMALL_BATCH:
-                cache = self._grid_caches.setdefault((id(self.profile), batch, bool(breakdown)), {})
-                lat, by_kind, mem, macs, params = _fast_costs(self.space, X[lo:hi], self.profile, batch, breakdown,
-                                                              cache)
-            else:
-                lat, by_kind, mem, macs, params = _table_costs(self.space, X[lo:hi], self.profile, batch, breakdown)
+            # the segment grids are priced once per Oracle and kept, so after the first call even a
+            # single candidate only gathers its segments' sums
+            cache = self._grid_caches.setdefault((id(self.profile), batch, bool(breakdown)), {})
+            lat, by_kind, mem, macs, params = _fast_costs(self.space, X[lo:hi], self.profile, batch, breakdown, cache)
             out["latency_ms"][lo:hi] = lat
             out["memory_mb"][lo:hi] = mem
             out["macs"][lo:hi] = macs

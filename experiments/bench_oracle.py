@@ -6,7 +6,8 @@ Timed side by side, in interleaved rounds of one process (medians with min..max)
   once per process), so every segment grid is priced again (the figure quoted);
 - warm: one Oracle asked again, its segment grids kept from the earlier rounds (what a search
   that asks for batch after batch of the same space sees);
-- one at a time: the same oracle asked candidate by candidate.
+- one at a time: the same oracle asked candidate by candidate (its grids kept from the batch:
+  what NAS code that prices one candidate per call sees after its first call).
 """
 
 from __future__ import annotations

@@ -128,3 +128,29 @@ def test_wide_genes_take_wider_key_columns():
     b = _fast_costs(space, X, prof, 1)
     for i in (0, 2, 3, 4):
         np.testing.assert_allclose(b[i], a[i], rtol=1e-9)
+
+
+def test_single_candidates_gather_from_the_grids_of_the_first_call(monkeypatch):
+    """After an Oracle's first call its segment grids cover every entry shape, so a later call of
+    one candidate (any candidate) prices no grid again, and still equals the layer table."""
+    from augur_nas import _segments
+    from augur_nas.oracle import Oracle
+
+    space = an.load_space("spaces/mobile.yaml")
+    X = space.sample(40, seed=12)
+    oracle = Oracle(space, "tk1-gpu")
+    built = []
+    real = _segments._grid_values
+    monkeypatch.setattr(_segments, "_grid_values", lambda *a, **k: built.append(1) or real(*a, **k))
+    first = oracle.evaluate(X[0], breakdown=False)
+    assert built  # priced on the first call
+    n_first = len(built)
+    singles = [oracle.evaluate(x, breakdown=False) for x in X[1:]]
+    assert len(built) == n_first  # never again
+    prof = load_profile("tk1-gpu")
+    lat, _, mem, macs, params = _table_costs(space, X, prof, 1)
+    got = {k: np.concatenate([first[k]] + [s[k] for s in singles]) for k in first}
+    np.testing.assert_allclose(got["latency_ms"], lat, rtol=1e-9)
+    np.testing.assert_allclose(got["memory_mb"], mem, rtol=1e-9)
+    np.testing.assert_array_equal(got["macs"], macs)
+    np.testing.assert_array_equal(got["params"], params)
