@@ -17,9 +17,11 @@ import numpy as np
 
 from ._errors import ShapeError
 from .lowering import _expr_nodes, walk
-from .space._expr import Fn, GeneVal
+from .space._expr import Channels, Const, Fn, GeneVal
 
 MAX_GRID = 4096
+CACHED_MAX_GRID = 32768  # with a cache (an Oracle's), grids up to this size are priced once and kept
+CALLS_BEFORE_GRID = 2  # ... from this many earlier calls of the cache on (see segment_sums)
 GRID_CACHE_BYTES = 64 * 2**20  # a cache of segment grids (``segment_sums(cache=...)``) is cleared beyond this
 NARROW_BATCH = 1024  # from this batch size on, keys are computed from int8/int16 gene rows
 MERGE_GRID = 512  # neighbouring segments are merged while their joint grid has at most this many rows
@@ -257,13 +259,20 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
     codes = np.take(in_codes, _keys(XT, np.zeros(B, dtype=np.int64), 1, in_genes, in_radix))
     in_elems = np.take(in_size, codes)
     states = {-1: (state, codes)}
-    # a grid larger than the batch costs more than walking the batch itself, unless it is kept
-    # for later calls: with a cache every grid up to MAX_GRID is tabulated, so the entry shapes
-    # (the grids' exits) and the cache keys are the same whatever the batch, and a later call of
-    # one candidate only gathers
-    # (once a segment is walked directly its exit shapes are the batch's own, and so are the
-    # later grids: those are tabulated only when larger batches pay for them)
-    limit = MAX_GRID if cache is not None else min(MAX_GRID, B)
+    # which segments are tabulated: a grid larger than the batch costs more than walking the
+    # batch itself, unless it is kept for later calls. With a cache (an Oracle's), a grid of up to
+    # CACHED_MAX_GRID rows is priced when the batch is at least that large, or from the cache's
+    # CALLS_BEFORE_GRID-th call on (NAS code asking for a candidate at a time): then every grid
+    # is priced in one call for every entry shape, and later calls only gather. Once a segment is
+    # walked directly, the later entry shapes are the batch's own and such grids are not priced
+    # (each batch would ask for others). Merging follows the cache's limit, so every call cuts
+    # the network the same way and finds the same grids.
+    limit = CACHED_MAX_GRID if cache is not None else min(MAX_GRID, B)
+    calls = 0
+    if cache is not None:
+        calls = cache.get("_calls", 0)
+        cache["_calls"] = calls + 1
+    stable = True
     i = 0
     while i < len(segs):
         seg = segs[i]
@@ -281,12 +290,15 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
             seg = _merge(prog, segs[i:j])
             N = st.n * seg.combos
         i = j
-        if N <= limit:
+        tab = N <= min(MAX_GRID, B)
+        if not tab and cache is not None and N <= CACHED_MAX_GRID:
+            tab = (seg.start, seg.stop, st.token) in cache or (stable and (N <= B or calls >= CALLS_BEFORE_GRID))
+        if tab:
             out_state, out_codes = _tabulate(space, X, XT, seg, st, cd, make_sink, peak, seg_fn, keep, cache,
                                              derive, totals)
         else:
             out_state, out_codes, sums = _direct(space, X, seg, st, cd, make_sink, peak, seg_fn, derive)
-            limit = min(MAX_GRID, B)
+            stable = False
             for k, v in sums.items():
                 totals.add_field(k, v)
         states[seg.stop - 1] = (out_state, out_codes)
@@ -391,8 +403,8 @@ def _input_states(space):
 
 def _keys(XT, codes, R, genes, radix, gene_index=None):
     """``codes * R + sum(XT[g] * r)``: each candidate's row in a grid of ``R`` combinations per
-    entry code. Narrow gene rows (int8/int16, large batches) give int16 keys (every grid has at
-    most MAX_GRID rows); a small batch takes one product over its genes (a few calls on tiny
+    entry code. Narrow gene rows (int8/int16, large batches) give int16 keys (no grid has more
+    than CACHED_MAX_GRID = 32768 rows); a small batch takes one product over its genes (a few calls on tiny
     arrays instead of two per gene)."""
     if XT.dtype == np.int64:
         key = codes.astype(np.int64)
@@ -415,6 +427,14 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache
     if cache is not None:
         ck = (seg.start, seg.stop, st.token)
         hit = cache.get(ck)
+        if hit is None:
+            # a segment built like one priced before (the cells of a stage: same layers, same
+            # genes, same entry shapes) has the same grid
+            sig = _signature(space.program, seg)
+            sk = None if sig is None else ("same as", sig, st.token)
+            hit = cache.get(sk) if sk is not None else None
+            if hit is not None:
+                cache[ck] = hit
     if cache is None or hit is None:
         hit = _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive, totals.reduce_max)
         if cache is not None:
@@ -425,6 +445,8 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache
                 used = size
             cache["_bytes"] = used
             cache[ck] = hit
+            if sk is not None and not hit[-1]:  # deferred errors name this segment's layers: not shared
+                cache[sk] = hit
     out_state, grid_codes, sum_names, sum_vals, max_names, max_vals, errors = hit
     _raise_deferred(space, X, errors, key)
     # one gather of every field of a grid row ([rows, F] rows are contiguous; take beats fancy indexing)
@@ -433,6 +455,69 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache
     if max_names:
         totals.add_block(max_names, np.take(max_vals, key, axis=0), is_max=True)
     return out_state, np.take(grid_codes, key)
+
+
+class _Unshared(Exception):
+    pass
+
+
+def _signature(prog, seg):
+    """What a segment's grid depends on besides its entry shapes, with node ids relative to the
+    segment and genes by their rank in it: equal signatures, equal grids. ``None`` when some
+    part cannot be compared (the segment is then never shared)."""
+    cache = prog.__dict__.setdefault("_segment_signatures", {})
+    key = (seg.start, seg.stop)
+    if key in cache:
+        return cache[key]
+    from .analysis import shares_input_buffer
+    from .lowering import _fn_key, _passthrough_needed, _totals_static
+
+    rank = {g: i for i, g in enumerate(seg.genes)}
+
+    def ref(i):
+        if seg.start <= i < seg.stop:
+            return i - seg.start
+        if i == seg.entry:
+            return "entry"
+        raise _Unshared
+
+    def expr(e):
+        if e is None or isinstance(e, (bool, int, float, str)):
+            return ("v", type(e).__name__, e)
+        if isinstance(e, Const):
+            return ("c", expr(e.value) if not isinstance(e.value, (tuple, list)) else tuple(expr(v) for v in e.value))
+        if isinstance(e, GeneVal):
+            return ("g", rank[e.gene], tuple(e.options))
+        if isinstance(e, Fn):
+            k = _fn_key(e.fn)
+            hash(k)
+            return ("f", k, tuple(expr(a) for a in e.args))
+        if isinstance(e, Channels):
+            return ("ch", ref(e.node))
+        if isinstance(e, tuple):
+            return ("t", tuple(expr(a) for a in e))
+        raise _Unshared
+
+    passthrough = _passthrough_needed(prog)
+    shares = _totals_static(prog)[0]
+    buffers = shares_input_buffer(prog)
+    try:
+        parts = [tuple(len(prog.genes[g].options) for g in seg.genes), seg.entry == -1]
+        for i in range(seg.start, seg.stop):
+            n = prog.nodes[i]
+            params = []
+            for k in sorted(n.params):
+                v = n.params[k]
+                params.append((k, ("gene", rank[v]) if n.op == "select" and k == "gene" else expr(v)))
+            parts.append((n.op, n.table_type, tuple(ref(j) for j in n.inputs), tuple(params),
+                          tuple((rank[g], tuple(sorted(a))) for g, a in n.conds), expr(n.when),
+                          passthrough[i], shares[i], buffers[i], i == prog.output))
+        sig = tuple(parts)
+        hash(sig)
+    except (_Unshared, KeyError, TypeError):
+        sig = None
+    cache[key] = sig
+    return sig
 
 
 def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, reduce_max=()):

@@ -130,9 +130,10 @@ def test_wide_genes_take_wider_key_columns():
         np.testing.assert_allclose(b[i], a[i], rtol=1e-9)
 
 
-def test_single_candidates_gather_from_the_grids_of_the_first_call(monkeypatch):
-    """After an Oracle's first call its segment grids cover every entry shape, so a later call of
-    one candidate (any candidate) prices no grid again, and still equals the layer table."""
+def test_single_candidates_gather_from_grids_after_the_first_calls(monkeypatch):
+    """NAS code that asks an Oracle for one candidate per call: the first calls walk the network
+    directly, the CALLS_BEFORE_GRID-th prices every segment grid (they cover every entry shape),
+    and later calls, of any candidate, price none again. Every answer equals the layer table."""
     from augur_nas import _segments
     from augur_nas.oracle import Oracle
 
@@ -142,15 +143,37 @@ def test_single_candidates_gather_from_the_grids_of_the_first_call(monkeypatch):
     built = []
     real = _segments._grid_values
     monkeypatch.setattr(_segments, "_grid_values", lambda *a, **k: built.append(1) or real(*a, **k))
-    first = oracle.evaluate(X[0], breakdown=False)
-    assert built  # priced on the first call
-    n_first = len(built)
-    singles = [oracle.evaluate(x, breakdown=False) for x in X[1:]]
-    assert len(built) == n_first  # never again
+    res, n_built = [], []
+    for x in X:
+        res.append(oracle.evaluate(x, breakdown=False))
+        n_built.append(len(built))
+    k = _segments.CALLS_BEFORE_GRID
+    assert n_built[k - 1] == 0 and n_built[k] > 0  # walked, walked, then priced
+    assert n_built[-1] == n_built[k]  # never again
     prof = load_profile("tk1-gpu")
     lat, _, mem, macs, params = _table_costs(space, X, prof, 1)
-    got = {k: np.concatenate([first[k]] + [s[k] for s in singles]) for k in first}
+    got = {key: np.concatenate([r[key] for r in res]) for key in res[0]}
     np.testing.assert_allclose(got["latency_ms"], lat, rtol=1e-9)
     np.testing.assert_allclose(got["memory_mb"], mem, rtol=1e-9)
     np.testing.assert_array_equal(got["macs"], macs)
     np.testing.assert_array_equal(got["params"], params)
+
+
+def test_oracle_equals_table_path_on_every_space_with_shared_grids():
+    """Through an Oracle (its cache: larger grids, grids shared between segments built alike,
+    such as the cells of NAS-Bench-201) every space still prices exactly as the layer table, for
+    a batch and for single candidates after it."""
+    prof = load_profile("tk1-gpu")
+    for path in SPACES:
+        space = an.load_space(path)
+        X = space.sample(300, seed=21)
+        oracle = an.Oracle(space, "tk1-gpu", batch=2)
+        ref = _table_costs(space, X, prof, 2)
+        for rep in range(2):
+            got = oracle.evaluate(X)
+            np.testing.assert_allclose(got["latency_ms"], ref[0], rtol=1e-9, err_msg=f"{path} {rep}")
+            np.testing.assert_allclose(got["memory_mb"], ref[2], rtol=1e-9, err_msg=f"{path} {rep}")
+            for kind, v in ref[1].items():
+                np.testing.assert_allclose(got[f"latency_ms.{kind}"], v, rtol=1e-9, atol=1e-12)
+        for i in range(4):
+            np.testing.assert_allclose(oracle.evaluate(X[i])["latency_ms"], ref[0][i:i + 1], rtol=1e-9, err_msg=path)
