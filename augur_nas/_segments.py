@@ -470,7 +470,7 @@ def _signature(prog, seg):
     if key in cache:
         return cache[key]
     from .analysis import shares_input_buffer
-    from .lowering import _fn_key, _passthrough_needed, _totals_static
+    from .lowering import _fn_key, _static_info, _totals_static
 
     rank = {g: i for i, g in enumerate(seg.genes)}
 
@@ -498,7 +498,7 @@ def _signature(prog, seg):
             return ("t", tuple(expr(a) for a in e))
         raise _Unshared
 
-    passthrough = _passthrough_needed(prog)
+    passthrough = _static_info(prog)["passthrough"]
     shares = _totals_static(prog)[0]
     buffers = shares_input_buffer(prog)
     try:
