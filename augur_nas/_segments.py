@@ -6,7 +6,11 @@ itself uses, and across a batch there are few distinct combinations of the two. 
 segment is evaluated once per combination on a small grid (a few hundred rows), and each
 candidate gathers its segment sums by a dense key: a handful of array operations per segment
 instead of several per layer slot. Segments whose grid would be larger than the batch are
-evaluated directly.
+evaluated directly, unless the caller keeps the grids (an Oracle's cache: see
+``segment_sums``). The grids depend on the entry shapes, never on the candidates, and the exit
+shapes of a grid are all its rows', so a chain of tabulated segments meets the same entry shapes
+in every call; two segments built alike (same layers relative to their entry, same genes) with
+the same entry shapes share one grid.
 """
 
 from __future__ import annotations

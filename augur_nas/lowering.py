@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ._errors import ShapeError, UnsupportedOpError
-from .space._expr import Channels, Const, Expr, Fn, GeneVal
+from .space._expr import Channels, Const, Fn, GeneVal
 
 DTYPE_BYTES = 4  # float32 activations and weights
 
@@ -562,7 +562,7 @@ class _TableSink:
         self.B = B
 
     def __call__(self, ev, nid, node, act, ins, c, h, w, counts):
-        rows, B = self.rows, self.B
+        rows = self.rows
         i0 = ins[0]
         rows["mask"][nid] = True if act is True else act
         rows["in_c"][nid] = ev.c[i0]
