@@ -25,6 +25,7 @@ from .space._expr import Channels, Const, Fn, GeneVal
 
 MAX_GRID = 4096
 CACHED_MAX_GRID = 32768  # with a cache (an Oracle's), grids up to this size are priced once and kept
+CACHED_GRID_CELLS = 2**21  # ... and rows x slots at most this (a grid's table: 16 fields of 8 bytes per cell)
 CALLS_BEFORE_GRID = 2  # ... from this many earlier calls of the cache on (see segment_sums)
 GRID_CACHE_BYTES = 64 * 2**20  # a cache of segment grids (``segment_sums(cache=...)``) is cleared beyond this
 NARROW_BATCH = 1024  # from this batch size on, keys are computed from int8/int16 gene rows
@@ -295,7 +296,7 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
             N = st.n * seg.combos
         i = j
         tab = N <= min(MAX_GRID, B)
-        if not tab and cache is not None and N <= CACHED_MAX_GRID:
+        if not tab and cache is not None and N <= CACHED_MAX_GRID and N * (seg.stop - seg.start) <= CACHED_GRID_CELLS:
             tab = (seg.start, seg.stop, st.token) in cache or (stable and (N <= B or calls >= CALLS_BEFORE_GRID))
         if tab:
             out_state, out_codes = _tabulate(space, X, XT, seg, st, cd, make_sink, peak, seg_fn, keep, cache,
