@@ -288,7 +288,8 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
         j = i + 1
         while j < len(segs):
             nxt = st.n * seg.combos * segs[j].combos
-            if nxt > limit or (segs[j].combos > 1 and nxt > MERGE_GRID):
+            if nxt > limit or (segs[j].combos > 1 and nxt > MERGE_GRID) or \
+                    nxt * (segs[j].stop - seg.start) > CACHED_GRID_CELLS:
                 break
             j += 1
         if j > i + 1:

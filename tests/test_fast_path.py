@@ -177,3 +177,34 @@ def test_oracle_equals_table_path_on_every_space_with_shared_grids():
                 np.testing.assert_allclose(got[f"latency_ms.{kind}"], v, rtol=1e-9, atol=1e-12)
         for i in range(4):
             np.testing.assert_allclose(oracle.evaluate(X[i])["latency_ms"], ref[0][i:i + 1], rtol=1e-9, err_msg=path)
+
+
+def test_nb201_cells_are_tabulated_and_share_grids(monkeypatch):
+    """NAS-Bench-201's 15 cells use the same six genes: through an Oracle every cell is
+    tabulated (grids of up to 2 x 15,625 rows, within the kept-grid bounds, merged neighbours
+    included) and the cells of a stage share one grid, so no segment is walked candidate by
+    candidate once the grids are priced."""
+    from augur_nas import _segments
+    from augur_nas.oracle import Oracle
+
+    space = an.load_space("spaces/nb201.yaml")
+    X = space.sample(_segments.CALLS_BEFORE_GRID + 3, seed=4)
+    oracle = Oracle(space, "tk1-gpu")
+    for x in X[:_segments.CALLS_BEFORE_GRID]:
+        oracle.evaluate(x, breakdown=False)
+    calls = {"direct": 0, "tabulate": 0, "build": 0}
+    for name, key in (("_direct", "direct"), ("_tabulate", "tabulate"), ("_grid_values", "build")):
+        real = getattr(_segments, name)
+
+        def counted(*a, _real=real, _key=key, **k):
+            calls[_key] += 1
+            return _real(*a, **k)
+        monkeypatch.setattr(_segments, name, counted)
+    oracle.evaluate(X[_segments.CALLS_BEFORE_GRID], breakdown=False)
+    assert calls["direct"] == 0
+    assert calls["build"] < calls["tabulate"] - 5  # the cells of a stage share grids
+    calls.update(direct=0, build=0)
+    rest = X[_segments.CALLS_BEFORE_GRID + 1:]
+    got = np.concatenate([oracle.evaluate(x, breakdown=False)["latency_ms"] for x in rest])
+    assert calls["direct"] == 0 and calls["build"] == 0
+    np.testing.assert_allclose(got, _table_costs(space, rest, load_profile("tk1-gpu"), 1)[0], rtol=1e-9)
