@@ -208,3 +208,24 @@ def test_nb201_cells_are_tabulated_and_share_grids(monkeypatch):
     got = np.concatenate([oracle.evaluate(x, breakdown=False)["latency_ms"] for x in rest])
     assert calls["direct"] == 0 and calls["build"] == 0
     np.testing.assert_allclose(got, _table_costs(space, rest, load_profile("tk1-gpu"), 1)[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("path", ["spaces/mobile.yaml", "spaces/nb201.yaml", "spaces/classic.yaml",
+                                  "spaces/mobile_small.yaml"])
+def test_one_oracle_asked_batches_of_every_size_in_turn(path):
+    """The kept grids, the call counter and the per-call choice between grids and walks must not
+    let one call's state change another's answer: a random sequence of batch sizes, image batch
+    sizes and breakdown settings on one Oracle, each call equal to the layer table."""
+    rng = np.random.default_rng(5)
+    space = an.load_space(path)
+    prof = load_profile("tk1-gpu")
+    oracle = an.Oracle(space, "tk1-gpu", chunk=700)
+    for call in range(7):
+        B = int(rng.choice([1, 2, 64, 900, 2500]))
+        batch = int(rng.choice([1, 4]))
+        X = space.sample(B, seed=int(rng.integers(1_000_000)))
+        got = oracle.evaluate(X, batch=batch, breakdown=bool(call % 2))
+        ref = _table_costs(space, X, prof, batch)
+        for key, i in (("latency_ms", 0), ("memory_mb", 2), ("macs", 3), ("params", 4)):
+            np.testing.assert_allclose(np.asarray(got[key], dtype=float), np.asarray(ref[i], dtype=float),
+                                       rtol=1e-9, err_msg=f"{path} call {call} B={B} batch={batch} {key}")
