@@ -6,34 +6,27 @@ from __future__ import annotations
 import argparse
 
 
-def positive_int(s: str) -> int:
+def _number(s: str, kind, ok, what: str):
+    """``kind(s)`` when it parses and ``ok`` holds for it, else the usage error "must be WHAT"."""
     try:
-        v = int(s)
+        v = kind(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {s!r}")
+        v = None
+    if v is None or not ok(v):
+        raise argparse.ArgumentTypeError(f"must be {what}, not {s!r}")
     return v
+
+
+def positive_int(s: str) -> int:
+    return _number(s, int, lambda v: v >= 1, "a positive whole number")
 
 
 def nonneg_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {s!r}")
-    return v
+    return _number(s, int, lambda v: v >= 0, "a whole number >= 0")
 
 
 def positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {s!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {s!r}")
-    return v
+    return _number(s, float, lambda v: v > 0, "a positive number")
 
 
 def fraction(s: str) -> float:

@@ -177,7 +177,7 @@ def cmd_fit_residual(args) -> int:
     if args.save_measurements:
         import json
 
-        from .search import atomic_write
+        from ._atomic import atomic_write
 
         atomic_write(args.save_measurements, json.dumps({"seed": args.seed, "spaces": args.space,
                                                          "settings": settings.to_dict(),
