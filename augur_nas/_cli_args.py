@@ -4,6 +4,7 @@ one-line usage error (exit code 2)."""
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def _number(s: str, kind, ok, what: str):
@@ -27,6 +28,10 @@ def nonneg_int(s: str) -> int:
 
 def positive_float(s: str) -> float:
     return _number(s, float, lambda v: v > 0, "a positive number")
+
+
+def nonneg_float(s: str) -> float:
+    return _number(s, float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
 
 
 def fraction(s: str) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 
-from ._cli_args import fraction, positive_float, positive_int
+from ._cli_args import fraction, nonneg_float, nonneg_int, positive_float, positive_int
 from ._errors import MeasurementError
 
 
@@ -277,12 +277,12 @@ def _timing_args(p, rounds=10, round_ms=50.0, spread=0.0):
     p.add_argument("--rounds", type=positive_int, default=rounds, help=f"interleaved timing rounds (default {rounds})")
     p.add_argument("--round-ms", type=positive_float, default=round_ms, metavar="MS",
                    help=f"work per network and round, in ms of runs (default {round_ms:g})")
-    p.add_argument("--spread-s", type=float, default=spread, metavar="S",
+    p.add_argument("--spread-s", type=nonneg_float, default=spread, metavar="S",
                    help="pause between rounds so that they cover at least S seconds (default: no pause)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.add_argument("--retries", type=int, default=1, metavar="K",
+    p.add_argument("--retries", type=nonneg_int, default=1, metavar="K",
                    help="measure networks noisier than --max-noise again, up to K times (default 1)")
-    p.add_argument("--max-wait-s", type=float, default=300.0, metavar="S",
+    p.add_argument("--max-wait-s", type=nonneg_float, default=300.0, metavar="S",
                    help="before each round, wait while other processes keep the CPUs busy, at most S seconds in all "
                         "(default 300; 0: never wait)")
 
@@ -295,7 +295,7 @@ def register(sub) -> None:
     m.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default 1)")
     m.add_argument("--torch-device", choices=("cpu", "cuda"), default=None)
     m.add_argument("--device", default=None, metavar="FILE", help="use the runtime settings recorded in this profile")
-    m.add_argument("--warmup-s", type=float, default=0.3, metavar="S", help="warm-up time per network (default 0.3)")
+    m.add_argument("--warmup-s", type=nonneg_float, default=0.3, metavar="S", help="warm-up time per network (default 0.3)")
     m.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     m.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
     m.add_argument("--max-noise", type=fraction, default=0.05,

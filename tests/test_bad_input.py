@@ -312,3 +312,19 @@ def test_bad_input_in_a_real_process(tmp_path):
         assert proc.returncode == 2, (name, err)
         assert out == ""
         check_message(err, path, *(texts[name][1] if name in texts else []))
+
+
+@pytest.mark.parametrize("cmd,arg,value", [
+    ("measure", "--max-wait-s", "-1"), ("measure", "--max-wait-s", "nan"), ("measure", "--spread-s", "-0.5"),
+    ("measure", "--warmup-s", "inf"), ("measure", "--retries", "-2"), ("validate", "--retries", "x"),
+    ("fit-residual", "--max-wait-s", "-3")])
+def test_timing_options_must_not_be_negative(cmd, arg, value, capsys):
+    """The measuring commands' waits, spreads, warm-ups and retries: a negative (or non-finite)
+    value is a usage error, exit 2, not a silent 'never'."""
+    extra = {"measure": ["spaces/zoo/alexnet.yaml"], "validate": ["--device", "x86-2core-ort"],
+             "fit-residual": ["--device", "x.yaml", "--space", "spaces/mobile.yaml", "--samples", "2"]}[cmd]
+    with pytest.raises(SystemExit) as e:
+        main([cmd, *extra, f"{arg}={value}"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert arg in err and "must be" in err and "Traceback" not in err
