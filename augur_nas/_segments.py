@@ -93,15 +93,32 @@ def segments(prog) -> list:
                     for g, _ in n.conds:
                         genes.add(g)
                 genes = tuple(sorted(genes))
-                sizes = [len(prog.genes[g].options) for g in genes]
-                radix = np.ones(len(genes), dtype=np.int64)
-                for i in range(len(genes) - 2, -1, -1):
-                    radix[i] = radix[i + 1] * sizes[i + 1]
-                combos = int(np.prod(sizes, dtype=np.float64)) if genes else 1
+                _, radix, combos = _mixed_radix(prog, genes)
                 segs.append(Segment(start, p + 1, entry, genes, radix, combos))
                 start = p + 1
     prog._segments = segs
     return segs
+
+
+def _mixed_radix(prog, genes):
+    """``(option counts, multipliers [int64], combinations)`` of ``genes``: a combination's dense
+    index is ``sum(option * multiplier)``, the last gene varying fastest."""
+    sizes = [len(prog.genes[g].options) for g in genes]
+    radix = np.ones(len(genes), dtype=np.int64)
+    for i in range(len(genes) - 2, -1, -1):
+        radix[i] = radix[i + 1] * sizes[i + 1]
+    combos = int(np.prod(sizes, dtype=np.float64)) if genes else 1
+    return sizes, radix, combos
+
+
+def _combinations(n_genes, genes, radix, sizes, n):
+    """Encodings ``[n, n_genes]`` whose row ``i`` is combination ``i % prod(sizes)`` of ``genes``
+    (other genes 0)."""
+    idx = np.arange(n, dtype=np.int64)
+    grid = np.zeros((n, n_genes), dtype=np.int64)
+    for g, r, sz in zip(genes, radix, sizes):
+        grid[:, g] = (idx // r) % sz
+    return grid
 
 
 class _Recorder:
@@ -298,7 +315,7 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
         i = j
         tab = N <= min(MAX_GRID, B)
         if not tab and cache is not None and N <= CACHED_MAX_GRID and N * (seg.stop - seg.start) <= CACHED_GRID_CELLS:
-            tab = (seg.start, seg.stop, st.token) in cache or (stable and (N <= B or calls >= CALLS_BEFORE_GRID))
+            tab = _grid_key(seg, st) in cache or (stable and (N <= B or calls >= CALLS_BEFORE_GRID))
         if tab:
             out_state, out_codes = _tabulate(space, X, XT, seg, st, cd, make_sink, peak, seg_fn, keep, cache,
                                              derive, totals)
@@ -316,7 +333,7 @@ def _gene_columns(space, X):
     integer type that holds the options: the key arithmetic reads these rows once per segment,
     and a narrow copy is several times cheaper to transpose and to read than the int64
     encodings. A small batch keeps int64 (see ``_keys``)."""
-    most = int(space._sizes.max(initial=1)) if space.n_genes else 1
+    most = int(space._sizes.max(initial=1))
     dt = np.int64 if X.shape[0] < NARROW_BATCH else np.int8 if most <= 127 else np.int16 if most <= 32767 else np.int64
     if dt is np.int64:
         return np.ascontiguousarray(X.T)
@@ -367,11 +384,7 @@ def _merge(prog, run) -> Segment:
     seg = cache.get(key)
     if seg is None:
         genes = tuple(sorted({g for s in run for g in s.genes}))
-        sizes = [len(prog.genes[g].options) for g in genes]
-        radix = np.ones(len(genes), dtype=np.int64)
-        for k in range(len(genes) - 2, -1, -1):
-            radix[k] = radix[k + 1] * sizes[k + 1]
-        combos = int(np.prod(sizes, dtype=np.float64)) if genes else 1
+        _, radix, combos = _mixed_radix(prog, genes)
         seg = cache[key] = Segment(run[0].start, run[-1].stop, run[0].entry, genes, radix, combos)
     return seg
 
@@ -389,20 +402,12 @@ def _input_states(space):
     _expr_genes(prog.in_h, genes)
     _expr_genes(prog.in_w, genes)
     genes = tuple(sorted(genes))
-    sizes = [len(prog.genes[g].options) for g in genes]
-    radix = [1] * len(genes)
-    for i in range(len(genes) - 2, -1, -1):
-        radix[i] = radix[i + 1] * sizes[i + 1]
-    n = int(np.prod(sizes, dtype=np.float64)) if genes else 1
-    idx = np.arange(n, dtype=np.int64)
-    grid = np.zeros((n, space.n_genes), dtype=np.int64)
-    for g, r, sz in zip(genes, radix, sizes):
-        grid[:, g] = (idx // r) % sz
-    ev = _Eval(space, grid)
+    sizes, radix, n = _mixed_radix(prog, genes)
+    ev = _Eval(space, _combinations(space.n_genes, genes, radix, sizes, n))
     h = np.broadcast_to(np.asarray(ev.h[-1], dtype=np.int64), (n,))
     w = np.broadcast_to(np.asarray(ev.w[-1], dtype=np.int64), (n,))
     state, codes = _unique_states(prog.in_channels, h, w, False, n)
-    hit = prog._input_states = (genes, np.asarray(radix, dtype=np.int64), state, codes.astype(np.int64),
+    hit = prog._input_states = (genes, radix, state, codes.astype(np.int64),
                                 (state.c * state.h * state.w).astype(np.int64))
     return hit
 
@@ -427,11 +432,15 @@ def _keys(XT, codes, R, genes, radix, gene_index=None):
     return key
 
 
+def _grid_key(seg, st):
+    return seg.start, seg.stop, st.token
+
+
 def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache, derive, totals):
     key = _keys(XT, codes, seg.combos, seg.genes, seg.radix, seg.gene_index)
     ck = None
     if cache is not None:
-        ck = (seg.start, seg.stop, st.token)
+        ck = _grid_key(seg, st)
         hit = cache.get(ck)
         if hit is None:
             # a segment built like one priced before (the cells of a stage: same layers, same
@@ -531,56 +540,50 @@ def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, red
     candidate then gathers by its key. Depends on the entry shapes, not on the candidates."""
     R = seg.combos
     N = st.n * R
-    idx = np.arange(N, dtype=np.int64)
-    grid = np.zeros((N, space.n_genes), dtype=np.int64)
-    sizes = [len(space.program.genes[g].options) for g in seg.genes]
-    for g, r, sz in zip(seg.genes, seg.radix, sizes):
-        grid[:, g] = (idx // r) % sz
-    s_idx = idx // R
-    entry = (seg.entry, st.c[s_idx], st.h[s_idx], st.w[s_idx], st.zero[s_idx] if st.zero.any() else False)
-    sink = _Recorder(space.program, seg, N, None if seg_fn else make_sink(N), full=bool(seg_fn)) if (peak or seg_fn) else make_sink(N)
-    ev = walk(space, grid, sink, seg.start, seg.stop, entry, defer_errors=True)
-    out = seg.stop - 1
-    out_state, grid_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N)
-    res = _extras(space, sink, ev, st.c[s_idx] * st.h[s_idx] * st.w[s_idx], peak, seg_fn)
-    if derive is not None:
-        res.update(derive(res))
+    grid = _combinations(space.n_genes, seg.genes, seg.radix, _mixed_radix(space.program, seg.genes)[0], N)
+    ev, out_state, grid_codes, res = _walk_segment(space, grid, seg, st, np.arange(N, dtype=np.int64) // R, make_sink,
+                                                   peak, seg_fn, derive)
     names = [k for k in res if keep is None or k in keep or k.startswith("latency_ms.")]
     sum_names = tuple(k for k in names if k not in reduce_max)
     max_names = tuple(k for k in names if k in reduce_max)
-    sum_vals = np.empty((N, len(sum_names)), dtype=np.float64)
-    for c, k in enumerate(sum_names):
-        sum_vals[:, c] = res[k]
-    max_vals = np.empty((N, len(max_names)), dtype=np.float64)
-    for c, k in enumerate(max_names):
-        max_vals[:, c] = res[k]
+    sum_vals, max_vals = (np.column_stack([np.broadcast_to(np.asarray(res[k], dtype=np.float64), (N,)) for k in names])
+                          if names else np.empty((N, 0)) for names in (sum_names, max_names))
     if N <= 32767:
         grid_codes = grid_codes.astype(np.int16)
     return out_state, grid_codes, sum_names, sum_vals, max_names, max_vals, list(ev.errors)
 
 
-def _extras(space, sink, ev, entry_elems, peak, seg_fn):
+def _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, candidates=False):
+    """Walk ``seg`` for the rows ``X`` entering with shapes ``st`` by ``codes``: ``(evaluation,
+    exit shapes, each row's code into them, {field: [rows] sums})``. Shape errors are kept in
+    ``evaluation.errors`` for a grid (its rows may be combinations no candidate has) and raised
+    before anything is priced when the rows are ``candidates``."""
+    N = X.shape[0]
+    entry = (seg.entry, st.c[codes], st.h[codes], st.w[codes], st.zero[codes] if st.zero.any() else False)
+    if peak or seg_fn:
+        sink = _Recorder(space.program, seg, N, None if seg_fn else make_sink(N), full=bool(seg_fn))
+    else:
+        sink = make_sink(N)
+    ev = walk(space, X, sink, seg.start, seg.stop, entry, defer_errors=True)
+    if candidates:
+        _raise_deferred(space, X, ev.errors, np.arange(N))
+    out = seg.stop - 1
+    out_state, out_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N)
     res = dict(sink.result())
     if peak or seg_fn:
         table = sink.table(space.program, ev)
         if peak:
-            res["peak_activation_bytes"] = sink.peak(space.program, table, entry_elems)
+            res["peak_activation_bytes"] = sink.peak(space.program, table, st.c[codes] * st.h[codes] * st.w[codes])
         if seg_fn:
             res.update(seg_fn(table))
-    return res
+    if derive is not None:
+        res.update(derive(res))
+    return ev, out_state, out_codes, res
 
 
 def _direct(space, X, seg, st, codes, make_sink, peak=False, seg_fn=None, derive=None):
-    B = X.shape[0]
-    entry = (seg.entry, st.c[codes], st.h[codes], st.w[codes], st.zero[codes] if st.zero.any() else False)
-    sink = _Recorder(space.program, seg, B, None if seg_fn else make_sink(B), full=bool(seg_fn)) if (peak or seg_fn) else make_sink(B)
-    ev = walk(space, X, sink, seg.start, seg.stop, entry, defer_errors=True)
-    _raise_deferred(space, X, ev.errors, np.arange(B))
-    out = seg.stop - 1
-    out_state, out_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], B)
-    res = _extras(space, sink, ev, st.c[codes] * st.h[codes] * st.w[codes], peak, seg_fn)
-    if derive is not None:
-        res.update(derive(res))
+    _, out_state, out_codes, res = _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive,
+                                                 candidates=True)
     return out_state, out_codes, res
 
 
