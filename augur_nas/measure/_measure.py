@@ -115,15 +115,18 @@ def _time_group(networks, settings, rounds, round_s, warmup_s, spread_s, seed, b
         + (f", {len(ref_nets)} of them speed references" if ref_nets else ""))
     runners = {}
     speeds = {}
+
+    def timed(labels, seed_):
+        return time_runners({lab: runners[lab] for lab in labels}, rounds=rounds, round_s=round_s,
+                            warmup_s=warmup_s, spread_s=spread_s, seed=seed_, budget_s=budget_s,
+                            max_wait_s=max_wait_s, quiet=0.15 if max_wait_s > 0 else None,
+                            progress=lambda r, tot, _: say(f"round {r}/{tot}"))
     try:
         for n in networks:
             runners[n.label] = make_runner(n, settings)
         say(f"timing: warm-up, then {rounds} interleaved rounds"
             + (f" spread over at least {spread_s:.0f} s" if spread_s else ""))
-        timing = time_runners(runners, rounds=rounds, round_s=round_s, warmup_s=warmup_s, spread_s=spread_s,
-                              seed=seed, budget_s=budget_s, max_wait_s=max_wait_s,
-                              quiet=0.15 if max_wait_s > 0 else None,
-                              progress=lambda r, tot, _: say(f"round {r}/{tot}"))
+        timing = timed(list(runners), seed)
         for lab in timing:
             attempts[lab] = 1
         sp = _batch_speed(timing, refs)
@@ -134,10 +137,7 @@ def _time_group(networks, settings, rounds, round_s, warmup_s, spread_s, seed, b
                 break
             say(f"measuring again the {len(noisy)} network(s) with noise above {retry_noise:.0%} "
                 f"(attempt {attempt + 2})")
-            again = time_runners({lab: runners[lab] for lab in noisy + [n.label for n in ref_nets]}, rounds=rounds,
-                                 round_s=round_s, warmup_s=warmup_s, spread_s=spread_s, seed=seed + attempt + 1,
-                                 budget_s=budget_s, max_wait_s=max_wait_s, quiet=0.15 if max_wait_s > 0 else None,
-                                 progress=lambda r, tot, _: say(f"round {r}/{tot}"))
+            again = timed(noisy + [n.label for n in ref_nets], seed + attempt + 1)
             sp = _batch_speed(again, refs)
             for lab, t in again.items():
                 if lab in refs:

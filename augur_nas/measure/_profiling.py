@@ -59,6 +59,7 @@ GEMM_VARIANTS = ("conv", "conv_1x1", "conv_narrow", "dwconv", "fc")
 NARROW_BELOW = 8
 MAX_MEMORY_NETS = 32
 ANCHOR_SEED = 20261122  # the speed anchors: calibration_networks(default_rng(ANCHOR_SEED), 5)
+MAX_NETWORKS = 90
 
 
 def anchor_networks():
@@ -67,6 +68,8 @@ def anchor_networks():
 
     return [(f"anchor_{lab.split('_', 1)[1]}", m, spec)
             for lab, m, spec in calibration_networks(np.random.default_rng(ANCHOR_SEED), 5, 4e8)]
+
+
 def profile_anchors(profile):
     """``(anchors_ref, anchor_items)``: a profile's speed anchors, ``{label: ms when it was
     built}``, and the ``(label, model)`` pairs to time again (none for a profile without them)."""
@@ -76,7 +79,13 @@ def profile_anchors(profile):
     return anchors_ref, [(lab, m) for lab, m, _ in anchor_networks() if lab in anchors_ref]
 
 
-MAX_NETWORKS = 90
+def anchor_speed(anchor_ms: dict, anchors_ref: dict):
+    """``(median ratio, {label: ratio})`` of the anchors' latencies now (``{label: ms}``) to those
+    when the profile was built: above 1, the machine runs slower now. None without a common anchor."""
+    ratios = {lab: float(anchor_ms[lab]) / ref for lab, ref in anchors_ref.items() if lab in anchor_ms and ref > 0}
+    if not ratios:
+        return None
+    return float(np.median(list(ratios.values()))), ratios
 
 
 class Budget:
@@ -276,7 +285,6 @@ def _probe_phase(specs, settings, workdir, model0, deadline, progress, label):
 
 
 def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report, n_networks, max_network_macs=1.5e9):
-    from ..analysis import totals
     from ._memory import measure_memories
     from ._probes import calibration_networks, kernel_grid, refine_probes
     from ._protocol import time_runners
@@ -547,7 +555,7 @@ def fit_ort(raw, name, settings, budget=None, report=None):
                          {k: (a * scale, c * scale) for k, (a, c) in op_kinds.items()})
     latency = _ort_model(gemm_scaled, ops_scaled, kinds, (reorder[0] * scale, reorder[1] * scale), float(per_node),
                          float(per_call))
-    node_oh, network_overhead, net_oh = float(per_node), float(per_call), float(per_call)
+    node_oh, net_oh = float(per_node), float(per_call)
 
     calib = {}
     for net in measured_nets:

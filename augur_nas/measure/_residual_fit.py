@@ -229,11 +229,14 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
 def session_speed(measurements: dict, anchors_ref: dict) -> dict | None:
     """The machine's speed now against the profile's session, from the anchors' measurements
     (``measurements["anchor:<label>"]``); None without anchors."""
-    ratios = {lab: measurements[f"anchor:{lab}"]["median_ms"] / ref for lab, ref in anchors_ref.items()
-              if f"anchor:{lab}" in measurements and ref > 0}
-    if not ratios:
+    from ._profiling import anchor_speed
+
+    sp = anchor_speed({k.split(":", 1)[1]: m["median_ms"] for k, m in measurements.items() if k.startswith("anchor:")},
+                      anchors_ref)
+    if sp is None:
         return None
-    return {"ratio_now_to_profile": float(np.median(list(ratios.values()))),
+    ratio, ratios = sp
+    return {"ratio_now_to_profile": ratio,
             "anchors": {k: round(float(v), 4) for k, v in ratios.items()},
             "note": "median over the speed anchors of (latency now / latency when the profile was built)"}
 

@@ -71,7 +71,7 @@ def validate(profile, spaces=(), models=(), samples: int = 50, seed: int = 0, se
     if not rows:
         raise MeasurementError("validate needs networks: --space SPACE --samples N, or model files")
     overlap = [r["label"] for r in rows if r["hash"] in trained]
-    from ._profiling import profile_anchors
+    from ._profiling import anchor_speed, profile_anchors
 
     anchors_ref, anchor_items = profile_anchors(profile)
     with tempfile.TemporaryDirectory(prefix="augur-validate-") as d:
@@ -87,10 +87,11 @@ def validate(profile, spaces=(), models=(), samples: int = 50, seed: int = 0, se
     anchor_res = res[len(rows):]
     res = res[:len(rows)]
     speed = None
-    if anchor_res:
-        ratios = {a["label"]: a["latency"]["median_ms"] / anchors_ref[a["label"]] for a in anchor_res}
+    sp = anchor_speed({a["label"]: a["latency"]["median_ms"] for a in anchor_res}, anchors_ref)
+    if sp is not None:
+        ratio, ratios = sp
         batches = sorted({m["latency"]["speed"] for m in res if m["latency"].get("speed") == m["latency"].get("speed")})
-        speed = {"ratio_now_to_profile": float(np.median(list(ratios.values()))),
+        speed = {"ratio_now_to_profile": ratio,
                  "anchors": {k: round(v, 4) for k, v in ratios.items()},
                  "batches": [round(float(b), 4) for b in batches],
                  "note": "median over the speed anchors of (latency now / latency when the profile was built); "
