@@ -18,22 +18,33 @@ import sys
 import numpy as np
 
 
+MEASURES = (("normalized to the profile's speed", "measured_ms"), ("as timed", "measured_raw_ms"))
+
+
 def _rows(path):
     d = json.load(open(path))
     v = d.get("validation", d)
     return {r["label"]: r for r in v["networks"]}, v["summary"].get("max_noise", 0.05)
 
 
+def retest_ratios(a: dict, b: dict, max_noise: float):
+    """``(labels in both, clean mask, {measure name: second / first [labels]})`` of two
+    validations' rows ``{label: row}``; clean: within the noise limit in both runs. A measure
+    missing from some row (older reports have no ``measured_raw_ms``) is left out."""
+    labs = [k for k in a if k in b]
+    clean = np.array([a[k]["noise"] <= max_noise and b[k]["noise"] <= max_noise for k in labs], dtype=bool)
+    ratios = {name: np.array([b[k][key] / a[k][key] for k in labs]) for name, key in MEASURES
+              if all(key in a[k] and key in b[k] for k in labs)}
+    return labs, clean, ratios
+
+
 def main(a_path, b_path):
     a, max_noise = _rows(a_path)
     b, _ = _rows(b_path)
-    labs = [k for k in a if k in b]
-    clean = np.array([a[k]["noise"] <= max_noise and b[k]["noise"] <= max_noise for k in labs])
+    labs, clean, ratios = retest_ratios(a, b, max_noise)
     print(f"{len(labs)} networks in both runs, {int(clean.sum())} measured within ±{100 * max_noise:.0f}% noise in both")
-    for name, key in (("normalized to the profile's speed", "measured_ms"), ("as timed", "measured_raw_ms")):
-        if not all(key in a[k] and key in b[k] for k in labs):
-            continue
-        r = np.log(np.array([b[k][key] / a[k][key] for k in labs]))
+    for name, ratio in ratios.items():
+        r = np.log(ratio)
         for tag, sel in (("all", np.ones(len(labs), dtype=bool)), ("clean in both", clean)):
             d = np.abs(np.exp(r[sel]) - 1)
             print(f"  {name:34s} {tag:14s} median ratio {np.exp(np.median(r[sel])):.3f}; |difference| median "

@@ -233,16 +233,15 @@ def _retest_text(val, other, path) -> str:
     """Test-retest: the same networks measured again by a second `augur-nas validate` run."""
     import numpy as np
 
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from measurement_retest import retest_ratios
+
     other = other.get("validation", other)
-    a = {r["label"]: r for r in val["networks"]}
-    b = {r["label"]: r for r in other["networks"]}
-    labs = [k for k in a if k in b]
-    lim = val["summary"]["max_noise"]
-    clean = np.array([a[k]["noise"] <= lim and b[k]["noise"] <= lim for k in labs])
+    labs, clean, ratios = retest_ratios({r["label"]: r for r in val["networks"]},
+                                        {r["label"]: r for r in other["networks"]}, val["summary"]["max_noise"])
     out = [f"**Test-retest.** The same {len(labs)} networks measured again by a second `augur-nas validate` run "
            f"right after this one (`{path}`; compare with `python experiments/measurement_retest.py`):"]
-    for name, key in (("normalized to the profile's speed", "measured_ms"), ("as timed", "measured_raw_ms")):
-        r = np.array([b[k][key] / a[k][key] for k in labs])
+    for name, r in ratios.items():
         for tag, sel in (("all", np.ones(len(labs), dtype=bool)), ("both within the noise limit", clean)):
             d = np.abs(r[sel] - 1)
             out.append(f"- {name}, {tag} ({int(sel.sum())}): median ratio {np.median(r[sel]):.3f}, |difference| "
