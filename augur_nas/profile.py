@@ -124,10 +124,13 @@ def _read_file(path: str) -> Profile:
     return parse_profile(text, path)
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # a safe loader, the C one when libyaml is there
+
+
 def parse_profile(text: str, source: str = "<profile>") -> Profile:
     """A profile from YAML text (``source`` names it in messages)."""
     try:
-        d = yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader: the C one when libyaml is there)
+        d = yaml.load(text, Loader=_LOADER)  # noqa: S506 (safe: _LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -209,9 +212,6 @@ def _check_plain(v, source, key):
 
 
 # --------------------------------------------------------------------------------------------- write
-
-
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Dumper(yaml.SafeDumper):
