@@ -151,7 +151,12 @@ MACROS: dict[str, dict] = {
                     "groups": (_POSINT, 1), "act": (ACTS, "relu"), "width": (_BOOL, True)},
     "relu_conv_bn": {"out": (_POSINT, None), "kernel": ("kernel", REQUIRED), "stride": ("pair", 1)},
     "mbconv": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 3), "stride": ("pair", 1), "expand": (_NUM, 6),
-               "se": (_NUM, 0), "act": (ACTS, "relu6"), "skip": (_BOOL, True), "width": (_BOOL, True)},
+               "se": (_NUM, 0), "act": (ACTS, "relu6"), "skip": (_BOOL, True), "width": (_BOOL, True),
+               "hidden": (_POSINT, None), "se_gate": (("hsigmoid", "sigmoid"), "hsigmoid"),
+               "se_base": (("expanded", "input"), "expanded"), "se_act": (ACTS, "relu"),
+               "se_divisor": (_POSINT, 8)},
+    "fused_mbconv": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 3), "stride": ("pair", 1),
+                     "expand": (_NUM, 4), "act": (ACTS, "swish"), "skip": (_BOOL, True), "width": (_BOOL, True)},
     "basic": {"out": (_POSINT, REQUIRED), "stride": ("pair", 1), "width": (_BOOL, True)},
     "bottleneck": {"mid": (_POSINT, REQUIRED), "out": (_POSINT, None), "stride": ("pair", 1),
                    "stride_on": (("first", "middle"), "middle"), "norm": (("batchnorm", "caffe"), "batchnorm"),
@@ -534,9 +539,12 @@ class Compiler:
                 self.fail(f"`expand` of layer `{name}` (mbconv) must be >= 1 (the expansion ratio of an inverted "
                           f"residual), but got {v}", f"{kp}.expand")
         out = self.scaled(p["out"], p["width"])
-        hidden = Fn(lambda c, e: _round_half_even(c * e), (Channels(x), p["expand"]))
         y = x
-        c_exp = self.optional(p["expand"], lambda v: v != 1, conds)
+        if isinstance(p["hidden"], Const) and p["hidden"].value is None:
+            hidden = Fn(lambda c, e: _round_half_even(c * e), (Channels(x), p["expand"]))
+            c_exp = self.optional(p["expand"], lambda v: v != 1, conds)
+        else:  # explicit expanded channels (MobileNetV3's table): the expansion conv is always there
+            hidden, c_exp = self.scaled(p["hidden"], p["width"]), conds
         if c_exp is not None:
             y = self.conv_bn(x, f"{name}.expand", c_exp, kp, hidden, Const(1), act=p["act"])
         pad = Fn(_same_pad, (p["kernel"],))
@@ -545,21 +553,57 @@ class Compiler:
         y = self.act(p["act"], y, f"{name}.dw.act", conds, kp)
         c_se = self.optional(p["se"], lambda v: v > 0, conds)
         if c_se is not None:
-            squeeze = Fn(lambda c, r: make_divisible(c * r, 8), (Channels(y), p["se"]))
-            y = self.squeeze_excite(y, f"{name}.se", squeeze, c_se, kp)
+            y = self._mbconv_se(x, y, name, p, c_se, kp)
         y = self.conv_bn(y, f"{name}.project", conds, kp, out, Const(1))
         if isinstance(p["skip"], Const) and p["skip"].value:
             when = Fn(lambda s, cin, cout: (s == 1) & (cin == cout), (_first(p["stride"]), Channels(x), out))
             y = self.add_node("add", f"{name}.add", [y, x], {}, conds, kp, when=when)
         return y, tmpl
 
-    def squeeze_excite(self, x, name, squeeze: Expr, conds, kp):
+    def _mbconv_se(self, x, y, name, p, c_se, kp):
+        """mbconv's squeeze-excite: MobileNetV3's by default (make_divisible(expanded * se, 8), relu,
+        hsigmoid); EfficientNet squeezes the block input (se_base: input, se_divisor: 1) with swish
+        and a sigmoid gate."""
+        if (p["se_base"].value, p["se_divisor"].value) == ("expanded", 8):
+            squeeze = Fn(lambda c, r: make_divisible(c * r, 8), (Channels(y), p["se"]))
+        else:
+            div = p["se_divisor"].value
+            base = Channels(y) if p["se_base"].value == "expanded" else Channels(x)
+            squeeze = Fn(lambda c, r: make_divisible(c * r, div), (base, p["se"]))
+        return self.squeeze_excite(y, f"{name}.se", squeeze, c_se, kp, act=p["se_act"], gate=p["se_gate"].value)
+
+    def squeeze_excite(self, x, name, squeeze: Expr, conds, kp, act=None, gate="hsigmoid"):
         s = self.prim("globalpool", f"{name}.pool", x, conds, kp)
         s = self.prim("conv", f"{name}.reduce", s, conds, kp, out=squeeze, kernel=1, bias=True)
-        s = self.prim("relu", f"{name}.relu", s, conds, kp)
+        if act is None or act.value == "relu":
+            s = self.prim("relu", f"{name}.relu", s, conds, kp)
+        else:
+            s = self.act(act, s, f"{name}.act", conds, kp)
         s = self.prim("conv", f"{name}.expand", s, conds, kp, out=Channels(x), kernel=1, bias=True)
-        s = self.prim("hsigmoid", f"{name}.gate", s, conds, kp)
+        s = self.prim(gate, f"{name}.gate", s, conds, kp)
         return self.prim("mul", f"{name}.mul", [x, s], conds, kp)
+
+    def macro_fused_mbconv(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        """EfficientNetV2's FusedMBConv: a kxk conv to the expanded channels (bn, act) and a 1x1
+        linear projection (bn); with expand 1 a single kxk conv to `out` (bn, act). A residual add
+        when stride 1 and in == out."""
+        if not isinstance(p["expand"], Const):
+            self.fail(f"`expand` of layer `{name}` (fused_mbconv) cannot be a choice; choose between "
+                      f"fused_mbconv layers instead", f"{kp}.expand")
+        e = p["expand"].value
+        if e < 1:
+            self.fail(f"`expand` of layer `{name}` (fused_mbconv) must be >= 1, but got {e}", f"{kp}.expand")
+        out = self.scaled(p["out"], p["width"])
+        if e == 1:
+            y = self.conv_bn(x, f"{name}.conv", conds, kp, out, p["kernel"], p["stride"], act=p["act"])
+        else:
+            hidden = Fn(lambda c: _round_half_even(c * e), (Channels(x),))
+            y = self.conv_bn(x, f"{name}.expand", conds, kp, hidden, p["kernel"], p["stride"], act=p["act"])
+            y = self.conv_bn(y, f"{name}.project", conds, kp, out, Const(1))
+        if p["skip"].value:
+            when = Fn(lambda s, cin, cout: (s == 1) & (cin == cout), (_first(p["stride"]), Channels(x), out))
+            y = self.add_node("add", f"{name}.add", [y, x], {}, conds, kp, when=when)
+        return y, tmpl
 
     def macro_se(self, x, name, p, tmpl, raw, kp, conds, prefix):
         squeeze = Fn(lambda c, r: make_divisible(c * r, 8), (Channels(x), p["ratio"]))
