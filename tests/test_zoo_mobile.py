@@ -1,0 +1,100 @@
+"""The mobile zoo networks (spaces/zoo/*.yaml) against their published figures, and the three
+ways into each (the YAML, the PyTorch definition of tests/torch_zoo_mobile.py imported with
+``from_torch``, the YAML's ONNX export read back) agree on parameters, conv+fc MACs and the GEMM
+dimensions (n, k, m, groups) of every conv and fc layer, in execution order.
+
+Published figures: torchvision 0.29's ``sum(p.numel())`` with weights=None (exact), and conv+fc
+MACs from a forward hook on every Conv2d/Linear of the torchvision model (which agree with
+torchvision's documented GFLOPS, which are MACs, to their printed precision). The MACs must be
+within 1% of those counts; here they are equal.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import augur_nas
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT / "spaces" / "zoo"
+PROFILES = ("tk1-cpu", "tk1-gpu", "tx1-cpu", "tx1-gpu", "x86-2core-ort")
+
+# name: (params, conv+fc MACs of the torchvision reference, torchvision's documented GFLOPS, input)
+PUBLISHED = {
+    "mobilenet_v3_large": (5_483_032, 216_589_760, 0.22, 224),
+    "mobilenet_v3_small": (2_542_856, 56_510_400, 0.06, 224),
+    "mnasnet1_0": (4_383_312, 314_415_872, 0.31, 224),
+    "mnasnet0_5": (2_218_512, 104_455_968, 0.10, 224),
+    "efficientnet_b0": (5_288_548, 385_814_752, 0.39, 224),
+    "efficientnet_b1": (7_794_184, 686_802_832, 0.69, 240),
+    "efficientnet_v2_s": (21_458_488, 8_365_617_152, 8.37, 384),
+}
+# networks whose ONNX/torch round trips take more than a few seconds
+SLOW = {"efficientnet_v2_s", "efficientnet_b1"}
+
+
+def _params(names):
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in names]
+
+
+def _summary(model) -> tuple:
+    a = augur_nas.analyze(model)
+    layers = [l for l in a["layers"] if l["type"] in ("conv", "fc")]
+    gemms = [(l["gemm"]["n"], l["gemm"]["k"], l["gemm"]["m"], l["gemm"]["groups"]) for l in layers]
+    return a["totals"]["macs"], a["totals"]["params"], gemms
+
+
+@pytest.mark.parametrize("name", list(PUBLISHED))
+def test_published_params_and_macs(name):
+    model = augur_nas.load_model(ZOO / f"{name}.yaml")
+    macs, params, _ = _summary(model)
+    p_ref, m_ref, gflops, res = PUBLISHED[name]
+    assert params == p_ref
+    assert abs(macs - m_ref) <= 0.01 * m_ref
+    assert abs(macs / 1e9 - gflops) <= 0.006 + 0.01 * gflops  # the documented figure, 2 decimals
+    assert model.__class__  # loaded as a single model
+    text = (ZOO / f"{name}.yaml").read_text()
+    assert "Held out: never sampled for calibration or the residual." in text
+    assert f"resolution: {res}" in text
+
+
+@pytest.mark.parametrize("name", _params(PUBLISHED))
+def test_yaml_torch_onnx_agree(name, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from augur_nas.io.onnx import export_onnx
+    from torch_zoo_mobile import ZOO_MOBILE
+
+    yaml_model = augur_nas.load_model(ZOO / f"{name}.yaml")
+    onnx_path = tmp_path / f"{name}.onnx"
+    export_onnx(yaml_model, onnx_path)
+    factory, shape = ZOO_MOBILE[name]
+    ref = _summary(yaml_model)
+    assert ref[1] == PUBLISHED[name][0]
+    for source, model in (("onnx", augur_nas.load_model(onnx_path)),
+                          ("torch", augur_nas.from_torch(factory(), shape, name=name))):
+        macs, params, gemms = _summary(model)
+        assert (macs, params) == ref[:2], f"{name}: {source} disagrees with the YAML"
+        assert gemms == ref[2], f"{name}: {source} GEMM dims (n, k, m, groups), in order"
+
+
+def test_torch_definitions_have_published_params():
+    pytest.importorskip("torch")
+    from torch_zoo_mobile import ZOO_MOBILE
+
+    for name, (factory, _) in ZOO_MOBILE.items():
+        assert sum(p.numel() for p in factory().parameters()) == PUBLISHED[name][0], name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(PUBLISHED))
+def test_predict_on_every_profile(name):
+    for device in PROFILES:
+        r = subprocess.run([sys.executable, "-m", "augur_nas.cli", "predict", str(ZOO / f"{name}.yaml"),
+                            "--device", device], capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 0, f"{name} on {device}: {r.stderr}"
+        assert "latency" in r.stdout.lower()
