@@ -3,7 +3,8 @@ ways into each (the YAML, the PyTorch definition of tests/torch_zoo_mobile.py im
 ``from_torch``, the YAML's ONNX export read back) agree on parameters, conv+fc MACs and the GEMM
 dimensions (n, k, m, groups) of every conv and fc layer, in execution order.
 
-Published figures: torchvision 0.29's ``sum(p.numel())`` with weights=None (exact), and conv+fc
+Published figures: GhostNet's from its official definition (the paper rounds: 5.2M, 141M);
+the others are torchvision 0.29's ``sum(p.numel())`` with weights=None (exact), and conv+fc
 MACs from a forward hook on every Conv2d/Linear of the torchvision model (which agree with
 torchvision's documented GFLOPS, which are MACs, to their printed precision). The MACs must be
 within 1% of those counts; here they are equal.
@@ -32,6 +33,8 @@ PUBLISHED = {
     "efficientnet_b0": (5_288_548, 385_814_752, 0.39, 224),
     "efficientnet_b1": (7_794_184, 686_802_832, 0.69, 240),
     "efficientnet_v2_s": (21_458_488, 8_365_617_152, 8.37, 384),
+    # the official code's definition (huawei-noah ghostnet_pytorch); the paper: 5.2M, 141M FLOPs
+    "ghostnet": (5_182_508, 141_150_512, 0.141, 224),
 }
 # networks whose ONNX/torch round trips take more than a few seconds
 SLOW = {"efficientnet_v2_s", "efficientnet_b1"}

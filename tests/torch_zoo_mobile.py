@@ -170,6 +170,76 @@ def efficientnet(stages, depth_mult=1.0, num_classes=1000):
                          nn.Linear(1280, num_classes))
 
 
+# ---------------------------------------------------------------------------------------------
+# GhostNet 1.0 (huawei-noah/Efficient-AI-Backbones, ghostnet_pytorch/ghostnet.py; its
+# hard_sigmoid, relu6(x + 3) / 6, is nn.Hardsigmoid). cfg: kernel, exp size, out, SE, stride
+
+GHOST_CFG = [(3, 16, 16, 0, 1), (3, 48, 24, 0, 2), (3, 72, 24, 0, 1), (5, 72, 40, 0.25, 2), (5, 120, 40, 0.25, 1),
+             (3, 240, 80, 0, 2), (3, 200, 80, 0, 1), (3, 184, 80, 0, 1), (3, 184, 80, 0, 1), (3, 480, 112, 0.25, 1),
+             (3, 672, 112, 0.25, 1), (5, 672, 160, 0.25, 2), (5, 960, 160, 0, 1), (5, 960, 160, 0.25, 1),
+             (5, 960, 160, 0, 1), (5, 960, 160, 0.25, 1)]
+
+
+class GhostModule(nn.Module):
+    def __init__(self, inp, oup, kernel_size=1, ratio=2, dw_size=3, stride=1, relu=True):
+        super().__init__()
+        self.oup = oup
+        init_channels = math.ceil(oup / ratio)
+        new_channels = init_channels * (ratio - 1)
+        self.primary_conv = nn.Sequential(
+            nn.Conv2d(inp, init_channels, kernel_size, stride, kernel_size // 2, bias=False),
+            nn.BatchNorm2d(init_channels), nn.ReLU(inplace=True) if relu else nn.Sequential())
+        self.cheap_operation = nn.Sequential(
+            nn.Conv2d(init_channels, new_channels, dw_size, 1, dw_size // 2, groups=init_channels, bias=False),
+            nn.BatchNorm2d(new_channels), nn.ReLU(inplace=True) if relu else nn.Sequential())
+
+    def forward(self, x):
+        x1 = self.primary_conv(x)
+        x2 = self.cheap_operation(x1)
+        return torch.cat([x1, x2], dim=1)  # the reference's [:, :oup] keeps all: oup is even here
+
+
+class GhostBottleneck(nn.Module):
+    def __init__(self, in_chs, mid_chs, out_chs, dw_kernel_size=3, stride=1, se_ratio=0.0):
+        super().__init__()
+        self.stride = stride
+        self.ghost1 = GhostModule(in_chs, mid_chs, relu=True)
+        if stride > 1:
+            self.conv_dw = nn.Conv2d(mid_chs, mid_chs, dw_kernel_size, stride, (dw_kernel_size - 1) // 2,
+                                     groups=mid_chs, bias=False)
+            self.bn_dw = nn.BatchNorm2d(mid_chs)
+        self.se = SqueezeExcite(mid_chs, _make_divisible(mid_chs * se_ratio, 4)) if se_ratio else None
+        self.ghost2 = GhostModule(mid_chs, out_chs, relu=False)
+        if in_chs == out_chs and stride == 1:
+            self.shortcut = nn.Sequential()
+        else:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_chs, in_chs, dw_kernel_size, stride, (dw_kernel_size - 1) // 2, groups=in_chs,
+                          bias=False),
+                nn.BatchNorm2d(in_chs), nn.Conv2d(in_chs, out_chs, 1, 1, 0, bias=False), nn.BatchNorm2d(out_chs))
+
+    def forward(self, x):
+        residual = x
+        x = self.ghost1(x)
+        if self.stride > 1:
+            x = self.bn_dw(self.conv_dw(x))
+        if self.se is not None:
+            x = self.se(x)
+        x = self.ghost2(x)
+        return x + self.shortcut(residual)
+
+
+def ghostnet(num_classes=1000):
+    layers = [conv_bn_act(3, 16, 3, 2)]
+    cin = 16
+    for k, mid, cout, se, s in GHOST_CFG:
+        layers.append(GhostBottleneck(cin, mid, cout, k, s, se))
+        cin = cout
+    layers.append(conv_bn_act(cin, 960, 1))
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Conv2d(960, 1280, 1, 1, 0, bias=True),
+                         nn.ReLU(inplace=True), nn.Flatten(1), nn.Dropout(0.2), nn.Linear(1280, num_classes))
+
+
 def _b0_stages():
     return [("mb",) + row for row in EFFNET_B0]
 
@@ -182,4 +252,5 @@ ZOO_MOBILE = {
     "efficientnet_b0": (lambda: efficientnet(_b0_stages()), (1, 3, 224, 224)),
     "efficientnet_b1": (lambda: efficientnet(_b0_stages(), 1.1), (1, 3, 240, 240)),
     "efficientnet_v2_s": (lambda: efficientnet(EFFNET_V2_S), (1, 3, 384, 384)),
+    "ghostnet": (ghostnet, (1, 3, 224, 224)),
 }

@@ -157,6 +157,10 @@ MACROS: dict[str, dict] = {
                "se_divisor": (_POSINT, 8)},
     "fused_mbconv": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 3), "stride": ("pair", 1),
                      "expand": (_NUM, 4), "act": (ACTS, "swish"), "skip": (_BOOL, True), "width": (_BOOL, True)},
+    "ghost": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 1), "ratio": (_POSINT, 2), "dw_kernel": ("kernel", 3),
+              "act": (ACTS, "relu"), "width": (_BOOL, True)},
+    "ghost_bottleneck": {"mid": (_POSINT, REQUIRED), "out": (_POSINT, REQUIRED), "kernel": ("kernel", 3),
+                         "stride": ("pair", 1), "se": (_NUM, 0), "width": (_BOOL, True)},
     "basic": {"out": (_POSINT, REQUIRED), "stride": ("pair", 1), "width": (_BOOL, True)},
     "bottleneck": {"mid": (_POSINT, REQUIRED), "out": (_POSINT, None), "stride": ("pair", 1),
                    "stride_on": (("first", "middle"), "middle"), "norm": (("batchnorm", "caffe"), "batchnorm"),
@@ -608,6 +612,60 @@ class Compiler:
     def macro_se(self, x, name, p, tmpl, raw, kp, conds, prefix):
         squeeze = Fn(lambda c, r: make_divisible(c * r, 8), (Channels(x), p["ratio"]))
         return self.squeeze_excite(x, name, squeeze, conds, kp), tmpl
+
+    def _ghost(self, x, name, out, p_kernel, ratio, dw_kernel, act, conds, kp):
+        """GhostNet's module: a primary conv to out/ratio channels (bn, act), a depthwise conv
+        making ratio-1 cheap maps of each (bn, act), both concatenated to `out` channels."""
+        init = Fn(lambda c: -(-c // ratio), (out,))
+        y1 = self.conv_bn(x, f"{name}.primary", conds, kp, init, p_kernel, act=act)
+        y2 = self.prim("dwconv", f"{name}.cheap", y1, conds, kp, kernel=dw_kernel, multiplier=ratio - 1,
+                       pad=Fn(_same_pad, (dw_kernel,)))
+        y2 = self.prim("batchnorm", f"{name}.cheap.bn", y2, conds, kp)
+        y2 = self.act(act, y2, f"{name}.cheap.act", conds, kp)
+        return self.prim("concat", f"{name}.concat", [y1, y2], conds, kp)
+
+    def _check_ghost_out(self, out: Expr, ratio: int, name, kp):
+        # the reference keeps the first `out` of ceil(out/ratio)*ratio maps (a channel slice);
+        # without a slice op the language builds exactly `out` only when ratio divides it
+        for v in ([out.value] if isinstance(out, Const) else getattr(out, "options", [])):
+            if v % ratio:
+                self.fail(f"`out` of layer `{name}` ({v}) must be a multiple of its ghost `ratio` ({ratio})",
+                          f"{kp}.out")
+
+    def macro_ghost(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        ratio = p["ratio"].value
+        if ratio < 2:
+            self.fail(f"`ratio` of layer `{name}` (ghost) must be at least 2, but got {ratio}", f"{kp}.ratio")
+        self._check_ghost_out(p["out"], ratio, name, kp)
+        out = self.scaled(p["out"], p["width"])
+        return self._ghost(x, name, out, p["kernel"], ratio, p["dw_kernel"], p["act"], conds, kp), tmpl
+
+    def macro_ghost_bottleneck(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        """GhostNet's bottleneck: ghost (relu), [kxk depthwise-bn when stride 2], [squeeze-excite to
+        make_divisible(mid * se, 4), relu, hsigmoid], ghost (linear); the shortcut is the identity
+        when stride 1 and in == out, else kxk depthwise-bn, 1x1 conv-bn."""
+        for key in ("mid", "out"):
+            self._check_ghost_out(p[key], 2, name, kp)
+        mid, out = self.scaled(p["mid"], p["width"]), self.scaled(p["out"], p["width"])
+        k, stride = p["kernel"], p["stride"]
+        y = self._ghost(x, f"{name}.ghost1", mid, Const(1), 2, Const(3), Const("relu"), conds, kp)
+        c_dw = self.optional(stride, lambda v: (v[0] if isinstance(v, (list, tuple)) else v) != 1, conds)
+        if c_dw is not None:
+            y = self.prim("dwconv", f"{name}.dw", y, c_dw, kp, kernel=k, stride=stride, pad=Fn(_same_pad, (k,)))
+            y = self.prim("batchnorm", f"{name}.dw.bn", y, c_dw, kp)
+        c_se = self.optional(p["se"], lambda v: v > 0, conds)
+        if c_se is not None:
+            squeeze = Fn(lambda c, r: make_divisible(c * r, 4), (Channels(y), p["se"]))
+            y = self.squeeze_excite(y, f"{name}.se", squeeze, c_se, kp)
+        y = self._ghost(y, f"{name}.ghost2", out, Const(1), 2, Const(3), Const("none"), conds, kp)
+        needs = Fn(lambda s, cin, cout: (s != 1) | (cin != cout), (_first(stride), Channels(x), out))
+        first = len(self.nodes)
+        sc = self.prim("dwconv", f"{name}.shortcut.dw", x, conds, kp, kernel=k, stride=stride, pad=Fn(_same_pad, (k,)))
+        sc = self.prim("batchnorm", f"{name}.shortcut.dw.bn", sc, conds, kp)
+        sc = self.conv_bn(sc, f"{name}.shortcut.conv", conds, kp, out, Const(1))
+        for nid in range(first, len(self.nodes)):
+            self.nodes[nid].when = needs
+        return self.prim("add", f"{name}.add", [y, sc], conds, kp), tmpl
 
     def _shortcut(self, x, name, out, stride, conds, kp, caffe=False):
         """A projection shortcut when stride or channels change, else the identity."""
