@@ -20,7 +20,13 @@ PROFILES = ("tk1-cpu", "tk1-gpu", "tx1-cpu", "tx1-gpu", "x86-2core-ort")
 
 # 25 resolutions x (9^2 + 9^3 + 9^4)^5: OFA's 5 stages of depth 2-4, 3 kernels x 3 expansions a block
 OFA_SIZE = 25 * (9**2 + 9**3 + 9**4) ** 5
-NEW_SPACES = {"ofa_mbv3": OFA_SIZE}
+# 22 searchable layers, 9 blocks each
+FBNET_SIZE = 9**22
+NEW_SPACES = {"ofa_mbv3": OFA_SIZE, "fbnet": FBNET_SIZE}
+
+# FBNet-C (mobile-vision's fbnet_modeldef "fbnet_c"), as option indices of the 22 layer genes:
+# k3_e1=0, k3_e1_g2=1, k3_e3=2, k3_e6=3, k5_e1=4, k5_e1_g2=5, k5_e3=6, k5_e6=7, skip=8
+FBNET_C = [0, 3, 8, 0, 0, 7, 6, 7, 3, 7, 6, 7, 7, 7, 7, 7, 6, 7, 7, 7, 7, 3]
 
 
 def _cli(*args):
@@ -64,6 +70,19 @@ def test_ofa_largest_and_smallest_subnets():
 
 
 OFA_EXTREME_PARAMS = (7_664_760, 3_410_792)
+
+
+def test_fbnet_c_is_a_member():
+    """The paper's FBNet-C: 5.5M parameters, 375M FLOPs (multiply-adds). The space's definition
+    of it has 5,572,200 parameters and 384.96M conv+fc MACs (2.7% above the paper's rounded
+    figure, whose counter the paper does not name)."""
+    space = augur_nas.load_space(SPACES / "fbnet.yaml")
+    assert space.n_genes == 22
+    assert all(len(g.options) == 9 for g in space.program.genes)
+    a = analyze_batch(space, np.array([FBNET_C]))
+    assert int(a["params"][0]) == 5_572_200
+    assert abs(a["macs"][0] - 375e6) <= 0.03 * 375e6
+    assert int(a["macs"][0]) == 384_960_160
 
 
 @pytest.mark.parametrize("name", list(NEW_SPACES))

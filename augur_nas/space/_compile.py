@@ -154,7 +154,7 @@ MACROS: dict[str, dict] = {
                "se": (_NUM, 0), "act": (ACTS, "relu6"), "skip": (_BOOL, True), "width": (_BOOL, True),
                "hidden": (_POSINT, None), "se_gate": (("hsigmoid", "sigmoid"), "hsigmoid"),
                "se_base": (("expanded", "input"), "expanded"), "se_act": (ACTS, "relu"),
-               "se_divisor": (_POSINT, 8)},
+               "se_divisor": (_POSINT, 8), "groups": (_POSINT, 1), "shuffle": (_BOOL, False)},
     "fused_mbconv": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 3), "stride": ("pair", 1),
                      "expand": (_NUM, 4), "act": (ACTS, "swish"), "skip": (_BOOL, True), "width": (_BOOL, True)},
     "ghost": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 1), "ratio": (_POSINT, 2), "dw_kernel": ("kernel", 3),
@@ -550,7 +550,9 @@ class Compiler:
         else:  # explicit expanded channels (MobileNetV3's table): the expansion conv is always there
             hidden, c_exp = self.scaled(p["hidden"], p["width"]), conds
         if c_exp is not None:
-            y = self.conv_bn(x, f"{name}.expand", c_exp, kp, hidden, Const(1), act=p["act"])
+            y = self.conv_bn(x, f"{name}.expand", c_exp, kp, hidden, Const(1), groups=p["groups"], act=p["act"])
+            if p["shuffle"].value:  # FBNet's g2 blocks: channel shuffle between the grouped 1x1 convs
+                y = self._shuffle(y, f"{name}.shuffle", p["groups"], c_exp, kp)
         pad = Fn(_same_pad, (p["kernel"],))
         y = self.prim("dwconv", f"{name}.dw", y, conds, kp, kernel=p["kernel"], stride=p["stride"], pad=pad)
         y = self.prim("batchnorm", f"{name}.dw.bn", y, conds, kp)
@@ -558,11 +560,16 @@ class Compiler:
         c_se = self.optional(p["se"], lambda v: v > 0, conds)
         if c_se is not None:
             y = self._mbconv_se(x, y, name, p, c_se, kp)
-        y = self.conv_bn(y, f"{name}.project", conds, kp, out, Const(1))
+        y = self.conv_bn(y, f"{name}.project", conds, kp, out, Const(1), groups=p["groups"])
         if isinstance(p["skip"], Const) and p["skip"].value:
             when = Fn(lambda s, cin, cout: (s == 1) & (cin == cout), (_first(p["stride"]), Channels(x), out))
             y = self.add_node("add", f"{name}.add", [y, x], {}, conds, kp, when=when)
         return y, tmpl
+
+    def _shuffle(self, x, name, groups: Expr, conds, kp):
+        if "shuffle" not in PRIMITIVES:
+            self.fail(f"layer `{name}` needs the `shuffle` op, which this version does not have", kp)
+        return self.prim("shuffle", name, x, conds, kp, groups=groups)
 
     def _mbconv_se(self, x, y, name, p, c_se, kp):
         """mbconv's squeeze-excite: MobileNetV3's by default (make_divisible(expanded * se, 8), relu,
