@@ -101,3 +101,63 @@ def test_predict_on_every_profile(name):
                             "--device", device], capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 0, f"{name} on {device}: {r.stderr}"
         assert "latency" in r.stdout.lower()
+
+
+# --------------------------------------------------------------------------------- the new macros
+
+
+def _net(*layers, res=32, channels=16):
+    return {"input": {"channels": channels, "resolution": res}, "layers": list(layers)}
+
+
+def _layers(spec):
+    return [l for l in augur_nas.analyze(augur_nas.load_space_dict(spec))["layers"]]
+
+
+def test_mbconv_efficientnet_se_squeezes_the_block_input():
+    se = {"se": 0.25, "se_base": "input", "se_divisor": 1, "se_act": "swish", "se_gate": "sigmoid"}
+    layers = _layers(_net({"mbconv": {"name": "b", "out": 16, "expand": 6, "act": "swish", **se}}))
+    by_name = {l["name"]: l for l in layers}
+    assert by_name["b.se.reduce"]["out_shape"][0] == 4          # 16 // 4, not 96 // 4
+    assert by_name["b.se.act"]["op"] == "swish" and by_name["b.se.gate"]["op"] == "sigmoid"
+    assert "b.add" in by_name                                     # stride 1, in == out
+    default = {l["name"]: l for l in _layers(_net({"mbconv": {"name": "b", "out": 16, "se": 0.25}}))}
+    assert default["b.se.reduce"]["out_shape"][0] == 24           # make_divisible(96 / 4, 8)
+    assert default["b.se.relu"]["op"] == "relu" and default["b.se.gate"]["op"] == "hsigmoid"
+
+
+def test_mbconv_hidden_and_grouped_pointwise():
+    by_name = {l["name"]: l for l in _layers(_net({"mbconv": {"name": "b", "out": 24, "hidden": 16, "groups": 2}}))}
+    assert by_name["b.expand"]["out_shape"][0] == 16              # built although hidden == in
+    assert by_name["b.expand"]["gemm"]["groups"] == 2 and by_name["b.project"]["gemm"]["groups"] == 2
+    assert by_name["b.expand"]["params"] == 16 * 8
+
+
+def test_fused_mbconv_and_ghost_shapes():
+    by_name = {l["name"]: l for l in _layers(_net({"fused_mbconv": {"name": "f", "out": 32, "stride": 2}}))}
+    assert by_name["f.expand"]["out_shape"] == [64, 16, 16] and by_name["f.expand"]["params"] == 16 * 64 * 9
+    assert by_name["f.project"]["out_shape"] == [32, 16, 16] and "f.add" not in by_name
+    by_name = {l["name"]: l for l in _layers(_net({"fused_mbconv": {"name": "f", "out": 16, "expand": 1}}))}
+    assert "f.conv" in by_name and "f.add" in by_name
+    by_name = {l["name"]: l for l in _layers(_net({"ghost_bottleneck": {"name": "g", "mid": 48, "out": 24,
+                                                                         "stride": 2, "se": 0.25}}))}
+    assert by_name["g.ghost1.concat"]["out_shape"] == [48, 32, 32]
+    assert by_name["g.dw"]["out_shape"] == [48, 16, 16]
+    assert by_name["g.se.reduce"]["out_shape"][0] == 12           # make_divisible(48 / 4, 4)
+    assert by_name["g.shortcut.conv"]["out_shape"] == [24, 16, 16]
+    same = {l["name"] for l in _layers(_net({"ghost_bottleneck": {"name": "g", "mid": 32, "out": 16}}))}
+    assert "g.shortcut.conv" not in same and "g.dw" not in same   # identity shortcut, no strided dw
+
+
+@pytest.mark.parametrize("layer, match", [
+    ({"fused_mbconv": {"out": 16, "expand": {"choice": [1, 4]}}}, "cannot be a choice"),
+    ({"fused_mbconv": {"out": 16, "expand": 0.5}}, "must be >= 1"),
+    ({"ghost": {"out": 15}}, "multiple of its ghost `ratio`"),
+    ({"ghost": {"out": 16, "ratio": 1}}, "at least 2"),
+    ({"ghost_bottleneck": {"mid": 15, "out": 16}}, "multiple of its ghost `ratio`"),
+    ({"mbconv": {"out": 16, "se": 0.25, "se_gate": "relu"}}, "se_gate"),
+    ({"mbconv": {"out": 16, "se_base": {"choice": ["input", "expanded"]}}}, "cannot be a choice"),
+])
+def test_new_macro_bad_input(layer, match):
+    with pytest.raises(augur_nas.SpecError, match=match):
+        augur_nas.load_space_dict(_net(layer))
