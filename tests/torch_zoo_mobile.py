@@ -240,6 +240,100 @@ def ghostnet(num_classes=1000):
                          nn.ReLU(inplace=True), nn.Flatten(1), nn.Dropout(0.2), nn.Linear(1280, num_classes))
 
 
+# ---------------------------------------------------------------------------------------------
+# ShuffleNetV2 (torchvision's: stages_repeats [4, 8, 4], stages_out_channels per width)
+
+
+def channel_shuffle(x, groups: int):
+    b, c, h, w = x.size()
+    x = x.view(b, groups, c // groups, h, w)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(b, c, h, w)
+
+
+class ShuffleUnit(nn.Module):
+    def __init__(self, inp, oup, stride):
+        super().__init__()
+        self.stride = stride
+        bf = oup // 2
+        if stride > 1:
+            self.branch1 = nn.Sequential(
+                nn.Conv2d(inp, inp, 3, stride, 1, groups=inp, bias=False), nn.BatchNorm2d(inp),
+                nn.Conv2d(inp, bf, 1, 1, 0, bias=False), nn.BatchNorm2d(bf), nn.ReLU(inplace=True))
+        else:
+            self.branch1 = nn.Sequential()
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(inp if stride > 1 else bf, bf, 1, 1, 0, bias=False), nn.BatchNorm2d(bf), nn.ReLU(inplace=True),
+            nn.Conv2d(bf, bf, 3, stride, 1, groups=bf, bias=False), nn.BatchNorm2d(bf),
+            nn.Conv2d(bf, bf, 1, 1, 0, bias=False), nn.BatchNorm2d(bf), nn.ReLU(inplace=True))
+
+    def forward(self, x):
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+def shufflenet_v2(channels, repeats=(4, 8, 4), num_classes=1000):
+    layers = [nn.Conv2d(3, channels[0], 3, 2, 1, bias=False), nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True),
+              nn.MaxPool2d(3, 2, 1)]
+    cin = channels[0]
+    for r, cout in zip(repeats, channels[1:4]):
+        layers += [ShuffleUnit(cin, cout, 2)] + [ShuffleUnit(cout, cout, 1) for _ in range(r - 1)]
+        cin = cout
+    layers += [nn.Conv2d(cin, channels[4], 1, 1, 0, bias=False), nn.BatchNorm2d(channels[4]), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, _Mean(), nn.Linear(channels[4], num_classes))
+
+
+# ---------------------------------------------------------------------------------------------
+# ConvNeXt-Tiny (torchvision's: CNBlock with channels-last LayerNorm and Linear, layer scale,
+# stochastic depth identity at inference and left out)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class CNBlock(nn.Module):
+    def __init__(self, dim, layer_scale=1e-6):
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim, bias=True)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pw1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.pw2 = nn.Linear(4 * dim, dim)
+        self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1) * layer_scale)
+
+    def forward(self, x):
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.pw2(self.act(self.pw1(self.norm(y)))).permute(0, 3, 1, 2)
+        return self.layer_scale * y + x
+
+
+def convnext(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), num_classes=1000):
+    layers = [nn.Conv2d(3, dims[0], 4, 4, bias=True), LayerNorm2d(dims[0], eps=1e-6)]
+    for i, (d, c) in enumerate(zip(depths, dims)):
+        if i:
+            layers += [LayerNorm2d(dims[i - 1], eps=1e-6), nn.Conv2d(dims[i - 1], c, 2, 2, bias=True)]
+        layers += [CNBlock(c) for _ in range(d)]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), LayerNorm2d(dims[-1], eps=1e-6), nn.Flatten(1),
+                         nn.Linear(dims[-1], num_classes))
+
+
+# networks that need the newer ops (shuffle, slice, layernorm, gelu): added to ZOO_MOBILE once
+# the language has them
+ZOO_MOBILE_NEW_OPS = {
+    "shufflenet_v2_x0_5": (lambda: shufflenet_v2([24, 48, 96, 192, 1024]), (1, 3, 224, 224)),
+    "shufflenet_v2_x1_0": (lambda: shufflenet_v2([24, 116, 232, 464, 1024]), (1, 3, 224, 224)),
+    "convnext_tiny": (convnext, (1, 3, 224, 224)),
+}
+
+
 def _b0_stages():
     return [("mb",) + row for row in EFFNET_B0]
 

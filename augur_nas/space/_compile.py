@@ -161,6 +161,8 @@ MACROS: dict[str, dict] = {
               "act": (ACTS, "relu"), "width": (_BOOL, True)},
     "ghost_bottleneck": {"mid": (_POSINT, REQUIRED), "out": (_POSINT, REQUIRED), "kernel": ("kernel", 3),
                          "stride": ("pair", 1), "se": (_NUM, 0), "width": (_BOOL, True)},
+    "shufflev2": {"out": (_POSINT, REQUIRED), "stride": ("pair", 1), "width": (_BOOL, True)},
+    "convnext": {"expand": (_POSINT, 4), "kernel": ("kernel", 7), "drop_path": (_NUM, 0)},
     "basic": {"out": (_POSINT, REQUIRED), "stride": ("pair", 1), "width": (_BOOL, True)},
     "bottleneck": {"mid": (_POSINT, REQUIRED), "out": (_POSINT, None), "stride": ("pair", 1),
                    "stride_on": (("first", "middle"), "middle"), "norm": (("batchnorm", "caffe"), "batchnorm"),
@@ -566,10 +568,59 @@ class Compiler:
             y = self.add_node("add", f"{name}.add", [y, x], {}, conds, kp, when=when)
         return y, tmpl
 
+    def _new_op(self, op, name, x, conds, kp, **params):
+        """A primitive from the newer op set (shuffle, slice, layernorm, gelu, stochastic_depth)."""
+        if op not in PRIMITIVES:
+            self.fail(f"layer `{name}` needs the `{op}` op, which this version does not have", kp)
+        return self.prim(op, name, x, conds, kp, **params)
+
     def _shuffle(self, x, name, groups: Expr, conds, kp):
-        if "shuffle" not in PRIMITIVES:
-            self.fail(f"layer `{name}` needs the `shuffle` op, which this version does not have", kp)
-        return self.prim("shuffle", name, x, conds, kp, groups=groups)
+        return self._new_op("shuffle", name, x, conds, kp, groups=groups)
+
+    def macro_shufflev2(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        """ShuffleNetV2's unit. Stride 1: the input's channels split in halves; the second half
+        goes through 1x1 conv-bn-relu, 3x3 depthwise-bn, 1x1 conv-bn-relu; concat with the first
+        half. Stride 2: both branches see the whole input (3x3/2 depthwise-bn, 1x1 conv-bn-relu |
+        1x1 conv-bn-relu, 3x3/2 depthwise-bn, 1x1 conv-bn-relu), concat. Then a channel shuffle
+        of 2 groups. Each branch makes out/2 channels."""
+        out = self.scaled(p["out"], p["width"])
+        half = Fn(lambda c: c // 2, (out,))
+        stride, relu, k3 = p["stride"], Const("relu"), Const(3)
+        c2 = self.optional(stride, lambda v: (v[0] if isinstance(v, (list, tuple)) else v) != 1, conds)
+        c1 = self.optional(stride, lambda v: (v[0] if isinstance(v, (list, tuple)) else v) == 1, conds)
+        if c1 is not None and c2 is not None:
+            self.fail(f"`stride` of layer `{name}` (shufflev2) cannot be a choice between 1 and 2: the "
+                      f"units differ; choose between shufflev2 layers instead", f"{kp}.stride")
+        if c1 is not None:
+            cin_half = Fn(lambda c: c // 2, (Channels(x),))
+            a = self._new_op("slice", f"{name}.split0", x, conds, kp, start=Const(0), end=cin_half)
+            b = self._new_op("slice", f"{name}.split1", x, conds, kp, start=cin_half, end=Channels(x))
+        else:
+            a = self.prim("dwconv", f"{name}.branch1.dw", x, conds, kp, kernel=3, stride=stride, pad=1)
+            a = self.prim("batchnorm", f"{name}.branch1.dw.bn", a, conds, kp)
+            a = self.conv_bn(a, f"{name}.branch1.pw", conds, kp, half, Const(1), act=relu)
+            b = x
+        b = self.conv_bn(b, f"{name}.branch2.pw1", conds, kp, half, Const(1), act=relu)
+        b = self.prim("dwconv", f"{name}.branch2.dw", b, conds, kp, kernel=3, stride=stride, pad=1)
+        b = self.prim("batchnorm", f"{name}.branch2.dw.bn", b, conds, kp)
+        b = self.conv_bn(b, f"{name}.branch2.pw2", conds, kp, half, Const(1), act=relu)
+        y = self.prim("concat", f"{name}.concat", [a, b], conds, kp)
+        return self._shuffle(y, f"{name}.shuffle", Const(2), conds, kp), tmpl
+
+    def macro_convnext(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        """ConvNeXt's block on C channels: 7x7 depthwise conv with bias, layernorm over channels,
+        1x1 (Linear) to expand*C with bias, gelu, 1x1 back to C with bias, layer scale (a per-
+        channel gamma), stochastic depth (identity at inference), add the input."""
+        k = p["kernel"]
+        y = self.prim("dwconv", f"{name}.dw", x, conds, kp, kernel=k, pad=Fn(_same_pad, (k,)), bias=True)
+        y = self._new_op("layernorm", f"{name}.norm", y, conds, kp)
+        wide = Fn(lambda c, e: c * e, (Channels(x), p["expand"]))
+        y = self.prim("conv", f"{name}.pw1", y, conds, kp, out=wide, kernel=1, bias=True)
+        y = self._new_op("gelu", f"{name}.gelu", y, conds, kp)
+        y = self.prim("conv", f"{name}.pw2", y, conds, kp, out=Channels(x), kernel=1, bias=True)
+        y = self.prim("scale", f"{name}.layer_scale", y, conds, kp, bias=False)
+        y = self._new_op("stochastic_depth", f"{name}.drop_path", y, conds, kp, p=p["drop_path"])
+        return self.prim("add", f"{name}.add", [y, x], conds, kp), tmpl
 
     def _mbconv_se(self, x, y, name, p, c_se, kp):
         """mbconv's squeeze-excite: MobileNetV3's by default (make_divisible(expanded * se, 8), relu,
