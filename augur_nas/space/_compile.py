@@ -151,18 +151,7 @@ MACROS: dict[str, dict] = {
                     "groups": (_POSINT, 1), "act": (ACTS, "relu"), "width": (_BOOL, True)},
     "relu_conv_bn": {"out": (_POSINT, None), "kernel": ("kernel", REQUIRED), "stride": ("pair", 1)},
     "mbconv": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 3), "stride": ("pair", 1), "expand": (_NUM, 6),
-               "se": (_NUM, 0), "act": (ACTS, "relu6"), "skip": (_BOOL, True), "width": (_BOOL, True),
-               "hidden": (_POSINT, None), "se_gate": (("hsigmoid", "sigmoid"), "hsigmoid"),
-               "se_base": (("expanded", "input"), "expanded"), "se_act": (ACTS, "relu"),
-               "se_divisor": (_POSINT, 8), "groups": (_POSINT, 1), "shuffle": (_BOOL, False)},
-    "fused_mbconv": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 3), "stride": ("pair", 1),
-                     "expand": (_NUM, 4), "act": (ACTS, "swish"), "skip": (_BOOL, True), "width": (_BOOL, True)},
-    "ghost": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 1), "ratio": (_POSINT, 2), "dw_kernel": ("kernel", 3),
-              "act": (ACTS, "relu"), "width": (_BOOL, True)},
-    "ghost_bottleneck": {"mid": (_POSINT, REQUIRED), "out": (_POSINT, REQUIRED), "kernel": ("kernel", 3),
-                         "stride": ("pair", 1), "se": (_NUM, 0), "width": (_BOOL, True)},
-    "shufflev2": {"out": (_POSINT, REQUIRED), "stride": ("pair", 1), "width": (_BOOL, True)},
-    "convnext": {"expand": (_POSINT, 4), "kernel": ("kernel", 7), "drop_path": (_NUM, 0)},
+               "se": (_NUM, 0), "act": (ACTS, "relu6"), "skip": (_BOOL, True), "width": (_BOOL, True)},
     "basic": {"out": (_POSINT, REQUIRED), "stride": ("pair", 1), "width": (_BOOL, True)},
     "bottleneck": {"mid": (_POSINT, REQUIRED), "out": (_POSINT, None), "stride": ("pair", 1),
                    "stride_on": (("first", "middle"), "middle"), "norm": (("batchnorm", "caffe"), "batchnorm"),
@@ -177,6 +166,22 @@ MACROS: dict[str, dict] = {
 }
 MACROS["inception"]["width"] = (_BOOL, True)
 MACROS["fire"]["width"] = (_BOOL, True)
+# the mobile zoo's mbconv variants (MobileNetV3 tables, EfficientNet's squeeze-excite, FBNet's
+# grouped blocks) and its other blocks; the defaults keep mbconv as it was
+MACROS["mbconv"].update({
+    "hidden": (_POSINT, None), "se_gate": (("hsigmoid", "sigmoid"), "hsigmoid"),
+    "se_base": (("expanded", "input"), "expanded"), "se_act": (ACTS, "relu"), "se_divisor": (_POSINT, 8),
+    "groups": (_POSINT, 1), "shuffle": (_BOOL, False)})
+MACROS.update({
+    "fused_mbconv": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 3), "stride": ("pair", 1),
+                     "expand": (_NUM, 4), "act": (ACTS, "swish"), "skip": (_BOOL, True), "width": (_BOOL, True)},
+    "ghost": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 1), "ratio": (_POSINT, 2), "dw_kernel": ("kernel", 3),
+              "act": (ACTS, "relu"), "width": (_BOOL, True)},
+    "ghost_bottleneck": {"mid": (_POSINT, REQUIRED), "out": (_POSINT, REQUIRED), "kernel": ("kernel", 3),
+                         "stride": ("pair", 1), "se": (_NUM, 0), "width": (_BOOL, True)},
+    "shufflev2": {"out": (_POSINT, REQUIRED), "stride": ("pair", 1), "width": (_BOOL, True)},
+    "convnext": {"expand": (_POSINT, 4), "kernel": ("kernel", 7), "drop_path": (_NUM, 0)},
+})
 
 # ops whose Table-1 type is not the op name
 TABLE_TYPE = {"dwconv": "conv", "maxpool": "pool", "avgpool": "pool", "globalpool": "pool",
@@ -632,17 +637,25 @@ class Compiler:
             div = p["se_divisor"].value
             base = Channels(y) if p["se_base"].value == "expanded" else Channels(x)
             squeeze = Fn(lambda c, r: make_divisible(c * r, div), (base, p["se"]))
-        return self.squeeze_excite(y, f"{name}.se", squeeze, c_se, kp, act=p["se_act"], gate=p["se_gate"].value)
+        if (p["se_act"].value, p["se_gate"].value) == ("relu", "hsigmoid"):
+            return self.squeeze_excite(y, f"{name}.se", squeeze, c_se, kp)
+        return self._squeeze_excite_as(y, f"{name}.se", squeeze, c_se, kp, p["se_act"], p["se_gate"].value)
 
-    def squeeze_excite(self, x, name, squeeze: Expr, conds, kp, act=None, gate="hsigmoid"):
+    def _squeeze_excite_as(self, x, name, squeeze: Expr, conds, kp, act: Expr, gate: str):
+        """squeeze_excite with another activation and gate (EfficientNet: swish, sigmoid)."""
         s = self.prim("globalpool", f"{name}.pool", x, conds, kp)
         s = self.prim("conv", f"{name}.reduce", s, conds, kp, out=squeeze, kernel=1, bias=True)
-        if act is None or act.value == "relu":
-            s = self.prim("relu", f"{name}.relu", s, conds, kp)
-        else:
-            s = self.act(act, s, f"{name}.act", conds, kp)
+        s = self.act(act, s, f"{name}.act", conds, kp)
         s = self.prim("conv", f"{name}.expand", s, conds, kp, out=Channels(x), kernel=1, bias=True)
         s = self.prim(gate, f"{name}.gate", s, conds, kp)
+        return self.prim("mul", f"{name}.mul", [x, s], conds, kp)
+
+    def squeeze_excite(self, x, name, squeeze: Expr, conds, kp):
+        s = self.prim("globalpool", f"{name}.pool", x, conds, kp)
+        s = self.prim("conv", f"{name}.reduce", s, conds, kp, out=squeeze, kernel=1, bias=True)
+        s = self.prim("relu", f"{name}.relu", s, conds, kp)
+        s = self.prim("conv", f"{name}.expand", s, conds, kp, out=Channels(x), kernel=1, bias=True)
+        s = self.prim("hsigmoid", f"{name}.gate", s, conds, kp)
         return self.prim("mul", f"{name}.mul", [x, s], conds, kp)
 
     def macro_fused_mbconv(self, x, name, p, tmpl, raw, kp, conds, prefix):
