@@ -573,6 +573,80 @@ class Compiler:
             y = self.add_node("add", f"{name}.add", [y, x], {}, conds, kp, when=when)
         return y, tmpl
 
+    def squeeze_excite(self, x, name, squeeze: Expr, conds, kp):
+        s = self.prim("globalpool", f"{name}.pool", x, conds, kp)
+        s = self.prim("conv", f"{name}.reduce", s, conds, kp, out=squeeze, kernel=1, bias=True)
+        s = self.prim("relu", f"{name}.relu", s, conds, kp)
+        s = self.prim("conv", f"{name}.expand", s, conds, kp, out=Channels(x), kernel=1, bias=True)
+        s = self.prim("hsigmoid", f"{name}.gate", s, conds, kp)
+        return self.prim("mul", f"{name}.mul", [x, s], conds, kp)
+
+    def macro_se(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        squeeze = Fn(lambda c, r: make_divisible(c * r, 8), (Channels(x), p["ratio"]))
+        return self.squeeze_excite(x, name, squeeze, conds, kp), tmpl
+
+    def _shortcut(self, x, name, out, stride, conds, kp, caffe=False):
+        """A projection shortcut when stride or channels change, else the identity."""
+        needs = Fn(lambda s, cin, cout: (s != 1) | (cin != cout), (_first(stride), Channels(x), out))
+        pad0 = Const(0)
+        sc = self.prim("conv", f"{name}.shortcut", x, conds, kp, out=out, kernel=1, stride=stride, pad=pad0, bias=False)
+        self.nodes[sc].when = needs
+        sc = self.prim("batchnorm", f"{name}.shortcut.bn", sc, conds, kp, affine=not caffe)
+        self.nodes[sc].when = needs
+        if caffe:
+            sc = self.prim("scale", f"{name}.shortcut.scale", sc, conds, kp)
+            self.nodes[sc].when = needs
+        return sc
+
+    def macro_basic(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        out = self.scaled(p["out"], p["width"])
+        y = self.conv_bn(x, f"{name}.conv1", conds, kp, out, Const(3), p["stride"], act=Const("relu"))
+        y = self.conv_bn(y, f"{name}.conv2", conds, kp, out, Const(3))
+        sc = self._shortcut(x, name, out, p["stride"], conds, kp)
+        y = self.prim("add", f"{name}.add", [y, sc], conds, kp)
+        return self.prim("relu", f"{name}.relu", y, conds, kp), tmpl
+
+    def macro_bottleneck(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        mid = self.scaled(p["mid"], p["width"])
+        out = (Fn(lambda m: 4 * m, (mid,)) if isinstance(p["out"], Const) and p["out"].value is None
+               else self.scaled(p["out"], p["width"]))
+        caffe = p["norm"].value == "caffe"
+        first = p["stride_on"].value == "first"
+        s1, s2 = (p["stride"], Const(1)) if first else (Const(1), p["stride"])
+        relu = Const("relu")
+        y = self.conv_bn(x, f"{name}.conv1", conds, kp, mid, Const(1), s1, act=relu, caffe=caffe)
+        y = self.conv_bn(y, f"{name}.conv2", conds, kp, mid, Const(3), s2, act=relu, caffe=caffe)
+        y = self.conv_bn(y, f"{name}.conv3", conds, kp, out, Const(1), caffe=caffe)
+        sc = self._shortcut(x, name, out, p["stride"], conds, kp, caffe=caffe)
+        y = self.prim("add", f"{name}.add", [y, sc], conds, kp)
+        return self.prim("relu", f"{name}.relu", y, conds, kp), tmpl
+
+    def macro_inception(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        w = p["width"]
+        c = {k: self.scaled(p[k], w) for k in ("c1", "c3r", "c3", "c5r", "c5", "pool_proj")}
+
+        def conv_relu(inp, suffix, out, k):
+            y = self.prim("conv", f"{name}.{suffix}", inp, conds, kp, out=out, kernel=k, pad=(k - 1) // 2)
+            return self.prim("relu", f"{name}.{suffix}.relu", y, conds, kp)
+
+        b1 = conv_relu(x, "1x1", c["c1"], 1)
+        b2 = conv_relu(conv_relu(x, "3x3_reduce", c["c3r"], 1), "3x3", c["c3"], 3)
+        b3 = conv_relu(conv_relu(x, "5x5_reduce", c["c5r"], 1), "5x5", c["c5"], 5)
+        pool = self.prim("maxpool", f"{name}.pool", x, conds, kp, kernel=3, stride=1, pad=1, ceil=True)
+        b4 = conv_relu(pool, "pool_proj", c["pool_proj"], 1)
+        return self.prim("concat", f"{name}.output", [b1, b2, b3, b4], conds, kp), tmpl
+
+    def macro_fire(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        w = Const(True)
+        s = self.prim("conv", f"{name}.squeeze", x, conds, kp, out=self.scaled(p["squeeze"], w), kernel=1)
+        s = self.prim("relu", f"{name}.squeeze.relu", s, conds, kp)
+        e1 = self.prim("conv", f"{name}.expand1x1", s, conds, kp, out=self.scaled(p["e1"], w), kernel=1)
+        e1 = self.prim("relu", f"{name}.expand1x1.relu", e1, conds, kp)
+        e3 = self.prim("conv", f"{name}.expand3x3", s, conds, kp, out=self.scaled(p["e3"], w), kernel=3, pad=1)
+        e3 = self.prim("relu", f"{name}.expand3x3.relu", e3, conds, kp)
+        return self.prim("concat", f"{name}.concat", [e1, e3], conds, kp), tmpl
+
+    # -- the mobile zoo's blocks ----------------------------------------------------------
     def _new_op(self, op, name, x, conds, kp, **params):
         """A primitive from the newer op set (shuffle, slice, layernorm, gelu, stochastic_depth)."""
         if op not in PRIMITIVES:
@@ -650,14 +724,6 @@ class Compiler:
         s = self.prim(gate, f"{name}.gate", s, conds, kp)
         return self.prim("mul", f"{name}.mul", [x, s], conds, kp)
 
-    def squeeze_excite(self, x, name, squeeze: Expr, conds, kp):
-        s = self.prim("globalpool", f"{name}.pool", x, conds, kp)
-        s = self.prim("conv", f"{name}.reduce", s, conds, kp, out=squeeze, kernel=1, bias=True)
-        s = self.prim("relu", f"{name}.relu", s, conds, kp)
-        s = self.prim("conv", f"{name}.expand", s, conds, kp, out=Channels(x), kernel=1, bias=True)
-        s = self.prim("hsigmoid", f"{name}.gate", s, conds, kp)
-        return self.prim("mul", f"{name}.mul", [x, s], conds, kp)
-
     def macro_fused_mbconv(self, x, name, p, tmpl, raw, kp, conds, prefix):
         """EfficientNetV2's FusedMBConv: a kxk conv to the expanded channels (bn, act) and a 1x1
         linear projection (bn); with expand 1 a single kxk conv to `out` (bn, act). A residual add
@@ -679,10 +745,6 @@ class Compiler:
             when = Fn(lambda s, cin, cout: (s == 1) & (cin == cout), (_first(p["stride"]), Channels(x), out))
             y = self.add_node("add", f"{name}.add", [y, x], {}, conds, kp, when=when)
         return y, tmpl
-
-    def macro_se(self, x, name, p, tmpl, raw, kp, conds, prefix):
-        squeeze = Fn(lambda c, r: make_divisible(c * r, 8), (Channels(x), p["ratio"]))
-        return self.squeeze_excite(x, name, squeeze, conds, kp), tmpl
 
     def _ghost(self, x, name, out, p_kernel, ratio, dw_kernel, act, conds, kp):
         """GhostNet's module: a primary conv to out/ratio channels (bn, act), a depthwise conv
@@ -737,67 +799,6 @@ class Compiler:
         for nid in range(first, len(self.nodes)):
             self.nodes[nid].when = needs
         return self.prim("add", f"{name}.add", [y, sc], conds, kp), tmpl
-
-    def _shortcut(self, x, name, out, stride, conds, kp, caffe=False):
-        """A projection shortcut when stride or channels change, else the identity."""
-        needs = Fn(lambda s, cin, cout: (s != 1) | (cin != cout), (_first(stride), Channels(x), out))
-        pad0 = Const(0)
-        sc = self.prim("conv", f"{name}.shortcut", x, conds, kp, out=out, kernel=1, stride=stride, pad=pad0, bias=False)
-        self.nodes[sc].when = needs
-        sc = self.prim("batchnorm", f"{name}.shortcut.bn", sc, conds, kp, affine=not caffe)
-        self.nodes[sc].when = needs
-        if caffe:
-            sc = self.prim("scale", f"{name}.shortcut.scale", sc, conds, kp)
-            self.nodes[sc].when = needs
-        return sc
-
-    def macro_basic(self, x, name, p, tmpl, raw, kp, conds, prefix):
-        out = self.scaled(p["out"], p["width"])
-        y = self.conv_bn(x, f"{name}.conv1", conds, kp, out, Const(3), p["stride"], act=Const("relu"))
-        y = self.conv_bn(y, f"{name}.conv2", conds, kp, out, Const(3))
-        sc = self._shortcut(x, name, out, p["stride"], conds, kp)
-        y = self.prim("add", f"{name}.add", [y, sc], conds, kp)
-        return self.prim("relu", f"{name}.relu", y, conds, kp), tmpl
-
-    def macro_bottleneck(self, x, name, p, tmpl, raw, kp, conds, prefix):
-        mid = self.scaled(p["mid"], p["width"])
-        out = (Fn(lambda m: 4 * m, (mid,)) if isinstance(p["out"], Const) and p["out"].value is None
-               else self.scaled(p["out"], p["width"]))
-        caffe = p["norm"].value == "caffe"
-        first = p["stride_on"].value == "first"
-        s1, s2 = (p["stride"], Const(1)) if first else (Const(1), p["stride"])
-        relu = Const("relu")
-        y = self.conv_bn(x, f"{name}.conv1", conds, kp, mid, Const(1), s1, act=relu, caffe=caffe)
-        y = self.conv_bn(y, f"{name}.conv2", conds, kp, mid, Const(3), s2, act=relu, caffe=caffe)
-        y = self.conv_bn(y, f"{name}.conv3", conds, kp, out, Const(1), caffe=caffe)
-        sc = self._shortcut(x, name, out, p["stride"], conds, kp, caffe=caffe)
-        y = self.prim("add", f"{name}.add", [y, sc], conds, kp)
-        return self.prim("relu", f"{name}.relu", y, conds, kp), tmpl
-
-    def macro_inception(self, x, name, p, tmpl, raw, kp, conds, prefix):
-        w = p["width"]
-        c = {k: self.scaled(p[k], w) for k in ("c1", "c3r", "c3", "c5r", "c5", "pool_proj")}
-
-        def conv_relu(inp, suffix, out, k):
-            y = self.prim("conv", f"{name}.{suffix}", inp, conds, kp, out=out, kernel=k, pad=(k - 1) // 2)
-            return self.prim("relu", f"{name}.{suffix}.relu", y, conds, kp)
-
-        b1 = conv_relu(x, "1x1", c["c1"], 1)
-        b2 = conv_relu(conv_relu(x, "3x3_reduce", c["c3r"], 1), "3x3", c["c3"], 3)
-        b3 = conv_relu(conv_relu(x, "5x5_reduce", c["c5r"], 1), "5x5", c["c5"], 5)
-        pool = self.prim("maxpool", f"{name}.pool", x, conds, kp, kernel=3, stride=1, pad=1, ceil=True)
-        b4 = conv_relu(pool, "pool_proj", c["pool_proj"], 1)
-        return self.prim("concat", f"{name}.output", [b1, b2, b3, b4], conds, kp), tmpl
-
-    def macro_fire(self, x, name, p, tmpl, raw, kp, conds, prefix):
-        w = Const(True)
-        s = self.prim("conv", f"{name}.squeeze", x, conds, kp, out=self.scaled(p["squeeze"], w), kernel=1)
-        s = self.prim("relu", f"{name}.squeeze.relu", s, conds, kp)
-        e1 = self.prim("conv", f"{name}.expand1x1", s, conds, kp, out=self.scaled(p["e1"], w), kernel=1)
-        e1 = self.prim("relu", f"{name}.expand1x1.relu", e1, conds, kp)
-        e3 = self.prim("conv", f"{name}.expand3x3", s, conds, kp, out=self.scaled(p["e3"], w), kernel=3, pad=1)
-        e3 = self.prim("relu", f"{name}.expand3x3.relu", e3, conds, kp)
-        return self.prim("concat", f"{name}.concat", [e1, e3], conds, kp), tmpl
 
     def macro_branch(self, x, name, p, tmpl, raw, kp, conds, prefix):
         paths = p["paths"]
