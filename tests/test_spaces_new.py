@@ -115,3 +115,14 @@ def test_search_runs(name, tmp_path):
              "--trials", "200", "--seed", "0", "--out", str(out), "--no-progress")
     assert r.returncode == 0, r.stderr
     assert (out / "pareto.csv").exists()
+
+
+def test_fbnet_g2_blocks_shuffle_between_grouped_convs():
+    space = augur_nas.load_space(SPACES / "fbnet.yaml")
+    table = augur_nas.analyze(space.decode(np.array([1] * 22)))["layers"]   # every layer k3_e1_g2
+    ops = [l["op"] for l in table]
+    assert ops.count("shuffle") == 22
+    grouped = [l for l in table if l["op"] == "conv" and l["gemm"]["groups"] == 2]
+    assert len(grouped) == 44                                   # both 1x1 convs of every block
+    i = ops.index("shuffle")
+    assert ops[i - 3:i + 2] == ["conv", "batchnorm", "relu", "shuffle", "dwconv"]

@@ -35,13 +35,28 @@ PUBLISHED = {
     "efficientnet_v2_s": (21_458_488, 8_365_617_152, 8.37, 384),
     # the official code's definition (huawei-noah ghostnet_pytorch); the paper: 5.2M, 141M FLOPs
     "ghostnet": (5_182_508, 141_150_512, 0.141, 224),
+    "shufflenet_v2_x0_5": (1_366_792, 40_476_448, 0.04, 224),
+    "shufflenet_v2_x1_0": (2_278_604, 144_907_992, 0.14, 224),
+    # conv + fc (the channels-last Linears as 1x1 convs, at every position): torchvision documents
+    # 4.46 GFLOPS; fvcore / ptflops count 4.47G with the layernorms and gelus
+    "convnext_tiny": (28_589_128, 4_455_531_264, 4.46, 224),
 }
+# built from ops (shuffle, slice, layernorm, gelu) that the ONNX exporter and the torch importer
+# do not handle yet (h13ops' io/onnx.py, io/torch.py); strict, so the marker must go when they do
+PENDING_IMPORT = {"shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "convnext_tiny"}
 # networks whose ONNX/torch round trips take more than a few seconds
-SLOW = {"efficientnet_v2_s", "efficientnet_b1"}
+SLOW = {"efficientnet_v2_s", "efficientnet_b1", "convnext_tiny"}
 
 
 def _params(names):
-    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in names]
+    out = []
+    for n in names:
+        marks = [pytest.mark.slow] if n in SLOW else []
+        if n in PENDING_IMPORT:
+            marks.append(pytest.mark.xfail(strict=True, raises=augur_nas.UnsupportedOpError,
+                                           reason="the ONNX exporter / torch importer lack shuffle, slice, layernorm"))
+        out.append(pytest.param(n, marks=marks))
+    return out
 
 
 def _summary(model) -> tuple:
@@ -70,12 +85,12 @@ def test_yaml_torch_onnx_agree(name, tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("onnx")
     from augur_nas.io.onnx import export_onnx
-    from torch_zoo_mobile import ZOO_MOBILE
+    from torch_zoo_mobile import ZOO_MOBILE, ZOO_MOBILE_NEW_OPS
 
     yaml_model = augur_nas.load_model(ZOO / f"{name}.yaml")
     onnx_path = tmp_path / f"{name}.onnx"
     export_onnx(yaml_model, onnx_path)
-    factory, shape = ZOO_MOBILE[name]
+    factory, shape = {**ZOO_MOBILE, **ZOO_MOBILE_NEW_OPS}[name]
     ref = _summary(yaml_model)
     assert ref[1] == PUBLISHED[name][0]
     for source, model in (("onnx", augur_nas.load_model(onnx_path)),
@@ -87,9 +102,10 @@ def test_yaml_torch_onnx_agree(name, tmp_path):
 
 def test_torch_definitions_have_published_params():
     pytest.importorskip("torch")
-    from torch_zoo_mobile import ZOO_MOBILE
+    from torch_zoo_mobile import ZOO_MOBILE, ZOO_MOBILE_NEW_OPS
 
-    for name, (factory, _) in ZOO_MOBILE.items():
+    assert set(ZOO_MOBILE) | set(ZOO_MOBILE_NEW_OPS) == set(PUBLISHED)
+    for name, (factory, _) in {**ZOO_MOBILE, **ZOO_MOBILE_NEW_OPS}.items():
         assert sum(p.numel() for p in factory().parameters()) == PUBLISHED[name][0], name
 
 
