@@ -179,10 +179,11 @@ MACROS["fire"]["width"] = (_BOOL, True)
 MACROS["mbconv"].update({
     "hidden": (_POSINT, None), "se_gate": (("hsigmoid", "sigmoid"), "hsigmoid"),
     "se_base": (("expanded", "input"), "expanded"), "se_act": (ACTS, "relu"), "se_divisor": (_POSINT, 8),
-    "groups": (_POSINT, 1), "shuffle": (_BOOL, False)})
+    "groups": (_POSINT, 1), "shuffle": (_BOOL, False), "drop_path": (_NUM, 0)})
 MACROS.update({
     "fused_mbconv": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 3), "stride": ("pair", 1),
-                     "expand": (_NUM, 4), "act": (ACTS, "swish"), "skip": (_BOOL, True), "width": (_BOOL, True)},
+                     "expand": (_NUM, 4), "act": (ACTS, "swish"), "skip": (_BOOL, True), "width": (_BOOL, True),
+                     "drop_path": (_NUM, 0)},
     "ghost": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 1), "ratio": (_POSINT, 2), "dw_kernel": ("kernel", 3),
               "act": (ACTS, "relu"), "width": (_BOOL, True)},
     "ghost_bottleneck": {"mid": (_POSINT, REQUIRED), "out": (_POSINT, REQUIRED), "kernel": ("kernel", 3),
@@ -583,6 +584,7 @@ class Compiler:
         y = self.conv_bn(y, f"{name}.project", conds, kp, out, Const(1), groups=p["groups"])
         if isinstance(p["skip"], Const) and p["skip"].value:
             when = Fn(lambda s, cin, cout: (s == 1) & (cin == cout), (_first(p["stride"]), Channels(x), out))
+            y = self._drop_path(y, name, p["drop_path"], when, conds, kp)
             y = self.add_node("add", f"{name}.add", [y, x], {}, conds, kp, when=when)
         return y, tmpl
 
@@ -756,8 +758,18 @@ class Compiler:
             y = self.conv_bn(y, f"{name}.project", conds, kp, out, Const(1))
         if p["skip"].value:
             when = Fn(lambda s, cin, cout: (s == 1) & (cin == cout), (_first(p["stride"]), Channels(x), out))
+            y = self._drop_path(y, name, p["drop_path"], when, conds, kp)
             y = self.add_node("add", f"{name}.add", [y, x], {}, conds, kp, when=when)
         return y, tmpl
+
+    def _drop_path(self, y, name, p_drop: Expr, when, conds, kp):
+        """Stochastic depth on the residual branch (EfficientNet's), only where the block adds and
+        only when written (drop_path > 0): the identity at inference, it costs nothing."""
+        if isinstance(p_drop, Const) and not p_drop.value:
+            return y
+        y = self._new_op("stochastic_depth", f"{name}.drop_path", y, conds, kp, p=p_drop)
+        self.nodes[y].when = when
+        return y
 
     def _ghost(self, x, name, out, p_kernel, ratio, dw_kernel, act, conds, kp):
         """GhostNet's module: a primary conv to out/ratio channels (bn, act), a depthwise conv
