@@ -100,6 +100,19 @@ def test_yaml_torch_onnx_agree(name, tmp_path):
         assert gemms == ref[2], f"{name}: {source} GEMM dims (n, k, m, groups), in order"
 
 
+# stochastic depth (identity at inference) before the residual adds, as the references have it:
+# every block but the first (p = 0); in blocks without a residual the layer is inactive too
+DROP_PATHS = {"efficientnet_b0": 15, "efficientnet_b1": 22, "efficientnet_v2_s": 39, "convnext_tiny": 18}
+
+
+@pytest.mark.parametrize("name", list(PUBLISHED))
+def test_stochastic_depth_where_the_reference_has_it(name):
+    nodes = augur_nas.load_space(ZOO / f"{name}.yaml").program.nodes
+    drops = [n for n in nodes if n.name.endswith(".drop_path")]
+    assert len(drops) == DROP_PATHS.get(name, 0)
+    assert all(n.op == "identity" for n in drops)
+
+
 def test_torch_definitions_have_published_params():
     pytest.importorskip("torch")
     from torch_zoo_mobile import ZOO_MOBILE, ZOO_MOBILE_NEW_OPS
