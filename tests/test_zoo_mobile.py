@@ -38,7 +38,7 @@ PUBLISHED = {
     "shufflenet_v2_x0_5": (1_366_792, 40_476_448, 0.04, 224),
     "shufflenet_v2_x1_0": (2_278_604, 144_907_992, 0.14, 224),
     # conv + fc (the channels-last Linears as 1x1 convs, at every position): torchvision documents
-    # 4.46 GFLOPS; fvcore / ptflops count 4.47G with the layernorms and gelus
+    # 4.46 GFLOPS (a Linear hook counting in*out once per call would undercount it)
     "convnext_tiny": (28_589_128, 4_455_531_264, 4.46, 224),
 }
 # built from ops (shuffle, slice, layernorm, gelu) that the ONNX exporter and the torch importer
