@@ -695,7 +695,10 @@ class _Converter:
             if op == "mul" and len(sx) == 4 and len(sy) == 4 and sx[:2] == sy[:2] and (
                 sx[2:] == (1, 1) or sy[2:] == (1, 1)
             ):
-                return [x, y], [(op, {})]  # squeeze-excite broadcast of [C,1,1] over [C,H,W]
+                # squeeze-excite broadcast of [C,1,1] over [C,H,W]: the full-size input first, as
+                # the language's mul (and the ONNX reader) expect, whatever the order in torch
+                # (torchvision's SqueezeExcitation returns ``scale * input``)
+                return ([y, x] if sx[2:] == (1, 1) else [x, y]), [(op, {})]
             raise _Unsupported(
                 f"broadcasts {list(sx)} with {list(sy)}; the language's {op} needs equal shapes"
                 + (" (or a [C,1,1] factor)." if op == "mul" else ".")
