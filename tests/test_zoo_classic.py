@@ -145,3 +145,68 @@ def test_header_names_source_figures_and_held_out(name):
     assert f"{PUBLISHED[name][0]:,}" in header
     assert f"{PUBLISHED[name][2]:,}" in header
     assert "held out: never sampled for calibration or the residual" in header
+
+
+# --------------------------------------------------------------------------------------------- macros
+# The macro parameters these networks added (docs/language.md); the old defaults keep every
+# shipped file's expansion unchanged (tests/golden and test_space check that).
+
+
+def _layers(layers, channels=16, resolution=8):
+    spec = {"name": "t", "input": {"channels": channels, "resolution": resolution}, "layers": layers}
+    return augur_nas.analyze(augur_nas.load_space_dict(spec))["layers"]
+
+
+def test_bottleneck_groups_and_regnet_se():
+    layers = _layers([{"bottleneck": {"name": "b", "mid": 24, "out": 24, "groups": 3, "stride": 2,
+                                      "se": 0.25}}])
+    by = {l["name"]: l for l in layers}
+    assert by["b.conv2"]["gemm"]["groups"] == 3 and by["b.conv2"]["params"] == 24 * 8 * 9
+    # squeeze = round(0.25 * the block's INPUT channels (16)) = 4, sigmoid gate, after conv2's relu
+    assert by["b.se.reduce"]["out_shape"][0] == 4 and by["b.se.expand"]["out_shape"][0] == 24
+    assert by["b.se.gate"]["op"] == "sigmoid"
+    names = [l["name"] for l in layers]
+    assert names.index("b.conv2.act") < names.index("b.se.pool") < names.index("b.se.mul") < names.index("b.conv3")
+    # defaults: no groups, no squeeze-excite
+    plain = _layers([{"bottleneck": {"name": "b", "mid": 24, "out": 24}}])
+    assert not any(".se." in l["name"] for l in plain)
+    assert {l["name"]: l for l in plain}["b.conv2"]["gemm"]["groups"] == 1
+
+
+def test_se_squeeze_and_gate():
+    old = {l["name"]: l for l in _layers([{"se": {"name": "s"}}], channels=40)}
+    assert old["s.reduce"]["out_shape"][0] == 16 and old["s.gate"]["op"] == "hsigmoid"  # make_divisible(10, 8)
+    new = {l["name"]: l for l in _layers([{"se": {"name": "s", "squeeze": 10, "gate": "sigmoid"}}], channels=40)}
+    assert new["s.reduce"]["out_shape"][0] == 10 and new["s.gate"]["op"] == "sigmoid"
+    with pytest.raises(augur_nas.SpecError, match="gate"):
+        _layers([{"se": {"gate": "relu"}}])
+    with pytest.raises(augur_nas.SpecError, match="gate"):
+        _layers([{"se": {"gate": {"choice": ["sigmoid", "hsigmoid"]}}}])
+
+
+def test_conv_bn_act_pad():
+    by = {l["name"]: l for l in _layers([
+        {"conv_bn_act": {"name": "valid", "out": 8, "kernel": 3, "stride": 2, "pad": 0}},
+        {"conv_bn_act": {"name": "same", "out": 8, "kernel": [1, 7]}},
+        {"conv_bn_act": {"name": "hw", "out": 8, "kernel": [3, 1], "pad": [0, 2]}}], resolution=17)}
+    assert by["valid.conv"]["out_shape"] == [8, 8, 8]      # (17 - 3) // 2 + 1
+    assert by["same.conv"]["out_shape"] == [8, 8, 8]       # pad same of 1x7 is [0, 3]
+    assert by["hw.conv"]["out_shape"] == [8, 6, 12]        # 8 - 3 + 1, 8 + 4
+
+
+def test_torch_broadcast_mul_in_either_order():
+    """torchvision's SqueezeExcitation returns ``scale * input``: the [C,1,1] factor first."""
+    torch = pytest.importorskip("torch")
+
+    class SE(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Conv2d(8, 8, 1)
+
+        def forward(self, x):
+            scale = torch.sigmoid(self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1)))
+            return scale * x
+
+    a = augur_nas.analyze(augur_nas.from_torch(SE(), (1, 8, 5, 5)))
+    mul = [l for l in a["layers"] if l["op"] == "mul"]
+    assert len(mul) == 1 and mul[0]["out_shape"] == [8, 5, 5]
