@@ -138,6 +138,27 @@ def test_analyze_and_predict_on_every_profile(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_hot_path_equals_the_layer_table(name):
+    """Segment tabulation (the oracle's hot path) prices these DAGs (Inception's side branch,
+    DenseNet's concats, RegNetY's squeeze-excite) exactly like the full layer table."""
+    import numpy as np
+    from augur_nas.analysis import totals
+    from augur_nas.lowering import fast_totals
+    from augur_nas.oracle import _fast_costs, _table_costs
+    from augur_nas.profile import load_profile
+
+    model = augur_nas.load_model(ZOO / f"{name}.yaml")
+    x = np.zeros((1, 0), dtype=np.int64)
+    ref = totals(augur_nas.lower(model, x))
+    for key, v in fast_totals(model, x).items():
+        np.testing.assert_array_equal(v, ref[key], err_msg=key)
+    for device in ("tk1-gpu", "tx1-cpu"):
+        a, b = _table_costs(model, x, load_profile(device), 1), _fast_costs(model, x, load_profile(device), 1)
+        for i in (0, 2, 3, 4):  # latency, memory, macs, params
+            np.testing.assert_allclose(b[i], a[i], rtol=1e-9, err_msg=f"{device} [{i}]")
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_header_names_source_figures_and_held_out(name):
     text = (ZOO / f"{name}.yaml").read_text()
     header = "\n".join(line for line in text.splitlines() if line.startswith("#")).lower()
