@@ -231,3 +231,19 @@ def test_torch_broadcast_mul_in_either_order():
     a = augur_nas.analyze(augur_nas.from_torch(SE(), (1, 8, 5, 5)))
     mul = [l for l in a["layers"] if l["op"] == "mul"]
     assert len(mul) == 1 and mul[0]["out_shape"] == [8, 5, 5]
+
+
+@pytest.mark.parametrize("layer, message", [
+    ({"bottleneck": {"name": "b", "mid": 24, "out": 24, "groups": 5}}, "`groups` of layer `b.conv2`.*must divide"),
+    ({"bottleneck": {"name": "b", "mid": 24, "out": 24, "se": -0.5}}, "`se` of layer `b` \\(bottleneck\\) must be >= 0"),
+    ({"se": {"name": "s", "squeeze": 0}}, "`squeeze` of layer `s` \\(se\\) must be >= 1"),
+    ({"conv_bn_act": {"name": "c", "out": 8, "kernel": 3, "pad": -1}}, "`pad` of layer `c` \\(conv_bn_act\\)"),
+])
+def test_bad_macro_parameters_are_named(layer, message):
+    with pytest.raises(augur_nas.AugurError, match=message):
+        _layers([layer])
+
+
+def test_regnet_se_keeps_at_least_one_channel():
+    by = {l["name"]: l for l in _layers([{"bottleneck": {"name": "b", "mid": 24, "out": 24, "se": 0.01}}])}
+    assert by["b.se.reduce"]["out_shape"][0] == 1   # round(0.01 * 16) = 0 -> 1

@@ -604,7 +604,8 @@ class Compiler:
         c_se = self.optional(p["se"], lambda v: v > 0, conds)
         if c_se is not None:
             # RegNetY / pycls: the squeeze width is a ratio of the BLOCK's input channels, rounded
-            squeeze = Fn(lambda c, r: _round_half_even(c * r), (Channels(x), p["se"]))
+            # (at least one channel: a zero-width conv would price as free)
+            squeeze = Fn(lambda c, r: np.maximum(_round_half_even(c * r), 1), (Channels(x), p["se"]))
             y = self.squeeze_excite(y, f"{name}.se", squeeze, c_se, kp, gate="sigmoid")
         y = self.conv_bn(y, f"{name}.conv3", conds, kp, out, Const(1), caffe=caffe)
         sc = self._shortcut(x, name, out, p["stride"], conds, kp, caffe=caffe)
