@@ -4,8 +4,8 @@ Wide ResNet-50-2, VGG-11, SqueezeNet 1.0/1.1, DenseNet-121, Inception-v3, RegNet
 For each network:
 - spaces/zoo/NAME.yaml has torchvision's published parameter count exactly, and its conv+fc MACs
   are within 1 % of torchvision's documented GFLOPS (``_ops`` of the weights' meta, which count
-  conv and linear multiply-adds once, as fvcore does); here they are equal to the multiply-add
-  count, except Inception-v3, whose file holds the auxiliary classifier that torchvision's
+  conv and linear multiply-adds once, as fvcore does; torch.utils.flop_counter's FLOPs / 2 agree
+  exactly); here they are equal to the multiply-add count, except Inception-v3, whose file holds the auxiliary classifier that torchvision's
   eval-mode count leaves out (+0.1 %);
 - the YAML, its ONNX export read back and the PyTorch definition of tests/torch_zoo_classic.py
   (imported with ``from_torch``) give the same params, conv+fc MACs and GEMM dims (n, k, m,
