@@ -63,15 +63,7 @@ def round_trip(model, path: Path, **kw):
 # ---------------------------------------------------------------------------------------------- zoo
 
 
-# zoo networks built from ops the ONNX exporter does not write yet (shuffle, slice, layernorm:
-# h13ops' io/onnx.py); strict, so the marker must go once the exporter writes them
-PENDING_EXPORT = {"convnext_tiny", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, raises=UnsupportedOpError,
-                                            reason="the ONNX exporter does not write shuffle/slice/layernorm yet"))
-    if n in PENDING_EXPORT else n for n in ZOO_YAML])
+@pytest.mark.parametrize("name", ZOO_YAML)
 def test_zoo_round_trip(name, tmp_path):
     model = load_model(ZOO / f"{name}.yaml")
     info, back = round_trip(model, tmp_path / f"{name}.onnx")

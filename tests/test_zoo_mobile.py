@@ -41,22 +41,12 @@ PUBLISHED = {
     # 4.46 GFLOPS (a Linear hook counting in*out once per call would undercount it)
     "convnext_tiny": (28_589_128, 4_455_531_264, 4.46, 224),
 }
-# built from ops (shuffle, slice, layernorm, gelu) that the ONNX exporter and the torch importer
-# do not handle yet (h13ops' io/onnx.py, io/torch.py); strict, so the marker must go when they do
-PENDING_IMPORT = {"shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "convnext_tiny"}
 # networks whose ONNX/torch round trips take more than a few seconds
 SLOW = {"efficientnet_v2_s", "efficientnet_b1", "convnext_tiny"}
 
 
 def _params(names):
-    out = []
-    for n in names:
-        marks = [pytest.mark.slow] if n in SLOW else []
-        if n in PENDING_IMPORT:
-            marks.append(pytest.mark.xfail(strict=True, raises=augur_nas.UnsupportedOpError,
-                                           reason="the ONNX exporter / torch importer lack shuffle, slice, layernorm"))
-        out.append(pytest.param(n, marks=marks))
-    return out
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in names]
 
 
 def _summary(model) -> tuple:
@@ -85,12 +75,12 @@ def test_yaml_torch_onnx_agree(name, tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("onnx")
     from augur_nas.io.onnx import export_onnx
-    from torch_zoo_mobile import ZOO_MOBILE, ZOO_MOBILE_NEW_OPS
+    from torch_zoo_mobile import ZOO_MOBILE
 
     yaml_model = augur_nas.load_model(ZOO / f"{name}.yaml")
     onnx_path = tmp_path / f"{name}.onnx"
     export_onnx(yaml_model, onnx_path)
-    factory, shape = {**ZOO_MOBILE, **ZOO_MOBILE_NEW_OPS}[name]
+    factory, shape = ZOO_MOBILE[name]
     ref = _summary(yaml_model)
     assert ref[1] == PUBLISHED[name][0]
     for source, model in (("onnx", augur_nas.load_model(onnx_path)),
@@ -115,10 +105,10 @@ def test_stochastic_depth_where_the_reference_has_it(name):
 
 def test_torch_definitions_have_published_params():
     pytest.importorskip("torch")
-    from torch_zoo_mobile import ZOO_MOBILE, ZOO_MOBILE_NEW_OPS
+    from torch_zoo_mobile import ZOO_MOBILE
 
-    assert set(ZOO_MOBILE) | set(ZOO_MOBILE_NEW_OPS) == set(PUBLISHED)
-    for name, (factory, _) in {**ZOO_MOBILE, **ZOO_MOBILE_NEW_OPS}.items():
+    assert set(ZOO_MOBILE) == set(PUBLISHED)
+    for name, (factory, _) in ZOO_MOBILE.items():
         assert sum(p.numel() for p in factory().parameters()) == PUBLISHED[name][0], name
 
 

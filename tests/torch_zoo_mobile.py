@@ -12,6 +12,9 @@ norms, activations and residual edges, in the same order):
   SE of max(1, in // 4) channels, SiLU, sigmoid; FusedMBConv). Stochastic depth is identity at
   inference and is left out (it traces to nothing).
 - ``ghostnet()``: GhostNet 1.0 of huawei-noah/Efficient-AI-Backbones (ghostnet_pytorch).
+- ``shufflenet_v2(channels)``: torchvision's ShuffleNetV2 (chunk, view-transpose-view shuffle).
+- ``convnext()``: torchvision's ConvNeXt-Tiny (channels-last LayerNorm and Linear, layer scale;
+  stochastic depth, identity at inference, left out).
 
 ``ZOO_MOBILE`` maps each zoo name to ``(factory, input_shape)``. Importing this module needs torch.
 """
@@ -325,15 +328,6 @@ def convnext(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), num_classes=1000):
                          nn.Linear(dims[-1], num_classes))
 
 
-# networks that need the newer ops (shuffle, slice, layernorm, gelu): added to ZOO_MOBILE once
-# the language has them
-ZOO_MOBILE_NEW_OPS = {
-    "shufflenet_v2_x0_5": (lambda: shufflenet_v2([24, 48, 96, 192, 1024]), (1, 3, 224, 224)),
-    "shufflenet_v2_x1_0": (lambda: shufflenet_v2([24, 116, 232, 464, 1024]), (1, 3, 224, 224)),
-    "convnext_tiny": (convnext, (1, 3, 224, 224)),
-}
-
-
 def _b0_stages():
     return [("mb",) + row for row in EFFNET_B0]
 
@@ -347,4 +341,7 @@ ZOO_MOBILE = {
     "efficientnet_b1": (lambda: efficientnet(_b0_stages(), 1.1), (1, 3, 240, 240)),
     "efficientnet_v2_s": (lambda: efficientnet(EFFNET_V2_S), (1, 3, 384, 384)),
     "ghostnet": (ghostnet, (1, 3, 224, 224)),
+    "shufflenet_v2_x0_5": (lambda: shufflenet_v2([24, 48, 96, 192, 1024]), (1, 3, 224, 224)),
+    "shufflenet_v2_x1_0": (lambda: shufflenet_v2([24, 116, 232, 464, 1024]), (1, 3, 224, 224)),
+    "convnext_tiny": (convnext, (1, 3, 224, 224)),
 }
