@@ -217,7 +217,7 @@ def test_outputs(nb201_run):
 def test_mobile_front_latency_rechecked_with_predict(tmp_path):
     """The acceptance check on spaces/mobile.yaml at 50 ms, on fewer trials: every front member's
     latency, recomputed by `augur-nas predict` from its arch-NNN.yaml, is within the limit."""
-    from augur_nas._cli_predict import predict
+    from augur_nas.cli.predict import predict
 
     res = search(MOBILE, DEVICE, latency_ms="50ms", trials=1500, seed=3, out=str(tmp_path))
     assert res.front
@@ -459,14 +459,14 @@ def test_an_untagged_running_trial_left_by_a_killed_worker_is_failed(monkeypatch
     import optuna
     from optuna.trial import TrialState
 
-    from augur_nas.search import _run
+    from augur_nas.search import _study
 
-    monkeypatch.setattr(_run, "UNTAGGED_GRACE_S", 0.2)
+    monkeypatch.setattr(_study, "UNTAGGED_GRACE_S", 0.2)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study()
     orphan = study.ask()
     live = study.ask()
-    live.set_user_attr(_run.WORKER_ATTR, "elsewhere:1")
-    assert _run._fail_untagged(study) == 1
+    live.set_user_attr(_study.WORKER_ATTR, "elsewhere:1")
+    assert _study.fail_untagged(study) == 1
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
     assert states[orphan.number] == TrialState.FAIL and states[live.number] == TrialState.RUNNING

@@ -11,13 +11,15 @@ from ._enumerate import iter_chunks, unrank
 from ._objective import Objective
 from ._outputs import atomic_write
 from ._pareto import hypervolume, pareto_mask, violation
-from ._run import (DEFAULT_SAMPLER, DEFAULT_TRIALS, SAMPLERS, SearchResult, make_sampler, parse_limits,
-                   relative_constraints, search)
+from ._config import (DEFAULT_SAMPLER, DEFAULT_TRIALS, SAMPLERS, SearchConfig, make_config, make_sampler,
+                      parse_limits, relative_constraints)
+from ._results import SearchResult
+from ._run import run_search, search
 from ._storage import make_storage
 from ._units import format_limit, parse_limit
 
 __all__ = [
-    "DEFAULT_SAMPLER", "DEFAULT_TRIALS", "SAMPLERS", "Objective", "SearchResult", "atomic_write", "format_limit",
-    "hypervolume", "iter_chunks", "make_sampler", "make_storage", "pareto_mask", "parse_limit", "parse_limits",
-    "relative_constraints", "search", "unrank", "violation",
+    "DEFAULT_SAMPLER", "DEFAULT_TRIALS", "SAMPLERS", "Objective", "SearchConfig", "SearchResult", "atomic_write",
+    "format_limit", "hypervolume", "iter_chunks", "make_config", "make_sampler", "make_storage", "pareto_mask",
+    "parse_limit", "parse_limits", "relative_constraints", "run_search", "search", "unrank", "violation",
 ]

@@ -10,13 +10,28 @@ processes.
 from __future__ import annotations
 
 import math
+import os
+import pickle
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
 
+from .._errors import ConstraintError, SpecError
+from ..oracle import Oracle
+from ..space import SearchSpace
+from ..space._space import ENUMERATE_LIMIT
+from ._config import EXHAUSTIVE_CHUNK, EXHAUSTIVE_SAMPLE, progress_bar, relative_constraints
 from ._enumerate import iter_chunks
+from ._objective import Objective
 from ._outputs import COST_KEYS
 from ._pareto import pareto_mask, violation
+from ._signals import graceful_stop
 
 ROW_KEYS = ("rank", "X", *COST_KEYS, "objective", "feasible", "violation")
 N_CLOSEST = 3
@@ -52,8 +67,6 @@ def _closest(rows: dict) -> dict:
 
 def scan_range(space, oracle, obj, limits, lo: int, hi: int, stride: int, chunk: int) -> dict:
     """Price ranks ``lo .. hi-1``: their front, every ``stride``-th row, the closest infeasible rows."""
-    from ._run import relative_constraints
-
     G = space.n_genes
     front, sample, closest = _empty(G), _empty(G), _empty(G)
     n_feasible = 0
@@ -92,14 +105,6 @@ def merge(acc: dict, part: dict) -> None:
 def run_scan_worker(cfg: dict) -> int:
     """Body of an exhaustive ``--workers`` process: price the rank ranges ``cfg["ranges"]``, print
     each finished count on stdout, pickle the folded result to ``cfg["result_file"]``."""
-    import pickle
-    import sys
-
-    from ..oracle import Oracle
-    from ..space import SearchSpace
-    from ._objective import Objective
-    from ._run import graceful_stop
-
     space = SearchSpace(cfg["space_spec"], source=cfg["space_source"])
     oracle = Oracle(space, cfg["device"], batch=cfg["batch"])
     obj = Objective(cfg["objective"], fn=cfg["objective_fn"])
@@ -116,25 +121,12 @@ def run_scan_worker(cfg: dict) -> int:
     tmp = cfg["result_file"] + ".tmp"
     with open(tmp, "wb") as f:
         pickle.dump(acc, f)
-    import os
-
     os.replace(tmp, cfg["result_file"])
     return code
 
 
 def _scan_in_workers(cfg, spans, workers, tq, stop, acc) -> bool:
     """Price ``spans`` in ``workers`` processes (``python -m augur_nas.search._worker``)."""
-    import os
-    import pickle
-    import selectors
-    import shutil
-    import signal
-    import subprocess
-    import sys
-    import tempfile
-
-    from .._errors import ConstraintError
-
     tmp = tempfile.mkdtemp(prefix="augur-scan-")
     procs, interrupted = [], False
     sel = selectors.DefaultSelector()
@@ -185,9 +177,6 @@ def _scan_in_workers(cfg, spans, workers, tq, stop, acc) -> bool:
 
 def exhaustive(space, oracle, obj, limits, *, device, batch, workers=1, progress=None, objective_arg=None,
                chunk: int | None = None):
-    from ._run import EXHAUSTIVE_CHUNK, EXHAUSTIVE_SAMPLE, _progress, graceful_stop
-    from ..space._space import ENUMERATE_LIMIT
-    from .._errors import SpecError
 
     size = space.size
     if size > ENUMERATE_LIMIT:
@@ -199,7 +188,7 @@ def exhaustive(space, oracle, obj, limits, *, device, batch, workers=1, progress
     acc = new_acc(G)
     t0 = time.time()
     interrupted = False
-    tq = _progress(size, progress, "arch")
+    tq = progress_bar(size, progress, "arch")
     try:
         with graceful_stop() as stop:
             if workers <= 1 or size <= 4 * chunk:

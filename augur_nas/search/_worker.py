@@ -1,5 +1,5 @@
 """``python -m augur_nas.search._worker``: one ``--workers`` process; reads its pickled
-configuration from stdin (see ``_run.run_worker``)."""
+configuration from stdin (see ``_workers.run_worker``)."""
 
 import pickle
 import sys
@@ -11,7 +11,7 @@ def main() -> int:
         from ._exhaustive import run_scan_worker
 
         return run_scan_worker(cfg)
-    from ._run import run_worker
+    from ._workers import run_worker
 
     return run_worker(cfg)
 

@@ -1,0 +1,152 @@
+"""The Optuna study of a search: created or resumed (with a check that a resumed study was made
+for the same space, device, objective and limits), and the bookkeeping of trials left RUNNING by
+processes that died."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import time
+
+from .._errors import AugurError, ConstraintError
+from ._config import make_sampler
+from ._storage import describe, is_persistent, make_storage
+
+STUDY_ATTR = "augur_nas"
+WORKER_ATTR = "augur_nas.worker"
+
+
+def worker_tag(pid=None) -> str:
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+UNTAGGED_GRACE_S = 10.0
+
+
+def fail_running(study, tags=None, dead_only_here: bool = False, untagged_after_s: float | None = None) -> int:
+    """Mark RUNNING trials as FAIL: those tagged with one of ``tags``, or (``dead_only_here``) those
+    tagged by a process of this machine that no longer exists, or (``untagged_after_s``) those
+    with no tag that started more than that long ago. A worker tags its trial right after asking
+    for it, so an untagged trial that old was asked for by a worker killed in between. Returns
+    how many."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    now = datetime.datetime.now()
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tag = t.user_attrs.get(WORKER_ATTR)
+        if tag is None:
+            started = t.datetime_start
+            hit = untagged_after_s is not None and started is not None and \
+                (now - started).total_seconds() > untagged_after_s
+        else:
+            hit = tags is not None and tag in tags
+            if dead_only_here and not hit:
+                h, _, pid = tag.rpartition(":")
+                hit = h == host and pid.isdigit() and not _pid_alive(int(pid))
+        if hit:
+            try:
+                study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                n += 1
+            except Exception:  # finished meanwhile
+                pass
+    return n
+
+
+def fail_untagged(study) -> int:
+    """After the workers ended: a worker killed between asking for a trial and tagging it leaves
+    an untagged RUNNING trial; wait until such trials are older than the grace period (a live
+    worker elsewhere tags its own within milliseconds) and mark them failed."""
+    from optuna.trial import TrialState
+
+    young = [t.datetime_start for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+             if t.user_attrs.get(WORKER_ATTR) is None and t.datetime_start is not None]
+    if not young:
+        return 0
+    age = (datetime.datetime.now() - max(young)).total_seconds()
+    if age <= UNTAGGED_GRACE_S:
+        time.sleep(UNTAGGED_GRACE_S - age + 0.5)
+    return fail_running(study, untagged_after_s=UNTAGGED_GRACE_S)
+
+
+def count_trials(study):
+    from optuna.trial import TrialState
+
+    ts = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    n_c = sum(1 for t in ts if t.state == TrialState.COMPLETE)
+    return n_c, len(ts) - n_c
+
+
+def check_study(study, space, device_name, obj, limits, batch, storage):
+    sig = {"space": space.name, "genes": [[g.name, g.size] for g in space.genes], "device": device_name,
+           "objective": obj.name, "constraints": limits, "batch": batch}
+    old = study.user_attrs.get(STUDY_ATTR)
+    if old is None:
+        if study.get_trials(deepcopy=False):
+            raise ConstraintError(f"study {study.study_name!r} in {describe(storage)} was not created by augur-nas search; "
+                                  f"use another --study-name")
+        if len(study.directions) != 2:
+            raise ConstraintError(f"study {study.study_name!r} in {describe(storage)} is not a two-objective study; "
+                                  f"use another --study-name")
+        study.set_user_attr(STUDY_ATTR, sig)
+        return
+    diffs = [k for k in sig if _norm(old.get(k)) != _norm(sig[k])]
+    if diffs:
+        what = ", ".join(f"{k} {_short(old.get(k))} (now {_short(sig[k])})" for k in diffs)
+        raise ConstraintError(f"study {study.study_name!r} in {describe(storage)} was created with a different {what}; "
+                              f"resume it with the same space, device, objective and limits, or use another --study-name")
+
+
+def _norm(v):
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in sorted(v.items())}
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def _short(v):
+    if isinstance(v, list) and len(v) > 3:
+        return f"[{len(v)} genes]"
+    return repr(v)
+
+
+def open_study(cfg, device_name: str):
+    """Create the study of ``cfg`` or resume the one of that name in its storage. Returns the study,
+    its name and how many complete trials it held before this run."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study_name = cfg.study_name or f"{cfg.space.name}-{device_name}"
+    st = make_storage(cfg.storage)
+    try:
+        study = optuna.create_study(storage=st, sampler=make_sampler(cfg.sampler, cfg.seed, cfg.population),
+                                    study_name=study_name, directions=["minimize", "maximize"], load_if_exists=True)
+    except AugurError:
+        raise
+    except Exception as exc:
+        raise ConstraintError(f"cannot open study {study_name!r} in {describe(cfg.storage)}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+    check_study(study, cfg.space, device_name, cfg.objective, cfg.limits, cfg.batch, cfg.storage)
+    if is_persistent(cfg.storage):
+        n_stale = fail_running(study, dead_only_here=True)
+        if n_stale:
+            cfg.log(f"marked {n_stale} trial(s) of dead processes of an earlier run as failed")
+    n_before = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if n_before:
+        cfg.log(f"resuming study {study_name!r} ({describe(cfg.storage)}) with {n_before} complete trials")
+    return study, study_name, n_before
