@@ -139,3 +139,28 @@ def write(tmp_path):
         return p
 
     return _write
+
+
+# ------------------------------------------------------------------------------ shared fixtures
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    """The repository root: build every path from it, never from the working directory."""
+    return ROOT
+
+
+def _run_cli(*args, cwd=None, timeout: float = 300, env=None):
+    """``python -m augur_nas.cli ARGS`` in a child process: the CompletedProcess (text stdout,
+    stderr, returncode). The child inherits PYTHONPATH, so it runs the code under test."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "augur_nas.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """The CLI in a child process: ``run_cli("analyze", path, "--json")`` -> CompletedProcess."""
+    return _run_cli

@@ -1,6 +1,7 @@
 """The hot path (segment tabulation) must equal the full layer table exactly."""
 
 import glob
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,11 @@ from augur_nas.lowering import fast_totals
 from augur_nas.oracle import _fast_costs, _table_costs
 from augur_nas.profile import list_profiles, load_profile
 
-SPACES = sorted(glob.glob("spaces/*.yaml")) + ["spaces/zoo/googlenet.yaml", "spaces/zoo/resnet50.yaml"]
+# from the repository root, wherever pytest runs from (a relative glob found nothing elsewhere)
+_REPO = Path(__file__).resolve().parents[1]
+SPACES = sorted(glob.glob(str(_REPO / "spaces" / "*.yaml"))) + [str(_REPO / "spaces" / "zoo" / n)
+                                                               for n in ("googlenet.yaml", "resnet50.yaml")]
+assert len(SPACES) > 2, "no spaces found"
 
 
 @pytest.mark.parametrize("path", SPACES)
@@ -27,7 +32,7 @@ def test_fast_totals_equal_table_totals(path):
 @pytest.mark.parametrize("device", [p if isinstance(p, str) else p["name"] for p in list_profiles()])
 def test_oracle_fast_path_equals_table_path(device):
     prof = load_profile(device)
-    for path in ("spaces/mobile.yaml", "spaces/nb201.yaml", "spaces/classic.yaml"):
+    for path in (_REPO / "spaces/mobile.yaml", _REPO / "spaces/nb201.yaml", _REPO / "spaces/classic.yaml"):
         space = an.load_space(path)
         X = space.sample(200, seed=5)
         a = _table_costs(space, X, prof, 2)
@@ -53,7 +58,7 @@ def test_oracle_grid_cache_gives_the_same_answers_across_calls_and_chunks():
     call, other candidates, other chunk sizes, another batch size."""
     from augur_nas.oracle import Oracle
 
-    space = an.load_space("spaces/mobile.yaml")
+    space = an.load_space(_REPO / "spaces/mobile.yaml")
     X = space.sample(3000, seed=3)
     ref = Oracle(space, "tk1-gpu", chunk=100_000)
     first = ref.evaluate(X)
@@ -102,7 +107,7 @@ def test_grid_cache_is_bounded(monkeypatch):
     from augur_nas.oracle import Oracle
 
     monkeypatch.setattr(_segments, "GRID_CACHE_BYTES", 50_000)
-    space = an.load_space("spaces/mobile.yaml")
+    space = an.load_space(_REPO / "spaces/mobile.yaml")
     oracle = Oracle(space, "tk1-gpu")
     X = space.sample(2000, seed=8)
     a = oracle.evaluate(X)["latency_ms"]
@@ -137,7 +142,7 @@ def test_single_candidates_gather_from_grids_after_the_first_calls(monkeypatch):
     from augur_nas import _segments
     from augur_nas.oracle import Oracle
 
-    space = an.load_space("spaces/mobile.yaml")
+    space = an.load_space(_REPO / "spaces/mobile.yaml")
     X = space.sample(40, seed=12)
     oracle = Oracle(space, "tk1-gpu")
     built = []
@@ -187,7 +192,7 @@ def test_nb201_cells_are_tabulated_and_share_grids(monkeypatch):
     from augur_nas import _segments
     from augur_nas.oracle import Oracle
 
-    space = an.load_space("spaces/nb201.yaml")
+    space = an.load_space(_REPO / "spaces/nb201.yaml")
     X = space.sample(_segments.CALLS_BEFORE_GRID + 3, seed=4)
     oracle = Oracle(space, "tk1-gpu")
     for x in X[:_segments.CALLS_BEFORE_GRID]:
@@ -217,7 +222,7 @@ def test_one_oracle_asked_batches_of_every_size_in_turn(path):
     let one call's state change another's answer: a random sequence of batch sizes, image batch
     sizes and breakdown settings on one Oracle, each call equal to the layer table."""
     rng = np.random.default_rng(5)
-    space = an.load_space(path)
+    space = an.load_space(_REPO / path)
     prof = load_profile("tk1-gpu")
     oracle = an.Oracle(space, "tk1-gpu", chunk=700)
     for call in range(7):

@@ -184,12 +184,16 @@ def test_cli_measure_text_and_torch_backend(tiny):
     assert out["settings"]["backend"] == "torch" and out["networks"][0]["latency"]["median_ms"] > 0
 
 
-def test_torch_backend_missing_is_one_clear_paragraph(tiny, monkeypatch):
+def test_torch_backend_missing_is_one_clear_paragraph(tiny, monkeypatch, capsys):
     from augur_nas import cli
 
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
     rc = cli.main(["measure", str(tiny), "--backend", "torch", "--quiet", "--max-wait-s", "0"])
+    err = capsys.readouterr().err
     assert rc == 2
+    # one paragraph: one line, naming the missing package, how to install it and the way around it
+    assert err.startswith("augur-nas measure: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert "`torch`" in err and "pip install" in err and "--backend onnxruntime" in err
 
 
 def test_cli_measure_errors(tmp_path):

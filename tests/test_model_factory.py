@@ -1,8 +1,6 @@
 """`augur-nas analyze file.py:factory`: a user's PyTorch factory through the CLI."""
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -10,12 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 
-def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "augur_nas.cli", *args], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
-
-
-def test_factory_analyzed_like_its_module(tmp_path):
+def test_factory_analyzed_like_its_module(tmp_path, run_cli):
     src = tmp_path / "net.py"
     src.write_text(textwrap.dedent("""
         import torch.nn as nn
@@ -26,7 +19,7 @@ def test_factory_analyzed_like_its_module(tmp_path):
                 nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
     """))
-    p = run("analyze", f"{src}:build", "--json")
+    p = run_cli("analyze", f"{src}:build", "--json")
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
     import importlib.util
@@ -40,12 +33,12 @@ def test_factory_analyzed_like_its_module(tmp_path):
     assert res["by_type"]["conv"]["count"] == 2
 
 
-def test_factory_errors_exit_2(tmp_path):
+def test_factory_errors_exit_2(tmp_path, run_cli):
     src = tmp_path / "bad.py"
     src.write_text("import torch.nn as nn\n\ndef build():\n    return nn.LSTM(3, 4)\n\ndef boom():\n    raise RuntimeError('no weights here')\n")
     for ref, words in ((f"{src}:build", "LSTM"), (f"{src}:boom", "no weights here"), (f"{src}:missing", "no function"),
                        (f"{tmp_path}/none.py:build", "no such file")):
-        p = run("analyze", ref)
+        p = run_cli("analyze", ref)
         assert p.returncode == 2, (ref, p.stderr)
         assert words in p.stderr
         assert "Traceback" not in p.stderr

@@ -21,6 +21,8 @@ from augur_nas.measure._fitting import fit_gemm
 from augur_nas.measure._settings import RuntimeSettings
 from augur_nas.profile import load_profile
 
+pytestmark = pytest.mark.slow  # runs the profilers: `pytest -m "not slow"` leaves it out
+
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "spaces" / "zoo"
 

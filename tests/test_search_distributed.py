@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NB201 = str(ROOT / "spaces" / "nb201.yaml")
 
 _bin, _why = find_postgres()
-pytestmark = pytest.mark.skipif(_bin is None, reason=f"distributed search test needs PostgreSQL: {_why}")
+pytestmark = [pytest.mark.slow,  # PostgreSQL: `pytest -m "not slow"` leaves it out
+              pytest.mark.skipif(_bin is None, reason=f"distributed search test needs PostgreSQL: {_why}")]
 
 
 @pytest.fixture(scope="module")
