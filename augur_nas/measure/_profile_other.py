@@ -66,13 +66,15 @@ def _two_visits(jobs, deadline, progress, label, min_jobs: int = 8):
 
 
 def _profile(name, runtime, description, hardware, latency, memory, fit, settings):
+    from ..fingerprint import machine_fingerprint
     from ..profile import Profile
 
     return Profile(name=name, description=description, hardware=hardware, runtime=runtime,
                    provenance={"method": "measured by augur-nas profile on this machine",
                                "source": f"augur-nas profile --backend {settings.backend}",
                                "date": datetime.date.today().isoformat()},
-                   latency=latency, memory=memory, fit=_plain(fit), runtime_settings=settings.to_dict())
+                   latency=latency, memory=memory, fit=_plain(fit), runtime_settings=settings.to_dict(),
+                   fingerprint=machine_fingerprint(settings))
 
 
 def _hardware():
