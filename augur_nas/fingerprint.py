@@ -198,8 +198,13 @@ def mismatch_paragraph(name: str, differences: list, command: str) -> str:
     """The one-paragraph warning of a command run on a machine the profile does not describe."""
     major = [d for d in differences if d["severity"] == "major"] or differences
     what = "; ".join(describe(d) for d in major[:4]) + ("; ..." if len(major) > 4 else "")
+    if command == "calibrate":
+        return (f"note: the profile `{name}` was measured on another machine or runtime ({what}); calibrate fits "
+                f"per-family corrections of it from the calibration set timed here. A profile built here "
+                f"(`augur-nas profile --backend onnxruntime --name NAME -o NEW.yaml`, under 10 minutes) is more "
+                f"accurate; `augur-nas check --device {name}` lists every difference.")
     return (f"warning: the profile `{name}` was measured on another machine or runtime ({what}), so its "
-            f"latencies need not hold here and `{command}` compares against a profile of something else. Adapt it "
+            f"latencies need not hold here and `{command}` works against a profile of something else. Adapt it "
             f"to this machine with `augur-nas calibrate --device {name} -o NEW.yaml` (about 90 s), or build one "
             f"with `augur-nas profile --backend onnxruntime --name NAME -o NEW.yaml`; `augur-nas check --device "
             f"{name}` lists every difference.")
