@@ -355,3 +355,52 @@ def calibrate(base, settings=None, budget_s: float = 90.0, measurements=None, na
         return calibrate_from_measurements(base, rows, name, src)
     settings = settings or RuntimeSettings.from_dict(base.runtime_settings)
     return calibrate_local(base, settings, budget_s, name, progress, seed)
+
+
+def correct_profile(profile, settings, budget_s: float = 70.0, progress=None, seed: int = 0):
+    """``(profile, report)``: a profile just built on this machine with per-family corrections from
+    the calibration set timed here (``augur-nas profile``'s last step). The corrections are kept
+    only when they predict the calibration networks better (leave-one-out) than the profile as it
+    is; the speed anchors are re-recorded with the timings the factors were fitted to."""
+    t0 = time.monotonic()
+    nets, measured, anchor_ms = time_calibration_set(profile, settings, budget_s, progress, seed)
+    names = [n.name for n in nets if n.name in measured]
+    models = {n.name: n.model for n in nets}
+    y = np.array([measured[n].median_ms for n in names])
+    T = contributions(profile.latency, _tables([(models[n], settings.batch) for n in names]))
+    fit = fit_factors(T, y, families(profile.latency))
+    report = _report(fit, names, T.sum(axis=1), T)
+    err = lambda p: float(np.mean(np.log(p / y) ** 2))  # noqa: E731
+    keep = err(fit.loo_pred) < err(T.sum(axis=1))
+    out = copy.copy(profile)
+    out.fit = dict(profile.fit)
+    if keep:
+        out.latency = scaled_latency(profile.latency, fit.scales)
+        if anchor_ms:
+            out.fit["anchors"] = dict(profile.fit.get("anchors") or {},
+                                      latency_ms={k: round(v, 4) for k, v in anchor_ms.items()})
+    out.calibration = {
+        "method": "per-family corrections from the calibration set timed on this machine right after the kernels "
+                  "(augur-nas profile's last step)",
+        "applied": bool(keep), "families": {f: round(v, 5) for f, v in fit.scales.items()} if keep else {},
+        "global_scale": round(fit.global_scale, 5), "ridge_pseudo_observations": fit.lam,
+        "layer_sum_before": {k: report["base"][k] for k in ("within_10pct", "median_abs_error_pct")},
+        "leave_one_out": report["leave_one_out"], "networks": len(names),
+        "noise_median_pct": round(float(np.median([measured[n].noise for n in names])) * 100, 2),
+        "measured_ms": {n: round(float(v), 4) for n, v in zip(names, y)},
+        "elapsed_s": round(time.monotonic() - t0, 1),
+    }
+    report["applied"] = bool(keep)
+    report["elapsed_s"] = out.calibration["elapsed_s"]
+    return out, report
+
+
+def uncorrected(profile):
+    """The profile's layer sum before its per-family corrections (``calibration.families``)."""
+    fams = (profile.calibration or {}).get("families") or {}
+    if not fams:
+        return profile
+    out = copy.copy(profile)
+    out.latency = scaled_latency(profile.latency, {f: 1.0 / v for f, v in fams.items() if v > 0})
+    out.residual = None
+    return out
