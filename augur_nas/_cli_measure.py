@@ -55,6 +55,7 @@ def cmd_measure(args) -> int:
 
     profile = _load_profile(args.device) if args.device else None
     settings = _settings(args, profile)
+    _warn_mismatch(profile, settings, "measure")
     if settings.backend == "numpy":
         raise MeasurementError("the numpy backend times BLAS kernels for `augur-nas profile`; measure networks "
                                "with --backend onnxruntime or torch")
@@ -156,7 +157,15 @@ def _runnable_profile(args, purpose: str = ""):
     if settings.backend not in ("onnxruntime", "torch"):
         raise MeasurementError(f"the profile was measured with the {settings.backend} backend, which does not run "
                                f"networks; give --backend onnxruntime or torch{purpose}")
+    _warn_mismatch(profile, settings, args.command)
     return profile, settings
+
+
+def _warn_mismatch(profile, settings, command):
+    """One paragraph on stderr when this machine is not the one the profile describes."""
+    from .measure._devcheck import warn_if_mismatch
+
+    warn_if_mismatch(profile, settings, command)
 
 
 def cmd_fit_residual(args) -> int:
