@@ -336,3 +336,44 @@ def test_calibrate_interrupted_exits_130_and_keeps_the_previous_profile(tmp_path
     assert proc.returncode == 130, err
     assert out.read_text() == "previous\n"
     assert not [f for f in os.listdir(tmp_path) if f != "p.yaml"]  # no temporary file left
+
+
+# --------------------------------------------------------------------------------------------- warnings
+
+
+TINY = """\
+name: tiny
+input: {channels: 3, resolution: 16}
+layers:
+  - conv_bn_act: {out: 8, kernel: 3, stride: 2}
+  - globalpool: {mode: avg}
+  - fc: {out: 10}
+"""
+
+
+def test_measure_and_validate_warn_on_another_machine_only(tmp_path):
+    model = tmp_path / "tiny.yaml"
+    model.write_text(TINY)
+    here = _this_machine_profile(tmp_path)
+    other = tmp_path / "other.yaml"
+    p = load_profile(here)
+    p.fingerprint = dict(p.fingerprint, cpu_model="Imaginary CPU 9000", isa=["neon", "asimd"])
+    save_profile(p, other)
+    quick = ["--rounds", "2", "--round-ms", "5", "--max-wait-s", "0", "--retries", "0"]
+    for cmd in (["measure", model, "--no-memory", "--warmup-s", "0.05"], ["validate", model, "--no-memory"]):
+        r = _cli(*cmd, "--device", other, *quick)
+        assert r.returncode == 0, r.stderr
+        warn = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+        assert len(warn) == 1 and "Imaginary CPU 9000" in warn[0] and "augur-nas calibrate" in warn[0], r.stderr
+        r = _cli(*cmd, "--device", here, *quick)
+        assert r.returncode == 0, r.stderr
+        assert not [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")], r.stderr
+
+
+def test_devices_and_predict_show_fingerprint_and_threads():
+    r = _cli("devices", "--json")
+    d = {x["name"]: x for x in json.loads(r.stdout)}
+    assert d[BASE]["fingerprint"]["cpu_model"] == "AMD EPYC" and d[BASE]["threads"] == 1
+    assert d["tk1-gpu"]["fingerprint"] is None
+    r = _cli("predict", ROOT / "spaces" / "zoo" / "resnet18.yaml", "--device", BASE, "--json")
+    assert json.loads(r.stdout)["threads"] == 1

@@ -226,6 +226,13 @@ def test_profile_tiny_budget_writes_a_loadable_profile(tmp_path):
     assert not list((tmp_path / "tmp").glob("augur-*"))  # temporary files removed
     text = out.read_text()
     assert "!!python" not in text
+    # the machine it describes, and the correction step (5 s at this budget)
+    from augur_nas.fingerprint import machine_fingerprint
+
+    fp = prof.fingerprint
+    assert fp["origin"] == "measured" and fp["cpu_model"] == machine_fingerprint()["cpu_model"] and fp["threads"] == 1
+    assert "correction" in p.stderr and prof.calibration["networks"] == 24
+    assert isinstance(prof.calibration["applied"], bool) and "leave_one_out" in prof.calibration
 
 
 def test_profile_numpy_backend(tmp_path):
