@@ -136,6 +136,11 @@ PRIMITIVES: dict[str, dict] = {
     "batchnorm": {"affine": (_BOOL, True), "eps": (_NUM, 1e-5)},
     "scale": {"bias": (_BOOL, True)},
     "relu": {}, "relu6": {}, "sigmoid": {}, "tanh": {}, "hsigmoid": {}, "hswish": {}, "swish": {},
+    "silu": {}, "gelu": {},
+    "layernorm": {"affine": (_BOOL, True), "eps": (_NUM, 1e-6)},
+    "shuffle": {"groups": (_POSINT, REQUIRED)},
+    "slice": {"start": (_NONNEG, REQUIRED), "end": (_POSINT, REQUIRED)},
+    "stochastic_depth": {"p": (_NUM, 0.0)}, "drop_path": {"p": (_NUM, 0.0)},
     "lrn": {"size": (_POSINT, 5), "alpha": (_NUM, 1e-4), "beta": (_NUM, 0.75), "k": (_NUM, 1.0)},
     "dropout": {"ratio": (_NUM, 0.5)},
     "softmax": {},
@@ -144,7 +149,10 @@ PRIMITIVES: dict[str, dict] = {
     "identity": {}, "zero": {},
 }
 JOINS = {"add", "mul", "concat"}
-ACTS = ("relu", "relu6", "hswish", "hsigmoid", "swish", "sigmoid", "tanh", "none")
+ACTS = ("relu", "relu6", "hswish", "hsigmoid", "swish", "silu", "gelu", "sigmoid", "tanh", "none")
+# spellings of one op: the layer is built as the op on the right (stochastic depth and drop path
+# are the identity at inference; SiLU is Swish)
+ALIASES = {"silu": "swish", "stochastic_depth": "identity", "drop_path": "identity"}
 
 MACROS: dict[str, dict] = {
     "conv_bn_act": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", REQUIRED), "stride": ("pair", 1),
@@ -170,7 +178,8 @@ MACROS["fire"]["width"] = (_BOOL, True)
 # ops whose Table-1 type is not the op name
 TABLE_TYPE = {"dwconv": "conv", "maxpool": "pool", "avgpool": "pool", "globalpool": "pool",
               "relu6": "relu", "sigmoid": "activation", "tanh": "activation", "hsigmoid": "activation",
-              "hswish": "activation", "swish": "activation", "add": "eltwise", "mul": "eltwise",
+              "hswish": "activation", "swish": "activation", "gelu": "activation",
+              "add": "eltwise", "mul": "eltwise",
               "flatten": "reshape", "identity": None, "zero": None, "select": None}
 
 TOP_KEYS = {"name", "input", "width_multiplier", "width_divisor", "choices", "cells", "layers", "description"}
@@ -452,6 +461,9 @@ class Compiler:
         return out, {op: tmpl}
 
     def primitive(self, op, name, inputs, params, conds, keypath, when=None) -> int:
+        if op in ALIASES:
+            op = ALIASES[op]
+            params = {} if op == "identity" else params
         if op == "conv":
             params = dict(params)
             params["out"] = self.scaled(params["out"], params.pop("width"))
@@ -459,6 +471,7 @@ class Compiler:
 
     def prim(self, op, name, inp, conds, keypath, **params) -> int:
         """A primitive node from macro code (parameters are Exprs or plain values)."""
+        op = ALIASES.get(op, op)
         full = {k: (v if isinstance(v, (Expr, tuple)) else Const(v)) for k, v in params.items()}
         defaults = PRIMITIVES[op]
         for k, (kind, d) in defaults.items():
