@@ -377,3 +377,24 @@ def test_devices_and_predict_show_fingerprint_and_threads():
     assert d["tk1-gpu"]["fingerprint"] is None
     r = _cli("predict", ROOT / "spaces" / "zoo" / "resnet18.yaml", "--device", BASE, "--json")
     assert json.loads(r.stdout)["threads"] == 1
+
+
+def test_from_measurements_at_batch_2_through_the_python_api(tmp_path):
+    import augur_nas as an
+    from augur_nas.costmodel import latency_ms
+    from augur_nas.measure._calibrate import _tables, scaled_latency
+
+    nets, _ = _cal_tables()
+    base = load_profile(BASE)
+    true = scaled_latency(base.latency, {"conv": 0.5, "conv_1x1": 0.5, "conv_narrow": 0.5, "dwconv": 0.5, "fc": 0.9,
+                                         "pool": 0.5, "memory": 0.5, "layout": 0.5, "overhead": 0.5})
+    csv = tmp_path / "b2.csv"
+    rows = ["model,latency_ms,batch,threads"]
+    for n in nets[:12]:
+        t = _tables([(n.model, 2)])[0][0]
+        rows.append(f"{n.name}.onnx,{float(latency_ms(t, true, batch=2)[0][0]):.6f},2,4")
+    csv.write_text("\n".join(rows) + "\n")
+    prof, rep = an.calibrate(BASE, measurements=str(csv))
+    assert rep["leave_one_out"]["within_10pct"] == 1.0
+    assert prof.threads == 4 and prof.fingerprint["threads"] == 4
+    assert prof.calibration["families"]["fc"] == pytest.approx(0.9, rel=0.05)
