@@ -398,3 +398,14 @@ def test_from_measurements_at_batch_2_through_the_python_api(tmp_path):
     assert rep["leave_one_out"]["within_10pct"] == 1.0
     assert prof.threads == 4 and prof.fingerprint["threads"] == 4
     assert prof.calibration["families"]["fc"] == pytest.approx(0.9, rel=0.05)
+
+
+def test_the_calibration_set_holds_no_published_network():
+    """The published-CNN zoo is the validation set: no calibration network is one of them."""
+    from augur_nas.measure._residual_fit import arch_hash
+    from augur_nas.models import load_model
+
+    nets, _ = _cal_tables()
+    zoo = {arch_hash(load_model(p)) for p in sorted((ROOT / "spaces" / "zoo").glob("*.yaml"))}
+    assert len(zoo) >= 10
+    assert not zoo & {arch_hash(n.model) for n in nets}
