@@ -165,6 +165,7 @@ from ._cli_predict import register as _register_predict; _EXTRA_COMMANDS.append(
 from ._cli_export import register as _register_export; _EXTRA_COMMANDS.append(_register_export)  # noqa: E402,E702
 from ._cli_measure import register as _register_measure; _EXTRA_COMMANDS.append(_register_measure)  # noqa: E402,E702
 from ._cli_search import register as _register_search; _EXTRA_COMMANDS.append(_register_search)  # noqa: E402,E702
+from ._cli_calibrate import register as _register_calibrate; _EXTRA_COMMANDS.append(_register_calibrate)  # noqa: E402,E702
 
 
 if __name__ == "__main__":

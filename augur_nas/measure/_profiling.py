@@ -592,6 +592,7 @@ def fit_ort(raw, name, settings, budget=None, report=None):
     mem_pred = [F + cw * (w - f) + cf * f + ca * a for w, f, a in zip(W, WF, A)]
     report["phases_s"]["D_fit"] = round(time.monotonic() - t_d, 1)
     report["elapsed_s"] = round(budget.elapsed(), 1)
+    from ..fingerprint import machine_fingerprint
     from ..profile import Profile
 
     hw = hardware_facts()
@@ -642,6 +643,7 @@ def fit_ort(raw, name, settings, budget=None, report=None):
         memory=memory,
         fit=_plain(fit),
         runtime_settings=settings.to_dict(),
+        fingerprint=machine_fingerprint(settings),
     )
     return profile, report
 
