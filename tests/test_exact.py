@@ -1,0 +1,159 @@
+"""The exact front (augur_nas.exact, dynamic programming over segments) against exhaustive
+enumeration: on spaces/nb201.yaml and spaces/mobile_small.yaml, for every Jetson profile, the DP's
+front is the front of every candidate priced by Oracle.evaluate, point for point, and every member
+re-priced by Oracle.evaluate has the DP's values (relative 1e-9)."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from augur_nas import ConstraintError, Oracle, load_space
+from augur_nas import _dp
+from augur_nas.exact import OBJECTIVES, exact_front, thin
+from augur_nas.search._pareto import pareto_mask
+
+from conftest import SPACES
+
+JETSON = ("tk1-cpu", "tk1-gpu", "tx1-cpu", "tx1-gpu")
+REL = 1e-9
+
+
+@functools.lru_cache(maxsize=None)
+def _space(name):
+    return load_space(SPACES / f"{name}.yaml")
+
+
+@functools.lru_cache(maxsize=None)
+def _enumerated(name):
+    return _space(name).enumerate()
+
+
+@functools.lru_cache(maxsize=None)  # every candidate priced once per (space, profile) for the whole module
+def _priced(name, device):
+    X = _enumerated(name)
+    return X, Oracle(_space(name), device).evaluate(X, breakdown=False)
+
+
+def _brute_front(R, objectives, limits):
+    """The front of every enumerated candidate: indices, one per trade-off."""
+    ok = np.ones(len(R["latency_ms"]), dtype=bool)
+    for k, b in limits.items():
+        ok &= R[k] <= b
+    idx = np.flatnonzero(ok)
+    if len(objectives) == 2 and objectives[0] == "latency_ms" and OBJECTIVES[objectives[1]] < 0:
+        return idx[pareto_mask(R["latency_ms"][idx], R[objectives[1]][idx])]  # the exhaustive sampler's own front
+    V = np.column_stack([OBJECTIVES[o] * R[o][idx] for o in objectives])
+    return idx[_dp.nondominated(V, np.zeros(len(idx), dtype=np.int64))]
+
+
+def _covers(A, B):
+    """Whether every row of ``B`` is weakly dominated (all columns minimized) by some row of ``A``,
+    up to the relative tolerance: two candidates whose latencies are equal in exact arithmetic
+    differ in the last bits, in an order that depends on how the sums were taken, so two fronts
+    are equal when each covers the other, not bit for bit."""
+    tol = REL * np.maximum(np.abs(A)[:, None, :], np.abs(B)[None, :, :])
+    return bool(((A[:, None, :] <= B[None, :, :] + tol).all(axis=2)).any(axis=0).all())
+
+
+def _check(name, device, objectives, limits):
+    sp = _space(name)
+    X, R = _priced(name, device)
+    f = exact_front(sp, device, limits, objectives)
+    ref = _brute_front(R, objectives, limits)
+    want = np.column_stack([OBJECTIVES[o] * R[o][ref] for o in objectives])
+    got = np.column_stack([OBJECTIVES[o] * f.values[o] for o in objectives])
+    assert len(ref) > 0 and len(f) > 0, (name, device, objectives, limits)
+    # the same front: each covers the other, and they have as many trade-offs but for exact-arithmetic ties
+    assert _covers(got, want) and _covers(want, got), (name, device, objectives, limits, len(f), len(ref))
+    assert abs(len(f) - len(ref)) <= max(1, len(ref) // 50), (len(f), len(ref))
+    # every member re-priced by the oracle: the DP's sums are the oracle's
+    again = Oracle(sp, device).evaluate(f.X, breakdown=False)
+    for k in ("latency_ms", "memory_mb", "macs", "params"):
+        np.testing.assert_allclose(f.values[k], again[k], rtol=REL, atol=0, err_msg=k)
+    for k, b in limits.items():
+        assert (again[k] <= b).all()
+    return f, R
+
+
+@pytest.mark.parametrize("device", JETSON)
+@pytest.mark.parametrize("name", ["nb201", "mobile_small"])
+def test_latency_macs_front_is_exhaustive_front(name, device):
+    f, R = _check(name, device, ("latency_ms", "macs"), {})
+    # the unconstrained front starts at the fastest candidate of the space and ends at the largest
+    assert f.values["latency_ms"][0] == pytest.approx(R["latency_ms"].min(), rel=REL)
+    assert f.values["macs"][-1] == pytest.approx(R["macs"].max(), rel=REL)
+    # under a latency limit at the median: the fastest feasible to the limit
+    lim = float(np.median(R["latency_ms"]))
+    g, _ = _check(name, device, ("latency_ms", "macs"), {"latency_ms": lim})
+    assert g.values["latency_ms"].max() <= lim < f.values["latency_ms"].max()
+
+
+@pytest.mark.parametrize("device", JETSON)
+@pytest.mark.parametrize("name", ["nb201", "mobile_small"])
+def test_limits_on_memory_params_macs(name, device):
+    _, R = _priced(name, device)
+    q = lambda k, p: float(np.quantile(R[k], p))  # noqa: E731
+    _check(name, device, ("latency_ms", "params"), {"memory_mb": q("memory_mb", 0.6), "macs": q("macs", 0.7)})
+    _check(name, device, ("latency_ms", "macs"), {"latency_ms": q("latency_ms", 0.8), "memory_mb": q("memory_mb", 0.5),
+                                                  "params": q("params", 0.6), "macs": q("macs", 0.6)})
+
+
+@pytest.mark.parametrize("device", JETSON)
+def test_three_objectives_nb201(device):
+    _check("nb201", device, ("latency_ms", "memory_mb", "macs"), {})
+
+
+def test_mobile_sliver_is_found_exactly():
+    """spaces/mobile.yaml (2.5e19 candidates), tk1-gpu, 50 ms: the feasible sliver that sampling
+    misses; every member meets the limit when re-priced, and no random candidate dominates one."""
+    sp = load_space(SPACES / "mobile.yaml")
+    f = exact_front(sp, "tk1-gpu", {"latency_ms": 50.0})
+    assert len(f) >= 5
+    o = Oracle(sp, "tk1-gpu")
+    again = o.evaluate(f.X, breakdown=False)
+    np.testing.assert_allclose(f.values["latency_ms"], again["latency_ms"], rtol=REL)
+    np.testing.assert_allclose(f.values["macs"], again["macs"], rtol=REL)
+    assert (again["latency_ms"] <= 50.0).all()
+    # the fastest member is the fastest network of the space (no limit changes the low end)
+    free = exact_front(sp, "tk1-gpu", {}, ("latency_ms", "macs"))
+    assert free.values["latency_ms"][0] == pytest.approx(f.values["latency_ms"][0], rel=REL)
+    R = o.evaluate(sp.sample(20000, seed=1), breakdown=False)
+    assert R["latency_ms"].min() > f.values["latency_ms"][0]
+    for lat, macs in zip(f.values["latency_ms"], f.values["macs"]):
+        assert not ((R["latency_ms"] <= lat) & (R["macs"] >= macs) & ((R["latency_ms"] < lat) | (R["macs"] > macs))).any()
+
+
+def test_nothing_feasible_is_an_empty_front():
+    f = exact_front(_space("mobile_small"), "tk1-gpu", {"latency_ms": 1.0})
+    assert len(f) == 0 and f.X.shape == (0, _space("mobile_small").n_genes)
+
+
+def test_refuses_what_does_not_compose():
+    sp = _space("nb201")
+    with pytest.raises(ConstraintError, match="fusion or layout"):
+        exact_front(sp, "x86-2core-ort", {})
+    with pytest.raises(ConstraintError, match="user objective"):
+        exact_front(sp, "tk1-gpu", {}, ("latency_ms", "accuracy"))
+    with pytest.raises(ConstraintError, match="limit must be a positive"):
+        exact_front(sp, "tk1-gpu", {"latency_ms": -1})
+
+
+def test_thin_keeps_both_ends_and_spreads():
+    f = exact_front(_space("mobile_small"), "tk1-gpu", {})
+    assert len(f) > 20
+    idx = thin(f, 8)
+    assert len(idx) == 8 and idx[0] == 0 and idx[-1] == len(f) - 1
+    lat = f.values["latency_ms"][idx]
+    gaps = np.diff(lat)
+    assert (gaps > 0).all() and gaps.max() < 3 * (lat[-1] - lat[0]) / 7
+
+
+def test_nondominated_filters_per_group():
+    V = np.array([[1, 5], [2, 4], [2, 6], [3, 3], [1, 5], [0, 9], [5, 0], [5, 1]], dtype=float)
+    g = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    assert _dp.nondominated(V, g).tolist() == [True, True, False, True, False, True, True, False]
+    W = np.column_stack([V, np.zeros(len(V))])
+    assert _dp.nondominated(W, g).tolist() == [True, True, False, True, False, True, True, False]
