@@ -138,7 +138,9 @@ def nondominated(V: np.ndarray, group: np.ndarray) -> np.ndarray:
     g = group[order]
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     ends = np.r_[starts[1:], n]
-    for a, b in zip(starts, ends):
+    single = ends - starts == 1
+    keep[order[starts[single]]] = True  # alone in its group: nothing to compare with
+    for a, b in zip(starts[~single], ends[~single]):
         idx = order[a:b]
         keep[idx[_nondominated_sorted(V[idx])]] = True
     return keep
@@ -197,8 +199,20 @@ class _Layer(NamedTuple):
     choice: np.ndarray  # [n] int64 index into the stage's choices
 
 
-def _criteria_matrix(add, mx, criteria):
-    return np.column_stack([c.sign * (add[:, c.column] if c.kind == "add" else mx[:, c.column]) for c in criteria])
+def _criteria_matrix(add, mx, criteria, node):
+    """(values to minimize [n, D], group ids [n]): a column compared in both directions (a quantity
+    maximized and limited, e.g. MACs) only ever lets equal values dominate each other, so it joins
+    the group (exactly: the node and the equal values) instead of being two columns."""
+    col = lambda c: add[:, c.column] if c.kind == "add" else mx[:, c.column]  # noqa: E731
+    both = {(c.kind, c.column) for c in criteria if c.sign < 0} & {(c.kind, c.column) for c in criteria if c.sign > 0}
+    cols = [c.sign * col(c) for c in criteria if (c.kind, c.column) not in both]
+    group = node
+    if both:
+        eq = np.column_stack([node.astype(np.float64)] + [add[:, k] if kind == "add" else mx[:, k] for kind, k in sorted(both)])
+        _, group = np.unique(eq, axis=0, return_inverse=True)
+        group = group.reshape(-1)
+    V = np.column_stack(cols) if cols else np.zeros((len(node), 1))
+    return V, group
 
 
 def _prune(add, mx, lb_next, exit_state, limits):
@@ -251,8 +265,22 @@ def _extend(layer, stage, carried_in, carried_out, sizes, lb_next, criteria, lim
         carry += v * cout_r[i]
     CR = int(np.prod([sizes[g] for g in carried_out], dtype=np.float64)) if carried_out else 1
     node = ex * CR + carry
-    keep = nondominated(_criteria_matrix(add, mx, criteria), node) if len(node) else np.zeros(0, dtype=bool)
+    if not len(node):
+        keep = np.zeros(0, dtype=bool)
+    elif _one_to_one(layer.node[pt], node, cnt):
+        keep = np.ones(len(node), dtype=bool)  # each node moved whole by one shared choice: dominance unchanged
+    else:
+        keep = nondominated(*_criteria_matrix(add, mx, criteria, node))
     return _Layer(node[keep], carry[keep], add[keep], mx[keep], pt[keep], ch[keep])
+
+
+def _one_to_one(old, new, cnt) -> bool:
+    """Whether every point took the one choice of its node and no two nodes merged: then the
+    points of a node all moved by the same values and stay mutually non-dominated."""
+    if not (cnt == 1).all():
+        return False
+    pairs = np.unique(np.stack([old, new], axis=1), axis=0)
+    return len(pairs) == len(np.unique(old)) == len(np.unique(new))
 
 
 def solve(stages, n_states_after, sizes, criteria, limits, initial_add=None, initial_mx=None) -> DPResult:
