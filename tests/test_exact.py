@@ -157,3 +157,77 @@ def test_nondominated_filters_per_group():
     assert _dp.nondominated(V, g).tolist() == [True, True, False, True, False, True, True, False]
     W = np.column_stack([V, np.zeros(len(V))])
     assert _dp.nondominated(W, g).tolist() == [True, True, False, True, False, True, True, False]
+
+
+# ---------------------------------------------------------------------------------- search --sampler exact
+
+
+def _cli(args, capsys):
+    from augur_nas.cli import main as cli_main
+
+    rc = cli_main(["search", *args])
+    return rc, capsys.readouterr()
+
+
+def test_cli_exact_is_the_default_and_thins(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "o"
+    rc, cap = _cli([str(SPACES / "mobile_small.yaml"), "--device", "tk1-gpu", "--latency", "90ms", "--front-size", "8",
+                    "--out", str(out)], capsys)
+    assert rc == 0, cap.err
+    m = json.loads((out / "pareto.json").read_text())
+    f = exact_front(_space("mobile_small"), "tk1-gpu", {"latency_ms": 90.0})
+    assert m["sampler"] == "exact"
+    assert m["exact"]["pareto_optimal_points"] == len(f) > 8
+    assert m["quantities"] == {"exact": ["latency_ms", "macs"], "searched": []}
+    lat = [r["latency_ms"] for r in m["front"]]
+    assert len(lat) == 8 and lat[0] == pytest.approx(f.values["latency_ms"][0]) and lat[-1] <= 90.0
+    assert lat[-1] == pytest.approx(f.values["latency_ms"][-1])  # the largest feasible network is shown
+    assert len(list(out.glob("arch-*.yaml"))) == 8 and (out / "pareto.png").exists() and (out / "pareto.html").exists()
+    assert f"{len(f)} Pareto-optimal architectures in all" in cap.out
+
+
+def test_cli_trials_still_ask_for_a_sampling_search(tmp_path, capsys):
+    import json
+
+    rc, cap = _cli([str(SPACES / "nb201.yaml"), "--device", "tk1-gpu", "--trials", "30", "--seed", "0",
+                    "--out", str(tmp_path / "o")], capsys)
+    assert rc == 0, cap.err
+    assert json.loads((tmp_path / "o" / "pareto.json").read_text())["sampler"] == "nsga2"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--sampler", "exact", "--objective", "math:floor"], "user function"),
+    (["--sampler", "exact", "--storage", "journal:x.log"], "without a study"),
+    (["--latency", "0.5ms"], "nothing feasible: none of the 1.56e+04 architectures of nb201 (exact dynamic program"),
+])
+def test_cli_exact_bad_input_exit_2(args, needle, tmp_path, capsys):
+    rc, cap = _cli([str(SPACES / "nb201.yaml"), "--device", "tk1-gpu", "--out", str(tmp_path / "o"), *args], capsys)
+    assert rc == 2
+    assert needle in cap.err and cap.err.count("\n") == 1 and "Traceback" not in cap.err
+    assert not (tmp_path / "o" / "pareto.csv").exists()
+    if "nothing feasible" in needle:  # the closest candidates: the fastest networks of the space
+        fastest = exact_front(_space("nb201"), "tk1-gpu", {}).values["latency_ms"][0]
+        assert f"latency {fastest:.2f} ms" in cap.err
+
+
+def test_cli_exact_refuses_fusion_profile(tmp_path, capsys):
+    rc, cap = _cli([str(SPACES / "nb201.yaml"), "--device", "x86-2core-ort", "--sampler", "exact",
+                    "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "fusion/layout" in cap.err and cap.err.count("\n") == 1
+
+
+def test_user_objective_search_is_seeded_with_the_exact_front(tmp_path):
+    from augur_nas.search import search
+
+    depth = lambda spec: float(len(spec["layers"]))  # noqa: E731
+    res = search(str(SPACES / "mobile.yaml"), "tk1-gpu", latency_ms=50, objective=depth, trials=60, seed=0)
+    f = exact_front(_space("mobile"), "tk1-gpu", {"latency_ms": 50.0})
+    assert "seeded with" in res.meta["seeding"]
+    assert res.meta["quantities"]["searched"] == ["latency_ms", res.meta["objective"]["name"]]
+    # the first trials are the exact front's members: feasible at once in a space where random
+    # candidates never are
+    X = res.trials["X"][np.argsort(res.trials["number"])][:len(f)]
+    assert {tuple(x) for x in X} == {tuple(x) for x in f.X}
+    assert res.n_feasible >= len(f)

@@ -104,7 +104,7 @@ def exact_search(space, oracle, obj, limits, *, front_size=DEFAULT_FRONT_SIZE, s
             "trials_csv": f"every Pareto-optimal architecture ({n_all}, trial = its index) and {BACKGROUND} random "
                           f"candidates (trial -1) for the figures",
             "exact_s": round(time.time() - t0, 3)}
-    if log:
+    if log and n_all:  # an empty front is explained by the one-paragraph error that follows
         log(f.summary())
     return table, front, closest, info
 
