@@ -28,6 +28,7 @@ from ._errors import ConstraintError
 
 MAX_CARRY_STATES = 2**40  # carried gene combinations x states must fit an int64 key comfortably
 BLOCK = 2048  # points compared at once in the k-dimensional non-dominance filter
+BLOCK_3D = 256  # ... in the three-column filter (its blocks are compared among themselves pairwise)
 
 
 class Stage(NamedTuple):
@@ -140,9 +141,10 @@ def nondominated(V: np.ndarray, group: np.ndarray) -> np.ndarray:
     ends = np.r_[starts[1:], n]
     single = ends - starts == 1
     keep[order[starts[single]]] = True  # alone in its group: nothing to compare with
+    filt = _nondominated_sorted_3d if D == 3 else _nondominated_sorted
     for a, b in zip(starts[~single], ends[~single]):
         idx = order[a:b]
-        keep[idx[_nondominated_sorted(V[idx])]] = True
+        keep[idx[filt(V[idx])]] = True
     return keep
 
 
@@ -164,6 +166,34 @@ def _nondominated_2d(V, group):
     keep = np.zeros(n, dtype=bool)
     keep[order[keep_sorted]] = True
     return keep
+
+
+def _nondominated_sorted_3d(V):
+    """Three columns, rows sorted lexicographically: every kept row before a row has a first
+    column no larger, so the row is dominated when some kept row has second <= its second and
+    third <= its third: a prefix minimum of the third column over the kept rows sorted by the
+    second, looked up by binary search (a block at a time; within a block, pairwise)."""
+    n = len(V)
+    kept = np.zeros(n, dtype=bool)
+    Kb = np.empty(0)
+    Kc = np.empty(0)
+    for a in range(0, n, BLOCK_3D):
+        blk = V[a:a + BLOCK_3D]
+        ok = np.ones(len(blk), dtype=bool)
+        if len(Kb):
+            pos = np.searchsorted(Kb, blk[:, 1], "right")
+            best = np.concatenate(([np.inf], np.minimum.accumulate(Kc)))[pos]
+            ok &= ~(best <= blk[:, 2])
+        le = (blk[None, :, 1:] <= blk[:, None, 1:]).all(axis=2)  # le[i, j]: row j weakly dominates row i
+        le &= np.tri(len(blk), k=-1, dtype=bool)
+        ok &= ~le.any(axis=1)
+        kept[a:a + BLOCK_3D] = ok
+        if ok.any():
+            Kb = np.concatenate([Kb, blk[ok, 1]])
+            Kc = np.concatenate([Kc, blk[ok, 2]])
+            o = np.argsort(Kb, kind="stable")
+            Kb, Kc = Kb[o], Kc[o]
+    return kept
 
 
 def _nondominated_sorted(V):
