@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _dp
-from ._errors import ConstraintError, ShapeError
+from ._errors import ConstraintError
 
 OBJECTIVES = {"latency_ms": +1.0, "memory_mb": +1.0, "macs": -1.0, "params": -1.0}  # +1 minimized, -1 maximized
 LIMITS = ("latency_ms", "memory_mb", "params", "macs")
@@ -141,7 +141,7 @@ def _check_profile(profile, layer_sum):
             f"exact_front(..., layer_sum=True) in Python)")
 
 
-def _seg_fn(profile, batch, cols):
+def _seg_fn(profile, batch):
     model, name = profile.latency, profile.name
     need_fc = profile.memory.fc_weights_coef is not None
     ws_sum = profile.memory.workspace == "sum"
@@ -177,7 +177,7 @@ def _stages(space, profile, batch, cols):
     stages = [_dp.Stage(tuple(in_genes), sizes_of(in_genes), np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64),
                         np.asarray(in_codes, dtype=np.int64), add0, mx0)]
     n_after = [state.n]
-    seg_fn = _seg_fn(profile, batch, cols)
+    seg_fn = _seg_fn(profile, batch)
     derive = lambda res: {"mem_add_mb": cols.mem_add_mb(res)}  # noqa: E731
     shared: dict = {}
     prev_exit = -1
@@ -277,23 +277,21 @@ def exact_front(space, device, limits=None, objectives=("latency_ms", "macs"), b
 
     ``objectives``: names among ``latency_ms``, ``memory_mb`` (minimized), ``macs``, ``params``
     (maximized). Returns an ``ExactFront`` (members by latency: ``X`` canonical encodings,
-    ``values`` per quantity, ``stats`` of the sweep). An empty front means that no candidate meets
+    ``values`` per quantity, ``stats`` of the sweep). ``space`` may be an ``Oracle`` (its
+    profile and batch are used; ``device`` and ``batch`` are then ignored). An empty front means that no candidate meets
     the limits (a proof, not a failed search). ``layer_sum``: on a profile with a latency
     residual, the front of the latency without it (exact for that quantity only).
     """
     from .oracle import Oracle, _positive_int
 
     objectives, limits = _parse(objectives, limits)
-    oracle = space if isinstance(space, Oracle) else Oracle(space, device, batch)
-    space, profile = oracle.space, oracle.profile
-    batch = _positive_int(batch, "batch")
+    # an Oracle passed in keeps its own batch (the members are re-priced through it)
+    oracle = space if isinstance(space, Oracle) else Oracle(space, device, _positive_int(batch, "batch"))
+    space, profile, batch = oracle.space, oracle.profile, oracle.batch
     _check_profile(profile, layer_sum)
     cols = _Columns(profile, batch)
     t0 = time.perf_counter()
-    try:
-        stages, n_after = _stages(space, profile, batch, cols)
-    except ShapeError:
-        raise
+    stages, n_after = _stages(space, profile, batch, cols)
     t1 = time.perf_counter()
     crit = []
     for o in objectives:
@@ -305,11 +303,11 @@ def exact_front(space, device, limits=None, objectives=("latency_ms", "macs"), b
     lims = [_dp.Limit(k, (lambda a, m, k=k: cols.value(k, a, m)), b * (1 + EDGE_REL)) for k, b in limits.items()]
     sizes = [len(g.options) for g in space.program.genes]
     res = _dp.solve(stages, n_after, sizes, crit, lims)
-    no_residual = getattr(profile, "residual", None) is None
+    residual = getattr(profile, "residual", None) is not None
 
     def reprice(i):
         out = oracle.evaluate(_dp.encodings(stages, res.choices[i], space.n_genes), breakdown=False)
-        if not no_residual:  # the layer sum: the DP's own total is the quantity
+        if residual:  # the layer sum: the DP's own total is the quantity
             out["latency_ms"] = cols.value("latency_ms", res.add[i], res.mx[i])
         return out
 
@@ -321,10 +319,8 @@ def exact_front(space, device, limits=None, objectives=("latency_ms", "macs"), b
              "peak_points": st.peak_points, "dp_end_points": int(len(res.add)), "grid_seconds": t1 - t0,
              "dp_seconds": st.seconds, "seconds": time.perf_counter() - t0, "carried": "genes shared by several "
              "segments are carried in the DP state (conditioning, exact)"}
-    exact = ("latency_ms", "memory_mb", "macs", "params") if not layer_sum or profile.residual is None else \
-        ("latency_ms (layer sum, without the residual)", "memory_mb", "macs", "params")
-    return ExactFront(space.name, profile.name, objectives, limits, X, vals, exact, layer_sum and
-                      getattr(profile, "residual", None) is not None, stats)
+    exact = ("latency_ms (layer sum, without the residual)" if residual else "latency_ms", "memory_mb", "macs", "params")
+    return ExactFront(space.name, profile.name, objectives, limits, X, vals, exact, residual, stats)
 
 
 def thin(front: ExactFront, k: int) -> np.ndarray:

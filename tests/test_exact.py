@@ -231,3 +231,21 @@ def test_user_objective_search_is_seeded_with_the_exact_front(tmp_path):
     X = res.trials["X"][np.argsort(res.trials["number"])][:len(f)]
     assert {tuple(x) for x in X} == {tuple(x) for x in f.X}
     assert res.n_feasible >= len(f)
+
+
+@pytest.mark.parametrize("device", ["tk1-gpu", "tx1-cpu"])
+def test_batch_of_images(device):
+    """A batch of 8 images per forward pass (latency and activations scale, weights do not): the
+    exact front through an Oracle of that batch is the exhaustive one."""
+    sp = _space("nb201")
+    o = Oracle(sp, device, batch=8)
+    R = o.evaluate(_enumerated("nb201"), breakdown=False)
+    lim = float(np.median(R["memory_mb"]))
+    f = exact_front(o, None, {"memory_mb": lim})
+    ref = _brute_front(R, ("latency_ms", "macs"), {"memory_mb": lim})
+    want = np.column_stack([R["latency_ms"][ref], -R["macs"][ref]])
+    got = np.column_stack([f.values["latency_ms"], -f.values["macs"]])
+    assert len(f) > 1 and _covers(got, want) and _covers(want, got)
+    again = o.evaluate(f.X, breakdown=False)
+    np.testing.assert_allclose(f.values["memory_mb"], again["memory_mb"], rtol=REL)
+    np.testing.assert_allclose(f.values["latency_ms"], again["latency_ms"], rtol=REL)

@@ -61,7 +61,7 @@ def _closest(space, oracle, obj, limits, background):
 
     cands = [background]
     for objectives in (("latency_ms", obj.name), ("latency_ms", "memory_mb", "params")):
-        f = exact_front(oracle, None, {}, objectives, batch=oracle.batch)
+        f = exact_front(oracle, None, {}, objectives)
         cands.append(_rows(oracle, f.X, obj, limits, np.full(len(f), -1, dtype=np.int64)))
     allc = cands[0]
     for c in cands[1:]:
@@ -81,7 +81,7 @@ def exact_search(space, oracle, obj, limits, *, front_size=DEFAULT_FRONT_SIZE, s
                               f"leave out --sampler for NSGA-II seeded with the exact front of (layer-sum latency, MACs) where the profile's "
                               f"layer sum composes, or choose --sampler nsga2, tpe or random")
     t0 = time.time()
-    f = exact_front(oracle, None, limits, ("latency_ms", obj.name), batch=oracle.batch)
+    f = exact_front(oracle, None, limits, ("latency_ms", obj.name))
     n_all = len(f)
     pick = thin(f, front_size) if n_all else np.zeros(0, dtype=np.int64)
     every = _rows(oracle, f.X, obj, limits, np.arange(n_all, dtype=np.int64))
@@ -119,7 +119,7 @@ def seed_encodings(oracle, limits, k) -> tuple:
     if model.fuse or model.layout:
         return np.zeros((0, oracle.space.n_genes), dtype=np.int64), (
             f"not seeded: profile {oracle.device} has fusion/layout rules across segments")
-    lims = {k2: v for k2, v in limits.items() if not (k2 == "latency_ms" and oracle.profile.residual is not None)}
-    f = exact_front(oracle, None, lims, ("latency_ms", "macs"), batch=oracle.batch, layer_sum=True)
+    lims = {k2: v for k2, v in limits.items() if not (k2 == "latency_ms" and getattr(oracle.profile, "residual", None) is not None)}
+    f = exact_front(oracle, None, lims, ("latency_ms", "macs"), layer_sum=True)
     return f.X[thin(f, k)] if len(f) else f.X, (f"seeded with {min(len(f), k)} of the {len(f)} members of the exact "
                                                 f"front of ({'layer-sum ' if f.layer_sum else ''}latency, MACs)")
