@@ -34,6 +34,8 @@ OBJECTIVES = {"latency_ms": +1.0, "memory_mb": +1.0, "macs": -1.0, "params": -1.
 LIMITS = ("latency_ms", "memory_mb", "params", "macs")
 ADD = ("latency_ms", "macs", "params", "mem_add_mb")  # the DP's additive columns
 SAME_REL = 1e-12  # final points closer than this in every objective are one trade-off (summation order)
+MAX_GRID_ROWS = 2**20  # a segment's grid (entry states x its gene combinations) priced at most this large
+MAX_GRID_CELLS = 2**22  # ... and rows x layer slots at most this (its recorded table: ~16 int64 fields a cell)
 EDGE_REL = 1e-9  # totals this close to a limit are re-priced by the oracle, whose summation order decides
 
 
@@ -126,6 +128,27 @@ class _Columns:
         return [_dp.Criterion("add", ADD.index(name), sign)]
 
 
+def structural_obstacle(space) -> str | None:
+    """Why the segments of ``space`` cannot be tabulated for the DP (``None``: they can, as far as
+    the gene combinations tell; the entry shapes multiply the rows further, checked when priced).
+    A choice between whole subnetworks (spaces/resnet.yaml's block family) makes one segment of
+    every gene inside it."""
+    from ._segments import segments
+
+    for seg in segments(space.program):
+        if seg.combos > MAX_GRID_ROWS or seg.combos * (seg.stop - seg.start) > MAX_GRID_CELLS:
+            return _too_large(space, seg, seg.combos)
+    return None
+
+
+def _too_large(space, seg, rows) -> str:
+    nodes = space.program.nodes
+    return (f"segment {nodes[seg.start].name}..{nodes[seg.stop - 1].name} of {space.name} reads one tensor but "
+            f"chooses among {seg.combos:.3g} combinations of {len(seg.genes)} genes ({rows:.3g} grid rows, more than "
+            f"the {MAX_GRID_ROWS:,} the exact front tabulates; a choice between whole subnetworks joins every gene "
+            f"inside it into one segment)")
+
+
 def _check_profile(profile, layer_sum):
     model = profile.latency
     if model.fuse or model.layout:
@@ -187,6 +210,10 @@ def _stages(space, profile, batch, cols):
                                   f"of {space.name} reads node {seg.entry}, not the previous segment's output "
                                   f"({prog.source})")
         prev_exit = seg.stop - 1
+        rows = state.n * seg.combos
+        if rows > MAX_GRID_ROWS or rows * (seg.stop - seg.start) > MAX_GRID_CELLS:
+            raise ConstraintError(f"the exact front cannot be computed: {_too_large(space, seg, rows)}; use a sampling "
+                                  f"search (--sampler nsga2) ({prog.source})")
         sig = _signature(prog, seg)
         key = None if sig is None else (sig, state.token)
         hit = shared.get(key) if key is not None else None

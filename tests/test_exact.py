@@ -249,3 +249,17 @@ def test_batch_of_images(device):
     again = o.evaluate(f.X, breakdown=False)
     np.testing.assert_allclose(f.values["memory_mb"], again["memory_mb"], rtol=REL)
     np.testing.assert_allclose(f.values["latency_ms"], again["latency_ms"], rtol=REL)
+
+
+def test_block_choice_spaces_fall_back(tmp_path, capsys):
+    """spaces/resnet.yaml chooses between whole subnetworks (one segment of 18 genes): exact is
+    refused in one paragraph, and the default search falls back to NSGA-II (not seeded)."""
+    with pytest.raises(ConstraintError, match="choice between whole subnetworks"):
+        exact_front(_space("resnet"), "tk1-gpu", {})
+    rc, cap = _cli([str(SPACES / "resnet.yaml"), "--device", "tk1-gpu", "--sampler", "exact", "--out", str(tmp_path / "a")],
+                   capsys)
+    assert rc == 2 and "choice between whole subnetworks" in cap.err and cap.err.count("\n") == 1
+    from augur_nas.search import search
+
+    res = search(str(SPACES / "resnet.yaml"), "tk1-gpu", latency_ms=300, objective=lambda spec: 1.0, trials=30, seed=0)
+    assert res.meta["sampler"] == "nsga2" and res.meta["seeding"].startswith("not seeded")

@@ -36,7 +36,9 @@ def exact_applies(oracle, obj) -> str | None:
         return f"profile {oracle.device} has fusion/layout rules across segments"
     if getattr(oracle.profile, "residual", None) is not None:
         return f"profile {oracle.device} corrects its latency with a residual model"
-    return None
+    from ..exact import structural_obstacle
+
+    return structural_obstacle(oracle.space)
 
 
 def _rows(oracle, X, obj, limits, number):
@@ -115,10 +117,13 @@ def seed_encodings(oracle, limits, k) -> tuple:
     ``X`` is empty (with the reason in ``note``) where the profile's layer sum does not compose."""
     from ..exact import exact_front, thin
 
+    from ..exact import structural_obstacle
+
     model = oracle.profile.latency
-    if model.fuse or model.layout:
-        return np.zeros((0, oracle.space.n_genes), dtype=np.int64), (
-            f"not seeded: profile {oracle.device} has fusion/layout rules across segments")
+    why = (f"profile {oracle.device} has fusion/layout rules across segments" if model.fuse or model.layout
+           else structural_obstacle(oracle.space))
+    if why:
+        return np.zeros((0, oracle.space.n_genes), dtype=np.int64), f"not seeded: {why}"
     lims = {k2: v for k2, v in limits.items() if not (k2 == "latency_ms" and getattr(oracle.profile, "residual", None) is not None)}
     f = exact_front(oracle, None, lims, ("latency_ms", "macs"), layer_sum=True)
     return f.X[thin(f, k)] if len(f) else f.X, (f"seeded with {min(len(f), k)} of the {len(f)} members of the exact "
