@@ -136,6 +136,11 @@ PRIMITIVES: dict[str, dict] = {
     "batchnorm": {"affine": (_BOOL, True), "eps": (_NUM, 1e-5)},
     "scale": {"bias": (_BOOL, True)},
     "relu": {}, "relu6": {}, "sigmoid": {}, "tanh": {}, "hsigmoid": {}, "hswish": {}, "swish": {},
+    "silu": {}, "gelu": {},
+    "layernorm": {"affine": (_BOOL, True), "eps": (_NUM, 1e-6)},
+    "shuffle": {"groups": (_POSINT, REQUIRED)},
+    "slice": {"start": (_NONNEG, REQUIRED), "end": (_POSINT, REQUIRED)},
+    "stochastic_depth": {"p": (_NUM, 0.0)}, "drop_path": {"p": (_NUM, 0.0)},
     "lrn": {"size": (_POSINT, 5), "alpha": (_NUM, 1e-4), "beta": (_NUM, 0.75), "k": (_NUM, 1.0)},
     "dropout": {"ratio": (_NUM, 0.5)},
     "softmax": {},
@@ -144,21 +149,24 @@ PRIMITIVES: dict[str, dict] = {
     "identity": {}, "zero": {},
 }
 JOINS = {"add", "mul", "concat"}
-ACTS = ("relu", "relu6", "hswish", "hsigmoid", "swish", "sigmoid", "tanh", "none")
+ACTS = ("relu", "relu6", "hswish", "hsigmoid", "swish", "silu", "gelu", "sigmoid", "tanh", "none")
+# spellings of one op: the layer is built as the op on the right (stochastic depth and drop path
+# are the identity at inference; SiLU is Swish)
+ALIASES = {"silu": "swish", "stochastic_depth": "identity", "drop_path": "identity"}
 
 MACROS: dict[str, dict] = {
     "conv_bn_act": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", REQUIRED), "stride": ("pair", 1),
-                    "groups": (_POSINT, 1), "act": (ACTS, "relu"), "width": (_BOOL, True)},
+                    "groups": (_POSINT, 1), "act": (ACTS, "relu"), "width": (_BOOL, True), "pad": ("pad", "same")},
     "relu_conv_bn": {"out": (_POSINT, None), "kernel": ("kernel", REQUIRED), "stride": ("pair", 1)},
     "mbconv": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 3), "stride": ("pair", 1), "expand": (_NUM, 6),
                "se": (_NUM, 0), "act": (ACTS, "relu6"), "skip": (_BOOL, True), "width": (_BOOL, True)},
     "basic": {"out": (_POSINT, REQUIRED), "stride": ("pair", 1), "width": (_BOOL, True)},
     "bottleneck": {"mid": (_POSINT, REQUIRED), "out": (_POSINT, None), "stride": ("pair", 1),
                    "stride_on": (("first", "middle"), "middle"), "norm": (("batchnorm", "caffe"), "batchnorm"),
-                   "width": (_BOOL, True)},
+                   "width": (_BOOL, True), "groups": (_POSINT, 1), "se": (_NUM, 0)},
     "inception": {k: (_POSINT, REQUIRED) for k in ("c1", "c3r", "c3", "c5r", "c5", "pool_proj")},
     "fire": {"squeeze": (_POSINT, REQUIRED), "e1": (_POSINT, REQUIRED), "e3": (_POSINT, REQUIRED)},
-    "se": {"ratio": (_NUM, 0.25)},
+    "se": {"ratio": (_NUM, 0.25), "squeeze": (_POSINT, None), "gate": (("hsigmoid", "sigmoid"), "hsigmoid")},
     "branch": {"paths": ("raw", REQUIRED), "join": (("concat", "add"), "concat")},
     "sequence": {"layers": ("raw", REQUIRED)},
     "stage": {"block": ("raw", None), "blocks": ("raw", None), "depth": (_NONNEG, None), "share": (_BOOL, False)},
@@ -170,7 +178,8 @@ MACROS["fire"]["width"] = (_BOOL, True)
 # ops whose Table-1 type is not the op name
 TABLE_TYPE = {"dwconv": "conv", "maxpool": "pool", "avgpool": "pool", "globalpool": "pool",
               "relu6": "relu", "sigmoid": "activation", "tanh": "activation", "hsigmoid": "activation",
-              "hswish": "activation", "swish": "activation", "add": "eltwise", "mul": "eltwise",
+              "hswish": "activation", "swish": "activation", "gelu": "activation",
+              "add": "eltwise", "mul": "eltwise",
               "flatten": "reshape", "identity": None, "zero": None, "select": None}
 
 TOP_KEYS = {"name", "input", "width_multiplier", "width_divisor", "choices", "cells", "layers", "description"}
@@ -452,6 +461,9 @@ class Compiler:
         return out, {op: tmpl}
 
     def primitive(self, op, name, inputs, params, conds, keypath, when=None) -> int:
+        if op in ALIASES:
+            op = ALIASES[op]
+            params = {} if op == "identity" else params
         if op == "conv":
             params = dict(params)
             params["out"] = self.scaled(params["out"], params.pop("width"))
@@ -459,6 +471,7 @@ class Compiler:
 
     def prim(self, op, name, inp, conds, keypath, **params) -> int:
         """A primitive node from macro code (parameters are Exprs or plain values)."""
+        op = ALIASES.get(op, op)
         full = {k: (v if isinstance(v, (Expr, tuple)) else Const(v)) for k, v in params.items()}
         defaults = PRIMITIVES[op]
         for k, (kind, d) in defaults.items():
@@ -506,8 +519,9 @@ class Compiler:
 
     # -- macros -----------------------------------------------------------------------------
     def conv_bn(self, x, name, conds, kp, out, kernel, stride=Const(1), groups=Const(1), act=None,
-                caffe=False, bias=False):
-        pad = Fn(_same_pad, (kernel,)) if not isinstance(kernel, tuple) else tuple(Fn(_same_pad, (k,)) for k in kernel)
+                caffe=False, bias=False, pad=Const("same")):
+        if _is_same(pad):
+            pad = Fn(_same_pad, (kernel,)) if not isinstance(kernel, tuple) else tuple(Fn(_same_pad, (k,)) for k in kernel)
         y = self.prim("conv", name, x, conds, kp, out=out, kernel=kernel, stride=stride, pad=pad,
                       groups=groups, bias=bias, dilation=1)
         y = self.prim("batchnorm", f"{name}.bn", y, conds, kp, affine=not caffe)
@@ -519,7 +533,8 @@ class Compiler:
 
     def macro_conv_bn_act(self, x, name, p, tmpl, raw, kp, conds, prefix):
         out = self.scaled(p["out"], p["width"])
-        y = self.conv_bn(x, f"{name}.conv", conds, kp, out, p["kernel"], p["stride"], p["groups"], p["act"])
+        y = self.conv_bn(x, f"{name}.conv", conds, kp, out, p["kernel"], p["stride"], p["groups"], p["act"],
+                         pad=p["pad"])
         return y, tmpl
 
     def macro_relu_conv_bn(self, x, name, p, tmpl, raw, kp, conds, prefix):
@@ -553,17 +568,20 @@ class Compiler:
             y = self.add_node("add", f"{name}.add", [y, x], {}, conds, kp, when=when)
         return y, tmpl
 
-    def squeeze_excite(self, x, name, squeeze: Expr, conds, kp):
+    def squeeze_excite(self, x, name, squeeze: Expr, conds, kp, gate="hsigmoid"):
         s = self.prim("globalpool", f"{name}.pool", x, conds, kp)
         s = self.prim("conv", f"{name}.reduce", s, conds, kp, out=squeeze, kernel=1, bias=True)
         s = self.prim("relu", f"{name}.relu", s, conds, kp)
         s = self.prim("conv", f"{name}.expand", s, conds, kp, out=Channels(x), kernel=1, bias=True)
-        s = self.prim("hsigmoid", f"{name}.gate", s, conds, kp)
+        s = self.prim(gate, f"{name}.gate", s, conds, kp)
         return self.prim("mul", f"{name}.mul", [x, s], conds, kp)
 
     def macro_se(self, x, name, p, tmpl, raw, kp, conds, prefix):
-        squeeze = Fn(lambda c, r: make_divisible(c * r, 8), (Channels(x), p["ratio"]))
-        return self.squeeze_excite(x, name, squeeze, conds, kp), tmpl
+        if isinstance(p["squeeze"], Const) and p["squeeze"].value is None:
+            squeeze = Fn(lambda c, r: make_divisible(c * r, 8), (Channels(x), p["ratio"]))
+        else:  # an explicit squeeze width (RegNet, SENet): a channel count like any conv's `out`
+            squeeze = self.scaled(p["squeeze"], Const(True))
+        return self.squeeze_excite(x, name, squeeze, conds, kp, gate=p["gate"].value), tmpl
 
     def _shortcut(self, x, name, out, stride, conds, kp, caffe=False):
         """A projection shortcut when stride or channels change, else the identity."""
@@ -595,7 +613,13 @@ class Compiler:
         s1, s2 = (p["stride"], Const(1)) if first else (Const(1), p["stride"])
         relu = Const("relu")
         y = self.conv_bn(x, f"{name}.conv1", conds, kp, mid, Const(1), s1, act=relu, caffe=caffe)
-        y = self.conv_bn(y, f"{name}.conv2", conds, kp, mid, Const(3), s2, act=relu, caffe=caffe)
+        y = self.conv_bn(y, f"{name}.conv2", conds, kp, mid, Const(3), s2, p["groups"], act=relu, caffe=caffe)
+        c_se = self.optional(p["se"], lambda v: v > 0, conds)
+        if c_se is not None:
+            # RegNetY / pycls: the squeeze width is a ratio of the BLOCK's input channels, rounded
+            # (at least one channel: a zero-width conv would price as free)
+            squeeze = Fn(lambda c, r: np.maximum(_round_half_even(c * r), 1), (Channels(x), p["se"]))
+            y = self.squeeze_excite(y, f"{name}.se", squeeze, c_se, kp, gate="sigmoid")
         y = self.conv_bn(y, f"{name}.conv3", conds, kp, out, Const(1), caffe=caffe)
         sc = self._shortcut(x, name, out, p["stride"], conds, kp, caffe=caffe)
         y = self.prim("add", f"{name}.add", [y, sc], conds, kp)
@@ -841,6 +865,10 @@ class Compiler:
         prog = Program(src, name or "", ch, h, w, self.nodes, self.genes, self.tree_stack[0], template, out)
         prog.cells = {c: {"def": d, "genes": dict(self.cell_genes.get(c, {}))} for c, d in self.cells.items()}
         return prog
+
+
+def _is_same(pad) -> bool:
+    return isinstance(pad, Const) and pad.value == "same"
 
 
 def _same_pad(k):
