@@ -97,7 +97,6 @@ def exact_search(space, oracle, obj, limits, *, front_size=DEFAULT_FRONT_SIZE, s
     info = {"n_trials": len(table["X"]), "n_feasible": int(table["feasible"].sum()), "n_distinct": len(table["X"]),
             "interrupted": False, "workers": 1,
             "exact": {"pareto_optimal_points": n_all, "front_written": int(len(pick)), "front_size": front_size,
-                      "exact_quantities": list(f.exact), "searched_quantities": [],
                       "latency_span_ms": [float(f.values["latency_ms"].min()), float(f.values["latency_ms"].max())]
                       if n_all else None,
                       "method": "dynamic programming over segments (entry shape states; genes shared by several "
