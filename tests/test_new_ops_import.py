@@ -118,9 +118,9 @@ def test_onnx_round_trip_of_the_imported_model(tmp_path):
 
 def test_onnx_exported_by_torch_reads_back(tmp_path):
     """torch's own ONNX export (BatchNorm folded into the convs by its optimizer, so conv+fc MACs
-    and the shuffle/slice layers are compared, not params). The channels-last region of a
-    ConvNeXt block as torch writes it (MatMul on NHWC tensors) is not read yet."""
-    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), ShuffleUnit(), Splits(), SEGateFirst()).eval()
+    and the shuffle/slice/layernorm layers are compared, not params), the ConvNeXt block's NHWC
+    region (Transpose, LayerNormalization, MatMul + Add, Erf GELU, Transpose) included."""
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), ShuffleUnit(), Splits(), SEGateFirst(), CNBlock()).eval()
     path = tmp_path / "torch.onnx"
     try:
         torch.onnx.export(net, torch.zeros(1, 3, 16, 16), str(path), opset_version=18, dynamo=True)
@@ -128,7 +128,7 @@ def test_onnx_exported_by_torch_reads_back(tmp_path):
         pytest.skip(f"torch.onnx.export is not usable here: {exc}")
     ours, theirs = an.from_torch(net, (1, 3, 16, 16)), an.load_model(str(path))
     assert an.analyze(theirs)["totals"]["macs"] == an.analyze(ours)["totals"]["macs"]
-    for op in ("shuffle", "slice"):
+    for op in ("shuffle", "slice", "layernorm"):
         assert _ops(theirs).count(op) == _ops(ours).count(op) > 0
 
 

@@ -685,6 +685,11 @@ def handles(*op_types):
     return deco
 
 
+# ops that work per position: on a channels-last view their output is one too
+_CL_OPS = {"conv", "layernorm", "gelu", "relu", "relu6", "swish", "hswish", "sigmoid", "tanh", "hsigmoid",
+           "identity", "dropout"}
+
+
 class _Reader:
     def __init__(self, onnx, proto, inferred, source: str):
         """``proto``: the model as read (for the initializers); ``inferred``: its light copy with
@@ -721,6 +726,7 @@ class _Reader:
         self.unsupported: list = []
         self.node_index: dict[int, int] = {id(n): i for i, n in enumerate(self.nodes)}
         self.flattened: dict[str, str] = {}  # Flatten output folded into an fc -> its input
+        self.channels_last: set = set()  # tensors that are an NHWC view of a layer's NCHW output
 
     # -- helpers ------------------------------------------------------------------------------
     def value(self, name: str):
@@ -782,6 +788,8 @@ class _Reader:
         name = self.layer_name(node, node.op_type)
         self.layers.append({op: {**params, "name": name, "inputs": srcs}})
         self.layer_of[out] = name
+        if op in _CL_OPS and inputs and inputs[0] in self.channels_last:
+            self.channels_last.add(out)  # a per-position op keeps the channels-last view
         self.layer_tensor[name] = (out, f"`{node.name or '(unnamed)'}` ({node.op_type})")
         return name
 
@@ -967,12 +975,46 @@ def _rd_gemm(r: _Reader, node):
     r.emit(node, "fc", {"out": out, "bias": bias}, [node.input[0]])
 
 
+def _channels_last_linear(r: _Reader, node, out: int):
+    """A MatMul (+ bias Add) over the channels of an NHWC view: a 1x1 convolution (ConvNeXt)."""
+    user = r.sole_consumer(node.output[0])
+    if user is not None and user.op_type == "Add":
+        other = [t for t in user.input if t != node.output[0]]
+        if len(other) == 1 and r.is_static(other[0]) and tuple(r.shapes.get(other[0], ())) in ((out,), (1, out)):
+            r.fused.add(r.node_index[id(user)])
+            r.emit(node, "conv", {"out": out, "kernel": 1, "bias": True, "width": False}, [node.input[0]],
+                   out=user.output[0])
+            return
+    r.emit(node, "conv", {"out": out, "kernel": 1, "bias": False, "width": False}, [node.input[0]])
+
+
+@handles("LayerNormalization")
+def _rd_layernorm(r: _Reader, node):
+    d = r.shape(node.input[0])
+    axis = _norm_axis(int(r.attrs(node).get("axis", -1)), len(d))
+    if node.input[0] not in r.channels_last or axis != len(d) - 1:
+        raise _Unsupported("a LayerNormalization that is not over the channels of an NHWC view "
+                           "(Transpose perm [0, 2, 3, 1] before it)")
+    r.emit(node, "layernorm", _layernorm_params(r, node), [node.input[0]])
+
+
+def _layernorm_params(r: _Reader, ln) -> dict:
+    """A LayerNormalization with a bias input is affine (gamma and beta are parameters); one with
+    only its required scale is not (torch writes no bias for ``elementwise_affine=False``, nor
+    does our exporter). Values are not read: an untrained export has gamma 1 and beta 0 too."""
+    affine = len(ln.input) > 2 and bool(ln.input[2])
+    return {"affine": affine, "eps": float(r.attrs(ln).get("epsilon", 1e-5))}
+
+
 @handles("MatMul")
 def _rd_matmul(r: _Reader, node):
     if not r.is_static(node.input[1]):
         raise _Unsupported("the right operand must be a constant weight matrix")
     wshape = r.shape(node.input[1])
     xshape = r.shape(node.input[0])
+    if node.input[0] in r.channels_last and len(wshape) == 2 and wshape[0] == xshape[-1]:
+        _channels_last_linear(r, node, int(wshape[1]))
+        return
     # the activation is [1, K], or a Flatten folded into this fc
     if len(wshape) != 2 or (len(xshape) != 2 and r.flattened.get(node.input[0]) is None):
         raise _Unsupported(f"a MatMul of shapes {list(xshape)} x {list(wshape)} is not a fully connected layer")
@@ -1145,7 +1187,7 @@ def _rd_flatten(r: _Reader, node):
 
 @handles("Reshape", "Squeeze", "Unsqueeze")
 def _rd_reshape(r: _Reader, node):
-    if node.op_type == "Reshape" and _shuffle_pattern(r, node):
+    if node.op_type == "Reshape" and (_shuffle_pattern(r, node) or _as_strided_copy(r, node)):
         return
     d_in, d_out = r.shape(node.input[0]), r.shape(node.output[0])
     n_in = int(np.prod(d_in[1:]))
@@ -1183,6 +1225,22 @@ def _constant(r: _Reader, t: str) -> bool:
     producers = r.__dict__.setdefault("_producers", {o: n for n in r.nodes for o in n.output})
     n = producers.get(t)
     return n is not None and n.op_type == "Constant"
+
+
+def _as_strided_copy(r: _Reader, node) -> bool:
+    """Reshape to 1-D, then Gather of every element in order back to the same shape: torch's
+    exporter writes a contiguous ``as_strided`` so; it is the tensor itself."""
+    d_in, d_out = r.shape(node.input[0]), r.shape(node.output[0])
+    g = _consumer(r, node.output[0], "Gather")
+    if len(d_out) != 1 or g is None or int(r.attrs(g).get("axis", 0)) != 0:
+        return False
+    idx = r.value(g.input[1])
+    n = int(np.prod(d_in))
+    if idx is None or tuple(idx.shape) != tuple(d_in) or not np.array_equal(idx.reshape(-1), np.arange(n)):
+        return False
+    r.fused.add(r.node_index[id(g)])
+    r.alias(g.output[0], node.input[0])
+    return True
 
 
 def _ints(r: _Reader, node, i: int, attr: str):
@@ -1274,22 +1332,27 @@ def _rd_div(r: _Reader, node):
 
 @handles("Transpose")
 def _rd_transpose(r: _Reader, node):
-    """Transpose(0,2,3,1) -> LayerNormalization over the last axis -> Transpose(0,3,1,2): a
-    LayerNorm over the channels (ConvNeXt)."""
+    """Transpose(0,2,3,1) of an NCHW tensor is its NHWC view, Transpose(0,3,1,2) of a view is the
+    tensor again; a view between them is read per position (LayerNorm over the last axis, MatMul
+    over the channels as a 1x1 conv: ConvNeXt). Our own LayerNorm export is the shortest case."""
     perm = list(r.attrs(node).get("perm", []))
-    ln = _consumer(r, node.output[0], "LayerNormalization") if perm == [0, 2, 3, 1] else None
-    back = ln is not None and _consumer(r, ln.output[0], "Transpose")
-    if not back or list(r.attrs(back).get("perm", [])) != [0, 3, 1, 2] or \
-            _norm_axis(int(r.attrs(ln).get("axis", -1)), 4) != 3:
-        raise _Unsupported(f"a Transpose with perm {perm} (only a channel shuffle's or a channels-last "
-                           f"LayerNorm's transposes are modelled)")
-    r.fused.update(r.node_index[id(n)] for n in (ln, back))
-    bias = ln.input[2] if len(ln.input) > 2 and ln.input[2] else None
-    bval = r.value(bias) if bias else None
-    sval = r.value(ln.input[1])
-    plain = (bias is None or (bval is not None and not np.any(bval))) and sval is not None and np.all(sval == 1)
-    eps = float(r.attrs(ln).get("epsilon", 1e-5))
-    r.emit(node, "layernorm", {"affine": not plain, "eps": eps}, [node.input[0]], out=back.output[0])
+    x = node.input[0]
+    if perm == [0, 2, 3, 1] and x not in r.channels_last and len(r.shape(x)) == 4:
+        ln = _consumer(r, node.output[0], "LayerNormalization")
+        back = ln is not None and _consumer(r, ln.output[0], "Transpose")
+        if back and list(r.attrs(back).get("perm", [])) == [0, 3, 1, 2] and \
+                _norm_axis(int(r.attrs(ln).get("axis", -1)), 4) == 3:
+            r.fused.update(r.node_index[id(n)] for n in (ln, back))
+            r.emit(node, "layernorm", _layernorm_params(r, ln), [x], out=back.output[0])
+            return
+        r.alias(node.output[0], x)
+        r.channels_last.add(node.output[0])
+        return
+    if perm == [0, 3, 1, 2] and x in r.channels_last:
+        r.alias(node.output[0], x)
+        return
+    raise _Unsupported(f"a Transpose with perm {perm} (only a channel shuffle's transpose and NHWC views "
+                       f"of NCHW tensors are modelled)")
 
 
 def _per_channel(shape: tuple, c: int, rank: int) -> bool:
@@ -1448,7 +1511,10 @@ def _check_read(spec: dict, r: _Reader, source: str):
         if ours is None or tinfo is None:
             continue
         tensor, what = tinfo
-        theirs = _chw(r.shapes.get(tensor))
+        dims = r.shapes.get(tensor)
+        if tensor in r.channels_last and dims is not None and len(dims) == 4:
+            dims = (dims[0], dims[3], dims[1], dims[2])  # an NHWC view: compare as NCHW
+        theirs = _chw(dims)
         ours = tuple(_int(v) for v in ours)
         if theirs is not None and theirs != ours:
             raise ShapeError(f"layer `{node.name}` (from ONNX node {what}) has output {'x'.join(map(str, ours))} in "
