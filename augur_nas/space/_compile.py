@@ -174,6 +174,23 @@ MACROS: dict[str, dict] = {
 }
 MACROS["inception"]["width"] = (_BOOL, True)
 MACROS["fire"]["width"] = (_BOOL, True)
+# the mobile zoo's mbconv variants (MobileNetV3 tables, EfficientNet's squeeze-excite, FBNet's
+# grouped blocks) and its other blocks; the defaults keep mbconv as it was
+MACROS["mbconv"].update({
+    "hidden": (_POSINT, None), "se_gate": (("hsigmoid", "sigmoid"), "hsigmoid"),
+    "se_base": (("expanded", "input"), "expanded"), "se_act": (ACTS, "relu"), "se_divisor": (_POSINT, 8),
+    "groups": (_POSINT, 1), "shuffle": (_BOOL, False), "drop_path": (_NUM, 0)})
+MACROS.update({
+    "fused_mbconv": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 3), "stride": ("pair", 1),
+                     "expand": (_NUM, 4), "act": (ACTS, "swish"), "skip": (_BOOL, True), "width": (_BOOL, True),
+                     "drop_path": (_NUM, 0)},
+    "ghost": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 1), "ratio": (_POSINT, 2), "dw_kernel": ("kernel", 3),
+              "act": (ACTS, "relu"), "width": (_BOOL, True)},
+    "ghost_bottleneck": {"mid": (_POSINT, REQUIRED), "out": (_POSINT, REQUIRED), "kernel": ("kernel", 3),
+                         "stride": ("pair", 1), "se": (_NUM, 0), "width": (_BOOL, True)},
+    "shufflev2": {"out": (_POSINT, REQUIRED), "stride": ("pair", 1), "width": (_BOOL, True)},
+    "convnext": {"expand": (_POSINT, 4), "kernel": ("kernel", 7), "drop_path": (_NUM, 0)},
+})
 
 # ops whose Table-1 type is not the op name
 TABLE_TYPE = {"dwconv": "conv", "maxpool": "pool", "avgpool": "pool", "globalpool": "pool",
@@ -549,22 +566,27 @@ class Compiler:
                 self.fail(f"`expand` of layer `{name}` (mbconv) must be >= 1 (the expansion ratio of an inverted "
                           f"residual), but got {v}", f"{kp}.expand")
         out = self.scaled(p["out"], p["width"])
-        hidden = Fn(lambda c, e: _round_half_even(c * e), (Channels(x), p["expand"]))
         y = x
-        c_exp = self.optional(p["expand"], lambda v: v != 1, conds)
+        if isinstance(p["hidden"], Const) and p["hidden"].value is None:
+            hidden = Fn(lambda c, e: _round_half_even(c * e), (Channels(x), p["expand"]))
+            c_exp = self.optional(p["expand"], lambda v: v != 1, conds)
+        else:  # explicit expanded channels (MobileNetV3's table): the expansion conv is always there
+            hidden, c_exp = self.scaled(p["hidden"], p["width"]), conds
         if c_exp is not None:
-            y = self.conv_bn(x, f"{name}.expand", c_exp, kp, hidden, Const(1), act=p["act"])
+            y = self.conv_bn(x, f"{name}.expand", c_exp, kp, hidden, Const(1), groups=p["groups"], act=p["act"])
+            if p["shuffle"].value:  # FBNet's g2 blocks: channel shuffle between the grouped 1x1 convs
+                y = self._shuffle(y, f"{name}.shuffle", p["groups"], c_exp, kp)
         pad = Fn(_same_pad, (p["kernel"],))
         y = self.prim("dwconv", f"{name}.dw", y, conds, kp, kernel=p["kernel"], stride=p["stride"], pad=pad)
         y = self.prim("batchnorm", f"{name}.dw.bn", y, conds, kp)
         y = self.act(p["act"], y, f"{name}.dw.act", conds, kp)
         c_se = self.optional(p["se"], lambda v: v > 0, conds)
         if c_se is not None:
-            squeeze = Fn(lambda c, r: make_divisible(c * r, 8), (Channels(y), p["se"]))
-            y = self.squeeze_excite(y, f"{name}.se", squeeze, c_se, kp)
-        y = self.conv_bn(y, f"{name}.project", conds, kp, out, Const(1))
+            y = self._mbconv_se(x, y, name, p, c_se, kp)
+        y = self.conv_bn(y, f"{name}.project", conds, kp, out, Const(1), groups=p["groups"])
         if isinstance(p["skip"], Const) and p["skip"].value:
             when = Fn(lambda s, cin, cout: (s == 1) & (cin == cout), (_first(p["stride"]), Channels(x), out))
+            y = self._drop_path(y, name, p["drop_path"], when, conds, kp)
             y = self.add_node("add", f"{name}.add", [y, x], {}, conds, kp, when=when)
         return y, tmpl
 
@@ -649,6 +671,170 @@ class Compiler:
         e3 = self.prim("conv", f"{name}.expand3x3", s, conds, kp, out=self.scaled(p["e3"], w), kernel=3, pad=1)
         e3 = self.prim("relu", f"{name}.expand3x3.relu", e3, conds, kp)
         return self.prim("concat", f"{name}.concat", [e1, e3], conds, kp), tmpl
+
+    # -- the mobile zoo's blocks ----------------------------------------------------------
+    def _new_op(self, op, name, x, conds, kp, **params):
+        """A primitive from the newer op set (shuffle, slice, layernorm, gelu, stochastic_depth)."""
+        if op not in PRIMITIVES:
+            self.fail(f"layer `{name}` needs the `{op}` op, which this version does not have", kp)
+        return self.prim(op, name, x, conds, kp, **params)
+
+    def _shuffle(self, x, name, groups: Expr, conds, kp):
+        return self._new_op("shuffle", name, x, conds, kp, groups=groups)
+
+    def macro_shufflev2(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        """ShuffleNetV2's unit. Stride 1: the input's channels split in halves; the second half
+        goes through 1x1 conv-bn-relu, 3x3 depthwise-bn, 1x1 conv-bn-relu; concat with the first
+        half. Stride 2: both branches see the whole input (3x3/2 depthwise-bn, 1x1 conv-bn-relu |
+        1x1 conv-bn-relu, 3x3/2 depthwise-bn, 1x1 conv-bn-relu), concat. Then a channel shuffle
+        of 2 groups. Each branch makes out/2 channels."""
+        out = self.scaled(p["out"], p["width"])
+        half = Fn(lambda c: c // 2, (out,))
+        stride, relu, k3 = p["stride"], Const("relu"), Const(3)
+        c2 = self.optional(stride, lambda v: (v[0] if isinstance(v, (list, tuple)) else v) != 1, conds)
+        c1 = self.optional(stride, lambda v: (v[0] if isinstance(v, (list, tuple)) else v) == 1, conds)
+        if c1 is not None and c2 is not None:
+            self.fail(f"`stride` of layer `{name}` (shufflev2) cannot be a choice between 1 and 2: the "
+                      f"units differ; choose between shufflev2 layers instead", f"{kp}.stride")
+        if c1 is not None:
+            cin_half = Fn(lambda c: c // 2, (Channels(x),))
+            a = self._new_op("slice", f"{name}.split0", x, conds, kp, start=Const(0), end=cin_half)
+            b = self._new_op("slice", f"{name}.split1", x, conds, kp, start=cin_half, end=Channels(x))
+        else:
+            a = self.prim("dwconv", f"{name}.branch1.dw", x, conds, kp, kernel=3, stride=stride, pad=1)
+            a = self.prim("batchnorm", f"{name}.branch1.dw.bn", a, conds, kp)
+            a = self.conv_bn(a, f"{name}.branch1.pw", conds, kp, half, Const(1), act=relu)
+            b = x
+        b = self.conv_bn(b, f"{name}.branch2.pw1", conds, kp, half, Const(1), act=relu)
+        b = self.prim("dwconv", f"{name}.branch2.dw", b, conds, kp, kernel=3, stride=stride, pad=1)
+        b = self.prim("batchnorm", f"{name}.branch2.dw.bn", b, conds, kp)
+        b = self.conv_bn(b, f"{name}.branch2.pw2", conds, kp, half, Const(1), act=relu)
+        y = self.prim("concat", f"{name}.concat", [a, b], conds, kp)
+        return self._shuffle(y, f"{name}.shuffle", Const(2), conds, kp), tmpl
+
+    def macro_convnext(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        """ConvNeXt's block on C channels: 7x7 depthwise conv with bias, layernorm over channels,
+        1x1 (Linear) to expand*C with bias, gelu, 1x1 back to C with bias, layer scale (a per-
+        channel gamma), stochastic depth (identity at inference), add the input."""
+        k = p["kernel"]
+        y = self.prim("dwconv", f"{name}.dw", x, conds, kp, kernel=k, pad=Fn(_same_pad, (k,)), bias=True)
+        y = self._new_op("layernorm", f"{name}.norm", y, conds, kp)
+        wide = Fn(lambda c, e: c * e, (Channels(x), p["expand"]))
+        y = self.prim("conv", f"{name}.pw1", y, conds, kp, out=wide, kernel=1, bias=True)
+        y = self._new_op("gelu", f"{name}.gelu", y, conds, kp)
+        y = self.prim("conv", f"{name}.pw2", y, conds, kp, out=Channels(x), kernel=1, bias=True)
+        y = self.prim("scale", f"{name}.layer_scale", y, conds, kp, bias=False)
+        y = self._new_op("stochastic_depth", f"{name}.drop_path", y, conds, kp, p=p["drop_path"])
+        return self.prim("add", f"{name}.add", [y, x], conds, kp), tmpl
+
+    def _mbconv_se(self, x, y, name, p, c_se, kp):
+        """mbconv's squeeze-excite: MobileNetV3's by default (make_divisible(expanded * se, 8), relu,
+        hsigmoid); EfficientNet squeezes the block input (se_base: input, se_divisor: 1) with swish
+        and a sigmoid gate."""
+        if (p["se_base"].value, p["se_divisor"].value) == ("expanded", 8):
+            squeeze = Fn(lambda c, r: make_divisible(c * r, 8), (Channels(y), p["se"]))
+        else:
+            div = p["se_divisor"].value
+            base = Channels(y) if p["se_base"].value == "expanded" else Channels(x)
+            squeeze = Fn(lambda c, r: make_divisible(c * r, div), (base, p["se"]))
+        if (p["se_act"].value, p["se_gate"].value) == ("relu", "hsigmoid"):
+            return self.squeeze_excite(y, f"{name}.se", squeeze, c_se, kp)
+        return self._squeeze_excite_as(y, f"{name}.se", squeeze, c_se, kp, p["se_act"], p["se_gate"].value)
+
+    def _squeeze_excite_as(self, x, name, squeeze: Expr, conds, kp, act: Expr, gate: str):
+        """squeeze_excite with another activation and gate (EfficientNet: swish, sigmoid)."""
+        s = self.prim("globalpool", f"{name}.pool", x, conds, kp)
+        s = self.prim("conv", f"{name}.reduce", s, conds, kp, out=squeeze, kernel=1, bias=True)
+        s = self.act(act, s, f"{name}.act", conds, kp)
+        s = self.prim("conv", f"{name}.expand", s, conds, kp, out=Channels(x), kernel=1, bias=True)
+        s = self.prim(gate, f"{name}.gate", s, conds, kp)
+        return self.prim("mul", f"{name}.mul", [x, s], conds, kp)
+
+    def macro_fused_mbconv(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        """EfficientNetV2's FusedMBConv: a kxk conv to the expanded channels (bn, act) and a 1x1
+        linear projection (bn); with expand 1 a single kxk conv to `out` (bn, act). A residual add
+        when stride 1 and in == out."""
+        if not isinstance(p["expand"], Const):
+            self.fail(f"`expand` of layer `{name}` (fused_mbconv) cannot be a choice; choose between "
+                      f"fused_mbconv layers instead", f"{kp}.expand")
+        e = p["expand"].value
+        if e < 1:
+            self.fail(f"`expand` of layer `{name}` (fused_mbconv) must be >= 1, but got {e}", f"{kp}.expand")
+        out = self.scaled(p["out"], p["width"])
+        if e == 1:
+            y = self.conv_bn(x, f"{name}.conv", conds, kp, out, p["kernel"], p["stride"], act=p["act"])
+        else:
+            hidden = Fn(lambda c: _round_half_even(c * e), (Channels(x),))
+            y = self.conv_bn(x, f"{name}.expand", conds, kp, hidden, p["kernel"], p["stride"], act=p["act"])
+            y = self.conv_bn(y, f"{name}.project", conds, kp, out, Const(1))
+        if p["skip"].value:
+            when = Fn(lambda s, cin, cout: (s == 1) & (cin == cout), (_first(p["stride"]), Channels(x), out))
+            y = self._drop_path(y, name, p["drop_path"], when, conds, kp)
+            y = self.add_node("add", f"{name}.add", [y, x], {}, conds, kp, when=when)
+        return y, tmpl
+
+    def _drop_path(self, y, name, p_drop: Expr, when, conds, kp):
+        """Stochastic depth on the residual branch (EfficientNet's), only where the block adds and
+        only when written (drop_path > 0): the identity at inference, it costs nothing."""
+        if isinstance(p_drop, Const) and not p_drop.value:
+            return y
+        y = self._new_op("stochastic_depth", f"{name}.drop_path", y, conds, kp, p=p_drop)
+        self.nodes[y].when = when
+        return y
+
+    def _ghost(self, x, name, out, p_kernel, ratio, dw_kernel, act, conds, kp):
+        """GhostNet's module: a primary conv to out/ratio channels (bn, act), a depthwise conv
+        making ratio-1 cheap maps of each (bn, act), both concatenated to `out` channels."""
+        init = Fn(lambda c: -(-c // ratio), (out,))
+        y1 = self.conv_bn(x, f"{name}.primary", conds, kp, init, p_kernel, act=act)
+        y2 = self.prim("dwconv", f"{name}.cheap", y1, conds, kp, kernel=dw_kernel, multiplier=ratio - 1,
+                       pad=Fn(_same_pad, (dw_kernel,)))
+        y2 = self.prim("batchnorm", f"{name}.cheap.bn", y2, conds, kp)
+        y2 = self.act(act, y2, f"{name}.cheap.act", conds, kp)
+        return self.prim("concat", f"{name}.concat", [y1, y2], conds, kp)
+
+    def _check_ghost_out(self, out: Expr, ratio: int, name, kp):
+        # the reference keeps the first `out` of ceil(out/ratio)*ratio maps (a channel slice);
+        # without a slice op the language builds exactly `out` only when ratio divides it
+        for v in ([out.value] if isinstance(out, Const) else getattr(out, "options", [])):
+            if v % ratio:
+                self.fail(f"`out` of layer `{name}` ({v}) must be a multiple of its ghost `ratio` ({ratio})",
+                          f"{kp}.out")
+
+    def macro_ghost(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        ratio = p["ratio"].value
+        if ratio < 2:
+            self.fail(f"`ratio` of layer `{name}` (ghost) must be at least 2, but got {ratio}", f"{kp}.ratio")
+        self._check_ghost_out(p["out"], ratio, name, kp)
+        out = self.scaled(p["out"], p["width"])
+        return self._ghost(x, name, out, p["kernel"], ratio, p["dw_kernel"], p["act"], conds, kp), tmpl
+
+    def macro_ghost_bottleneck(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        """GhostNet's bottleneck: ghost (relu), [kxk depthwise-bn when stride 2], [squeeze-excite to
+        make_divisible(mid * se, 4), relu, hsigmoid], ghost (linear); the shortcut is the identity
+        when stride 1 and in == out, else kxk depthwise-bn, 1x1 conv-bn."""
+        for key in ("mid", "out"):
+            self._check_ghost_out(p[key], 2, name, kp)
+        mid, out = self.scaled(p["mid"], p["width"]), self.scaled(p["out"], p["width"])
+        k, stride = p["kernel"], p["stride"]
+        y = self._ghost(x, f"{name}.ghost1", mid, Const(1), 2, Const(3), Const("relu"), conds, kp)
+        c_dw = self.optional(stride, lambda v: (v[0] if isinstance(v, (list, tuple)) else v) != 1, conds)
+        if c_dw is not None:
+            y = self.prim("dwconv", f"{name}.dw", y, c_dw, kp, kernel=k, stride=stride, pad=Fn(_same_pad, (k,)))
+            y = self.prim("batchnorm", f"{name}.dw.bn", y, c_dw, kp)
+        c_se = self.optional(p["se"], lambda v: v > 0, conds)
+        if c_se is not None:
+            squeeze = Fn(lambda c, r: make_divisible(c * r, 4), (Channels(y), p["se"]))
+            y = self.squeeze_excite(y, f"{name}.se", squeeze, c_se, kp)
+        y = self._ghost(y, f"{name}.ghost2", out, Const(1), 2, Const(3), Const("none"), conds, kp)
+        needs = Fn(lambda s, cin, cout: (s != 1) | (cin != cout), (_first(stride), Channels(x), out))
+        first = len(self.nodes)
+        sc = self.prim("dwconv", f"{name}.shortcut.dw", x, conds, kp, kernel=k, stride=stride, pad=Fn(_same_pad, (k,)))
+        sc = self.prim("batchnorm", f"{name}.shortcut.dw.bn", sc, conds, kp)
+        sc = self.conv_bn(sc, f"{name}.shortcut.conv", conds, kp, out, Const(1))
+        for nid in range(first, len(self.nodes)):
+            self.nodes[nid].when = needs
+        return self.prim("add", f"{name}.add", [y, sc], conds, kp), tmpl
 
     def macro_branch(self, x, name, p, tmpl, raw, kp, conds, prefix):
         paths = p["paths"]
