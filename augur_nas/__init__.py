@@ -2,6 +2,7 @@
 
 from ._errors import AugurError, ConstraintError, MeasurementError, ProfileError, ShapeError, SpecError, UnsupportedOpError
 from .analysis import analyze, analyze_batch, totals
+from .exact import ExactFront, exact_front
 from .lowering import LayerTable, lower
 from .models import from_torch, load_model
 from .oracle import Oracle
@@ -27,6 +28,6 @@ def calibrate(base, **kw):
 
 __all__ = [
     "AugurError", "ConstraintError", "MeasurementError", "ProfileError", "ShapeError", "SpecError",
-    "UnsupportedOpError", "analyze", "analyze_batch", "totals", "load_model", "from_torch", "Oracle", "load_profile", "save_profile", "LayerTable", "lower", "SearchSpace", "load_space", "load_space_dict",
+    "UnsupportedOpError", "ExactFront", "exact_front", "analyze", "analyze_batch", "totals", "load_model", "from_torch", "Oracle", "load_profile", "save_profile", "LayerTable", "lower", "SearchSpace", "load_space", "load_space_dict",
     "check", "calibrate", "__version__",
 ]

@@ -30,8 +30,8 @@ from ._pareto import pareto_mask, violation
 from ._storage import describe, is_persistent, make_storage
 from ._units import format_limit, parse_limit
 
-SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
-DEFAULT_SAMPLER = "nsga2"
+SAMPLERS = ("exact", "nsga2", "tpe", "random", "exhaustive")
+DEFAULT_SAMPLER = "nsga2"  # when the exact front does not apply (see _resolve_sampler)
 DEFAULT_TRIALS = 3000
 #: trials asked (and priced in one oracle call) per batch, per sampler
 ASK_BATCH = {"nsga2": 30, "tpe": 16, "random": 256}
@@ -382,10 +382,10 @@ def run_worker(cfg: dict) -> int:
 
 
 def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=None, objective="macs",
-           sampler: str = DEFAULT_SAMPLER, trials: int = DEFAULT_TRIALS, seed: int | None = None,
+           sampler: str | None = None, trials: int | None = None, seed: int | None = None,
            storage=None, study_name: str | None = None, workers: int = 1, out: str | None = None,
            batch: int = 1, ask_batch: int | None = None, progress: bool | None = None,
-           log=None) -> SearchResult:
+           log=None, front_size: int = 20) -> SearchResult:
     """Search ``space`` for the Pareto front of (predicted latency on ``device``: minimized,
     ``objective``: maximized) under hard limits.
 
@@ -393,7 +393,12 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
     Limits: numbers in the base unit (ms, MB, counts) or strings with units (``"50ms"``,
     ``"300MB"``, ``"5M"``). ``objective``: ``"macs"``, ``"params"`` (capacity proxies),
     ``"module:function"``, or a callable taking the decoded architecture dict. ``sampler``:
-    nsga2 (default), tpe, random, or exhaustive (every candidate of a space of at most 10^7).
+    exact (the exact front by dynamic programming over segments, thinned to ``front_size``
+    members), nsga2, tpe, random, or exhaustive (every candidate of a space of at most 10^7).
+    By default (``None``): exact where it applies (a ``macs``/``params`` objective, a profile
+    whose latency is a sum over segments, no ``trials``, storage or workers), otherwise NSGA-II
+    for ``trials`` (default 3,000) trials, its first population seeded with the exact front of
+    (layer-sum latency, MACs) where the profile's layer sum composes.
     ``storage``: None (in memory), ``sqlite:///F.db``, ``journal:F`` / ``F.log``,
     ``postgresql://...``; a study with the same ``study_name`` is resumed, ``trials`` more trials
     are run. ``workers`` > 1 runs that many processes on the study (needs a persistent storage).
@@ -408,24 +413,40 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
         return _search(space, device, latency_ms=latency_ms, memory_mb=memory_mb, params=params, macs=macs,
                        objective=objective, sampler=sampler, trials=trials, seed=seed, storage=storage,
                        study_name=study_name, workers=workers, out=out, batch=batch, ask_batch=ask_batch,
-                       progress=progress, log=log)
+                       progress=progress, log=log, front_size=front_size)
+
+
+def _resolve_sampler(sampler, trials, storage, study_name, workers, oracle, obj) -> tuple:
+    """(sampler, seed the first population with the exact front?) for a ``sampler`` of ``None``:
+    the exact front where it applies and nothing asks for a sampling search (trials, a study,
+    workers), else NSGA-II, seeded where the objective or the profile makes the front inexact."""
+    from ._exact_run import exact_applies
+
+    if sampler is not None:
+        return sampler, False
+    sampling = trials is not None or is_persistent(storage) or study_name or workers > 1
+    if exact_applies(oracle, obj) is None and not sampling:
+        return "exact", False
+    return DEFAULT_SAMPLER, not is_persistent(storage) and workers == 1
 
 
 def _search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=None, objective="macs",
-           sampler: str = DEFAULT_SAMPLER, trials: int = DEFAULT_TRIALS, seed: int | None = None,
+           sampler: str | None = None, trials: int | None = None, seed: int | None = None,
            storage=None, study_name: str | None = None, workers: int = 1, out: str | None = None,
            batch: int = 1, ask_batch: int | None = None, progress: bool | None = None,
-           log=None) -> SearchResult:
+           log=None, front_size: int = 20) -> SearchResult:
     from ..oracle import Oracle
 
     log = log or (lambda s: None)
     t0 = time.time()
     space = _load_space(space)
     limits = parse_limits(latency_ms, memory_mb, params, macs)
-    if sampler not in SAMPLERS:
+    if sampler is not None and sampler not in SAMPLERS:
         raise ConstraintError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
     workers = _positive_int(workers, "--workers")
-    trials = _positive_int(trials, "--trials")
+    trials_given = trials
+    trials = _positive_int(DEFAULT_TRIALS if trials is None else trials, "--trials")
+    front_size = _positive_int(front_size, "--front-size")
     batch = _positive_int(batch, "--batch")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise ConstraintError(f"--seed must be a whole number >= 0, got {seed!r}")
@@ -443,6 +464,7 @@ def _search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs
                                   "defined at the top level of an importable module (or pass \"module:function\")")
     oracle = Oracle(space, device, batch=batch)
     device_name = oracle.device
+    sampler, seeded = _resolve_sampler(sampler, trials_given, storage, study_name, workers, oracle, obj)
 
     meta = {
         "space": space.name, "space_file": space.source, "space_size": int(space.size), "device": device_name,
@@ -452,7 +474,19 @@ def _search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs
         "latency": {"name": "latency_ms", "direction": "minimize"},
         "constraints": dict(limits),
         "constraint_values": "relative excess (value - limit) / limit, <= 0 feasible",
+        "quantities": {"exact": [], "searched": ["latency_ms", obj.name]},
     }
+
+    if sampler == "exact":
+        if is_persistent(storage) or study_name or workers > 1:
+            raise ConstraintError("--sampler exact solves the front without a study; drop --storage/--study-name/--workers")
+        from ._exact_run import exact_search
+
+        table, front, closest, info = exact_search(space, oracle, obj, limits, front_size=front_size, seed=seed, log=log)
+        meta.update(info)
+        meta["quantities"] = {"exact": list(dict.fromkeys(["latency_ms", obj.name, *limits])), "searched": []}
+        meta.update({"storage": None, "study_name": None, "elapsed_s": round(time.time() - t0, 3)})
+        return _finish(space, meta, table, front, closest, out, False, log)
 
     if sampler == "exhaustive":
         if is_persistent(storage) or study_name:
@@ -494,6 +528,8 @@ def _search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs
     n_before = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if n_before:
         log(f"resuming study {study_name!r} ({describe(storage)}) with {n_before} complete trials")
+    elif seeded:
+        meta["seeding"] = _seed_study(study, space, oracle, limits, log)
     target = n_before + trials
     interrupted = False
     tq = _progress(trials, progress, "trials")
@@ -535,6 +571,20 @@ def _search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs
                  "workers": workers})
     front, closest = _front_of(table)
     return _finish(space, meta, table, front, closest, out, interrupted, log)
+
+
+def _seed_study(study, space, oracle, limits, log) -> str:
+    """Enqueue the exact front of (layer-sum latency, MACs) as the first trials of a search whose
+    objective or latency is not a sum over segments: the search starts from the region the
+    exact front marks (under the limits that are sums) instead of from random candidates."""
+    from ._exact_run import seed_encodings
+
+    X, note = seed_encodings(oracle, limits, NSGA2_POPULATION)
+    names = space.gene_names
+    for x in X:
+        study.enqueue_trial({n: int(v) for n, v in zip(names, x)}, skip_if_exists=True)
+    log(note)
+    return note
 
 
 def _progress(total, progress, unit):
@@ -799,12 +849,14 @@ def _infeasible_message(space, meta, closest_idx, table, closest_tab, out) -> st
         parts.append(f"[{' '.join(map(str, src['X'][i].tolist()))}]: " + ", ".join(cs))
     if meta["sampler"] == "exhaustive" and not meta.get("interrupted"):
         how = f"none of the {meta['n_trials']:,} architectures of {space.name} (all enumerated)"
+    elif meta["sampler"] == "exact":
+        how = f"none of the {space.size:.3g} architectures of {space.name} (exact dynamic program over segments)"
     else:
         how = (f"none of the {meta['n_trials']} trials ({meta.get('n_distinct', 0)} distinct architectures) "
                f"of {space.name}")
     msg = (f"nothing feasible: {how} on {meta['device']} meets {lim}. "
            + ("The closest (least total relative violation): " + "; ".join(parts) + ". " if parts else "")
-           + "Relax the limits" + ("" if meta["sampler"] == "exhaustive" else ", or search longer") + ".")
+           + "Relax the limits" + ("" if meta["sampler"] in ("exhaustive", "exact") else ", or search longer") + ".")
     if out is not None:
         msg += f" Every trial is in {os.path.join(out, 'trials.csv')}; no front was written."
     return msg
