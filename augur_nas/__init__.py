@@ -2,6 +2,7 @@
 
 from ._errors import AugurError, ConstraintError, MeasurementError, ProfileError, ShapeError, SpecError, UnsupportedOpError
 from .analysis import analyze, analyze_batch, totals
+from .exact import ExactFront, exact_front
 from .lowering import LayerTable, lower
 from .models import from_torch, load_model
 from .oracle import Oracle
@@ -10,8 +11,23 @@ from .space import SearchSpace, load_space, load_space_dict
 
 __version__ = "0.1.0"
 
+
+def check(profile, settings=None, time_s: float = 4.0, timing: bool = True):
+    """Does this machine match ``profile``? A ``DeviceCheck``: ``matches``, ``differences``,
+    ``speed_factor`` (its speed anchors timed now / when it was built), ``to_dict()``."""
+    from .measure._devcheck import check as _check
+
+    return _check(profile, settings, time_s=time_s, timing=timing)
+
+
+def calibrate(base, **kw):
+    """Adapt a profile to this machine (or to measured latencies): see ``augur_nas.measure._calibrate.calibrate``."""
+    from .measure._calibrate import calibrate as _calibrate
+
+    return _calibrate(base, **kw)
+
 __all__ = [
     "AugurError", "ConstraintError", "MeasurementError", "ProfileError", "ShapeError", "SpecError",
-    "UnsupportedOpError", "analyze", "analyze_batch", "totals", "load_model", "from_torch", "Oracle", "load_profile", "save_profile", "LayerTable", "lower", "SearchSpace", "load_space", "load_space_dict",
-    "__version__",
+    "UnsupportedOpError", "ExactFront", "exact_front", "analyze", "analyze_batch", "totals", "load_model", "from_torch", "Oracle", "load_profile", "save_profile", "LayerTable", "lower", "SearchSpace", "load_space", "load_space_dict",
+    "check", "calibrate", "__version__",
 ]

@@ -20,13 +20,14 @@ import yaml
 from ._atomic import atomic_file
 from ._errors import ProfileError, where
 from .costmodel import LatencyModel, MemoryModel, ResidualModel, _check
+from .fingerprint import check_fingerprint, from_v1
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: `fingerprint` and `calibration`; version 1 files are migrated on load (see _migrate)
 PROFILE_DIR = Path(__file__).resolve().parent / "device_profiles"
 MAX_PROFILE_BYTES = 4 * 2**20
 
 TOP_REQUIRED = ("format_version", "name", "hardware", "runtime", "provenance", "latency", "memory")
-TOP_OPTIONAL = ("description", "runtime_settings", "fit", "residual")
+TOP_OPTIONAL = ("description", "runtime_settings", "fit", "residual", "fingerprint", "calibration")
 HARDWARE_REQUIRED = ("processor", "cores", "clock_ghz", "peak_gflops", "memory_bandwidth_gbs", "ram_mb", "unified_memory")
 HARDWARE_OPTIONAL = ("soc", "notes")
 PROVENANCE_REQUIRED = ("method",)
@@ -53,6 +54,17 @@ class Profile:
     runtime_settings: dict = field(default_factory=dict)
     # an optional learned correction of the latency (augur-nas fit-residual), stored as data
     residual: ResidualModel | None = None
+    # the machine and runtime the profile describes (augur_nas.fingerprint); None for a profile
+    # not measured by a runtime (the reconstructed Jetson profiles)
+    fingerprint: dict | None = None
+    # the per-family corrections `augur-nas calibrate` (or `profile`) applied, and from what
+    calibration: dict = field(default_factory=dict)
+
+    @property
+    def threads(self) -> int | None:
+        """The intra-op thread count the profile describes (None when it does not say)."""
+        t = (self.runtime_settings or {}).get("threads")
+        return int(t) if t is not None else None
 
     def to_dict(self) -> dict:
         d = {"format_version": self.format_version, "name": self.name}
@@ -61,9 +73,13 @@ class Profile:
         d.update({"hardware": dict(self.hardware), "runtime": self.runtime})
         if self.runtime_settings:
             d["runtime_settings"] = dict(self.runtime_settings)
+        if self.fingerprint:
+            d["fingerprint"] = dict(self.fingerprint)
         d.update({"provenance": dict(self.provenance), "latency": self.latency.to_dict(), "memory": self.memory.to_dict()})
         if self.fit:
             d["fit"] = self.fit
+        if self.calibration:
+            d["calibration"] = self.calibration
         if self.residual is not None:
             d["residual"] = self.residual.to_dict()
         return d
@@ -155,6 +171,7 @@ def _profile_from_dict(d, source) -> Profile:
         if fv > FORMAT_VERSION:
             raise _check.err(f"the profile has format_version {fv}, newer than the format this augur-nas reads "
                              f"({FORMAT_VERSION}); upgrade augur-nas to use it", source, "format_version")
+    d = _migrate(d)
     _check.mapping(d, source, "profile", required=TOP_REQUIRED, optional=TOP_OPTIONAL)
     name = _check.string(d["name"], source, "name")
     description = d.get("description", "") or ""
@@ -192,9 +209,29 @@ def _profile_from_dict(d, source) -> Profile:
         raise _check.err(f"`runtime_settings` must be a mapping, not {_check._kind(settings)}", source, "runtime_settings")
     _check_plain(settings, source, "runtime_settings")
     residual = ResidualModel.from_dict(d["residual"], source, "residual") if d.get("residual") is not None else None
+    fp = check_fingerprint(d["fingerprint"], source) if d.get("fingerprint") is not None else None
+    calibration = d.get("calibration") or {}
+    if not isinstance(calibration, dict):
+        raise _check.err(f"`calibration` must be a mapping, not {_check._kind(calibration)}", source, "calibration")
+    _check_plain(calibration, source, "calibration")
     return Profile(name=name, hardware=hardware, runtime=runtime, provenance=provenance, latency=latency,
-                   memory=memory, description=description, fit=fit, format_version=d["format_version"], source=source,
-                   runtime_settings=settings, residual=residual)
+                   memory=memory, description=description, fit=fit, format_version=FORMAT_VERSION, source=source,
+                   runtime_settings=settings, residual=residual, fingerprint=fp, calibration=calibration)
+
+
+def _migrate(d: dict) -> dict:
+    """A profile mapping of an older format_version brought to the current one.
+
+    1 -> 2: version 2 adds `fingerprint` (the machine and runtime the profile describes) and
+    `calibration`. A version 1 profile measured by a runtime (it has `runtime_settings`) gets a
+    fingerprint derived from its `hardware` and `runtime_settings` (`origin: migrated`); a
+    reconstructed one gets none. Nothing else changed."""
+    if d.get("format_version") == 1 and "fingerprint" not in d:
+        d = dict(d)
+        fp = from_v1(d)
+        if fp is not None:
+            d["fingerprint"] = fp
+    return d
 
 
 def _check_plain(v, source, key):

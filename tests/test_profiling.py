@@ -84,7 +84,15 @@ def test_fusion_rules_agree_with_onnxruntime(net, tmp_path):
 
 @pytest.mark.parametrize("net", ["alexnet", "googlenet", "resnet18", "mobile", "nb201"])
 def test_layout_rules_count_onnxruntime_reorders(net, tmp_path):
-    """The layout rules predict ORT's layout conversions (ReorderInput/Output in its optimised graph)."""
+    """The layout rules against the layout conversions ONNX Runtime inserts *on the machine the test
+    runs on* (ReorderInput/Output in its optimised graph), never against counts from another machine.
+
+    Where the blocked layout is unambiguous (plain convolution stacks, inception concats, the
+    NAS-Bench-201 cells) the rules hold on every x86 processor: within 2 + 5%. Around squeeze-excite
+    the placement of the global pool depends on the processor: ONNX Runtime's NCHWc kernels differ
+    with the ISA (AVX2: blocks of 8 channels; AVX-512: 16), and on an AVX-512 Xeon it inserted 30
+    conversions where the rules (written on an AVX2 EPYC, where they were exact) say 25. Those
+    conversions move a few KiB each (the pooled SE vectors), so the band there is 2 + 25%."""
     import onnx
 
     from augur_nas.io.onnx import export_onnx
@@ -97,6 +105,7 @@ def test_layout_rules_count_onnxruntime_reorders(net, tmp_path):
     else:
         models = [load_model(ZOO / f"{net}.yaml")]
     lm = _ort_model({}, OpModel(), {}, (0.0, 0.0))
+    band = 0.25 if net == "mobile" else 0.05
     for i, model in enumerate(models):
         path, opt = tmp_path / f"m{i}.onnx", tmp_path / f"o{i}.onnx"
         export_onnx(model, path)
@@ -107,7 +116,46 @@ def test_layout_rules_count_onnxruntime_reorders(net, tmp_path):
         _, count, _ = lm.layout.reorders(t.ops, t.inputs, t.rows, lm.fused(t), t.select_pos, 0, lm.free_kinds(), alias)
         zero_edges = sum(1 for s, op in enumerate(t.ops) if op == "zero" and alias[s, 0] < 0)
         predicted = int(count.sum()) - zero_edges  # a zero edge is charged as one conversion-like pass
-        assert abs(predicted - ort) <= 2 + 0.05 * ort, (net, i, predicted, ort)
+        assert abs(predicted - ort) <= 2 + band * ort, (net, i, predicted, ort)
+        if net == "mobile":
+            # the squeeze-excite blocks are where the machines differ: without them the count holds
+            se = sum(1 for s, op in enumerate(t.ops) if op == "mul" and t.rows["mask"][s, 0])
+            assert abs(predicted - ort) <= 2 + 3 * se, (i, predicted, ort, se)
+
+
+def test_layout_rules_are_self_consistent():
+    """The rules' own invariants, on any machine: a network of blocked kinds only is converted
+    once on the way in (unless its first conv is narrow) and once on the way out; a plain network
+    (fc only) is never converted; the conversions of a batch are the sum of its candidates'."""
+    from augur_nas.measure._profiling import _ort_model
+    from augur_nas.space import load_space_dict
+
+    lm = _ort_model({}, OpModel(), {}, (0.0, 0.0))
+
+    def count(spec):
+        m = load_space_dict(spec)
+        t = lower(m, np.zeros((1, m.n_genes), dtype=np.int64))
+        _, c, _ = lm.layout.reorders(t.ops, t.inputs, t.rows, lm.fused(t), t.select_pos, 0, lm.free_kinds(),
+                                     lm.duplicates(t))
+        return int(c.sum())
+
+    convs = [{"conv_bn_act": {"out": 32, "kernel": 3}}, {"conv_bn_act": {"out": 32, "kernel": 3}}, {"flatten": {}},
+             {"fc": {"out": 10}}]
+    assert count({"name": "a", "input": {"channels": 16, "resolution": 8}, "layers": convs}) == 2
+    assert count({"name": "b", "input": {"channels": 3, "resolution": 8}, "layers": convs}) == 1  # narrow stem
+    assert count({"name": "c", "input": {"channels": 16, "resolution": 1}, "layers": [{"fc": {"out": 8}}]}) == 0
+    space = load_space(ROOT / "spaces" / "mobile.yaml")
+    X = space.sample(4, seed=5)
+    t = lower(space, X)
+    _, c, _ = lm.layout.reorders(t.ops, t.inputs, t.rows, lm.fused(t), t.select_pos, 0, lm.free_kinds(),
+                                 lm.duplicates(t))
+    one = []
+    for i in range(len(X)):
+        ti = lower(space, X[i:i + 1])
+        _, ci, _ = lm.layout.reorders(ti.ops, ti.inputs, ti.rows, lm.fused(ti), ti.select_pos, 0, lm.free_kinds(),
+                                      lm.duplicates(ti))
+        one.append(int(ci.sum()))
+    assert c.sum(axis=0).tolist() == one
 
 
 def test_latency_model_fusion_network_overhead_and_variants():
@@ -180,6 +228,13 @@ def test_profile_tiny_budget_writes_a_loadable_profile(tmp_path):
     assert not list((tmp_path / "tmp").glob("augur-*"))  # temporary files removed
     text = out.read_text()
     assert "!!python" not in text
+    # the machine it describes, and the correction step (5 s at this budget)
+    from augur_nas.fingerprint import machine_fingerprint
+
+    fp = prof.fingerprint
+    assert fp["origin"] == "measured" and fp["cpu_model"] == machine_fingerprint()["cpu_model"] and fp["threads"] == 1
+    assert "correction" in p.stderr and prof.calibration["networks"] == 24
+    assert isinstance(prof.calibration["applied"], bool) and "leave_one_out" in prof.calibration
 
 
 def test_profile_numpy_backend(tmp_path):

@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from .._errors import AugurError
-from . import analyze, export, measure, predict, search
+from . import analyze, calibrate, export, measure, predict, search
 from ._command import Command
 
 EXIT_USAGE = 2
@@ -32,6 +32,8 @@ COMMANDS: dict = {
     "profile": measure.PROFILE,
     "fit-residual": measure.FIT_RESIDUAL,
     "validate": measure.VALIDATE,
+    "check": calibrate.CHECK,
+    "calibrate": calibrate.CALIBRATE,
     "search": search.SEARCH,
 }
 

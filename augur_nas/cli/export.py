@@ -36,6 +36,11 @@ def _load(path: str, candidate, seed: int):
 def cmd_export(args) -> int:
     from ..io.onnx import export_onnx
 
+    if args.calibration_set:
+        return _export_calibration_set(args)
+    if not args.path or not args.output:
+        raise SpecError("export needs a model and `-o FILE` (or `--calibration-set DIR` alone)")
+
     model = _load(args.path, args.candidate, args.seed)
     info = export_onnx(model, args.output, opset=args.opset, seed=args.weights_seed)
     what = f"candidate {args.candidate} (seed {args.seed}) of {args.path}" if args.candidate is not None else args.path
@@ -44,9 +49,25 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _export_calibration_set(args) -> int:
+    from ..measure._calibset import export_calibration_set
+
+    if args.path or args.output or args.candidate is not None:
+        raise SpecError("`--calibration-set DIR` writes the fixed calibration set; give no model, -o or --candidate")
+    m = export_calibration_set(args.calibration_set, opset=args.opset)
+    print(f"wrote {len(m['networks'])} calibration networks and manifest.json into {args.calibration_set}; time each "
+          f"on the target device, write model,latency_ms rows to a CSV and run `augur-nas calibrate --device BASE "
+          f"--from-measurements FILE.csv -o NEW.yaml`")
+    return 0
+
+
 def _export_arguments(p) -> None:
-    p.add_argument("path", help="model: .yaml, .prototxt, .onnx or file.py:factory; or a space .yaml with --candidate")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the ONNX file to write")
+    p.add_argument("path", nargs="?", default=None,
+                   help="model: .yaml, .prototxt, .onnx or file.py:factory; or a space .yaml with --candidate")
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="the ONNX file to write")
+    p.add_argument("--calibration-set", default=None, metavar="DIR",
+                   help="write the fixed calibration set (ONNX files + manifest.json) into DIR, for `augur-nas "
+                        "calibrate --from-measurements` on a device augur-nas cannot run on")
     p.add_argument("--candidate", type=int, default=None, metavar="I",
                    help="of a space: export sample I of `augur-nas space PATH --seed S`")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed for --candidate (default 0)")

@@ -32,6 +32,7 @@ def predict(path, device, batch: int = 1) -> dict:
         "params": int(res["params"][0]),
         "latency_by_kind_ms": {k.split(".", 1)[1]: float(v[0]) for k, v in res.items() if k.startswith("latency_ms.")},
         "provenance": oracle.profile.provenance.get("method", ""),
+        "threads": oracle.profile.threads,  # the intra-op thread count the profile describes (None: not said)
         "layers": layers,
     }
 
@@ -55,7 +56,8 @@ def cmd_predict(args) -> int:
     print(f"latency: {res['latency_ms']:.2f} ms   throughput: {res['throughput_ips']:.1f} images/s   "
           f"memory: {res['memory_mb']:.1f} MB   MACs: {fmt_count(res['macs'])}   params: {res['params']:,}")
     if res["provenance"]:
-        print(f"profile: {res['provenance']}")
+        print(f"profile: {res['provenance']}"
+              + (f"; it describes {res['threads']} intra-op thread(s)" if res.get("threads") else ""))
     return 0
 
 
@@ -73,6 +75,8 @@ def devices() -> list:
             "hardware": p.hardware,
             "provenance": p.provenance,
             "fit": {k: v for k, v in p.fit.items() if k in ("method", "parameters", "max_abs_error_pct", "layerwise_sync_ms")},
+            "fingerprint": p.fingerprint,
+            "threads": p.threads,
         })
     return out
 
@@ -95,8 +99,11 @@ def cmd_devices(args) -> int:
     table(["device", "runtime", "processor", "fwd err", "fwd err LOO", "mem err", "mem err LOO"], rows)
     print()
     print("errors: largest |predicted/published - 1| over the calibration networks, in-sample and leave-one-model-out")
+    from ..fingerprint import summary
+
     for d in res:
         print(f"{d['name']}: {d['provenance'].get('method', '')}")
+        print(f"  fingerprint: {summary(d['fingerprint'])}")
     return 0
 
 

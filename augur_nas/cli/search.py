@@ -24,10 +24,17 @@ def _search_arguments(p) -> None:
                    help="accuracy objective to maximize: macs or params (capacity proxies, not accuracies), or a "
                         "function receiving the decoded architecture dict, called only for feasible candidates "
                         "(default: macs)")
-    p.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS,
-                   help=f"Optuna sampler, or exhaustive (every candidate of a space of at most 10^7) (default: {DEFAULT_SAMPLER})")
-    p.add_argument("--trials", type=positive_int, default=DEFAULT_TRIALS, metavar="N",
-                   help=f"trials to run (more trials on a resumed study) (default: {DEFAULT_TRIALS})")
+    p.add_argument("--sampler", default=None, choices=SAMPLERS,
+                   help="exact (the exact Pareto front by dynamic programming over segments), an Optuna sampler, or "
+                        "exhaustive (every candidate of a space of at most 10^7) (default: exact where it applies - "
+                        "a macs/params objective, a profile whose latency is a sum over segments, no --trials, "
+                        f"--storage or --workers - else {DEFAULT_SAMPLER}, seeded with the exact front of the layer sum)")
+    p.add_argument("--trials", type=positive_int, default=None, metavar="N",
+                   help=f"trials to run (more trials on a resumed study) (default: {DEFAULT_TRIALS}; "
+                        "giving it asks for a sampling search)")
+    p.add_argument("--front-size", type=positive_int, default=20, metavar="K",
+                   help="members of an exact front written and shown: the fastest, the largest and evenly spaced "
+                        "latencies between (default: 20; pareto.json says how many exist in all)")
     p.add_argument("--seed", type=nonneg_int, default=None, metavar="S", help="sampler seed (default: random)")
     p.add_argument("--storage", default=None, metavar="URL",
                    help="sqlite:///FILE.db, journal:FILE (or FILE.log), postgresql://USER@HOST:PORT/DB "
@@ -70,7 +77,7 @@ def cmd_search(args) -> int:
 
     res = search(space, args.device, objective=args.objective, sampler=args.sampler, trials=args.trials, seed=args.seed,
                  storage=args.storage, study_name=args.study_name, workers=args.workers, out=out, batch=args.batch,
-                 progress=args.progress, log=log, **limits)
+                 progress=args.progress, log=log, front_size=args.front_size, **limits)
     m = res.meta
     rows = []
     builtin = m["objective"]["builtin"]
@@ -88,6 +95,15 @@ def cmd_search(args) -> int:
     el = max(m["elapsed_s"], 1e-9)
     ran = m.get("trials_this_run", m["n_trials"])
     what = "candidates enumerated" if m["sampler"] == "exhaustive" else "trials"
+    if m["sampler"] == "exact":
+        e = m["exact"]
+        lo, hi = e["latency_span_ms"]
+        print(f"\nexact front: {e['pareto_optimal_points']} Pareto-optimal architectures in all ({lo:.2f}-{hi:.2f} ms), "
+              f"{e['front_written']} shown (--front-size {e['front_size']}); exact: {', '.join(m['quantities']['exact'])}; "
+              f"{m['space_size']:.3g} candidates, {e['dp']['segments']} segments, {max(e['dp']['states'])} DP states "
+              f"at most, {m['elapsed_s']:.2f} s")
+        print(f"outputs in {out}/ (trials.csv, pareto.csv, pareto.json, pareto.png, pareto.html, arch-NNN.yaml)")
+        return 0
     print(f"\n{m['n_trials']} {what} ({m['n_feasible']} feasible, {m['n_distinct']} distinct architectures), "
           f"sampler {m['sampler']}, {ran / el:.0f}/s over {el:.1f} s"
           + (f", study {m['study_name']!r} in {m['storage']}" if m.get("study_name") else ""))

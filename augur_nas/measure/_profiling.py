@@ -351,12 +351,15 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
     deadline_nodes = budget.until(0.78)
     idx = 0
     n_networks = n_networks or MAX_NETWORKS
-    while time.monotonic() < deadline_nodes and len(nets) < n_networks:
+    # a few networks even past the deadline: the end-to-end fit needs some, and a tiny budget
+    # would otherwise end with none on a busy machine
+    min_nets = min(3, n_networks)
+    while (time.monotonic() < deadline_nodes or (len(nets) < min_nets and idx < 30)) and len(nets) < n_networks:
         # batches of 6: one network of each style of random_network (the sixth, `modern`, teaches the
         # shuffle, slice, LayerNorm and GELU kinds)
         batch = calibration_networks(np.random.default_rng([int(rng.integers(1 << 30)), idx]), 6, max_network_macs)
         for label, model, spec in batch:
-            if time.monotonic() > deadline_nodes or len(nets) >= n_networks:
+            if (time.monotonic() > deadline_nodes and len(nets) >= min_nets) or len(nets) >= n_networks:
                 break
             label = f"calib{idx}_{label.split('_', 1)[1]}"
             idx += 1
@@ -589,6 +592,7 @@ def fit_ort(raw, name, settings, budget=None, report=None):
     mem_pred = [F + cw * (w - f) + cf * f + ca * a for w, f, a in zip(W, WF, A)]
     report["phases_s"]["D_fit"] = round(time.monotonic() - t_d, 1)
     report["elapsed_s"] = round(budget.elapsed(), 1)
+    from ..fingerprint import machine_fingerprint
     from ..profile import Profile
 
     hw = hardware_facts()
@@ -639,6 +643,7 @@ def fit_ort(raw, name, settings, budget=None, report=None):
         memory=memory,
         fit=_plain(fit),
         runtime_settings=settings.to_dict(),
+        fingerprint=machine_fingerprint(settings),
     )
     return profile, report
 

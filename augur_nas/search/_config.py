@@ -15,8 +15,8 @@ from .._errors import ConstraintError
 from ._objective import Objective
 from ._units import parse_limit
 
-SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
-DEFAULT_SAMPLER = "nsga2"
+SAMPLERS = ("exact", "nsga2", "tpe", "random", "exhaustive")
+DEFAULT_SAMPLER = "nsga2"  # when the exact front does not apply (see _run.resolve_sampler)
 DEFAULT_TRIALS = 3000
 #: trials asked (and priced in one oracle call) per batch, per sampler
 ASK_BATCH = {"nsga2": 30, "tpe": 16, "random": 256}
@@ -42,8 +42,10 @@ class SearchConfig:
     limits: dict
     objective: Objective
     objective_arg: object
-    sampler: str = DEFAULT_SAMPLER
+    sampler: Optional[str] = None  # None: the exact front where it applies, else DEFAULT_SAMPLER
     trials: int = DEFAULT_TRIALS
+    trials_given: bool = False  # a trial count asks for a sampling search
+    front_size: int = 20
     seed: Optional[int] = None
     storage: object = None
     study_name: Optional[str] = None
@@ -57,17 +59,19 @@ class SearchConfig:
 
 
 def make_config(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=None, objective="macs",
-                sampler: str = DEFAULT_SAMPLER, trials: int = DEFAULT_TRIALS, seed=None, storage=None,
+                sampler: Optional[str] = None, trials: Optional[int] = None, seed=None, storage=None,
                 study_name=None, workers: int = 1, out=None, batch: int = 1, ask_batch=None, progress=None,
-                log=None) -> SearchConfig:
+                log=None, front_size: int = 20) -> SearchConfig:
     """The ``SearchConfig`` of ``search()``'s arguments, checked in the order the user reads the
     errors (limits, sampler, counts, seed, objective); raises ``ConstraintError``."""
     space = load_space_arg(space)
     limits = parse_limits(latency_ms, memory_mb, params, macs)
-    if sampler not in SAMPLERS:
+    if sampler is not None and sampler not in SAMPLERS:
         raise ConstraintError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
     workers = positive_int(workers, "--workers")
-    trials = positive_int(trials, "--trials")
+    trials_given = trials is not None
+    trials = positive_int(DEFAULT_TRIALS if trials is None else trials, "--trials")
+    front_size = positive_int(front_size, "--front-size")
     batch = positive_int(batch, "--batch")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise ConstraintError(f"--seed must be a whole number >= 0, got {seed!r}")
@@ -75,7 +79,8 @@ def make_config(space, device, *, latency_ms=None, memory_mb=None, params=None, 
     if workers > 1 and callable(objective):
         _check_importable(objective)
     return SearchConfig(space=space, device=device, limits=limits, objective=obj, objective_arg=objective,
-                        sampler=sampler, trials=trials, seed=seed, storage=storage, study_name=study_name,
+                        sampler=sampler, trials=trials, trials_given=trials_given, front_size=front_size,
+                        seed=seed, storage=storage, study_name=study_name,
                         workers=workers, out=out, batch=batch, ask_batch=ask_batch, progress=progress,
                         log=log or _silent)
 

@@ -201,7 +201,12 @@ def write_png(path: str, meta: dict, table: dict, front: dict) -> str:
                    label=f"{obj_name} <= {format_limit(obj_name, limits[obj_name])}")
     ax.set_xlabel(f"predicted latency (ms) on {meta['device']}, batch {meta['batch']}")
     ax.set_ylabel(f"{obj_name}{unit} ({'capacity proxy' if obj_name in ('macs', 'params') else 'objective'}, higher is better)")
-    ax.set_title(f"{meta['space']} on {meta['device']}: {meta['sampler']}, {meta['n_trials']} trials", fontsize=10)
+    if meta.get("exact"):  # --sampler exact: the front is solved, the other points are a random background
+        e = meta["exact"]
+        ax.set_title(f"{meta['space']} on {meta['device']}: exact front, {e['pareto_optimal_points']} Pareto-optimal "
+                     f"({e['front_written']} shown) of {float(meta['space_size']):.3g}", fontsize=10)
+    else:
+        ax.set_title(f"{meta['space']} on {meta['device']}: {meta['sampler']}, {meta['n_trials']} trials", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
 

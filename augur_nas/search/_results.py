@@ -146,12 +146,14 @@ def _infeasible_message(space, meta, closest: dict, out) -> str:
         parts.append(f"[{' '.join(map(str, src['X'][i].tolist()))}]: " + ", ".join(cs))
     if meta["sampler"] == "exhaustive" and not meta.get("interrupted"):
         how = f"none of the {meta['n_trials']:,} architectures of {space.name} (all enumerated)"
+    elif meta["sampler"] == "exact":
+        how = f"none of the {space.size:.3g} architectures of {space.name} (exact dynamic program over segments)"
     else:
         how = (f"none of the {meta['n_trials']} trials ({meta.get('n_distinct', 0)} distinct architectures) "
                f"of {space.name}")
     msg = (f"nothing feasible: {how} on {meta['device']} meets {lim}. "
            + ("The closest (least total relative violation): " + "; ".join(parts) + ". " if parts else "")
-           + "Relax the limits" + ("" if meta["sampler"] == "exhaustive" else ", or search longer") + ".")
+           + "Relax the limits" + ("" if meta["sampler"] in ("exhaustive", "exact") else ", or search longer") + ".")
     if out is not None:
         msg += f" Every trial is in {os.path.join(out, 'trials.csv')}; no front was written."
     return msg

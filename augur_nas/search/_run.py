@@ -10,7 +10,8 @@ computed only for candidates meeting every limit.
 The parts, one module each: ``_config`` (the checked ``SearchConfig``), ``_study`` (creation,
 compatibility, resume), ``_loop`` (the batched ask/tell loop), ``_workers`` and ``_signals``
 (worker processes, Ctrl-C and SIGTERM), ``_results`` (the trials table, the front, the files),
-``_exhaustive`` (``--sampler exhaustive``). This module runs them in order.
+``_exhaustive`` (``--sampler exhaustive``), ``_exact_run`` (``--sampler exact``, the exact front by
+dynamic programming over segments). This module runs them in order.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ from ._workers import run_workers
 
 
 def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=None, objective="macs",
-           sampler: str = DEFAULT_SAMPLER, trials: int = DEFAULT_TRIALS, seed: int | None = None,
+           sampler: str | None = None, trials: int | None = None, seed: int | None = None,
            storage=None, study_name: str | None = None, workers: int = 1, out: str | None = None,
            batch: int = 1, ask_batch: int | None = None, progress: bool | None = None,
-           log=None) -> SearchResult:
+           log=None, front_size: int = 20) -> SearchResult:
     """Search ``space`` for the Pareto front of (predicted latency on ``device``: minimized,
     ``objective``: maximized) under hard limits.
 
@@ -43,7 +44,12 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
     Limits: numbers in the base unit (ms, MB, counts) or strings with units (``"50ms"``,
     ``"300MB"``, ``"5M"``). ``objective``: ``"macs"``, ``"params"`` (capacity proxies),
     ``"module:function"``, or a callable taking the decoded architecture dict. ``sampler``:
-    nsga2 (default), tpe, random, or exhaustive (every candidate of a space of at most 10^7).
+    exact (the exact front by dynamic programming over segments, thinned to ``front_size``
+    members), nsga2, tpe, random, or exhaustive (every candidate of a space of at most 10^7).
+    By default (``None``): exact where it applies (a ``macs``/``params`` objective, a profile
+    whose latency is a sum over segments, no ``trials``, storage or workers), otherwise NSGA-II
+    for ``trials`` (default 3,000) trials, its first population seeded with the exact front of
+    (layer-sum latency, MACs) where the profile's layer sum composes.
     ``storage``: None (in memory), ``sqlite:///F.db``, ``journal:F`` / ``F.log``,
     ``postgresql://...``; a study with the same ``study_name`` is resumed, ``trials`` more trials
     are run. ``workers`` > 1 runs that many processes on the study (needs a persistent storage).
@@ -59,14 +65,18 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
         cfg = make_config(space, device, latency_ms=latency_ms, memory_mb=memory_mb, params=params, macs=macs,
                           objective=objective, sampler=sampler, trials=trials, seed=seed, storage=storage,
                           study_name=study_name, workers=workers, out=out, batch=batch, ask_batch=ask_batch,
-                          progress=progress, log=log)
+                          progress=progress, log=log, front_size=front_size)
         return run_search(cfg, t0)
 
 
 def run_search(cfg: SearchConfig, t0: float) -> SearchResult:
     """The search of ``cfg`` (started at ``t0``, for the elapsed time)."""
     oracle = Oracle(cfg.space, cfg.device, batch=cfg.batch)
+    sampler, seeded = resolve_sampler(cfg, oracle)
+    cfg = dataclasses.replace(cfg, sampler=sampler)
     meta = _meta(cfg, oracle.device)
+    if cfg.sampler == "exact":
+        return _run_exact(cfg, oracle, meta, t0)
     if cfg.sampler == "exhaustive":
         return _run_exhaustive(cfg, oracle, meta, t0)
     if cfg.ask_batch is not None:
@@ -80,6 +90,8 @@ def run_search(cfg: SearchConfig, t0: float) -> SearchResult:
                               f"(sqlite:///study.db, journal:study.log or postgresql://...); in-memory studies live in one process")
     study, study_name, n_before = open_study(cfg, oracle.device)
     cfg = dataclasses.replace(cfg, study_name=study_name)
+    if seeded and not n_before:
+        meta["seeding"] = _seed_study(study, cfg, oracle)
     target = n_before + cfg.trials
     tq = progress_bar(cfg.trials, cfg.progress, "trials")
     try:
@@ -107,7 +119,50 @@ def _meta(cfg: SearchConfig, device_name: str) -> dict:
         "latency": {"name": "latency_ms", "direction": "minimize"},
         "constraints": dict(cfg.limits),
         "constraint_values": "relative excess (value - limit) / limit, <= 0 feasible",
+        "quantities": {"exact": [], "searched": ["latency_ms", obj.name]},
     }
+
+
+def resolve_sampler(cfg: SearchConfig, oracle) -> tuple:
+    """(sampler, seed the first population with the exact front?) for a ``sampler`` of ``None``:
+    the exact front where it applies and nothing asks for a sampling search (trials, a study,
+    workers), else NSGA-II, seeded where the objective or the profile makes the front inexact."""
+    from ._exact_run import exact_applies
+
+    if cfg.sampler is not None:
+        return cfg.sampler, False
+    sampling = cfg.trials_given or is_persistent(cfg.storage) or cfg.study_name or cfg.workers > 1
+    if exact_applies(oracle, cfg.objective) is None and not sampling:
+        return "exact", False
+    return DEFAULT_SAMPLER, not is_persistent(cfg.storage) and cfg.workers == 1
+
+
+def _run_exact(cfg: SearchConfig, oracle, meta: dict, t0: float) -> SearchResult:
+    if is_persistent(cfg.storage) or cfg.study_name or cfg.workers > 1:
+        raise ConstraintError("--sampler exact solves the front without a study; drop --storage/--study-name/--workers")
+    from ._exact_run import exact_search
+
+    table, front, closest, info = exact_search(cfg.space, oracle, cfg.objective, cfg.limits,
+                                               front_size=cfg.front_size, seed=cfg.seed, log=cfg.log)
+    meta.update(info)
+    meta["quantities"] = {"exact": list(dict.fromkeys(["latency_ms", cfg.objective.name, *cfg.limits])),
+                          "searched": []}
+    meta.update({"storage": None, "study_name": None, "elapsed_s": round(time.time() - t0, 3)})
+    return finish(cfg.space, meta, table, front, closest, cfg.out, False)
+
+
+def _seed_study(study, cfg: SearchConfig, oracle) -> str:
+    """Enqueue the exact front of (layer-sum latency, MACs) as the first trials of a search whose
+    objective or latency is not a sum over segments: the search starts from the region the
+    exact front marks (under the limits that are sums) instead of from random candidates."""
+    from ._exact_run import seed_encodings
+
+    X, note = seed_encodings(oracle, cfg.limits, cfg.population)
+    names = cfg.space.gene_names
+    for x in X:
+        study.enqueue_trial({n: int(v) for n, v in zip(names, x)}, skip_if_exists=True)
+    cfg.log(note)
+    return note
 
 
 def _run_exhaustive(cfg: SearchConfig, oracle, meta: dict, t0: float) -> SearchResult:

@@ -1,0 +1,370 @@
+"""The exact Pareto front of a search space on a device, without sampling.
+
+``exact_front(space, device, limits, objectives)`` returns every Pareto-optimal trade-off of the
+oracle's composable quantities (latency without a residual, MACs, params, memory) under hard
+limits, for spaces far too large to enumerate (spaces/mobile.yaml: 2.5e19 candidates).
+
+Why it is exact: the oracle's fast path already cuts a network into **segments** (blocks that
+read one tensor from before them, ``_segments``); what a segment adds to latency, MACs, params
+and the additive memory terms depends only on its entry tensor's shape and its own genes, and
+peak activation and shared workspace compose by maximum. So the front is a dynamic program over
+segments whose states are the entry shapes (``_dp``): the adapter below turns each segment's grid
+(every entry shape x every combination of its genes, priced by the profile's own cost model) into
+the DP's choices. Global and shared genes (resolution, width multiplier, a stage's depth, a cell
+genotype shared by all cells) are **carried in the DP state** between the first and the last
+segment that use them, so they are conditioned on, never relaxed.
+
+Not composable, refused (``ConstraintError``): a latency residual (a booster on whole-network
+features; ``layer_sum=True`` gives the exact front of the layer sum instead, which a search can
+refine), and profiles whose fusion or layout rules follow chains across segment boundaries (the
+segment entry state would have to carry the fusion/layout state; ``_stages`` is where it goes).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _dp
+from ._errors import ConstraintError
+
+OBJECTIVES = {"latency_ms": +1.0, "memory_mb": +1.0, "macs": -1.0, "params": -1.0}  # +1 minimized, -1 maximized
+LIMITS = ("latency_ms", "memory_mb", "params", "macs")
+ADD = ("latency_ms", "macs", "params", "mem_add_mb")  # the DP's additive columns
+SAME_REL = 1e-12  # final points closer than this in every objective are one trade-off (summation order)
+MAX_GRID_ROWS = 2**20  # a segment's grid (entry states x its gene combinations) priced at most this large
+MAX_GRID_CELLS = 2**22  # ... and rows x layer slots at most this (its recorded table: ~16 int64 fields a cell)
+EDGE_REL = 1e-9  # totals this close to a limit are re-priced by the oracle, whose summation order decides
+
+
+@dataclass
+class ExactFront:
+    """The exact front: members sorted by latency, their encodings and predicted values."""
+
+    space: str
+    device: str
+    objectives: tuple
+    limits: dict
+    X: np.ndarray  # [n, G] canonical encodings
+    values: dict  # {latency_ms, memory_mb, macs, params: [n]}, as the DP summed them
+    exact: tuple  # the quantities whose front is exact
+    layer_sum: bool  # True: a residual profile's latency without its residual
+    stats: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def summary(self) -> str:
+        s = self.stats
+        lat = self.values["latency_ms"]
+        span = f"{lat.min():.2f}-{lat.max():.2f} ms" if len(lat) else "empty"
+        return (f"exact front of ({', '.join(self.objectives)}): {len(self)} Pareto-optimal points, latency {span}; "
+                f"{s.get('segments', 0)} segments, {max(s.get('states', [0]) or [0])} DP states at most, "
+                f"{s.get('peak_points', 0):,} partial points at most, {s.get('seconds', 0.0):.2f} s "
+                f"(grids {s.get('grid_seconds', 0.0):.2f} s)")
+
+
+class _Columns:
+    """Which values the DP carries for a profile, and how memory is composed from them."""
+
+    def __init__(self, profile, batch):
+        from .costmodel._memory import BYTES_PER_MB
+        from .lowering import DTYPE_BYTES
+
+        mem = profile.memory
+        self.mem, self.batch, self.MB, self.B = mem, batch, BYTES_PER_MB, DTYPE_BYTES
+        self.overhead_ms = profile.latency.network_overhead_ms
+        self.max = tuple(k for k, on in (("peak_activation_bytes", mem.activations == "peak"),
+                                         ("workspace_elems", mem.workspace == "max")) if on)
+
+    def mem_add_mb(self, res):
+        """Every additive memory term of a grid row (``MemoryModel.predict``, term by term), MB."""
+        mem, B = self.mem, self.B
+        w = np.asarray(res["weight_elems"], dtype=np.float64) * B
+        if mem.fc_weights_coef is not None:
+            fc = np.asarray(res.get("fc_weight_bytes", 0.0), dtype=np.float64)
+            wterm = mem.weights_coef * (w - fc) + mem.fc_weights_coef * fc
+        else:
+            wterm = mem.weights_coef * w
+        lin = mem.weight_copies * wterm
+        if mem.activations == "caffe":
+            lin = lin + mem.activation_coef * self.batch * np.asarray(res["activation_elems"]) * B
+        if mem.workspace == "sum":
+            lin = lin + mem.workspace_coef * np.asarray(res["workspace_sum_elems"]) * B
+        return lin / self.MB
+
+    def input_terms(self, in_elems):
+        """(additive [n, A], max [n, M]) contributions of the network input, per input shape."""
+        n = len(in_elems)
+        add = np.zeros((n, len(ADD)))
+        mx = np.zeros((n, len(self.max)))
+        if self.mem.activations == "caffe":
+            add[:, 3] = self.mem.activation_coef * self.batch * in_elems * self.B / self.MB
+        elif "peak_activation_bytes" in self.max:
+            mx[:, self.max.index("peak_activation_bytes")] = in_elems * self.B
+        return add, mx
+
+    def memory_mb(self, add, mx):
+        """The process memory of totals (non-decreasing in every column)."""
+        m = self.mem.framework_overhead_mb + add[:, 3]
+        if "peak_activation_bytes" in self.max:
+            m = m + self.mem.activation_coef * self.batch * mx[:, self.max.index("peak_activation_bytes")] / self.MB
+        if "workspace_elems" in self.max:
+            m = m + self.mem.workspace_coef * mx[:, self.max.index("workspace_elems")] * self.B / self.MB
+        return m
+
+    def value(self, name, add, mx):
+        if name == "latency_ms":
+            return add[:, 0] + self.overhead_ms
+        if name == "memory_mb":
+            return self.memory_mb(add, mx)
+        return add[:, ADD.index(name)]
+
+    def criteria(self, name, sign):
+        if name == "memory_mb":
+            return [_dp.Criterion("add", 3, sign)] + [_dp.Criterion("max", i, sign) for i in range(len(self.max))]
+        return [_dp.Criterion("add", ADD.index(name), sign)]
+
+
+def structural_obstacle(space) -> str | None:
+    """Why the segments of ``space`` cannot be tabulated for the DP (``None``: they can, as far as
+    the gene combinations tell; the entry shapes multiply the rows further, checked when priced).
+    A choice between whole subnetworks (spaces/resnet.yaml's block family) makes one segment of
+    every gene inside it."""
+    from ._segments import segments
+
+    for seg in segments(space.program):
+        if seg.combos > MAX_GRID_ROWS or seg.combos * (seg.stop - seg.start) > MAX_GRID_CELLS:
+            return _too_large(space, seg, seg.combos)
+    return None
+
+
+def _too_large(space, seg, rows) -> str:
+    nodes = space.program.nodes
+    return (f"segment {nodes[seg.start].name}..{nodes[seg.stop - 1].name} of {space.name} reads one tensor but "
+            f"chooses among {seg.combos:.3g} combinations of {len(seg.genes)} genes ({rows:.3g} grid rows, more than "
+            f"the {MAX_GRID_ROWS:,} the exact front tabulates; a choice between whole subnetworks joins every gene "
+            f"inside it into one segment)")
+
+
+def _check_profile(profile, layer_sum):
+    model = profile.latency
+    if model.fuse or model.layout:
+        raise ConstraintError(
+            f"the exact front needs a profile whose latency is a sum over segments, but `{profile.name}` has "
+            f"fusion or layout rules that follow chains of layers across segment boundaries (the segment "
+            f"states do not carry that yet); use a sampling search (--sampler nsga2) on this profile")
+    if getattr(profile, "residual", None) is not None and not layer_sum:
+        raise ConstraintError(
+            f"the exact front needs additive quantities, but `{profile.name}` corrects its latency with a "
+            f"residual model over whole-network features, which is not a sum over segments; the exact front "
+            f"of its layer sum can seed a search instead (search --sampler exact on such a profile does that, "
+            f"exact_front(..., layer_sum=True) in Python)")
+
+
+def _seg_fn(profile, batch):
+    model, name = profile.latency, profile.name
+    need_fc = profile.memory.fc_weights_coef is not None
+    ws_sum = profile.memory.workspace == "sum"
+
+    def seg_fn(table):
+        st, _ = model.slot_costs(table, batch, name, None, None)
+        out = {"latency_ms": st.sum(axis=0)}
+        if ws_sum:
+            out["workspace_sum_elems"] = table.rows["workspace_elems"].sum(axis=0)
+        if need_fc:
+            from .costmodel._memory import fc_weight_bytes
+
+            out["fc_weight_bytes"] = fc_weight_bytes(table)
+        return out
+
+    return seg_fn
+
+
+def _stages(space, profile, batch, cols):
+    """The DP's stages from today's segment grids: entry state = the distinct tensor shapes
+    (``_segments._State``) entering a segment, one choice per grid row. A profile whose segments
+    carry more state (fusion/layout flags) only changes what a state id stands for: the grid rows
+    would be keyed by (shape, flags) and ``exit`` would name the exit (shape, flags)."""
+    from ._segments import _grid_values, _input_states, _signature, segments
+    from .lowering import _TotalsSink
+
+    prog = space.program
+    segs = segments(prog)
+    in_genes, _, state, in_codes, in_size = _input_states(space)
+    sizes_of = lambda genes: tuple(len(prog.genes[g].options) for g in genes)  # noqa: E731
+    add0, mx0 = cols.input_terms(in_size[in_codes].astype(np.float64))
+    n = len(in_codes)
+    stages = [_dp.Stage(tuple(in_genes), sizes_of(in_genes), np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64),
+                        np.asarray(in_codes, dtype=np.int64), add0, mx0)]
+    n_after = [state.n]
+    seg_fn = _seg_fn(profile, batch)
+    derive = lambda res: {"mem_add_mb": cols.mem_add_mb(res)}  # noqa: E731
+    shared: dict = {}
+    prev_exit = -1
+    for seg in segs:
+        if seg.entry != prev_exit:
+            raise ConstraintError(f"the exact front needs a chain of segments, but segment {seg.start}..{seg.stop - 1} "
+                                  f"of {space.name} reads node {seg.entry}, not the previous segment's output "
+                                  f"({prog.source})")
+        prev_exit = seg.stop - 1
+        rows = state.n * seg.combos
+        if rows > MAX_GRID_ROWS or rows * (seg.stop - seg.start) > MAX_GRID_CELLS:
+            raise ConstraintError(f"the exact front cannot be computed: {_too_large(space, seg, rows)}; use a sampling "
+                                  f"search (--sampler nsga2) ({prog.source})")
+        sig = _signature(prog, seg)
+        key = None if sig is None else (sig, state.token)
+        hit = shared.get(key) if key is not None else None
+        if hit is None:
+            hit = _grid_values(space, seg, state, lambda b: _TotalsSink(prog, b), cols.mem.activations == "peak",
+                               seg_fn, None, derive)
+            if key is not None and not hit[-1]:
+                shared[key] = hit
+        out_state, grid_codes, sum_names, sum_vals, max_names, max_vals, errors = hit
+        stages.append(_stage_of(seg, sizes_of(seg.genes), state.n, grid_codes, sum_names, sum_vals, max_names,
+                                max_vals, errors, cols))
+        state = out_state
+        n_after.append(state.n)
+    return stages, n_after
+
+
+def _stage_of(seg, sizes, n_entry, grid_codes, sum_names, sum_vals, max_names, max_vals, errors, cols):
+    R = seg.combos
+    N = n_entry * R
+    ok = np.ones(N, dtype=bool)
+    for bad, *_ in errors:  # combinations whose shapes do not work: no candidate takes them
+        ok &= ~np.broadcast_to(np.asarray(bad, dtype=bool), (N,))
+    rows = np.flatnonzero(ok)
+    col = {k: i for i, k in enumerate(sum_names)}
+    add = np.zeros((len(rows), len(ADD)))
+    for j, k in enumerate(ADD):
+        if k in col:
+            add[:, j] = sum_vals[rows, col[k]]
+    mcol = {k: i for i, k in enumerate(max_names)}
+    mx = np.zeros((len(rows), len(cols.max)))
+    for j, k in enumerate(cols.max):
+        if k in mcol:
+            mx[:, j] = max_vals[rows, mcol[k]]
+    return _dp.Stage(tuple(seg.genes), sizes, rows // R, rows % R, np.asarray(grid_codes, dtype=np.int64)[rows], add, mx)
+
+
+def _parse(objectives, limits):
+    objectives = tuple(objectives)
+    if len(objectives) < 1 or any(o not in OBJECTIVES for o in objectives) or len(set(objectives)) != len(objectives):
+        raise ConstraintError(f"exact_front objectives must be distinct names among {', '.join(OBJECTIVES)} "
+                              f"(latency and memory minimized, MACs and params maximized), got {objectives!r}; "
+                              f"a user objective is not a sum over segments")
+    limits = dict(limits or {})
+    for k, v in limits.items():
+        if k not in LIMITS:
+            raise ConstraintError(f"exact_front limits must be among {', '.join(LIMITS)}, got {k!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v) or v <= 0:
+            raise ConstraintError(f"the {k} limit must be a positive finite number, got {v!r}")
+    return objectives, {k: float(v) for k, v in limits.items()}
+
+
+def _final_front(res, cols, objectives, limits, reprice):
+    """Indices of the DP's points that meet every limit exactly and are on the front of the
+    objectives, one per trade-off, by latency (then the other objectives).
+
+    The DP sums segment by segment, the oracle in its own (merged) order: the two differ in the
+    last bits, so a total within ``EDGE_REL`` of a limit is decided by the oracle itself
+    (``reprice(indices) -> {quantity: values}``) and the front agrees with an exhaustive scan even
+    for candidates exactly at a limit."""
+    vals = {k: cols.value(k, res.add, res.mx) for k in LIMITS}
+    ok = np.ones(len(res.add), dtype=bool)
+    edge = np.zeros(len(res.add), dtype=bool)
+    for k, b in limits.items():
+        ok &= vals[k] <= b * (1 + EDGE_REL)
+        edge |= np.abs(vals[k] - b) <= EDGE_REL * b
+    edge &= ok
+    if edge.any():
+        e = np.flatnonzero(edge)
+        again = reprice(e)
+        for k, b in limits.items():
+            ok[e] &= again[k] <= b
+    idx = np.flatnonzero(ok)
+    V = np.column_stack([OBJECTIVES[o] * vals[o][idx] for o in objectives])
+    idx = idx[_dp.nondominated(V, np.zeros(len(idx), dtype=np.int64))]
+    V = np.column_stack([OBJECTIVES[o] * vals[o][idx] for o in objectives])
+    order = np.lexsort(tuple(V[:, d] for d in range(V.shape[1] - 1, -1, -1)))
+    idx, V = idx[order], V[order]
+    if len(idx) > 1:  # the same trade-off summed in two orders differs in the last bits
+        same = np.all(np.abs(V[1:] - V[:-1]) <= SAME_REL * np.maximum(np.abs(V[1:]), np.abs(V[:-1])), axis=1)
+        idx = idx[np.r_[True, ~same]]
+    return idx, {k: v[idx] for k, v in vals.items()}
+
+
+def exact_front(space, device, limits=None, objectives=("latency_ms", "macs"), batch: int = 1,
+                layer_sum: bool = False) -> ExactFront:
+    """The exact Pareto front of ``objectives`` over every candidate of ``space`` on ``device``
+    that meets ``limits`` (``{"latency_ms": 50, "memory_mb": .., "params": .., "macs": ..}``).
+
+    ``objectives``: names among ``latency_ms``, ``memory_mb`` (minimized), ``macs``, ``params``
+    (maximized). Returns an ``ExactFront`` (members by latency: ``X`` canonical encodings,
+    ``values`` per quantity, ``stats`` of the sweep). ``space`` may be an ``Oracle`` (its
+    profile and batch are used; ``device`` and ``batch`` are then ignored). An empty front means that no candidate meets
+    the limits (a proof, not a failed search). ``layer_sum``: on a profile with a latency
+    residual, the front of the latency without it (exact for that quantity only).
+    """
+    from .oracle import Oracle, _positive_int
+
+    objectives, limits = _parse(objectives, limits)
+    # an Oracle passed in keeps its own batch (the members are re-priced through it)
+    oracle = space if isinstance(space, Oracle) else Oracle(space, device, _positive_int(batch, "batch"))
+    space, profile, batch = oracle.space, oracle.profile, oracle.batch
+    _check_profile(profile, layer_sum)
+    cols = _Columns(profile, batch)
+    t0 = time.perf_counter()
+    stages, n_after = _stages(space, profile, batch, cols)
+    t1 = time.perf_counter()
+    crit = []
+    for o in objectives:
+        crit += cols.criteria(o, OBJECTIVES[o])
+    for k in limits:
+        crit += cols.criteria(k, +1.0)
+    crit = list(dict.fromkeys(crit))
+    # pruning with a little slack: the totals near a limit are decided by the oracle (_final_front)
+    lims = [_dp.Limit(k, (lambda a, m, k=k: cols.value(k, a, m)), b * (1 + EDGE_REL)) for k, b in limits.items()]
+    sizes = [len(g.options) for g in space.program.genes]
+    res = _dp.solve(stages, n_after, sizes, crit, lims)
+    residual = getattr(profile, "residual", None) is not None
+
+    def reprice(i):
+        out = oracle.evaluate(_dp.encodings(stages, res.choices[i], space.n_genes), breakdown=False)
+        if residual:  # the layer sum: the DP's own total is the quantity
+            out["latency_ms"] = cols.value("latency_ms", res.add[i], res.mx[i])
+        return out
+
+    idx, vals = _final_front(res, cols, objectives, limits, reprice)
+    X = space.canonicalize(_dp.encodings(stages, res.choices[idx], space.n_genes)) if len(idx) else \
+        np.zeros((0, space.n_genes), dtype=np.int64)
+    st = res.stats
+    stats = {"segments": len(stages) - 1, "states": st.states, "points": st.points, "expanded": st.expanded,
+             "peak_points": st.peak_points, "dp_end_points": int(len(res.add)), "grid_seconds": t1 - t0,
+             "dp_seconds": st.seconds, "seconds": time.perf_counter() - t0, "carried": "genes shared by several "
+             "segments are carried in the DP state (conditioning, exact)"}
+    exact = ("latency_ms (layer sum, without the residual)" if residual else "latency_ms", "memory_mb", "macs", "params")
+    return ExactFront(space.name, profile.name, objectives, limits, X, vals, exact, residual, stats)
+
+
+def thin(front: ExactFront, k: int) -> np.ndarray:
+    """Indices of at most ``k`` members spanning the front: the fastest, the largest (last by
+    latency) and members evenly spaced in latency in between (the nearest to each target)."""
+    n = len(front)
+    if k < 1:
+        raise ConstraintError(f"the front size must be a positive whole number, got {k!r}")
+    if n <= k:
+        return np.arange(n)
+    lat = front.values["latency_ms"]
+    targets = np.linspace(lat[0], lat[-1], k)
+    pick = {0, n - 1}
+    for t in targets[1:-1]:
+        order = np.argsort(np.abs(lat - t), kind="stable")
+        for i in order:
+            if int(i) not in pick:
+                pick.add(int(i))
+                break
+    return np.array(sorted(pick))

@@ -1,0 +1,406 @@
+"""``augur-nas calibrate``: adapt a profile to another machine from end-to-end timings.
+
+A profile's layer sum is linear in its coefficients, so a network's predicted latency splits
+exactly into per-family contributions: one per GEMM model (``conv``, ``conv_1x1``,
+``conv_narrow`` stems, ``dwconv``, ``fc``), the pools, the other memory-bound ops, the layout
+conversions and the per-layer/per-call overheads. On another processor each family runs at its
+own speed ratio (AVX-512 speeds up dense convolutions more than a depthwise conv or a large fc
+that streams its weights from memory), so the calibration fits one factor per family:
+
+    measured_i  ~  sum_f  c_f * T_if          (T_if: family f's contribution to network i)
+
+by non-negative least squares on relative errors, with a ridge prior pulling every ``c_f``
+towards the common speed ratio ``s`` (the median of measured / predicted): ``lam`` pseudo-
+observations per family, so a family few networks exercise stays near ``s`` instead of fitting
+noise. ``lam`` is chosen by leave-one-out over the calibration networks (a large ``lam`` is one
+global factor: chosen when the families do not help). The factors are multiplied into the
+profile's coefficients (its GEMM models, op models, conversion and overheads), so the corrected
+profile prices networks exactly as before, on every path of the oracle, and records what was done
+in ``calibration`` and ``provenance``.
+
+The end-to-end timings come from the fixed calibration set timed here (``calibrate_local``, the
+profile's speed anchors timed with it and recorded as the new profile's anchors) or from a CSV
+measured on another device (``calibrate_from_measurements``).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._errors import MeasurementError
+from ._calibset import CalibrationInputError
+
+LAMBDAS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 1e6)  # ridge strengths tried, in pseudo-observations per family
+CLIP = 10.0  # a family's factor stays within [s / CLIP, s * CLIP]
+MIN_NETWORKS = 4
+
+
+@dataclass
+class Fit:
+    """Per-family factors and how well they predict networks they were not fitted on."""
+
+    scales: dict  # family -> factor
+    global_scale: float
+    lam: float
+    loo_pred: np.ndarray  # leave-one-out predictions, ms
+    measured: np.ndarray
+    families: list
+    contributions: dict = field(default_factory=dict)  # family -> share of the base prediction (median)
+
+
+# --------------------------------------------------------------------------------------------- families
+
+
+POOL_KINDS = ("maxpool", "avgpool", "globalpool")
+
+
+def families(latency) -> list:
+    """The correctable families of a latency model: its GEMM models (``conv``, ``conv_1x1``,
+    ``conv_narrow``, ``dwconv``, ``fc``: each a kernel family of the runtime), the pools, the other
+    memory-bound ops, the layout conversions, and the per-layer and per-call overheads. (Finer
+    families, a factor per GEMM term or per memory-bound kind, fitted the 24 calibration networks
+    better and predicted unseen networks worse: too many factors for 24 timings.)"""
+    out = list(latency.gemm) + ["pool", "memory"]
+    if latency.layout is not None:
+        out.append("layout")
+    out.append("overhead")
+    return out
+
+
+def family_of_kind(kind: str) -> str:
+    """The family of a memory-bound op kind."""
+    return "pool" if kind in POOL_KINDS else "memory"
+
+
+def scaled_latency(latency, scales: dict):
+    """A copy of a ``LatencyModel`` with each family's coefficients multiplied by its factor
+    (families not in ``scales`` keep factor 1). Built through the model's plain data."""
+    from ..costmodel import LatencyModel
+
+    d = copy.deepcopy(latency.to_dict())
+    f = lambda fam: float(scales.get(fam, 1.0))  # noqa: E731
+    for name, g in d["gemm"].items():
+        g["coef"] = (np.asarray(g["coef"], dtype=np.float64) * f(name)).tolist()
+    ops = d["ops"]
+    ops["default"] = _scale_entry(ops["default"], f("memory"))
+    for kind, e in (ops.get("kinds") or {}).items():
+        ops["kinds"][kind] = _scale_entry(e, f(family_of_kind(kind)))
+    if "layout" in d:
+        d["layout"]["reorder"] = _scale_entry(d["layout"]["reorder"], f("layout"))
+    for k in ("layer_overhead_ms", "network_overhead_ms"):
+        if k in d:
+            d[k] = float(d[k]) * f("overhead")
+    return LatencyModel.from_dict(d)
+
+
+def _scale_entry(e, s):
+    return {k: float(v) * s for k, v in e.items()}
+
+
+def contributions(latency, tables_batches) -> np.ndarray:
+    """``[N, F]``: each family's share (ms) of each network's layer sum (``(table, batch)`` pairs)."""
+    from ..costmodel import latency_ms
+
+    fams = families(latency)
+    out = np.zeros((len(tables_batches), len(fams)))
+    for j, fam in enumerate(fams):
+        one = scaled_latency(latency, {f: (1.0 if f == fam else 0.0) for f in fams})
+        for i, (table, batch) in enumerate(tables_batches):
+            out[i, j] = float(latency_ms(table, one, batch=batch)[0][0])
+    return out
+
+
+# --------------------------------------------------------------------------------------------- fit
+
+
+def _solve(T, y, lam, s):
+    """The factors of the active families: NNLS on relative errors with the ridge prior."""
+    from ..costmodel import nnls
+
+    A = T / y[:, None]
+    rms = np.sqrt(np.mean(A ** 2, axis=0))
+    P = np.diag(np.sqrt(lam) * rms)
+    x = nnls(np.vstack([A, P]), np.concatenate([np.ones(len(y)), np.sqrt(lam) * rms * s]))
+    return np.clip(x, s / CLIP, s * CLIP)
+
+
+def _global(T, y):
+    return float(np.exp(np.median(np.log(y / np.maximum(T.sum(axis=1), 1e-12)))))
+
+
+def _loo(T, y, lam):
+    pred = np.zeros(len(y))
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        s = _global(T[keep], y[keep])
+        pred[i] = float(T[i] @ _solve(T[keep], y[keep], lam, s))
+    return pred
+
+
+def fit_factors(T, y, fams) -> Fit:
+    """Per-family factors from contributions ``T`` ``[N, F]`` and measured latencies ``y`` ``[N]``."""
+    T = np.asarray(T, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    active = T.sum(axis=0) > 1e-9
+    Ta = T[:, active]
+    best = None
+    for lam in LAMBDAS:
+        pred = _loo(Ta, y, lam)
+        score = float(np.mean(np.log(pred / y) ** 2))
+        if best is None or score < best[0] - 1e-12:
+            best = (score, lam, pred)
+    _, lam, loo_pred = best
+    s = _global(Ta, y)
+    x = _solve(Ta, y, lam, s)
+    scales, k = {}, 0
+    for j, fam in enumerate(fams):
+        if active[j]:
+            scales[fam] = float(x[k])
+            k += 1
+        else:
+            scales[fam] = s  # not exercised by any network: the common ratio
+    share = T / np.maximum(T.sum(axis=1, keepdims=True), 1e-12)
+    contrib = {fam: round(float(np.median(share[:, j])), 4) for j, fam in enumerate(fams)}
+    return Fit(scales, s, float(lam), loo_pred, y, list(fams), contrib)
+
+
+def accuracy_rows(names, measured, predicted) -> dict:
+    err = np.asarray(predicted) / np.asarray(measured) - 1
+    return {"networks": len(err), "within_10pct": round(float(np.mean(np.abs(err) <= 0.10)), 4),
+            "within_20pct": round(float(np.mean(np.abs(err) <= 0.20)), 4),
+            "median_abs_error_pct": round(float(np.median(np.abs(err)) * 100), 2),
+            "errors_pct": {n: round(float(e) * 100, 2) for n, e in zip(names, err)}}
+
+
+# --------------------------------------------------------------------------------------------- profile
+
+
+def require_fingerprint(base):
+    from ._devcheck import no_fingerprint_message
+
+    if not base.fingerprint:
+        raise CalibrationInputError(no_fingerprint_message(base) + "; calibrate adapts a measured profile")
+
+
+def _tables(models_batches):
+    from ..lowering import lower
+
+    return [(lower(m, np.zeros((1, m.n_genes), dtype=np.int64)), int(b)) for m, b in models_batches]
+
+
+def corrected_profile(base, fit: Fit, name: str, fingerprint: dict, what: dict, runtime_settings: dict,
+                      anchors: dict | None):
+    """The base profile with the family factors multiplied into its coefficients."""
+    from ..profile import Profile
+
+    latency = scaled_latency(base.latency, fit.scales)
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    calibration = {
+        "base": base.name, "base_fingerprint": dict(base.fingerprint or {}), "date": date,
+        "families": {f: round(v, 5) for f, v in fit.scales.items()},
+        "global_scale": round(fit.global_scale, 5), "ridge_pseudo_observations": fit.lam,
+        "median_share_of_base_prediction": fit.contributions,
+        "model": "measured ~ sum over families of factor * the family's part of the base layer sum; NNLS on "
+                 "relative errors, ridge towards the global scale, strength chosen by leave-one-out",
+        **what,
+    }
+    if base.calibration:
+        calibration["previous"] = {k: base.calibration[k] for k in ("base", "families", "date") if k in base.calibration}
+    fit_d = {"anchors": {"seed": base.fit.get("anchors", {}).get("seed"),
+                         "latency_ms": {k: round(v, 4) for k, v in anchors.items()},
+                         "note": "timed with the calibration set by augur-nas calibrate"}} if anchors else {}
+    note = (f"per-family corrections of `{base.name}` fitted by augur-nas calibrate from {what.get('measurements')}"
+            + ("; the base profile's residual was dropped (it was trained on the base machine)" if base.residual else ""))
+    hw = dict(base.hardware)
+    if fingerprint.get("origin") == "calibrated":
+        hw.update({"processor": fingerprint.get("cpu_model", hw["processor"]),
+                   "cores": int(fingerprint.get("physical_cores") or hw["cores"])})
+    return Profile(name=name, hardware=hw, runtime=base.runtime,
+                   provenance={"method": f"calibrated from the profile `{base.name}` by augur-nas calibrate",
+                               "source": "augur-nas calibrate", "date": date, "note": note},
+                   latency=latency, memory=copy.deepcopy(base.memory),
+                   description=f"`{base.name}` calibrated: {base.description}".strip(), fit=fit_d,
+                   runtime_settings=runtime_settings, residual=None, fingerprint=fingerprint,
+                   calibration=calibration)
+
+
+def calibrate_from_measurements(base, measurements, name: str | None = None, source: str = "measurements"):
+    """``(profile, report)`` from ``Measurement`` rows (``_calibset.read_measurements``)."""
+    require_fingerprint(base)
+    if len(measurements) < MIN_NETWORKS:
+        raise CalibrationInputError(f"{source}: {len(measurements)} measurement(s); calibrate needs at least "
+                                    f"{MIN_NETWORKS} networks (the calibration set has 24) ({source})")
+    threads = {m.threads for m in measurements if m.threads is not None}
+    if len(threads) > 1:
+        raise CalibrationInputError(f"{source}: the rows give different thread counts ({sorted(threads)}); a profile "
+                                    f"describes one thread count, calibrate one per run ({source})")
+    t0 = time.monotonic()
+    T = contributions(base.latency, _tables([(m.model, m.batch) for m in measurements]))
+    y = np.array([m.latency_ms for m in measurements])
+    fams = families(base.latency)
+    fit = fit_factors(T, y, fams)
+    names = [m.name for m in measurements]
+    base_pred = T.sum(axis=1)
+    report = _report(fit, names, base_pred, T)
+    settings = dict(base.runtime_settings)
+    if threads:
+        settings["threads"] = threads.pop()
+    fp = {"origin": "external", "note": f"calibrated from latencies measured on another device ({source})"}
+    if settings.get("backend"):
+        fp["backend"] = str(settings["backend"])
+    if settings.get("threads"):
+        fp["threads"] = int(settings["threads"])
+    what = {"measurements": f"end-to-end latencies of {len(y)} networks read from {source}",
+            "networks": len(y), "leave_one_out": report["leave_one_out"]}
+    prof = corrected_profile(base, fit, name or f"{base.name}-calibrated", fp, what, settings, None)
+    report["elapsed_s"] = round(time.monotonic() - t0, 2)
+    return prof, report
+
+
+def _report(fit: Fit, names, base_pred, T) -> dict:
+    fitted = T @ np.array([fit.scales[f] for f in fit.families])
+    glob = base_pred * fit.global_scale
+    return {"families": fit.scales, "global_scale": fit.global_scale, "ridge": fit.lam,
+            "base": accuracy_rows(names, fit.measured, base_pred),
+            "global_scale_in_sample": accuracy_rows(names, fit.measured, glob),
+            "in_sample": accuracy_rows(names, fit.measured, fitted),
+            "leave_one_out": accuracy_rows(names, fit.measured, fit.loo_pred)}
+
+
+# --------------------------------------------------------------------------------------------- local
+
+
+def time_calibration_set(base, settings, budget_s: float, progress=None, seed: int = 0):
+    """End-to-end latencies (median ms, noise) of the calibration set and the base's speed anchors,
+    timed interleaved on this machine within about ``budget_s`` seconds."""
+    import tempfile
+
+    from ._calibset import calibration_set
+    from ._profiling import anchor_networks
+    from ._protocol import time_runners
+    from ._runners import make_runner, prepare
+
+    say = progress or (lambda m: None)
+    t0 = time.monotonic()
+    nets = calibration_set()
+    anchors = [(lab, m) for lab, m, _ in anchor_networks()]
+    with tempfile.TemporaryDirectory(prefix="augur-calibrate-") as d:
+        say(f"exporting {len(nets)} calibration networks and {len(anchors)} speed anchors")
+        prepared = prepare([(n.name, n.model) for n in nets] + anchors, d)
+        runners = {}
+        try:
+            for n in prepared:
+                runners[n.label] = make_runner(n, settings)
+            left = budget_s - (time.monotonic() - t0)
+            say(f"timing {len(runners)} networks, interleaved rounds ({left:.0f} s left of {budget_s:.0f} s)")
+            timing = time_runners(runners, rounds=20, round_s=0.03, warmup_s=0.05, seed=seed,
+                                  budget_s=max(2.0, 0.75 * left - 0.1 * len(runners)),
+                                  max_wait_s=min(20.0, 0.1 * budget_s), quiet=0.3,
+                                  progress=lambda r, tot, _: say(f"round {r}/{tot}") if r % 4 == 0 or r == tot else None)
+        finally:
+            for r in runners.values():
+                r.close()
+    anchor_labels = {lab for lab, _ in anchors}
+    measured = {lab: t for lab, t in timing.items() if lab not in anchor_labels}
+    anchor_ms = {lab: t.median_ms for lab, t in timing.items() if lab in anchor_labels}
+    return nets, measured, anchor_ms
+
+
+def calibrate_local(base, settings, budget_s: float = 90.0, name: str | None = None, progress=None, seed: int = 0):
+    """``(profile, report)``: the calibration set timed on this machine, the factors fitted."""
+    from ..fingerprint import machine_fingerprint
+
+    require_fingerprint(base)
+    if settings.backend not in ("onnxruntime", "torch"):
+        raise MeasurementError(f"the profile `{base.name}` was measured with the {settings.backend} backend, which "
+                               f"does not run networks; calibrate profiles of onnxruntime or torch")
+    t0 = time.monotonic()
+    nets, measured, anchor_ms = time_calibration_set(base, settings, budget_s, progress, seed)
+    names = [n.name for n in nets if n.name in measured]
+    models = {n.name: n.model for n in nets}
+    y = np.array([measured[n].median_ms for n in names])
+    T = contributions(base.latency, _tables([(models[n], settings.batch) for n in names]))
+    fit = fit_factors(T, y, families(base.latency))
+    report = _report(fit, names, T.sum(axis=1), T)
+    report["noise_pct"] = {n: round(measured[n].noise * 100, 2) for n in names}
+    fp = dict(machine_fingerprint(settings), origin="calibrated")
+    what = {"measurements": f"the calibration set ({len(names)} networks) timed on this machine "
+                            f"({settings.describe()})",
+            "networks": len(names), "leave_one_out": report["leave_one_out"],
+            "noise_median_pct": round(float(np.median([measured[n].noise for n in names])) * 100, 2),
+            "measured_ms": {n: round(float(v), 4) for n, v in zip(names, y)}}
+    prof = corrected_profile(base, fit, name or f"{base.name}-calibrated", fp, what, settings.to_dict(), anchor_ms)
+    report["elapsed_s"] = round(time.monotonic() - t0, 1)
+    prof.calibration["elapsed_s"] = report["elapsed_s"]
+    return prof, report
+
+
+def calibrate(base, settings=None, budget_s: float = 90.0, measurements=None, name: str | None = None,
+              progress=None, seed: int = 0):
+    """Adapt ``base`` (a Profile, name or path): from ``measurements`` (a CSV path or ``Measurement``
+    rows) when given, else by timing the calibration set here. Returns ``(profile, report)``."""
+    from ..profile import load_profile
+    from ._calibset import read_measurements
+    from ._settings import RuntimeSettings
+
+    base = load_profile(base)
+    if measurements is not None:
+        src = measurements if isinstance(measurements, str) else "measurements"
+        rows = read_measurements(measurements) if isinstance(measurements, str) else list(measurements)
+        return calibrate_from_measurements(base, rows, name, src)
+    settings = settings or RuntimeSettings.from_dict(base.runtime_settings)
+    return calibrate_local(base, settings, budget_s, name, progress, seed)
+
+
+def correct_profile(profile, settings, budget_s: float = 70.0, progress=None, seed: int = 0):
+    """``(profile, report)``: a profile just built on this machine with per-family corrections from
+    the calibration set timed here (``augur-nas profile``'s last step). The corrections are kept
+    only when they predict the calibration networks better (leave-one-out) than the profile as it
+    is; the speed anchors are re-recorded with the timings the factors were fitted to."""
+    t0 = time.monotonic()
+    nets, measured, anchor_ms = time_calibration_set(profile, settings, budget_s, progress, seed)
+    names = [n.name for n in nets if n.name in measured]
+    models = {n.name: n.model for n in nets}
+    y = np.array([measured[n].median_ms for n in names])
+    T = contributions(profile.latency, _tables([(models[n], settings.batch) for n in names]))
+    fit = fit_factors(T, y, families(profile.latency))
+    report = _report(fit, names, T.sum(axis=1), T)
+    err = lambda p: float(np.mean(np.log(p / y) ** 2))  # noqa: E731
+    keep = err(fit.loo_pred) < err(T.sum(axis=1))
+    out = copy.copy(profile)
+    out.fit = dict(profile.fit)
+    if keep:
+        out.latency = scaled_latency(profile.latency, fit.scales)
+        if anchor_ms:
+            out.fit["anchors"] = dict(profile.fit.get("anchors") or {},
+                                      latency_ms={k: round(v, 4) for k, v in anchor_ms.items()})
+    out.calibration = {
+        "method": "per-family corrections from the calibration set timed on this machine right after the kernels "
+                  "(augur-nas profile's last step)",
+        "applied": bool(keep), "families": {f: round(v, 5) for f, v in fit.scales.items()} if keep else {},
+        "global_scale": round(fit.global_scale, 5), "ridge_pseudo_observations": fit.lam,
+        "layer_sum_before": {k: report["base"][k] for k in ("within_10pct", "median_abs_error_pct")},
+        "leave_one_out": report["leave_one_out"], "networks": len(names),
+        "noise_median_pct": round(float(np.median([measured[n].noise for n in names])) * 100, 2),
+        "measured_ms": {n: round(float(v), 4) for n, v in zip(names, y)},
+        "elapsed_s": round(time.monotonic() - t0, 1),
+    }
+    report["applied"] = bool(keep)
+    report["elapsed_s"] = out.calibration["elapsed_s"]
+    return out, report
+
+
+def uncorrected(profile):
+    """The profile's layer sum before its per-family corrections (``calibration.families``)."""
+    fams = (profile.calibration or {}).get("families") or {}
+    if not fams:
+        return profile
+    out = copy.copy(profile)
+    out.latency = scaled_latency(profile.latency, {f: 1.0 / v for f, v in fams.items() if v > 0})
+    out.residual = None
+    return out

@@ -1,0 +1,411 @@
+"""A changed machine: fingerprints, `check`, the calibration set and `calibrate` (local, and from
+measurements taken elsewhere), with every bad input of issue 11. Timings use tiny budgets; the
+tests never assume that a committed profile matches the machine they run on."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from augur_nas import ProfileError
+from augur_nas.fingerprint import cache_sizes, compare, cpu_facts, for_profile, machine_fingerprint
+from augur_nas.profile import FORMAT_VERSION, load_profile, parse_profile, save_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = "x86-2core-ort"
+
+CPUINFO = """\
+processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+physical id\t: 0
+core id\t: 0
+flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni amx_tile hypervisor
+
+processor\t: 1
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+physical id\t: 0
+core id\t: 1
+flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni amx_tile hypervisor
+"""
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "augur_nas.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def _one_paragraph(stderr: str, *needles):
+    assert "Traceback" not in stderr, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
+    for n in needles:
+        assert n in stderr, (n, stderr)
+
+
+# --------------------------------------------------------------------------------------------- fingerprint
+
+
+def test_cpu_facts_and_caches_from_proc_and_sysfs(tmp_path):
+    for idx, (level, kind, size) in enumerate([(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "2048K"),
+                                               (3, "Unified", "105M")]):
+        d = tmp_path / "cpu0" / "cache" / f"index{idx}"
+        d.mkdir(parents=True)
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+    assert cache_sizes(str(tmp_path)) == {"L1d": 48, "L1i": 32, "L2": 2048, "L3": 105 * 1024}
+    f = cpu_facts(CPUINFO, sysfs=str(tmp_path))
+    assert f["cpu_model"] == "Intel(R) Xeon(R) Platinum 8480+" and f["cpu_vendor"] == "GenuineIntel"
+    assert f["isa"] == sorted(["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile"])
+    assert f["physical_cores"] == 2 and f["hypervisor"] is True and f["cache_kib"]["L2"] == 2048
+
+
+def test_compare_names_each_difference_with_its_severity():
+    a = {"cpu_model": "AMD EPYC 7B13", "isa": ["avx", "avx2", "fma"], "threads": 1, "cache_kib": {"L2": 512},
+         "runtime_version": "1.32.0", "os": "Linux 6.1"}
+    b = dict(a, isa=["avx", "avx2", "fma", "avx512f"], cache_kib={"L2": 2048}, os="Linux 6.18")
+    d = {x["key"]: x for x in compare(a, b)}
+    assert set(d) == {"isa", "cache_kib"}  # the kernel release is not a difference
+    assert d["isa"]["severity"] == "major" and d["isa"]["only_machine"] == ["avx512f"]
+    assert d["cache_kib"]["severity"] == "minor"
+    d = {x["key"]: x for x in compare(a, dict(a, threads=2, cpu_model="Intel Xeon"))}
+    assert d["threads"]["severity"] == d["cpu_model"]["severity"] == "major"
+    assert compare(a, dict(a)) == []
+
+
+def test_format_version_1_profiles_migrate_to_a_fingerprint(tmp_path):
+    p = load_profile(BASE)  # a format_version 1 file
+    assert p.format_version == FORMAT_VERSION == 2
+    fp = p.fingerprint
+    assert fp["origin"] == "migrated" and fp["cpu_model"] == "AMD EPYC" and fp["isa"] == ["avx", "avx2", "fma"]
+    assert fp["threads"] == 1 and fp["backend"] == "onnxruntime" and fp["runtime_version"] == "1.32.0"
+    assert p.threads == 1
+    # written back as version 2 with the fingerprint, read back equal
+    save_profile(p, tmp_path / "p.yaml")
+    text = (tmp_path / "p.yaml").read_text()
+    assert "format_version: 2" in text and "fingerprint:" in text
+    assert load_profile(tmp_path / "p.yaml").fingerprint == fp
+    # reconstructed profiles (no runtime settings) get none
+    assert load_profile("tk1-gpu").fingerprint is None
+    # a migrated fingerprint is compared on the ISA flags version 1 recorded only
+    mine = dict(machine_fingerprint(), isa=["avx", "avx2", "fma", "f16c", "sse4_2"], cpu_model="AMD EPYC")
+    assert not [x for x in compare(fp, for_profile(mine, fp)) if x["key"] == "isa"]
+
+
+def test_bad_fingerprints_are_refused_naming_the_key(tmp_path):
+    text = (ROOT / "device_profiles" / f"{BASE}.yaml").read_text().replace("format_version: 1", "format_version: 2")
+    for bad, key in (("fingerprint: {cpu_model: x, cores: 2}", "cores"), ("fingerprint: {threads: 0}", "threads"),
+                     ("fingerprint: {origin: guessed}", "origin"), ("fingerprint: {isa: avx2}", "isa")):
+        with pytest.raises(ProfileError, match=key):
+            parse_profile(text + bad + "\n", "p.yaml")
+
+
+# --------------------------------------------------------------------------------------------- check
+
+
+def _this_machine_profile(tmp_path, **change):
+    from augur_nas.measure._settings import RuntimeSettings
+
+    p = load_profile(BASE)
+    p.fingerprint = dict(machine_fingerprint(RuntimeSettings.from_dict(p.runtime_settings)), **change)
+    path = tmp_path / "here.yaml"
+    save_profile(p, path)
+    return path
+
+
+def test_check_api_matches_this_machine_and_names_differences(tmp_path):
+    import augur_nas as an
+
+    here = _this_machine_profile(tmp_path)
+    r = an.check(here, timing=False)
+    assert r.matches and not [d for d in r.differences if d["severity"] == "major"]
+    other = _this_machine_profile(tmp_path, cpu_model="AMD EPYC 9999", isa=["avx", "avx2"])
+    r = an.check(other, timing=False)
+    assert not r.matches and {d["key"] for d in r.differences} >= {"cpu_model"}
+    assert "AMD EPYC 9999" in r.warning("validate") and "augur-nas calibrate" in r.warning("validate")
+    with pytest.raises(ProfileError, match="no fingerprint"):
+        an.check("tk1-gpu")
+
+
+def test_cli_check_json_times_the_speed_anchors():
+    r = _cli("check", "--device", BASE, "--json", "--time-s", "1")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert isinstance(d["matches"], bool) and isinstance(d["differences"], list)
+    assert isinstance(d["speed_factor"], float) and 0.01 < d["speed_factor"] < 100
+    assert len(d["anchors"]) == 5 and d["threads"] == 1
+    r = _cli("check", "--device", "tk1-cpu")
+    assert r.returncode == 2
+    _one_paragraph(r.stderr, "no fingerprint", "tk1-cpu")
+
+
+# --------------------------------------------------------------------------------------------- the model
+
+
+def _cal_tables():
+    from augur_nas.measure._calibrate import _tables
+    from augur_nas.measure._calibset import calibration_set
+
+    nets = calibration_set()
+    return nets, _tables([(n.model, 1) for n in nets])
+
+
+def test_family_contributions_add_up_to_the_layer_sum():
+    from augur_nas.costmodel import latency_ms
+    from augur_nas.measure._calibrate import contributions, families, scaled_latency
+
+    p = load_profile(BASE)
+    nets, tables = _cal_tables()
+    assert len(nets) == 24 and len({n.name for n in nets}) == 24
+    T = contributions(p.latency, tables)
+    total = np.array([latency_ms(t, p.latency)[0][0] for t, _ in tables])
+    np.testing.assert_allclose(T.sum(axis=1), total, rtol=1e-9)
+    fams = families(p.latency)
+    assert {"conv", "conv_1x1", "dwconv", "fc", "pool", "memory", "layout", "overhead"} <= set(fams)
+    priced = [j for j, f in enumerate(fams) if f != "overhead"]  # this profile has no per-call overhead
+    assert (T[:, priced] > 0).sum(axis=0).min() >= 5  # every family is exercised by several networks
+    j = fams.index("fc")
+    assert T[[n.name for n in nets].index("cal_fc_large"), j] > 0.9 * total[[n.name for n in nets].index("cal_fc_large")]
+    # factors scale exactly their family
+    s = {f: 1.0 + 0.1 * i for i, f in enumerate(fams)}
+    scaled = np.array([latency_ms(t, scaled_latency(p.latency, s))[0][0] for t, _ in tables])
+    np.testing.assert_allclose(scaled, T @ np.array([s[f] for f in fams]), rtol=1e-9)
+
+
+def test_fit_recovers_known_factors_and_predicts_left_out_networks():
+    from augur_nas.measure._calibrate import contributions, families, fit_factors
+
+    p = load_profile(BASE)
+    _, tables = _cal_tables()
+    T = contributions(p.latency, tables)
+    fams = families(p.latency)
+    true = {f: 0.3 for f in fams}
+    true.update(fc=1.1, dwconv=0.5)  # another machine: large fc layers relatively slower, depthwise too
+    y = T @ np.array([true[f] for f in fams])
+    fit = fit_factors(T, y, fams)
+    assert fit.scales["fc"] == pytest.approx(1.1, rel=0.05) and fit.scales["dwconv"] == pytest.approx(0.5, rel=0.05)
+    assert np.max(np.abs(fit.loo_pred / y - 1)) < 0.05
+    # one global factor would miss the fc-heavy networks by far
+    assert np.max(np.abs(T.sum(axis=1) * fit.global_scale / y - 1)) > 0.3
+
+
+# --------------------------------------------------------------------------------------------- export + CSV
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    d = tmp_path_factory.mktemp("calset")
+    r = _cli("export", "--calibration-set", d)
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def test_export_calibration_set_writes_onnx_and_a_manifest(exported):
+    import onnx
+
+    m = json.loads((exported / "manifest.json").read_text())
+    assert m["csv_columns"] == ["model", "latency_ms"] and len(m["networks"]) == 24
+    fams = set()
+    for row in m["networks"]:
+        g = onnx.load(str(exported / row["file"]))
+        assert len(g.graph.node) > 2 and row["macs"] > 0
+        fams |= set(row["families"])
+    assert {"conv_kxk", "conv_1x1", "conv_grouped", "dwconv", "fc", "pool", "squeeze_excite", "conv_stem"} <= fams
+
+
+def _true_profile_latencies(names, scales):
+    """What a device with known per-family speeds would measure for the calibration set."""
+    from augur_nas.costmodel import latency_ms
+    from augur_nas.measure._calibrate import scaled_latency
+
+    p = load_profile(BASE)
+    nets, tables = _cal_tables()
+    lat = scaled_latency(p.latency, scales)
+    by = {n.name: float(latency_ms(t, lat)[0][0]) for n, (t, _) in zip(nets, tables)}
+    return {n: by[n] for n in names}
+
+
+def test_from_measurements_round_trip(tmp_path, exported):
+    m = json.loads((exported / "manifest.json").read_text())
+    names = [r["model"] for r in m["networks"]]
+    truth = _true_profile_latencies(names, {"conv": 2.0, "conv_1x1": 2.0, "conv_narrow": 2.0, "dwconv": 3.0,
+                                            "fc": 1.2, "pool": 2.0, "memory": 2.0, "layout": 2.0, "overhead": 2.0})
+    csv = tmp_path / "phone.csv"
+    rows = ["model,latency_ms"] + [f"{n},{truth[n]:.6f}" for n in names[:20]]
+    rows[3] = f"{exported / (names[2] + '.onnx')},{truth[names[2]]:.6f}"  # a model given as a path
+    csv.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "phone.yaml"
+    r = _cli("calibrate", "--device", BASE, "--from-measurements", csv, "-o", out, "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)["report"]
+    assert rep["leave_one_out"]["within_10pct"] >= 0.9 and rep["leave_one_out"]["networks"] == 20
+    p = load_profile(out)
+    assert p.fingerprint["origin"] == "external" and p.calibration["base"] == BASE and p.residual is None
+    assert p.calibration["families"]["dwconv"] == pytest.approx(3.0, rel=0.1)
+    assert "calibrate" in p.provenance["method"]
+    # the 4 networks it did not see
+    from augur_nas.costmodel import latency_ms
+    from augur_nas.measure._calibrate import _tables
+    from augur_nas.measure._calibset import calibration_set
+
+    left = {n.name: n.model for n in calibration_set() if n.name in names[20:]}
+    for name, model in left.items():
+        pred = float(latency_ms(_tables([(model, 1)])[0][0], p)[0][0])
+        assert pred == pytest.approx(truth[name], rel=0.1), name
+
+
+BAD_CSV = [
+    ("model,ms\ncal_fc_mid,2\n", ["latency_ms", "lacks"]),
+    ("latency_ms\n2\n", ["model", "lacks"]),
+    ("model,latency_ms\nresnet9000,2\n", ["line 2", "unknown model", "resnet9000"]),
+    ("model,latency_ms\ncal_fc_mid,-2\n", ["line 2", "positive"]),
+    ("model,latency_ms\ncal_fc_mid,0\n", ["line 2", "positive"]),
+    ("model,latency_ms\ncal_fc_mid,nan\n", ["line 2", "finite"]),
+    ("model,latency_ms\ncal_fc_mid,fast\n", ["line 2", "not a number"]),
+    ("model,latency_ms\ncal_fc_mid,2\ncal_pooling,1\ncal_fc_mid,2.1\n", ["line 4", "twice", "lines 2 and 4"]),
+    ("model,latency_ms,batch\ncal_fc_mid,2,1.5\n", ["batch", "whole number"]),
+    ("model,latency_ms\n", ["no measurements"]),
+    ("", ["empty"]),
+    ("model,latency_ms\ncal_fc_mid,2\ncal_pooling,1\n", ["2 measurement(s)", "at least"]),
+    ("model,latency_ms,threads\ncal_fc_mid,2,1\ncal_pooling,1,2\ncal_lrn,1,1\ncal_cell,1,1\n", ["thread counts"]),
+]
+
+
+@pytest.mark.parametrize("text,needles", BAD_CSV)
+def test_bad_measurements_are_one_paragraph_exit_2_and_leave_the_output_intact(tmp_path, text, needles):
+    csv = tmp_path / "bad.csv"
+    csv.write_text(text)
+    out = tmp_path / "out.yaml"
+    out.write_text("previous\n")
+    r = _cli("calibrate", "--device", BASE, "--from-measurements", csv, "-o", out)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    _one_paragraph(r.stderr, *needles)
+    assert out.read_text() == "previous\n"
+
+
+def test_calibrate_refuses_a_profile_without_fingerprint(tmp_path):
+    csv = tmp_path / "m.csv"
+    csv.write_text("model,latency_ms\ncal_fc_mid,2\ncal_pooling,1\ncal_lrn,1\ncal_cell,1\n")
+    for extra in ([], ["--from-measurements", csv]):
+        r = _cli("calibrate", "--device", "tx1-cpu", "-o", tmp_path / "o.yaml", *extra)
+        assert r.returncode == 2
+        _one_paragraph(r.stderr, "no fingerprint", "tx1-cpu")
+        assert not (tmp_path / "o.yaml").exists()
+
+
+# --------------------------------------------------------------------------------------------- local
+
+
+def test_calibrate_here_with_a_tiny_budget(tmp_path):
+    out = tmp_path / "here.yaml"
+    t = time.monotonic()
+    r = _cli("calibrate", "--device", BASE, "-o", out, "--budget-s", "6", "--json")
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t < 60
+    p = load_profile(out)
+    assert p.fingerprint["origin"] == "calibrated" and p.fingerprint["cpu_model"] == machine_fingerprint()["cpu_model"]
+    assert set(p.fit["anchors"]["latency_ms"]) == {"anchor_mobile", "anchor_resnet", "anchor_cell", "anchor_inception",
+                                                   "anchor_classic"}
+    cal = p.calibration
+    assert cal["networks"] == 24 and len(cal["measured_ms"]) == 24 and "leave_one_out" in cal
+    assert all(v > 0 and math.isfinite(v) for v in cal["families"].values())
+    import augur_nas as an
+
+    assert an.check(out, timing=False).matches
+
+
+def test_calibrate_interrupted_exits_130_and_keeps_the_previous_profile(tmp_path):
+    out = tmp_path / "p.yaml"
+    out.write_text("previous\n")
+    proc = subprocess.Popen([sys.executable, "-m", "augur_nas.cli", "calibrate", "--device", BASE, "-o", str(out),
+                             "--budget-s", "60"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert out.read_text() == "previous\n"
+    assert not [f for f in os.listdir(tmp_path) if f != "p.yaml"]  # no temporary file left
+
+
+# --------------------------------------------------------------------------------------------- warnings
+
+
+TINY = """\
+name: tiny
+input: {channels: 3, resolution: 16}
+layers:
+  - conv_bn_act: {out: 8, kernel: 3, stride: 2}
+  - globalpool: {mode: avg}
+  - fc: {out: 10}
+"""
+
+
+def test_measure_and_validate_warn_on_another_machine_only(tmp_path):
+    model = tmp_path / "tiny.yaml"
+    model.write_text(TINY)
+    here = _this_machine_profile(tmp_path)
+    other = tmp_path / "other.yaml"
+    p = load_profile(here)
+    p.fingerprint = dict(p.fingerprint, cpu_model="Imaginary CPU 9000", isa=["neon", "asimd"])
+    save_profile(p, other)
+    quick = ["--rounds", "2", "--round-ms", "5", "--max-wait-s", "0", "--retries", "0"]
+    for cmd in (["measure", model, "--no-memory", "--warmup-s", "0.05"], ["validate", model, "--no-memory"]):
+        r = _cli(*cmd, "--device", other, *quick)
+        assert r.returncode == 0, r.stderr
+        warn = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+        assert len(warn) == 1 and "Imaginary CPU 9000" in warn[0] and "augur-nas calibrate" in warn[0], r.stderr
+        r = _cli(*cmd, "--device", here, *quick)
+        assert r.returncode == 0, r.stderr
+        assert not [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")], r.stderr
+
+
+def test_devices_and_predict_show_fingerprint_and_threads():
+    r = _cli("devices", "--json")
+    d = {x["name"]: x for x in json.loads(r.stdout)}
+    assert d[BASE]["fingerprint"]["cpu_model"] == "AMD EPYC" and d[BASE]["threads"] == 1
+    assert d["tk1-gpu"]["fingerprint"] is None
+    r = _cli("predict", ROOT / "spaces" / "zoo" / "resnet18.yaml", "--device", BASE, "--json")
+    assert json.loads(r.stdout)["threads"] == 1
+
+
+def test_from_measurements_at_batch_2_through_the_python_api(tmp_path):
+    import augur_nas as an
+    from augur_nas.costmodel import latency_ms
+    from augur_nas.measure._calibrate import _tables, scaled_latency
+
+    nets, _ = _cal_tables()
+    base = load_profile(BASE)
+    true = scaled_latency(base.latency, {"conv": 0.5, "conv_1x1": 0.5, "conv_narrow": 0.5, "dwconv": 0.5, "fc": 0.9,
+                                         "pool": 0.5, "memory": 0.5, "layout": 0.5, "overhead": 0.5})
+    csv = tmp_path / "b2.csv"
+    rows = ["model,latency_ms,batch,threads"]
+    for n in nets[:12]:
+        t = _tables([(n.model, 2)])[0][0]
+        rows.append(f"{n.name}.onnx,{float(latency_ms(t, true, batch=2)[0][0]):.6f},2,4")
+    csv.write_text("\n".join(rows) + "\n")
+    prof, rep = an.calibrate(BASE, measurements=str(csv))
+    assert rep["leave_one_out"]["within_10pct"] == 1.0
+    assert prof.threads == 4 and prof.fingerprint["threads"] == 4
+    assert prof.calibration["families"]["fc"] == pytest.approx(0.9, rel=0.05)
+
+
+def test_the_calibration_set_holds_no_published_network():
+    """The published-CNN zoo is the validation set: no calibration network is one of them."""
+    from augur_nas.measure._residual_fit import arch_hash
+    from augur_nas.models import load_model
+
+    nets, _ = _cal_tables()
+    zoo = {arch_hash(load_model(p)) for p in sorted((ROOT / "spaces" / "zoo").glob("*.yaml"))}
+    assert len(zoo) >= 10
+    assert not zoo & {arch_hash(n.model) for n in nets}
