@@ -63,3 +63,25 @@ def test_bad_strings(bad, words):
 def test_bad_encoding():
     with pytest.raises(SpecError, match="6 integers"):
         nb201.decode([0, 1, 5, 0, 0, 0])
+
+
+def test_encode_text_by_stage_names_and_nb201_strings():
+    s = load_space(os.path.join(ROOT, "spaces", "mobile.yaml"))
+    labels = s.gene_labels
+    assert "s3.depth" in labels and "s3[1].mbconv.kernel" in labels and "input.resolution" in labels
+    x = s.encode_text("s3.depth=3, s3[1].mbconv.kernel=7, input.resolution=224")
+    assert s.genes[labels.index("s3.depth")].options[x[labels.index("s3.depth")]] == 3
+    assert s.genes[labels.index("s3[1].mbconv.kernel")].options[x[labels.index("s3[1].mbconv.kernel")]] == 7
+    assert s.genes[0].options[x[0]] == 224
+    # the key-path names still work (stored studies use them)
+    kp = s.gene_names[labels.index("s3.depth")]
+    assert kp.startswith("layers[") and s.encode({kp: 3}).tolist() == s.encode({"s3.depth": 3}).tolist()
+    assert nb201.space().encode_text(nb201.EXAMPLE).tolist() == [3, 3, 4, 1, 3, 1]
+    y = load_space(os.path.join(ROOT, "spaces", "nb201.yaml"))
+    assert y.encode_text(nb201.EXAMPLE).tolist() == [3, 3, 4, 1, 3, 1]
+    with pytest.raises(SpecError, match="no gene `foo`"):
+        s.encode_text("foo=3")
+    with pytest.raises(SpecError, match="gene=value"):
+        s.encode_text("s3.depth")
+    with pytest.raises(SpecError, match="not of mobile"):
+        s.encode_text(nb201.EXAMPLE)
