@@ -84,7 +84,7 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
                 wterm = mem.weights_coef * (w - fc) + mem.fc_weights_coef * fc
             else:
                 wterm = mem.weights_coef * w
-            lin = mem.weight_copies * wterm + mem.activation_coef * batch * res["activation_elems"] * DTYPE_BYTES
+            lin = mem.weight_copies * wterm + mem.activation_scale(batch) * res["activation_elems"] * DTYPE_BYTES
             if mem.workspace == "sum":
                 lin = lin + mem.workspace_coef * res["workspace_sum_elems"] * DTYPE_BYTES
             return {"memory_linear_mb": lin / BYTES_PER_MB}
@@ -108,7 +108,7 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
         lat = residual.apply(lat, {k: get(k) for k in SUM_KEYS}, in_elems)
     if linear:
         mem_mb = (mem.framework_overhead_mb + get("memory_linear_mb")
-                  + mem.activation_coef * batch * in_elems * DTYPE_BYTES / BYTES_PER_MB)
+                  + mem.activation_scale(batch) * in_elems * DTYPE_BYTES / BYTES_PER_MB)
         return lat, by_kind, mem_mb, get("macs"), get("params")
     weights = get("weight_elems") * DTYPE_BYTES
     tot = {"macs": get("macs"), "params": get("params"), "weights_bytes": weights,
