@@ -71,7 +71,7 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
         return out
 
     mem = profile.memory
-    linear = mem.activations == "caffe" and mem.workspace in ("sum", "none")
+    linear = mem.activations == "caffe" and mem.batch_activations == "caffe" and mem.workspace in ("sum", "none")
     if linear:
         # every term of the memory model is a sum over layers: one combined field per grid row is
         # gathered instead of its three or four terms (MemoryModel.predict, term by term)
@@ -93,12 +93,13 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
         derive = None
         keep = {"latency_ms", "macs", "params", "weight_elems", "workspace_sum_elems",
                 "activation_elems" if mem.activations == "caffe" else "peak_activation_bytes",
+                "activation_elems" if mem.batch_activations == "caffe" else "peak_activation_bytes",
                 "workspace_elems" if mem.workspace == "max" else ""}
         if need_fc:
             keep.add("fc_weight_bytes")
     if residual is not None:
         keep.update(SUM_KEYS)
-    r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak=mem.activations == "peak",
+    r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak="peak" in (mem.activations, mem.batch_activations),
                                seg_fn=seg_fn, keep=keep, cache=cache, derive=derive, checked=True)
     zero = np.zeros(len(in_elems))
     get = lambda k: r.get(k, zero)  # noqa: E731

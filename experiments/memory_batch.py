@@ -23,7 +23,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from augur_nas import Oracle, load_model, load_profile  # noqa: E402
+from augur_nas import Oracle, load_model, load_profile, lower, totals  # noqa: E402
 from augur_nas.io.onnx import export_onnx  # noqa: E402
 from augur_nas.measure._memory import measure_memory  # noqa: E402
 from augur_nas.measure._settings import RuntimeSettings  # noqa: E402
@@ -59,11 +59,27 @@ def run(networks, batches, repeats, runs, profile_name):
                 settings = RuntimeSettings(batch=b)
                 peaks = [measure_memory(path, settings, runs=runs)["peak_rss_mb"] for _ in range(repeats)]
                 pred = float(np.asarray(oracle.evaluate(np.zeros((1, 0), dtype=np.int64), batch=b)["memory_mb"])[0])
+                # the batch term's activations: every tensor the network materialises (the caffe
+                # figure), which tracks ONNX Runtime's growth better than the peak (experiments/memory_batch.md)
+                act_mb = float(np.asarray(totals(lower(model, np.zeros((1, 0), dtype=np.int64)))["activation_bytes"])[0]) / 2**20
                 rows.append({"network": net, "batch": b, "measured_mb": float(np.median(peaks)),
+                             "activations_mb": act_mb,
                              "measured_spread_mb": float(max(peaks) - min(peaks)), "predicted_mb": pred})
                 print(f"{net:34s} batch {b:3d}: measured {np.median(peaks):8.1f} MB (spread {max(peaks) - min(peaks):5.1f})"
                       f"  predicted {pred:8.1f} MB  error {100 * (pred / np.median(peaks) - 1):+6.1f}%", flush=True)
     return rows
+
+
+def fit_batch_coef(rows) -> float:
+    """The ``batch_activation_coef`` that minimises the squared relative error over every point with
+    batch > 1, given each network's batch-1 prediction (a grid, then the best point; the model is
+    one number)."""
+    pred1 = {r["network"]: r["predicted_mb"] for r in rows if r["batch"] == 1}
+    pts = [r for r in rows if r["batch"] > 1 and r["network"] in pred1]
+    grid = np.linspace(0.0, 3.0, 3001)
+    err = [sum(((pred1[r["network"]] + c * (r["batch"] - 1) * r["activations_mb"]) / r["measured_mb"] - 1) ** 2
+               for r in pts) for c in grid]
+    return float(grid[int(np.argmin(err))])
 
 
 def main(argv=None):
@@ -74,7 +90,12 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--profile", default="x86-2core-ort")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--fit", default=None, metavar="JSON", help="fit batch_activation_coef to an earlier --out file")
     a = ap.parse_args(argv)
+    if a.fit:
+        with open(a.fit) as f:
+            print(f"batch_activation_coef = {fit_batch_coef(json.load(f)['rows']):.3f}")
+        return
     rows = run(a.networks.split(","), [int(b) for b in a.batches.split(",")], a.repeats, a.runs, a.profile)
     err = np.array([r["predicted_mb"] / r["measured_mb"] - 1 for r in rows])
     print(f"{len(rows)} points: |error| median {100 * np.median(abs(err)):.1f}%, max {100 * abs(err).max():.1f}%; "
