@@ -302,12 +302,15 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
         N = st.n * seg.combos
         # every per-candidate step (key arithmetic, gathers, adds) is paid per segment, so small
         # neighbours are tabulated together while the merged grid stays small
-        j = i + 1
+        j, run_combos = i + 1, seg.combos
         while j < len(segs):
-            nxt = st.n * seg.combos * segs[j].combos
+            # the merged grid is the product over the whole run (a run of many small segments,
+            # e.g. FBNet's 22 nine-way layers, must not merge into one 9^22 grid)
+            nxt = st.n * run_combos * segs[j].combos
             if nxt > limit or (segs[j].combos > 1 and nxt > MERGE_GRID) or \
                     nxt * (segs[j].stop - seg.start) > CACHED_GRID_CELLS:
                 break
+            run_combos *= segs[j].combos
             j += 1
         if j > i + 1:
             seg = _merge(prog, segs[i:j])

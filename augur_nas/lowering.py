@@ -385,8 +385,12 @@ register("batchnorm", "batchnorm", inplace=True)(_unary(
 register("scale", "scale", inplace=True)(_unary(1, 0, lambda ev, node: 2 if ev.val(node.params["bias"]) else 1))
 for _k in ("relu", "relu6"):
     register(_k, "relu", inplace=True)(_unary(1))
-for _k in ("sigmoid", "tanh", "hsigmoid", "hswish", "swish"):
+for _k in ("sigmoid", "tanh", "hsigmoid", "hswish", "swish", "gelu"):
     register(_k, "activation", inplace=True)(_unary(1))
+# LayerNorm over the channels at each position (ConvNeXt): mean, variance, normalise, scale and
+# shift, 5 element operations; gamma and beta are its parameters. Not in place: runtimes write a
+# new tensor.
+register("layernorm", "layernorm")(_unary(5, 0, lambda ev, node: 2 if ev.val(node.params["affine"]) else 0))
 register("dropout", "dropout", inplace=True)(_unary(0))
 register("softmax", "softmax")(_unary(1))
 
@@ -404,22 +408,37 @@ def _flatten(ev, node, ins, act):
     return ev.c[i] * ev.h[i] * ev.w[i], 1, 1, {}
 
 
-def _same_shape_check(ev, node, ins, act, live):
+def _broadcast_shape(ev, node, ins, act, live, verb):
+    """The output shape of an element-wise join: inputs of one shape, or a ``[C,1,1]`` input
+    broadcast over ``[C,H,W]`` (a squeeze-excite gate, a per-channel bias); anything else is an
+    error naming the layer."""
     i0 = ins[0]
+    c, h, w = ev.c[i0], ev.h[i0], ev.w[i0]
     for j in ins[1:]:
-        bad = (np.asarray(ev.c[j]) != ev.c[i0]) | (np.asarray(ev.h[j]) != ev.h[i0]) | (np.asarray(ev.w[j]) != ev.w[i0])
-        ev.fail_if(bad & live(j) & live(i0), act, node, lambda p, j=j: (
-            f"layer `{node.name}` ({node.op}) adds tensors of different shapes: "
-            f"{p(ev.c[i0])}x{p(ev.h[i0])}x{p(ev.w[i0])} and {p(ev.c[j])}x{p(ev.h[j])}x{p(ev.w[j])}"))
+        cj, hj, wj = ev.c[j], ev.h[j], ev.w[j]
+        if cj is c and hj is h and wj is w:
+            continue
+        same_hw = (np.asarray(hj) == h) & (np.asarray(wj) == w)
+        point_j = (np.asarray(hj) == 1) & (np.asarray(wj) == 1)
+        point_0 = (np.asarray(h) == 1) & (np.asarray(w) == 1)
+        ok = (np.asarray(cj) == c) & (same_hw | point_j | point_0)
+        ev.fail_if(~ok & live(j) & live(i0), act, node, lambda p, j=j, c=c, h=h, w=w: (
+            f"layer `{node.name}` ({node.op}) {verb} tensors of different shapes: {p(c)}x{p(h)}x{p(w)} and "
+            f"{p(ev.c[j])}x{p(ev.h[j])}x{p(ev.w[j])}, which do not broadcast (shapes must agree, or one "
+            f"must be Cx1x1 with the same C)"))
+        if not np.all(same_hw):
+            # the larger spatial size wins: a [C,1,1] operand is spread over [C,H,W]
+            h, w = np.maximum(h, hj), np.maximum(w, wj)
+            if not isinstance(h, np.ndarray) or h.ndim == 0:
+                h, w = int(h), int(w)
+    return c, h, w
 
 
 @register("add", "eltwise")
 def _add(ev, node, ins, act):
     nonzero = [(~np.asarray(ev.zero[j])) if ev.zero[j] is not False else True for j in ins]
     live = lambda j: nonzero[ins.index(j)]  # noqa: E731
-    _same_shape_check(ev, node, ins, act, live)
-    i0 = ins[0]
-    c, h, w = ev.c[i0], ev.h[i0], ev.w[i0]
+    c, h, w = _broadcast_shape(ev, node, ins, act, live, "adds")
     if all(z is True for z in nonzero):
         return c, h, w, {"macs": Scaled(len(ins) - 1, ev.elems(c, h, w))}
     n_live = sum(np.asarray(z, dtype=np.int64) for z in nonzero)
@@ -428,15 +447,32 @@ def _add(ev, node, ins, act):
 
 @register("mul", "eltwise")
 def _mul(ev, node, ins, act):
-    i0 = ins[0]
-    c, h, w = ev.c[i0], ev.h[i0], ev.w[i0]
-    for j in ins[1:]:
-        ok_c = np.asarray(ev.c[j]) == c
-        ok_hw = ((np.asarray(ev.h[j]) == h) & (np.asarray(ev.w[j]) == w)) | ((np.asarray(ev.h[j]) == 1) & (np.asarray(ev.w[j]) == 1))
-        ev.fail_if(~(ok_c & ok_hw), act, node, lambda p, j=j: (
-            f"layer `{node.name}` (mul) multiplies tensors of shapes {p(c)}x{p(h)}x{p(w)} and "
-            f"{p(ev.c[j])}x{p(ev.h[j])}x{p(ev.w[j])}, which do not broadcast"))
+    c, h, w = _broadcast_shape(ev, node, ins, act, lambda j: True, "multiplies")
     return c, h, w, {"macs": Scaled(len(ins) - 1, ev.elems(c, h, w))}
+
+
+@register("shuffle", "shuffle")
+def _shuffle(ev, node, ins, act):
+    """Channel shuffle (ShuffleNet): reshape to [G, C/G], transpose, reshape back: one copy."""
+    i = ins[0]
+    c, h, w = ev.c[i], ev.h[i], ev.w[i]
+    g = ev.val(node.params["groups"])
+    ev.fail_if(np.asarray(c) % g != 0, act, node, lambda p: (
+        f"the `groups` of layer `{node.name}` (shuffle) must divide its input channels, but got "
+        f"groups={p(g)} with {p(c)} channels"))
+    return c, h, w, {}
+
+
+@register("slice", "slice")
+def _slice(ev, node, ins, act):
+    """Channels [start, end) of the input (torch.chunk / split / narrow, ONNX Split / Slice)."""
+    i = ins[0]
+    c, h, w = ev.c[i], ev.h[i], ev.w[i]
+    a, b = ev.val(node.params["start"]), ev.val(node.params["end"])
+    ev.fail_if((np.asarray(b) <= a) | (np.asarray(b) > np.asarray(c)), act, node, lambda p: (
+        f"layer `{node.name}` (slice) takes channels [{p(a)}, {p(b)}) of a tensor with {p(c)} channels; "
+        f"the range must be non-empty and inside the channels"))
+    return b - a, h, w, {}
 
 
 @register("concat", "concat")

@@ -92,7 +92,7 @@ CASES = [
     ("unknown_cell", OK_HEAD + "layers:\n  - cell: {type: nope}\n", ["layers[0].cell", "`nope`"]),
     ("unknown_input_name", OK_HEAD + "layers:\n  - add: {inputs: [input, nowhere]}\n",
      ["layers[0].add.inputs", "`nowhere`"]),
-    ("unknown_act", OK_HEAD + "layers:\n  - mbconv: {out: 8, act: gelu}\n", ["layers[0].mbconv.act", "gelu"]),
+    ("unknown_act", OK_HEAD + "layers:\n  - mbconv: {out: 8, act: mish}\n", ["layers[0].mbconv.act", "mish"]),
     # wrong value types
     ("out_string", OK_HEAD + "layers:\n  - conv: {out: eight, kernel: 3}\n", ["layers[0].conv.out", "an integer", "'eight'"]),
     ("out_float", OK_HEAD + "layers:\n  - conv: {out: 8.5, kernel: 3}\n", ["layers[0].conv.out", "an integer"]),

@@ -396,3 +396,25 @@ def test_cli_export(tmp_path, capsys):
     # an ONNX file is a model too: export re-writes it
     assert main(["export", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m2.onnx")]) == 0
     assert_same(fingerprint(want), fingerprint(load_model(tmp_path / "m2.onnx")), "re-export")
+
+
+SHIPPED_SPACES = sorted(p.name for p in SPACES.glob("*.yaml"))
+
+
+def _space_round_trips(name, count, tmp_path):
+    space = load_space(SPACES / name)
+    for i, x in enumerate(space.sample(count, seed=13)):
+        path = tmp_path / f"{i}.onnx"
+        round_trip(space.decode(x), path, seed=i)
+        path.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("name", SHIPPED_SPACES)
+def test_shipped_space_candidates_round_trip(name, tmp_path):
+    _space_round_trips(name, 8, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHIPPED_SPACES)
+def test_shipped_space_200_candidates_round_trip(name, tmp_path):
+    _space_round_trips(name, 200, tmp_path)

@@ -354,8 +354,8 @@ def test_unsupported_module_subclass_is_not_matched_by_base_class():
     (lambda self, x: x * 0.5, "non-tensor"),
     (lambda self, x: torch.cat([x, x], dim=2), "dim 2"),
     (lambda self, x: x.view(1, 3, -1), "reshapes"),
-    (lambda self, x: x + x.mean([2, 3], keepdim=True), "broadcasts"),
-    (lambda self, x: x[:, :2], "slicing"),
+    (lambda self, x: x + x[:, :1], "broadcasts"),  # [1,H,W] over [C,H,W]: not per-channel
+    (lambda self, x: x[:, :, :2], "slicing"),  # a spatial slice (channel slices are `slice` layers)
 ])
 def test_unsupported_uses_of_supported_ops(forward, needle):
     Net = type("Odd", (nn.Module,), {"forward": forward})

@@ -36,7 +36,7 @@ FEATURES = (
 )
 _POOL = ("maxpool", "avgpool", "globalpool")
 _JOIN = ("add", "mul", "concat")
-_ACT = ("batchnorm", "scale", "relu", "relu6", "sigmoid", "tanh", "hsigmoid", "hswish", "swish")
+_ACT = ("batchnorm", "scale", "relu", "relu6", "sigmoid", "tanh", "hsigmoid", "hswish", "swish", "gelu", "layernorm")
 MODEL_KIND = "lightgbm"
 TARGET = "log(measured_ms / predicted_ms)"
 

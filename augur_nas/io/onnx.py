@@ -333,6 +333,60 @@ def _ex_flatten(b: _Builder, s: _Slot, out: str):
     b.rank[out] = 2
 
 
+@_exporter("gelu")
+def _ex_gelu(b: _Builder, s: _Slot, out: str):
+    """The exact GELU as torch writes it for opset 17: x * 0.5 * (1 + erf(x / sqrt(2)))."""
+    x, name = s.ins[0], s.node.name
+    d = b.node("Div", [x, b.const("gelu_sqrt2", np.array(math.sqrt(2.0), np.float32))], f"{name}.div", f"{name}.div")
+    e = b.node("Erf", [d], f"{name}.erf", f"{name}.erf")
+    a = b.node("Add", [e, b.const("one", np.array(1.0, np.float32))], f"{name}.add", f"{name}.add")
+    m = b.node("Mul", [x, a], f"{name}.mul", f"{name}.mul")
+    b.node("Mul", [m, b.const("half", np.array(0.5, np.float32))], out, name)
+    b.rank[out] = b.rank[x]
+
+
+@_exporter("layernorm")
+def _ex_layernorm(b: _Builder, s: _Slot, out: str):
+    """LayerNorm over channels as a channels-last LayerNormalization between two transposes
+    (how torch writes ConvNeXt's LayerNorm2d)."""
+    x, name, c = b.to4d(s.ins[0]), s.node.name, s.in_shapes[0][0]
+    if b.opset < 17:
+        raise SpecError(f"layer `{name}` (layernorm) needs ONNX opset 17 or newer (LayerNormalization), "
+                        f"but opset {b.opset} was asked for")
+    t = b.node("Transpose", [x], f"{name}.nhwc", f"{name}.nhwc", perm=[0, 2, 3, 1])
+    if s.val("affine"):
+        ins = [t, b.fixed(f"{name}.weight", (c,), 1.0), b.small(f"{name}.bias", (c,), 0.0, 0.01)]
+    else:
+        ins = [t, b.const(f"ones_{c}", np.ones(c, np.float32))]
+    ln = b.node("LayerNormalization", ins, f"{name}.ln", f"{name}.ln", axis=-1, epsilon=float(s.val("eps")))
+    b.node("Transpose", [ln], out, name, perm=[0, 3, 1, 2])
+    b.rank[out] = 4
+
+
+@_exporter("shuffle")
+def _ex_shuffle(b: _Builder, s: _Slot, out: str):
+    """Channel shuffle as ShuffleNet's reshape [1, G, C/G, H, W], transpose, reshape back."""
+    x, name = b.to4d(s.ins[0]), s.node.name
+    c, h, w = s.in_shapes[0]
+    g = s.ival("groups")
+    five = b.const(f"shape_{g}_{c // g}_{h}_{w}", np.array([1, g, c // g, h, w], np.int64))
+    four = b.const(f"shape_{c}_{h}_{w}", np.array([1, c, h, w], np.int64))
+    r = b.node("Reshape", [x, five], f"{name}.split", f"{name}.split")
+    t = b.node("Transpose", [r], f"{name}.swap", f"{name}.swap", perm=[0, 2, 1, 3, 4])
+    b.node("Reshape", [t, four], out, name)
+    b.rank[out] = 4
+
+
+@_exporter("slice")
+def _ex_slice(b: _Builder, s: _Slot, out: str):
+    a, e = s.ival("start"), s.ival("end")
+    starts = b.const(f"i64_{a}", np.array([a], np.int64))
+    ends = b.const(f"i64_{e}", np.array([e], np.int64))
+    axes = b.const("i64_1", np.array([1], np.int64))
+    b.node("Slice", [s.ins[0], starts, ends, axes], out, s.node.name)
+    b.rank[out] = b.rank.get(s.ins[0], 4)
+
+
 def _same_rank(b: _Builder, ins: list) -> list:
     if len({b.rank.get(t, 4) for t in ins}) > 1:
         return [b.to4d(t) for t in ins]
@@ -406,6 +460,7 @@ def _build(model, opset: int = 17, seed: int = 0) -> "_Export":
     sink = _ShapeSink()
     ev = walk(model, X, sink)
     b = _Builder(onnx, seed)
+    b.opset = opset
     tensor: dict[int, str] = {-1: "input"}
     expected: dict[str, tuple] = {}
     shape_of = lambda j: (_int(ev.c[j]), _int(ev.h[j]), _int(ev.w[j]))  # noqa: E731
@@ -630,6 +685,11 @@ def handles(*op_types):
     return deco
 
 
+# ops that work per position: on a channels-last view their output is one too
+_CL_OPS = {"conv", "layernorm", "gelu", "relu", "relu6", "swish", "hswish", "sigmoid", "tanh", "hsigmoid",
+           "identity", "dropout"}
+
+
 class _Reader:
     def __init__(self, onnx, proto, inferred, source: str):
         """``proto``: the model as read (for the initializers); ``inferred``: its light copy with
@@ -666,6 +726,7 @@ class _Reader:
         self.unsupported: list = []
         self.node_index: dict[int, int] = {id(n): i for i, n in enumerate(self.nodes)}
         self.flattened: dict[str, str] = {}  # Flatten output folded into an fc -> its input
+        self.channels_last: set = set()  # tensors that are an NHWC view of a layer's NCHW output
 
     # -- helpers ------------------------------------------------------------------------------
     def value(self, name: str):
@@ -727,6 +788,8 @@ class _Reader:
         name = self.layer_name(node, node.op_type)
         self.layers.append({op: {**params, "name": name, "inputs": srcs}})
         self.layer_of[out] = name
+        if op in _CL_OPS and inputs and inputs[0] in self.channels_last:
+            self.channels_last.add(out)  # a per-position op keeps the channels-last view
         self.layer_tensor[name] = (out, f"`{node.name or '(unnamed)'}` ({node.op_type})")
         return name
 
@@ -912,12 +975,46 @@ def _rd_gemm(r: _Reader, node):
     r.emit(node, "fc", {"out": out, "bias": bias}, [node.input[0]])
 
 
+def _channels_last_linear(r: _Reader, node, out: int):
+    """A MatMul (+ bias Add) over the channels of an NHWC view: a 1x1 convolution (ConvNeXt)."""
+    user = r.sole_consumer(node.output[0])
+    if user is not None and user.op_type == "Add":
+        other = [t for t in user.input if t != node.output[0]]
+        if len(other) == 1 and r.is_static(other[0]) and tuple(r.shapes.get(other[0], ())) in ((out,), (1, out)):
+            r.fused.add(r.node_index[id(user)])
+            r.emit(node, "conv", {"out": out, "kernel": 1, "bias": True, "width": False}, [node.input[0]],
+                   out=user.output[0])
+            return
+    r.emit(node, "conv", {"out": out, "kernel": 1, "bias": False, "width": False}, [node.input[0]])
+
+
+@handles("LayerNormalization")
+def _rd_layernorm(r: _Reader, node):
+    d = r.shape(node.input[0])
+    axis = _norm_axis(int(r.attrs(node).get("axis", -1)), len(d))
+    if node.input[0] not in r.channels_last or axis != len(d) - 1:
+        raise _Unsupported("a LayerNormalization that is not over the channels of an NHWC view "
+                           "(Transpose perm [0, 2, 3, 1] before it)")
+    r.emit(node, "layernorm", _layernorm_params(r, node), [node.input[0]])
+
+
+def _layernorm_params(r: _Reader, ln) -> dict:
+    """A LayerNormalization with a bias input is affine (gamma and beta are parameters); one with
+    only its required scale is not (torch writes no bias for ``elementwise_affine=False``, nor
+    does our exporter). Values are not read: an untrained export has gamma 1 and beta 0 too."""
+    affine = len(ln.input) > 2 and bool(ln.input[2])
+    return {"affine": affine, "eps": float(r.attrs(ln).get("epsilon", 1e-5))}
+
+
 @handles("MatMul")
 def _rd_matmul(r: _Reader, node):
     if not r.is_static(node.input[1]):
         raise _Unsupported("the right operand must be a constant weight matrix")
     wshape = r.shape(node.input[1])
     xshape = r.shape(node.input[0])
+    if node.input[0] in r.channels_last and len(wshape) == 2 and wshape[0] == xshape[-1]:
+        _channels_last_linear(r, node, int(wshape[1]))
+        return
     # the activation is [1, K], or a Flatten folded into this fc
     if len(wshape) != 2 or (len(xshape) != 2 and r.flattened.get(node.input[0]) is None):
         raise _Unsupported(f"a MatMul of shapes {list(xshape)} x {list(wshape)} is not a fully connected layer")
@@ -1090,6 +1187,8 @@ def _rd_flatten(r: _Reader, node):
 
 @handles("Reshape", "Squeeze", "Unsqueeze")
 def _rd_reshape(r: _Reader, node):
+    if node.op_type == "Reshape" and (_shuffle_pattern(r, node) or _as_strided_copy(r, node)):
+        return
     d_in, d_out = r.shape(node.input[0]), r.shape(node.output[0])
     n_in = int(np.prod(d_in[1:]))
     if len(d_out) == 2 and d_out[1] == n_in:
@@ -1110,6 +1209,150 @@ def _rd_reshape(r: _Reader, node):
         r.alias(node.output[0], node.input[0])
         return
     raise _Unsupported(f"a reshape from {list(d_in)} to {list(d_out)} is not a flatten")
+
+
+def _consumer(r: _Reader, t: str, op_type: str):
+    """The one node reading ``t``, if it is of ``op_type``."""
+    user = r.sole_consumer(t)
+    return user if user is not None and user.op_type == op_type else None
+
+
+def _constant(r: _Reader, t: str) -> bool:
+    """``t`` is a constant: an initializer, or the output of a Constant node (maybe one that comes
+    later in the node list than the pattern being matched)."""
+    if r.is_static(t):
+        return True
+    producers = r.__dict__.setdefault("_producers", {o: n for n in r.nodes for o in n.output})
+    n = producers.get(t)
+    return n is not None and n.op_type == "Constant"
+
+
+def _as_strided_copy(r: _Reader, node) -> bool:
+    """Reshape to 1-D, then Gather of every element in order back to the same shape: torch's
+    exporter writes a contiguous ``as_strided`` so; it is the tensor itself."""
+    d_in, d_out = r.shape(node.input[0]), r.shape(node.output[0])
+    g = _consumer(r, node.output[0], "Gather")
+    if len(d_out) != 1 or g is None or int(r.attrs(g).get("axis", 0)) != 0:
+        return False
+    idx = r.value(g.input[1])
+    n = int(np.prod(d_in))
+    if idx is None or tuple(idx.shape) != tuple(d_in) or not np.array_equal(idx.reshape(-1), np.arange(n)):
+        return False
+    r.fused.add(r.node_index[id(g)])
+    r.alias(g.output[0], node.input[0])
+    return True
+
+
+def _ints(r: _Reader, node, i: int, attr: str):
+    v = r.input_value(node, i, attr)
+    return None if v is None else [int(x) for x in np.asarray(v).reshape(-1)]
+
+
+def _shuffle_pattern(r: _Reader, node) -> bool:
+    """Reshape [1,C,H,W] -> [1,G,C/G,H,W], Transpose(0,2,1,3,4), Reshape -> [1,C,H,W]: a shuffle."""
+    d_in, d_out = r.shape(node.input[0]), r.shape(node.output[0])
+    if len(d_in) != 4 or len(d_out) != 5 or d_out[1] * d_out[2] != d_in[1] or tuple(d_out[3:]) != tuple(d_in[2:]):
+        return False
+    tr = _consumer(r, node.output[0], "Transpose")
+    if tr is None or list(r.attrs(tr).get("perm", [])) != [0, 2, 1, 3, 4]:
+        return False
+    back = _consumer(r, tr.output[0], "Reshape")
+    if back is None or tuple(r.shape(back.output[0])) != tuple(d_in):
+        return False
+    r.fused.update(r.node_index[id(n)] for n in (tr, back))
+    r.emit(node, "shuffle", {"groups": int(d_out[1])}, [node.input[0]], out=back.output[0])
+    return True
+
+
+@handles("Slice")
+def _rd_slice(r: _Reader, node):
+    d_in, d_out = r.shape(node.input[0]), r.shape(node.output[0])
+    starts, ends = _ints(r, node, 1, "starts"), _ints(r, node, 2, "ends")
+    axes = _ints(r, node, 3, "axes") or list(range(len(starts or [])))
+    steps = _ints(r, node, 4, None) or [1] * len(axes)
+    if starts is None or ends is None:
+        raise _Unsupported("a Slice whose bounds are not constants")
+    axes = [_norm_axis(a, len(d_in)) for a in axes]
+    moved = [(a, s, e, st) for a, s, e, st in zip(axes, starts, ends, steps) if d_out[a] != d_in[a]]
+    if len(d_in) != 4 or len(moved) != 1 or moved[0][0] != 1 or moved[0][3] != 1:
+        raise _Unsupported(f"a Slice of {list(d_in)} to {list(d_out)}: only a contiguous range of channels "
+                           f"(axis 1, step 1) is modelled")
+    c = int(d_in[1])
+    start = moved[0][1] + c if moved[0][1] < 0 else min(moved[0][1], c)
+    r.emit(node, "slice", {"start": int(start), "end": int(start + d_out[1])}, [node.input[0]])
+
+
+@handles("Split")
+def _rd_split(r: _Reader, node):
+    d_in = r.shape(node.input[0])
+    axis = _norm_axis(int(r.attrs(node).get("axis", 0)), len(d_in))
+    if len(d_in) != 4 or axis != 1:
+        raise _Unsupported(f"a Split along axis {axis}: only along the channels (axis 1) is modelled")
+    start = 0
+    for out in node.output:
+        size = int(r.shape(out)[1])
+        if out:
+            r.emit(node, "slice", {"start": start, "end": start + size}, [node.input[0]], out=out)
+        start += size
+
+
+@handles("Gelu")
+def _rd_gelu(r: _Reader, node):
+    r.emit(node, "gelu", {}, [node.input[0]])
+
+
+def _gelu_pattern(r: _Reader, node) -> bool:
+    """Div(x, sqrt 2) -> Erf -> Add 1 -> Mul x -> Mul 0.5 (either Mul first): one exact GELU."""
+    x = node.input[0]
+    v = r.value(node.input[1]) if len(node.input) > 1 else None
+    if v is None or v.size != 1 or abs(float(v.reshape(-1)[0]) - math.sqrt(2.0)) > 1e-3:
+        return False
+    erf = _consumer(r, node.output[0], "Erf")
+    add = erf is not None and _consumer(r, erf.output[0], "Add")
+    if not add:
+        return False
+    m1 = _consumer(r, add.output[0], "Mul")
+    m2 = m1 is not None and _consumer(r, m1.output[0], "Mul")
+    if not m2:
+        return False
+    others = [t for t in list(m1.input) + list(m2.input) if t not in (add.output[0], m1.output[0])]
+    halves = [t for t in others if _constant(r, t)]
+    if sorted(t for t in others if not _constant(r, t)) != [x] or len(halves) != 1:
+        return False
+    r.fused.update(r.node_index[id(n)] for n in (erf, add, m1, m2))
+    r.emit(node, "gelu", {}, [x], out=m2.output[0])
+    return True
+
+
+@handles("Div")
+def _rd_div(r: _Reader, node):
+    if not _gelu_pattern(r, node):
+        raise _Unsupported("a Div of computed tensors (only the division inside an exact GELU is modelled)")
+
+
+@handles("Transpose")
+def _rd_transpose(r: _Reader, node):
+    """Transpose(0,2,3,1) of an NCHW tensor is its NHWC view, Transpose(0,3,1,2) of a view is the
+    tensor again; a view between them is read per position (LayerNorm over the last axis, MatMul
+    over the channels as a 1x1 conv: ConvNeXt). Our own LayerNorm export is the shortest case."""
+    perm = list(r.attrs(node).get("perm", []))
+    x = node.input[0]
+    if perm == [0, 2, 3, 1] and x not in r.channels_last and len(r.shape(x)) == 4:
+        ln = _consumer(r, node.output[0], "LayerNormalization")
+        back = ln is not None and _consumer(r, ln.output[0], "Transpose")
+        if back and list(r.attrs(back).get("perm", [])) == [0, 3, 1, 2] and \
+                _norm_axis(int(r.attrs(ln).get("axis", -1)), 4) == 3:
+            r.fused.update(r.node_index[id(n)] for n in (ln, back))
+            r.emit(node, "layernorm", _layernorm_params(r, ln), [x], out=back.output[0])
+            return
+        r.alias(node.output[0], x)
+        r.channels_last.add(node.output[0])
+        return
+    if perm == [0, 3, 1, 2] and x in r.channels_last:
+        r.alias(node.output[0], x)
+        return
+    raise _Unsupported(f"a Transpose with perm {perm} (only a channel shuffle's transpose and NHWC views "
+                       f"of NCHW tensors are modelled)")
 
 
 def _per_channel(shape: tuple, c: int, rank: int) -> bool:
@@ -1158,6 +1401,8 @@ def _rd_add(r: _Reader, node):
     if len(ins) == 1:
         r.alias(node.output[0], ins[0])
         return
+    # a [C,1,1] operand broadcast over [C,H,W]: the full-size one first
+    ins = sorted(ins, key=lambda t: -int(np.prod(r.chw(t))))
     r.emit(node, "add", {}, ins)
 
 
@@ -1287,7 +1532,10 @@ def _check_read(spec: dict, r: _Reader, source: str):
         if ours is None or tinfo is None:
             continue
         tensor, what = tinfo
-        theirs = _chw(r.shapes.get(tensor))
+        dims = r.shapes.get(tensor)
+        if tensor in r.channels_last and dims is not None and len(dims) == 4:
+            dims = (dims[0], dims[3], dims[1], dims[2])  # an NHWC view: compare as NCHW
+        theirs = _chw(dims)
         ours = tuple(_int(v) for v in ours)
         if theirs is not None and theirs != ours:
             raise ShapeError(f"layer `{node.name}` (from ONNX node {what}) has output {'x'.join(map(str, ours))} in "

@@ -19,6 +19,7 @@ import re
 from typing import Any, Callable
 
 from .._errors import AugurError, ShapeError, SpecError, UnsupportedOpError
+from ._torch_views import ViewTracker
 
 __all__ = ["torch_to_spec"]
 
@@ -185,6 +186,7 @@ class _Converter:
         self.used_names: set[str] = {"input"}
         self.layers: list[dict] = []
         self._build_registries()
+        self.views = ViewTracker(self)
 
     # ---- registries -----------------------------------------------------------------------
 
@@ -211,6 +213,8 @@ class _Converter:
             nn.Identity: self._simple("identity"),
             nn.Softmax: self._m_softmax,
             nn.LocalResponseNorm: self._m_lrn,
+            nn.GELU: self._simple("gelu"),
+            nn.LayerNorm: self._m_layernorm,
         }
         self.function_handlers: dict[Any, Callable] = {
             F.relu: self._simple("relu"),
@@ -240,7 +244,12 @@ class _Converter:
             torch.mul: self._join("mul"),
             torch.flatten: self._f_flatten,
             torch.mean: self._f_mean,
+            F.gelu: self._simple("gelu"),
+            F.layer_norm: self._f_layernorm,
         }
+        # followed as views (see _torch_views); reaching a handler means the pattern did not match
+        for f in (torch.transpose, torch.permute, torch.chunk, torch.split, torch.narrow, torch.reshape):
+            self.function_handlers[f] = self._view_only
         self.method_handlers: dict[str, Callable] = {
             "relu": self._simple("relu"),
             "relu_": self._simple("relu"),
@@ -258,6 +267,8 @@ class _Converter:
             "reshape": self._f_flatten,
             "mean": self._f_mean,
         }
+        for m in ("transpose", "permute", "contiguous", "chunk", "split", "narrow", "clone", "swapaxes"):
+            self.method_handlers[m] = self._view_only
         # Functions/methods that only compute with shapes (never produce a layer).
         self.shape_functions = {
             getattr, operator.getitem, operator.add, operator.sub, operator.mul,
@@ -286,11 +297,12 @@ class _Converter:
             if n.op == "call_module":
                 ok = type(self.modules[n.target]) in self.module_handlers
             elif n.op == "call_function":
-                ok = n.target in self.function_handlers or n.target in self.shape_functions
+                ok = n.target in self.function_handlers or n.target in self.shape_functions \
+                    or _is_stochastic_depth(n.target)
             elif n.op == "call_method":
                 ok = n.target in self.method_handlers or n.target in self.shape_methods
             elif n.op == "get_attr":
-                ok = False
+                ok = True  # a parameter used directly: a constant (see _torch_views)
             if not ok:
                 bad.append(f"node '{n.name}' ({self._target_desc(n)})")
         extra = [p for p in placeholders[1:] if p.users]
@@ -384,6 +396,11 @@ class _Converter:
             if n.op == "output":
                 output_node = n
                 continue
+            try:
+                if self.views.step(n):
+                    continue
+            except _Unsupported as u:
+                raise self._fail(n, f"{u} The model language cannot express it.") from None
             if n not in self.shape:
                 # A value that is not a tensor: allowed only for shape bookkeeping.
                 if (n.op == "call_function" and n.target in self.shape_functions) or (
@@ -407,6 +424,8 @@ class _Converter:
                 self.layers.append({op: layer})
                 prev = [lname]
             self.layer_of[n] = prev[0]
+            if inputs and inputs[0] in self.views.channels_last and all(op in _CL_OPS for op, _ in entries):
+                self.views.channels_last.add(n)  # per-position ops keep the channels-last view
         self._finish_output(output_node)
         return self.layers
 
@@ -461,6 +480,8 @@ class _Converter:
             )
 
     def _handle(self, n: Any) -> tuple[list, list[_Entry]]:
+        if n.op == "call_function" and _is_stochastic_depth(n.target):
+            return [self._tensor_arg(n)], [("identity", {})]  # the identity at inference
         if n.op == "call_module":
             mod = self.modules[n.target]
             return self.module_handlers[type(mod)](n, mod)
@@ -534,6 +555,13 @@ class _Converter:
     def _m_linear(self, n: Any, m: Any) -> tuple[list, list[_Entry]]:
         x = self._tensor_arg(n)
         ishape = self.shape[x]
+        if x in self.views.channels_last:
+            # nn.Linear on the channels of a channels-last view: a 1x1 convolution
+            if ishape[-1] != m.in_features:
+                raise self._fail(n, f"has in_features {m.in_features} but its input has {ishape[-1]} channels.",
+                                 ShapeError)
+            return [x], [("conv", {"out": int(m.out_features), "kernel": 1, "bias": m.bias is not None,
+                                   "width": False})]
         if len(ishape) != 2:
             raise _Unsupported(
                 f"is applied to a {len(ishape)}-D tensor of shape {list(ishape)}; nn.Linear then acts "
@@ -547,6 +575,25 @@ class _Converter:
                 ShapeError,
             )
         return [x], [("fc", {"out": int(m.out_features), "bias": m.bias is not None})]
+
+    def _layernorm(self, x: Any, normalized_shape: Any, affine: bool, eps: float) -> tuple[list, list[_Entry]]:
+        shape = self.shape[x]
+        ns = tuple(normalized_shape) if isinstance(normalized_shape, (list, tuple)) else (normalized_shape,)
+        if x not in self.views.channels_last or len(shape) != 4 or ns != (shape[-1],):
+            raise _Unsupported(f"normalizes {list(ns)} of a tensor of shape {list(shape)}; only a LayerNorm over the "
+                               "channels of a channels-last view (x.permute(0, 2, 3, 1)) is modelled.")
+        return [x], [("layernorm", {"affine": bool(affine), "eps": float(eps)})]
+
+    def _m_layernorm(self, n: Any, m: Any) -> tuple[list, list[_Entry]]:
+        return self._layernorm(self._tensor_arg(n), m.normalized_shape, m.elementwise_affine, m.eps)
+
+    def _f_layernorm(self, n: Any, _: Any) -> tuple[list, list[_Entry]]:
+        a = _bind(n, ["input", "normalized_shape", "weight", "bias", "eps"], {"weight": None, "bias": None, "eps": 1e-5})
+        return self._layernorm(self._tensor_arg(n), a["normalized_shape"], a["weight"] is not None, a["eps"])
+
+    def _view_only(self, n: Any, _: Any) -> tuple[list, list[_Entry]]:
+        raise _Unsupported("is a view (transpose, permute, split, ...) outside the patterns the language "
+                           "expresses: a channel shuffle, channel slices, or a channels-last block.")
 
     def _m_batchnorm(self, n: Any, m: Any) -> tuple[list, list[_Entry]]:
         return [self._tensor_arg(n)], [("batchnorm", {"affine": bool(m.affine)})]
@@ -683,6 +730,15 @@ class _Converter:
             x, y = a.get("input"), a.get("other")
             if a.get("alpha", 1) != 1:
                 raise _Unsupported(f"scales its second input (alpha={a['alpha']}).")
+            consts = self.views.consts
+            if op == "mul" and (x in consts or y in consts) and (self._is_tensor(x) or self._is_tensor(y)):
+                t, k = (x, y) if self._is_tensor(x) else (y, x)
+                shape, kshape = self.shape[t], tuple(consts[k] or ())
+                c = shape[-1] if t in self.views.channels_last else shape[1]
+                if kshape in ((c, 1, 1), (1, c, 1, 1), (c,)):
+                    return [t], [("scale", {"bias": False})]  # a per-channel factor (layer scale)
+                raise _Unsupported(f"multiplies by a parameter of shape {list(kshape)}; only a per-channel "
+                                   "factor is modelled.")
             if not (self._is_tensor(x) and self._is_tensor(y)):
                 const = y if self._is_tensor(x) else x
                 raise _Unsupported(
@@ -692,13 +748,11 @@ class _Converter:
             sx, sy = self.shape[x], self.shape[y]
             if sx == sy:
                 return [x, y], [(op, {})]
-            if op == "mul" and len(sx) == 4 and len(sy) == 4 and sx[:2] == sy[:2] and (
-                sx[2:] == (1, 1) or sy[2:] == (1, 1)
-            ):
-                return [x, y], [(op, {})]  # squeeze-excite broadcast of [C,1,1] over [C,H,W]
+            if len(sx) == 4 and len(sy) == 4 and sx[:2] == sy[:2] and (sx[2:] == (1, 1) or sy[2:] == (1, 1)):
+                return [x, y], [(op, {})]  # a [C,1,1] operand broadcast over [C,H,W] (squeeze-excite)
             raise _Unsupported(
-                f"broadcasts {list(sx)} with {list(sy)}; the language's {op} needs equal shapes"
-                + (" (or a [C,1,1] factor)." if op == "mul" else ".")
+                f"broadcasts {list(sx)} with {list(sy)}; the language's {op} needs equal shapes "
+                "(or a [C,1,1] operand)."
             )
         return handler
 
@@ -715,6 +769,17 @@ class _Converter:
         if a["keepdim"]:
             return [x], [("globalpool", {"mode": "avg"})]
         return [x], [("globalpool", {"mode": "avg"}), ("flatten", {})]
+
+
+# ops that work per position, so a channels-last view stays one through them
+_CL_OPS = {"conv", "layernorm", "gelu", "relu", "relu6", "swish", "hswish", "sigmoid", "tanh", "hsigmoid",
+           "identity", "dropout", "scale"}
+
+
+def _is_stochastic_depth(target: Any) -> bool:
+    """torchvision.ops.stochastic_depth (wrapped for torch.fx, so it shows as one call): the
+    identity at inference."""
+    return callable(target) and getattr(target, "__name__", "") == "stochastic_depth"
 
 
 class _PropError(Exception):

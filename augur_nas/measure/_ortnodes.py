@@ -122,6 +122,8 @@ def attribute(times: dict, table, owner, priced, graph=None, layout_bucket: bool
 
     def slot_for(node):
         s = layer_of(node, names)
+        if s is None and graph is not None and node in graph[2]:
+            s = _slot_of_output(node, graph, names)
         if s is None:
             return "network"
         # a `zero` edge runs as a multiply by 0 in ONNX (as in NAS-Bench-201's code): its cost
@@ -146,6 +148,24 @@ def attribute(times: dict, table, owner, priced, graph=None, layout_bucket: bool
             target = slot_for(node)
         out.setdefault(target, []).append((node, op, ms, op in REORDER_OPS))
     return out
+
+
+def _slot_of_output(node, graph, names):
+    """The layer a node ORT fused under a name of its own (``Gelu`` from the Erf pattern) writes:
+    its output tensor keeps the name our exporter gave the layer, or a layout change right after
+    it (ReorderOutput) carries that name on."""
+    producer, consumers, nodes, outputs = graph
+    for out in nodes[node][2]:
+        s = layer_of(out, names)
+        if s is not None:
+            return s
+        for c in consumers.get(out, []):
+            if c in nodes and nodes[c][0] in REORDER_OPS:
+                for o in nodes[c][2]:
+                    s = layer_of(o, names)
+                    if s is not None:
+                        return s
+    return None
 
 
 def _is_zero(node, names, table) -> bool:

@@ -128,7 +128,9 @@ def _c8(v):
 
 def random_network(rng, idx: int, max_macs: float = 1.5e9) -> dict:
     """One random calibration network (a model dict of our language)."""
-    style = ["mobile", "resnet", "cell", "inception", "classic"][idx % 5]
+    style = ["mobile", "resnet", "cell", "inception", "classic", "modern"][idx % 6]
+    if style == "modern":
+        return _modern_network(rng, idx)
     if style == "cell":
         res = int(rng.choice([32, 32, 48, 64]))
     elif style == "classic":
@@ -232,6 +234,52 @@ def random_network(rng, idx: int, max_macs: float = 1.5e9) -> dict:
     if cells:
         spec["cells"] = cells
     return spec
+
+
+def _shuffle_unit(i: int, c: int) -> list:
+    """A ShuffleNetV2 unit (stride 1): half the channels through a branch, concat, shuffle."""
+    h = c // 2
+    n = f"su{i}"
+    return [{"slice": {"name": f"{n}.left", "start": 0, "end": h}},
+            {"slice": {"name": f"{n}.right", "start": h, "end": c, "inputs": [f"{n}.in"]}},
+            {"conv_bn_act": {"name": f"{n}.pw1", "out": h, "kernel": 1}},
+            {"dwconv": {"name": f"{n}.dw", "kernel": 3}}, {"batchnorm": {"name": f"{n}.bn"}},
+            {"conv_bn_act": {"name": f"{n}.pw2", "out": h, "kernel": 1}},
+            {"concat": {"name": f"{n}.cat", "inputs": [f"{n}.left", f"{n}.pw2"]}},
+            {"shuffle": {"name": f"{n}.shuffle", "groups": 2}}]
+
+
+def _convnext_block(i: int, c: int) -> list:
+    """A ConvNeXt block: dwconv 7x7, LayerNorm, 1x1 to 4C, GELU, 1x1 back, layer scale, add."""
+    n = f"cn{i}"
+    return [{"dwconv": {"name": f"{n}.dw", "kernel": 7, "bias": True}}, {"layernorm": {"name": f"{n}.ln"}},
+            {"conv": {"name": f"{n}.pw1", "out": 4 * c, "kernel": 1}}, {"gelu": {"name": f"{n}.act"}},
+            {"conv": {"name": f"{n}.pw2", "out": c, "kernel": 1}}, {"scale": {"name": f"{n}.gamma", "bias": False}},
+            {"add": {"name": f"{n}.add", "inputs": [f"{n}.gamma", f"{n}.in"]}}]
+
+
+def _modern_network(rng, idx: int) -> dict:
+    """ShuffleNetV2 units, ConvNeXt blocks and Swish inverted residuals: the calibration networks
+    that teach a profile the channel shuffle, slices, LayerNorm and GELU."""
+    res = int(rng.choice([64, 96, 128, 160]))
+    c = _c8(rng.choice([32, 48, 64, 96]))
+    layers = [{"conv_bn_act": {"out": c, "kernel": 3, "stride": 2, "act": "relu"}}]
+    for b in range(int(rng.integers(3, 8))):
+        kind = int(rng.integers(0, 3))
+        if kind == 0:  # a named entry point, so that the unit's second branch can read it
+            layers += [{"identity": {"name": f"su{b}.in"}}] + _shuffle_unit(b, c)
+        elif kind == 1:
+            layers += [{"identity": {"name": f"cn{b}.in"}}] + _convnext_block(b, c)
+        else:
+            act = str(rng.choice(["swish", "hswish", "gelu"]))
+            layers.append({"mbconv": {"out": c, "kernel": int(rng.choice([3, 5])), "expand": 4, "act": act,
+                                      "se": float(rng.choice([0, 0.25]))}})
+        if rng.random() < 0.25 and res >= 64:
+            c2 = _c8(c * 1.5)
+            layers.append({"conv_bn_act": {"out": c2, "kernel": 3, "stride": 2, "act": "relu"}})
+            c, res = c2, res // 2
+    layers += [{"globalpool": {"mode": "avg"}}, {"fc": {"out": 1000}}]
+    return {"name": f"calib{idx}_modern", "input": {"channels": 3, "resolution": res}, "layers": layers}
 
 
 def calibration_networks(rng, count: int, max_macs: float = 1.5e9) -> list:

@@ -352,7 +352,9 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
     idx = 0
     n_networks = n_networks or MAX_NETWORKS
     while time.monotonic() < deadline_nodes and len(nets) < n_networks:
-        batch = calibration_networks(np.random.default_rng([int(rng.integers(1 << 30)), idx]), 5, max_network_macs)
+        # batches of 6: one network of each style of random_network (the sixth, `modern`, teaches the
+        # shuffle, slice, LayerNorm and GELU kinds)
+        batch = calibration_networks(np.random.default_rng([int(rng.integers(1 << 30)), idx]), 6, max_network_macs)
         for label, model, spec in batch:
             if time.monotonic() > deadline_nodes or len(nets) >= n_networks:
                 break

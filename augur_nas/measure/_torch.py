@@ -93,7 +93,10 @@ class OnnxTorch(torch.nn.Module):
         for fn, ins, outs, a in self.nodes:
             vals = [self._get(env, i) for i in ins]
             r = fn(a, *vals)
-            env[outs[0]] = r
+            if isinstance(r, tuple):  # Split: one tensor per output
+                env.update(zip(outs, r))
+            else:
+                env[outs[0]] = r
         out = [env[o] for o in self.output_names]
         return out[0] if len(out) == 1 else out
 
@@ -169,6 +172,31 @@ def _sum(a, *xs):
     return y
 
 
+def _layernorm(a, x, scale, bias=None):
+    axis = int(a.get("axis", -1))
+    axis = axis + x.dim() if axis < 0 else axis
+    return F.layer_norm(x, tuple(x.shape[axis:]), scale, bias, float(a.get("epsilon", 1e-5)))
+
+
+def _slice(a, x, starts, ends, axes=None, steps=None):
+    axes = axes.tolist() if axes is not None else list(range(len(starts)))
+    steps = steps.tolist() if steps is not None else [1] * len(axes)
+    idx = [slice(None)] * x.dim()
+    for ax, s, e, st in zip(axes, starts.tolist(), ends.tolist(), steps):
+        idx[int(ax)] = slice(int(s), int(min(e, x.shape[int(ax)])), int(st))
+    return x[tuple(idx)]
+
+
+def _split(a, x, split=None):
+    axis = int(a.get("axis", 0))
+    sizes = split.tolist() if split is not None else a.get("split")
+    if sizes is None:
+        n = int(a["num_outputs"])
+        step = -(-x.shape[axis] // n)
+        sizes = [min(step, x.shape[axis] - i) for i in range(0, x.shape[axis], step)]
+    return tuple(torch.split(x, [int(v) for v in sizes], dim=axis))
+
+
 _OPS = {
     "Conv": _conv,
     "BatchNormalization": _bn,
@@ -199,4 +227,10 @@ _OPS = {
     "LRN": _lrn,
     "Identity": lambda a, x: x,
     "Dropout": lambda a, x, *rest: x,
+    "Erf": lambda a, x: torch.erf(x),
+    "Gelu": lambda a, x: F.gelu(x),
+    "Transpose": lambda a, x: x.permute(*[int(p) for p in a["perm"]]).contiguous(),
+    "LayerNormalization": _layernorm,
+    "Slice": _slice,
+    "Split": _split,
 }

@@ -136,6 +136,11 @@ PRIMITIVES: dict[str, dict] = {
     "batchnorm": {"affine": (_BOOL, True), "eps": (_NUM, 1e-5)},
     "scale": {"bias": (_BOOL, True)},
     "relu": {}, "relu6": {}, "sigmoid": {}, "tanh": {}, "hsigmoid": {}, "hswish": {}, "swish": {},
+    "silu": {}, "gelu": {},
+    "layernorm": {"affine": (_BOOL, True), "eps": (_NUM, 1e-6)},
+    "shuffle": {"groups": (_POSINT, REQUIRED)},
+    "slice": {"start": (_NONNEG, REQUIRED), "end": (_POSINT, REQUIRED)},
+    "stochastic_depth": {"p": (_NUM, 0.0)}, "drop_path": {"p": (_NUM, 0.0)},
     "lrn": {"size": (_POSINT, 5), "alpha": (_NUM, 1e-4), "beta": (_NUM, 0.75), "k": (_NUM, 1.0)},
     "dropout": {"ratio": (_NUM, 0.5)},
     "softmax": {},
@@ -144,21 +149,24 @@ PRIMITIVES: dict[str, dict] = {
     "identity": {}, "zero": {},
 }
 JOINS = {"add", "mul", "concat"}
-ACTS = ("relu", "relu6", "hswish", "hsigmoid", "swish", "sigmoid", "tanh", "none")
+ACTS = ("relu", "relu6", "hswish", "hsigmoid", "swish", "silu", "gelu", "sigmoid", "tanh", "none")
+# spellings of one op: the layer is built as the op on the right (stochastic depth and drop path
+# are the identity at inference; SiLU is Swish)
+ALIASES = {"silu": "swish", "stochastic_depth": "identity", "drop_path": "identity"}
 
 MACROS: dict[str, dict] = {
     "conv_bn_act": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", REQUIRED), "stride": ("pair", 1),
-                    "groups": (_POSINT, 1), "act": (ACTS, "relu"), "width": (_BOOL, True)},
+                    "groups": (_POSINT, 1), "act": (ACTS, "relu"), "width": (_BOOL, True), "pad": ("pad", "same")},
     "relu_conv_bn": {"out": (_POSINT, None), "kernel": ("kernel", REQUIRED), "stride": ("pair", 1)},
     "mbconv": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 3), "stride": ("pair", 1), "expand": (_NUM, 6),
                "se": (_NUM, 0), "act": (ACTS, "relu6"), "skip": (_BOOL, True), "width": (_BOOL, True)},
     "basic": {"out": (_POSINT, REQUIRED), "stride": ("pair", 1), "width": (_BOOL, True)},
     "bottleneck": {"mid": (_POSINT, REQUIRED), "out": (_POSINT, None), "stride": ("pair", 1),
                    "stride_on": (("first", "middle"), "middle"), "norm": (("batchnorm", "caffe"), "batchnorm"),
-                   "width": (_BOOL, True)},
+                   "width": (_BOOL, True), "groups": (_POSINT, 1), "se": (_NUM, 0)},
     "inception": {k: (_POSINT, REQUIRED) for k in ("c1", "c3r", "c3", "c5r", "c5", "pool_proj")},
     "fire": {"squeeze": (_POSINT, REQUIRED), "e1": (_POSINT, REQUIRED), "e3": (_POSINT, REQUIRED)},
-    "se": {"ratio": (_NUM, 0.25)},
+    "se": {"ratio": (_NUM, 0.25), "squeeze": (_POSINT, None), "gate": (("hsigmoid", "sigmoid"), "hsigmoid")},
     "branch": {"paths": ("raw", REQUIRED), "join": (("concat", "add"), "concat")},
     "sequence": {"layers": ("raw", REQUIRED)},
     "stage": {"block": ("raw", None), "blocks": ("raw", None), "depth": (_NONNEG, None), "share": (_BOOL, False)},
@@ -166,11 +174,29 @@ MACROS: dict[str, dict] = {
 }
 MACROS["inception"]["width"] = (_BOOL, True)
 MACROS["fire"]["width"] = (_BOOL, True)
+# the mobile zoo's mbconv variants (MobileNetV3 tables, EfficientNet's squeeze-excite, FBNet's
+# grouped blocks) and its other blocks; the defaults keep mbconv as it was
+MACROS["mbconv"].update({
+    "hidden": (_POSINT, None), "se_gate": (("hsigmoid", "sigmoid"), "hsigmoid"),
+    "se_base": (("expanded", "input"), "expanded"), "se_act": (ACTS, "relu"), "se_divisor": (_POSINT, 8),
+    "groups": (_POSINT, 1), "shuffle": (_BOOL, False), "drop_path": (_NUM, 0)})
+MACROS.update({
+    "fused_mbconv": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 3), "stride": ("pair", 1),
+                     "expand": (_NUM, 4), "act": (ACTS, "swish"), "skip": (_BOOL, True), "width": (_BOOL, True),
+                     "drop_path": (_NUM, 0)},
+    "ghost": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", 1), "ratio": (_POSINT, 2), "dw_kernel": ("kernel", 3),
+              "act": (ACTS, "relu"), "width": (_BOOL, True)},
+    "ghost_bottleneck": {"mid": (_POSINT, REQUIRED), "out": (_POSINT, REQUIRED), "kernel": ("kernel", 3),
+                         "stride": ("pair", 1), "se": (_NUM, 0), "width": (_BOOL, True)},
+    "shufflev2": {"out": (_POSINT, REQUIRED), "stride": ("pair", 1), "width": (_BOOL, True)},
+    "convnext": {"expand": (_POSINT, 4), "kernel": ("kernel", 7), "drop_path": (_NUM, 0)},
+})
 
 # ops whose Table-1 type is not the op name
 TABLE_TYPE = {"dwconv": "conv", "maxpool": "pool", "avgpool": "pool", "globalpool": "pool",
               "relu6": "relu", "sigmoid": "activation", "tanh": "activation", "hsigmoid": "activation",
-              "hswish": "activation", "swish": "activation", "add": "eltwise", "mul": "eltwise",
+              "hswish": "activation", "swish": "activation", "gelu": "activation",
+              "add": "eltwise", "mul": "eltwise",
               "flatten": "reshape", "identity": None, "zero": None, "select": None}
 
 TOP_KEYS = {"name", "input", "width_multiplier", "width_divisor", "choices", "cells", "layers", "description"}
@@ -452,6 +478,9 @@ class Compiler:
         return out, {op: tmpl}
 
     def primitive(self, op, name, inputs, params, conds, keypath, when=None) -> int:
+        if op in ALIASES:
+            op = ALIASES[op]
+            params = {} if op == "identity" else params
         if op == "conv":
             params = dict(params)
             params["out"] = self.scaled(params["out"], params.pop("width"))
@@ -459,6 +488,7 @@ class Compiler:
 
     def prim(self, op, name, inp, conds, keypath, **params) -> int:
         """A primitive node from macro code (parameters are Exprs or plain values)."""
+        op = ALIASES.get(op, op)
         full = {k: (v if isinstance(v, (Expr, tuple)) else Const(v)) for k, v in params.items()}
         defaults = PRIMITIVES[op]
         for k, (kind, d) in defaults.items():
@@ -506,8 +536,9 @@ class Compiler:
 
     # -- macros -----------------------------------------------------------------------------
     def conv_bn(self, x, name, conds, kp, out, kernel, stride=Const(1), groups=Const(1), act=None,
-                caffe=False, bias=False):
-        pad = Fn(_same_pad, (kernel,)) if not isinstance(kernel, tuple) else tuple(Fn(_same_pad, (k,)) for k in kernel)
+                caffe=False, bias=False, pad=Const("same")):
+        if _is_same(pad):
+            pad = Fn(_same_pad, (kernel,)) if not isinstance(kernel, tuple) else tuple(Fn(_same_pad, (k,)) for k in kernel)
         y = self.prim("conv", name, x, conds, kp, out=out, kernel=kernel, stride=stride, pad=pad,
                       groups=groups, bias=bias, dilation=1)
         y = self.prim("batchnorm", f"{name}.bn", y, conds, kp, affine=not caffe)
@@ -519,7 +550,8 @@ class Compiler:
 
     def macro_conv_bn_act(self, x, name, p, tmpl, raw, kp, conds, prefix):
         out = self.scaled(p["out"], p["width"])
-        y = self.conv_bn(x, f"{name}.conv", conds, kp, out, p["kernel"], p["stride"], p["groups"], p["act"])
+        y = self.conv_bn(x, f"{name}.conv", conds, kp, out, p["kernel"], p["stride"], p["groups"], p["act"],
+                         pad=p["pad"])
         return y, tmpl
 
     def macro_relu_conv_bn(self, x, name, p, tmpl, raw, kp, conds, prefix):
@@ -534,36 +566,44 @@ class Compiler:
                 self.fail(f"`expand` of layer `{name}` (mbconv) must be >= 1 (the expansion ratio of an inverted "
                           f"residual), but got {v}", f"{kp}.expand")
         out = self.scaled(p["out"], p["width"])
-        hidden = Fn(lambda c, e: _round_half_even(c * e), (Channels(x), p["expand"]))
         y = x
-        c_exp = self.optional(p["expand"], lambda v: v != 1, conds)
+        if isinstance(p["hidden"], Const) and p["hidden"].value is None:
+            hidden = Fn(lambda c, e: _round_half_even(c * e), (Channels(x), p["expand"]))
+            c_exp = self.optional(p["expand"], lambda v: v != 1, conds)
+        else:  # explicit expanded channels (MobileNetV3's table): the expansion conv is always there
+            hidden, c_exp = self.scaled(p["hidden"], p["width"]), conds
         if c_exp is not None:
-            y = self.conv_bn(x, f"{name}.expand", c_exp, kp, hidden, Const(1), act=p["act"])
+            y = self.conv_bn(x, f"{name}.expand", c_exp, kp, hidden, Const(1), groups=p["groups"], act=p["act"])
+            if p["shuffle"].value:  # FBNet's g2 blocks: channel shuffle between the grouped 1x1 convs
+                y = self._shuffle(y, f"{name}.shuffle", p["groups"], c_exp, kp)
         pad = Fn(_same_pad, (p["kernel"],))
         y = self.prim("dwconv", f"{name}.dw", y, conds, kp, kernel=p["kernel"], stride=p["stride"], pad=pad)
         y = self.prim("batchnorm", f"{name}.dw.bn", y, conds, kp)
         y = self.act(p["act"], y, f"{name}.dw.act", conds, kp)
         c_se = self.optional(p["se"], lambda v: v > 0, conds)
         if c_se is not None:
-            squeeze = Fn(lambda c, r: make_divisible(c * r, 8), (Channels(y), p["se"]))
-            y = self.squeeze_excite(y, f"{name}.se", squeeze, c_se, kp)
-        y = self.conv_bn(y, f"{name}.project", conds, kp, out, Const(1))
+            y = self._mbconv_se(x, y, name, p, c_se, kp)
+        y = self.conv_bn(y, f"{name}.project", conds, kp, out, Const(1), groups=p["groups"])
         if isinstance(p["skip"], Const) and p["skip"].value:
             when = Fn(lambda s, cin, cout: (s == 1) & (cin == cout), (_first(p["stride"]), Channels(x), out))
+            y = self._drop_path(y, name, p["drop_path"], when, conds, kp)
             y = self.add_node("add", f"{name}.add", [y, x], {}, conds, kp, when=when)
         return y, tmpl
 
-    def squeeze_excite(self, x, name, squeeze: Expr, conds, kp):
+    def squeeze_excite(self, x, name, squeeze: Expr, conds, kp, gate="hsigmoid"):
         s = self.prim("globalpool", f"{name}.pool", x, conds, kp)
         s = self.prim("conv", f"{name}.reduce", s, conds, kp, out=squeeze, kernel=1, bias=True)
         s = self.prim("relu", f"{name}.relu", s, conds, kp)
         s = self.prim("conv", f"{name}.expand", s, conds, kp, out=Channels(x), kernel=1, bias=True)
-        s = self.prim("hsigmoid", f"{name}.gate", s, conds, kp)
+        s = self.prim(gate, f"{name}.gate", s, conds, kp)
         return self.prim("mul", f"{name}.mul", [x, s], conds, kp)
 
     def macro_se(self, x, name, p, tmpl, raw, kp, conds, prefix):
-        squeeze = Fn(lambda c, r: make_divisible(c * r, 8), (Channels(x), p["ratio"]))
-        return self.squeeze_excite(x, name, squeeze, conds, kp), tmpl
+        if isinstance(p["squeeze"], Const) and p["squeeze"].value is None:
+            squeeze = Fn(lambda c, r: make_divisible(c * r, 8), (Channels(x), p["ratio"]))
+        else:  # an explicit squeeze width (RegNet, SENet): a channel count like any conv's `out`
+            squeeze = self.scaled(p["squeeze"], Const(True))
+        return self.squeeze_excite(x, name, squeeze, conds, kp, gate=p["gate"].value), tmpl
 
     def _shortcut(self, x, name, out, stride, conds, kp, caffe=False):
         """A projection shortcut when stride or channels change, else the identity."""
@@ -595,7 +635,13 @@ class Compiler:
         s1, s2 = (p["stride"], Const(1)) if first else (Const(1), p["stride"])
         relu = Const("relu")
         y = self.conv_bn(x, f"{name}.conv1", conds, kp, mid, Const(1), s1, act=relu, caffe=caffe)
-        y = self.conv_bn(y, f"{name}.conv2", conds, kp, mid, Const(3), s2, act=relu, caffe=caffe)
+        y = self.conv_bn(y, f"{name}.conv2", conds, kp, mid, Const(3), s2, p["groups"], act=relu, caffe=caffe)
+        c_se = self.optional(p["se"], lambda v: v > 0, conds)
+        if c_se is not None:
+            # RegNetY / pycls: the squeeze width is a ratio of the BLOCK's input channels, rounded
+            # (at least one channel: a zero-width conv would price as free)
+            squeeze = Fn(lambda c, r: np.maximum(_round_half_even(c * r), 1), (Channels(x), p["se"]))
+            y = self.squeeze_excite(y, f"{name}.se", squeeze, c_se, kp, gate="sigmoid")
         y = self.conv_bn(y, f"{name}.conv3", conds, kp, out, Const(1), caffe=caffe)
         sc = self._shortcut(x, name, out, p["stride"], conds, kp, caffe=caffe)
         y = self.prim("add", f"{name}.add", [y, sc], conds, kp)
@@ -625,6 +671,170 @@ class Compiler:
         e3 = self.prim("conv", f"{name}.expand3x3", s, conds, kp, out=self.scaled(p["e3"], w), kernel=3, pad=1)
         e3 = self.prim("relu", f"{name}.expand3x3.relu", e3, conds, kp)
         return self.prim("concat", f"{name}.concat", [e1, e3], conds, kp), tmpl
+
+    # -- the mobile zoo's blocks ----------------------------------------------------------
+    def _new_op(self, op, name, x, conds, kp, **params):
+        """A primitive from the newer op set (shuffle, slice, layernorm, gelu, stochastic_depth)."""
+        if op not in PRIMITIVES:
+            self.fail(f"layer `{name}` needs the `{op}` op, which this version does not have", kp)
+        return self.prim(op, name, x, conds, kp, **params)
+
+    def _shuffle(self, x, name, groups: Expr, conds, kp):
+        return self._new_op("shuffle", name, x, conds, kp, groups=groups)
+
+    def macro_shufflev2(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        """ShuffleNetV2's unit. Stride 1: the input's channels split in halves; the second half
+        goes through 1x1 conv-bn-relu, 3x3 depthwise-bn, 1x1 conv-bn-relu; concat with the first
+        half. Stride 2: both branches see the whole input (3x3/2 depthwise-bn, 1x1 conv-bn-relu |
+        1x1 conv-bn-relu, 3x3/2 depthwise-bn, 1x1 conv-bn-relu), concat. Then a channel shuffle
+        of 2 groups. Each branch makes out/2 channels."""
+        out = self.scaled(p["out"], p["width"])
+        half = Fn(lambda c: c // 2, (out,))
+        stride, relu, k3 = p["stride"], Const("relu"), Const(3)
+        c2 = self.optional(stride, lambda v: (v[0] if isinstance(v, (list, tuple)) else v) != 1, conds)
+        c1 = self.optional(stride, lambda v: (v[0] if isinstance(v, (list, tuple)) else v) == 1, conds)
+        if c1 is not None and c2 is not None:
+            self.fail(f"`stride` of layer `{name}` (shufflev2) cannot be a choice between 1 and 2: the "
+                      f"units differ; choose between shufflev2 layers instead", f"{kp}.stride")
+        if c1 is not None:
+            cin_half = Fn(lambda c: c // 2, (Channels(x),))
+            a = self._new_op("slice", f"{name}.split0", x, conds, kp, start=Const(0), end=cin_half)
+            b = self._new_op("slice", f"{name}.split1", x, conds, kp, start=cin_half, end=Channels(x))
+        else:
+            a = self.prim("dwconv", f"{name}.branch1.dw", x, conds, kp, kernel=3, stride=stride, pad=1)
+            a = self.prim("batchnorm", f"{name}.branch1.dw.bn", a, conds, kp)
+            a = self.conv_bn(a, f"{name}.branch1.pw", conds, kp, half, Const(1), act=relu)
+            b = x
+        b = self.conv_bn(b, f"{name}.branch2.pw1", conds, kp, half, Const(1), act=relu)
+        b = self.prim("dwconv", f"{name}.branch2.dw", b, conds, kp, kernel=3, stride=stride, pad=1)
+        b = self.prim("batchnorm", f"{name}.branch2.dw.bn", b, conds, kp)
+        b = self.conv_bn(b, f"{name}.branch2.pw2", conds, kp, half, Const(1), act=relu)
+        y = self.prim("concat", f"{name}.concat", [a, b], conds, kp)
+        return self._shuffle(y, f"{name}.shuffle", Const(2), conds, kp), tmpl
+
+    def macro_convnext(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        """ConvNeXt's block on C channels: 7x7 depthwise conv with bias, layernorm over channels,
+        1x1 (Linear) to expand*C with bias, gelu, 1x1 back to C with bias, layer scale (a per-
+        channel gamma), stochastic depth (identity at inference), add the input."""
+        k = p["kernel"]
+        y = self.prim("dwconv", f"{name}.dw", x, conds, kp, kernel=k, pad=Fn(_same_pad, (k,)), bias=True)
+        y = self._new_op("layernorm", f"{name}.norm", y, conds, kp)
+        wide = Fn(lambda c, e: c * e, (Channels(x), p["expand"]))
+        y = self.prim("conv", f"{name}.pw1", y, conds, kp, out=wide, kernel=1, bias=True)
+        y = self._new_op("gelu", f"{name}.gelu", y, conds, kp)
+        y = self.prim("conv", f"{name}.pw2", y, conds, kp, out=Channels(x), kernel=1, bias=True)
+        y = self.prim("scale", f"{name}.layer_scale", y, conds, kp, bias=False)
+        y = self._new_op("stochastic_depth", f"{name}.drop_path", y, conds, kp, p=p["drop_path"])
+        return self.prim("add", f"{name}.add", [y, x], conds, kp), tmpl
+
+    def _mbconv_se(self, x, y, name, p, c_se, kp):
+        """mbconv's squeeze-excite: MobileNetV3's by default (make_divisible(expanded * se, 8), relu,
+        hsigmoid); EfficientNet squeezes the block input (se_base: input, se_divisor: 1) with swish
+        and a sigmoid gate."""
+        if (p["se_base"].value, p["se_divisor"].value) == ("expanded", 8):
+            squeeze = Fn(lambda c, r: make_divisible(c * r, 8), (Channels(y), p["se"]))
+        else:
+            div = p["se_divisor"].value
+            base = Channels(y) if p["se_base"].value == "expanded" else Channels(x)
+            squeeze = Fn(lambda c, r: make_divisible(c * r, div), (base, p["se"]))
+        if (p["se_act"].value, p["se_gate"].value) == ("relu", "hsigmoid"):
+            return self.squeeze_excite(y, f"{name}.se", squeeze, c_se, kp)
+        return self._squeeze_excite_as(y, f"{name}.se", squeeze, c_se, kp, p["se_act"], p["se_gate"].value)
+
+    def _squeeze_excite_as(self, x, name, squeeze: Expr, conds, kp, act: Expr, gate: str):
+        """squeeze_excite with another activation and gate (EfficientNet: swish, sigmoid)."""
+        s = self.prim("globalpool", f"{name}.pool", x, conds, kp)
+        s = self.prim("conv", f"{name}.reduce", s, conds, kp, out=squeeze, kernel=1, bias=True)
+        s = self.act(act, s, f"{name}.act", conds, kp)
+        s = self.prim("conv", f"{name}.expand", s, conds, kp, out=Channels(x), kernel=1, bias=True)
+        s = self.prim(gate, f"{name}.gate", s, conds, kp)
+        return self.prim("mul", f"{name}.mul", [x, s], conds, kp)
+
+    def macro_fused_mbconv(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        """EfficientNetV2's FusedMBConv: a kxk conv to the expanded channels (bn, act) and a 1x1
+        linear projection (bn); with expand 1 a single kxk conv to `out` (bn, act). A residual add
+        when stride 1 and in == out."""
+        if not isinstance(p["expand"], Const):
+            self.fail(f"`expand` of layer `{name}` (fused_mbconv) cannot be a choice; choose between "
+                      f"fused_mbconv layers instead", f"{kp}.expand")
+        e = p["expand"].value
+        if e < 1:
+            self.fail(f"`expand` of layer `{name}` (fused_mbconv) must be >= 1, but got {e}", f"{kp}.expand")
+        out = self.scaled(p["out"], p["width"])
+        if e == 1:
+            y = self.conv_bn(x, f"{name}.conv", conds, kp, out, p["kernel"], p["stride"], act=p["act"])
+        else:
+            hidden = Fn(lambda c: _round_half_even(c * e), (Channels(x),))
+            y = self.conv_bn(x, f"{name}.expand", conds, kp, hidden, p["kernel"], p["stride"], act=p["act"])
+            y = self.conv_bn(y, f"{name}.project", conds, kp, out, Const(1))
+        if p["skip"].value:
+            when = Fn(lambda s, cin, cout: (s == 1) & (cin == cout), (_first(p["stride"]), Channels(x), out))
+            y = self._drop_path(y, name, p["drop_path"], when, conds, kp)
+            y = self.add_node("add", f"{name}.add", [y, x], {}, conds, kp, when=when)
+        return y, tmpl
+
+    def _drop_path(self, y, name, p_drop: Expr, when, conds, kp):
+        """Stochastic depth on the residual branch (EfficientNet's), only where the block adds and
+        only when written (drop_path > 0): the identity at inference, it costs nothing."""
+        if isinstance(p_drop, Const) and not p_drop.value:
+            return y
+        y = self._new_op("stochastic_depth", f"{name}.drop_path", y, conds, kp, p=p_drop)
+        self.nodes[y].when = when
+        return y
+
+    def _ghost(self, x, name, out, p_kernel, ratio, dw_kernel, act, conds, kp):
+        """GhostNet's module: a primary conv to out/ratio channels (bn, act), a depthwise conv
+        making ratio-1 cheap maps of each (bn, act), both concatenated to `out` channels."""
+        init = Fn(lambda c: -(-c // ratio), (out,))
+        y1 = self.conv_bn(x, f"{name}.primary", conds, kp, init, p_kernel, act=act)
+        y2 = self.prim("dwconv", f"{name}.cheap", y1, conds, kp, kernel=dw_kernel, multiplier=ratio - 1,
+                       pad=Fn(_same_pad, (dw_kernel,)))
+        y2 = self.prim("batchnorm", f"{name}.cheap.bn", y2, conds, kp)
+        y2 = self.act(act, y2, f"{name}.cheap.act", conds, kp)
+        return self.prim("concat", f"{name}.concat", [y1, y2], conds, kp)
+
+    def _check_ghost_out(self, out: Expr, ratio: int, name, kp):
+        # the reference keeps the first `out` of ceil(out/ratio)*ratio maps (a channel slice);
+        # without a slice op the language builds exactly `out` only when ratio divides it
+        for v in ([out.value] if isinstance(out, Const) else getattr(out, "options", [])):
+            if v % ratio:
+                self.fail(f"`out` of layer `{name}` ({v}) must be a multiple of its ghost `ratio` ({ratio})",
+                          f"{kp}.out")
+
+    def macro_ghost(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        ratio = p["ratio"].value
+        if ratio < 2:
+            self.fail(f"`ratio` of layer `{name}` (ghost) must be at least 2, but got {ratio}", f"{kp}.ratio")
+        self._check_ghost_out(p["out"], ratio, name, kp)
+        out = self.scaled(p["out"], p["width"])
+        return self._ghost(x, name, out, p["kernel"], ratio, p["dw_kernel"], p["act"], conds, kp), tmpl
+
+    def macro_ghost_bottleneck(self, x, name, p, tmpl, raw, kp, conds, prefix):
+        """GhostNet's bottleneck: ghost (relu), [kxk depthwise-bn when stride 2], [squeeze-excite to
+        make_divisible(mid * se, 4), relu, hsigmoid], ghost (linear); the shortcut is the identity
+        when stride 1 and in == out, else kxk depthwise-bn, 1x1 conv-bn."""
+        for key in ("mid", "out"):
+            self._check_ghost_out(p[key], 2, name, kp)
+        mid, out = self.scaled(p["mid"], p["width"]), self.scaled(p["out"], p["width"])
+        k, stride = p["kernel"], p["stride"]
+        y = self._ghost(x, f"{name}.ghost1", mid, Const(1), 2, Const(3), Const("relu"), conds, kp)
+        c_dw = self.optional(stride, lambda v: (v[0] if isinstance(v, (list, tuple)) else v) != 1, conds)
+        if c_dw is not None:
+            y = self.prim("dwconv", f"{name}.dw", y, c_dw, kp, kernel=k, stride=stride, pad=Fn(_same_pad, (k,)))
+            y = self.prim("batchnorm", f"{name}.dw.bn", y, c_dw, kp)
+        c_se = self.optional(p["se"], lambda v: v > 0, conds)
+        if c_se is not None:
+            squeeze = Fn(lambda c, r: make_divisible(c * r, 4), (Channels(y), p["se"]))
+            y = self.squeeze_excite(y, f"{name}.se", squeeze, c_se, kp)
+        y = self._ghost(y, f"{name}.ghost2", out, Const(1), 2, Const(3), Const("none"), conds, kp)
+        needs = Fn(lambda s, cin, cout: (s != 1) | (cin != cout), (_first(stride), Channels(x), out))
+        first = len(self.nodes)
+        sc = self.prim("dwconv", f"{name}.shortcut.dw", x, conds, kp, kernel=k, stride=stride, pad=Fn(_same_pad, (k,)))
+        sc = self.prim("batchnorm", f"{name}.shortcut.dw.bn", sc, conds, kp)
+        sc = self.conv_bn(sc, f"{name}.shortcut.conv", conds, kp, out, Const(1))
+        for nid in range(first, len(self.nodes)):
+            self.nodes[nid].when = needs
+        return self.prim("add", f"{name}.add", [y, sc], conds, kp), tmpl
 
     def macro_branch(self, x, name, p, tmpl, raw, kp, conds, prefix):
         paths = p["paths"]
@@ -841,6 +1051,10 @@ class Compiler:
         prog = Program(src, name or "", ch, h, w, self.nodes, self.genes, self.tree_stack[0], template, out)
         prog.cells = {c: {"def": d, "genes": dict(self.cell_genes.get(c, {}))} for c, d in self.cells.items()}
         return prog
+
+
+def _is_same(pad) -> bool:
+    return isinstance(pad, Const) and pad.value == "same"
 
 
 def _same_pad(k):
