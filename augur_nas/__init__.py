@@ -3,6 +3,7 @@
 from ._errors import AugurError, ConstraintError, MeasurementError, ProfileError, ShapeError, SpecError, UnsupportedOpError
 from .analysis import analyze, analyze_batch, totals
 from .lowering import LayerTable, lower
+from . import nb201
 from .models import from_torch, load_model
 from .oracle import Oracle
 from .profile import load_profile, save_profile
@@ -13,5 +14,5 @@ __version__ = "0.1.0"
 __all__ = [
     "AugurError", "ConstraintError", "MeasurementError", "ProfileError", "ShapeError", "SpecError",
     "UnsupportedOpError", "analyze", "analyze_batch", "totals", "load_model", "from_torch", "Oracle", "load_profile", "save_profile", "LayerTable", "lower", "SearchSpace", "load_space", "load_space_dict",
-    "__version__",
+    "nb201", "__version__",
 ]
