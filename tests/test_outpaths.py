@@ -33,3 +33,28 @@ def test_fallback_dir():
     d = fallback_dir()
     assert os.path.isdir(d)
     os.rmdir(d)
+
+
+def test_search_checks_out_before_work(tmp_path):
+    import time
+
+    from augur_nas.search import search
+
+    f = tmp_path / "file"
+    f.write_text("x")
+    for bad in ("/proc/nope", str(f)):
+        t0 = time.monotonic()
+        with pytest.raises(SpecError):
+            search(os.path.join(os.path.dirname(os.path.dirname(__file__)), "spaces", "nb201.yaml"), "tk1-gpu",
+                   trials=50, out=bad)
+        assert time.monotonic() - t0 < 1.0
+
+
+def test_finish_falls_back_to_a_temporary_folder(tmp_path, monkeypatch):
+    from augur_nas.search import _run
+
+    said = []
+    out = _run._writable("/proc/nope", said.append)
+    assert os.path.isdir(out) and out != "/proc/nope"
+    assert said and "written to " + out in said[0]
+    os.rmdir(out)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._atomic import check_out_dir, fallback_dir
 from .._errors import AugurError, ConstraintError
 from ._objective import Objective
 from ._outputs import (COST_KEYS, front_records, remove_stale, write_arch_yamls, write_html, write_pareto_csv,
@@ -385,7 +386,7 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
            sampler: str = DEFAULT_SAMPLER, trials: int = DEFAULT_TRIALS, seed: int | None = None,
            storage=None, study_name: str | None = None, workers: int = 1, out: str | None = None,
            batch: int = 1, ask_batch: int | None = None, progress: bool | None = None,
-           log=None) -> SearchResult:
+           log=None, change_limits: bool = False) -> SearchResult:
     """Search ``space`` for the Pareto front of (predicted latency on ``device``: minimized,
     ``objective``: maximized) under hard limits.
 
@@ -398,24 +399,28 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
     ``postgresql://...``; a study with the same ``study_name`` is resumed, ``trials`` more trials
     are run. ``workers`` > 1 runs that many processes on the study (needs a persistent storage).
     ``out``: a folder to write trials.csv, pareto.csv/json/png/html and arch-NNN.yaml to (None:
-    write nothing). ``batch``: images per forward pass priced by the oracle.
+    write nothing; checked before any work). ``batch``: images per forward pass priced by the oracle.
+    ``change_limits``: a resumed study may be given other limits (every trial is re-checked
+    against the new ones; the sampler's stored constraint values of earlier trials stay as they were).
 
     Raises ``ConstraintError`` when nothing feasible was found (naming the closest candidates),
     or for bad limits/objective/sampler values. On Ctrl-C the search stops, keeps what it found,
     writes its outputs and returns a result with ``interrupted=True``.
     """
+    if out is not None:
+        check_out_dir(out)  # a finished search is never lost on a folder it cannot write
     with _optuna_quiet():
         return _search(space, device, latency_ms=latency_ms, memory_mb=memory_mb, params=params, macs=macs,
                        objective=objective, sampler=sampler, trials=trials, seed=seed, storage=storage,
                        study_name=study_name, workers=workers, out=out, batch=batch, ask_batch=ask_batch,
-                       progress=progress, log=log)
+                       progress=progress, log=log, change_limits=change_limits)
 
 
 def _search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=None, objective="macs",
            sampler: str = DEFAULT_SAMPLER, trials: int = DEFAULT_TRIALS, seed: int | None = None,
            storage=None, study_name: str | None = None, workers: int = 1, out: str | None = None,
            batch: int = 1, ask_batch: int | None = None, progress: bool | None = None,
-           log=None) -> SearchResult:
+           log=None, change_limits: bool = False) -> SearchResult:
     from ..oracle import Oracle
 
     log = log or (lambda s: None)
@@ -484,7 +489,7 @@ def _search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs
         raise
     except Exception as exc:
         raise ConstraintError(f"cannot open study {study_name!r} in {describe(storage)}: {type(exc).__name__}: {exc}") from exc
-    _check_study(study, space, device_name, obj, limits, batch, storage)
+    _check_study(study, space, device_name, obj, limits, batch, storage, change_limits, log)
     if is_persistent(storage):
         n_stale = _fail_running(study, dead_only_here=True)
         if n_stale:
@@ -544,7 +549,7 @@ def _progress(total, progress, unit):
     return tqdm(total=total, unit=unit, disable=disable, dynamic_ncols=True, leave=False, file=sys.stderr)
 
 
-def _check_study(study, space, device_name, obj, limits, batch, storage):
+def _check_study(study, space, device_name, obj, limits, batch, storage, change_limits=False, log=None):
     sig = {"space": space.name, "genes": [[g.name, g.size] for g in space.genes], "device": device_name,
            "objective": obj.name, "constraints": limits, "batch": batch}
     old = study.user_attrs.get(STUDY_ATTR)
@@ -556,12 +561,37 @@ def _check_study(study, space, device_name, obj, limits, batch, storage):
             raise ConstraintError(f"study {study.study_name!r} in {describe(storage)} is not a two-objective study; "
                                   f"use another --study-name")
         study.set_user_attr(STUDY_ATTR, sig)
+        _label_study(study, obj, limits, device_name, batch)
         return
     diffs = [k for k in sig if _norm(old.get(k)) != _norm(sig[k])]
+    if diffs == ["constraints"] and change_limits:
+        study.set_user_attr(STUDY_ATTR, sig)
+        _label_study(study, obj, limits, device_name, batch)
+        if log is not None:
+            log(f"study {study.study_name!r}: limits changed from {_short(old.get('constraints'))} to "
+                f"{_short(limits)}; every trial is checked against the new limits")
+        return
     if diffs:
         what = ", ".join(f"{k} {_short(old.get(k))} (now {_short(sig[k])})" for k in diffs)
+        hint = (" (to change the limits of this study, add --change-limits)" if diffs == ["constraints"] else "")
         raise ConstraintError(f"study {study.study_name!r} in {describe(storage)} was created with a different {what}; "
-                              f"resume it with the same space, device, objective and limits, or use another --study-name")
+                              f"resume it with the same space, device, objective and limits, or use another --study-name"
+                              f"{hint}")
+    if study.user_attrs.get("limits") is None:  # a study from before the labels: label it now
+        _label_study(study, obj, limits, device_name, batch)
+
+
+def _label_study(study, obj, limits: dict, device_name: str, batch: int):
+    """What optuna-dashboard shows: the objectives' names (not "Objective 0/1") and the limits, in
+    units, as study user attributes (the trials' constraint values are relative: value / limit - 1)."""
+    try:
+        study.set_metric_names(["latency_ms", obj.name])
+    except Exception:  # noqa: BLE001 - older Optuna without metric names: the labels are a courtesy
+        pass
+    study.set_user_attr("limits", {k: format_limit(k, v) for k, v in limits.items()} or "none")
+    study.set_user_attr("constraints", "trial constraint values are (value / limit - 1) per limit, in the order "
+                        + (", ".join(limits) or "(no limits)") + "; <= 0 is feasible")
+    study.set_user_attr("device", f"{device_name} (batch {batch})")
 
 
 def _norm(v):
@@ -765,7 +795,7 @@ def _finish(space, meta, table, front_idx, closest_idx, out, interrupted, log) -
     meta["n_distinct"] = int(meta.get("n_distinct", len(np.unique(table["X"], axis=0)) if len(table["X"]) else 0))
     files = []
     if out is not None:
-        os.makedirs(out, exist_ok=True)
+        out = _writable(out, log)
         remove_stale(out)
         files.append(write_trials_csv(os.path.join(out, "trials.csv"), space, table))
     if not len(front["X"]):
@@ -782,6 +812,18 @@ def _finish(space, meta, table, front_idx, closest_idx, out, interrupted, log) -
         files.append(write_png(os.path.join(out, "pareto.png"), meta, table, front))
         files.append(write_html(os.path.join(out, "pareto.html"), meta, table, front, recs))
     return SearchResult(space, meta, recs, table, out, files, interrupted)
+
+
+def _writable(out: str, log) -> str:
+    """``out`` if results can still be written there (it was checked before the search began), else
+    a fresh temporary folder, said on the log: the finished search is never lost."""
+    try:
+        return check_out_dir(out)
+    except AugurError as exc:
+        tmp = fallback_dir()
+        msg = f"{exc}; the results are written to {tmp} instead"
+        (log or (lambda m: sys.stderr.write(m + "\n")))(msg)
+        return tmp
 
 
 def _infeasible_message(space, meta, closest_idx, table, closest_tab, out) -> str:
