@@ -29,3 +29,21 @@ def test_metric_names_limits_and_change(tmp_path):
     assert all(r["latency_ms"] <= 50 for r in res.front)
     study = optuna.load_study(study_name="s", storage=url)
     assert study.user_attrs["limits"] == {"latency_ms": "50 ms"}
+
+
+def test_html_plot_ticks_and_objective_once(tmp_path):
+    import shutil
+    import subprocess
+
+    search(NB201, "tk1-gpu", latency_ms=100, trials=60, seed=0, sampler="random", out=str(tmp_path / "o"))
+    html = (tmp_path / "o" / "pareto.html").read_text()
+    script = html[html.index("<script>") + 8: html.index("</script>")]
+    assert "niceTicks(x0, x1)" in script and "fmtTick" in script  # round tick values, not range/5 steps
+    assert 'OBJ === "objective" ? ["objective"] : []' in script  # macs as objective is listed once
+    node = shutil.which("node")
+    if node:
+        js = tmp_path / "p.js"
+        js.write_text(script.split("\n// axis ticks")[0].split("const D = ")[0] + script[script.index("function niceTicks"):
+                      script.index("function el(")] + '\nconsole.log(niceTicks(41.3, 52.7).join(" "), fmtTick("macs", 25911000));')
+        out = subprocess.run([node, str(js)], capture_output=True, text=True, timeout=30)
+        assert out.stdout.strip() == "42 44 46 48 50 52 25.91M", out.stderr
