@@ -217,7 +217,7 @@ def test_outputs(nb201_run):
 def test_mobile_front_latency_rechecked_with_predict(tmp_path):
     """The acceptance check on spaces/mobile.yaml at 50 ms, on fewer trials: every front member's
     latency, recomputed by `augur-nas predict` from its arch-NNN.yaml, is within the limit."""
-    from augur_nas._cli_predict import predict
+    from augur_nas.cli.predict import predict
 
     res = search(MOBILE, DEVICE, latency_ms="50ms", trials=1500, seed=3, out=str(tmp_path))
     assert res.front

@@ -10,12 +10,13 @@ import csv
 import glob
 import io
 import json
-import math
 import os
 
 import numpy as np
 
 from .._atomic import atomic_write
+from .._format import json_default as _json_default
+from .._format import plain_number as _num
 from ._units import format_limit
 
 COST_KEYS = ("latency_ms", "memory_mb", "params", "macs")
@@ -33,26 +34,6 @@ def remove_stale(out_dir: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def _num(v):
-    """A JSON/CSV-friendly number: ints stay ints, NaN/inf become None."""
-    if v is None:
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    f = float(v)
-    if not math.isfinite(f):
-        return None
-    return int(f) if f.is_integer() and abs(f) < 2**53 else f
-
-
-def _fmt_count(v) -> str:
-    v = float(v)
-    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(v) >= div:
-            return f"{v / div:.2f}{unit}"
-    return f"{v:.0f}"
 
 
 def active_genes(space, X: np.ndarray) -> np.ndarray:
@@ -159,14 +140,6 @@ def write_pareto_json(path: str, meta: dict, recs: list) -> str:
     doc = dict(meta)
     doc["front"] = recs
     return atomic_write(path, json.dumps(doc, indent=2, default=_json_default, allow_nan=False) + "\n")
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer, np.floating, np.bool_)):
-        return _num(o)
-    if isinstance(o, np.ndarray):
-        return [_num(v) for v in o.tolist()]
-    raise TypeError(type(o).__name__)
 
 
 def write_arch_yamls(out_dir: str, space, recs: list) -> list:

@@ -6,17 +6,13 @@ import os
 import re
 import sys
 
-from ._cli_args import nonneg_int, positive_int
+from .._format import fmt_count, table
+from ..search import DEFAULT_SAMPLER, DEFAULT_TRIALS, SAMPLERS
+from ._args import nonneg_int, positive_int
+from ._command import Command
 
 
-def register(sub) -> None:
-    from .search import DEFAULT_SAMPLER, DEFAULT_TRIALS, SAMPLERS
-
-    p = sub.add_parser(
-        "search", help="hardware-aware search: Pareto front of predicted latency vs an accuracy objective",
-        description="Search a space for the Pareto front of predicted latency (minimized) against an accuracy "
-                    "objective (maximized) under hard limits, pricing candidates in batches with the cost oracle. "
-                    "Writes trials.csv, pareto.csv, pareto.json, arch-NNN.yaml, pareto.png and pareto.html.")
+def _search_arguments(p) -> None:
     p.add_argument("space", help="search space YAML file")
     p.add_argument("--device", required=True, metavar="NAME|FILE",
                    help="a shipped device profile (see `augur-nas devices`) or a profile YAML file")
@@ -47,7 +43,6 @@ def register(sub) -> None:
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="always show the progress bar (default: when stderr is a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="never show the progress bar")
-    p.set_defaults(fn=cmd_search)
     # let `--memory -3MB` reach the strict limit parser (and be refused there) instead of argparse
     # taking "-3MB" for an option
     if hasattr(p, "_negative_number_matcher"):
@@ -59,11 +54,10 @@ def _safe(name: str) -> str:
 
 
 def cmd_search(args) -> int:
-    from .cli import _fmt_count, _table
-    from .oracle import Oracle  # noqa: F401  (fail early if the oracle is missing)
-    from .profile import load_profile
-    from .search import parse_limits, search
-    from .space import load_space
+    from ..oracle import Oracle  # noqa: F401  (fail early if the oracle is missing)
+    from ..profile import load_profile
+    from ..search import parse_limits, search
+    from ..space import load_space
 
     limits = parse_limits(args.latency, args.memory, args.params, args.macs)  # before any slow work
     space = load_space(args.space)
@@ -81,13 +75,13 @@ def cmd_search(args) -> int:
     rows = []
     builtin = m["objective"]["builtin"]
     for r in res.front[:40]:
-        obj = _fmt_count(r["objective"]) if builtin else f"{r['objective']:.6g}"
-        rows.append([r["id"], f"{r['latency_ms']:.2f}", f"{r['memory_mb']:.1f}", _fmt_count(r["params"]),
-                     _fmt_count(r["macs"]), obj, r["trial"]])
+        obj = fmt_count(r["objective"]) if builtin else f"{r['objective']:.6g}"
+        rows.append([r["id"], f"{r['latency_ms']:.2f}", f"{r['memory_mb']:.1f}", fmt_count(r["params"]),
+                     fmt_count(r["macs"]), obj, r["trial"]])
     lim = ", ".join(f"{k} <= {v:g}" for k, v in m["constraints"].items()) or "none"
     print(f"{m['space']} on {m['device']} (batch {m['batch']}): Pareto front of predicted latency (min) vs "
           f"{m['objective']['description']}; limits: {lim}")
-    _table(["id", "latency ms", "memory MB", "params", "MACs", f"objective ({m['objective']['name']})",
+    table(["id", "latency ms", "memory MB", "params", "MACs", f"objective ({m['objective']['name']})",
             "trial" if m["sampler"] != "exhaustive" else "rank"], rows)
     if len(res.front) > len(rows):
         print(f"... {len(res.front) - len(rows)} more in {os.path.join(out, 'pareto.csv')}")
@@ -103,3 +97,10 @@ def cmd_search(args) -> int:
         sys.stderr.write("augur-nas search: interrupted; kept what was found so far (outputs written)\n")
         return 130
     return 0
+
+
+SEARCH = Command(
+    "hardware-aware search: Pareto front of predicted latency vs an accuracy objective", _search_arguments, cmd_search,
+    description="Search a space for the Pareto front of predicted latency (minimized) against an accuracy "
+                "objective (maximized) under hard limits, pricing candidates in batches with the cost oracle. "
+                "Writes trials.csv, pareto.csv, pareto.json, arch-NNN.yaml, pareto.png and pareto.html.")

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import os
 
-from ._errors import SpecError
-
-
-def _fmt_bytes(v: float) -> str:
-    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(v) >= div:
-            return f"{v / div:.1f} {unit}"
-    return f"{v:.0f} B"
+from .._errors import SpecError
+from .._format import fmt_bytes
+from ._command import Command
 
 
 def _load(path: str, candidate, seed: int):
     """The model to export: a model file, or candidate ``I`` of a space (sample ``I`` of
     ``space.sample(I + 1, seed)``, the same candidate ``augur-nas space PATH --seed S --decode I``
     prints)."""
-    from .models import load_model
-    from .space import load_space
+    from ..models import load_model
+    from ..space import load_space
 
     if candidate is not None and candidate < 0:
         raise SpecError(f"`--candidate` must be >= 0, but got {candidate}")
@@ -39,18 +34,17 @@ def _load(path: str, candidate, seed: int):
 
 
 def cmd_export(args) -> int:
-    from .io.onnx import export_onnx
+    from ..io.onnx import export_onnx
 
     model = _load(args.path, args.candidate, args.seed)
     info = export_onnx(model, args.output, opset=args.opset, seed=args.weights_seed)
     what = f"candidate {args.candidate} (seed {args.seed}) of {args.path}" if args.candidate is not None else args.path
     print(f"wrote {info['path']}: {info['nodes']} nodes, {info['weights']:,} random float32 weights "
-          f"({_fmt_bytes(info['bytes'])}), opset {info['opset']}, from {what}")
+          f"({fmt_bytes(info['bytes'], digits=1)}), opset {info['opset']}, from {what}")
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("export", help="write a model (or a candidate of a space) as ONNX with random weights")
+def _export_arguments(p) -> None:
     p.add_argument("path", help="model: .yaml, .prototxt, .onnx or file.py:factory; or a space .yaml with --candidate")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the ONNX file to write")
     p.add_argument("--candidate", type=int, default=None, metavar="I",
@@ -58,4 +52,6 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed for --candidate (default 0)")
     p.add_argument("--weights-seed", type=int, default=0, metavar="N", help="seed of the random weights (default 0)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.set_defaults(fn=cmd_export)
+
+
+EXPORT = Command("write a model (or a candidate of a space) as ONNX with random weights", _export_arguments, cmd_export)

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._cli_args import positive_int
-
-
-def register(sub) -> None:
-    p = sub.add_parser("predict", help="predicted latency and memory of a model on a device")
-    p.add_argument("path", help="model file: .yaml, .prototxt, .onnx or file.py:factory")
-    p.add_argument("--device", required=True, metavar="NAME|FILE",
-                   help="a shipped device profile (see `augur-nas devices`) or a profile YAML file")
-    p.add_argument("--batch", type=positive_int, default=1, metavar="N", help="images per forward pass (default 1)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(fn=cmd_predict)
-
-    d = sub.add_parser("devices", help="the shipped device profiles, their provenance and fit quality")
-    d.add_argument("--json", action="store_true", help="print one JSON object")
-    d.set_defaults(fn=cmd_devices)
+from .._format import fmt_count, print_json, table
+from ._args import positive_int
+from ._command import Command
 
 
 def predict(path, device, batch: int = 1) -> dict:
     """The JSON object of ``augur-nas predict``."""
-    from .models import load_model
-    from .oracle import Oracle
+    from ..models import load_model
+    from ..oracle import Oracle
 
     model = load_model(path)
     oracle = Oracle(model, device, batch=batch)
@@ -49,11 +37,10 @@ def predict(path, device, batch: int = 1) -> dict:
 
 
 def cmd_predict(args) -> int:
-    from .cli import _fmt_count, _print_json, _table
 
     res = predict(args.path, args.device, args.batch)
     if args.json:
-        _print_json(res)
+        print_json(res)
         return 0
     rows = []
     for layer in res["layers"]:
@@ -61,12 +48,12 @@ def cmd_predict(args) -> int:
         gemm = (f"{g['n']}x{g['k']}x{g['m']}" + (f" g{g['groups']}" if g["groups"] > 1 else "")) if g else ""
         rows.append([layer["name"], layer["type"], layer["op"], gemm, f"{layer['ms']:.3f}", f"{100 * layer['share']:.1f}%"])
     print(f"{res['model']} on {res['device']} ({res['runtime']}), batch {res['batch']}, float32")
-    _table(["layer", "type", "op", "GEMM n x k x m", "ms", "share"], rows)
+    table(["layer", "type", "op", "GEMM n x k x m", "ms", "share"], rows)
     print()
-    _table(["op kind", "ms"], [[k, f"{v:.3f}"] for k, v in sorted(res["latency_by_kind_ms"].items(), key=lambda kv: -kv[1])])
+    table(["op kind", "ms"], [[k, f"{v:.3f}"] for k, v in sorted(res["latency_by_kind_ms"].items(), key=lambda kv: -kv[1])])
     print()
     print(f"latency: {res['latency_ms']:.2f} ms   throughput: {res['throughput_ips']:.1f} images/s   "
-          f"memory: {res['memory_mb']:.1f} MB   MACs: {_fmt_count(res['macs'])}   params: {res['params']:,}")
+          f"memory: {res['memory_mb']:.1f} MB   MACs: {fmt_count(res['macs'])}   params: {res['params']:,}")
     if res["provenance"]:
         print(f"profile: {res['provenance']}")
     return 0
@@ -74,7 +61,7 @@ def cmd_predict(args) -> int:
 
 def devices() -> list:
     """The JSON list of ``augur-nas devices``."""
-    from .profile import list_profiles, load_profile
+    from ..profile import list_profiles, load_profile
 
     out = []
     for name in list_profiles():
@@ -91,11 +78,10 @@ def devices() -> list:
 
 
 def cmd_devices(args) -> int:
-    from .cli import _print_json, _table
 
     res = devices()
     if args.json:
-        _print_json(res)
+        print_json(res)
         return 0
     rows = []
     for d in res:
@@ -106,9 +92,25 @@ def cmd_devices(args) -> int:
 
         rows.append([d["name"], d["runtime"], d["hardware"].get("processor", ""), f("forward"),
                      f("forward_leave_one_model_out"), f("memory"), f("memory_leave_one_model_out")])
-    _table(["device", "runtime", "processor", "fwd err", "fwd err LOO", "mem err", "mem err LOO"], rows)
+    table(["device", "runtime", "processor", "fwd err", "fwd err LOO", "mem err", "mem err LOO"], rows)
     print()
     print("errors: largest |predicted/published - 1| over the calibration networks, in-sample and leave-one-model-out")
     for d in res:
         print(f"{d['name']}: {d['provenance'].get('method', '')}")
     return 0
+
+
+def _predict_arguments(p) -> None:
+    p.add_argument("path", help="model file: .yaml, .prototxt, .onnx or file.py:factory")
+    p.add_argument("--device", required=True, metavar="NAME|FILE",
+                   help="a shipped device profile (see `augur-nas devices`) or a profile YAML file")
+    p.add_argument("--batch", type=positive_int, default=1, metavar="N", help="images per forward pass (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _devices_arguments(p) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+PREDICT = Command("predicted latency and memory of a model on a device", _predict_arguments, cmd_predict)
+DEVICES = Command("the shipped device profiles, their provenance and fit quality", _devices_arguments, cmd_devices)

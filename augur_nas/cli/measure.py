@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import signal
 
-from ._cli_args import fraction, nonneg_float, nonneg_int, positive_float, positive_int
-from ._errors import MeasurementError
+from .._errors import MeasurementError
+from .._format import print_json, table
+from ._args import fraction, nonneg_float, nonneg_int, positive_float, positive_int
+from ._command import Command
 
 
 class _Terminated(KeyboardInterrupt):
@@ -32,7 +34,7 @@ def _trap_sigterm():
 
 
 def _settings(args, profile=None):
-    from .measure._settings import RuntimeSettings
+    from ..measure._settings import RuntimeSettings
 
     base = profile.runtime_settings if profile is not None else {}
     return RuntimeSettings.from_dict(base, backend=getattr(args, "backend", None), threads=getattr(args, "threads", None),
@@ -40,7 +42,7 @@ def _settings(args, profile=None):
 
 
 def _load_profile(path):
-    from .profile import load_profile
+    from ..profile import load_profile
 
     return load_profile(path)
 
@@ -49,9 +51,8 @@ def _load_profile(path):
 
 
 def cmd_measure(args) -> int:
-    from .cli import _print_json, _table
-    from .measure._measure import measure_paths, stderr_progress
-    from .measure._settings import require
+    from ..measure._measure import measure_paths, stderr_progress
+    from ..measure._settings import require
 
     profile = _load_profile(args.device) if args.device else None
     settings = _settings(args, profile)
@@ -69,7 +70,7 @@ def cmd_measure(args) -> int:
                         progress=None if args.quiet else stderr_progress("augur-nas measure"), seed=args.seed,
                         retry_noise=args.max_noise, retries=args.retries, max_wait_s=args.max_wait_s)
     if args.json:
-        _print_json({"settings": settings.to_dict(), "protocol": _protocol_doc(args), "networks": res})
+        print_json({"settings": settings.to_dict(), "protocol": _protocol_doc(args), "networks": res})
         return 0
     print(f"{settings.describe()}")
     print(f"protocol: warm-up {args.warmup_s:g} s, {args.rounds} interleaved rounds of ~{args.round_ms:g} ms per network"
@@ -84,7 +85,7 @@ def cmd_measure(args) -> int:
                      f"{sp.get('min', 0):.3f}..{sp.get('max', 0):.3f}", f"{lat['rounds']}x{lat['iters_per_round']}",
                      f"{mem['peak_rss_mb']:.1f}" if "peak_rss_mb" in mem else "",
                      f"{mem['model_peak_mb']:.1f}" if "model_peak_mb" in mem else mem.get("error", "")])
-    _table(["network", "latency ms", "noise", "round range ms", "rounds x iters", "peak RSS MB", "model MB"], rows)
+    table(["network", "latency ms", "noise", "round range ms", "rounds x iters", "peak RSS MB", "model MB"], rows)
     if not args.no_memory:
         print("memory: peak RSS (VmHWM) of a child process that loads the network and runs it 3 times; "
               "model MB = peak RSS - the process's RSS before loading (interpreter + runtime), MiB")
@@ -101,8 +102,8 @@ def _protocol_doc(args) -> dict:
 
 
 def cmd_profile(args) -> int:
-    from .measure._measure import stderr_progress
-    from .profile import save_profile
+    from ..measure._measure import stderr_progress
+    from ..profile import save_profile
 
     settings = _settings(args)
     out = args.output
@@ -112,16 +113,16 @@ def cmd_profile(args) -> int:
     _trap_sigterm()
     say = stderr_progress("augur-nas profile")
     if settings.backend == "onnxruntime":
-        from .measure._profiling import profile_onnxruntime
+        from ..measure._profiling import profile_onnxruntime
 
         profile, report = profile_onnxruntime(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say,
                                               max_network_macs=args.max_network_macs)
     elif settings.backend == "numpy":
-        from .measure._profile_other import profile_numpy
+        from ..measure._profile_other import profile_numpy
 
         profile, report = profile_numpy(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say)
     else:
-        from .measure._profile_other import profile_torch
+        from ..measure._profile_other import profile_torch
 
         profile, report = profile_torch(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say)
     header = (f"Device profile `{args.name}`, measured by `augur-nas profile --backend {settings.backend}` on this machine.\n"
@@ -148,11 +149,10 @@ def _runnable_profile(args, purpose: str = ""):
 
 
 def cmd_fit_residual(args) -> int:
-    from .cli import _print_json
-    from .measure._measure import stderr_progress
-    from .measure._residual_fit import fit_residual
-    from .profile import save_profile
-    from .space import load_space
+    from ..measure._measure import stderr_progress
+    from ..measure._residual_fit import fit_residual
+    from ..profile import save_profile
+    from ..space import load_space
 
     profile, settings = _runnable_profile(args)
     spaces = []
@@ -177,7 +177,7 @@ def cmd_fit_residual(args) -> int:
     if args.save_measurements:
         import json
 
-        from ._atomic import atomic_write
+        from .._atomic import atomic_write
 
         atomic_write(args.save_measurements, json.dumps({"seed": args.seed, "spaces": args.space,
                                                          "settings": settings.to_dict(),
@@ -190,7 +190,7 @@ def cmd_fit_residual(args) -> int:
                                   f"Format: docs/profiles.md.")
     cv = report["cv"]
     if args.json:
-        _print_json({"output": out, "cross_validation": cv, "trained": {k: v for k, v in new.residual.trained.items()
+        print_json({"output": out, "cross_validation": cv, "trained": {k: v for k, v in new.residual.trained.items()
                                                                        if k != "architectures"}})
         return 0
     print(f"wrote {out}: residual trained on {new.residual.trained['used']} of {cv['networks']} measured networks "
@@ -207,10 +207,9 @@ def cmd_fit_residual(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .cli import _print_json, _table
-    from .measure._measure import stderr_progress
-    from .measure._validate import plot, validate
-    from .space import load_space
+    from ..measure._measure import stderr_progress
+    from ..measure._validate import plot, validate
+    from ..space import load_space
 
     profile, settings = _runnable_profile(args, " to validate it against one")
     if not args.space and not args.models:
@@ -225,7 +224,7 @@ def cmd_validate(args) -> int:
     if args.plot:
         plot(rep, args.plot)
     if args.json:
-        _print_json(rep)
+        print_json(rep)
         return 0
     s = rep["summary"]
     if not s["networks"]:
@@ -238,7 +237,7 @@ def cmd_validate(args) -> int:
                      f"{100 * (r['predicted_ms'] / r['measured_ms'] - 1):+.1f}%",
                      f"{r['measured_mb']:.0f}" if r.get("measured_mb") else "", f"{r['predicted_mb']:.0f}",
                      "trained on" if r["in_training"] else ("noisy" if r["noise"] > args.max_noise else "")])
-    _table(["network", "measured ms", "noise", "predicted ms", "error", "meas. MB", "pred. MB", ""], rows)
+    table(["network", "measured ms", "noise", "predicted ms", "error", "meas. MB", "pred. MB", ""], rows)
     print()
     print(f"{s['networks']} networks; {s['n_clean']} measured with noise <= {args.max_noise:.0%} "
           f"({s['excluded_noisy']} excluded); noise floor: median {s['noise_floor']['median_pct']:.1f}%, "
@@ -287,24 +286,23 @@ def _timing_args(p, rounds=10, round_ms=50.0, spread=0.0):
                         "(default 300; 0: never wait)")
 
 
-def register(sub) -> None:
-    m = sub.add_parser("measure", help="measure the latency (drift-robust protocol) and peak memory of networks")
-    m.add_argument("paths", nargs="+", metavar="PATH", help="model files: .yaml, .prototxt, .onnx or file.py:factory")
-    m.add_argument("--backend", choices=("onnxruntime", "torch"), default=None,
+def _measure_arguments(p) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="model files: .yaml, .prototxt, .onnx or file.py:factory")
+    p.add_argument("--backend", choices=("onnxruntime", "torch"), default=None,
                    help="runtime (default: the --device profile's, else onnxruntime)")
-    m.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default 1)")
-    m.add_argument("--torch-device", choices=("cpu", "cuda"), default=None)
-    m.add_argument("--device", default=None, metavar="FILE", help="use the runtime settings recorded in this profile")
-    m.add_argument("--warmup-s", type=nonneg_float, default=0.3, metavar="S", help="warm-up time per network (default 0.3)")
-    m.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
-    m.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
-    m.add_argument("--max-noise", type=fraction, default=0.05,
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default 1)")
+    p.add_argument("--torch-device", choices=("cpu", "cuda"), default=None)
+    p.add_argument("--device", default=None, metavar="FILE", help="use the runtime settings recorded in this profile")
+    p.add_argument("--warmup-s", type=nonneg_float, default=0.3, metavar="S", help="warm-up time per network (default 0.3)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
+    p.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
+    p.add_argument("--max-noise", type=fraction, default=0.05,
                    help="networks measured noisier than this are measured again (--retries, default 0.05)")
-    m.add_argument("--json", action="store_true")
-    _timing_args(m, rounds=12, spread=10.0)
-    m.set_defaults(fn=cmd_measure)
+    p.add_argument("--json", action="store_true")
+    _timing_args(p, rounds=12, spread=10.0)
 
-    p = sub.add_parser("profile", help="time a runtime's own kernels and write a device profile (atomically)")
+
+def _profile_arguments(p) -> None:
     p.add_argument("--backend", choices=("onnxruntime", "numpy", "torch"), default="onnxruntime")
     p.add_argument("--torch-device", choices=("cpu", "cuda"), default=None)
     p.add_argument("--name", required=True, help="the profile's name")
@@ -315,42 +313,50 @@ def register(sub) -> None:
     p.add_argument("--max-network-macs", type=positive_float, default=1.5e9, metavar="MACS",
                    help="largest calibration network (default 1.5e9)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the profile YAML to write")
-    p.set_defaults(fn=cmd_profile)
 
-    r = sub.add_parser("fit-residual", help="train the LightGBM latency residual on measured samples; store it in the profile")
-    r.add_argument("--device", required=True, metavar="FILE", help="the profile (a YAML file)")
-    r.add_argument("--space", required=True, action="append", metavar="SPACE[:N]",
+
+def _fit_residual_arguments(p) -> None:
+    p.add_argument("--device", required=True, metavar="FILE", help="the profile (a YAML file)")
+    p.add_argument("--space", required=True, action="append", metavar="SPACE[:N]",
                    help="a search space (repeatable); SPACE:N samples N architectures of it instead of --samples")
-    r.add_argument("--samples", type=positive_int, required=True, metavar="N", help="architectures per space")
-    r.add_argument("--seed", type=int, default=1000,
+    p.add_argument("--samples", type=positive_int, required=True, metavar="N", help="architectures per space")
+    p.add_argument("--seed", type=int, default=1000,
                    help="sampling seed (default 1000; use a seed other than validate's, whose default is 0)")
-    r.add_argument("--folds", type=positive_int, default=5)
-    r.add_argument("--max-noise", type=fraction, default=0.05,
+    p.add_argument("--folds", type=positive_int, default=5)
+    p.add_argument("--max-noise", type=fraction, default=0.05,
                    help="train only on networks measured within this noise (default 0.05)")
-    r.add_argument("--backend", choices=("onnxruntime", "torch"), default=None)
-    r.add_argument("--threads", type=positive_int, default=None)
-    r.add_argument("-o", "--output", default=None, metavar="FILE", help="write here (default: overwrite --device)")
-    r.add_argument("--save-measurements", default=None, metavar="FILE.json",
+    p.add_argument("--backend", choices=("onnxruntime", "torch"), default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="write here (default: overwrite --device)")
+    p.add_argument("--save-measurements", default=None, metavar="FILE.json",
                    help="also write the end-to-end measurements of the sampled networks (to refit later)")
-    r.add_argument("--from-measurements", default=None, metavar="FILE.json",
+    p.add_argument("--from-measurements", default=None, metavar="FILE.json",
                    help="train on measurements saved by --save-measurements instead of measuring again")
-    r.add_argument("--json", action="store_true")
-    _timing_args(r, rounds=8, round_ms=30.0)
-    r.set_defaults(fn=cmd_fit_residual)
+    p.add_argument("--json", action="store_true")
+    _timing_args(p, rounds=8, round_ms=30.0)
 
-    v = sub.add_parser("validate", help="measured vs predicted latency and memory, with the measurement's noise floor")
-    v.add_argument("models", nargs="*", metavar="MODEL", help="model files to validate on")
-    v.add_argument("--device", required=True, metavar="NAME|FILE")
-    v.add_argument("--space", action="append", metavar="SPACE", help="sample this search space (repeatable)")
-    v.add_argument("--samples", type=positive_int, default=50, metavar="N", help="samples per space (default 50)")
-    v.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    v.add_argument("--max-noise", type=fraction, default=0.05,
+
+def _validate_arguments(p) -> None:
+    p.add_argument("models", nargs="*", metavar="MODEL", help="model files to validate on")
+    p.add_argument("--device", required=True, metavar="NAME|FILE")
+    p.add_argument("--space", action="append", metavar="SPACE", help="sample this search space (repeatable)")
+    p.add_argument("--samples", type=positive_int, default=50, metavar="N", help="samples per space (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--max-noise", type=fraction, default=0.05,
                    help="score networks measured within this noise (default 0.05); all are reported too")
-    v.add_argument("--backend", choices=("onnxruntime", "torch"), default=None)
-    v.add_argument("--threads", type=positive_int, default=None)
-    v.add_argument("--no-memory", action="store_true")
-    v.add_argument("--plot", default=None, metavar="FILE.png", help="predicted vs measured, with the ±10%% band")
-    v.add_argument("--json", action="store_true")
-    _timing_args(v, rounds=10)
-    v.set_defaults(fn=cmd_validate)
+    p.add_argument("--backend", choices=("onnxruntime", "torch"), default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="predicted vs measured, with the ±10%% band")
+    p.add_argument("--json", action="store_true")
+    _timing_args(p, rounds=10)
 
+
+MEASURE = Command("measure the latency (drift-robust protocol) and peak memory of networks",
+                  _measure_arguments, cmd_measure)
+PROFILE = Command("time a runtime's own kernels and write a device profile (atomically)",
+                  _profile_arguments, cmd_profile)
+FIT_RESIDUAL = Command("train the LightGBM latency residual on measured samples; store it in the profile",
+                       _fit_residual_arguments, cmd_fit_residual)
+VALIDATE = Command("measured vs predicted latency and memory, with the measurement's noise floor",
+                   _validate_arguments, cmd_validate)

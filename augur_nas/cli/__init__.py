@@ -1,0 +1,67 @@
+"""The ``augur-nas`` command line.
+
+Every command is one row of ``COMMANDS`` (name -> ``Command``), defined in the module of its
+group beside this file; adding a command is one module (or one function pair in an existing
+one) plus one row here.
+
+The error policy is kept here, in one place: every user error is an ``AugurError``, printed as
+one paragraph on stderr with exit code 2 (argparse's usage errors are exit code 2 too); Ctrl-C
+exits 130; a closed pipe (``augur-nas ... | head``) exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .._errors import AugurError
+from . import analyze, export, measure, predict, search
+from ._command import Command
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# the order is the order of `augur-nas --help`
+COMMANDS: dict = {
+    "analyze": analyze.ANALYZE,
+    "space": analyze.SPACE,
+    "predict": predict.PREDICT,
+    "devices": predict.DEVICES,
+    "export": export.EXPORT,
+    "measure": measure.MEASURE,
+    "profile": measure.PROFILE,
+    "fit-residual": measure.FIT_RESIDUAL,
+    "validate": measure.VALIDATE,
+    "search": search.SEARCH,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="augur-nas", description="A vectorized cost oracle for hardware-aware NAS.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, command in COMMANDS.items():
+        kwargs = {"help": command.help}
+        if command.description is not None:
+            kwargs["description"] = command.description
+        cp = sub.add_parser(name, **kwargs)
+        command.add_arguments(cp)
+        cp.set_defaults(fn=command.run)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except AugurError as exc:
+        sys.stderr.write(f"augur-nas {args.command}: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"augur-nas {args.command}: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
+__all__ = ["COMMANDS", "Command", "build_parser", "main"]

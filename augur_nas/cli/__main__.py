@@ -1,0 +1,7 @@
+"""``python -m augur_nas.cli``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
