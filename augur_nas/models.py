@@ -57,7 +57,7 @@ def load_model(path, input_shape=None) -> SearchSpace:
         model = nb201.model(p)
         if shape is not None:
             model = load_space_dict(_with_input(model.spec, shape), source=model.source)
-        return _tagged(model, "flag" if shape else "file")
+        return _tagged(model, "flag" if shape else "NB201 space")
     if ":" in p and p.split(":", 1)[0].endswith(".py"):
         return _load_factory(p, shape)
     ext = os.path.splitext(p)[1].lower()

@@ -14,7 +14,7 @@ import signal
 
 from .._errors import MeasurementError
 from .._format import print_json, table
-from ._args import fraction, nonneg_float, nonneg_int, positive_float, positive_int
+from ._args import Once, fraction, nonneg_float, nonneg_int, positive_float, positive_int
 from ._command import Command
 
 
@@ -292,7 +292,7 @@ def _measure_arguments(p) -> None:
                    help="runtime (default: the --device profile's, else onnxruntime)")
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default 1)")
     p.add_argument("--torch-device", choices=("cpu", "cuda"), default=None)
-    p.add_argument("--device", default=None, metavar="FILE", help="use the runtime settings recorded in this profile")
+    p.add_argument("--device", action=Once, default=None, metavar="FILE", help="use the runtime settings recorded in this profile")
     p.add_argument("--warmup-s", type=nonneg_float, default=0.3, metavar="S", help="warm-up time per network (default 0.3)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     p.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
@@ -316,7 +316,7 @@ def _profile_arguments(p) -> None:
 
 
 def _fit_residual_arguments(p) -> None:
-    p.add_argument("--device", required=True, metavar="FILE", help="the profile (a YAML file)")
+    p.add_argument("--device", action=Once, required=True, metavar="FILE", help="the profile (a YAML file)")
     p.add_argument("--space", required=True, action="append", metavar="SPACE[:N]",
                    help="a search space (repeatable); SPACE:N samples N architectures of it instead of --samples")
     p.add_argument("--samples", type=positive_int, required=True, metavar="N", help="architectures per space")
@@ -338,7 +338,7 @@ def _fit_residual_arguments(p) -> None:
 
 def _validate_arguments(p) -> None:
     p.add_argument("models", nargs="*", metavar="MODEL", help="model files to validate on")
-    p.add_argument("--device", required=True, metavar="NAME|FILE")
+    p.add_argument("--device", action=Once, required=True, metavar="NAME|FILE")
     p.add_argument("--space", action="append", metavar="SPACE", help="sample this search space (repeatable)")
     p.add_argument("--samples", type=positive_int, default=50, metavar="N", help="samples per space (default 50)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")

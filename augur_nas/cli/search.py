@@ -8,13 +8,13 @@ import sys
 
 from .._format import fmt_count, table
 from ..search import DEFAULT_SAMPLER, DEFAULT_TRIALS, SAMPLERS
-from ._args import nonneg_int, positive_int
+from ._args import Once, nonneg_int, positive_int
 from ._command import Command
 
 
 def _search_arguments(p) -> None:
     p.add_argument("space", help="search space YAML file")
-    p.add_argument("--device", required=True, metavar="NAME|FILE",
+    p.add_argument("--device", action=Once, required=True, metavar="NAME|FILE",
                    help="a shipped device profile (see `augur-nas devices`) or a profile YAML file")
     p.add_argument("--latency", metavar="LIMIT", help="hard limit on predicted latency, e.g. 50ms or 0.05s")
     p.add_argument("--memory", metavar="LIMIT", help="hard limit on predicted memory, e.g. 300MB or 1GB (1 MB = 2^20 bytes)")
