@@ -89,8 +89,21 @@ def devices() -> list:
             "hardware": p.hardware,
             "provenance": p.provenance,
             "fit": {k: v for k, v in p.fit.items() if k in ("method", "parameters", "max_abs_error_pct", "layerwise_sync_ms")},
+            "measured_fit": _measured_fit(p.fit),
         })
     return out
+
+
+def _measured_fit(fit: dict) -> dict | None:
+    """A measured profile's fit quality in the columns of the published ones: the largest |error| over
+    its calibration networks (latency) and its memory networks; no leave-one-out figures exist."""
+    nets = ((fit.get("calibration_networks") or {}).get("networks") or {})
+    if not nets:
+        return None
+    errs = [abs(v["error_pct"]) for v in nets.values() if isinstance(v, dict) and "error_pct" in v]
+    mem = fit.get("memory") or {}
+    return {"forward": max(errs) if errs else None, "forward_n": len(errs),
+            "memory_p90": mem.get("p90_abs_error_pct"), "memory_n": mem.get("n")}
 
 
 def cmd_devices(args) -> int:
@@ -106,11 +119,20 @@ def cmd_devices(args) -> int:
         def f(k, e=e):
             return f"{e[k]:.1f}%" if k in e else ""
 
+        mf = d.get("measured_fit")
+        if not e and mf:  # a measured profile: its calibration networks, no leave-one-out
+            rows.append([d["name"], d["runtime"], d["hardware"].get("processor", ""),
+                         f"{mf['forward']:.1f}%*" if mf["forward"] is not None else "", "n/a",
+                         f"{mf['memory_p90']:.1f}%*" if mf.get("memory_p90") is not None else "", "n/a"])
+            continue
         rows.append([d["name"], d["runtime"], d["hardware"].get("processor", ""), f("forward"),
                      f("forward_leave_one_model_out"), f("memory"), f("memory_leave_one_model_out")])
     table(["device", "runtime", "processor", "fwd err", "fwd err LOO", "mem err", "mem err LOO"], rows)
     print()
     print("errors: largest |predicted/published - 1| over the calibration networks, in-sample and leave-one-model-out")
+    if any(d.get("measured_fit") and not d["fit"].get("max_abs_error_pct") for d in res):
+        print("*: a measured profile: largest |error| over its measured calibration networks (latency) and p90 "
+              "|error| over its memory networks; no leave-one-out figures (n/a)")
     for d in res:
         print(f"{d['name']}: {d['provenance'].get('method', '')}")
     return 0
