@@ -43,7 +43,7 @@ check "analyze alexnet"    0 "input"                      -- $AUGUR analyze "$S/
 check "space mobile"       0 "architectures|candidates"   -- $AUGUR space "$S/mobile.yaml"
 check "space --decode -o"  0 "c.yaml"                     -- $AUGUR space "$S/mobile.yaml" --decode 0 -o c.yaml
 check "predict decoded"    0 "latency"                    -- $AUGUR predict c.yaml --device tk1-gpu
-check "space --decode >"   0 ""                           -- sh -c "$AUGUR space '$S/mobile.yaml' --decode 1 > d.yaml"
+check "space --decode >"   0 "^# mobile sample 1"         -- sh -c "$AUGUR space '$S/mobile.yaml' --decode 1 > d.yaml && head -1 d.yaml"
 check "predict stdout yaml" 0 "latency"                   -- $AUGUR predict d.yaml --device tk1-gpu
 check "space --encode"     0 "encoding"                   -- $AUGUR space "$S/mobile.yaml" --encode "s3.depth=3,s3[1].mbconv.kernel=7"
 check "predict alexnet"    0 "input shape"                -- $AUGUR predict "$S/zoo/alexnet.yaml" --device tk1-gpu
