@@ -4,6 +4,7 @@ from ._errors import AugurError, ConstraintError, MeasurementError, ProfileError
 from .analysis import analyze, analyze_batch, totals
 from .exact import ExactFront, exact_front
 from .lowering import LayerTable, lower
+from . import nb201
 from .models import from_torch, load_model
 from .oracle import Oracle
 from .profile import load_profile, save_profile
@@ -29,5 +30,5 @@ def calibrate(base, **kw):
 __all__ = [
     "AugurError", "ConstraintError", "MeasurementError", "ProfileError", "ShapeError", "SpecError",
     "UnsupportedOpError", "ExactFront", "exact_front", "analyze", "analyze_batch", "totals", "load_model", "from_torch", "Oracle", "load_profile", "save_profile", "LayerTable", "lower", "SearchSpace", "load_space", "load_space_dict",
-    "check", "calibrate", "__version__",
+    "check", "calibrate", "nb201", "__version__",
 ]

@@ -46,3 +46,39 @@ def atomic_write(path, data) -> str:
     with atomic_file(path) as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
     return path
+
+
+def check_out_dir(path, what: str = "--out") -> str:
+    """Make sure results can be written into folder ``path`` before any work starts: create it and
+    write (then remove) a probe file. Raises ``SpecError`` (exit 2 at the CLI) naming the folder and
+    the reason; returns the path."""
+    from ._errors import SpecError
+
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SpecError(f"{what} {path} is an existing file, not a folder; give a folder for the results")
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".augur-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SpecError(f"cannot write results into {what} {path}: {exc.strerror or exc}; give a folder you "
+                        f"can write to") from None
+    return path
+
+
+def check_out_file(path, what: str = "--output") -> str:
+    """``check_out_dir`` for the folder of an output file, and the file itself must not be a folder."""
+    from ._errors import SpecError
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise SpecError(f"{what} {path} is a folder; give a file name")
+    check_out_dir(os.path.dirname(os.path.abspath(path)), f"the folder of {what}")
+    return path
+
+
+def fallback_dir(prefix: str = "augur-out-") -> str:
+    """A fresh temporary folder for results whose folder could not be written at the end of a run."""
+    return tempfile.mkdtemp(prefix=prefix)

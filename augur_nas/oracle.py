@@ -71,7 +71,7 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
         return out
 
     mem = profile.memory
-    linear = mem.activations == "caffe" and mem.workspace in ("sum", "none")
+    linear = mem.activations == "caffe" and mem.batch_activations == "caffe" and mem.workspace in ("sum", "none")
     if linear:
         # every term of the memory model is a sum over layers: one combined field per grid row is
         # gathered instead of its three or four terms (MemoryModel.predict, term by term)
@@ -84,7 +84,7 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
                 wterm = mem.weights_coef * (w - fc) + mem.fc_weights_coef * fc
             else:
                 wterm = mem.weights_coef * w
-            lin = mem.weight_copies * wterm + mem.activation_coef * batch * res["activation_elems"] * DTYPE_BYTES
+            lin = mem.weight_copies * wterm + mem.activation_scale(batch) * res["activation_elems"] * DTYPE_BYTES
             if mem.workspace == "sum":
                 lin = lin + mem.workspace_coef * res["workspace_sum_elems"] * DTYPE_BYTES
             return {"memory_linear_mb": lin / BYTES_PER_MB}
@@ -93,12 +93,13 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
         derive = None
         keep = {"latency_ms", "macs", "params", "weight_elems", "workspace_sum_elems",
                 "activation_elems" if mem.activations == "caffe" else "peak_activation_bytes",
+                "activation_elems" if mem.batch_activations == "caffe" else "peak_activation_bytes",
                 "workspace_elems" if mem.workspace == "max" else ""}
         if need_fc:
             keep.add("fc_weight_bytes")
     if residual is not None:
         keep.update(SUM_KEYS)
-    r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak=mem.activations == "peak",
+    r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak="peak" in (mem.activations, mem.batch_activations),
                                seg_fn=seg_fn, keep=keep, cache=cache, derive=derive, checked=True)
     zero = np.zeros(len(in_elems))
     get = lambda k: r.get(k, zero)  # noqa: E731
@@ -108,7 +109,7 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
         lat = residual.apply(lat, {k: get(k) for k in SUM_KEYS}, in_elems)
     if linear:
         mem_mb = (mem.framework_overhead_mb + get("memory_linear_mb")
-                  + mem.activation_coef * batch * in_elems * DTYPE_BYTES / BYTES_PER_MB)
+                  + mem.activation_scale(batch) * in_elems * DTYPE_BYTES / BYTES_PER_MB)
         return lat, by_kind, mem_mb, get("macs"), get("params")
     weights = get("weight_elems") * DTYPE_BYTES
     tot = {"macs": get("macs"), "params": get("params"), "weights_bytes": weights,

@@ -38,9 +38,21 @@ COMMANDS: dict = {
 }
 
 
+# options a newcomer gives a command that does not take them: what to do instead
+MISPLACED = {
+    ("predict", "--threads"): "predict prices with a device profile, whose runtime settings (threads included) "
+                              "are part of the profile; --threads is an option of measure and profile",
+    ("analyze", "--device"): "analyze counts MACs, params and bytes without a device; use predict for a device",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
     p = argparse.ArgumentParser(prog="augur-nas", description="A vectorized cost oracle for hardware-aware NAS.")
+    p.add_argument("--version", action="version", version=f"augur-nas {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    p.commands = {}
     for name, command in COMMANDS.items():
         kwargs = {"help": command.help}
         if command.description is not None:
@@ -48,12 +60,24 @@ def build_parser() -> argparse.ArgumentParser:
         cp = sub.add_parser(name, **kwargs)
         command.add_arguments(cp)
         cp.set_defaults(fn=command.run)
+        p.commands[name] = cp
     return p
+
+
+def _parse(parser, argv):
+    """Parse; an option the command does not take is reported by that command's parser (its usage,
+    not the top-level one), with a hint where a newcomer's mistake is known."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        cp = parser.commands[args.command]
+        hints = [MISPLACED[(args.command, e.split("=")[0])] for e in extra if (args.command, e.split("=")[0]) in MISPLACED]
+        cp.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(hints)})" if hints else ""))
+    return args
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     try:
         return args.fn(args)
     except AugurError as exc:

@@ -39,3 +39,25 @@ def fraction(s: str) -> float:
     if v >= 1:
         raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, not {s!r}")
     return v
+
+
+class Once(argparse.Action):
+    """An option that may be given once: a second ``--device`` is a usage error, not silently the last."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, "_given_" + self.dest, False):
+            parser.error(f"{option_string} was given twice ({getattr(namespace, self.dest)!s} and {values!s}); "
+                         f"give it once")
+        setattr(namespace, "_given_" + self.dest, True)
+        setattr(namespace, self.dest, values)
+
+
+def input_shape(s: str) -> tuple:
+    """``1x3x32x32`` or ``3x32x32`` -> ``(1, C, H, W)``."""
+    from ..models import parse_input_shape
+    from .._errors import SpecError
+
+    try:
+        return parse_input_shape(s)
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

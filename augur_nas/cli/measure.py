@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import signal
 
+from .._atomic import check_out_file
 from .._errors import MeasurementError
 from .._format import print_json, table
-from ._args import fraction, nonneg_float, nonneg_int, positive_float, positive_int
+from ._args import Once, fraction, nonneg_float, nonneg_int, positive_float, positive_int
 from ._command import Command
 
 
@@ -51,7 +52,9 @@ def _load_profile(path):
 
 
 def cmd_measure(args) -> int:
-    from ..measure._measure import measure_paths, stderr_progress
+    import sys
+
+    from ..measure._measure import QUICK, estimate_s, measure_paths, noisy, stderr_progress
     from ..measure._settings import require
 
     profile = _load_profile(args.device) if args.device else None
@@ -65,7 +68,17 @@ def cmd_measure(args) -> int:
             require("torch")
         except MeasurementError as exc:
             raise MeasurementError(f"{exc}; or measure with --backend onnxruntime") from None
+    if args.quick:  # a first look in seconds: few short rounds, a short wait, no memory children
+        args.rounds, args.round_ms, args.warmup_s = QUICK["rounds"], 1000.0 * QUICK["round_s"], QUICK["warmup_s"]
+        args.max_wait_s, args.no_memory, args.spread_s, args.retries = QUICK["max_wait_s"], True, 0.0, 0
     _trap_sigterm()
+    if not args.quiet:
+        est = estimate_s(len(args.paths), args.rounds, args.round_ms / 1000.0, args.warmup_s, not args.no_memory,
+                         args.spread_s)
+        sys.stderr.write(f"augur-nas measure: {len(args.paths)} network(s), {args.rounds} rounds: at least ~{est:.0f} s "
+                         f"plus export and loading" + ("" if args.max_wait_s == 0 else
+                         f", and up to {args.max_wait_s:g} s of waiting while other processes keep the CPUs busy")
+                         + ("" if args.quick else "; --quick for a first look in seconds") + "\n")
     res = measure_paths(args.paths, settings, rounds=args.rounds, round_s=args.round_ms / 1000.0,
                         warmup_s=args.warmup_s, spread_s=args.spread_s, memory=not args.no_memory,
                         progress=None if args.quiet else stderr_progress("augur-nas measure"), seed=args.seed,
@@ -85,8 +98,14 @@ def cmd_measure(args) -> int:
         rows.append([r["label"], f"{lat['median_ms']:.3f}", f"{100 * lat['noise']:.1f}%",
                      f"{sp.get('min', 0):.3f}..{sp.get('max', 0):.3f}", f"{lat['rounds']}x{lat['iters_per_round']}",
                      f"{mem['peak_rss_mb']:.1f}" if "peak_rss_mb" in mem else "",
-                     f"{mem['model_peak_mb']:.1f}" if "model_peak_mb" in mem else mem.get("error", "")])
-    table(["network", "latency ms", "noise", "round range ms", "rounds x iters", "peak RSS MB", "model MB"], rows)
+                     f"{mem['model_peak_mb']:.1f}" if "model_peak_mb" in mem else mem.get("error", ""),
+                     "NOISY" if noisy(r, args.max_noise) else ""])
+    table(["network", "latency ms", "noise", "round range ms", "rounds x iters", "peak RSS MB", "model MB", ""], rows)
+    n_noisy = sum(noisy(r, args.max_noise) for r in res)
+    if n_noisy:
+        print(f"NOISY: {n_noisy} network(s) measured with split-half noise above {args.max_noise:.0%}: their latency is "
+              f"uncertain by about that much (other processes were busy, or too few rounds: raise --rounds or "
+              f"--spread-s, or measure on a quiet machine)")
     if not args.no_memory:
         print("memory: peak RSS (VmHWM) of a child process that loads the network and runs it 3 times; "
               "model MB = peak RSS - the process's RSS before loading (interpreter + runtime), MiB")
@@ -111,6 +130,7 @@ def cmd_profile(args) -> int:
     folder = os.path.dirname(os.path.abspath(out)) or "."
     if not os.path.isdir(folder):
         raise MeasurementError(f"cannot write {out}: the folder {folder} does not exist")
+    check_out_file(out, "-o")
     _trap_sigterm()
     say = stderr_progress("augur-nas profile")
     if settings.backend == "onnxruntime":
@@ -179,6 +199,13 @@ def cmd_fit_residual(args) -> int:
     from ..space import load_space
 
     profile, settings = _runnable_profile(args)
+    out = args.output or args.device
+    if not (os.sep in out or out.lower().endswith((".yaml", ".yml"))):
+        raise MeasurementError(f"--device {args.device} is a shipped profile name; give -o FILE to write the profile "
+                               f"with its residual")
+    check_out_file(out, "-o" if args.output else "--device")  # before the measurements, not after
+    if args.save_measurements:
+        check_out_file(args.save_measurements, "--save-measurements")
     spaces = []
     for p in args.space:
         path, _, n = p.rpartition(":") if p.rpartition(":")[2].isdigit() else (p, "", "")
@@ -206,10 +233,6 @@ def cmd_fit_residual(args) -> int:
         atomic_write(args.save_measurements, json.dumps({"seed": args.seed, "spaces": args.space,
                                                          "settings": settings.to_dict(),
                                                          "measurements": report["measurements"]}))
-    out = args.output or args.device
-    if not (os.sep in out or out.lower().endswith((".yaml", ".yml"))):
-        raise MeasurementError(f"--device {args.device} is a shipped profile name; give -o FILE to write the profile "
-                               f"with its residual")
     save_profile(new, out, header=f"Device profile `{new.name}` with a LightGBM residual (augur-nas fit-residual).\n"
                                   f"Format: docs/profiles.md.")
     cv = report["cv"]
@@ -238,6 +261,10 @@ def cmd_validate(args) -> int:
     profile, settings = _runnable_profile(args, " to validate it against one")
     if not args.space and not args.models:
         raise MeasurementError("validate needs networks: --space SPACE --samples N, or model files")
+    if args.space and args.samples == 0:
+        raise MeasurementError("--samples 0 samples nothing of --space; give --samples N >= 1, or drop --space")
+    if args.plot:
+        check_out_file(args.plot, "--plot")
     spaces = [(p, load_space(p)) for p in (args.space or [])]
     _trap_sigterm()
     say = None if args.quiet else stderr_progress("augur-nas validate")
@@ -316,12 +343,14 @@ def _measure_arguments(p) -> None:
                    help="runtime (default: the --device profile's, else onnxruntime)")
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default 1)")
     p.add_argument("--torch-device", choices=("cpu", "cuda"), default=None)
-    p.add_argument("--device", default=None, metavar="FILE", help="use the runtime settings recorded in this profile")
+    p.add_argument("--device", action=Once, default=None, metavar="FILE", help="use the runtime settings recorded in this profile")
     p.add_argument("--warmup-s", type=nonneg_float, default=0.3, metavar="S", help="warm-up time per network (default 0.3)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     p.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
     p.add_argument("--max-noise", type=fraction, default=0.05,
                    help="networks measured noisier than this are measured again (--retries, default 0.05)")
+    p.add_argument("--quick", action="store_true",
+                   help="a first look in seconds: 4 short rounds, a 5 s wait at most, no memory (not for fitting)")
     p.add_argument("--json", action="store_true")
     _timing_args(p, rounds=12, spread=10.0)
 
@@ -344,7 +373,7 @@ def _profile_arguments(p) -> None:
 
 
 def _fit_residual_arguments(p) -> None:
-    p.add_argument("--device", required=True, metavar="FILE", help="the profile (a YAML file)")
+    p.add_argument("--device", action=Once, required=True, metavar="FILE", help="the profile (a YAML file)")
     p.add_argument("--space", required=True, action="append", metavar="SPACE[:N]",
                    help="a search space (repeatable); SPACE:N samples N architectures of it instead of --samples")
     p.add_argument("--samples", type=positive_int, required=True, metavar="N", help="architectures per space")
@@ -366,9 +395,9 @@ def _fit_residual_arguments(p) -> None:
 
 def _validate_arguments(p) -> None:
     p.add_argument("models", nargs="*", metavar="MODEL", help="model files to validate on")
-    p.add_argument("--device", required=True, metavar="NAME|FILE")
+    p.add_argument("--device", action=Once, required=True, metavar="NAME|FILE")
     p.add_argument("--space", action="append", metavar="SPACE", help="sample this search space (repeatable)")
-    p.add_argument("--samples", type=positive_int, default=50, metavar="N", help="samples per space (default 50)")
+    p.add_argument("--samples", type=nonneg_int, default=50, metavar="N", help="samples per space (default 50)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--max-noise", type=fraction, default=0.05,
                    help="score networks measured within this noise (default 0.05); all are reported too")

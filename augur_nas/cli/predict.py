@@ -5,26 +5,32 @@ from __future__ import annotations
 import numpy as np
 
 from .._format import fmt_count, print_json, table
-from ._args import positive_int
+from ._args import Once, input_shape, positive_int
 from ._command import Command
 
 
-def predict(path, device, batch: int = 1) -> dict:
+def predict(path, device, batch: int = 1, input_shape=None) -> dict:
     """The JSON object of ``augur-nas predict``."""
+    from .._ram import ram_mb, ram_warning
     from ..models import load_model
     from ..oracle import Oracle
 
-    model = load_model(path)
+    model = load_model(path, input_shape=input_shape)
     oracle = Oracle(model, device, batch=batch)
     x = np.zeros((1, model.n_genes), dtype=np.int64)
     res = oracle.evaluate(x)
     layers = oracle.explain(x)
     lat = float(res["latency_ms"][0])
+    info = model.input_info
     return {
         "model": model.name,
         "device": oracle.device,
         "runtime": oracle.profile.runtime,
         "batch": batch,
+        "input_shape": list(info.shape),
+        "input_from": info.source,
+        "ram_mb": ram_mb(oracle.profile),
+        "warning": ram_warning(res["memory_mb"], oracle.profile, model.name),
         "latency_ms": lat,
         "throughput_ips": batch * 1000.0 / lat if lat > 0 else None,
         "memory_mb": float(res["memory_mb"][0]),
@@ -39,7 +45,7 @@ def predict(path, device, batch: int = 1) -> dict:
 
 def cmd_predict(args) -> int:
 
-    res = predict(args.path, args.device, args.batch)
+    res = predict(args.path, args.device, args.batch, args.input_shape)
     if args.json:
         print_json(res)
         return 0
@@ -48,7 +54,8 @@ def cmd_predict(args) -> int:
         g = layer["gemm"]
         gemm = (f"{g['n']}x{g['k']}x{g['m']}" + (f" g{g['groups']}" if g["groups"] > 1 else "")) if g else ""
         rows.append([layer["name"], layer["type"], layer["op"], gemm, f"{layer['ms']:.3f}", f"{100 * layer['share']:.1f}%"])
-    print(f"{res['model']} on {res['device']} ({res['runtime']}), batch {res['batch']}, float32")
+    print(f"{res['model']} on {res['device']} ({res['runtime']}), batch {res['batch']}, float32, "
+          f"input shape {input_line(res)}")
     table(["layer", "type", "op", "GEMM n x k x m", "ms", "share"], rows)
     print()
     table(["op kind", "ms"], [[k, f"{v:.3f}"] for k, v in sorted(res["latency_by_kind_ms"].items(), key=lambda kv: -kv[1])])
@@ -58,7 +65,16 @@ def cmd_predict(args) -> int:
     if res["provenance"]:
         print(f"profile: {res['provenance']}"
               + (f"; it describes {res['threads']} intra-op thread(s)" if res.get("threads") else ""))
+    if res["warning"]:
+        print(res["warning"])
     return 0
+
+
+def input_line(res: dict) -> str:
+    """``1x3x32x32 (from the file)``: the input shape used and where it came from."""
+    from ..models import InputShape
+
+    return InputShape(tuple(res["input_shape"]), res["input_from"]).describe()
 
 
 def devices() -> list:
@@ -77,8 +93,21 @@ def devices() -> list:
             "fit": {k: v for k, v in p.fit.items() if k in ("method", "parameters", "max_abs_error_pct", "layerwise_sync_ms")},
             "fingerprint": p.fingerprint,
             "threads": p.threads,
+            "measured_fit": _measured_fit(p.fit),
         })
     return out
+
+
+def _measured_fit(fit: dict) -> dict | None:
+    """A measured profile's fit quality in the columns of the published ones: the largest |error| over
+    its calibration networks (latency) and its memory networks; no leave-one-out figures exist."""
+    nets = ((fit.get("calibration_networks") or {}).get("networks") or {})
+    if not nets:
+        return None
+    errs = [abs(v["error_pct"]) for v in nets.values() if isinstance(v, dict) and "error_pct" in v]
+    mem = fit.get("memory") or {}
+    return {"forward": max(errs) if errs else None, "forward_n": len(errs),
+            "memory_p90": mem.get("p90_abs_error_pct"), "memory_n": mem.get("n")}
 
 
 def cmd_devices(args) -> int:
@@ -94,11 +123,20 @@ def cmd_devices(args) -> int:
         def f(k, e=e):
             return f"{e[k]:.1f}%" if k in e else ""
 
+        mf = d.get("measured_fit")
+        if not e and mf:  # a measured profile: its calibration networks, no leave-one-out
+            rows.append([d["name"], d["runtime"], d["hardware"].get("processor", ""),
+                         f"{mf['forward']:.1f}%*" if mf["forward"] is not None else "", "n/a",
+                         f"{mf['memory_p90']:.1f}%*" if mf.get("memory_p90") is not None else "", "n/a"])
+            continue
         rows.append([d["name"], d["runtime"], d["hardware"].get("processor", ""), f("forward"),
                      f("forward_leave_one_model_out"), f("memory"), f("memory_leave_one_model_out")])
     table(["device", "runtime", "processor", "fwd err", "fwd err LOO", "mem err", "mem err LOO"], rows)
     print()
     print("errors: largest |predicted/published - 1| over the calibration networks, in-sample and leave-one-model-out")
+    if any(d.get("measured_fit") and not d["fit"].get("max_abs_error_pct") for d in res):
+        print("*: a measured profile: largest |error| over its measured calibration networks (latency) and p90 "
+              "|error| over its memory networks; no leave-one-out figures (n/a)")
     from ..fingerprint import summary
 
     for d in res:
@@ -108,11 +146,18 @@ def cmd_devices(args) -> int:
 
 
 def _predict_arguments(p) -> None:
-    p.add_argument("path", help="model file: .yaml, .prototxt, .onnx or file.py:factory")
-    p.add_argument("--device", required=True, metavar="NAME|FILE",
+    p.add_argument("path", help="model file: .yaml, .prototxt, .onnx, file.py:factory, or a NAS-Bench-201 string")
+    p.add_argument("--device", action=Once, required=True, metavar="NAME|FILE",
                    help="a shipped device profile (see `augur-nas devices`) or a profile YAML file")
     p.add_argument("--batch", type=positive_int, default=1, metavar="N", help="images per forward pass (default 1)")
+    add_input_shape(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def add_input_shape(p) -> None:
+    p.add_argument("--input-shape", "--input", dest="input_shape", type=input_shape, default=None, metavar="1xCxHxW",
+                   help="the input to price the model at, e.g. 1x3x32x32 or 3x32x32 (default: the model file's; "
+                        "a PyTorch factory's own (module, shape), else 224x224; needed for ONNX with dynamic axes)")
 
 
 def _devices_arguments(p) -> None:

@@ -8,13 +8,13 @@ import sys
 
 from .._format import fmt_count, table
 from ..search import DEFAULT_SAMPLER, DEFAULT_TRIALS, SAMPLERS
-from ._args import nonneg_int, positive_int
+from ._args import Once, nonneg_int, positive_int
 from ._command import Command
 
 
 def _search_arguments(p) -> None:
     p.add_argument("space", help="search space YAML file")
-    p.add_argument("--device", required=True, metavar="NAME|FILE",
+    p.add_argument("--device", action=Once, required=True, metavar="NAME|FILE",
                    help="a shipped device profile (see `augur-nas devices`) or a profile YAML file")
     p.add_argument("--latency", metavar="LIMIT", help="hard limit on predicted latency, e.g. 50ms or 0.05s")
     p.add_argument("--memory", metavar="LIMIT", help="hard limit on predicted memory, e.g. 300MB or 1GB (1 MB = 2^20 bytes)")
@@ -46,7 +46,11 @@ def _search_arguments(p) -> None:
                         "--sampler exhaustive (default: 1)")
     p.add_argument("--batch", type=positive_int, default=1, metavar="N",
                    help="images per forward pass priced by the oracle (default: 1)")
-    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: ./augur-out/SPACE-DEVICE)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: ./augur-out/SPACE-DEVICE); "
+                   "checked before the search starts")
+    p.add_argument("--change-limits", action="store_true",
+                   help="resume a stored study with other limits than it was created with (every trial is "
+                        "checked against the new limits)")
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="always show the progress bar (default: when stderr is a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="never show the progress bar")
@@ -61,14 +65,19 @@ def _safe(name: str) -> str:
 
 
 def cmd_search(args) -> int:
+    from .._atomic import check_out_dir
+    from .._ram import ram_warning
     from ..oracle import Oracle  # noqa: F401  (fail early if the oracle is missing)
     from ..profile import load_profile
     from ..search import parse_limits, search
     from ..space import load_space
 
     limits = parse_limits(args.latency, args.memory, args.params, args.macs)  # before any slow work
+    if args.out is not None:
+        check_out_dir(args.out)  # a bad --out fails now, not after the search
     space = load_space(args.space)
-    device_name = load_profile(args.device).name
+    profile = load_profile(args.device)
+    device_name = profile.name
     out = args.out or os.path.join("augur-out", f"{_safe(space.name)}-{_safe(device_name)}")
 
     def log(msg):
@@ -77,7 +86,9 @@ def cmd_search(args) -> int:
 
     res = search(space, args.device, objective=args.objective, sampler=args.sampler, trials=args.trials, seed=args.seed,
                  storage=args.storage, study_name=args.study_name, workers=args.workers, out=out, batch=args.batch,
-                 progress=args.progress, log=log, front_size=args.front_size, **limits)
+                 progress=args.progress, log=log, front_size=args.front_size, change_limits=args.change_limits,
+                 **limits)
+    out = res.out_dir or out  # a temporary folder if the chosen one could not be written at the end
     m = res.meta
     rows = []
     builtin = m["objective"]["builtin"]
@@ -106,9 +117,17 @@ def cmd_search(args) -> int:
         return 0
     print(f"\n{m['n_trials']} {what} ({m['n_feasible']} feasible, {m['n_distinct']} distinct architectures), "
           f"sampler {m['sampler']}, {ran / el:.0f}/s over {el:.1f} s"
-          + (f", study {m['study_name']!r} in {m['storage']}" if m.get("study_name") else ""))
+          + (f", study {m['study_name']!r} " + (m["storage"] if str(m["storage"]).startswith("in ") else f"in {m['storage']}")
+             if m.get("study_name") else ""))
     print(f"front: {len(res.front)} architectures; outputs in {out}/ (trials.csv, pareto.csv, pareto.json, "
           f"arch-NNN.yaml, pareto.png, pareto.html)")
+    if m["sampler"] != "exhaustive":
+        print("the front is the set of trials no other trial beats on both latency and the objective: the best "
+              "found by this search, not the exact front of the space (more trials, or --sampler exhaustive on a "
+              "small space, come closer)")
+    warn = ram_warning([r["memory_mb"] for r in res.front], profile)
+    if warn:
+        print(warn.replace("candidates", "front architectures"))
     if res.interrupted:
         sys.stderr.write("augur-nas search: interrupted; kept what was found so far (outputs written)\n")
         return 130

@@ -12,7 +12,14 @@ Lu et al.), with
 - ``workspace``: ``sum`` (one im2col buffer per conv layer, as Caffe's BaseConvolutionLayer
   keeps its own ``col_buffer_``), ``max`` (one buffer shared by all layers) or ``none``.
 
-Batch: activations scale with the batch; workspace does not (Caffe runs im2col per image).
+Batch: activations scale with the batch; workspace does not (Caffe runs im2col per image).  The
+activation term at batch ``b`` is ``activation_coef * batch * activations`` unless the profile has a
+``batch_activation_coef``: then it is ``(activation_coef + batch_activation_coef * (b - 1)) *
+activations_b``, where ``activations_b`` are the activations of mode ``batch_activations``
+(default: ``activations``).  A coefficient fitted at batch 1 mixes the activations with what the framework
+holds anyway (ONNX Runtime's x86 fit gives 0.09), so it predicts far too little growth with the
+batch; each further image of a batch costs its own share of the activations (on ONNX Runtime
+0.4-0.7 of every tensor the network materialises, the ``caffe`` figure: experiments/memory_batch.md).
 
 Optional ``fc_weights_coef``: the weights of fc layers get their own coefficient (a runtime that
 re-packs convolution weights into its own layout holds an extra copy of those, not of the fc
@@ -32,7 +39,8 @@ WORKSPACE_MODES = ("sum", "max", "none")
 
 class MemoryModel:
     def __init__(self, framework_overhead_mb=0.0, weight_copies=1, weights_coef=1.0, activations="caffe",
-                 activation_coef=1.0, workspace="max", workspace_coef=1.0, fc_weights_coef=None):
+                 activation_coef=1.0, workspace="max", workspace_coef=1.0, fc_weights_coef=None,
+                 batch_activation_coef=None, batch_activations=None):
         self.framework_overhead_mb = float(framework_overhead_mb)
         self.weight_copies = int(weight_copies)
         self.weights_coef = float(weights_coef)
@@ -45,13 +53,28 @@ class MemoryModel:
         self.workspace = workspace
         self.workspace_coef = float(workspace_coef)
         self.fc_weights_coef = None if fc_weights_coef is None else float(fc_weights_coef)
+        self.batch_activation_coef = None if batch_activation_coef is None else float(batch_activation_coef)
+        if batch_activations is not None and batch_activations not in ACTIVATION_MODES:
+            raise ValueError(f"batch_activations must be one of {ACTIVATION_MODES}, not {batch_activations!r}")
+        self._batch_activations = batch_activations
         for name in ("framework_overhead_mb", "weights_coef", "activation_coef", "workspace_coef") + (
-                ("fc_weights_coef",) if self.fc_weights_coef is not None else ()):
+                ("fc_weights_coef",) if self.fc_weights_coef is not None else ()) + (
+                ("batch_activation_coef",) if self.batch_activation_coef is not None else ()):
             v = getattr(self, name)
             if not np.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be finite and non-negative, got {v}")
         if self.weight_copies < 1:
             raise ValueError("weight_copies must be >= 1")
+
+    @property
+    def batch_activations(self) -> str:
+        """The activations the per-image batch term scales (``activations`` unless set)."""
+        return self._batch_activations or self.activations
+
+    def _activation_bytes(self, tot, weights, mode):
+        if mode == "caffe":
+            return np.asarray(tot["activation_bytes"], dtype=np.float64)
+        return np.asarray(tot["peak_memory_bytes"], dtype=np.float64) - weights
 
     def components(self, table, tot: dict | None = None, batch: int = 1) -> dict:
         """The byte counts the model prices, each a ``[B]`` array (MB)."""
@@ -59,10 +82,7 @@ class MemoryModel:
 
         tot = totals(table) if tot is None else tot  # table may be None when tot has every figure
         weights = np.asarray(tot["weights_bytes"], dtype=np.float64)
-        if self.activations == "caffe":
-            act = np.asarray(tot["activation_bytes"], dtype=np.float64)
-        else:
-            act = np.asarray(tot["peak_memory_bytes"], dtype=np.float64) - weights
+        act = self._activation_bytes(tot, weights, self.activations)
         if self.workspace == "sum":
             if "workspace_sum_bytes" in tot:
                 ws = np.asarray(tot["workspace_sum_bytes"], dtype=np.float64)
@@ -74,6 +94,8 @@ class MemoryModel:
             ws = np.zeros_like(weights)
         out = {"weights_mb": weights / BYTES_PER_MB, "activations_mb": act * batch / BYTES_PER_MB,
                "workspace_mb": ws / BYTES_PER_MB}
+        if self.batch_activation_coef is not None:
+            out["batch_activations_mb"] = self._activation_bytes(tot, weights, self.batch_activations) / BYTES_PER_MB
         if self.fc_weights_coef is not None:
             if "fc_weights_bytes" in tot:
                 fc = np.asarray(tot["fc_weights_bytes"], dtype=np.float64)
@@ -82,15 +104,25 @@ class MemoryModel:
             out["fc_weights_mb"] = fc / BYTES_PER_MB
         return out
 
+    def activation_scale(self, batch: int) -> float:
+        """The factor of one image's activations in the memory of a batch of ``batch`` images (when
+        the batch term scales the same activations as the batch-1 term)."""
+        if self.batch_activation_coef is None:
+            return self.activation_coef * batch
+        return self.activation_coef + self.batch_activation_coef * (batch - 1)
+
     def predict(self, table, tot: dict | None = None, batch: int = 1) -> np.ndarray:
         """Process memory (MB) of every candidate of the table, ``[B]``."""
-        c = self.components(table, tot, batch)
+        c = self.components(table, tot, 1)
         if self.fc_weights_coef is not None:
             w = self.weights_coef * (c["weights_mb"] - c["fc_weights_mb"]) + self.fc_weights_coef * c["fc_weights_mb"]
         else:
             w = self.weights_coef * c["weights_mb"]
-        return (self.framework_overhead_mb + self.weight_copies * w
-                + self.activation_coef * c["activations_mb"] + self.workspace_coef * c["workspace_mb"])
+        if self.batch_activation_coef is None:
+            act = self.activation_coef * batch * c["activations_mb"]
+        else:
+            act = self.activation_coef * c["activations_mb"] + self.batch_activation_coef * (batch - 1) * c["batch_activations_mb"]
+        return self.framework_overhead_mb + self.weight_copies * w + act + self.workspace_coef * c["workspace_mb"]
 
     def to_dict(self) -> dict:
         d = {"framework_overhead_mb": _check.plain(self.framework_overhead_mb), "weight_copies": self.weight_copies,
@@ -99,13 +131,17 @@ class MemoryModel:
              "workspace_coef": _check.plain(self.workspace_coef)}
         if self.fc_weights_coef is not None:
             d["fc_weights_coef"] = _check.plain(self.fc_weights_coef)
+        if self.batch_activation_coef is not None:
+            d["batch_activation_coef"] = _check.plain(self.batch_activation_coef)
+        if self._batch_activations is not None:
+            d["batch_activations"] = self._batch_activations
         return d
 
     @classmethod
     def from_dict(cls, d, source: str | None = None, key: str = "memory") -> "MemoryModel":
         _check.mapping(d, source, key, required=("framework_overhead_mb",),
                        optional=("weight_copies", "weights_coef", "activations", "activation_coef", "workspace",
-                                 "workspace_coef", "fc_weights_coef"))
+                                 "workspace_coef", "fc_weights_coef", "batch_activation_coef", "batch_activations"))
         return cls(
             framework_overhead_mb=_check.number(d["framework_overhead_mb"], source, f"{key}.framework_overhead_mb"),
             weight_copies=_check.number(d.get("weight_copies", 1), source, f"{key}.weight_copies", minimum=1, integer=True),
@@ -116,6 +152,10 @@ class MemoryModel:
             workspace_coef=_check.number(d.get("workspace_coef", 1.0), source, f"{key}.workspace_coef"),
             fc_weights_coef=(_check.number(d["fc_weights_coef"], source, f"{key}.fc_weights_coef")
                              if d.get("fc_weights_coef") is not None else None),
+            batch_activation_coef=(_check.number(d["batch_activation_coef"], source, f"{key}.batch_activation_coef")
+                                   if d.get("batch_activation_coef") is not None else None),
+            batch_activations=(_check.string(d["batch_activations"], source, f"{key}.batch_activations", ACTIVATION_MODES)
+                               if d.get("batch_activations") is not None else None),
         )
 
     def __repr__(self) -> str:

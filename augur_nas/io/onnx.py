@@ -1447,8 +1447,27 @@ def _light(onnx, proto):
     return light
 
 
-def _load(onnx, source: str):
-    """``(model as read, its light copy with inferred shapes)``; every problem is a SpecError."""
+def _set_input_shape(graph, shape, source: str):
+    """Fix the image input's dims to ``shape`` (N, C, H, W), for models exported with dynamic axes."""
+    inits = {t.name for t in graph.initializer}
+    inputs = [vi for vi in graph.input if vi.name not in inits]
+    if len(inputs) != 1:
+        return  # read() reports the input count
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims) not in (0, len(shape)):
+        raise SpecError(f"the input `{inputs[0].name}` has {len(dims)} dims, but the input shape given is "
+                        f"{'x'.join(map(str, shape))}{where(source, None)}")
+    if not dims:
+        for _ in shape:
+            dims.add()
+    for d, v in zip(dims, shape):
+        d.ClearField("dim_param")
+        d.dim_value = int(v)
+
+
+def _load(onnx, source: str, input_shape=None):
+    """``(model as read, its light copy with inferred shapes)``; every problem is a SpecError.
+    ``input_shape`` (N, C, H, W) fixes a dynamic input before shapes are inferred."""
     try:
         size = os.path.getsize(source)
     except OSError as exc:
@@ -1464,6 +1483,8 @@ def _load(onnx, source: str):
     if not proto.graph.node:
         raise SpecError(f"the file holds no ONNX graph (no nodes); it may be truncated or not ONNX at all"
                         f"{where(source, None)}")
+    if input_shape is not None:
+        _set_input_shape(proto.graph, input_shape, source)
     light = _light(onnx, proto)
     try:
         onnx.checker.check_model(light)
@@ -1481,16 +1502,16 @@ def _load(onnx, source: str):
     return proto, inferred
 
 
-def read_onnx(path) -> dict:
+def read_onnx(path, input_shape=None) -> dict:
     """Read an ONNX model into a model dict of the augur-nas language (``docs/language.md``).
 
     Raises ``SpecError`` for unreadable, truncated or invalid files, ``UnsupportedOpError``
     naming every node the language cannot express, ``ShapeError`` where the lowering's shapes
-    would differ from ONNX's.
+    would differ from ONNX's.  ``input_shape`` (N, C, H, W) fixes an input with dynamic axes.
     """
     onnx = _onnx()
     source = os.fspath(path)
-    proto, inferred = _load(onnx, source)
+    proto, inferred = _load(onnx, source, input_shape)
     r = _Reader(onnx, proto, inferred, source)
     spec = r.read()
     _check_read(spec, r, source)

@@ -25,6 +25,25 @@ def stderr_progress(prefix: str):
     return say
 
 
+# --quick: a first look in seconds, not a measurement to fit a profile on (few, short rounds; a
+# short wait for a quiet machine; no memory children)
+QUICK = {"rounds": 4, "round_s": 0.02, "warmup_s": 0.05, "max_wait_s": 5.0, "memory": False}
+NOISY = 0.05  # split-half noise above this is flagged in measure's output
+
+
+def noisy(result: dict, threshold: float = NOISY) -> bool:
+    """Whether a measured network's split-half noise is above ``threshold`` (its latency is uncertain)."""
+    noise = (result.get("latency") or {}).get("noise")
+    return noise is not None and not noise <= threshold
+
+
+def estimate_s(n_networks: int, rounds: int, round_s: float, warmup_s: float, memory: bool, spread_s: float = 0.0) -> float:
+    """A lower bound of measure's duration before it starts (export and loading excluded): warm-up,
+    rounds (each network ``round_s`` a round, plus a re-warm run), one memory child per network."""
+    timing = n_networks * (warmup_s + rounds * round_s * 1.5)
+    return max(timing, spread_s) + (n_networks * 1.5 if memory else 0.0)
+
+
 def measure_networks(networks, settings: RuntimeSettings, rounds: int = 10, round_s: float = 0.05,
                      warmup_s: float = 0.2, spread_s: float = 0.0, memory: bool = True, progress=None,
                      seed: int = 0, budget_s: float | None = None, memory_jobs: int = 1,
@@ -120,7 +139,7 @@ def _time_group(networks, settings, rounds, round_s, warmup_s, spread_s, seed, b
         return time_runners({lab: runners[lab] for lab in labels}, rounds=rounds, round_s=round_s,
                             warmup_s=warmup_s, spread_s=spread_s, seed=seed_, budget_s=budget_s,
                             max_wait_s=max_wait_s, quiet=0.15 if max_wait_s > 0 else None,
-                            progress=lambda r, tot, _: say(f"round {r}/{tot}"))
+                            progress=lambda r, tot, _: say(f"round {r}/{tot}"), status=say)
     try:
         for n in networks:
             runners[n.label] = make_runner(n, settings)

@@ -142,11 +142,13 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
                  min_warmup: int = 3, max_iters: int = 200, spread_s: float = 0.0, seed: int = 0,
                  progress=None, budget_s: float | None = None, contended: float | None = 0.2,
                  warm_below_s: float = 0.05, quiet: float | None = 0.15, max_wait_s: float = 300.0,
-                 common_min: int | None = 8) -> dict:
+                 common_min: int | None = 8, status=None) -> dict:
     """Time ``{label: runner}`` (each with ``run()``) with the protocol above.
 
     ``progress(done, total, label)`` is called after each round. ``budget_s`` caps the time of
     the rounds: fewer rounds are run (never fewer than 2) if they would not fit.
+    ``status(message)`` hears the estimate after the warm-up and, every few seconds, that the
+    protocol is waiting for other processes (so a long wait is never silent).
     Returns ``{label: Timing}``.
     """
     labels = list(runners)
@@ -171,6 +173,19 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
     if budget_s is not None and round_cost > 0:
         rounds = max(2, min(rounds, int(budget_s / round_cost)))
     pause = max(0.0, (spread_s - rounds * round_cost) / max(rounds - 1, 1)) if spread_s else 0.0
+    if status is not None:
+        est = rounds * (round_cost + sum(per_run[lab] for lab in labels if per_run[lab] < warm_below_s)) \
+            + pause * max(rounds - 1, 0)
+        status(f"warm-up done; {rounds} rounds of {len(labels)} network(s) take about {est:.0f} s"
+               + (f", plus up to {max_wait_s:.0f} s of waiting while other processes keep the CPUs busy"
+                  if quiet is not None and load.ok and max_wait_s > 0 else ""))
+    last_said = [clock()]
+
+    def waiting(r):
+        if status is not None and clock() - last_said[0] >= 5.0:
+            last_said[0] = clock()
+            status(f"round {r + 1}/{rounds}: waiting for other processes to leave the CPUs "
+                   f"({waited:.0f} s of at most {max_wait_s:.0f} s waited)")
     values = {lab: [] for lab in labels}
     busy = {lab: [] for lab in labels}
     runs = {lab: 0 for lab in labels}
@@ -186,6 +201,7 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
                     break
                 time.sleep(1.0)
                 waited += clock() - t
+                waiting(r)
         for i in rng.permutation(len(labels)):
             lab = labels[i]
             run = runners[lab].run

@@ -46,6 +46,7 @@ class SearchConfig:
     trials: int = DEFAULT_TRIALS
     trials_given: bool = False  # a trial count asks for a sampling search
     front_size: int = 20
+    change_limits: bool = False  # a resumed study may be given other limits
     seed: Optional[int] = None
     storage: object = None
     study_name: Optional[str] = None
@@ -61,7 +62,7 @@ class SearchConfig:
 def make_config(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=None, objective="macs",
                 sampler: Optional[str] = None, trials: Optional[int] = None, seed=None, storage=None,
                 study_name=None, workers: int = 1, out=None, batch: int = 1, ask_batch=None, progress=None,
-                log=None, front_size: int = 20) -> SearchConfig:
+                log=None, front_size: int = 20, change_limits: bool = False) -> SearchConfig:
     """The ``SearchConfig`` of ``search()``'s arguments, checked in the order the user reads the
     errors (limits, sampler, counts, seed, objective); raises ``ConstraintError``."""
     space = load_space_arg(space)
@@ -80,6 +81,7 @@ def make_config(space, device, *, latency_ms=None, memory_mb=None, params=None, 
         _check_importable(objective)
     return SearchConfig(space=space, device=device, limits=limits, objective=obj, objective_arg=objective,
                         sampler=sampler, trials=trials, trials_given=trials_given, front_size=front_size,
+                        change_limits=bool(change_limits),
                         seed=seed, storage=storage, study_name=study_name,
                         workers=workers, out=out, batch=batch, ask_batch=ask_batch, progress=progress,
                         log=log or _silent)

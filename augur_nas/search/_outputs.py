@@ -290,9 +290,12 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}tr.sel{backg
 <script>
 const D = __DATA__;
 const NS = "http://www.w3.org/2000/svg";
-const KEYS = ["latency_ms","memory_mb","params","macs","objective"];
-const LABEL = {latency_ms:"latency (ms)",memory_mb:"memory (MB)",params:"params",macs:"MACs",objective:D.objective_label};
 const M = D.meta;
+// a built-in objective (macs, params) is one of the cost columns: listed once, under its own name
+const OBJ = ["macs","params"].includes(M.objective.name) ? M.objective.name : "objective";
+const KEYS = ["latency_ms","memory_mb","params","macs"].concat(OBJ === "objective" ? ["objective"] : []);
+const LABEL = {latency_ms:"latency (ms)",memory_mb:"memory (MB)",params:"params",macs:"MACs",objective:D.objective_label};
+if (OBJ !== "objective") LABEL[OBJ] = D.objective_label;
 document.getElementById("title").textContent = M.space + " on " + M.device + ": Pareto front (" + M.sampler + ")";
 let lim = Object.entries(M.constraints).map(([k,v]) => k + " <= " + fmt(k,v)).join(", ") || "no constraints";
 document.getElementById("sub").textContent = M.n_trials + " trials, " + M.n_feasible + " feasible, front of " +
@@ -300,11 +303,19 @@ document.getElementById("sub").textContent = M.n_trials + " trials, " + M.n_feas
   (D.shown < D.total ? "; showing " + D.shown + " of " + D.total + " points" : "");
 for (const id of ["xs","ys"]) { const s = document.getElementById(id);
   for (const k of KEYS) { const o = document.createElement("option"); o.value = k; o.textContent = LABEL[k]; s.appendChild(o); } }
-document.getElementById("xs").value = "latency_ms"; document.getElementById("ys").value = "objective";
+document.getElementById("xs").value = "latency_ms"; document.getElementById("ys").value = OBJ;
 function fmt(k, v) { if (v === null || v === undefined) return "-";
   if (k === "latency_ms") return v.toFixed(2) + " ms"; if (k === "memory_mb") return v.toFixed(1) + " MB";
   const a = Math.abs(v); if (a >= 1e9) return (v/1e9).toFixed(3) + "G"; if (a >= 1e6) return (v/1e6).toFixed(3) + "M";
   if (a >= 1e3) return (v/1e3).toFixed(2) + "K"; return (+v.toPrecision(6)).toString(); }
+// axis ticks: round steps (1, 2, 5 x 10^k) inside the range, printed with no more digits than they need
+function niceTicks(a, b) { const raw = (b - a) / 5, p = Math.pow(10, Math.floor(Math.log10(raw))), m = raw / p;
+  const step = (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p, out = [];
+  for (let v = Math.ceil(a / step) * step; v <= b + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+  return out; }
+function fmtTick(k, v) { const t = x => (+x.toPrecision(4)).toString();
+  if (k === "latency_ms") return t(v) + " ms"; if (k === "memory_mb") return t(v) + " MB"; const a = Math.abs(v);
+  if (a >= 1e9) return t(v/1e9) + "G"; if (a >= 1e6) return t(v/1e6) + "M"; if (a >= 1e3) return t(v/1e3) + "K"; return t(v); }
 function el(tag, attrs, parent) { const e = document.createElementNS(NS, tag);
   for (const [k,v] of Object.entries(attrs)) e.setAttribute(k, v); if (parent) parent.appendChild(e); return e; }
 const tip = document.getElementById("tip");
@@ -317,7 +328,7 @@ function draw() {
   const xk = document.getElementById("xs").value, yk = document.getElementById("ys").value;
   const lx = document.getElementById("logx").checked, ly = document.getElementById("logy").checked;
   const showInf = document.getElementById("showinf").checked;
-  const W = 900, H = 520, L = 80, R = 20, T = 20, B = 50;
+  const W = 900, H = 520, L = 80, R = 50, T = 20, B = 50;
   const P = D.points, n = P.trial.length, xs = [], ys = [];
   const ok = v => v !== null && (!lx || v > 0);
   for (let i = 0; i < n; i++) { if (!P.feasible[i] && !showInf) continue;
@@ -333,20 +344,20 @@ function draw() {
   const g = el("g", {}, svg);
   el("line", {x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#333"}, g);
   el("line", {x1: L, y1: T, x2: L, y2: H - B, stroke: "#333"}, g);
-  for (let i = 0; i <= 5; i++) {
-    const vx = x0 + (x1 - x0) * i / 5, vy = y0 + (y1 - y0) * i / 5;
-    const X = L + (W - L - R) * i / 5, Y = H - B - (H - T - B) * i / 5;
+  for (const vx of niceTicks(x0, x1)) { const X = L + (vx - x0) / (x1 - x0) * (W - L - R);
     el("line", {x1: X, y1: T, x2: X, y2: H - B, stroke: "#eee"}, g);
+    el("text", {x: X, y: H - B + 16, "text-anchor": "middle", "font-size": 11}, g).textContent = fmtTick(xk, lx ? Math.pow(10, vx) : vx); }
+  for (const vy of niceTicks(y0, y1)) { const Y = H - B - (vy - y0) / (y1 - y0) * (H - T - B);
     el("line", {x1: L, y1: Y, x2: W - R, y2: Y, stroke: "#eee"}, g);
-    el("text", {x: X, y: H - B + 16, "text-anchor": "middle", "font-size": 11}, g).textContent = fmt(xk, lx ? Math.pow(10, vx) : vx);
-    el("text", {x: L - 6, y: Y + 4, "text-anchor": "end", "font-size": 11}, g).textContent = fmt(yk, ly ? Math.pow(10, vy) : vy);
-  }
+    el("text", {x: L - 6, y: Y + 4, "text-anchor": "end", "font-size": 11}, g).textContent = fmtTick(yk, ly ? Math.pow(10, vy) : vy); }
   el("text", {x: (L + W - R) / 2, y: H - 10, "text-anchor": "middle", "font-size": 12}, g).textContent = LABEL[xk];
   const yl = el("text", {x: 16, y: (T + H - B) / 2, "text-anchor": "middle", "font-size": 12,
     transform: "rotate(-90 16 " + ((T + H - B) / 2) + ")"}, g); yl.textContent = LABEL[yk];
   for (const [k,v] of Object.entries(M.constraints)) {
     if (k === xk) { el("line", {x1: sx(v), y1: T, x2: sx(v), y2: H - B, stroke: "#cc3311", "stroke-dasharray": "6 4"}, g);
-      el("text", {x: sx(v) + 4, y: T + 12, "font-size": 11, fill: "#cc3311"}, g).textContent = k + " <= " + fmt(k, v); }
+      const right = sx(v) > (L + W - R) / 2;  // a limit near the right edge is labelled on its left
+      el("text", {x: sx(v) + (right ? -4 : 4), y: T + 12, "font-size": 11, fill: "#cc3311", "text-anchor": right ? "end" : "start"},
+        g).textContent = k + " <= " + fmtTick(k, v); }
     if (k === yk) { el("line", {x1: L, y1: sy(v), x2: W - R, y2: sy(v), stroke: "#cc3311", "stroke-dasharray": "6 4"}, g);
       el("text", {x: W - R - 4, y: sy(v) - 4, "font-size": 11, fill: "#cc3311", "text-anchor": "end"}, g).textContent = k + " <= " + fmt(k, v); }
   }
@@ -361,7 +372,7 @@ function draw() {
     c.addEventListener("mouseleave", hideTip);
   }
   const fr = D.front.filter(f => ok(f[xk]) && f[yk] !== null).slice().sort((a, b) => a[xk] - b[xk]);
-  if (xk === "latency_ms" && yk === "objective" && fr.length) {
+  if (xk === "latency_ms" && yk === OBJ && fr.length) {
     let d = ""; fr.forEach((f, j) => { d += (j ? "H" + sx(f[xk]) + "V" + sy(f[yk]) : "M" + sx(f[xk]) + " " + sy(f[yk])); });
     el("path", {d: d, fill: "none", stroke: "#cc3311", "stroke-width": 1.5}, pg);
   }

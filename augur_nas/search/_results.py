@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._errors import ConstraintError
+from .._atomic import check_out_dir, fallback_dir
+from .._errors import AugurError, ConstraintError
 from ._config import relative_constraints
 from ._objective import Objective
 from ._outputs import (COST_KEYS, front_records, remove_stale, write_arch_yamls, write_html, write_pareto_csv,
@@ -104,7 +106,7 @@ def finish(space, meta: dict, table: dict, front: dict, closest: dict, out, inte
     meta["n_distinct"] = int(meta.get("n_distinct", len(np.unique(table["X"], axis=0)) if len(table["X"]) else 0))
     files = []
     if out is not None:
-        os.makedirs(out, exist_ok=True)
+        out = _writable(out)
         remove_stale(out)
         files.append(write_trials_csv(os.path.join(out, "trials.csv"), space, table))
     if not len(front["X"]):
@@ -129,6 +131,17 @@ def finish_study(space, meta: dict, table: dict, out, interrupted: bool):
     on_front[front_idx] = True
     table["on_front"] = on_front
     return finish(space, meta, table, subset(table, front_idx), subset(table, closest_idx), out, interrupted)
+
+
+def _writable(out: str) -> str:
+    """``out`` if results can still be written there (it was checked before the search began), else
+    a fresh temporary folder, said on stderr: the finished search is never lost."""
+    try:
+        return check_out_dir(out)
+    except AugurError as exc:
+        tmp = fallback_dir()
+        sys.stderr.write(f"augur-nas search: {exc}; the results are written to {tmp} instead\n")
+        return tmp
 
 
 def _infeasible_message(space, meta, closest: dict, out) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from .._atomic import check_out_dir
 from .._errors import ConstraintError
 from ..oracle import Oracle
 from ._config import (ASK_BATCH, ASK_BATCH_PERSISTENT, DEFAULT_SAMPLER, DEFAULT_TRIALS, SearchConfig, make_config,
@@ -36,7 +37,7 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
            sampler: str | None = None, trials: int | None = None, seed: int | None = None,
            storage=None, study_name: str | None = None, workers: int = 1, out: str | None = None,
            batch: int = 1, ask_batch: int | None = None, progress: bool | None = None,
-           log=None, front_size: int = 20) -> SearchResult:
+           log=None, front_size: int = 20, change_limits: bool = False) -> SearchResult:
     """Search ``space`` for the Pareto front of (predicted latency on ``device``: minimized,
     ``objective``: maximized) under hard limits.
 
@@ -54,18 +55,22 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
     ``postgresql://...``; a study with the same ``study_name`` is resumed, ``trials`` more trials
     are run. ``workers`` > 1 runs that many processes on the study (needs a persistent storage).
     ``out``: a folder to write trials.csv, pareto.csv/json/png/html and arch-NNN.yaml to (None:
-    write nothing). ``batch``: images per forward pass priced by the oracle.
+    write nothing; checked before any work). ``batch``: images per forward pass priced by the oracle.
+    ``change_limits``: a resumed study may be given other limits (every trial is re-checked
+    against the new ones; the sampler's stored constraint values of earlier trials stay as they were).
 
     Raises ``ConstraintError`` when nothing feasible was found (naming the closest candidates),
     or for bad limits/objective/sampler values. On Ctrl-C the search stops, keeps what it found,
     writes its outputs and returns a result with ``interrupted=True``.
     """
+    if out is not None:
+        check_out_dir(out)  # a finished search is never lost on a folder it cannot write
     with optuna_quiet():
         t0 = time.time()
         cfg = make_config(space, device, latency_ms=latency_ms, memory_mb=memory_mb, params=params, macs=macs,
                           objective=objective, sampler=sampler, trials=trials, seed=seed, storage=storage,
                           study_name=study_name, workers=workers, out=out, batch=batch, ask_batch=ask_batch,
-                          progress=progress, log=log, front_size=front_size)
+                          progress=progress, log=log, front_size=front_size, change_limits=change_limits)
         return run_search(cfg, t0)
 
 

@@ -12,6 +12,7 @@ import time
 from .._errors import AugurError, ConstraintError
 from ._config import make_sampler
 from ._storage import describe, is_persistent, make_storage
+from ._units import format_limit
 
 STUDY_ATTR = "augur_nas"
 WORKER_ATTR = "augur_nas.worker"
@@ -89,7 +90,7 @@ def count_trials(study):
     return n_c, len(ts) - n_c
 
 
-def check_study(study, space, device_name, obj, limits, batch, storage):
+def check_study(study, space, device_name, obj, limits, batch, storage, change_limits=False, log=None):
     sig = {"space": space.name, "genes": [[g.name, g.size] for g in space.genes], "device": device_name,
            "objective": obj.name, "constraints": limits, "batch": batch}
     old = study.user_attrs.get(STUDY_ATTR)
@@ -101,12 +102,37 @@ def check_study(study, space, device_name, obj, limits, batch, storage):
             raise ConstraintError(f"study {study.study_name!r} in {describe(storage)} is not a two-objective study; "
                                   f"use another --study-name")
         study.set_user_attr(STUDY_ATTR, sig)
+        _label_study(study, obj, limits, device_name, batch)
         return
     diffs = [k for k in sig if _norm(old.get(k)) != _norm(sig[k])]
+    if diffs == ["constraints"] and change_limits:
+        study.set_user_attr(STUDY_ATTR, sig)
+        _label_study(study, obj, limits, device_name, batch)
+        if log is not None:
+            log(f"study {study.study_name!r}: limits changed from {_short(old.get('constraints'))} to "
+                f"{_short(limits)}; every trial is checked against the new limits")
+        return
     if diffs:
         what = ", ".join(f"{k} {_short(old.get(k))} (now {_short(sig[k])})" for k in diffs)
+        hint = (" (to change the limits of this study, add --change-limits)" if diffs == ["constraints"] else "")
         raise ConstraintError(f"study {study.study_name!r} in {describe(storage)} was created with a different {what}; "
-                              f"resume it with the same space, device, objective and limits, or use another --study-name")
+                              f"resume it with the same space, device, objective and limits, or use another --study-name"
+                              f"{hint}")
+    if study.user_attrs.get("limits") is None:  # a study from before the labels: label it now
+        _label_study(study, obj, limits, device_name, batch)
+
+
+def _label_study(study, obj, limits: dict, device_name: str, batch: int):
+    """What optuna-dashboard shows: the objectives' names (not "Objective 0/1") and the limits, in
+    units, as study user attributes (the trials' constraint values are relative: value / limit - 1)."""
+    try:
+        study.set_metric_names(["latency_ms", obj.name])
+    except Exception:  # noqa: BLE001 - older Optuna without metric names: the labels are a courtesy
+        pass
+    study.set_user_attr("limits", {k: format_limit(k, v) for k, v in limits.items()} or "none")
+    study.set_user_attr("constraints", "trial constraint values are (value / limit - 1) per limit, in the order "
+                        + (", ".join(limits) or "(no limits)") + "; <= 0 is feasible")
+    study.set_user_attr("device", f"{device_name} (batch {batch})")
 
 
 def _norm(v):
@@ -141,7 +167,8 @@ def open_study(cfg, device_name: str):
     except Exception as exc:
         raise ConstraintError(f"cannot open study {study_name!r} in {describe(cfg.storage)}: "
                               f"{type(exc).__name__}: {exc}") from exc
-    check_study(study, cfg.space, device_name, cfg.objective, cfg.limits, cfg.batch, cfg.storage)
+    check_study(study, cfg.space, device_name, cfg.objective, cfg.limits, cfg.batch, cfg.storage,
+                cfg.change_limits, cfg.log)
     if is_persistent(cfg.storage):
         n_stale = fail_running(study, dead_only_here=True)
         if n_stale:

@@ -63,6 +63,22 @@ class SearchSpace:
         return [g.name for g in self.genes]
 
     @property
+    def gene_labels(self) -> list[str]:
+        """Gene names with each named stage's key path (``layers[3].stage``) replaced by the name the
+        YAML gave it (``s3``): ``s3[1].mbconv.kernel``, ``s3.depth``.  ``encode`` accepts either form;
+        the key-path names stay the genes' names (stored studies use them)."""
+        prefixes = {}
+        for i, entry in enumerate(self.spec.get("layers") or [] if isinstance(self.spec, dict) else []):
+            body = entry.get("stage") if isinstance(entry, dict) else None
+            if isinstance(body, dict) and isinstance(body.get("name"), str):
+                prefixes[f"layers[{i}].stage"] = body["name"]
+        out = []
+        for g in self.genes:
+            key = next((k for k in prefixes if g.name.startswith(k) and g.name[len(k):len(k) + 1] in (".", "[")), None)
+            out.append(prefixes[key] + g.name[len(key):] if key else g.name)
+        return out
+
+    @property
     def size(self) -> int:
         """The exact number of distinct canonical encodings (architectures)."""
         return _count(self.program.tree)
@@ -123,9 +139,10 @@ class SearchSpace:
         """The canonical encoding of ``{gene name: option value}`` (unnamed genes take option 0)."""
         x = np.zeros(self.n_genes, dtype=np.int64)
         index = {g.name: i for i, g in enumerate(self.genes)}
+        index.update({label: i for i, label in enumerate(self.gene_labels)})
         for name, value in (choices or {}).items():
             if name not in index:
-                raise SpecError(f"{self.name} has no gene `{name}` (genes: {', '.join(index) or 'none'})"
+                raise SpecError(f"{self.name} has no gene `{name}` (genes: {', '.join(self.gene_labels) or 'none'})"
                                 f" ({self.source})")
             opts = self.genes[index[name]].options
             matches = [i for i, o in enumerate(opts) if o == value and type(o) is type(value)] or \
@@ -134,6 +151,30 @@ class SearchSpace:
                 raise SpecError(f"gene `{name}` has no option {value!r} (options: {list(opts)}) ({self.source})")
             x[index[name]] = matches[0]
         return self.canonicalize(x)[0]
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """``encode`` of ``"gene=value,gene=value"`` (values read as YAML scalars: ``5``, ``0.25``, ``relu``);
+        an NB201 architecture string for the NB201 space."""
+        from .. import nb201
+
+        if nb201.is_arch_str(text):
+            x = nb201.encode(text)
+            if [g.options for g in self.genes] != [tuple(nb201.AUGUR_OPS)] * len(nb201.EDGES):
+                raise SpecError(f"an NB201 architecture string encodes candidates of the NB201 space, not of "
+                                f"{self.name} ({self.source})")
+            return self.canonicalize(x)[0]
+        choices = {}
+        for part in _split_choices(str(text)):
+            name, sep, value = part.partition("=")
+            if not sep or not name.strip():
+                raise SpecError(f"`{part}` must be written gene=value (e.g. {self.gene_labels[0] if self.genes else 'gene'}"
+                                f"=...), choices separated by commas ({self.source})")
+            try:
+                v = yaml.safe_load(value.strip())
+            except yaml.YAMLError:
+                v = value.strip()
+            choices[name.strip()] = v
+        return self.encode(choices)
 
     # -- decode -----------------------------------------------------------------------------------
     def decode_spec(self, x) -> dict:
@@ -209,6 +250,21 @@ class SearchSpace:
             raise SpecError(f"layer `{name}` is too large to count: its output has {elems[b, s]:.3g} elements and "
                             f"it takes {macs[b, s]:.3g} MACs (the limits are 2^40 elements a tensor and 2^56 MACs "
                             f"a layer); check the channel counts and the resolution ({self.source}, {keypath})")
+
+
+def _split_choices(text: str) -> list:
+    """Split ``a=1,b[2].c=3`` at the commas outside brackets (gene names hold ``[i]``)."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "[("
+        depth -= ch in "])"
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
 
 
 def _stem(path: str) -> str:
