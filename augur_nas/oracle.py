@@ -4,6 +4,10 @@
 ``evaluate(X)`` prices a batch of encodings ``X[B, G]`` at once (vectorized over candidates, in
 chunks of ``chunk`` candidates to bound memory) and returns ``[B]`` arrays. ``constraints(...)``
 builds the constraint function of a constrained search (values <= 0 are feasible).
+
+``evaluate(X, reference=True)`` prices through the full layer table instead of the segment
+tabulation of the hot path: slower, and the reference anyone can check the fast path against
+(they agree to 1e-9 relative; ``tests/test_fast_path.py``).
 """
 
 from __future__ import annotations
@@ -33,16 +37,21 @@ def _table_costs(space, X, profile, batch, breakdown=True):
     return lat, by_kind, mem, tot["macs"], tot["params"]
 
 
+def falls_back(profile) -> bool:
+    """Whether ``evaluate`` prices this profile through the full layer table rather than the
+    segment tabulation: fusion and layout rules follow chains across segment boundaries, and
+    the segment path does not carry that state yet (nb201 differed by up to 4 %)."""
+    model = profile.latency
+    return bool(model.fuse or model.layout)
+
+
 def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     """The same figures through segment tabulation (``_segments``): each block of the network is
     priced once per distinct (input shape, block genes) combination of the chunk. With a residual,
     the whole-network sums its features need are gathered with the latency and the booster
     corrects the chunk at once."""
     model = profile.latency
-    if model.fuse or model.layout:
-        # fusion and layout rules follow chains across segment boundaries; the segment path
-        # does not carry that state exactly yet (nb201 differed by up to 4 %), so such profiles
-        # are priced through the full layer table
+    if falls_back(profile):
         return _table_costs(space, X, profile, batch, breakdown)
     from ._segments import segment_sums
     from .costmodel import residual_sums
@@ -153,9 +162,13 @@ class Oracle:
             X = X[None, :]
         return self.space.check_encodings(X)
 
-    def evaluate(self, X, batch: int | None = None, breakdown: bool = True) -> dict:
+    def evaluate(self, X, batch: int | None = None, breakdown: bool = True, reference: bool = False) -> dict:
         """``latency_ms``, ``memory_mb``, ``macs``, ``params`` and, with ``breakdown``, the latency
-        of each op kind as ``latency_ms.<kind>`` (``[B]`` arrays)."""
+        of each op kind as ``latency_ms.<kind>`` (``[B]`` arrays).
+
+        With ``reference`` every chunk is lowered to the full layer table and priced from it (the
+        reference path, no segment grids): the same figures to 1e-9 relative, much slower; there
+        to check the hot path against."""
         X = self._encodings(X)
         batch = self.batch if batch is None else _positive_int(batch, "batch")
         B = X.shape[0]
@@ -167,7 +180,11 @@ class Oracle:
             # the segment grids are priced once per Oracle and kept, so after the first call even a
             # single candidate only gathers its segments' sums
             cache = self._grid_caches.setdefault((id(self.profile), batch, bool(breakdown)), {})
-            lat, by_kind, mem, macs, params = _fast_costs(self.space, X[lo:hi], self.profile, batch, breakdown, cache)
+            if reference:
+                lat, by_kind, mem, macs, params = _table_costs(self.space, X[lo:hi], self.profile, batch, breakdown)
+            else:
+                lat, by_kind, mem, macs, params = _fast_costs(self.space, X[lo:hi], self.profile, batch, breakdown,
+                                                              cache)
             out["latency_ms"][lo:hi] = lat
             out["memory_mb"][lo:hi] = mem
             out["macs"][lo:hi] = macs
