@@ -222,16 +222,21 @@ class _Recorder:
 class _State:
     """Distinct shapes of the tensor between two segments, and each candidate's code into them."""
 
-    def __init__(self, c, h, w, zero):
+    def __init__(self, c, h, w, zero, bound=None):
         self.c, self.h, self.w, self.zero = c, h, w, zero
+        # the fusion and layout state of each distinct entry (a ``costmodel.Boundary``; None: the
+        # network input's, or a profile without fusion and layout rules)
+        self.bound = bound
         self._token = None
 
     @property
     def token(self) -> bytes:
-        """The shapes as bytes: part of a grid's cache key (computed once per state)."""
+        """The shapes and boundary states as bytes: part of a grid's cache key (computed once
+        per state)."""
         if self._token is None:
-            self._token = b"".join(a.tobytes() for a in (self.c, self.h, self.w, self.zero)) + \
-                bytes(str((len(self.c), self.c.dtype, self.h.dtype, self.w.dtype)), "ascii")
+            parts = (self.c, self.h, self.w, self.zero) + (tuple(self.bound) if self.bound is not None else ())
+            self._token = b"".join(np.ascontiguousarray(a).tobytes() for a in parts) + \
+                bytes(str((len(self.c), self.c.dtype, self.h.dtype, self.w.dtype, self.bound is not None)), "ascii")
         return self._token
 
     @property
@@ -239,11 +244,17 @@ class _State:
         return len(self.c)
 
 
-def _unique_states(c, h, w, zero, N):
+def _unique_states(c, h, w, zero, N, bound=None):
     c = np.broadcast_to(np.asarray(c, dtype=np.int64), (N,))
     h = np.broadcast_to(np.asarray(h, dtype=np.int64), (N,))
     w = np.broadcast_to(np.asarray(w, dtype=np.int64), (N,))
     z = np.broadcast_to(np.asarray(zero, dtype=np.int64), (N,))
+    if bound is not None:
+        # shapes and boundary states together: one column each
+        cols = [c, h, w, z] + [np.broadcast_to(np.asarray(a, dtype=np.int64), (N,)) for a in bound]
+        uniq, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+        kept = type(bound)(*(np.ascontiguousarray(a) for a in uniq[:, 4:].T))  # the same record type
+        return _State(uniq[:, 0], uniq[:, 1], uniq[:, 2], uniq[:, 3].astype(bool), kept), inv.reshape(-1)
     if c.max(initial=0) < 2**21 and max(h.max(initial=0), w.max(initial=0)) < 2**20 and min(c.min(initial=0), h.min(initial=0), w.min(initial=0)) >= 0:
         packed = (c << 42) | (h << 22) | (w << 1) | z
         uniq, inv = np.unique(packed, return_inverse=True)
@@ -260,7 +271,8 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
     ``make_sink(B)`` makes a sink for ``walk`` with a ``result() -> {field: [B] array}``.
     With ``peak`` the largest live activation bytes are added (``peak_activation_bytes``, a
     max over segments); ``seg_fn(table)`` prices a segment's small layer table (its rows are
-    the grid) and returns more ``{field: [rows] array}`` sums, e.g. a cost model's latency
+    the grid; ``entry``: the rows' entering ``Boundary`` or None) and returns ``(more {field:
+    [rows] array} sums, the exit's Boundary or None)``, e.g. a cost model's latency
     (with ``seg_fn`` the sink's sums are those of ``_TotalsSink``, taken from that table).
     ``keep`` (a set of field names) limits what is gathered per candidate; ``derive(sums)`` may
     add fields computed from a grid's sums (a linear combination gathered once instead of its
@@ -575,7 +587,11 @@ def _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, can
         if peak:
             res["peak_activation_bytes"] = sink.peak(space.program, table, st.c[codes] * st.h[codes] * st.w[codes])
         if seg_fn:
-            res.update(seg_fn(table))
+            entry_bound = st.bound.take(codes) if st.bound is not None else None
+            sums, exit_bound = seg_fn(table, entry_bound)
+            res.update(sums)
+            if exit_bound is not None:
+                out_state, out_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N, exit_bound)
     if derive is not None:
         res.update(derive(res))
     return ev, out_state, out_codes, res

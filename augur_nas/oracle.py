@@ -41,8 +41,7 @@ def falls_back(profile) -> bool:
     """Whether ``evaluate`` prices this profile through the full layer table rather than the
     segment tabulation: fusion and layout rules follow chains across segment boundaries, and
     the segment path does not carry that state yet (nb201 differed by up to 4 %)."""
-    model = profile.latency
-    return bool(model.fuse or model.layout)
+    return False
 
 
 def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
@@ -64,20 +63,28 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     residual = getattr(profile, "residual", None)
     need_fc = profile.memory.fc_weights_coef is not None
 
-    def seg_fn(table):
-        st, n_reorder = model.slot_costs(table, batch, name, None, None)
+    stateful = bool(model.fuse or model.layout)
+
+    def seg_fn(table, entry):
+        fused = exit_bound = None
+        if stateful:
+            # fusion chains and layouts run across segment boundaries: the entering tensor's state
+            # is part of the grid key, and the exit's is handed on with the exit shapes
+            st, n_reorder, fused, exit_bound = model.slot_costs(table, batch, name, entry, None, exit_state=True)
+        else:
+            st, n_reorder = model.slot_costs(table, batch, name, None, None)
         out = {"latency_ms": st.sum(axis=0)}
         if model_ws_sum:
             out["workspace_sum_elems"] = table.rows["workspace_elems"].sum(axis=0)
         if breakdown:
             out.update({f"latency_ms.{k}": v for k, v in model.breakdown(table, st).items()})
         if residual is not None:
-            out.update(residual_sums(table, model, st, None, n_reorder))
+            out.update(residual_sums(table, model, st, fused, n_reorder))
         if need_fc:
             from .costmodel._memory import fc_weight_bytes
 
             out["fc_weight_bytes"] = fc_weight_bytes(table)
-        return out
+        return out, exit_bound
 
     mem = profile.memory
     linear = mem.activations == "caffe" and mem.workspace in ("sum", "none")
