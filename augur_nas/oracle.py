@@ -37,21 +37,12 @@ def _table_costs(space, X, profile, batch, breakdown=True):
     return lat, by_kind, mem, tot["macs"], tot["params"]
 
 
-def falls_back(profile) -> bool:
-    """Whether ``evaluate`` prices this profile through the full layer table rather than the
-    segment tabulation: fusion and layout rules follow chains across segment boundaries, and
-    the segment path does not carry that state yet (nb201 differed by up to 4 %)."""
-    return False
-
-
 def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     """The same figures through segment tabulation (``_segments``): each block of the network is
     priced once per distinct (input shape, block genes) combination of the chunk. With a residual,
     the whole-network sums its features need are gathered with the latency and the booster
     corrects the chunk at once."""
     model = profile.latency
-    if falls_back(profile):
-        return _table_costs(space, X, profile, batch, breakdown)
     from ._segments import segment_sums
     from .costmodel import residual_sums
     from .costmodel._residual import SUM_KEYS
@@ -115,7 +106,8 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     if residual is not None:
         keep.update(SUM_KEYS)
     r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak=mem.activations == "peak",
-                               seg_fn=seg_fn, keep=keep, cache=cache, derive=derive, checked=True)
+                               seg_fn=seg_fn, keep=keep, cache=cache, derive=derive, checked=True,
+                               project=lambda readers, b: b.relevant(readers, bool(model.fuse), bool(model.layout)))
     zero = np.zeros(len(in_elems))
     get = lambda k: r.get(k, zero)  # noqa: E731
     by_kind = {k.split(".", 1)[1]: v for k, v in r.items() if k.startswith("latency_ms.")}

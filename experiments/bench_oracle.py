@@ -82,11 +82,8 @@ class _Row:
         self.single.append(n_single / (time.perf_counter() - t))
 
     def report(self):
-        from augur_nas.oracle import falls_back
-
         mc, mw, ms = (statistics.median(v) for v in (self.cold, self.warm, self.single))
-        path = "layer table (falls back)" if falls_back(self.warm_oracle.profile) else "segments"
-        print(f"-- {self.device} ({path})")
+        print(f"-- {self.device}")
         print(f"batched, cold  median {mc:12,.0f} cand/s   min..max {min(self.cold):,.0f}..{max(self.cold):,.0f}   (fresh Oracle)")
         print(f"batched, warm  median {mw:12,.0f} cand/s   min..max {min(self.warm):,.0f}..{max(self.warm):,.0f}   (grids kept)")
         print(f"one at a time  median {ms:12,.0f} cand/s   min..max {min(self.single):,.0f}..{max(self.single):,.0f}")

@@ -9,7 +9,7 @@ import augur_nas as an
 from augur_nas.analysis import totals
 from augur_nas.lowering import fast_totals
 from augur_nas.costmodel._fusion import FusionRules
-from augur_nas.oracle import _fast_costs, _table_costs, falls_back
+from augur_nas.oracle import _fast_costs, _table_costs
 from augur_nas.profile import list_profiles, load_profile
 
 SPACES = sorted(glob.glob("spaces/*.yaml")) + ["spaces/zoo/googlenet.yaml", "spaces/zoo/resnet50.yaml"]
@@ -27,28 +27,34 @@ def test_fast_totals_equal_table_totals(path):
 
 PROFILES = [p if isinstance(p, str) else p["name"] for p in list_profiles()]
 SHIPPED_SPACES = sorted(glob.glob("spaces/*.yaml"))
-# profiles the segment path cannot price yet (fusion/layout state is not carried across segment
-# boundaries): issue 12. The test below fails when this list is out of date either way.
-KNOWN_FALLBACK = {"x86-2core-ort"}
 
 
 def _segment_profiles():
-    """Every shipped profile the segment path prices, plus the measured profile with its fusion
-    and layout rules taken out (so its residual runs on the segment path)."""
-    out = [(d, load_profile(d)) for d in PROFILES if not falls_back(load_profile(d))]
+    """Every shipped profile (the measured one carries fusion, layout and a residual), plus the
+    measured profile with its fusion and layout rules taken out."""
+    out = [(d, load_profile(d)) for d in PROFILES]
     p = load_profile("x86-2core-ort")
-    assert p.residual is not None  # the measured profile carries a residual
+    assert p.residual is not None and p.latency.fuse and p.latency.layout  # what the list must cover
     p.latency.fuse = FusionRules(())
     p.latency.layout = None
-    assert not falls_back(p)
     out.append(("x86-2core-ort-unfused+residual", p))
     return out
 
 
-def test_known_profiles_fall_back_and_no_others():
-    """Fails if a shipped profile falls back to the layer table that is not known to, or one
-    known to no longer does (then shrink KNOWN_FALLBACK)."""
-    assert {d for d in PROFILES if falls_back(load_profile(d))} == KNOWN_FALLBACK
+@pytest.mark.parametrize("device", PROFILES)
+def test_no_shipped_profile_falls_back_to_the_layer_table(device, monkeypatch):
+    """``evaluate`` never lowers to the full layer table, for any shipped profile."""
+    import augur_nas.oracle as oracle_mod
+
+    def refuse(*a, **k):
+        raise AssertionError(f"{device} fell back to the layer table")
+
+    monkeypatch.setattr(oracle_mod, "lower", refuse)
+    monkeypatch.setattr(oracle_mod, "_table_costs", refuse)
+    for path in ("spaces/mobile.yaml", "spaces/nb201.yaml"):
+        space = an.load_space(path)
+        out = an.Oracle(space, device).evaluate(space.sample(30, seed=1))
+        assert np.all(out["latency_ms"] > 0)
 
 
 def _assert_same(fast, ref, label):
@@ -66,7 +72,6 @@ def test_oracle_fast_path_equals_table_path(path):
     space = an.load_space(path)
     X = space.sample(200, seed=5)
     for device, prof in _segment_profiles():
-        assert not falls_back(prof)
         _assert_same(_fast_costs(space, X, prof, 2), _table_costs(space, X, prof, 2), f"{device} {path}")
 
 
@@ -77,7 +82,7 @@ def test_oracle_evaluate_equals_reference_batched_and_one_at_a_time(path):
     (its grid cache fills on the way)."""
     space = an.load_space(path)
     X = space.sample(40, seed=9)
-    for device, prof in _segment_profiles() + [(d, load_profile(d)) for d in sorted(KNOWN_FALLBACK)]:
+    for device, prof in _segment_profiles():
         o = an.Oracle(space, prof)
         ref = o.evaluate(X, reference=True)
         fast = o.evaluate(X)

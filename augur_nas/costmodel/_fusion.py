@@ -59,6 +59,21 @@ class Boundary(NamedTuple):
         z = np.zeros(n, dtype=np.int64)
         return cls(z - 1, z - 1, *([z] * 10))
 
+    def relevant(self, readers: int, fusion: bool, layout: bool) -> "Boundary":
+        """Only what a segment whose layers read this tensor ``readers`` times can see: a fusion
+        chain continues only through a tensor's one reader; without fusion (or layout) rules
+        their fields never matter."""
+        z = np.zeros_like(self.stage)
+        b = self
+        if not fusion or readers != 1:
+            b = b._replace(stage=z - 1, group=z - 1)
+        if not fusion:
+            b = b._replace(fzero=z)
+        if not layout:
+            b = b._replace(**{k: z for k in ("layout", "done_plain", "done_blocked", "is_zero", "zdone",
+                                              "z_layout", "z_done_plain", "z_elems", "elems")})
+        return b
+
     def take(self, idx) -> "Boundary":
         return Boundary(*(np.take(a, idx) for a in self))
 _KEYS = ("into", "fold", "join", "act")
