@@ -28,6 +28,7 @@ CACHED_MAX_GRID = 32768  # with a cache (an Oracle's), grids up to this size are
 CACHED_GRID_CELLS = 2**21  # ... and rows x slots at most this (a grid's table: 16 fields of 8 bytes per cell)
 CALLS_BEFORE_GRID = 2  # ... from this many earlier calls of the cache on (see segment_sums)
 GRID_CACHE_BYTES = 64 * 2**20  # a cache of segment grids (``segment_sums(cache=...)``) is cleared beyond this
+STATE_GRID = 2**17  # ... and, over several entry states (fusion/layout profiles), this many rows in all
 NARROW_BATCH = 1024  # from this batch size on, keys are computed from int8/int16 gene rows
 MERGE_GRID = 512  # neighbouring segments are merged while their joint grid has at most this many rows
 
@@ -222,16 +223,21 @@ class _Recorder:
 class _State:
     """Distinct shapes of the tensor between two segments, and each candidate's code into them."""
 
-    def __init__(self, c, h, w, zero):
+    def __init__(self, c, h, w, zero, bound=None):
         self.c, self.h, self.w, self.zero = c, h, w, zero
+        # the fusion and layout state of each distinct entry (a ``costmodel.Boundary``; None: the
+        # network input's, or a profile without fusion and layout rules)
+        self.bound = bound
         self._token = None
 
     @property
     def token(self) -> bytes:
-        """The shapes as bytes: part of a grid's cache key (computed once per state)."""
+        """The shapes and boundary states as bytes: part of a grid's cache key (computed once
+        per state)."""
         if self._token is None:
-            self._token = b"".join(a.tobytes() for a in (self.c, self.h, self.w, self.zero)) + \
-                bytes(str((len(self.c), self.c.dtype, self.h.dtype, self.w.dtype)), "ascii")
+            parts = (self.c, self.h, self.w, self.zero) + (tuple(self.bound) if self.bound is not None else ())
+            self._token = b"".join(np.ascontiguousarray(a).tobytes() for a in parts) + \
+                bytes(str((len(self.c), self.c.dtype, self.h.dtype, self.w.dtype, self.bound is not None)), "ascii")
         return self._token
 
     @property
@@ -239,11 +245,17 @@ class _State:
         return len(self.c)
 
 
-def _unique_states(c, h, w, zero, N):
+def _unique_states(c, h, w, zero, N, bound=None):
     c = np.broadcast_to(np.asarray(c, dtype=np.int64), (N,))
     h = np.broadcast_to(np.asarray(h, dtype=np.int64), (N,))
     w = np.broadcast_to(np.asarray(w, dtype=np.int64), (N,))
     z = np.broadcast_to(np.asarray(zero, dtype=np.int64), (N,))
+    if bound is not None:
+        # shapes and boundary states together: one column each
+        cols = [c, h, w, z] + [np.broadcast_to(np.asarray(a, dtype=np.int64), (N,)) for a in bound]
+        uniq, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+        kept = type(bound)(*(np.ascontiguousarray(a) for a in uniq[:, 4:].T))  # the same record type
+        return _State(uniq[:, 0], uniq[:, 1], uniq[:, 2], uniq[:, 3].astype(bool), kept), inv.reshape(-1)
     if c.max(initial=0) < 2**21 and max(h.max(initial=0), w.max(initial=0)) < 2**20 and min(c.min(initial=0), h.min(initial=0), w.min(initial=0)) >= 0:
         packed = (c << 42) | (h << 22) | (w << 1) | z
         uniq, inv = np.unique(packed, return_inverse=True)
@@ -254,19 +266,23 @@ def _unique_states(c, h, w, zero, N):
 
 
 def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activation_bytes"), peak=False,
-                 seg_fn=None, keep=None, cache=None, derive=None, checked=False):
+                 seg_fn=None, keep=None, cache=None, derive=None, checked=False, project=None):
     """Whole-network sums for candidates ``X`` through segment tabulation.
 
     ``make_sink(B)`` makes a sink for ``walk`` with a ``result() -> {field: [B] array}``.
     With ``peak`` the largest live activation bytes are added (``peak_activation_bytes``, a
     max over segments); ``seg_fn(table)`` prices a segment's small layer table (its rows are
-    the grid) and returns more ``{field: [rows] array}`` sums, e.g. a cost model's latency
+    the grid; ``entry``: the rows' entering ``Boundary`` or None) and returns ``(more {field:
+    [rows] array} sums, the exit's Boundary or None)``, e.g. a cost model's latency
     (with ``seg_fn`` the sink's sums are those of ``_TotalsSink``, taken from that table).
     ``keep`` (a set of field names) limits what is gathered per candidate; ``derive(sums)`` may
     add fields computed from a grid's sums (a linear combination gathered once instead of its
     terms one by one). ``cache`` (a dict the caller keeps, one per
     ``make_sink``/``seg_fn``/``keep`` setting) keeps the segment grids from one call to the next:
     a search asks for many batches of the same space. ``checked``: ``X`` is already validated.
+    ``project(readers, bound)`` keeps only the parts of an entering boundary state (see
+    ``seg_fn``) that matter to a segment whose layers read the entering tensor ``readers``
+    times: fewer distinct entry states, smaller grids.
     Returns ({field: [B] array}, the network input's element count per candidate).
     """
     if not checked:
@@ -299,6 +315,8 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
     while i < len(segs):
         seg = segs[i]
         st, cd = states[seg.entry]
+        if project is not None and st.bound is not None:
+            st, cd = _projected(prog, seg, st, cd, project)
         N = st.n * seg.combos
         # every per-candidate step (key arithmetic, gathers, adds) is paid per segment, so small
         # neighbours are tabulated together while the merged grid stays small
@@ -317,7 +335,8 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
             N = st.n * seg.combos
         i = j
         tab = N <= min(MAX_GRID, B)
-        if not tab and cache is not None and N <= CACHED_MAX_GRID and N * (seg.stop - seg.start) <= CACHED_GRID_CELLS:
+        if not tab and cache is not None and N <= STATE_GRID and seg.combos <= CACHED_MAX_GRID and \
+                seg.combos * (seg.stop - seg.start) <= CACHED_GRID_CELLS:
             tab = _grid_key(seg, st) in cache or (stable and (N <= B or calls >= CALLS_BEFORE_GRID))
         if tab:
             out_state, out_codes = _tabulate(space, X, XT, seg, st, cd, make_sink, peak, seg_fn, keep, cache,
@@ -329,6 +348,19 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
                 totals.add_field(k, v)
         states[seg.stop - 1] = (out_state, out_codes)
     return totals.result(), in_elems
+
+
+def _projected(prog, seg, st, codes, project):
+    """The entry states ``st`` with only what matters to ``seg`` kept (``project``), distinct
+    again, and each candidate's code into them."""
+    readers = sum(1 for n in prog.nodes[seg.start:seg.stop] if seg.entry in n.inputs)
+    bound = project(readers, st.bound)
+    if bound is st.bound:
+        return st, codes
+    new, inv = _unique_states(st.c, st.h, st.w, st.zero, st.n, bound)
+    if new.n == st.n:
+        return st, codes
+    return new, np.take(inv, codes)
 
 
 def _gene_columns(space, X):
@@ -417,8 +449,8 @@ def _input_states(space):
 
 def _keys(XT, codes, R, genes, radix, gene_index=None):
     """``codes * R + sum(XT[g] * r)``: each candidate's row in a grid of ``R`` combinations per
-    entry code. Narrow gene rows (int8/int16, large batches) give int16 keys (no grid has more
-    than CACHED_MAX_GRID = 32768 rows); a small batch takes one product over its genes (a few calls on tiny
+    entry code. Narrow gene rows (int8/int16, large batches) give int16 keys (int32 for a
+    grid over more than 32767 rows); a small batch takes one product over its genes (a few calls on tiny
     arrays instead of two per gene)."""
     if XT.dtype == np.int64:
         key = codes.astype(np.int64)
@@ -427,11 +459,12 @@ def _keys(XT, codes, R, genes, radix, gene_index=None):
         if len(genes):
             key += np.dot(radix, XT[gene_index if gene_index is not None else list(genes)])
         return key
-    key = codes.astype(np.int16)
+    dt = np.int16 if (int(codes.max(initial=0)) + 1) * R <= 32767 else np.int32
+    key = codes.astype(dt)
     if R != 1:
-        key *= np.int16(R)
+        key *= dt(R)
     for g, r in zip(genes, radix):
-        key += XT[g] * np.int16(r) if r != 1 else XT[g]
+        key += XT[g] * dt(r) if r != 1 else XT[g]
     return key
 
 
@@ -539,13 +572,24 @@ def _signature(prog, seg):
 
 
 def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, reduce_max=()):
-    """A segment evaluated on every (entry shape, segment genes) combination: what each
-    candidate then gathers by its key. Depends on the entry shapes, not on the candidates."""
+    """A segment evaluated on every (entry state, segment genes) combination: what each
+    candidate then gathers by its key. Depends on the entry states, not on the candidates.
+    Many entry states (fusion and layout profiles) are walked a block of states at a time, so
+    that a block's layer table stays within CACHED_GRID_CELLS."""
     R = seg.combos
     N = st.n * R
     grid = _combinations(space.n_genes, seg.genes, seg.radix, _mixed_radix(space.program, seg.genes)[0], N)
-    ev, out_state, grid_codes, res = _walk_segment(space, grid, seg, st, np.arange(N, dtype=np.int64) // R, make_sink,
-                                                   peak, seg_fn, derive)
+    per = max(1, CACHED_GRID_CELLS // max(1, R * (seg.stop - seg.start)))
+    parts = []
+    for a in range(0, st.n, per):
+        lo, hi = a * R, min(st.n, a + per) * R
+        parts.append((lo, hi) + _walk_segment(space, grid[lo:hi], seg, st, np.arange(lo, hi, dtype=np.int64) // R,
+                                              make_sink, peak, seg_fn, derive))
+    if len(parts) == 1:
+        _, _, ev, out_state, grid_codes, res = parts[0]
+        errors = list(ev.errors)
+    else:
+        out_state, grid_codes, res, errors = _join_blocks(parts, N)
     names = [k for k in res if keep is None or k in keep or k.startswith("latency_ms.")]
     sum_names = tuple(k for k in names if k not in reduce_max)
     max_names = tuple(k for k in names if k in reduce_max)
@@ -553,7 +597,31 @@ def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, red
                           if names else np.empty((N, 0)) for names in (sum_names, max_names))
     if N <= 32767:
         grid_codes = grid_codes.astype(np.int16)
-    return out_state, grid_codes, sum_names, sum_vals, max_names, max_vals, list(ev.errors)
+    return out_state, grid_codes, sum_names, sum_vals, max_names, max_vals, errors
+
+
+def _join_blocks(parts, N):
+    """One grid from blocks of rows ``(lo, hi, evaluation, exit states, codes, sums)``: the exit
+    states made distinct again, the sums concatenated, the deferred errors shifted to the rows."""
+    def rows(st, codes, f):
+        return np.take(f(st), codes)
+
+    fields = [lambda st, k=k: getattr(st, k) for k in ("c", "h", "w", "zero")]
+    exits = [np.concatenate([rows(p[3], p[4], f) for p in parts]) for f in fields]
+    bound = None
+    if parts[0][3].bound is not None:
+        bound = type(parts[0][3].bound)(*(np.concatenate([np.take(p[3].bound[i], p[4]) for p in parts])
+                                          for i in range(len(parts[0][3].bound))))
+    out_state, grid_codes = _unique_states(*exits, N, bound)
+    res = {k: np.concatenate([np.broadcast_to(np.asarray(p[5][k], dtype=np.float64), (p[1] - p[0],)) for p in parts])
+           for k in parts[0][5]}
+    errors = []
+    for lo, hi, ev, *_ in parts:
+        for bad, node, msg, gev in ev.errors:
+            full = np.zeros(N, dtype=bool)
+            full[lo:hi] = bad
+            errors.append((full, node, msg, gev, lo))
+    return out_state, grid_codes, res, errors
 
 
 def _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, candidates=False):
@@ -578,7 +646,11 @@ def _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, can
         if peak:
             res["peak_activation_bytes"] = sink.peak(space.program, table, st.c[codes] * st.h[codes] * st.w[codes])
         if seg_fn:
-            res.update(seg_fn(table))
+            entry_bound = st.bound.take(codes) if st.bound is not None else None
+            sums, exit_bound = seg_fn(table, entry_bound)
+            res.update(sums)
+            if exit_bound is not None:
+                out_state, out_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N, exit_bound)
     if derive is not None:
         res.update(derive(res))
     return ev, out_state, out_codes, res
@@ -593,11 +665,11 @@ def _direct(space, X, seg, st, codes, make_sink, peak=False, seg_fn=None, derive
 def _raise_deferred(space, X, errors, key):
     if not errors:
         return
-    for bad, node, msg, gev in errors:
+    for bad, node, msg, gev, *off in errors:
         hit = bad[key]
         if hit.any():
             i = int(np.argmax(hit))
-            row = int(key[i])
+            row = int(key[i]) - (off[0] if off else 0)  # a row of the block the message was made for
             pick = (lambda a: a[row] if isinstance(a, np.ndarray) and a.ndim else a)
             picks = [f"{g.name}={g.options[X[i, j]]}" for j, g in enumerate(space.genes)][:8]
             cand = f" for candidate {i} ({', '.join(picks)}{', ...' if space.n_genes > 8 else ''})" if space.n_genes else ""

@@ -4,6 +4,10 @@
 ``evaluate(X)`` prices a batch of encodings ``X[B, G]`` at once (vectorized over candidates, in
 chunks of ``chunk`` candidates to bound memory) and returns ``[B]`` arrays. ``constraints(...)``
 builds the constraint function of a constrained search (values <= 0 are feasible).
+
+``evaluate(X, reference=True)`` prices through the full layer table instead of the segment
+tabulation of the hot path: slower, and the reference anyone can check the fast path against
+(they agree to 1e-9 relative; ``tests/test_fast_path.py``).
 """
 
 from __future__ import annotations
@@ -39,11 +43,6 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     the whole-network sums its features need are gathered with the latency and the booster
     corrects the chunk at once."""
     model = profile.latency
-    if model.fuse or model.layout:
-        # fusion and layout rules follow chains across segment boundaries; the segment path
-        # does not carry that state exactly yet (nb201 differed by up to 4 %), so such profiles
-        # are priced through the full layer table
-        return _table_costs(space, X, profile, batch, breakdown)
     from ._segments import segment_sums
     from .costmodel import residual_sums
     from .costmodel._residual import SUM_KEYS
@@ -55,20 +54,28 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     residual = getattr(profile, "residual", None)
     need_fc = profile.memory.fc_weights_coef is not None
 
-    def seg_fn(table):
-        st, n_reorder = model.slot_costs(table, batch, name, None, None)
+    stateful = bool(model.fuse or model.layout)
+
+    def seg_fn(table, entry):
+        fused = exit_bound = None
+        if stateful:
+            # fusion chains and layouts run across segment boundaries: the entering tensor's state
+            # is part of the grid key, and the exit's is handed on with the exit shapes
+            st, n_reorder, fused, exit_bound = model.slot_costs(table, batch, name, entry, None, exit_state=True)
+        else:
+            st, n_reorder = model.slot_costs(table, batch, name, None, None)
         out = {"latency_ms": st.sum(axis=0)}
         if model_ws_sum:
             out["workspace_sum_elems"] = table.rows["workspace_elems"].sum(axis=0)
         if breakdown:
             out.update({f"latency_ms.{k}": v for k, v in model.breakdown(table, st).items()})
         if residual is not None:
-            out.update(residual_sums(table, model, st, None, n_reorder))
+            out.update(residual_sums(table, model, st, fused, n_reorder))
         if need_fc:
             from .costmodel._memory import fc_weight_bytes
 
             out["fc_weight_bytes"] = fc_weight_bytes(table)
-        return out
+        return out, exit_bound
 
     mem = profile.memory
     linear = mem.activations == "caffe" and mem.batch_activations == "caffe" and mem.workspace in ("sum", "none")
@@ -100,7 +107,8 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     if residual is not None:
         keep.update(SUM_KEYS)
     r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak="peak" in (mem.activations, mem.batch_activations),
-                               seg_fn=seg_fn, keep=keep, cache=cache, derive=derive, checked=True)
+                               seg_fn=seg_fn, keep=keep, cache=cache, derive=derive, checked=True,
+                               project=lambda readers, b: b.relevant(readers, bool(model.fuse), bool(model.layout)))
     zero = np.zeros(len(in_elems))
     get = lambda k: r.get(k, zero)  # noqa: E731
     by_kind = {k.split(".", 1)[1]: v for k, v in r.items() if k.startswith("latency_ms.")}
@@ -154,9 +162,13 @@ class Oracle:
             X = X[None, :]
         return self.space.check_encodings(X)
 
-    def evaluate(self, X, batch: int | None = None, breakdown: bool = True) -> dict:
+    def evaluate(self, X, batch: int | None = None, breakdown: bool = True, reference: bool = False) -> dict:
         """``latency_ms``, ``memory_mb``, ``macs``, ``params`` and, with ``breakdown``, the latency
-        of each op kind as ``latency_ms.<kind>`` (``[B]`` arrays)."""
+        of each op kind as ``latency_ms.<kind>`` (``[B]`` arrays).
+
+        With ``reference`` every chunk is lowered to the full layer table and priced from it (the
+        reference path, no segment grids): the same figures to 1e-9 relative, much slower; there
+        to check the hot path against."""
         X = self._encodings(X)
         batch = self.batch if batch is None else _positive_int(batch, "batch")
         B = X.shape[0]
@@ -168,7 +180,11 @@ class Oracle:
             # the segment grids are priced once per Oracle and kept, so after the first call even a
             # single candidate only gathers its segments' sums
             cache = self._grid_caches.setdefault((id(self.profile), batch, bool(breakdown)), {})
-            lat, by_kind, mem, macs, params = _fast_costs(self.space, X[lo:hi], self.profile, batch, breakdown, cache)
+            if reference:
+                lat, by_kind, mem, macs, params = _table_costs(self.space, X[lo:hi], self.profile, batch, breakdown)
+            else:
+                lat, by_kind, mem, macs, params = _fast_costs(self.space, X[lo:hi], self.profile, batch, breakdown,
+                                                              cache)
             out["latency_ms"][lo:hi] = lat
             out["memory_mb"][lo:hi] = mem
             out["macs"][lo:hi] = macs

@@ -1,6 +1,9 @@
 """Oracle speed: latency + memory of 100,000 candidates of spaces/mobile.yaml on one core.
 
 Run:  taskset -c 0 python experiments/bench_oracle.py [--device tk1-gpu] [--n 100000]
+      taskset -c 0 python experiments/bench_oracle.py --device x86-2core-ort,tk1-gpu   (side by side)
+      taskset -c 0 python experiments/bench_oracle.py --space spaces/nb201.yaml --device x86-2core-ort
+      taskset -c 0 python experiments/bench_oracle.py --device x86-2core-ort --peak 1000000
 Timed side by side, in interleaved rounds of one process (medians with min..max):
 - cold: a fresh Oracle each round (made before the clock starts: loading the profile is paid
   once per process), so every segment grid is priced again (the figure quoted);
@@ -26,36 +29,79 @@ from augur_nas.oracle import Oracle  # noqa: E402
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--space", default="spaces/mobile.yaml")
-    ap.add_argument("--device", default="tk1-gpu")
+    ap.add_argument("--device", default="tk1-gpu",
+                    help="a profile, or several comma-separated (x86-2core-ort,tk1-gpu): timed side by side "
+                         "in the same interleaved rounds, with each one's ratio to the last")
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--single", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--peak", type=int, default=0, metavar="N",
+                    help="instead: price N candidates (e.g. 1000000) with the first device in one call and "
+                         "report the process's peak resident memory")
     args = ap.parse_args()
     space = an.load_space(args.space)
+    devices = [d.strip() for d in args.device.split(",") if d.strip()]
+    if args.peak:
+        return _peak(space, devices[0], args.peak)
     X = space.sample(args.n, seed=0)
-    warm_oracle = Oracle(space, args.device)
-    warm_oracle.evaluate(X[:1000], breakdown=False)
-    cold, warm, single = [], [], []
+    rows = {d: _Row(space, d, X) for d in devices}
     for _ in range(args.rounds):
-        oracle = Oracle(space, args.device)
-        t = time.perf_counter()
-        res = oracle.evaluate(X, breakdown=False)
-        cold.append(len(X) / (time.perf_counter() - t))
-        t = time.perf_counter()
-        warm_oracle.evaluate(X, breakdown=False)
-        warm.append(len(X) / (time.perf_counter() - t))
-        t = time.perf_counter()
-        for x in X[: args.single]:
-            oracle.evaluate(x[None, :], breakdown=False)
-        single.append(args.single / (time.perf_counter() - t))
-    mc, mw, ms = statistics.median(cold), statistics.median(warm), statistics.median(single)
-    print(f"{space.name} on {oracle.device}: {args.n:,} candidates (latency_ms + memory_mb, lowering included), "
+        for d in devices:  # interleaved: a slow spell of the machine hits every device alike
+            rows[d].round(space, X, args.single)
+    print(f"{space.name}: {args.n:,} candidates (latency_ms + memory_mb, lowering and residual included), "
           f"{args.rounds} interleaved rounds, one process")
-    print(f"batched, cold  median {mc:12,.0f} cand/s   min..max {min(cold):,.0f}..{max(cold):,.0f}   (fresh Oracle)")
-    print(f"batched, warm  median {mw:12,.0f} cand/s   min..max {min(warm):,.0f}..{max(warm):,.0f}   (grids kept)")
-    print(f"one at a time  median {ms:12,.0f} cand/s   min..max {min(single):,.0f}..{max(single):,.0f}")
-    print(f"ratio cold / one at a time (medians) {mc / ms:,.0f}x; latency of the batch: median "
-          f"{float(statistics.median(res['latency_ms'])):.2f} ms")
+    for d in devices:
+        rows[d].report()
+    if len(devices) > 1:
+        base = statistics.median(rows[devices[-1]].cold)
+        for d in devices[:-1]:
+            print(f"ratio cold {d} / {devices[-1]} (medians): {statistics.median(rows[d].cold) / base:.3f}")
+
+
+class _Row:
+    """One device's timings across the rounds."""
+
+    def __init__(self, space, device, X):
+        self.device = device
+        self.warm_oracle = Oracle(space, device)
+        self.warm_oracle.evaluate(X[:1000], breakdown=False)
+        self.cold, self.warm, self.single = [], [], []
+        self.res = None
+
+    def round(self, space, X, n_single):
+        oracle = Oracle(space, self.device)
+        t = time.perf_counter()
+        self.res = oracle.evaluate(X, breakdown=False)
+        self.cold.append(len(X) / (time.perf_counter() - t))
+        t = time.perf_counter()
+        self.warm_oracle.evaluate(X, breakdown=False)
+        self.warm.append(len(X) / (time.perf_counter() - t))
+        t = time.perf_counter()
+        for x in X[:n_single]:
+            oracle.evaluate(x[None, :], breakdown=False)
+        self.single.append(n_single / (time.perf_counter() - t))
+
+    def report(self):
+        mc, mw, ms = (statistics.median(v) for v in (self.cold, self.warm, self.single))
+        print(f"-- {self.device}")
+        print(f"batched, cold  median {mc:12,.0f} cand/s   min..max {min(self.cold):,.0f}..{max(self.cold):,.0f}   (fresh Oracle)")
+        print(f"batched, warm  median {mw:12,.0f} cand/s   min..max {min(self.warm):,.0f}..{max(self.warm):,.0f}   (grids kept)")
+        print(f"one at a time  median {ms:12,.0f} cand/s   min..max {min(self.single):,.0f}..{max(self.single):,.0f}")
+        print(f"ratio cold / one at a time (medians) {mc / ms:,.0f}x; latency of the batch: median "
+              f"{float(statistics.median(self.res['latency_ms'])):.2f} ms")
+
+
+def _peak(space, device, n):
+    import resource
+
+    X = space.sample(n, seed=0)
+    t = time.perf_counter()
+    Oracle(space, device).evaluate(X, breakdown=False)
+    dt = time.perf_counter() - t
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print(f"{space.name} on {device}: {n:,} candidates in one call, {n / dt:,.0f} cand/s; "
+          f"peak resident memory of the process {peak_mb:,.0f} MB (encodings included)")
+
 
 
 if __name__ == "__main__":

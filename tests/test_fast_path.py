@@ -9,6 +9,7 @@ import pytest
 import augur_nas as an
 from augur_nas.analysis import totals
 from augur_nas.lowering import fast_totals
+from augur_nas.costmodel._fusion import FusionRules
 from augur_nas.oracle import _fast_costs, _table_costs
 from augur_nas.profile import list_profiles, load_profile
 
@@ -29,19 +30,74 @@ def test_fast_totals_equal_table_totals(path):
         np.testing.assert_array_equal(v, ref[key], err_msg=f"{path}: {key}")
 
 
-@pytest.mark.parametrize("device", [p if isinstance(p, str) else p["name"] for p in list_profiles()])
-def test_oracle_fast_path_equals_table_path(device):
-    prof = load_profile(device)
-    for path in (_REPO / "spaces/mobile.yaml", _REPO / "spaces/nb201.yaml", _REPO / "spaces/classic.yaml"):
+PROFILES = [p if isinstance(p, str) else p["name"] for p in list_profiles()]
+SHIPPED_SPACES = sorted(str(p) for p in _REPO.glob("spaces/*.yaml"))
+
+
+def _segment_profiles():
+    """Every shipped profile (the measured one carries fusion, layout and a residual), plus the
+    measured profile with its fusion and layout rules taken out."""
+    out = [(d, load_profile(d)) for d in PROFILES]
+    p = load_profile("x86-2core-ort")
+    assert p.residual is not None and p.latency.fuse and p.latency.layout  # what the list must cover
+    p.latency.fuse = FusionRules(())
+    p.latency.layout = None
+    out.append(("x86-2core-ort-unfused+residual", p))
+    return out
+
+
+@pytest.mark.parametrize("device", PROFILES)
+def test_no_shipped_profile_falls_back_to_the_layer_table(device, monkeypatch):
+    """``evaluate`` never lowers to the full layer table, for any shipped profile."""
+    import augur_nas.oracle as oracle_mod
+
+    def refuse(*a, **k):
+        raise AssertionError(f"{device} fell back to the layer table")
+
+    monkeypatch.setattr(oracle_mod, "lower", refuse)
+    monkeypatch.setattr(oracle_mod, "_table_costs", refuse)
+    for path in (_REPO / "spaces/mobile.yaml", _REPO / "spaces/nb201.yaml"):
         space = an.load_space(path)
-        X = space.sample(200, seed=5)
-        a = _table_costs(space, X, prof, 2)
-        b = _fast_costs(space, X, prof, 2)
-        for i, what in ((0, "latency"), (2, "memory"), (3, "macs"), (4, "params")):
-            np.testing.assert_allclose(b[i], a[i], rtol=1e-9, err_msg=f"{device} {path} {what}")
-        assert set(a[1]) == set(b[1])
-        for kind in a[1]:
-            np.testing.assert_allclose(b[1][kind], a[1][kind], rtol=1e-9, atol=1e-9)
+        out = an.Oracle(space, device).evaluate(space.sample(30, seed=1))
+        assert np.all(out["latency_ms"] > 0)
+
+
+def _assert_same(fast, ref, label):
+    for i, what in ((0, "latency"), (2, "memory"), (3, "macs"), (4, "params")):
+        np.testing.assert_allclose(fast[i], ref[i], rtol=1e-9, err_msg=f"{label} {what}")
+    assert set(fast[1]) == set(ref[1]), label
+    for kind in ref[1]:
+        np.testing.assert_allclose(fast[1][kind], ref[1][kind], rtol=1e-9, atol=1e-9, err_msg=f"{label} {kind}")
+
+
+@pytest.mark.parametrize("path", SHIPPED_SPACES)
+def test_oracle_fast_path_equals_table_path(path):
+    """Every profile the segment path prices, on every shipped space: the segment path (not a
+    fallback) equals the full layer table to 1e-9 relative, residual included."""
+    space = an.load_space(path)
+    X = space.sample(200, seed=5)
+    for device, prof in _segment_profiles():
+        _assert_same(_fast_costs(space, X, prof, 2), _table_costs(space, X, prof, 2), f"{device} {path}")
+
+
+@pytest.mark.parametrize("path", SHIPPED_SPACES)
+def test_oracle_evaluate_equals_reference_batched_and_one_at_a_time(path):
+    """The public reference path (``evaluate(reference=True)``) against the hot path, for every
+    shipped profile: the whole batch at once, then candidate by candidate through one Oracle
+    (its grid cache fills on the way)."""
+    space = an.load_space(path)
+    X = space.sample(40, seed=9)
+    for device, prof in _segment_profiles():
+        o = an.Oracle(space, prof)
+        ref = o.evaluate(X, reference=True)
+        fast = o.evaluate(X)
+        assert set(fast) == set(ref)
+        for k in ref:
+            np.testing.assert_allclose(fast[k], ref[k], rtol=1e-9, atol=1e-12, err_msg=f"{device} {path} {k}")
+        for i in range(0, len(X), 4):
+            one = o.evaluate(X[i])
+            for k in ("latency_ms", "memory_mb", "macs", "params"):
+                np.testing.assert_allclose(one[k][0], ref[k][i], rtol=1e-9, err_msg=f"{device} {path} {k} [{i}]")
 
 
 def test_shape_error_names_a_real_candidate():

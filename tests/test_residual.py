@@ -4,6 +4,7 @@ path, trained and validated by `augur-nas fit-residual` / `validate` on tiny spa
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from augur_nas import ProfileError, load_space, lower
 from augur_nas.costmodel import ResidualModel, latency_ms, residual_features, residual_sums
 from augur_nas.costmodel._latency import input_elems
 from augur_nas.costmodel._residual import FEATURES, SUM_KEYS
+from augur_nas.costmodel._fusion import FusionRules
 from augur_nas.oracle import Oracle, _fast_costs, _table_costs
 from augur_nas.profile import load_profile, parse_profile, save_profile
 
@@ -106,6 +108,13 @@ def test_residual_fast_path_equals_reference_path(with_residual, base_profile, s
     fast = _fast_costs(space, X, with_residual, 1)[0]
     ref = _table_costs(space, X, with_residual, 1)[0]
     assert np.allclose(fast, ref, rtol=1e-9)
+    # and without fusion and layout rules (other segment states), the residual still agrees
+    unfused = copy.deepcopy(with_residual)
+    unfused.latency.fuse = FusionRules(())
+    unfused.latency.layout = None
+    fast_u = _fast_costs(space, X, unfused, 1)[0]
+    np.testing.assert_allclose(fast_u, _table_costs(space, X, unfused, 1)[0], rtol=1e-9)
+    assert not np.allclose(fast_u, fast)  # fusion changes the figures, so both comparisons count
     base = _table_costs(space, X, base_profile, 1)[0]
     assert not np.allclose(fast, base)  # the residual does something
     r = np.log(fast / base)

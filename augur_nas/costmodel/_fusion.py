@@ -19,11 +19,63 @@ only reader of the tensor before it. ``select``, ``identity`` and ``dropout`` ar
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import _check
 
 TRANSPARENT = ("select", "identity", "dropout")
+
+
+class Boundary(NamedTuple):
+    """The fusion and layout state of the one tensor between two segments of the fast path,
+    per row (``[B]`` arrays): what the priced layers after it depend on besides its shape.
+
+    ``stage``/``group``/``fzero``: its fusion chain stage and group and whether it is a zero
+    edge for fusion (``FusionRules.chain_stages``); ``layout``: its layout; ``done_plain``/
+    ``done_blocked``: whether its source tensor was already converted to that layout;
+    ``is_zero``/``zdone``: whether its source is a zero edge and that edge already charged;
+    ``z_layout``/``z_done_plain``/``z_elems``: for a zero edge, its input's layout, plain
+    conversion and size; ``elems``: its source tensor's size (``LayoutRules.reorders``: the
+    segment's own rows may not show it, when every layer reading it is inactive)."""
+
+    stage: np.ndarray
+    group: np.ndarray
+    fzero: np.ndarray
+    layout: np.ndarray
+    done_plain: np.ndarray
+    done_blocked: np.ndarray
+    is_zero: np.ndarray
+    zdone: np.ndarray
+    z_layout: np.ndarray
+    z_done_plain: np.ndarray
+    z_elems: np.ndarray
+    elems: np.ndarray
+
+    @classmethod
+    def start(cls, n: int) -> "Boundary":
+        """The network input: no chain, plain, nothing converted."""
+        z = np.zeros(n, dtype=np.int64)
+        return cls(z - 1, z - 1, *([z] * 10))
+
+    def relevant(self, readers: int, fusion: bool, layout: bool) -> "Boundary":
+        """Only what a segment whose layers read this tensor ``readers`` times can see: a fusion
+        chain continues only through a tensor's one reader; without fusion (or layout) rules
+        their fields never matter."""
+        z = np.zeros_like(self.stage)
+        b = self
+        if not fusion or readers != 1:
+            b = b._replace(stage=z - 1, group=z - 1)
+        if not fusion:
+            b = b._replace(fzero=z)
+        if not layout:
+            b = b._replace(**{k: z for k in ("layout", "done_plain", "done_blocked", "is_zero", "zdone",
+                                              "z_layout", "z_done_plain", "z_elems", "elems")})
+        return b
+
+    def take(self, idx) -> "Boundary":
+        return Boundary(*(np.take(a, idx) for a in self))
 _KEYS = ("into", "fold", "join", "act")
 # chain stages: -1 none, 0 after the producer or a fold, 1 after the join, 2 closed (after the act)
 _NONE, _OPEN, _JOINED, _CLOSED = -1, 0, 1, 2
@@ -46,13 +98,15 @@ class FusionRules:
 
     # ------------------------------------------------------------------------------ analysis
 
-    def chain_stages(self, ops, inputs, mask, select_pos=None, entry=None):
+    def chain_stages(self, ops, inputs, mask, select_pos=None, entry=None, with_zero=False):
         """Fusion of every slot of a table's structure.
 
         ``ops``/``inputs``: per slot (inputs are slot indices, -1 the tensor entering the table);
         ``mask`` ``[L, B]``; ``select_pos``: select slot -> ``[B]`` chosen input position;
         ``entry``: ``(stage, group, readers)`` of the entering tensor (default: not a chain).
-        Returns ``(fused [L, B] bool, stage [L, B] int8, group [L, B] int16)``.
+        (or a ``Boundary``: a segment's entering tensor, per row). Returns ``(fused [L, B] bool,
+        stage [L, B] int8, group [L, B] int16)``, with ``with_zero`` also ``zero [L + 1, B]`` (is
+        the tensor a zero edge, index i + 1; 0 the entry).
         """
         L = len(ops)
         B = mask.shape[1] if L else 0
@@ -60,19 +114,25 @@ class FusionRules:
         stage = np.full((L, B), _NONE, dtype=np.int8)
         group = np.full((L, B), -1, dtype=np.int16)
         if not self.groups or L == 0:
-            return fused, stage, group
+            return (fused, stage, group, np.zeros((L + 1, B), dtype=bool)) if with_zero else (fused, stage, group)
         readers = np.zeros(L + 1, dtype=np.int64)  # index i + 1; 0 is the entry
         for s in range(L):
             for i in set(inputs[s]):
                 readers[i + 1] += 1
-        e_stage, e_group, e_readers = entry if entry is not None else (_NONE, -1, 0)
-        if entry is not None:
-            readers[0] = e_readers
-        ent_stage = np.full(B, e_stage, dtype=np.int8)
-        ent_group = np.full(B, e_group, dtype=np.int16)
+        e_zero = False
+        if isinstance(entry, Boundary):
+            # a segment of the fast path: the entering tensor's readers are this table's own
+            e_stage, e_group, e_zero = entry.stage, entry.group, entry.fzero
+        else:
+            e_stage, e_group, e_readers = entry if entry is not None else (_NONE, -1, 0)
+            if entry is not None:
+                readers[0] = e_readers
+        ent_stage = np.array(np.broadcast_to(np.asarray(e_stage, dtype=np.int8), (B,)))
+        ent_group = np.array(np.broadcast_to(np.asarray(e_group, dtype=np.int16), (B,)))
         # is the tensor a `zero` edge (a multiply by 0 in the exported graph, plain layout)? A join
         # with such an input is not folded into the kernel that produces its other input
         zero = np.zeros((L + 1, B), dtype=bool)  # index i + 1; 0 is the entry
+        zero[0] = e_zero
 
         def st(i):
             return (ent_stage, ent_group) if i < 0 else (stage[i], group[i])
@@ -136,7 +196,7 @@ class FusionRules:
                 stage[s] = np.where(off, s0, stage[s])
                 group[s] = np.where(off, g0, group[s])
                 fused[s] &= ~off
-        return fused, stage, group
+        return (fused, stage, group, zero) if with_zero else (fused, stage, group)
 
     def _allowed(self, op, key, g):
         """Per candidate: does group ``g`` (an ``[B]`` array, -1 none) absorb ``op`` as ``key``?"""
@@ -253,12 +313,16 @@ class LayoutRules:
         return bool(self.blocked)
 
     def reorders(self, ops, inputs, rows, fused, select_pos=None, entry_layout: int = _PLAIN,
-                 free_kinds=(), alias=None) -> tuple:
+                 free_kinds=(), alias=None, exit_state=False) -> tuple:
         """``(moved_bytes [L, B], conversions [L, B], layout [L, B])``: per slot, the bytes streamed by
         the layout conversions (and zero edges) it needs and how many, and its output's layout.
 
         A ``zero`` edge (a multiply by 0 in the exported graph) runs plain on its input; it is
-        charged, with the conversion of that input, to the layer that reads it."""
+        charged, with the conversion of that input, to the layer that reads it.
+
+        ``entry_layout`` may be a ``Boundary`` (a segment of the fast path, per row); with
+        ``exit_state`` a fourth item gives the layout fields of the last slot's ``Boundary``
+        (a dict)."""
         mask = rows["mask"]
         L = len(ops)
         B = mask.shape[1] if L else 0
@@ -269,14 +333,25 @@ class LayoutRules:
             return moved, count, layout
         cols = np.arange(B)
         done = {t: np.zeros((L + 1, B), dtype=bool) for t in (_PLAIN, _BLOCKED)}  # [tensor + 1, B]
-        ent = np.full(B, entry_layout, dtype=np.int8)
+        bd = entry_layout if isinstance(entry_layout, Boundary) else None
+        ent = np.array(np.broadcast_to(np.asarray(bd.layout if bd is not None else entry_layout, dtype=np.int8), (B,)))
         out_elems = rows["out_elems"]
         fz = fused if fused is not None else np.zeros((L, B), dtype=bool)
         src = {}  # slot -> [B] slot whose tensor it passes on (-1: the entry)
         is_zero = np.array([op == "zero" for op in ops] + [False])  # index -1: the entry
         zdone = np.zeros((L + 1, B), dtype=bool)  # zero edges already charged (per tensor)
-        entry_elems = np.zeros(B, dtype=np.float64)
-        for s in range(L):
+        ent_zero = np.zeros(B, dtype=bool)
+        if bd is not None:  # the entering tensor's conversions and zero edge, as the segment before left them
+            done[_PLAIN][0] = bd.done_plain
+            done[_BLOCKED][0] = bd.done_blocked
+            zdone[0] = bd.zdone
+            ent_zero = np.asarray(bd.is_zero, dtype=bool)
+            z_layout, z_elems = bd.z_layout, np.asarray(bd.z_elems, dtype=np.float64)
+            z_done = np.array(bd.z_done_plain, dtype=bool)
+            entry_elems = np.asarray(bd.elems, dtype=np.float64)
+        if bd is None:
+            entry_elems = np.zeros(B, dtype=np.float64)
+        for s in range(L if bd is None else 0):
             if -1 in inputs[s] and ops[s] not in TRANSPARENT:
                 entry_elems = np.maximum(entry_elems, rows["in_c"][s] * rows["in_h"][s] * rows["in_w"][s])
 
@@ -311,7 +386,7 @@ class LayoutRules:
         def zero_edges(s, i, act):
             """A zero edge read by slot s: one plain multiply over the zero's input (and its conversion)."""
             t = tensor_of(i)
-            z = act & is_zero[t]
+            z = act & (is_zero[t] | ((t < 0) & ent_zero))
             if not z.any():
                 return
             for zs in np.unique(t[z]):
@@ -319,6 +394,12 @@ class LayoutRules:
                 if not sel.any():
                     continue
                 zdone[zs + 1] |= sel
+                if zs < 0:  # the entering tensor is a zero edge: its input is before the segment
+                    need = sel & (z_layout != _PLAIN) & ~z_done
+                    z_done[need] = True
+                    moved[s] += np.where(need, z_elems * 4.0, 0.0) + np.where(sel, 2 * z_elems * 4.0, 0.0)
+                    count[s] += need.astype(np.float64) + sel
+                    continue
                 zi = inputs[zs][0]
                 convert(s, zi, _PLAIN, sel)
                 moved[s] += np.where(sel, 2 * elems(tensor_of(zi)) * 4.0, 0.0)
@@ -397,7 +478,25 @@ class LayoutRules:
             if dup is not None:
                 layout[s] = np.where(dup, layout_a, layout[s])
                 src[s] = np.where(dup, src_a, src.get(s, np.full(B, s, dtype=np.int64)))
-        return moved, count, layout
+        if not exit_state:
+            return moved, count, layout
+        t = tensor_of(L - 1)
+        isz = np.where(t < 0, ent_zero, is_zero[t])
+        zl, zd, ze = (np.zeros(B, dtype=np.int64) for _ in range(3))
+        for zs in np.unique(t[isz]):
+            sel = isz & (t == zs)
+            if zs < 0:
+                zl, zd, ze = (np.where(sel, a, b) for a, b in ((z_layout, zl), (z_done, zd), (z_elems, ze)))
+                continue
+            zi = inputs[zs][0]
+            tz = tensor_of(zi)
+            zl = np.where(sel, lay(zi), zl)
+            zd = np.where(sel, done[_PLAIN][tz + 1, cols], zd)
+            ze = np.where(sel, elems(tz), ze)
+        state = {"layout": layout[L - 1], "done_plain": done[_PLAIN][t + 1, cols],
+                 "done_blocked": done[_BLOCKED][t + 1, cols], "is_zero": isz, "zdone": zdone[t + 1, cols],
+                 "z_layout": zl, "z_done_plain": zd, "z_elems": ze, "elems": elems(t)}
+        return moved, count, layout, state
 
     def cost(self, moved, count) -> np.ndarray:
         """Time (ms) of the conversions: ``ms_per_mb * MB + overhead_ms`` each."""

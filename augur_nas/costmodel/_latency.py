@@ -33,7 +33,7 @@ import numpy as np
 from .._errors import ProfileError
 from ..lowering import DTYPE_BYTES, REGISTRY
 from . import _check
-from ._fusion import FusionRules, LayoutRules, duplicates
+from ._fusion import Boundary, FusionRules, LayoutRules, duplicates
 from ._gemm import PiecewiseGemm
 from ._ops import BYTES_PER_MB, OpModel
 
@@ -112,14 +112,25 @@ class LatencyModel:
         return self.slot_costs(table, batch, profile, entry, fused)[0]
 
     def slot_costs(self, table, batch: int = 1, profile: str | None = None, entry=None,
-                   fused: np.ndarray | None = None):
-        """``(slot times [L, B], layout conversions [L, B] or None)``, see ``slot_times``."""
+                   fused: np.ndarray | None = None, exit_state: bool = False):
+        """``(slot times [L, B], layout conversions [L, B] or None)``, see ``slot_times``.
+
+        ``entry`` may be a ``Boundary`` (a segment of the fast path: the fusion and layout state
+        of its entering tensor, per row); with ``exit_state`` two more items come back: the
+        fusion mask and the ``Boundary`` of the table's last slot (what the next segment enters
+        with)."""
         rows = table.rows
         mask = rows["mask"]
         L, B = mask.shape
         out = np.zeros((L, B), dtype=np.float64)
         batch = int(batch)
-        if fused is None:
+        bd = entry if isinstance(entry, Boundary) else None
+        fusion_exit = None
+        if fused is None and self.fuse and exit_state:
+            fused, stage, group, zero = self.fuse.chain_stages(table.ops, table.inputs, mask,
+                                                               getattr(table, "select_pos", None), entry, with_zero=True)
+            fusion_exit = (stage[L - 1], group[L - 1], zero[L])
+        elif fused is None:
             fused = self.fused(table, entry)
         alias = self.duplicates(table)
         absorbed = fused
@@ -151,13 +162,18 @@ class LatencyModel:
             t = t + self.layer_overhead_ms
             out[idx] = np.where(msk, t, 0.0)
         count = None
+        layout_exit = None
         if self.layout is not None:
-            lay_entry = entry.get("layout", 0) if isinstance(entry, dict) else 0
-            moved, count, _ = self.layout.reorders(table.ops, table.inputs, rows, fused,
-                                                   getattr(table, "select_pos", None), lay_entry, self.free_kinds(),
-                                                   alias)
+            lay_entry = bd if bd is not None else entry.get("layout", 0) if isinstance(entry, dict) else 0
+            got = self.layout.reorders(table.ops, table.inputs, rows, fused, getattr(table, "select_pos", None),
+                                       lay_entry, self.free_kinds(), alias, exit_state=exit_state)
+            moved, count = got[0], got[1]
+            if exit_state:
+                layout_exit = got[3]
             out += self.layout.cost(moved * batch, count)
-        return out, count
+        if not exit_state:
+            return out, count
+        return out, count, fused, _exit_boundary(B, fusion_exit, layout_exit)
 
     def _gemm_time(self, kind, name, n, m, k, groups, in_c, msk, names, profile):
         """One GEMM's time per slot, with the kind's per-layer model choice (pointwise, narrow)."""
@@ -324,3 +340,14 @@ def _latency_of(profile):
     if isinstance(lat, LatencyModel):
         return lat, getattr(profile, "name", None)
     raise TypeError(f"expected a Profile or a LatencyModel, not {type(profile).__name__}")
+
+
+def _exit_boundary(B, fusion_exit, layout_exit) -> Boundary:
+    """The ``Boundary`` a segment hands on: its last slot's fusion fields and layout fields
+    (the network input's values where the profile has no such rules)."""
+    b = Boundary.start(B)._asdict()
+    if fusion_exit is not None:
+        b["stage"], b["group"], b["fzero"] = fusion_exit
+    if layout_exit is not None:
+        b.update(layout_exit)
+    return Boundary(**{k: np.asarray(v).astype(np.int64) for k, v in b.items()})
