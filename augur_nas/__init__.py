@@ -3,10 +3,10 @@
 from ._errors import AugurError, ConstraintError, MeasurementError, ProfileError, ShapeError, SpecError, UnsupportedOpError
 from .analysis import analyze, analyze_batch, totals
 from .lowering import LayerTable, lower
-from .models import from_torch, load_model
+from .models import from_torch, load_model, load_space, load_space_dict
 from .oracle import Oracle
 from .profile import load_profile, save_profile
-from .space import SearchSpace, load_space, load_space_dict
+from .space import SearchSpace
 
 __version__ = "0.1.0"
 

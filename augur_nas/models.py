@@ -1,4 +1,5 @@
-"""Load a concrete model from any supported format into the one model type (a space of size 1)."""
+"""Load spaces (YAML files, spec dicts) and concrete models from any supported format into the
+one model type (a concrete model is a space of size 1)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,21 @@ import importlib.util
 import os
 
 from ._errors import AugurError, SpecError
-from .space import SearchSpace, load_space, load_space_dict
+from .lowering import check_shapes
+from .space import SearchSpace
+from .space._yaml import read_yaml_file
+
+
+def load_space(path) -> SearchSpace:
+    """Read a model or space YAML file; its shapes are checked by lowering candidates."""
+    return load_space_dict(read_yaml_file(path), source=str(path))
+
+
+def load_space_dict(spec: dict, source: str = "<spec>") -> SearchSpace:
+    """A space from its spec dict; its shapes are checked by lowering candidates."""
+    space = SearchSpace(spec, source=source)
+    check_shapes(space)
+    return space
 
 
 def load_model(path, input_shape=None) -> SearchSpace:

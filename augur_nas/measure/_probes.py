@@ -285,7 +285,7 @@ def _modern_network(rng, idx: int) -> dict:
 def calibration_networks(rng, count: int, max_macs: float = 1.5e9) -> list:
     """``count`` random calibration networks that lower (shapes valid) and stay below ``max_macs``."""
     from ..analysis import analyze
-    from ..space import load_space_dict
+    from ..models import load_space_dict
     from .._errors import AugurError
 
     out, i, tries = [], 0, 0

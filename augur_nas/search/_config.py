@@ -95,12 +95,13 @@ def _check_importable(objective) -> None:
 
 def load_space_arg(space):
     """A ``SearchSpace`` from a space, a spec dict or a path."""
-    from ..space import SearchSpace, load_space
+    from ..models import load_space, load_space_dict
+    from ..space import SearchSpace
 
     if isinstance(space, SearchSpace):
         return space
     if isinstance(space, dict):
-        return SearchSpace(space)
+        return load_space_dict(space)
     return load_space(space)
 
 
