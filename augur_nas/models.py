@@ -7,6 +7,8 @@ import importlib.util
 import os
 
 from ._errors import AugurError, SpecError
+from .io.prototxt import read_prototxt
+from .io.torch import torch_to_spec
 from .lowering import check_shapes
 from .space import SearchSpace
 from .space._yaml import read_yaml_file
@@ -33,8 +35,6 @@ def load_model(path, input_shape=None) -> SearchSpace:
     if ext in (".yaml", ".yml"):
         model = load_space(p)
     elif ext == ".prototxt":
-        from .io.prototxt import read_prototxt
-
         model = load_space_dict(read_prototxt(p), source=p)
     elif ext == ".onnx":
         from .io.onnx import read_onnx
@@ -53,8 +53,6 @@ def load_model(path, input_shape=None) -> SearchSpace:
 
 def from_torch(module, input_shape, name: str | None = None) -> SearchSpace:
     """A PyTorch module, traced with torch.fx, as an augur-nas model."""
-    from .io.torch import torch_to_spec
-
     spec = torch_to_spec(module, input_shape, name=name)
     return load_space_dict(spec, source=f"<torch {type(module).__name__}>")
 

@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._errors import AugurError
+from ..analysis import analyze
+from ..models import load_space_dict
+
 N_GRID = (32, 64, 128, 256, 512)
 M_SIDES = (7, 14, 28, 56, 112)
 CIN_GRID = (16, 32, 64, 128, 256, 512)
@@ -312,10 +316,6 @@ def _modern_network(rng, idx: int) -> dict:
 
 def calibration_networks(rng, count: int, max_macs: float = 1.5e9) -> list:
     """``count`` random calibration networks that lower (shapes valid) and stay below ``max_macs``."""
-    from ..analysis import analyze
-    from ..models import load_space_dict
-    from .._errors import AugurError
-
     out, i, tries = [], 0, 0
     while len(out) < count and tries < 20 * count + 20:
         tries += 1

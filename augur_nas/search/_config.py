@@ -12,6 +12,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from .._errors import ConstraintError
+from ..models import load_space, load_space_dict
+from ..space import SearchSpace
 from ._objective import Objective
 from ._units import parse_limit
 
@@ -95,9 +97,6 @@ def _check_importable(objective) -> None:
 
 def load_space_arg(space):
     """A ``SearchSpace`` from a space, a spec dict or a path."""
-    from ..models import load_space, load_space_dict
-    from ..space import SearchSpace
-
     if isinstance(space, SearchSpace):
         return space
     if isinstance(space, dict):
