@@ -5,10 +5,10 @@ from .analysis import analyze, analyze_batch, totals
 from .exact import ExactFront, exact_front
 from .lowering import LayerTable, lower
 from . import nb201
-from .models import from_torch, load_model
+from .models import from_torch, load_model, load_space, load_space_dict
 from .oracle import Oracle
 from .profile import load_profile, save_profile
-from .space import SearchSpace, load_space, load_space_dict
+from .space import SearchSpace
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._errors import ShapeError, UnsupportedOpError
+from ._errors import ShapeError, SpecError, UnsupportedOpError
 from .space._expr import Channels, Const, Fn, GeneVal
 
 DTYPE_BYTES = 4  # float32 activations and weights
@@ -820,3 +820,52 @@ def fast_totals(space, X, peak: bool = True) -> dict:
         "workspace_bytes": get("workspace_elems") * DTYPE_BYTES,
         **({"peak_memory_bytes": get("weight_elems") * DTYPE_BYTES + np.maximum(get("peak_activation_bytes"), in_elems * DTYPE_BYTES)} if peak else {}),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# The load-time shape check (augur_nas.load_space calls it)
+# --------------------------------------------------------------------------------------------
+
+CHECK_ALL_LIMIT = 256  # spaces up to this size have every candidate's shapes checked at load
+MAX_TENSOR_ELEMS = 2.0**40  # elements of one tensor (4 TiB of float32)
+MAX_LAYER_MACS = 2.0**56    # multiply-accumulates of one layer
+
+
+def check_shapes(space) -> None:
+    """Lower candidates so that a space whose shapes go wrong fails at load time: all of them in a
+    small space, else the first, the last options and 30 random ones."""
+    if space.n_genes == 0:
+        X = np.zeros((1, 0), dtype=np.int64)
+    elif space.size <= CHECK_ALL_LIMIT:  # small spaces: every candidate, so the check is exact
+        X = space.enumerate()
+    else:
+        rows = [np.zeros(space.n_genes, dtype=np.int64), np.array([g.size - 1 for g in space.genes], dtype=np.int64)]
+        rng = np.random.default_rng(0)
+        sizes = np.array([g.size for g in space.genes], dtype=np.int64)
+        rows.extend((rng.random((30, space.n_genes)) * sizes).astype(np.int64))
+        X = space.canonicalize(np.array(rows).reshape(-1, space.n_genes))
+    _check_table(space, X)
+
+
+def _check_table(space, X) -> None:
+    """Lower ``X`` and refuse shapes too large to count (so 64-bit counts never wrap)."""
+    try:
+        table = lower(space, X)
+    except OverflowError:
+        raise SpecError(f"the shapes of {space.name} grow too large to count (a tensor or a layer beyond "
+                        f"2^63); check the channel counts and the resolution ({space.source})") from None
+    mask = np.asarray(table.mask, dtype=bool)
+    f = {k: np.asarray(getattr(table, k), dtype=np.float64) for k in ("out_c", "out_h", "out_w", "n", "k", "m", "groups")}
+    elems = f["out_c"] * f["out_h"] * f["out_w"]
+    macs = f["n"] * f["groups"] * f["k"] * f["m"]
+    wrapped = np.zeros_like(mask)
+    for v in f.values():
+        wrapped |= v < 0
+    bad = mask & (wrapped | (elems > MAX_TENSOR_ELEMS) | (macs > MAX_LAYER_MACS))
+    if bad.any():
+        b, s = (int(i) for i in np.argwhere(bad)[0])
+        name = table.names[s]
+        keypath = next((n.keypath for n in space.program.nodes if n.name == name), "")
+        raise SpecError(f"layer `{name}` is too large to count: its output has {elems[b, s]:.3g} elements and "
+                        f"it takes {macs[b, s]:.3g} MACs (the limits are 2^40 elements a tensor and 2^56 MACs "
+                        f"a layer); check the channel counts and the resolution ({space.source}, {keypath})")

@@ -1,4 +1,5 @@
-"""Load a concrete model from any supported format into the one model type (a space of size 1)."""
+"""Load spaces (YAML files, spec dicts) and concrete models from any supported format into the
+one model type (a concrete model is a space of size 1)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,25 @@ import os
 from typing import NamedTuple
 
 from ._errors import AugurError, SpecError
-from .space import SearchSpace, load_space_dict
+from .io.prototxt import read_prototxt
+from .io.torch import torch_to_spec
+from .lowering import check_shapes
+from .space import SearchSpace
 from .space._yaml import read_yaml_file
+
+
+def load_space(path) -> SearchSpace:
+    """Read a model or space YAML file; its shapes are checked by lowering candidates."""
+    return load_space_dict(read_yaml_file(path), source=str(path))
+
+
+def load_space_dict(spec: dict, source: str = "<spec>") -> SearchSpace:
+    """A space from its spec dict; its shapes are checked by lowering candidates."""
+    space = SearchSpace(spec, source=source)
+    check_shapes(space)
+    return space
+
+
 
 DEFAULT_TORCH_SHAPE = (1, 3, 224, 224)
 
@@ -64,8 +82,6 @@ def load_model(path, input_shape=None) -> SearchSpace:
     if ext in (".yaml", ".yml"):
         model = load_space_dict(_with_input(read_yaml_file(p), shape), source=p)
     elif ext == ".prototxt":
-        from .io.prototxt import read_prototxt
-
         model = load_space_dict(_with_input(read_prototxt(p), shape), source=p)
     elif ext == ".onnx":
         from .io.onnx import read_onnx
@@ -101,8 +117,6 @@ def _tagged(model: SearchSpace, source: str) -> SearchSpace:
 
 def from_torch(module, input_shape, name: str | None = None) -> SearchSpace:
     """A PyTorch module, traced with torch.fx, as an augur-nas model."""
-    from .io.torch import torch_to_spec
-
     spec = torch_to_spec(module, input_shape, name=name)
     model = load_space_dict(spec, source=f"<torch {type(module).__name__}>")
     model.input_info = InputShape(tuple(int(d) for d in input_shape), "argument")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._errors import SpecError
+from .space._space import TEXT_ENCODERS, SearchSpace
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 AUGUR_OPS = ("zero", "identity", "relu_conv_bn(kernel=1)", "relu_conv_bn(kernel=3)",
@@ -66,9 +67,11 @@ def decode(x) -> str:
 
 def space():
     """The NB201 space (15,625 architectures), the same networks as spaces/nb201.yaml."""
-    from .space import load_space_dict
+    from .lowering import check_shapes
 
-    return load_space_dict(_space_spec(), source="<nb201>")
+    space = SearchSpace(_space_spec(), source="<nb201>")
+    check_shapes(space)
+    return space
 
 
 def model(arch_str: str):
@@ -124,3 +127,17 @@ def _space_spec() -> dict:
     return {"name": "nb201", "input": {"channels": 3, "resolution": 32},
             "cells": {"nb201": {"nodes": 4, "edge": {"choice": list(_EDGE_CHOICE)}}},
             "layers": [dict(l) if isinstance(l, dict) else l for l in layers]}
+
+
+def _encode_text(space, text):
+    """An NB201 string in ``SearchSpace.encode_text``: the encoding, for the NB201 space only."""
+    if not is_arch_str(text):
+        return None
+    x = encode(text)
+    if [g.options for g in space.genes] != [tuple(AUGUR_OPS)] * len(EDGES):
+        raise SpecError(f"an NB201 architecture string encodes candidates of the NB201 space, not of "
+                        f"{space.name} ({space.source})")
+    return x
+
+
+TEXT_ENCODERS.append(_encode_text)

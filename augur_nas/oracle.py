@@ -136,7 +136,7 @@ class Oracle:
 
     def __init__(self, space, device, batch: int = 1, chunk: int = DEFAULT_CHUNK):
         if isinstance(space, str):
-            from .space import load_space
+            from .models import load_space
 
             space = load_space(space)
         self.space = space

@@ -126,6 +126,7 @@ def test_settings_round_trip_and_validation():
 # --------------------------------------------------------------------------------------------- runners
 
 
+@pytest.mark.slow  # real measurements: `pytest -m "not slow"` leaves it out
 def test_measure_networks_latency_and_memory(tiny, tmp_path):
     from augur_nas.measure import measure_paths
 
@@ -139,6 +140,7 @@ def test_measure_networks_latency_and_memory(tiny, tmp_path):
     assert mem["model_peak_mb"] == pytest.approx(mem["peak_rss_mb"] - mem["base_rss_mb"])
 
 
+@pytest.mark.slow  # real measurements: `pytest -m "not slow"` leaves it out
 def test_torch_interpreter_matches_onnxruntime(tiny, tmp_path):
     torch = pytest.importorskip("torch")
     from augur_nas.measure._runners import OrtRunner, TorchRunner, prepare
@@ -155,6 +157,7 @@ def test_torch_interpreter_matches_onnxruntime(tiny, tmp_path):
         assert np.max(np.abs(y1 - y0)) <= 1e-4 * max(1.0, float(np.max(np.abs(y0))))
 
 
+@pytest.mark.slow  # real measurements: `pytest -m "not slow"` leaves it out
 def test_cli_measure_json(tiny):
     p = _cli("measure", tiny, "--rounds", "3", "--round-ms", "5", "--warmup-s", "0.01", "--spread-s", "0.2", "--json",
              "--quiet")
@@ -166,6 +169,7 @@ def test_cli_measure_json(tiny):
     assert net["latency"]["median_ms"] > 0 and "noise" in net["latency"] and net["memory"]["peak_rss_mb"] > 0
 
 
+@pytest.mark.slow  # real measurements: `pytest -m "not slow"` leaves it out
 def test_cli_measure_text_and_torch_backend(tiny):
     p = _cli("measure", tiny, "--rounds", "2", "--round-ms", "2", "--warmup-s", "0.01", "--spread-s", "0",
              "--no-memory", "--quiet")

@@ -170,6 +170,7 @@ def _cli(*args, timeout=600):
                           timeout=timeout, cwd=ROOT)
 
 
+@pytest.mark.slow  # measures 16 + 31 networks: `pytest -m "not slow"` leaves it out
 def test_fit_residual_and_validate_on_a_tiny_space(tmp_path):
     pytest.importorskip("onnxruntime")
     space = tmp_path / "tiny.yaml"

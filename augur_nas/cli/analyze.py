@@ -41,7 +41,7 @@ def cmd_analyze(args) -> int:
 
 def cmd_space(args) -> int:
     from ..analysis import analyze_batch
-    from ..space import load_space
+    from ..models import load_space
 
     space = load_space(args.path)
     if args.encode is not None:

@@ -13,8 +13,8 @@ def _load(path: str, candidate, seed: int):
     """The model to export: a model file, or candidate ``I`` of a space (sample ``I`` of
     ``space.sample(I + 1, seed)``, the same candidate ``augur-nas space PATH --seed S --decode I``
     prints)."""
-    from ..models import load_model
-    from ..space import load_space
+    from ..lowering import check_shapes
+    from ..models import load_model, load_space
 
     if candidate is not None and candidate < 0:
         raise SpecError(f"`--candidate` must be >= 0, but got {candidate}")
@@ -30,7 +30,9 @@ def _load(path: str, candidate, seed: int):
                         f"`--candidate I` (sample I of `augur-nas space {path} --seed S`, with `--seed S`, "
                         f"default 0) ({path})")
     X = space.sample(candidate + 1, seed=seed)
-    return space.decode(X[candidate])
+    model = space.decode(X[candidate])
+    check_shapes(model)  # a large space's load-time check saw a sample of its candidates, maybe not this one
+    return model
 
 
 def cmd_export(args) -> int:

@@ -196,7 +196,7 @@ def cmd_fit_residual(args) -> int:
     from ..measure._measure import stderr_progress
     from ..measure._residual_fit import fit_residual
     from ..profile import save_profile
-    from ..space import load_space
+    from ..models import load_space
 
     profile, settings = _runnable_profile(args)
     out = args.output or args.device
@@ -256,7 +256,7 @@ def cmd_fit_residual(args) -> int:
 def cmd_validate(args) -> int:
     from ..measure._measure import stderr_progress
     from ..measure._validate import plot, validate
-    from ..space import load_space
+    from ..models import load_space
 
     profile, settings = _runnable_profile(args, " to validate it against one")
     if not args.space and not args.models:

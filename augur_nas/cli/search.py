@@ -70,7 +70,7 @@ def cmd_search(args) -> int:
     from ..oracle import Oracle  # noqa: F401  (fail early if the oracle is missing)
     from ..profile import load_profile
     from ..search import parse_limits, search
-    from ..space import load_space
+    from ..models import load_space
 
     limits = parse_limits(args.latency, args.memory, args.params, args.macs)  # before any slow work
     if args.out is not None:

@@ -429,7 +429,8 @@ class _ShapeSink:
 
 
 def _as_model(model):
-    from ..space import SearchSpace, load_space_dict
+    from ..models import load_space_dict
+    from ..space import SearchSpace
 
     if isinstance(model, dict):
         model = load_space_dict(model)
@@ -1521,7 +1522,7 @@ def read_onnx(path, input_shape=None) -> dict:
 def _check_read(spec: dict, r: _Reader, source: str):
     """The lowering's output shape of every layer must equal ONNX's inferred shape."""
     from ..lowering import walk
-    from ..space import load_space_dict
+    from ..models import load_space_dict
 
     model = load_space_dict(spec, source=source)
     sink = _ShapeSink()

@@ -28,7 +28,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, NamedTuple, Union
 
 from augur_nas._errors import SpecError, UnsupportedOpError, where
 
@@ -567,151 +567,206 @@ def _param(layer: _Layer, key: str) -> _Msg:
     return got if got is not None else _Msg(line=layer.line)
 
 
+def _convert_conv(layer: _Layer) -> tuple[str, dict[str, Any]]:
+    ctx = layer.ctx
+    _check_arity(layer, "1")
+    p = _param(layer, "convolution_param")
+    pc = _Ctx(ctx.source, f"convolution_param of {ctx.what}")
+    out = _required_int(pc, p, "num_output", 1, layer.line)
+    kernel = _pair(pc, p, "kernel_size", "kernel_h", "kernel_w", None, 1, True, True,
+                   layer.line)
+    stride = _pair(pc, p, "stride", "stride_h", "stride_w", 1, 1, False, True, layer.line)
+    pad = _pair(pc, p, "pad", "pad_h", "pad_w", 0, 0, False, True, layer.line)
+    dil = _pair(pc, p, "dilation", "", "", 1, 1, False, True, layer.line)
+    groups = pc.opt_int(p, "group", "group", 1, 1)
+    bias = pc.opt_bool(p, "bias_term", "bias_term", True)
+    axis = pc.opt_int(p, "axis", "axis", 1, -2**31)
+    if axis not in (1, -3):
+        raise ctx.error(f"{ctx.what} convolves along axis {axis}; only axis 1 (channels) is "
+                        f"supported", layer.line, UnsupportedOpError)
+    if out % groups:
+        raise ctx.error(f"`num_output` of {ctx.what} must be divisible by `group` "
+                        f"({groups}), but got {out}", layer.line)
+    assert kernel is not None and stride is not None and pad is not None and dil is not None
+    if dil[0] != dil[1]:
+        raise ctx.error(f"{ctx.what} has different dilations {dil[0]} and {dil[1]}; only "
+                        f"one dilation for both axes is supported", layer.line,
+                        UnsupportedOpError)
+    return "conv", {"out": out, "kernel": _hw(kernel), "stride": _hw(stride),
+                    "pad": _hw(pad), "groups": groups, "dilation": dil[0], "bias": bias}
+
+
+def _convert_pool(layer: _Layer) -> tuple[str, dict[str, Any]]:
+    ctx = layer.ctx
+    _check_arity(layer, "1")
+    p = _param(layer, "pooling_param")
+    pc = _Ctx(ctx.source, f"pooling_param of {ctx.what}")
+    mode = pc.opt_enum(p, "pool", "pool", "MAX", _POOL_NAMES, _POOL_NUMBERS)
+    if mode == "STOCHASTIC":
+        raise ctx.error(f"{ctx.what} uses STOCHASTIC pooling, which is not supported "
+                        f"(use MAX or AVE)", layer.line, UnsupportedOpError)
+    if pc.opt_bool(p, "global_pooling", "global_pooling", False):
+        return "globalpool", {"mode": "max" if mode == "MAX" else "avg"}
+    kernel = _pair(pc, p, "kernel_size", "kernel_h", "kernel_w", None, 1, True, False,
+                   layer.line)
+    stride = _pair(pc, p, "stride", "stride_h", "stride_w", 1, 1, False, False, layer.line)
+    pad = _pair(pc, p, "pad", "pad_h", "pad_w", 0, 0, False, False, layer.line)
+    assert kernel is not None and stride is not None and pad is not None
+    if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
+        raise ctx.error(f"`pad` of {ctx.what} must be smaller than its kernel "
+                        f"{_hw(kernel)}, but got {_hw(pad)}", layer.line)
+    ceil = pc.opt_enum(p, "round_mode", "round_mode", "CEIL", _ROUND_NAMES,
+                       _ROUND_NUMBERS) == "CEIL"
+    return ("maxpool" if mode == "MAX" else "avgpool",
+            {"kernel": _hw(kernel), "stride": _hw(stride), "pad": _hw(pad), "ceil": ceil})
+
+
+def _convert_inner_product(layer: _Layer) -> tuple[str, dict[str, Any]]:
+    ctx = layer.ctx
+    _check_arity(layer, "1")
+    p = _param(layer, "inner_product_param")
+    pc = _Ctx(ctx.source, f"inner_product_param of {ctx.what}")
+    out = _required_int(pc, p, "num_output", 1, layer.line)
+    bias = pc.opt_bool(p, "bias_term", "bias_term", True)
+    axis = pc.opt_int(p, "axis", "axis", 1, -2**31)
+    if axis != 1:
+        raise ctx.error(f"{ctx.what} flattens from axis {axis}; only axis 1 is supported",
+                        layer.line, UnsupportedOpError)
+    return "fc", {"out": out, "bias": bias}
+
+
+def _convert_relu(layer: _Layer) -> tuple[str, dict[str, Any]]:
+    ctx = layer.ctx
+    _check_arity(layer, "1")
+    p = _param(layer, "relu_param")
+    pc = _Ctx(ctx.source, f"relu_param of {ctx.what}")
+    slope = pc.opt_number(p, "negative_slope", "negative_slope", 0.0)
+    if slope != 0:
+        raise ctx.error(f"{ctx.what} is a leaky ReLU (negative_slope {slope:g}), which is "
+                        f"not supported", layer.line, UnsupportedOpError)
+    return "relu", {}
+
+
+def _convert_activation(layer: _Layer) -> tuple[str, dict[str, Any]]:
+    t = layer.type
+    _check_arity(layer, "1")
+    return {"ReLU6": "relu6", "Sigmoid": "sigmoid", "TanH": "tanh"}[t], {}
+
+
+def _convert_lrn(layer: _Layer) -> tuple[str, dict[str, Any]]:
+    ctx = layer.ctx
+    _check_arity(layer, "1")
+    p = _param(layer, "lrn_param")
+    pc = _Ctx(ctx.source, f"lrn_param of {ctx.what}")
+    size = pc.opt_int(p, "local_size", "local_size", 5, 1)
+    if size % 2 == 0:
+        raise pc.error(f"`local_size` of {pc.what} must be odd, but got {size}",
+                       p.all("local_size")[0][1])
+    alpha = pc.opt_number(p, "alpha", "alpha", 1.0, lo=0.0)
+    beta = pc.opt_number(p, "beta", "beta", 0.75)
+    region = pc.opt_enum(p, "norm_region", "norm_region", "ACROSS_CHANNELS", _NORM_NAMES,
+                         _NORM_NUMBERS)
+    if region != "ACROSS_CHANNELS":
+        raise ctx.error(f"{ctx.what} normalises WITHIN_CHANNEL, which is not supported "
+                        f"(only ACROSS_CHANNELS)", layer.line, UnsupportedOpError)
+    return "lrn", {"size": size, "alpha": alpha, "beta": beta}
+
+
+def _convert_batchnorm(layer: _Layer) -> tuple[str, dict[str, Any]]:
+    _check_arity(layer, "1")
+    return "batchnorm", {"affine": False}
+
+
+def _convert_scale(layer: _Layer) -> tuple[str, dict[str, Any]]:
+    ctx = layer.ctx
+    if len(layer.bottoms) == 2:
+        raise ctx.error(f"{ctx.what} scales by a second bottom blob, which is not "
+                        f"supported (only learned per-channel scales)", layer.line,
+                        UnsupportedOpError)
+    _check_arity(layer, "1")
+    p = _param(layer, "scale_param")
+    pc = _Ctx(ctx.source, f"scale_param of {ctx.what}")
+    axis = pc.opt_int(p, "axis", "axis", 1, -2**31)
+    num_axes = pc.opt_int(p, "num_axes", "num_axes", 1, -1)
+    if axis != 1 or num_axes != 1:
+        raise ctx.error(f"{ctx.what} scales with axis {axis} and num_axes {num_axes}; only "
+                        f"per-channel scales (axis 1, num_axes 1) are supported", layer.line,
+                        UnsupportedOpError)
+    return "scale", {"bias": pc.opt_bool(p, "bias_term", "bias_term", False)}
+
+
+def _convert_eltwise(layer: _Layer) -> tuple[str, dict[str, Any]]:
+    ctx = layer.ctx
+    _check_arity(layer, "2+")
+    p = _param(layer, "eltwise_param")
+    pc = _Ctx(ctx.source, f"eltwise_param of {ctx.what}")
+    op = pc.opt_enum(p, "operation", "operation", "SUM", _ELTWISE_NAMES, _ELTWISE_NUMBERS)
+    if op == "MAX":
+        raise ctx.error(f"{ctx.what} takes the element-wise MAX, which is not supported "
+                        f"(only SUM and PROD)", layer.line, UnsupportedOpError)
+    for v, ln in p.all("coeff"):  # coefficients only validated: they do not change costs
+        pc.number(v, ln, "coeff")
+    return ("add" if op == "SUM" else "mul"), {}
+
+
+def _convert_concat(layer: _Layer) -> tuple[str, dict[str, Any]]:
+    ctx = layer.ctx
+    _check_arity(layer, "1+")
+    p = _param(layer, "concat_param")
+    pc = _Ctx(ctx.source, f"concat_param of {ctx.what}")
+    if p.has("axis") and p.has("concat_dim"):
+        raise ctx.error(f"{ctx.what} gives both `axis` and `concat_dim`", layer.line)
+    axis = (pc.opt_int(p, "axis", "axis", 1, -2**31) if p.has("axis")
+            else pc.opt_int(p, "concat_dim", "concat_dim", 1, 0))
+    if axis not in (1, -3):
+        raise ctx.error(f"{ctx.what} concatenates along axis {axis}; only axis 1 "
+                        f"(channels) is supported", layer.line, UnsupportedOpError)
+    return ("concat", {}) if len(layer.bottoms) >= 2 else ("identity", {})
+
+
+def _convert_dropout(layer: _Layer) -> tuple[str, dict[str, Any]]:
+    ctx = layer.ctx
+    _check_arity(layer, "1")
+    p = _param(layer, "dropout_param")
+    pc = _Ctx(ctx.source, f"dropout_param of {ctx.what}")
+    ratio = pc.opt_number(p, "dropout_ratio", "dropout_ratio", 0.5, lo=0.0, hi=1.0,
+                          hi_open=True)
+    return "dropout", {"ratio": ratio}
+
+
+def _convert_softmax(layer: _Layer) -> tuple[str, dict[str, Any]]:
+    _check_arity(layer, "1")
+    return "softmax", {}
+
+
+def _convert_flatten(layer: _Layer) -> tuple[str, dict[str, Any]]:
+    _check_arity(layer, "1")
+    return "flatten", {}
+
+
+# Caffe's canonical layer type -> the converter of a layer that becomes one op of the model
+_CONVERTERS = {
+    "Convolution": _convert_conv,
+    "Pooling": _convert_pool,
+    "InnerProduct": _convert_inner_product,
+    "ReLU": _convert_relu,
+    "ReLU6": _convert_activation,
+    "Sigmoid": _convert_activation,
+    "TanH": _convert_activation,
+    "LRN": _convert_lrn,
+    "BatchNorm": _convert_batchnorm,
+    "Scale": _convert_scale,
+    "Eltwise": _convert_eltwise,
+    "Concat": _convert_concat,
+    "Dropout": _convert_dropout,
+    "Softmax": _convert_softmax,
+    "Flatten": _convert_flatten,
+}
+
+
 def _convert(layer: _Layer) -> tuple[str, dict[str, Any]]:
     """The (op, params) of a layer that becomes one op of the model."""
-    ctx, t = layer.ctx, layer.type
-    if t == "Convolution":
-        _check_arity(layer, "1")
-        p = _param(layer, "convolution_param")
-        pc = _Ctx(ctx.source, f"convolution_param of {ctx.what}")
-        out = _required_int(pc, p, "num_output", 1, layer.line)
-        kernel = _pair(pc, p, "kernel_size", "kernel_h", "kernel_w", None, 1, True, True,
-                       layer.line)
-        stride = _pair(pc, p, "stride", "stride_h", "stride_w", 1, 1, False, True, layer.line)
-        pad = _pair(pc, p, "pad", "pad_h", "pad_w", 0, 0, False, True, layer.line)
-        dil = _pair(pc, p, "dilation", "", "", 1, 1, False, True, layer.line)
-        groups = pc.opt_int(p, "group", "group", 1, 1)
-        bias = pc.opt_bool(p, "bias_term", "bias_term", True)
-        axis = pc.opt_int(p, "axis", "axis", 1, -2**31)
-        if axis not in (1, -3):
-            raise ctx.error(f"{ctx.what} convolves along axis {axis}; only axis 1 (channels) is "
-                            f"supported", layer.line, UnsupportedOpError)
-        if out % groups:
-            raise ctx.error(f"`num_output` of {ctx.what} must be divisible by `group` "
-                            f"({groups}), but got {out}", layer.line)
-        assert kernel is not None and stride is not None and pad is not None and dil is not None
-        if dil[0] != dil[1]:
-            raise ctx.error(f"{ctx.what} has different dilations {dil[0]} and {dil[1]}; only "
-                            f"one dilation for both axes is supported", layer.line,
-                            UnsupportedOpError)
-        return "conv", {"out": out, "kernel": _hw(kernel), "stride": _hw(stride),
-                        "pad": _hw(pad), "groups": groups, "dilation": dil[0], "bias": bias}
-    if t == "Pooling":
-        _check_arity(layer, "1")
-        p = _param(layer, "pooling_param")
-        pc = _Ctx(ctx.source, f"pooling_param of {ctx.what}")
-        mode = pc.opt_enum(p, "pool", "pool", "MAX", _POOL_NAMES, _POOL_NUMBERS)
-        if mode == "STOCHASTIC":
-            raise ctx.error(f"{ctx.what} uses STOCHASTIC pooling, which is not supported "
-                            f"(use MAX or AVE)", layer.line, UnsupportedOpError)
-        if pc.opt_bool(p, "global_pooling", "global_pooling", False):
-            return "globalpool", {"mode": "max" if mode == "MAX" else "avg"}
-        kernel = _pair(pc, p, "kernel_size", "kernel_h", "kernel_w", None, 1, True, False,
-                       layer.line)
-        stride = _pair(pc, p, "stride", "stride_h", "stride_w", 1, 1, False, False, layer.line)
-        pad = _pair(pc, p, "pad", "pad_h", "pad_w", 0, 0, False, False, layer.line)
-        assert kernel is not None and stride is not None and pad is not None
-        if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
-            raise ctx.error(f"`pad` of {ctx.what} must be smaller than its kernel "
-                            f"{_hw(kernel)}, but got {_hw(pad)}", layer.line)
-        ceil = pc.opt_enum(p, "round_mode", "round_mode", "CEIL", _ROUND_NAMES,
-                           _ROUND_NUMBERS) == "CEIL"
-        return ("maxpool" if mode == "MAX" else "avgpool",
-                {"kernel": _hw(kernel), "stride": _hw(stride), "pad": _hw(pad), "ceil": ceil})
-    if t == "InnerProduct":
-        _check_arity(layer, "1")
-        p = _param(layer, "inner_product_param")
-        pc = _Ctx(ctx.source, f"inner_product_param of {ctx.what}")
-        out = _required_int(pc, p, "num_output", 1, layer.line)
-        bias = pc.opt_bool(p, "bias_term", "bias_term", True)
-        axis = pc.opt_int(p, "axis", "axis", 1, -2**31)
-        if axis != 1:
-            raise ctx.error(f"{ctx.what} flattens from axis {axis}; only axis 1 is supported",
-                            layer.line, UnsupportedOpError)
-        return "fc", {"out": out, "bias": bias}
-    if t == "ReLU":
-        _check_arity(layer, "1")
-        p = _param(layer, "relu_param")
-        pc = _Ctx(ctx.source, f"relu_param of {ctx.what}")
-        slope = pc.opt_number(p, "negative_slope", "negative_slope", 0.0)
-        if slope != 0:
-            raise ctx.error(f"{ctx.what} is a leaky ReLU (negative_slope {slope:g}), which is "
-                            f"not supported", layer.line, UnsupportedOpError)
-        return "relu", {}
-    if t in ("ReLU6", "Sigmoid", "TanH"):
-        _check_arity(layer, "1")
-        return {"ReLU6": "relu6", "Sigmoid": "sigmoid", "TanH": "tanh"}[t], {}
-    if t == "LRN":
-        _check_arity(layer, "1")
-        p = _param(layer, "lrn_param")
-        pc = _Ctx(ctx.source, f"lrn_param of {ctx.what}")
-        size = pc.opt_int(p, "local_size", "local_size", 5, 1)
-        if size % 2 == 0:
-            raise pc.error(f"`local_size` of {pc.what} must be odd, but got {size}",
-                           p.all("local_size")[0][1])
-        alpha = pc.opt_number(p, "alpha", "alpha", 1.0, lo=0.0)
-        beta = pc.opt_number(p, "beta", "beta", 0.75)
-        region = pc.opt_enum(p, "norm_region", "norm_region", "ACROSS_CHANNELS", _NORM_NAMES,
-                             _NORM_NUMBERS)
-        if region != "ACROSS_CHANNELS":
-            raise ctx.error(f"{ctx.what} normalises WITHIN_CHANNEL, which is not supported "
-                            f"(only ACROSS_CHANNELS)", layer.line, UnsupportedOpError)
-        return "lrn", {"size": size, "alpha": alpha, "beta": beta}
-    if t == "BatchNorm":
-        _check_arity(layer, "1")
-        return "batchnorm", {"affine": False}
-    if t == "Scale":
-        if len(layer.bottoms) == 2:
-            raise ctx.error(f"{ctx.what} scales by a second bottom blob, which is not "
-                            f"supported (only learned per-channel scales)", layer.line,
-                            UnsupportedOpError)
-        _check_arity(layer, "1")
-        p = _param(layer, "scale_param")
-        pc = _Ctx(ctx.source, f"scale_param of {ctx.what}")
-        axis = pc.opt_int(p, "axis", "axis", 1, -2**31)
-        num_axes = pc.opt_int(p, "num_axes", "num_axes", 1, -1)
-        if axis != 1 or num_axes != 1:
-            raise ctx.error(f"{ctx.what} scales with axis {axis} and num_axes {num_axes}; only "
-                            f"per-channel scales (axis 1, num_axes 1) are supported", layer.line,
-                            UnsupportedOpError)
-        return "scale", {"bias": pc.opt_bool(p, "bias_term", "bias_term", False)}
-    if t == "Eltwise":
-        _check_arity(layer, "2+")
-        p = _param(layer, "eltwise_param")
-        pc = _Ctx(ctx.source, f"eltwise_param of {ctx.what}")
-        op = pc.opt_enum(p, "operation", "operation", "SUM", _ELTWISE_NAMES, _ELTWISE_NUMBERS)
-        if op == "MAX":
-            raise ctx.error(f"{ctx.what} takes the element-wise MAX, which is not supported "
-                            f"(only SUM and PROD)", layer.line, UnsupportedOpError)
-        for v, ln in p.all("coeff"):  # coefficients only validated: they do not change costs
-            pc.number(v, ln, "coeff")
-        return ("add" if op == "SUM" else "mul"), {}
-    if t == "Concat":
-        _check_arity(layer, "1+")
-        p = _param(layer, "concat_param")
-        pc = _Ctx(ctx.source, f"concat_param of {ctx.what}")
-        if p.has("axis") and p.has("concat_dim"):
-            raise ctx.error(f"{ctx.what} gives both `axis` and `concat_dim`", layer.line)
-        axis = (pc.opt_int(p, "axis", "axis", 1, -2**31) if p.has("axis")
-                else pc.opt_int(p, "concat_dim", "concat_dim", 1, 0))
-        if axis not in (1, -3):
-            raise ctx.error(f"{ctx.what} concatenates along axis {axis}; only axis 1 "
-                            f"(channels) is supported", layer.line, UnsupportedOpError)
-        return ("concat", {}) if len(layer.bottoms) >= 2 else ("identity", {})
-    if t == "Dropout":
-        _check_arity(layer, "1")
-        p = _param(layer, "dropout_param")
-        pc = _Ctx(ctx.source, f"dropout_param of {ctx.what}")
-        ratio = pc.opt_number(p, "dropout_ratio", "dropout_ratio", 0.5, lo=0.0, hi=1.0,
-                              hi_open=True)
-        return "dropout", {"ratio": ratio}
-    if t == "Softmax":
-        _check_arity(layer, "1")
-        return "softmax", {}
-    if t == "Flatten":
-        _check_arity(layer, "1")
-        return "flatten", {}
-    raise AssertionError(t)  # pragma: no cover - every canonical type is handled
+    return _CONVERTERS[layer.type](layer)  # every canonical type is handled
 
 
 def _required_int(pc: _Ctx, msg: _Msg, key: str, minimum: int, layer_line: int) -> int:
@@ -750,6 +805,13 @@ def _included(ctx: _Ctx, msg: _Msg) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+class _Input(NamedTuple):
+    """A declared network input: its blob, the line declaring it and its (C, H, W) if given."""
+    blob: str
+    line: int
+    chw: tuple[int, int, int] | None
+
+
 def parse_prototxt_text(text: str, source: str | None = None) -> dict[str, Any]:
     """Parse the text of a Caffe prototxt into a model dict of the augur-nas language.
 
@@ -761,17 +823,31 @@ def parse_prototxt_text(text: str, source: str | None = None) -> dict[str, Any]:
     root = _Parser(text, source).parse()
     top = _Ctx(source, "the network")
 
-    # -- network name -------------------------------------------------------------------------
+    name = _network_name(top, root, source)
+    inputs = _declared_inputs(top, root)
+    layers = _collect_layers(top, root, source)
+    _check_types(layers)
+    inputs += _input_layer_inputs(layers)
+    the_input = _the_input(inputs, source)
+    _name_layers(layers)
+    model: dict[str, Any] = {"name": name} if name else {}
+    model.update(_wire(layers, the_input.blob, the_input.chw, source))
+    return model
+
+
+def _network_name(top: _Ctx, root: _Msg, source: str | None) -> str | None:
+    """The network's `name`, else the file's stem (None without either)."""
     got = top._single(root, "name", "name")
     if got is not None:
-        name = top.string(got[0], got[1], "name")
-    elif source:
-        name = os.path.splitext(os.path.basename(str(source)))[0]
-    else:
-        name = None
+        return top.string(got[0], got[1], "name")
+    if source:
+        return os.path.splitext(os.path.basename(str(source)))[0]
+    return None
 
-    # -- inputs declared at the top level --------------------------------------------------------
-    inputs: list[tuple[str, int, tuple[int, int, int] | None]] = []  # blob, line, (C, H, W)
+
+def _declared_inputs(top: _Ctx, root: _Msg) -> list[_Input]:
+    """The inputs declared at the top level (`input` with `input_shape` or `input_dim`)."""
+    inputs: list[_Input] = []
     decl = top.strings(root, "input", "input")
     shapes = root.all("input_shape")
     input_dims = root.all("input_dim")
@@ -794,7 +870,7 @@ def parse_prototxt_text(text: str, source: str | None = None) -> dict[str, Any]:
             part = input_dims[4 * k: 4 * k + 4]
             if part:
                 chw = _shape_dims(top, part, ln, f"`input_dim` of input {_q(blob)}")
-        inputs.append((blob, ln, chw))
+        inputs.append(_Input(blob, ln, chw))
     if shapes and len(shapes) != len(decl):
         raise top.error(f"the network declares {len(decl)} `input` blob(s) but "
                         f"{len(shapes)} `input_shape`(s)", shapes[0][1])
@@ -802,8 +878,11 @@ def parse_prototxt_text(text: str, source: str | None = None) -> dict[str, Any]:
         raise top.error(f"the network declares {len(decl)} `input` blob(s) and so needs "
                         f"{4 * len(decl)} `input_dim` values (N, C, H, W each), but got "
                         f"{len(input_dims)}", input_dims[0][1])
+    return inputs
 
-    # -- collect the layers ---------------------------------------------------------------------
+
+def _collect_layers(top: _Ctx, root: _Msg, source: str | None) -> list[_Layer]:
+    """The layers of the TEST (deploy) network, in file order, with their canonical types."""
     layers: list[_Layer] = []
     ordinal = 0
     for key, value, line in root.entries:
@@ -833,8 +912,11 @@ def parse_prototxt_text(text: str, source: str | None = None) -> dict[str, Any]:
         tops = lctx.strings(value, "top", "top")
         layers.append(_Layer(len(layers), lname, canonical, written, bottoms, tops, line, value,
                              lctx))
+    return layers
 
-    # -- unknown types (checked first: a training Data layer is reported as what it is) ------
+
+def _check_types(layers: list[_Layer]) -> None:
+    """Refuse unknown types (checked first: a training Data layer is reported as what it is)."""
     for layer in layers:
         if layer.type not in _TYPE_NAMES.values():
             hint = ""
@@ -848,7 +930,10 @@ def parse_prototxt_text(text: str, source: str | None = None) -> dict[str, Any]:
                 f"not support{hint}; supported types are {_SUPPORTED}", layer.line,
                 UnsupportedOpError)
 
-    # -- Input layers ---------------------------------------------------------------------------
+
+def _input_layer_inputs(layers: list[_Layer]) -> list[_Input]:
+    """The inputs declared by layers of type "Input"."""
+    inputs: list[_Input] = []
     for layer in layers:
         if layer.type != "Input":
             continue
@@ -869,8 +954,12 @@ def parse_prototxt_text(text: str, source: str | None = None) -> dict[str, Any]:
                                       f"`shape {{ dim: ... }}`", sln)
             chw = _shape_dims(layer.ctx, shp.all("dim"), sln,
                               f"the input shape of {layer.ctx.what}")
-            inputs.append((blob, ln, chw))
+            inputs.append(_Input(blob, ln, chw))
+    return inputs
 
+
+def _the_input(inputs: list[_Input], source: str | None) -> _Input:
+    """The one network input, with its shape."""
     if not inputs:
         raise SpecError("the prototxt declares no network input: give `input: \"data\"` with "
                         "`input_shape { dim: N dim: C dim: H dim: W }` (or four `input_dim`), or "
@@ -880,13 +969,15 @@ def parse_prototxt_text(text: str, source: str | None = None) -> dict[str, Any]:
         raise UnsupportedOpError(f"the prototxt declares {len(inputs)} network inputs ({names}); "
                                  f"augur-nas models have exactly one input"
                                  f"{where(source, f'line {inputs[1][1]}')}")
-    in_blob, in_line, in_chw = inputs[0]
-    if in_chw is None:
-        raise SpecError(f"network input {_q(in_blob)} has no shape: give `input_shape {{ dim: N "
+    if inputs[0].chw is None:
+        raise SpecError(f"network input {_q(inputs[0].blob)} has no shape: give `input_shape {{ dim: N "
                         f"dim: C dim: H dim: W }}` or four `input_dim`"
-                        f"{where(source, f'line {in_line}')}")
+                        f"{where(source, f'line {inputs[0].line}')}")
+    return inputs[0]
 
-    # -- layer names ----------------------------------------------------------------------------
+
+def _name_layers(layers: list[_Layer]) -> None:
+    """Check the given layer names (unique, not `input`) and name the unnamed ones `{type}_{k}`."""
     seen: dict[str, int] = {}
     for layer in layers:
         if layer.name is None:
@@ -909,10 +1000,6 @@ def parse_prototxt_text(text: str, source: str | None = None) -> dict[str, Any]:
                 cand = f"{base}_{k}"
             layer.name = cand
             seen[cand] = layer.line
-
-    model: dict[str, Any] = {"name": name} if name else {}
-    model.update(_wire(layers, in_blob, in_chw, source))
-    return model
 
 
 def _wire(layers: list[_Layer], in_blob: str, in_chw: tuple[int, int, int],

@@ -21,6 +21,8 @@ import os
 
 import numpy as np
 
+from ..costmodel._fusion import TRANSPARENT
+
 _SUFFIXES = ("_kernel_time",)
 REORDER_OPS = ("ReorderInput", "ReorderOutput")
 
@@ -201,7 +203,6 @@ def owners(table, rules) -> tuple:
         fused = np.zeros(L, dtype=bool)
         stage = np.full((L, 1), -1)
     owner = list(range(L))
-    from ..costmodel._fusion import TRANSPARENT
 
     def resolve(i):
         # through transparent slots (select: its chosen input)

@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._errors import AugurError
+from ..analysis import analyze
+from ..models import load_space_dict
+
 N_GRID = (32, 64, 128, 256, 512)
 M_SIDES = (7, 14, 28, 56, 112)
 CIN_GRID = (16, 32, 64, 128, 256, 512)
@@ -137,103 +141,131 @@ def random_network(rng, idx: int, max_macs: float = 1.5e9) -> dict:
         res = int(rng.choice([64, 96, 128, 160]))
     else:
         res = int(rng.choice([96, 128, 160, 192, 224]))
-    layers = []
-    side = res
     c = _c8(rng.choice([16, 24, 32, 48, 64]))
-    cells = {}
-    if style == "mobile":
-        layers.append({"conv_bn_act": {"out": c, "kernel": 3, "stride": 2, "act": "relu6"}})
-        side //= 2
-        for b in range(int(rng.integers(4, 12))):
-            stride = 2 if (rng.random() < 0.3 and side >= 8) else 1
-            out = _c8(c * rng.choice([1.0, 1.0, 1.5, 2.0])) if stride == 2 or rng.random() < 0.3 else c
-            blk = {"out": min(out, 320), "kernel": int(rng.choice([3, 5, 7])), "stride": stride,
-                   "expand": float(rng.choice([1, 3, 6])), "se": float(rng.choice([0, 0, 0.25])),
-                   "act": str(rng.choice(["relu6", "relu6", "relu6", "hswish", "relu"]))}
-            layers.append({"mbconv": blk})
-            c = blk["out"]
-            side = -(-side // stride)
-        layers.append({"conv_bn_act": {"out": int(rng.choice([640, 1280])), "kernel": 1, "act": "relu6"}})
-        layers += [{"globalpool": {"mode": "avg"}}, {"dropout": {"ratio": 0.2}}, {"fc": {"out": 1000}}]
-    elif style == "resnet":
-        layers.append({"conv_bn_act": {"out": c, "kernel": 7, "stride": 2, "act": "relu"}})
-        layers.append({"maxpool": {"kernel": 3, "stride": 2, "pad": 1}})
-        side = side // 4
-        bottleneck = rng.random() < 0.5
-        for st in range(int(rng.integers(2, 5))):
-            stride = 1 if st == 0 else 2
-            width = _c8(c * (1 if st == 0 else 2) * rng.choice([0.5, 0.75, 1.0]))
-            for d in range(int(rng.integers(1, 3))):
-                if bottleneck:
-                    layers.append({"bottleneck": {"mid": width, "stride": stride if d == 0 else 1}})
-                else:
-                    layers.append({"basic": {"out": width, "stride": stride if d == 0 else 1}})
-            c = width * (4 if bottleneck else 1)
-            side = -(-side // stride)
-        layers += [{"globalpool": {"mode": "avg"}}, {"fc": {"out": 1000}}]
-    elif style == "cell":
-        edge_ops = ["zero", "identity", {"relu_conv_bn": {"kernel": 1}}, {"relu_conv_bn": {"kernel": 3}},
-                    {"avgpool": {"kernel": 3, "stride": 1, "pad": 1}}]
-        edges = {}
-        for j in range(1, 4):
-            for i in range(j):
-                edges[f"{j}<-{i}"] = edge_ops[int(rng.integers(0, 5))]
-        cells = {"cellA": {"nodes": 4, "edges": edges}}
-        c = int(rng.choice([16, 24, 32]))
-        layers += [{"conv": {"out": c, "kernel": 3, "pad": 1, "bias": False}}, {"batchnorm": {}}]
-        for st in range(3):
-            for _ in range(int(rng.integers(1, 5))):
-                layers.append({"cell": {"type": "cellA"}})
-            if st < 2:
-                c2 = c * 2
-                layers.append({"branch": {"join": "add", "paths": [
-                    [{"relu": {}}, {"conv": {"out": c2, "kernel": 3, "stride": 2, "pad": 1, "bias": False}},
-                     {"batchnorm": {}}, {"relu": {}}, {"conv": {"out": c2, "kernel": 3, "pad": 1, "bias": False}},
-                     {"batchnorm": {}}],
-                    [{"avgpool": {"kernel": 2, "stride": 2}}, {"conv": {"out": c2, "kernel": 1, "bias": False}}]]}})
-                c = c2
-                side //= 2
-        layers += [{"batchnorm": {}}, {"relu": {}}, {"globalpool": {"mode": "avg"}}, {"fc": {"out": 10}}]
-    elif style == "inception":
-        layers.append({"conv": {"out": 64, "kernel": 7, "stride": 2, "pad": 3}})
-        layers.append({"relu": {}})
-        layers.append({"maxpool": {"kernel": 3, "stride": 2, "ceil": True}})
-        if rng.random() < 0.5:
-            layers.append({"lrn": {"size": 5}})
-        side = side // 4
-        c = 64
-        for b in range(int(rng.integers(2, 6))):
-            f = float(rng.choice([0.5, 1.0, 1.5]))
-            blk = {"c1": _c8(64 * f), "c3r": _c8(96 * f), "c3": _c8(128 * f), "c5r": _c8(16 * f),
-                   "c5": _c8(32 * f), "pool_proj": _c8(32 * f)}
-            layers.append({"inception": blk})
-            if rng.random() < 0.3 and side >= 8:
-                layers.append({"maxpool": {"kernel": 3, "stride": 2, "ceil": True}})
-                side = -(-side // 2)
-        layers += [{"globalpool": {"mode": "avg"}}, {"dropout": {"ratio": 0.4}}, {"fc": {"out": 1000}},
-                   {"softmax": {}}]
-    else:  # classic
-        for st in range(int(rng.integers(3, 5))):
-            width = _c8(rng.choice([32, 64, 96, 128]) * (2 ** min(st, 2)))
-            for d in range(int(rng.integers(1, 3))):
-                k = int(rng.choice([1, 3, 3, 5])) if st else int(rng.choice([3, 5, 7, 11]))
-                layers.append({"conv": {"out": width, "kernel": k, "pad": "same", "stride": 2 if (st == 0 and d == 0 and res > 96) else 1}})
-                layers.append({"relu": {}})
-            if st == 0 and res > 96:
-                side //= 2
-            if st == 0 and rng.random() < 0.4:
-                layers.append({"lrn": {"size": 5}})
-            layers.append({"maxpool": {"kernel": 2, "stride": 2}} if rng.random() < 0.5
-                          else {"maxpool": {"kernel": 3, "stride": 2, "ceil": True}})
-            side = -(-side // 2)
-        layers.append({"flatten": {}})
-        hid = int(rng.choice([256, 512, 1024]))
-        layers += [{"fc": {"out": hid}}, {"relu": {}}, {"dropout": {"ratio": 0.5}}, {"fc": {"out": 1000}},
-                   {"softmax": {}}]
+    layers, cells = _STYLES[style](rng, c, res, res)
     spec = {"name": f"calib{idx}_{style}", "input": {"channels": 3, "resolution": res}, "layers": layers}
     if cells:
         spec["cells"] = cells
     return spec
+
+
+def _mobile_layers(rng, c: int, side: int, res: int):
+    """MobileNet-like: inverted residuals (mbconv) with SE and activations drawn."""
+    layers = []
+    layers.append({"conv_bn_act": {"out": c, "kernel": 3, "stride": 2, "act": "relu6"}})
+    side //= 2
+    for b in range(int(rng.integers(4, 12))):
+        stride = 2 if (rng.random() < 0.3 and side >= 8) else 1
+        out = _c8(c * rng.choice([1.0, 1.0, 1.5, 2.0])) if stride == 2 or rng.random() < 0.3 else c
+        blk = {"out": min(out, 320), "kernel": int(rng.choice([3, 5, 7])), "stride": stride,
+               "expand": float(rng.choice([1, 3, 6])), "se": float(rng.choice([0, 0, 0.25])),
+               "act": str(rng.choice(["relu6", "relu6", "relu6", "hswish", "relu"]))}
+        layers.append({"mbconv": blk})
+        c = blk["out"]
+        side = -(-side // stride)
+    layers.append({"conv_bn_act": {"out": int(rng.choice([640, 1280])), "kernel": 1, "act": "relu6"}})
+    layers += [{"globalpool": {"mode": "avg"}}, {"dropout": {"ratio": 0.2}}, {"fc": {"out": 1000}}]
+    return layers, {}
+
+
+def _resnet_layers(rng, c: int, side: int, res: int):
+    """ResNet-like: stages of basic or bottleneck blocks."""
+    layers = []
+    layers.append({"conv_bn_act": {"out": c, "kernel": 7, "stride": 2, "act": "relu"}})
+    layers.append({"maxpool": {"kernel": 3, "stride": 2, "pad": 1}})
+    side = side // 4
+    bottleneck = rng.random() < 0.5
+    for st in range(int(rng.integers(2, 5))):
+        stride = 1 if st == 0 else 2
+        width = _c8(c * (1 if st == 0 else 2) * rng.choice([0.5, 0.75, 1.0]))
+        for d in range(int(rng.integers(1, 3))):
+            if bottleneck:
+                layers.append({"bottleneck": {"mid": width, "stride": stride if d == 0 else 1}})
+            else:
+                layers.append({"basic": {"out": width, "stride": stride if d == 0 else 1}})
+        c = width * (4 if bottleneck else 1)
+        side = -(-side // stride)
+    layers += [{"globalpool": {"mode": "avg"}}, {"fc": {"out": 1000}}]
+    return layers, {}
+
+
+def _cell_layers(rng, c: int, side: int, res: int):
+    """NAS-Bench-201-like: a random cell repeated in three stages, reduction blocks between."""
+    layers = []
+    edge_ops = ["zero", "identity", {"relu_conv_bn": {"kernel": 1}}, {"relu_conv_bn": {"kernel": 3}},
+                {"avgpool": {"kernel": 3, "stride": 1, "pad": 1}}]
+    edges = {}
+    for j in range(1, 4):
+        for i in range(j):
+            edges[f"{j}<-{i}"] = edge_ops[int(rng.integers(0, 5))]
+    cells = {"cellA": {"nodes": 4, "edges": edges}}
+    c = int(rng.choice([16, 24, 32]))
+    layers += [{"conv": {"out": c, "kernel": 3, "pad": 1, "bias": False}}, {"batchnorm": {}}]
+    for st in range(3):
+        for _ in range(int(rng.integers(1, 5))):
+            layers.append({"cell": {"type": "cellA"}})
+        if st < 2:
+            c2 = c * 2
+            layers.append({"branch": {"join": "add", "paths": [
+                [{"relu": {}}, {"conv": {"out": c2, "kernel": 3, "stride": 2, "pad": 1, "bias": False}},
+                 {"batchnorm": {}}, {"relu": {}}, {"conv": {"out": c2, "kernel": 3, "pad": 1, "bias": False}},
+                 {"batchnorm": {}}],
+                [{"avgpool": {"kernel": 2, "stride": 2}}, {"conv": {"out": c2, "kernel": 1, "bias": False}}]]}})
+            c = c2
+            side //= 2
+    layers += [{"batchnorm": {}}, {"relu": {}}, {"globalpool": {"mode": "avg"}}, {"fc": {"out": 10}}]
+    return layers, cells
+
+
+def _inception_layers(rng, c: int, side: int, res: int):
+    """GoogLeNet-like: inception blocks, LRN and max pools drawn."""
+    layers = []
+    layers.append({"conv": {"out": 64, "kernel": 7, "stride": 2, "pad": 3}})
+    layers.append({"relu": {}})
+    layers.append({"maxpool": {"kernel": 3, "stride": 2, "ceil": True}})
+    if rng.random() < 0.5:
+        layers.append({"lrn": {"size": 5}})
+    side = side // 4
+    c = 64
+    for b in range(int(rng.integers(2, 6))):
+        f = float(rng.choice([0.5, 1.0, 1.5]))
+        blk = {"c1": _c8(64 * f), "c3r": _c8(96 * f), "c3": _c8(128 * f), "c5r": _c8(16 * f),
+               "c5": _c8(32 * f), "pool_proj": _c8(32 * f)}
+        layers.append({"inception": blk})
+        if rng.random() < 0.3 and side >= 8:
+            layers.append({"maxpool": {"kernel": 3, "stride": 2, "ceil": True}})
+            side = -(-side // 2)
+    layers += [{"globalpool": {"mode": "avg"}}, {"dropout": {"ratio": 0.4}}, {"fc": {"out": 1000}},
+               {"softmax": {}}]
+    return layers, {}
+
+
+def _classic_layers(rng, c: int, side: int, res: int):
+    """AlexNet/VGG-like: conv-relu stages with max pools, then fully connected layers."""
+    layers = []
+    for st in range(int(rng.integers(3, 5))):
+        width = _c8(rng.choice([32, 64, 96, 128]) * (2 ** min(st, 2)))
+        for d in range(int(rng.integers(1, 3))):
+            k = int(rng.choice([1, 3, 3, 5])) if st else int(rng.choice([3, 5, 7, 11]))
+            layers.append({"conv": {"out": width, "kernel": k, "pad": "same", "stride": 2 if (st == 0 and d == 0 and res > 96) else 1}})
+            layers.append({"relu": {}})
+        if st == 0 and res > 96:
+            side //= 2
+        if st == 0 and rng.random() < 0.4:
+            layers.append({"lrn": {"size": 5}})
+        layers.append({"maxpool": {"kernel": 2, "stride": 2}} if rng.random() < 0.5
+                      else {"maxpool": {"kernel": 3, "stride": 2, "ceil": True}})
+        side = -(-side // 2)
+    layers.append({"flatten": {}})
+    hid = int(rng.choice([256, 512, 1024]))
+    layers += [{"fc": {"out": hid}}, {"relu": {}}, {"dropout": {"ratio": 0.5}}, {"fc": {"out": 1000}},
+               {"softmax": {}}]
+    return layers, {}
+
+
+# the styles of random_network but `modern` (each: layers and cells from rng, stem width c, side, resolution)
+_STYLES = {"mobile": _mobile_layers, "resnet": _resnet_layers, "cell": _cell_layers, "inception": _inception_layers,
+           "classic": _classic_layers}
 
 
 def _shuffle_unit(i: int, c: int) -> list:
@@ -284,10 +316,6 @@ def _modern_network(rng, idx: int) -> dict:
 
 def calibration_networks(rng, count: int, max_macs: float = 1.5e9) -> list:
     """``count`` random calibration networks that lower (shapes valid) and stay below ``max_macs``."""
-    from ..analysis import analyze
-    from ..space import load_space_dict
-    from .._errors import AugurError
-
     out, i, tries = [], 0, 0
     while len(out) < count and tries < 20 * count + 20:
         tries += 1

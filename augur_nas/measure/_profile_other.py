@@ -17,13 +17,25 @@ through the ONNX interpreter (``_torch.OnnxTorch``), which runs every layer as i
 from __future__ import annotations
 
 import datetime
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from typing import NamedTuple
 
 import numpy as np
 
 from .._errors import MeasurementError
-from ..costmodel import LatencyModel, MemoryModel, OpModel, PiecewiseGemm
-from ._fitting import error_stats, fit_bytes, fit_gemm
+from ..analysis import totals
+from ..costmodel import LatencyModel, MemoryModel, OpModel, PiecewiseGemm, latency_ms, nnls
+from ..lowering import lower
+from ..profile import Profile
+from ._fitting import error_stats, fit_bytes, fit_gemm, fit_memory
+from ._memory import measure_memories
+from ._probes import calibration_networks
+from ._protocol import time_runners
+from ._runners import TorchRunner, prepare
 from ._profiling import Budget, _plain, _say, hardware_facts
 from ._settings import RuntimeSettings, require, runtime_version
 
@@ -67,7 +79,6 @@ def _two_visits(jobs, deadline, progress, label, min_jobs: int = 8):
 
 def _profile(name, runtime, description, hardware, latency, memory, fit, settings):
     from ..fingerprint import machine_fingerprint
-    from ..profile import Profile
 
     return Profile(name=name, description=description, hardware=hardware, runtime=runtime,
                    provenance={"method": "measured by augur-nas profile on this machine",
@@ -91,8 +102,6 @@ def _hardware():
 
 def profile_numpy(name: str, settings: RuntimeSettings, budget_s: float = 120.0, seed: int = 0, progress=None):
     """The paper's GEMM-sum profile from numpy/BLAS timings. Returns ``(Profile, report)``."""
-    import os
-
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(settings.threads))
     budget = Budget(budget_s)
     rng = np.random.default_rng(seed)
@@ -164,9 +173,6 @@ def profile_numpy(name: str, settings: RuntimeSettings, budget_s: float = 120.0,
 
 def _python_rss_mb() -> float:
     """Resident memory of a fresh interpreter that imported numpy (the framework overhead)."""
-    import subprocess
-    import sys
-
     code = ("import numpy\nfor l in open('/proc/self/status'):\n    "
             "print(int(l.split()[1]) / 1024 if l.startswith('VmRSS') else '', end='')")
     try:
@@ -179,20 +185,22 @@ def _python_rss_mb() -> float:
 # --------------------------------------------------------------------------------------------- torch
 
 
+class _Calibration(NamedTuple):
+    """The calibration networks, end to end: the kernel model's sum ``K``, the priced layers
+    ``L`` and the measured median ``Y`` (ms) of each, and where the peak RSS was measured, the
+    weights ``W``, activations ``A`` (MiB) and peak RSS ``P`` (MB)."""
+    K: np.ndarray
+    L: np.ndarray
+    Y: np.ndarray
+    W: list
+    A: list
+    P: list
+
+
 def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0, seed: int = 0, progress=None):
     """Eager PyTorch kernels on the grid, calibrated end to end. Returns ``(Profile, report)``."""
     require("torch")
-    import tempfile
-
     import torch
-    import torch.nn.functional as F
-
-    from ..costmodel import latency_ms, nnls
-    from ..lowering import lower
-    from ._memory import measure_memories
-    from ._probes import calibration_networks
-    from ._protocol import time_runners
-    from ._runners import TorchRunner, prepare
 
     torch.set_num_threads(settings.threads)
     dev = torch.device(settings.torch_device)
@@ -203,13 +211,63 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
     rng = np.random.default_rng(seed)
 
     def timed(fn):
-        def run():
-            with torch.inference_mode():
-                def once():
-                    fn()
-                    sync()
-                return amortized(once) * 1e3
-        return run
+        return _timed_job(torch, sync, fn)
+
+    jobs = _torch_kernel_jobs(settings, dev, rng, timed)
+    _say(progress, f"kernel sweep: up to {len(jobs)} eager torch kernels on {settings.torch_device}")
+    kt = _two_visits(jobs, budget.until(0.45), progress, "kernels")
+    ops = _torch_op_functions(dev)
+    ot = _two_visits(_torch_op_jobs(ops, settings, dev, timed), budget.until(0.55), progress, "memory-bound ops")
+    gemm_d, gstats = _fit_torch_kernels(kt, settings.batch)
+    op_kinds, ostats, default = _fit_torch_ops(ops, ot)
+    kinds = _kernel_kinds(gemm_d)
+    kernels = LatencyModel(gemm_d, OpModel(default, op_kinds), kinds, 0.0)
+    cal = _calibrate_torch(kernels, settings, rng, budget, budget_s, progress)
+    w = 1 / cal.Y
+    per_call, scale, per_layer = nnls(np.stack([np.ones_like(cal.K), cal.K, cal.L], 1) * w[:, None], cal.Y * w)
+    scale = scale if scale > 0 else 1.0
+    gemm_s = {k: PiecewiseGemm(v.coef * scale, v.n_breaks, v.m_breaks, v.n_range, v.m_range, v.k_range, v.outside)
+              for k, v in gemm_d.items()}
+    latency = LatencyModel(gemm_s, OpModel((default[0] * scale, default[1] * scale),
+                                           {k: (a * scale, c * scale) for k, (a, c) in op_kinds.items()}),
+                           kinds, float(per_layer), None, float(per_call))
+    W, A, P = cal.W, cal.A, cal.P
+    Fm, cw, ca = fit_memory(W, A, P) if len(P) >= 3 else (P[0] if P else 200.0, 1.0, 1.0)
+    memory = MemoryModel(framework_overhead_mb=Fm, weights_coef=cw, activations="peak", activation_coef=ca,
+                         workspace="none")
+    pred = [float(per_call + scale * k + per_layer * l) for k, l in zip(cal.K, cal.L)]
+    hardware, hw = _hardware()
+    fit = {"method": "eager torch kernels on the grid (amortised, two visits, minimum); NNLS with cross-validated "
+                     "breakpoints; per-call and per-layer overheads and a kernel scale from calibration networks",
+           "budget_s": float(budget_s), "elapsed_s": round(budget.elapsed(), 1), "gemm": gstats, "ops": ostats,
+           "end_to_end_calibration": {"per_layer_ms": float(per_layer), "per_call_ms": float(per_call),
+                                      "kernel_scale": float(scale)},
+           "calibration_networks": {"latency": error_stats(pred, cal.Y), "note": "in sample for the overheads"},
+           "memory": {"networks": len(P), **error_stats([Fm + cw * a_ + ca * b_ for a_, b_ in zip(W, A)], P)}}
+    prof = _profile(name, f"torch-{runtime_version('torch')}-{settings.torch_device}",
+                    f"{hw['processor']} running eager PyTorch {runtime_version('torch')} on {settings.torch_device} "
+                    f"({settings.threads} thread(s)), float32, batch {settings.batch}.",
+                    hardware, latency, memory, fit, settings)
+    return prof, {"elapsed_s": budget.elapsed()}
+
+
+def _timed_job(torch, sync, fn):
+    """A job timing ``fn`` (ms a call, amortised, synchronised with the device) in inference mode."""
+    def once():
+        fn()
+        sync()
+
+    def run():
+        with torch.inference_mode():
+            return amortized(once) * 1e3
+    return run
+
+
+def _torch_kernel_jobs(settings, dev, rng, timed) -> list:
+    """Jobs of the GEMM kernels (dense convs, depthwise convs, linear), keyed
+    ``(family, n, m, k, groups, cin)``, shuffled."""
+    import torch
+    import torch.nn.functional as F
 
     jobs = []
     # dense convs: (cin, h, n, kernel, stride)
@@ -242,10 +300,15 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
             w = torch.rand(n, k, device=dev)
             jobs.append((("fc", n, 1, k, 1, k), timed(lambda x=x, w=w: F.linear(x, w))))
     rng.shuffle(jobs)
-    _say(progress, f"kernel sweep: up to {len(jobs)} eager torch kernels on {settings.torch_device}")
-    kt = _two_visits(jobs, budget.until(0.45), progress, "kernels")
-    # memory-bound kinds
-    ops = {
+    return jobs
+
+
+def _torch_op_functions(dev) -> dict:
+    """The memory-bound kinds, each as the eager torch function timed for it."""
+    import torch
+    import torch.nn.functional as F
+
+    return {
         "batchnorm": lambda x: F.batch_norm(x, torch.zeros(x.shape[1], device=dev), torch.ones(x.shape[1], device=dev),
                                             training=False),
         "relu": F.relu, "relu6": F.relu6, "sigmoid": torch.sigmoid, "hswish": F.hardswish, "hsigmoid": F.hardsigmoid,
@@ -255,6 +318,12 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
         "concat": lambda x: torch.cat([x, x], 1), "softmax": lambda x: F.softmax(x.flatten(1), 1),
         "lrn": lambda x: F.local_response_norm(x, 5),
     }
+
+
+def _torch_op_jobs(ops: dict, settings, dev, timed) -> list:
+    """Jobs of the memory-bound kinds on seven tensor shapes, keyed ``(kind, MB moved)``."""
+    import torch
+
     ojobs = []
     for kind, fn in ops.items():
         for c, h in ((16, 32), (32, 56), (64, 56), (128, 28), (256, 14), (96, 112), (512, 7)):
@@ -263,7 +332,12 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
                 y = fn(x)
             moved = (x.numel() * (2 if kind in ("add", "concat") else 1) + y.numel()) * 4 / 1e6
             ojobs.append(((kind, moved), timed(lambda x=x, fn=fn: fn(x))))
-    ot = _two_visits(ojobs, budget.until(0.55), progress, "memory-bound ops")
+    return ojobs
+
+
+def _fit_torch_kernels(kt: dict, batch: int):
+    """The piecewise GEMM model of each kernel family with four timings or more (``conv`` first)
+    and its fit statistics."""
     gemm, gstats = {}, {}
     for fam in ("conv", "conv_1x1", "conv_narrow", "dwconv", "fc"):
         keys = [k for k in kt if k[0] == fam]
@@ -273,10 +347,16 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
         m = np.array([k[2] for k in keys], dtype=float)
         kk = np.array([k[3] for k in keys], dtype=float)
         g = np.array([k[4] for k in keys], dtype=float)
-        t = np.array([kt[k] for k in keys]) / settings.batch
+        t = np.array([kt[k] for k in keys]) / batch
         gemm[fam], gstats[fam] = fit_gemm(n, m, kk, t / g)
     if "conv" not in gemm:
         raise MeasurementError("profile: too few convolution timings; give a larger --budget-s")
+    return {"conv": gemm["conv"], **{k: v for k, v in gemm.items() if k != "conv"}}, gstats
+
+
+def _fit_torch_ops(ops: dict, ot: dict):
+    """``(a, c)`` (ms per MB moved, ms) of each memory-bound kind with three timings or more,
+    their statistics, and the default over all timings."""
     op_kinds, ostats = {}, {}
     for kind in ops:
         pts = [(k[1], v) for k, v in ot.items() if k[0] == kind]
@@ -285,6 +365,11 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
             ostats[kind] = error_stats(op_kinds[kind][0] * np.array([p[0] for p in pts]) + op_kinds[kind][1],
                                        [p[1] for p in pts])
     default = fit_bytes([k[1] for k in ot], list(ot.values())) if ot else (0.0, 0.0)
+    return op_kinds, ostats, default
+
+
+def _kernel_kinds(gemm: dict) -> dict:
+    """The latency model's ``kinds``: which fitted GEMM family prices which layer kind."""
     kinds = {"conv": {"gemm": "conv"}}
     if "conv_1x1" in gemm:
         kinds["conv"]["pointwise"] = "conv_1x1"
@@ -293,9 +378,11 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
     for k in ("dwconv", "fc"):
         if k in gemm:
             kinds[k] = {"gemm": k}
-    gemm_d = {"conv": gemm["conv"], **{k: v for k, v in gemm.items() if k != "conv"}}
-    kernels = LatencyModel(gemm_d, OpModel(default, op_kinds), kinds, 0.0)
-    # calibration networks end to end through the ONNX interpreter
+    return kinds
+
+
+def _calibrate_torch(kernels, settings, rng, budget, budget_s: float, progress) -> _Calibration:
+    """Calibration networks end to end through the ONNX interpreter (timing and peak RSS)."""
     with tempfile.TemporaryDirectory(prefix="augur-profile-torch-") as d:
         nets_m = calibration_networks(rng, int(np.clip(budget_s / 12, 4, 30)))
         nets = prepare([(lab, m) for lab, m, _ in nets_m], d)
@@ -310,8 +397,6 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
             runners.clear()
         mem = measure_memories({n.label: n.onnx_path for n in nets[:16]}, settings, jobs=2)
         K, L, Y, W, A, P = [], [], [], [], [], []
-        from ..analysis import totals
-
         for n in nets:
             table = lower(n.model, np.zeros((1, n.model.n_genes), dtype=np.int64))
             K.append(float(latency_ms(table, kernels, settings.batch)[0][0]))
@@ -324,30 +409,4 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
                 A.append(float(tot["peak_memory_bytes"][0] - tot["weights_bytes"][0]) / 2**20)
                 P.append(mm["peak_rss_mb"])
     K, L, Y = (np.asarray(v, dtype=float) for v in (K, L, Y))
-    w = 1 / Y
-    per_call, scale, per_layer = nnls(np.stack([np.ones_like(K), K, L], 1) * w[:, None], Y * w)
-    scale = scale if scale > 0 else 1.0
-    gemm_s = {k: PiecewiseGemm(v.coef * scale, v.n_breaks, v.m_breaks, v.n_range, v.m_range, v.k_range, v.outside)
-              for k, v in gemm_d.items()}
-    latency = LatencyModel(gemm_s, OpModel((default[0] * scale, default[1] * scale),
-                                           {k: (a * scale, c * scale) for k, (a, c) in op_kinds.items()}),
-                           kinds, float(per_layer), None, float(per_call))
-    from ._fitting import fit_memory
-
-    Fm, cw, ca = fit_memory(W, A, P) if len(P) >= 3 else (P[0] if P else 200.0, 1.0, 1.0)
-    memory = MemoryModel(framework_overhead_mb=Fm, weights_coef=cw, activations="peak", activation_coef=ca,
-                         workspace="none")
-    pred = [float(per_call + scale * k + per_layer * l) for k, l in zip(K, L)]
-    hardware, hw = _hardware()
-    fit = {"method": "eager torch kernels on the grid (amortised, two visits, minimum); NNLS with cross-validated "
-                     "breakpoints; per-call and per-layer overheads and a kernel scale from calibration networks",
-           "budget_s": float(budget_s), "elapsed_s": round(budget.elapsed(), 1), "gemm": gstats, "ops": ostats,
-           "end_to_end_calibration": {"per_layer_ms": float(per_layer), "per_call_ms": float(per_call),
-                                      "kernel_scale": float(scale)},
-           "calibration_networks": {"latency": error_stats(pred, Y), "note": "in sample for the overheads"},
-           "memory": {"networks": len(P), **error_stats([Fm + cw * a_ + ca * b_ for a_, b_ in zip(W, A)], P)}}
-    prof = _profile(name, f"torch-{runtime_version('torch')}-{settings.torch_device}",
-                    f"{hw['processor']} running eager PyTorch {runtime_version('torch')} on {settings.torch_device} "
-                    f"({settings.threads} thread(s)), float32, batch {settings.batch}.",
-                    hardware, latency, memory, fit, settings)
-    return prof, {"elapsed_s": budget.elapsed()}
+    return _Calibration(K, L, Y, W, A, P)

@@ -30,15 +30,30 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import tempfile
 import time
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from .._errors import MeasurementError
-from ..costmodel import FusionRules, LatencyModel, LayoutRules, MemoryModel, OpModel, PiecewiseGemm
+from ..analysis import totals
+from ..costmodel import FusionRules, LatencyModel, LayoutRules, MemoryModel, OpModel, PiecewiseGemm, latency_ms, nnls
+from ..costmodel._memory import fc_weight_bytes
 from ..costmodel._ops import BYTES_PER_MB
+from ..fingerprint import machine_fingerprint
+from ..io.onnx import export_onnx
+from ..lowering import lower
+from ..models import load_space_dict
+from ..profile import Profile
 from ._fitting import error_stats, fit_bytes, fit_gemm, fit_memory
-from ._settings import RuntimeSettings, runtime_version
+from ._memory import measure_memories
+from ._ortnodes import attribute, cleanup, graph_edges, layer_of, node_times, owners
+from ._probes import calibration_networks, kernel_grid, refine_probes
+from ._protocol import time_runners
+from ._runners import OrtRunner
+from ._settings import RuntimeSettings, require, runtime_version
 
 PROBE_TARGET_S = 0.08  # kernel work per probe visit
 ORT_FUSE = [
@@ -64,8 +79,6 @@ MAX_NETWORKS = 90
 
 def anchor_networks():
     """The speed anchors: five fixed calibration networks (one of each style)."""
-    from ._probes import calibration_networks
-
     return [(f"anchor_{lab.split('_', 1)[1]}", m, spec)
             for lab, m, spec in calibration_networks(np.random.default_rng(ANCHOR_SEED), 5, 4e8)]
 
@@ -171,10 +184,6 @@ class _OrtNet:
     """A model, its ONNX file and its one-candidate layer table, for profiling."""
 
     def __init__(self, label, model, workdir, rules):
-        from ..io.onnx import export_onnx
-        from ..lowering import lower
-        from ._ortnodes import owners
-
         self.label = label
         self.model = model
         self.path = os.path.join(workdir, f"{abs(hash(label)) % 10**10}_{len(label)}.onnx")
@@ -183,17 +192,12 @@ class _OrtNet:
         self.owner, self.fused = owners(self.table, rules)
 
     def remove(self):
-        from ._ortnodes import cleanup
-
         cleanup(self.path)
 
 
 def _ort_node_profile(net: _OrtNet, settings, workdir, latency_model, target_s=PROBE_TARGET_S,
                       min_runs=5, max_runs=200, want_graph=False):
     """Per-node times of one network, attributed to its layers. Returns (attributed, times, wall_ms)."""
-    from ._ortnodes import attribute, cleanup, graph_edges, node_times
-    from ._runners import OrtRunner
-
     prefix = os.path.join(workdir, "prof")
     opt = os.path.join(workdir, "opt.onnx") if want_graph else None
     runner = OrtRunner(net.path, settings, profiling_prefix=prefix, optimized_path=opt)
@@ -224,8 +228,6 @@ def _ort_node_profile(net: _OrtNet, settings, workdir, latency_model, target_s=P
 
 
 def _probe_once(spec, settings, workdir, model0):
-    from ..space import load_space_dict
-
     model = load_space_dict(spec, source=f"<probe {spec['name']}>")
     net = _OrtNet(spec["name"], model, workdir, model0.fuse)
     try:
@@ -246,9 +248,7 @@ def profile_onnxruntime(name: str, settings: RuntimeSettings, budget_s: float = 
                         progress=None, workdir: str | None = None, n_networks: int | None = None,
                         max_network_macs: float = 1.5e9):
     """Measure ONNX Runtime on this machine and return ``(Profile, report)``."""
-    import tempfile
 
-    from ._settings import require
 
     require("onnxruntime")
     budget = Budget(budget_s)
@@ -285,15 +285,46 @@ def _probe_phase(specs, settings, workdir, model0, deadline, progress, label):
 
 
 def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report, n_networks, max_network_macs=1.5e9):
-    from ._memory import measure_memories
-    from ._probes import calibration_networks, kernel_grid, refine_probes
-    from ._protocol import time_runners
-    from ._runners import OrtRunner
-
-    total = budget.total
-    # ---------------------------------------------------------------- A: kernel grid
+    """Phases A (kernel grid), B (refinement, second visit), C (calibration networks: node
+    profiles, end to end, peak memory), then the fit (D, ``fit_ort``)."""
     t_a = time.monotonic()
-    _say(progress, f"phase A: kernel probes on the grid (budget {total:.0f} s in all)")
+    _say(progress, f"phase A: kernel probes on the grid (budget {budget.total:.0f} s in all)")
+    visit1, specs = _probe_grid(settings, budget, rng, progress, workdir, model0)
+    report["phases_s"]["A_grid"] = round(time.monotonic() - t_a, 1)
+    t_b = time.monotonic()
+    probe_samples = _refine_and_revisit(visit1, specs, settings, budget, rng, progress, workdir, model0, report)
+    report["phases_s"]["B_refine"] = round(time.monotonic() - t_b, 1)
+    # per-node profiling lengthens each node by a few microseconds (its bookkeeping): chains of
+    # small kernels timed both ways give that overhead, taken off every node time before fitting
+    delta = _profiler_overhead(settings, workdir, model0)
+    _say(progress, f"phase C: the profiler adds {1000 * delta:.1f} us per node ({budget.elapsed():.0f} s)")
+    t_c = time.monotonic()
+    _say(progress, f"phase C: calibration networks: node profiles in place ({budget.elapsed():.0f} s)")
+    np_ = _NodeProfiles()
+    _profile_calibration_networks(np_, settings, budget, rng, progress, workdir, model0,
+                                  n_networks or MAX_NETWORKS, max_network_macs)
+    measured_nets = [n for n in np_.nets if n.label in np_.node_sum]
+    timing, anchors = _time_end_to_end(measured_nets, settings, budget, progress, workdir, model0)
+    e2e = {lab: tm.median_ms for lab, tm in timing.items()}
+    mem = _peak_memories(measured_nets, settings, budget, progress)
+    for n in measured_nets:
+        n.remove()
+    report["phases_s"]["C_networks"] = round(time.monotonic() - t_c, 1)
+    _say(progress, f"phase C done: {len(measured_nets)} networks; fitting")
+
+    raw = {"probes": probe_samples, "in_situ": np_.insitu, "kinds": np_.kind_samples, "layout": np_.layout_samples,
+           "e2e_ms": e2e, "noise": {k: v.noise for k, v in timing.items()},
+           "specs": {n.label: n.spec for n in measured_nets},
+           "node_sum_ms": np_.node_sum, "nodes": np_.n_nodes, "profiler_delta_ms": delta, "anchors_ms": anchors,
+           "memory": {k: v for k, v in mem.items() if "peak_rss_mb" in v}, "fusion_check": np_.fusion_check,
+           "revisit": report["probe_revisit_median_abs_log_diff"]}
+    report["raw"] = raw
+    return fit_ort(raw, name, settings, budget, report)
+
+
+def _probe_grid(settings, budget, rng, progress, workdir, model0):
+    """Phase A: kernel probes on the grid, 40 at a time, until 30% of the budget. Returns the
+    samples of each probe by name and ``{name: (family, spec)}``."""
     visit1, specs = {}, {}
     while time.monotonic() < budget.until(0.30):
         grid = kernel_grid(rng, 40)
@@ -301,10 +332,12 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
         visit1.update(got)
         specs.update({spec["name"]: (fam, spec) for fam, spec in grid if spec["name"] in got})
         _say(progress, f"phase A: {len(visit1)} kernels timed ({budget.elapsed():.0f} s)")
-    report["phases_s"]["A_grid"] = round(time.monotonic() - t_a, 1)
+    return visit1, specs
 
-    # ---------------------------------------------------------------- B: refine + second visit
-    t_b = time.monotonic()
+
+def _refine_and_revisit(visit1, specs, settings, budget, rng, progress, workdir, model0, report) -> list:
+    """Phase B: more probes in the worst-fitted cells, then a second visit of every probe in a new
+    order; each sample keeps the smaller of its two times. Returns the probe samples."""
     flat = [s for v in visit1.values() for s in v]
     worst = _worst_cells(flat, count=4)
     _say(progress, "phase B: more probes in the worst-fitted cells: "
@@ -322,7 +355,6 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
     _say(progress, f"phase B: second visit of {len(order)} kernels ({budget.elapsed():.0f} s)")
     visit2 = _probe_phase([specs[k] for k in order], settings, workdir, model0, budget.until(0.52), None,
                           "phase B (second visit)")
-    report["phases_s"]["B_refine"] = round(time.monotonic() - t_b, 1)
     probe_samples = []
     revisits = []
     for key, got in visit1.items():
@@ -334,32 +366,40 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
                 s["t"] = min(s["t"], again[i]["t"])
             probe_samples.append(s)
     report["probe_revisit_median_abs_log_diff"] = round(float(np.median(revisits)), 4) if revisits else None
+    return probe_samples
 
-    # ---------------------------------------------------------------- C0: the profiler's own cost
-    # per-node profiling lengthens each node by a few microseconds (its bookkeeping): chains of
-    # small kernels timed both ways give that overhead, taken off every node time before fitting
-    delta = _profiler_overhead(settings, workdir, model0)
-    _say(progress, f"phase C: the profiler adds {1000 * delta:.1f} us per node ({budget.elapsed():.0f} s)")
-    # ---------------------------------------------------------------- C: calibration networks
-    t_c = time.monotonic()
-    _say(progress, f"phase C: calibration networks: node profiles in place ({budget.elapsed():.0f} s)")
-    insitu, node_sum, n_nodes, e2e = [], {}, {}, {}
-    kind_samples, layout_samples = [], []
-    net_bucket = []
-    fusion_check = {"chains": 0, "mismatched": 0, "examples": []}
-    nets = []
+
+@dataclass
+class _NodeProfiles:
+    """What phase C's node profiles of the calibration networks gave: the networks, GEMM samples
+    in place, memory-bound kinds' and layout conversions' samples, each network's sum of node
+    times and node count, and the fusion rules' check against ORT's graph."""
+    nets: list = field(default_factory=list)
+    insitu: list = field(default_factory=list)
+    kind_samples: list = field(default_factory=list)
+    layout_samples: list = field(default_factory=list)
+    net_bucket: list = field(default_factory=list)
+    node_sum: dict = field(default_factory=dict)
+    n_nodes: dict = field(default_factory=dict)
+    fusion_check: dict = field(default_factory=lambda: {"chains": 0, "mismatched": 0, "examples": []})
+
+
+def _profile_calibration_networks(acc: _NodeProfiles, settings, budget, rng, progress, workdir, model0,
+                                  n_networks: int, max_network_macs: float) -> None:
+    """Phase C, first part: per-node profiles of random calibration networks until 78% of the
+    budget or ``n_networks``; a network that cannot be exported or run is skipped."""
     deadline_nodes = budget.until(0.78)
     idx = 0
-    n_networks = n_networks or MAX_NETWORKS
     # a few networks even past the deadline: the end-to-end fit needs some, and a tiny budget
     # would otherwise end with none on a busy machine
     min_nets = min(3, n_networks)
-    while (time.monotonic() < deadline_nodes or (len(nets) < min_nets and idx < 30)) and len(nets) < n_networks:
+    while (time.monotonic() < deadline_nodes or (len(acc.nets) < min_nets and idx < 30)) \
+            and len(acc.nets) < n_networks:
         # batches of 6: one network of each style of random_network (the sixth, `modern`, teaches the
         # shuffle, slice, LayerNorm and GELU kinds)
         batch = calibration_networks(np.random.default_rng([int(rng.integers(1 << 30)), idx]), 6, max_network_macs)
         for label, model, spec in batch:
-            if (time.monotonic() > deadline_nodes and len(nets) >= min_nets) or len(nets) >= n_networks:
+            if (time.monotonic() > deadline_nodes and len(acc.nets) >= min_nets) or len(acc.nets) >= n_networks:
                 break
             label = f"calib{idx}_{label.split('_', 1)[1]}"
             idx += 1
@@ -371,36 +411,45 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
             except Exception as exc:  # noqa: BLE001 - an exporter or runtime limitation: skip the network
                 _say(progress, f"  skipped {label}: {str(exc).splitlines()[0][:120]}")
                 continue
-            nets.append(net)
-            node_sum[net.label] = sum(v[0] for v in times.values())
-            n_nodes[net.label] = len(times)
-            _check_fusion(net, times, fusion_check)
-            for s, nodes in att.items():
-                if s == "layout":
-                    layout_samples += [(b / 1e6, ms) for _, _, ms, b in nodes if b > 0]
-                    continue
-                own = sum(ms for _, _, ms, _ in nodes)
-                reorders = sum(1 for _, _, _, r in nodes if r)
-                if s == "network":
-                    net_bucket.append((net.label, own, len(nodes)))
-                    continue
-                kind = net.table.ops[s]
-                fam = model0.family(kind)[0]
-                if kind in ("conv", "dwconv", "fc"):
-                    samp = _gemm_sample(net.table, s, own, "in-situ")
-                    samp["reorders"] = reorders
-                    insitu.append(samp)
-                elif fam == "bytes":
-                    r = net.table.rows
-                    moved = float(r["in_elems"][s, 0] + r["out_elems"][s, 0]) * 4
-                    kind_samples.append({"kind": kind, "mb": moved / BYTES_PER_MB, "t": own, "reorders": reorders,
-                                         "net": net.label})
-        _say(progress, f"phase C: {len(nets)} networks profiled ({budget.elapsed():.0f} s)")
-    if not nets:
+            acc.nets.append(net)
+            acc.node_sum[net.label] = sum(v[0] for v in times.values())
+            acc.n_nodes[net.label] = len(times)
+            _check_fusion(net, times, acc.fusion_check)
+            _add_node_samples(acc, net, att, model0)
+        _say(progress, f"phase C: {len(acc.nets)} networks profiled ({budget.elapsed():.0f} s)")
+    if not acc.nets:
         raise MeasurementError("profile: no calibration network could be measured; give a larger --budget-s")
-    measured_nets = [n for n in nets if n.label in node_sum]
-    # end to end, without profiling, interleaved; with them the speed anchors (fixed networks that
-    # `validate` measures again, to tell how fast the machine runs then against now)
+
+
+def _add_node_samples(acc: _NodeProfiles, net, att: dict, model0) -> None:
+    """The samples of one network's attributed node times: layout conversions, the network's own
+    bucket, GEMM kernels in place and memory-bound kinds."""
+    for s, nodes in att.items():
+        if s == "layout":
+            acc.layout_samples += [(b / 1e6, ms) for _, _, ms, b in nodes if b > 0]
+            continue
+        own = sum(ms for _, _, ms, _ in nodes)
+        reorders = sum(1 for _, _, _, r in nodes if r)
+        if s == "network":
+            acc.net_bucket.append((net.label, own, len(nodes)))
+            continue
+        kind = net.table.ops[s]
+        fam = model0.family(kind)[0]
+        if kind in ("conv", "dwconv", "fc"):
+            samp = _gemm_sample(net.table, s, own, "in-situ")
+            samp["reorders"] = reorders
+            acc.insitu.append(samp)
+        elif fam == "bytes":
+            r = net.table.rows
+            moved = float(r["in_elems"][s, 0] + r["out_elems"][s, 0]) * 4
+            acc.kind_samples.append({"kind": kind, "mb": moved / BYTES_PER_MB, "t": own, "reorders": reorders,
+                                     "net": net.label})
+
+
+def _time_end_to_end(measured_nets, settings, budget, progress, workdir, model0):
+    """End to end, without profiling, interleaved; with them the speed anchors (fixed networks that
+    `validate` measures again, to tell how fast the machine runs then against now). Returns the
+    calibration networks' timings and the anchors' median ms."""
     _say(progress, f"phase C: end-to-end latency of {len(measured_nets)} networks, interleaved ({budget.elapsed():.0f} s)")
     runners = {n.label: OrtRunner(n.path, settings) for n in measured_nets}
     anchor_nets = []
@@ -422,66 +471,116 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
     anchors = {n.label: timing.pop(n.label).median_ms for n in anchor_nets if n.label in timing}
     for n in anchor_nets:
         n.remove()
-    for lab, tm in timing.items():
-        e2e[lab] = tm.median_ms
-    from ..analysis import totals as _tot
+    return timing, anchors
 
-    by_w = sorted(measured_nets, key=lambda n: float(_tot(n.table)["weights_bytes"][0]))
+
+def _peak_memories(measured_nets, settings, budget, progress) -> dict:
+    """Peak RSS of up to MAX_MEMORY_NETS networks spread over the weights, in child processes."""
+    by_w = sorted(measured_nets, key=lambda n: float(totals(n.table)["weights_bytes"][0]))
     pick = by_w if len(by_w) <= MAX_MEMORY_NETS else [by_w[int(i)] for i in np.linspace(0, len(by_w) - 1, MAX_MEMORY_NETS)]
     _say(progress, f"phase C: peak memory of {len(pick)} networks in child processes ({budget.elapsed():.0f} s)")
-    mem = measure_memories({n.label: n.path for n in pick}, settings, jobs=2)
-    for n in measured_nets:
-        n.remove()
-    report["phases_s"]["C_networks"] = round(time.monotonic() - t_c, 1)
-    _say(progress, f"phase C done: {len(measured_nets)} networks; fitting")
+    return measure_memories({n.label: n.path for n in pick}, settings, jobs=2)
 
-    raw = {"probes": probe_samples, "in_situ": insitu, "kinds": kind_samples, "layout": layout_samples, "e2e_ms": e2e,
-           "noise": {k: v.noise for k, v in timing.items()}, "specs": {n.label: n.spec for n in measured_nets},
-           "node_sum_ms": node_sum, "nodes": n_nodes, "profiler_delta_ms": delta, "anchors_ms": anchors,
-           "memory": {k: v for k, v in mem.items() if "peak_rss_mb" in v}, "fusion_check": fusion_check,
-           "revisit": report["probe_revisit_median_abs_log_diff"]}
-    report["raw"] = raw
-    return fit_ort(raw, name, settings, budget, report)
+
+class _FitNet(NamedTuple):
+    """A calibration network as the fit sees it: its label and its one-candidate layer table."""
+    label: str
+    table: object
+
+
+class _KernelFit(NamedTuple):
+    """The kernel models before the end-to-end scale: GEMM families (``conv`` first), the kinds
+    they price, the memory-bound kinds' ``(a, c)`` and their default, the layout conversions'
+    ``(a, c)``, and the statistics of each fit."""
+    gemm: dict
+    kinds: dict
+    default: tuple
+    op_kinds: dict
+    reorder: tuple
+    gemm_stats: dict
+    op_stats: dict
+    reorder_stats: dict
+
+
+class _EndToEnd(NamedTuple):
+    """measured = per_call + scale * (sum of kernel models) + per_node * (priced layers)."""
+    per_call: float
+    scale: float
+    per_node: float
+
+
+class _MemoryFit(NamedTuple):
+    model: MemoryModel
+    predicted_mb: list
+    measured_mb: list
 
 
 def fit_ort(raw, name, settings, budget=None, report=None):
     """Fit an ONNX Runtime profile to what ``_profile_ort`` measured (``raw``)."""
-    from ..analysis import totals
-    from ..lowering import lower
-    from ..space import load_space_dict
-
     report = report if report is not None else {"phases_s": {}}
     budget = budget or Budget(0)
-    e2e, fusion_check = raw["e2e_ms"], raw["fusion_check"]
     # per-node profiling lengthens every node a little (the profiler's own bookkeeping): the
     # median over the calibration networks of (sum of node times - plain end-to-end) / nodes,
     # taken off every node-level sample, puts them on the scale of a plain run
     delta = float(raw.get("profiler_delta_ms", 0.0))
-
-    probe_samples, insitu, kind_samples = raw["probes"], raw["in_situ"], raw["kinds"]
-    layout_raw = list(raw.get("layout") or [])
-
-    class _T:
-        pass
-
-    timing = {k: _T() for k in raw["noise"]}
-    for k, v in raw["noise"].items():
-        timing[k].noise = v
-    measured_nets = []
-    for lab, spec in raw["specs"].items():
-        n = _T()
-        n.label = lab
-        model = load_space_dict(spec, source=f"<{lab}>")
-        n.table = lower(model, np.zeros((1, model.n_genes), dtype=np.int64))
-        measured_nets.append(n)
-    mem = raw["memory"]
+    nets = _fit_nets(raw["specs"])
     t_d = time.monotonic()
-    node_oh = 0.0  # per-node overhead: fitted end to end below, with the per-call one and a scale
-    # GEMM families: probes + in-situ kernels (+ their share of per-node overhead beyond one node)
-    gemm_samples = probe_samples + insitu
+    kf = _fit_kernel_models(raw, delta)
+    kernels = _ort_model(kf.gemm, OpModel(kf.default, kf.op_kinds), kf.kinds, kf.reorder)
+    e2e = _fit_end_to_end(nets, kernels, raw["e2e_ms"])
+    latency = _scaled_ort_model(kf, e2e)
+    calib = _calibration_errors(nets, latency, raw["e2e_ms"], raw["noise"])
+    mem = _fit_ort_memory(nets, raw["memory"])
+    report["phases_s"]["D_fit"] = round(time.monotonic() - t_d, 1)
+    report["elapsed_s"] = round(budget.elapsed(), 1)
+    fit = _ort_fit_summary(raw, budget, report, kf, e2e, delta, calib, mem)
+    return _ort_profile(name, settings, latency, mem.model, fit), report
+
+
+def _fit_nets(specs: dict) -> list:
+    """The calibration networks of ``raw["specs"]``, lowered again from their specs."""
+    nets = []
+    for lab, spec in specs.items():
+        model = load_space_dict(spec, source=f"<{lab}>")
+        nets.append(_FitNet(lab, lower(model, np.zeros((1, model.n_genes), dtype=np.int64))))
+    return nets
+
+
+def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
+    """GEMM families from probes and in-situ kernels, memory-bound kinds from their own nodes
+    (and the layout changes serving them), layout conversions; the profiler's per-node cost
+    ``delta`` comes off each model's per-node constant."""
+    gemm, gemm_stats = _fit_gemm_families(raw["probes"] + raw["in_situ"])
+    kinds = {"conv": {"gemm": "conv"}}
+    if "conv_1x1" in gemm:
+        kinds["conv"]["pointwise"] = "conv_1x1"
+    if "conv_narrow" in gemm:
+        kinds["conv"]["narrow"] = "conv_narrow"
+        kinds["conv"]["narrow_below"] = NARROW_BELOW
+    if "dwconv" in gemm:
+        kinds["dwconv"] = {"gemm": "dwconv"}
+    if "fc" in gemm:
+        kinds["fc"] = {"gemm": "fc"}
+    default, op_kinds, op_stats = _fit_memory_bound_kinds(raw["kinds"])
+    lay = list(raw.get("layout") or [])
+    reorder = fit_bytes([v[0] for v in lay], [v[1] for v in lay]) if len(lay) >= 3 else (0.0, 0.0)
+    reorder_stats = error_stats(reorder[0] * np.array([v[0] for v in lay]) + reorder[1], [v[1] for v in lay]) \
+        if lay else {"n": 0}
+    # the profiler's per-node cost comes off each model's per-node constant (a GEMM model's
+    # per-call term, a memory-bound kind's and a conversion's overhead)
+    return _KernelFit(gemm={k: _minus_constant(v, delta) for k, v in gemm.items()}, kinds=kinds,
+                      default=(default[0], max(0.0, default[1] - delta)),
+                      op_kinds={k: (a, max(0.0, c - delta)) for k, (a, c) in op_kinds.items()},
+                      reorder=(reorder[0], max(0.0, reorder[1] - delta)),
+                      gemm_stats=gemm_stats, op_stats=op_stats, reorder_stats=reorder_stats)
+
+
+def _fit_gemm_families(samples: list):
+    """The piecewise GEMM model of each variant with four samples or more (``conv`` first, which
+    must be there) and its statistics."""
     gemm, gemm_stats = {}, {}
     for fam in GEMM_VARIANTS:
-        S = [s for s in gemm_samples if s["family"] == fam]
+        S = [s for s in samples if s["family"] == fam]
         if len(S) < 4:
             continue
         n = np.array([s["n"] for s in S], dtype=np.float64)
@@ -496,17 +595,12 @@ def fit_ort(raw, name, settings, budget=None, report=None):
         gemm_stats[fam] = st
     if "conv" not in gemm:
         raise MeasurementError("profile: too few convolution timings to fit a model; give a larger --budget-s")
-    kinds = {"conv": {"gemm": "conv"}}
-    if "conv_1x1" in gemm:
-        kinds["conv"]["pointwise"] = "conv_1x1"
-    if "conv_narrow" in gemm:
-        kinds["conv"]["narrow"] = "conv_narrow"
-        kinds["conv"]["narrow_below"] = NARROW_BELOW
-    if "dwconv" in gemm:
-        kinds["dwconv"] = {"gemm": "dwconv"}
-    if "fc" in gemm:
-        kinds["fc"] = {"gemm": "fc"}
-    # memory-bound kinds: own node(s) + layout changes serving them (+ per-node overhead of those)
+    return {"conv": gemm["conv"], **{k: v for k, v in gemm.items() if k != "conv"}}, gemm_stats
+
+
+def _fit_memory_bound_kinds(kind_samples: list):
+    """``(default, op_kinds, op_stats)``: ``(a, c)`` (ms per MB moved, ms) over all samples, of
+    each kind (the default where a kind has fewer than three), and each kind's statistics."""
     by_kind = {}
     for s in kind_samples:
         by_kind.setdefault(s["kind"], []).append((s["mb"], s["t"]))
@@ -520,60 +614,54 @@ def fit_ort(raw, name, settings, budget=None, report=None):
         coef = fit_bytes(mb, t) if len(vals) >= 3 else default
         op_kinds[kind] = coef
         op_stats[kind] = error_stats(coef[0] * mb + coef[1], t)
-    gemm_dict = {"conv": gemm["conv"]}
-    gemm_dict.update({k: v for k, v in gemm.items() if k != "conv"})
-    lay = layout_raw
-    reorder = fit_bytes([v[0] for v in lay], [v[1] for v in lay]) if len(lay) >= 3 else (0.0, 0.0)
-    reorder_stats = error_stats(reorder[0] * np.array([v[0] for v in lay]) + reorder[1], [v[1] for v in lay]) \
-        if lay else {"n": 0}
-    # the profiler's per-node cost comes off each model's per-node constant (a GEMM model's
-    # per-call term, a memory-bound kind's and a conversion's overhead)
-    gemm_dict = {k: _minus_constant(v, delta) for k, v in gemm_dict.items()}
-    default = (default[0], max(0.0, default[1] - delta))
-    op_kinds = {k: (a, max(0.0, c - delta)) for k, (a, c) in op_kinds.items()}
-    reorder = (reorder[0], max(0.0, reorder[1] - delta))
-    kernels = _ort_model(gemm_dict, OpModel(default, op_kinds), kinds, reorder)
+    return default, op_kinds, op_stats
 
-    # end to end: measured = per_call + scale * (sum of kernel models) + per_node * (priced layers),
-    # by NNLS on relative errors over the calibration networks (kernel times under per-node
-    # profiling and in isolation differ from a plain run by a roughly constant factor)
-    from ..costmodel import latency_ms
 
+def _fit_end_to_end(nets: list, kernels, e2e_ms: dict) -> _EndToEnd:
+    """The per-call and per-node overheads and the kernel scale, by NNLS on relative errors over
+    the calibration networks (kernel times under per-node profiling and in isolation differ from a
+    plain run by a roughly constant factor)."""
     K, Lc, Y = [], [], []
-    for net in measured_nets:
+    for net in nets:
         K.append(float(latency_ms(net.table, kernels)[0][0]))
         fused = kernels.fused(net.table)
         alias = kernels.duplicates(net.table)
         live = net.table.rows["mask"][:, 0] & ~fused[:, 0] & (alias[:, 0] < 0)
         Lc.append(sum(1 for s_, op in enumerate(net.table.ops) if live[s_] and kernels.family(op)[0] != "free"))
-        Y.append(e2e[net.label])
+        Y.append(e2e_ms[net.label])
     K, Lc, Y = (np.asarray(v, dtype=np.float64) for v in (K, Lc, Y))
     wts = 1.0 / Y
-    from ..costmodel import nnls
-
     per_call, scale, per_node = nnls(np.stack([np.ones_like(K), K, Lc], axis=1) * wts[:, None], Y * wts)
-    if scale <= 0:
-        scale = 1.0
+    return _EndToEnd(float(per_call), float(scale) if scale > 0 else 1.0, float(per_node))
+
+
+def _scaled_ort_model(kf: _KernelFit, e2e: _EndToEnd):
+    """The latency model: every kernel model times the scale, with the two overheads."""
+    scale = e2e.scale
     gemm_scaled = {k: PiecewiseGemm(v.coef * scale, v.n_breaks, v.m_breaks, v.n_range, v.m_range, v.k_range, v.outside)
-                   for k, v in gemm_dict.items()}
-    ops_scaled = OpModel((default[0] * scale, default[1] * scale),
-                         {k: (a * scale, c * scale) for k, (a, c) in op_kinds.items()})
-    latency = _ort_model(gemm_scaled, ops_scaled, kinds, (reorder[0] * scale, reorder[1] * scale), float(per_node),
-                         float(per_call))
-    node_oh, net_oh = float(per_node), float(per_call)
+                   for k, v in kf.gemm.items()}
+    ops_scaled = OpModel((kf.default[0] * scale, kf.default[1] * scale),
+                         {k: (a * scale, c * scale) for k, (a, c) in kf.op_kinds.items()})
+    return _ort_model(gemm_scaled, ops_scaled, kf.kinds, (kf.reorder[0] * scale, kf.reorder[1] * scale),
+                      e2e.per_node, e2e.per_call)
 
+
+def _calibration_errors(nets: list, latency, e2e_ms: dict, noise: dict) -> dict:
+    """Measured and predicted latency of each calibration network (in sample)."""
     calib = {}
-    for net in measured_nets:
+    for net in nets:
         pred = float(latency_ms(net.table, latency)[0][0])
-        calib[net.label] = {"measured_ms": round(e2e[net.label], 4), "predicted_ms": round(pred, 4),
-                            "error_pct": round((pred / e2e[net.label] - 1) * 100, 2),
-                            "noise_pct": round(timing[net.label].noise * 100, 2)}
-    # memory: the process's peak RSS from its fixed part, the weights (conv weights are re-packed by
-    # ONNX Runtime, fc matrices are not: two coefficients) and the peak of live activations
-    from ..costmodel._memory import fc_weight_bytes
+        calib[net.label] = {"measured_ms": round(e2e_ms[net.label], 4), "predicted_ms": round(pred, 4),
+                            "error_pct": round((pred / e2e_ms[net.label] - 1) * 100, 2),
+                            "noise_pct": round(noise[net.label] * 100, 2)}
+    return calib
 
-    W, WF, A, P, mem_rows = [], [], [], [], {}
-    for net in measured_nets:
+
+def _fit_ort_memory(nets: list, mem: dict) -> _MemoryFit:
+    """The process's peak RSS from its fixed part, the weights (conv weights are re-packed by ONNX
+    Runtime, fc matrices are not: two coefficients) and the peak of live activations."""
+    W, WF, A, P = [], [], [], []
+    for net in nets:
         mm = mem.get(net.label, {})
         if "peak_rss_mb" not in mm:
             continue
@@ -582,52 +670,55 @@ def fit_ort(raw, name, settings, budget=None, report=None):
         WF.append(float(fc_weight_bytes(net.table)[0]) / 2**20)
         A.append(float(tot["peak_memory_bytes"][0] - tot["weights_bytes"][0]) / 2**20)
         P.append(mm["peak_rss_mb"])
-        mem_rows[net.label] = mm
     if len(P) >= 4:
         F, cw, ca, cf = fit_memory(W, A, P, WF)
     else:
         F, cw, ca, cf = (P[0] if P else 50.0), 1.0, 1.0, 1.0
     memory = MemoryModel(framework_overhead_mb=F, weight_copies=1, weights_coef=cw, activations="peak",
                          activation_coef=ca, workspace="none", fc_weights_coef=cf)
-    mem_pred = [F + cw * (w - f) + cf * f + ca * a for w, f, a in zip(W, WF, A)]
-    report["phases_s"]["D_fit"] = round(time.monotonic() - t_d, 1)
-    report["elapsed_s"] = round(budget.elapsed(), 1)
-    from ..fingerprint import machine_fingerprint
-    from ..profile import Profile
+    return _MemoryFit(memory, [F + cw * (w - f) + cf * f + ca * a for w, f, a in zip(W, WF, A)], P)
 
-    hw = hardware_facts()
-    hardware = {"processor": hw["processor"], "cores": int(hw["cores"]), "clock_ghz": 0.0, "peak_gflops": 0.0,
-                "memory_bandwidth_gbs": 0.0, "ram_mb": int(hw["ram_mb"]), "unified_memory": True}
-    if hw.get("notes"):
-        hardware["notes"] = hw["notes"] + "; clock, peak and bandwidth not measured (0)"
-    fit = {
+
+def _ort_fit_summary(raw, budget, report, kf: _KernelFit, e2e: _EndToEnd, delta: float, calib: dict,
+                     mem: _MemoryFit) -> dict:
+    """The profile's ``fit`` section: method, budget, phases and the statistics of every fit."""
+    return {
         "method": "per-node ONNX Runtime profiles of one-kernel probes (grid + refinement) and of random "
                   "calibration networks; GEMM models by NNLS with cross-validated breakpoints; per-node and "
                   "per-call overheads from end-to-end timings",
         "budget_s": round(float(budget.total), 1),
         "elapsed_s": report["elapsed_s"],
         "phases_s": report["phases_s"],
-        "kernel_probes": len(probe_samples),
+        "kernel_probes": len(raw["probes"]),
         "probe_revisit_median_abs_log_diff": raw.get("revisit"),
-        "gemm": gemm_stats,
-        "ops": op_stats,
-        "layout_conversions": {**reorder_stats, "note": "ReorderInput/ReorderOutput nodes and zero edges in place"},
-        "end_to_end_calibration": {"per_layer_ms": round(node_oh, 5), "per_call_ms": round(net_oh, 4),
-                                   "kernel_scale": round(float(scale), 4),
+        "gemm": kf.gemm_stats,
+        "ops": kf.op_stats,
+        "layout_conversions": {**kf.reorder_stats, "note": "ReorderInput/ReorderOutput nodes and zero edges in place"},
+        "end_to_end_calibration": {"per_layer_ms": round(e2e.per_node, 5), "per_call_ms": round(e2e.per_call, 4),
+                                   "kernel_scale": round(float(e2e.scale), 4),
                                    "profiler_overhead_per_node_ms": round(delta, 5),
                                    "note": "measured = per_call + kernel_scale * sum(kernel models) + per_layer * "
                                            "priced layers, NNLS over the calibration networks"},
-        "fusion_check": fusion_check,
+        "fusion_check": raw["fusion_check"],
         "anchors": {"seed": ANCHOR_SEED, "latency_ms": {k: round(v, 4) for k, v in (raw.get("anchors_ms") or {}).items()},
                     "note": "fixed networks (_probes.calibration_networks with this seed) timed with the calibration "
                             "networks; `validate` times them again to tell the machine's speed then from now"},
         "calibration_networks": {"latency": error_stats([v["predicted_ms"] for v in calib.values()],
                                                         [v["measured_ms"] for v in calib.values()]),
                                  "note": "in sample for the two overheads", "networks": calib},
-        "memory": {"networks": len(P), **error_stats(mem_pred, P),
+        "memory": {"networks": len(mem.measured_mb), **error_stats(mem.predicted_mb, mem.measured_mb),
                    "measured": "peak RSS (VmHWM) of a child process that loads the network and runs it"},
     }
-    profile = Profile(
+
+
+def _ort_profile(name, settings, latency, memory, fit: dict):
+    """The ONNX Runtime profile of this machine."""
+    hw = hardware_facts()
+    hardware = {"processor": hw["processor"], "cores": int(hw["cores"]), "clock_ghz": 0.0, "peak_gflops": 0.0,
+                "memory_bandwidth_gbs": 0.0, "ram_mb": int(hw["ram_mb"]), "unified_memory": True}
+    if hw.get("notes"):
+        hardware["notes"] = hw["notes"] + "; clock, peak and bandwidth not measured (0)"
+    return Profile(
         name=name,
         description=f"{hw['processor']}, {hw['cores']} cores, running ONNX Runtime {runtime_version('onnxruntime')} "
                     f"(CPUExecutionProvider, {settings.threads} intra-op thread(s), {settings.graph_optimization}), "
@@ -645,7 +736,6 @@ def fit_ort(raw, name, settings, budget=None, report=None):
         runtime_settings=settings.to_dict(),
         fingerprint=machine_fingerprint(settings),
     )
-    return profile, report
 
 
 _PROBE_FAMILY = {"conv": "kxk", "conv_1x1": "pw", "dwconv": "dw", "conv_narrow": "narrow", "fc": "fc"}
@@ -660,10 +750,6 @@ def _minus_constant(g: PiecewiseGemm, delta: float) -> PiecewiseGemm:
 def _profiler_overhead(settings, workdir, model0) -> float:
     """Milliseconds per node that ORT's per-node profiling adds to node durations (median over
     chains of small kernels: (sum of profiled node times - plain end-to-end time) / nodes)."""
-    from ..space import load_space_dict
-    from ._protocol import time_runners
-    from ._runners import OrtRunner
-
     chains = [
         (8, 8, [{"conv_bn_act": {"out": 8, "kernel": 1}}]),
         (16, 8, [{"conv_bn_act": {"out": 16, "kernel": 3}}]),
@@ -695,8 +781,6 @@ def _ort_model(gemm, ops, kinds, reorder, per_layer=0.0, per_call=0.0):
 def _check_fusion(net, times, acc):
     """Do ORT's nodes agree with the fusion rules? A chain (producer + the layers fused into it)
     should be one node; a layer outside any chain, of a priced kind, should have its own."""
-    from ._ortnodes import layer_of
-
     names = {n: i for i, n in enumerate(net.table.names)}
     named = {}
     for node in times:

@@ -138,6 +138,25 @@ class _Load:
         return max(0.0, (b - a) / self.hz) / (seconds * self.ncpu)
 
 
+def _warm_up(runners: dict, labels: list, warmup_s: float, min_warmup: int, clock) -> tuple:
+    """``(per-run seconds, warm-up runs)`` by label: each network runs for ``warmup_s`` (at least
+    ``min_warmup`` runs); the first run, which pays lazy initialisation, is left out of the median."""
+    per_run, warm = {}, {}
+    for lab in labels:
+        run = runners[lab].run
+        ts = []
+        t_end = clock() + warmup_s
+        while len(ts) < min_warmup or clock() < t_end:
+            t = clock()
+            run()
+            ts.append(clock() - t)
+            if len(ts) >= 1000:
+                break
+        warm[lab] = len(ts)
+        per_run[lab] = float(np.median(ts[1:] if len(ts) > 1 else ts))
+    return per_run, warm
+
+
 def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_s: float = 0.2,
                  min_warmup: int = 3, max_iters: int = 200, spread_s: float = 0.0, seed: int = 0,
                  progress=None, budget_s: float | None = None, contended: float | None = 0.2,
@@ -155,19 +174,7 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
     rng = np.random.default_rng(seed)
     clock = time.perf_counter
     load = _Load()
-    per_run, warm = {}, {}
-    for lab in labels:
-        run = runners[lab].run
-        ts = []
-        t_end = clock() + warmup_s
-        while len(ts) < min_warmup or clock() < t_end:
-            t = clock()
-            run()
-            ts.append(clock() - t)
-            if len(ts) >= 1000:
-                break
-        warm[lab] = len(ts)
-        per_run[lab] = float(np.median(ts[1:] if len(ts) > 1 else ts))
+    per_run, warm = _warm_up(runners, labels, warmup_s, min_warmup, clock)
     iters = {lab: int(min(max_iters, max(1, math.floor(round_s / max(per_run[lab], 1e-7))))) for lab in labels}
     round_cost = sum(iters[lab] * per_run[lab] for lab in labels)
     if budget_s is not None and round_cost > 0:

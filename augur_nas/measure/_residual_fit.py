@@ -28,14 +28,23 @@ profile's speed by its own batch's anchors, and no further offset is needed.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import tempfile
+from typing import NamedTuple
 
 import numpy as np
 
 from .._errors import MeasurementError
+from ..analysis import totals
 from ..costmodel import ResidualModel, residual_features, residual_sums
 from ..costmodel._latency import input_elems
+from ..lowering import lower
+from ..space import SearchSpace
 from ._metrics import accuracy, macs_loglog_fit, macs_loglog_predict
+from ._measure import measure_networks
+from ._profiling import anchor_speed, profile_anchors
+from ._runners import prepare
 
 LGB_PARAMS = {
     "objective": "huber", "alpha": 0.15, "learning_rate": 0.04, "num_leaves": 8, "min_data_in_leaf": 6,
@@ -47,17 +56,12 @@ NUM_ROUNDS = 300
 
 def arch_hash(model) -> str:
     """A short hash of an architecture (its decoded YAML), to recognise it across runs."""
-    from ..space import SearchSpace
-
     text = model.decode_yaml(np.zeros(model.n_genes, dtype=np.int64)) if isinstance(model, SearchSpace) else str(model)
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
 def residual_inputs(space, X, profile, batch: int = 1):
     """``(layer-sum latency [B], features [B, F], macs [B])`` of candidates ``X`` (reference path)."""
-    from ..analysis import totals
-    from ..lowering import lower
-
     model = profile.latency
     table = lower(space, X)
     fused = model.fused(table)
@@ -122,11 +126,6 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
     measuring: the same architectures are looked up by space and encoding.
     Returns ``(profile with the residual, report)``; the report's ``measurements`` can be saved
     and given back."""
-    import tempfile
-
-    from ._measure import measure_networks
-    from ._runners import prepare
-
     say = progress or (lambda m: None)
     total = sum(e[2] if len(e) > 2 else samples for e in spaces)
     if total < 10:
@@ -142,26 +141,12 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
         for i, x in enumerate(X):
             items.append((f"{space.name}[{i}]", space, x))
     keys = [f"{sp.name}:{','.join(map(str, x.tolist()))}" for _, sp, x in items]
-    from ._profiling import profile_anchors
-
     anchors_ref, anchor_items = profile_anchors(profile)
     anchor_keys = [f"anchor:{lab}" for lab, _ in anchor_items]
     if measurements is None:
-        with tempfile.TemporaryDirectory(prefix="augur-residual-") as d:
-            say(f"exporting {len(items)} sampled networks ({', '.join(p for p, *_ in per_space)}; seed {seed})"
-                + (f" and {len(anchor_items)} speed anchors" if anchor_items else ""))
-            nets = prepare([(lab, sp.decode(x)) for lab, sp, x in items] + anchor_items, d)
-            res = measure_networks(nets, settings, rounds=rounds, round_s=round_s, warmup_s=0.05, spread_s=spread_s,
-                                   memory=False, progress=say, seed=seed, retry_noise=max_noise, retries=retries,
-                                   max_wait_s=max_wait_s,
-                                   references={n.label: anchors_ref[n.label] for n in nets[len(items):]})
-        measurements = {}
-        for k, r in zip(keys + anchor_keys, res):
-            lat = r["latency"]
-            norm = lat.get("normalized_ms") if not k.startswith("anchor:") else None
-            measurements[k] = {"median_ms": norm or lat["median_ms"], "raw_ms": lat["median_ms"],
-                               "normalized": bool(norm), "speed": lat.get("speed"), "noise": lat["noise"],
-                               "rounds": lat["round_medians_ms"]}
+        measurements = _measure(items, keys, per_space, anchor_items, anchors_ref, anchor_keys, settings, say, seed,
+                                rounds=rounds, round_s=round_s, spread_s=spread_s, max_noise=max_noise,
+                                retries=retries, max_wait_s=max_wait_s)
     speed = session_speed(measurements, anchors_ref)
     normalized = all(measurements.get(k, {}).get("normalized") for k in keys)
     offset = float(np.log(speed["ratio_now_to_profile"])) if speed and not normalized else 0.0
@@ -174,25 +159,8 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
     if missing:
         raise MeasurementError(f"the saved measurements lack {len(missing)} of the {len(keys)} sampled architectures "
                                f"(other spaces, samples or seed?), e.g. {missing[0]}")
-    bases, feats, macs, meas, noise, hashes, labels, tags = [], [], [], [], [], [], [], []
-    j = 0
-    for path, space, X, b, f, mc in per_space:
-        for i in range(len(X)):
-            m = measurements[keys[j]]
-            bases.append(b[i])
-            feats.append(f[i])
-            macs.append(mc[i])
-            meas.append(m["median_ms"])
-            noise.append(m["noise"])
-            hashes.append(arch_hash(space.decode(X[i])))
-            labels.append(items[j][0])
-            tags.append(path)
-            j += 1
-    F = np.asarray(feats)
-    base = np.asarray(bases)
-    meas_a = np.asarray(meas)
-    noise_a = np.nan_to_num(np.asarray(noise, dtype=np.float64), nan=1.0)
-    macs_a = np.asarray(macs)
+    ts = _training_set(per_space, keys, items, measurements)
+    F, base, meas_a, noise_a, macs_a, hashes, labels, tags = ts
     say(f"cross-validating ({folds} folds) on {len(meas_a)} networks")
     cv = cross_validate(F, base, meas_a, macs_a, noise_a, folds=folds, seed=seed, max_noise=max_noise, offset=offset)
     clean = noise_a <= max_noise
@@ -217,8 +185,6 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
         "architectures": sorted(set(hashes)),
     }
     residual = ResidualModel(model_str, trained=trained)
-    import copy
-
     out = copy.copy(profile)
     out.residual = residual
     report = {"cv": cv, "labels": labels, "spaces": tags, "measured_ms": meas_a.tolist(), "noise": noise_a.tolist(),
@@ -226,11 +192,64 @@ def fit_residual(profile, spaces, samples: int, seed: int, settings, progress=No
     return out, report
 
 
+def _measure(items, keys, per_space, anchor_items, anchors_ref, anchor_keys, settings, say, seed, rounds, round_s,
+             spread_s, max_noise, retries, max_wait_s) -> dict:
+    """Measure the sampled networks and the speed anchors; ``{key: measurement}``."""
+    with tempfile.TemporaryDirectory(prefix="augur-residual-") as d:
+        say(f"exporting {len(items)} sampled networks ({', '.join(p for p, *_ in per_space)}; seed {seed})"
+            + (f" and {len(anchor_items)} speed anchors" if anchor_items else ""))
+        nets = prepare([(lab, sp.decode(x)) for lab, sp, x in items] + anchor_items, d)
+        res = measure_networks(nets, settings, rounds=rounds, round_s=round_s, warmup_s=0.05, spread_s=spread_s,
+                               memory=False, progress=say, seed=seed, retry_noise=max_noise, retries=retries,
+                               max_wait_s=max_wait_s,
+                               references={n.label: anchors_ref[n.label] for n in nets[len(items):]})
+    measurements = {}
+    for k, r in zip(keys + anchor_keys, res):
+        lat = r["latency"]
+        norm = lat.get("normalized_ms") if not k.startswith("anchor:") else None
+        measurements[k] = {"median_ms": norm or lat["median_ms"], "raw_ms": lat["median_ms"],
+                           "normalized": bool(norm), "speed": lat.get("speed"), "noise": lat["noise"],
+                           "rounds": lat["round_medians_ms"]}
+    return measurements
+
+
+class _TrainingSet(NamedTuple):
+    """The training networks in order: features, layer-sum and measured ms, noise, MACs, and each
+    one's architecture hash, label and space."""
+    F: np.ndarray
+    base: np.ndarray
+    meas: np.ndarray
+    noise: np.ndarray
+    macs: np.ndarray
+    hashes: list
+    labels: list
+    tags: list
+
+
+def _training_set(per_space, keys, items, measurements) -> _TrainingSet:
+    """The sampled networks with their measurements, looked up by key."""
+    bases, feats, macs, meas, noise, hashes, labels, tags = [], [], [], [], [], [], [], []
+    j = 0
+    for path, space, X, b, f, mc in per_space:
+        for i in range(len(X)):
+            m = measurements[keys[j]]
+            bases.append(b[i])
+            feats.append(f[i])
+            macs.append(mc[i])
+            meas.append(m["median_ms"])
+            noise.append(m["noise"])
+            hashes.append(arch_hash(space.decode(X[i])))
+            labels.append(items[j][0])
+            tags.append(path)
+            j += 1
+    return _TrainingSet(np.asarray(feats), np.asarray(bases), np.asarray(meas),
+                        np.nan_to_num(np.asarray(noise, dtype=np.float64), nan=1.0), np.asarray(macs),
+                        hashes, labels, tags)
+
+
 def session_speed(measurements: dict, anchors_ref: dict) -> dict | None:
     """The machine's speed now against the profile's session, from the anchors' measurements
     (``measurements["anchor:<label>"]``); None without anchors."""
-    from ._profiling import anchor_speed
-
     sp = anchor_speed({k.split(":", 1)[1]: m["median_ms"] for k, m in measurements.items() if k.startswith("anchor:")},
                       anchors_ref)
     if sp is None:
@@ -242,8 +261,6 @@ def session_speed(measurements: dict, anchors_ref: dict) -> dict | None:
 
 
 def _without_residual(profile):
-    import copy
-
     p = copy.copy(profile)
     p.residual = None
     return p

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._errors import AugurError, MeasurementError
+from ..io.onnx import export_onnx
+from ..models import load_model
 from ._settings import RuntimeSettings, ort_session_options, require
 
 
@@ -35,9 +37,6 @@ def _safe(label: str) -> str:
 def prepare(items, workdir: str, read_models: bool = True) -> list:
     """``Network`` objects for paths (``.yaml``, ``.prototxt``, ``.onnx``, ``file.py:factory``) or
     ``(label, model)`` pairs; models are exported as ONNX into ``workdir``."""
-    from ..io.onnx import export_onnx
-    from ..models import load_model
-
     out, seen = [], set()
     for it in items:
         if isinstance(it, tuple):

@@ -21,12 +21,16 @@ import tempfile
 import numpy as np
 
 from .._errors import MeasurementError
+from ..models import load_model
+from ..oracle import Oracle
+from ._measure import measure_networks
 from ._metrics import accuracy, macs_loglog_fit, macs_loglog_predict
+from ._profiling import anchor_speed, profile_anchors
+from ._residual_fit import arch_hash
+from ._runners import prepare
 
 
 def _predict(space, X, profile, batch):
-    from ..oracle import Oracle
-
     o = Oracle(space, profile, batch=batch)
     r = o.evaluate(X, breakdown=False)
     return r["latency_ms"], r["memory_mb"], r["macs"]
@@ -36,43 +40,15 @@ def validate(profile, spaces=(), models=(), samples: int = 50, seed: int = 0, se
              round_s: float = 0.05, spread_s: float = 0.0, memory: bool = True, max_noise: float = 0.05,
              progress=None, memory_jobs: int = 1, retries: int = 1, max_wait_s: float = 300.0) -> dict:
     """Measure and predict; returns the report (``summary`` and one row per network)."""
-    from ..models import load_model
-    from ._measure import measure_networks
-    from ._residual_fit import arch_hash
-    from ._runners import prepare
-
     say = progress or (lambda m: None)
     base_profile = copy.copy(profile)
     base_profile.residual = None
     has_res = profile.residual is not None
     trained = set(profile.residual.trained.get("architectures", [])) if has_res else set()
-    rows, items = [], []
-    for path, space in spaces:
-        X = space.sample(samples, seed=seed)
-        lat, mem, macs = _predict(space, X, profile, settings.batch)
-        lat0 = _predict(space, X, base_profile, settings.batch)[0] if has_res else lat
-        for i, x in enumerate(X):
-            model = space.decode(x)
-            lab = f"{space.name}[{i}]"
-            items.append((lab, model))
-            rows.append({"label": lab, "group": space.name, "source": f"{path} sample {i} (seed {seed})",
-                         "predicted_ms": float(lat[i]), "layer_sum_ms": float(lat0[i]), "predicted_mb": float(mem[i]),
-                         "macs": float(macs[i]), "hash": arch_hash(model)})
-    for path in models:
-        model = load_model(path)
-        x = np.zeros((1, model.n_genes), dtype=np.int64)
-        lat, mem, macs = _predict(model, x, profile, settings.batch)
-        lat0 = _predict(model, x, base_profile, settings.batch)[0] if has_res else lat
-        lab = str(path).rsplit("/", 1)[-1]
-        items.append((lab, model))
-        rows.append({"label": lab, "group": "zoo" if "zoo" in str(path) else "models", "source": str(path),
-                     "predicted_ms": float(lat[0]), "layer_sum_ms": float(lat0[0]), "predicted_mb": float(mem[0]),
-                     "macs": float(macs[0]), "hash": arch_hash(model)})
+    rows, items = _predicted_rows(spaces, models, samples, seed, profile, base_profile, settings.batch)
     if not rows:
         raise MeasurementError("validate needs networks: --space SPACE --samples N, or model files")
     overlap = [r["label"] for r in rows if r["hash"] in trained]
-    from ._profiling import anchor_speed, profile_anchors
-
     anchors_ref, anchor_items = profile_anchors(profile)
     with tempfile.TemporaryDirectory(prefix="augur-validate-") as d:
         say(f"exporting {len(items)} networks" + (f" and {len(anchor_items)} speed anchors" if anchor_items else ""))
@@ -86,34 +62,8 @@ def validate(profile, spaces=(), models=(), samples: int = 50, seed: int = 0, se
                                references={n.label: anchors_ref[n.label] for n in nets[len(rows):]})
     anchor_res = res[len(rows):]
     res = res[:len(rows)]
-    speed = None
-    sp = anchor_speed({a["label"]: a["latency"]["median_ms"] for a in anchor_res}, anchors_ref)
-    if sp is not None:
-        ratio, ratios = sp
-        batches = sorted({m["latency"]["speed"] for m in res if m["latency"].get("speed") == m["latency"].get("speed")})
-        speed = {"ratio_now_to_profile": ratio,
-                 "anchors": {k: round(v, 4) for k, v in ratios.items()},
-                 "batches": [round(float(b), 4) for b in batches],
-                 "note": "median over the speed anchors of (latency now / latency when the profile was built); "
-                         "1.2 means the machine runs 20% slower than when the profile was measured. The anchors "
-                         "are timed in every batch of rounds; `batches` are the speeds of the batches"}
-    for r, m in zip(rows, res):
-        norm = m["latency"].get("normalized_ms")
-        r["measured_raw_ms"] = m["latency"]["median_ms"]
-        r["measured_ms"] = norm if norm else m["latency"]["median_ms"]
-        r["speed"] = m["latency"].get("speed")
-        r["raw_noise"] = m["latency"].get("raw_noise")
-        r["noise"] = m["latency"]["noise"]
-        r["spread_ms"] = m["latency"]["spread_ms"]
-        r["rounds"] = m["latency"]["rounds"]
-        r["attempts"] = m["latency"].get("attempts", 1)
-        r["contended_rounds"] = m["latency"].get("contended_rounds", 0)
-        r["waited_s"] = m["latency"].get("waited_s", 0.0)
-        r["iters_per_round"] = m["latency"]["iters_per_round"]
-        mm = m.get("memory") or {}
-        r["measured_mb"] = mm.get("peak_rss_mb")
-        r["model_peak_mb"] = mm.get("model_peak_mb")
-        r["in_training"] = r["hash"] in trained
+    speed = _machine_speed(anchor_res, anchors_ref, res)
+    _add_measurements(rows, res, trained)
     scored = [r for r in rows if not r["in_training"]]
     macs_note = "fitted by fit-residual on the residual's training networks"
     if has_res and "macs_loglog" in profile.residual.trained:
@@ -142,6 +92,72 @@ def validate(profile, spaces=(), models=(), samples: int = 50, seed: int = 0, se
         t = profile.residual.trained
         summary["residual_training"] = {k: t.get(k) for k in ("spaces", "samples_per_space", "seed", "networks", "used")}
     return {"summary": summary, "networks": rows}
+
+
+def _predicted_rows(spaces, models, samples: int, seed: int, profile, base_profile, batch: int):
+    """One row per network (``samples`` candidates of each space, then the model files) with its
+    predictions (``layer_sum_ms`` without the residual), and the ``(label, model)`` items to measure."""
+    rows, items = [], []
+    has_res = profile.residual is not None
+    for path, space in spaces:
+        X = space.sample(samples, seed=seed)
+        lat, mem, macs = _predict(space, X, profile, batch)
+        lat0 = _predict(space, X, base_profile, batch)[0] if has_res else lat
+        for i, x in enumerate(X):
+            model = space.decode(x)
+            lab = f"{space.name}[{i}]"
+            items.append((lab, model))
+            rows.append({"label": lab, "group": space.name, "source": f"{path} sample {i} (seed {seed})",
+                         "predicted_ms": float(lat[i]), "layer_sum_ms": float(lat0[i]), "predicted_mb": float(mem[i]),
+                         "macs": float(macs[i]), "hash": arch_hash(model)})
+    for path in models:
+        model = load_model(path)
+        x = np.zeros((1, model.n_genes), dtype=np.int64)
+        lat, mem, macs = _predict(model, x, profile, batch)
+        lat0 = _predict(model, x, base_profile, batch)[0] if has_res else lat
+        lab = str(path).rsplit("/", 1)[-1]
+        items.append((lab, model))
+        rows.append({"label": lab, "group": "zoo" if "zoo" in str(path) else "models", "source": str(path),
+                     "predicted_ms": float(lat[0]), "layer_sum_ms": float(lat0[0]), "predicted_mb": float(mem[0]),
+                     "macs": float(macs[0]), "hash": arch_hash(model)})
+    return rows, items
+
+
+def _machine_speed(anchor_res, anchors_ref, res):
+    """How fast the machine runs now against when the profile was built (from the speed anchors),
+    or None for a profile without anchors."""
+    sp = anchor_speed({a["label"]: a["latency"]["median_ms"] for a in anchor_res}, anchors_ref)
+    if sp is None:
+        return None
+    ratio, ratios = sp
+    batches = sorted({m["latency"]["speed"] for m in res if m["latency"].get("speed") == m["latency"].get("speed")})
+    return {"ratio_now_to_profile": ratio,
+             "anchors": {k: round(v, 4) for k, v in ratios.items()},
+             "batches": [round(float(b), 4) for b in batches],
+             "note": "median over the speed anchors of (latency now / latency when the profile was built); "
+                     "1.2 means the machine runs 20% slower than when the profile was measured. The anchors "
+                     "are timed in every batch of rounds; `batches` are the speeds of the batches"}
+
+
+def _add_measurements(rows, res, trained) -> None:
+    """The measured latency (speed-normalized where the anchors allow) and memory of each row."""
+    for r, m in zip(rows, res):
+        norm = m["latency"].get("normalized_ms")
+        r["measured_raw_ms"] = m["latency"]["median_ms"]
+        r["measured_ms"] = norm if norm else m["latency"]["median_ms"]
+        r["speed"] = m["latency"].get("speed")
+        r["raw_noise"] = m["latency"].get("raw_noise")
+        r["noise"] = m["latency"]["noise"]
+        r["spread_ms"] = m["latency"]["spread_ms"]
+        r["rounds"] = m["latency"]["rounds"]
+        r["attempts"] = m["latency"].get("attempts", 1)
+        r["contended_rounds"] = m["latency"].get("contended_rounds", 0)
+        r["waited_s"] = m["latency"].get("waited_s", 0.0)
+        r["iters_per_round"] = m["latency"]["iters_per_round"]
+        mm = m.get("memory") or {}
+        r["measured_mb"] = mm.get("peak_rss_mb")
+        r["model_peak_mb"] = mm.get("model_peak_mb")
+        r["in_training"] = r["hash"] in trained
 
 
 def summarize(rows, max_noise: float, has_res: bool) -> dict:

@@ -12,6 +12,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from .._errors import ConstraintError
+from ..models import load_space, load_space_dict
+from ..space import SearchSpace
 from ._objective import Objective
 from ._units import parse_limit
 
@@ -102,12 +104,10 @@ def _check_importable(objective) -> None:
 
 def load_space_arg(space):
     """A ``SearchSpace`` from a space, a spec dict or a path."""
-    from ..space import SearchSpace, load_space
-
     if isinstance(space, SearchSpace):
         return space
     if isinstance(space, dict):
-        return SearchSpace(space)
+        return load_space_dict(space)
     return load_space(space)
 
 

@@ -1,5 +1,10 @@
-"""The model/space language: YAML reading, compilation to unrolled nodes, genes."""
+"""The model/space language: YAML reading, compilation to unrolled nodes, genes.
 
-from ._space import GeneInfo, SearchSpace, load_space, load_space_dict
+Spaces are loaded with ``augur_nas.load_space`` / ``load_space_dict`` (augur_nas/models.py),
+which check their shapes by lowering (``augur_nas.lowering.check_shapes``): the language does
+not depend on the lowering.
+"""
 
-__all__ = ["GeneInfo", "SearchSpace", "load_space", "load_space_dict"]
+from ._space import GeneInfo, SearchSpace
+
+__all__ = ["GeneInfo", "SearchSpace"]
