@@ -169,7 +169,8 @@ def _seg_fn(profile, batch):
     need_fc = profile.memory.fc_weights_coef is not None
     ws_sum = profile.memory.workspace == "sum"
 
-    def seg_fn(table):
+    def seg_fn(table, entry=None):
+        # profiles the exact front accepts have no fusion or layout rules: no boundary state
         st, _ = model.slot_costs(table, batch, name, None, None)
         out = {"latency_ms": st.sum(axis=0)}
         if ws_sum:
@@ -178,7 +179,7 @@ def _seg_fn(profile, batch):
             from .costmodel._memory import fc_weight_bytes
 
             out["fc_weight_bytes"] = fc_weight_bytes(table)
-        return out
+        return out, None
 
     return seg_fn
 
