@@ -58,7 +58,7 @@ def run_cli(args, log) -> float:
 
 def validation_set(samples: int):
     from augur_nas.models import load_model
-    from augur_nas.space import load_space
+    from augur_nas.models import load_space
 
     items = [(Path(p).stem, "zoo", load_model(p)) for p in sorted(glob.glob(str(ROOT / "spaces/zoo/*.yaml")))]
     for path in VAL_SPACES:

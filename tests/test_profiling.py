@@ -128,7 +128,7 @@ def test_layout_rules_are_self_consistent():
     once on the way in (unless its first conv is narrow) and once on the way out; a plain network
     (fc only) is never converted; the conversions of a batch are the sum of its candidates'."""
     from augur_nas.measure._profiling import _ort_model
-    from augur_nas.space import load_space_dict
+    from augur_nas.models import load_space_dict
 
     lm = _ort_model({}, OpModel(), {}, (0.0, 0.0))
 

@@ -53,7 +53,7 @@ class Measurement:
 
 def calibration_set() -> list:
     """The fixed calibration networks, in the order of the file."""
-    from ..space import load_space_dict
+    from ..models import load_space_dict
 
     with open(SET_PATH, encoding="utf-8") as f:
         doc = yaml.safe_load(f)
