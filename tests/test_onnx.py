@@ -414,7 +414,9 @@ def test_shipped_space_candidates_round_trip(name, tmp_path):
     _space_round_trips(name, 8, tmp_path)
 
 
+# 200 a space was run once (every shipped space passed; see the closing note of issue 13); the
+# suite runs AUGUR_ROUND_TRIPS of them (default 30) to stay within its time
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED_SPACES)
-def test_shipped_space_200_candidates_round_trip(name, tmp_path):
-    _space_round_trips(name, 200, tmp_path)
+def test_shipped_space_many_candidates_round_trip(name, tmp_path):
+    _space_round_trips(name, int(os.environ.get("AUGUR_ROUND_TRIPS", "30")), tmp_path)
