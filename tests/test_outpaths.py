@@ -51,10 +51,10 @@ def test_search_checks_out_before_work(tmp_path):
 
 
 def test_finish_falls_back_to_a_temporary_folder(tmp_path, monkeypatch):
-    from augur_nas.search import _run
+    from augur_nas.search import _results
 
     said = []
-    out = _run._writable("/proc/nope", said.append)
+    out = _results._writable("/proc/nope", said.append)
     assert os.path.isdir(out) and out != "/proc/nope"
     assert said and "written to " + out in said[0]
     os.rmdir(out)

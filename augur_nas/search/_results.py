@@ -133,14 +133,15 @@ def finish_study(space, meta: dict, table: dict, out, interrupted: bool):
     return finish(space, meta, table, subset(table, front_idx), subset(table, closest_idx), out, interrupted)
 
 
-def _writable(out: str) -> str:
+def _writable(out: str, log=None) -> str:
     """``out`` if results can still be written there (it was checked before the search began), else
-    a fresh temporary folder, said on stderr: the finished search is never lost."""
+    a fresh temporary folder, said on the log (stderr by default): the finished search is never lost."""
     try:
         return check_out_dir(out)
     except AugurError as exc:
         tmp = fallback_dir()
-        sys.stderr.write(f"augur-nas search: {exc}; the results are written to {tmp} instead\n")
+        msg = f"{exc}; the results are written to {tmp} instead"
+        (log or (lambda m: sys.stderr.write(f"augur-nas search: {m}\n")))(msg)
         return tmp
 
 
