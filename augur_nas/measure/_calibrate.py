@@ -30,6 +30,8 @@ import datetime
 import time
 from dataclasses import dataclass, field
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .._errors import MeasurementError
@@ -320,12 +322,7 @@ def calibrate_local(base, settings, budget_s: float = 90.0, name: str | None = N
         raise MeasurementError(f"the profile `{base.name}` was measured with the {settings.backend} backend, which "
                                f"does not run networks; calibrate profiles of onnxruntime or torch")
     t0 = time.monotonic()
-    nets, measured, anchor_ms = time_calibration_set(base, settings, budget_s, progress, seed)
-    names = [n.name for n in nets if n.name in measured]
-    models = {n.name: n.model for n in nets}
-    y = np.array([measured[n].median_ms for n in names])
-    T = contributions(base.latency, _tables([(models[n], settings.batch) for n in names]))
-    fit = fit_factors(T, y, families(base.latency))
+    names, measured, anchor_ms, y, T, fit = _timed_fit(base, settings, budget_s, progress, seed)
     report = _report(fit, names, T.sum(axis=1), T)
     report["noise_pct"] = {n: round(measured[n].noise * 100, 2) for n in names}
     fp = dict(machine_fingerprint(settings), origin="calibrated")
@@ -338,6 +335,26 @@ def calibrate_local(base, settings, budget_s: float = 90.0, name: str | None = N
     report["elapsed_s"] = round(time.monotonic() - t0, 1)
     prof.calibration["elapsed_s"] = report["elapsed_s"]
     return prof, report
+
+
+class _TimedFit(NamedTuple):
+    names: list  # the calibration networks that were timed
+    measured: dict  # name -> Timing
+    anchor_ms: dict  # the speed anchors timed with them
+    y: np.ndarray  # measured latency (ms) of ``names``
+    T: np.ndarray  # their per-family layer-sum contributions
+    fit: object  # the fitted factors
+
+
+def _timed_fit(profile, settings, budget_s, progress, seed) -> _TimedFit:
+    """The calibration set timed here and the per-family factors of ``profile`` fitted to it
+    (calibrate and profile's correction step share it)."""
+    nets, measured, anchor_ms = time_calibration_set(profile, settings, budget_s, progress, seed)
+    names = [n.name for n in nets if n.name in measured]
+    models = {n.name: n.model for n in nets}
+    y = np.array([measured[n].median_ms for n in names])
+    T = contributions(profile.latency, _tables([(models[n], settings.batch) for n in names]))
+    return _TimedFit(names, measured, anchor_ms, y, T, fit_factors(T, y, families(profile.latency)))
 
 
 def calibrate(base, settings=None, budget_s: float = 90.0, measurements=None, name: str | None = None,
@@ -363,12 +380,7 @@ def correct_profile(profile, settings, budget_s: float = 70.0, progress=None, se
     only when they predict the calibration networks better (leave-one-out) than the profile as it
     is; the speed anchors are re-recorded with the timings the factors were fitted to."""
     t0 = time.monotonic()
-    nets, measured, anchor_ms = time_calibration_set(profile, settings, budget_s, progress, seed)
-    names = [n.name for n in nets if n.name in measured]
-    models = {n.name: n.model for n in nets}
-    y = np.array([measured[n].median_ms for n in names])
-    T = contributions(profile.latency, _tables([(models[n], settings.batch) for n in names]))
-    fit = fit_factors(T, y, families(profile.latency))
+    names, measured, anchor_ms, y, T, fit = _timed_fit(profile, settings, budget_s, progress, seed)
     report = _report(fit, names, T.sum(axis=1), T)
     err = lambda p: float(np.mean(np.log(p / y) ** 2))  # noqa: E731
     keep = err(fit.loo_pred) < err(T.sum(axis=1))
