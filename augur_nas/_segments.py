@@ -16,11 +16,15 @@ the same entry shapes share one grid.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
+from ._derived import derived
 from ._errors import ShapeError
-from .lowering import _expr_nodes, walk
+from ._totals import buffer_facts, network_totals, peak_activation, table_sums
+from .lowering import (FIELDS, REGISTRY, Entry, LayerTable, _Eval, _expr_nodes, _fn_key, _static_info, _TotalsSink,
+                       _value, walk)
 from .space._expr import Channels, Const, Fn, GeneVal
 
 MAX_GRID = 4096
@@ -62,7 +66,7 @@ def _expr_genes(e, out: set):
 
 
 def segments(prog) -> list:
-    cached = getattr(prog, "_segments", None)
+    cached = derived(prog).segments
     if cached is not None:
         return cached
     nodes = prog.nodes
@@ -97,7 +101,7 @@ def segments(prog) -> list:
                 _, radix, combos = _mixed_radix(prog, genes)
                 segs.append(Segment(start, p + 1, entry, genes, radix, combos))
                 start = p + 1
-    prog._segments = segs
+    derived(prog).segments = segs
     return segs
 
 
@@ -133,14 +137,9 @@ class _Recorder:
     PEAK_FIELDS = ("out_elems", "workspace_elems")
 
     def __init__(self, prog, seg, N, inner, full=True):
-        from .lowering import FIELDS, REGISTRY, _totals_static
-
         n = seg.stop - seg.start
-        if full:
-            nodes = prog.nodes[seg.start:seg.stop]
-            shares = _totals_static(prog)[0][seg.start:seg.stop]
-            self._gemm_slots = [j for j, nd in enumerate(nodes) if REGISTRY[nd.op].gemm]
-            self._act_slots = [j for j, sh in enumerate(shares) if not sh]
+        self.ops = [nd.op for nd in prog.nodes[seg.start:seg.stop]]
+        self.shares = buffer_facts(prog).shares[seg.start:seg.stop]
         self.seg, self.inner, self.N, self.full = seg, inner, N, full
         self.fields = FIELDS if full else self.PEAK_FIELDS
         ints = [f for f in self.fields if f != "macs"]
@@ -153,8 +152,6 @@ class _Recorder:
         self._done = False
 
     def __call__(self, ev, nid, node, act, ins, c, h, w, counts):
-        from .lowering import _value
-
         if not self.full:
             self.inner(ev, nid, node, act, ins, c, h, w, counts)
         j = nid - self.seg.start
@@ -188,20 +185,9 @@ class _Recorder:
         if not self.full:
             return self.inner.result()
         self._finish()
-        rows, gemm, act = self.rows, self._gemm_slots, self._act_slots
-        macs = rows["macs"]
-        return {
-            "macs": macs[gemm].sum(axis=0) if gemm else np.zeros(self.N),
-            "ops": macs.sum(axis=0),
-            "params": rows["params"].sum(axis=0).astype(np.float64),
-            "weight_elems": rows["weight_elems"].sum(axis=0).astype(np.float64),
-            "activation_elems": rows["out_elems"][act].sum(axis=0).astype(np.float64) if act else np.zeros(self.N),
-            "workspace_elems": np.maximum(rows["workspace_elems"].max(axis=0), 0).astype(np.float64),
-        }
+        return table_sums(self.ops, self.rows, self.shares)
 
     def table(self, prog, ev):
-        from .lowering import REGISTRY, LayerTable
-
         self._finish()
         seg = self.seg
         nodes = prog.nodes[seg.start:seg.stop]
@@ -211,11 +197,8 @@ class _Recorder:
                           inputs, self.rows, prog.source, sel)
 
     def peak(self, prog, table, entry_elems):
-        from .analysis import peak_activation, shares_input_buffer
-
         self._finish()
-        shares = shares_input_buffer(prog)[self.seg.start:self.seg.stop]
-        peak, _ = peak_activation(table.ops, table.inputs, shares, self.rows["mask"], self.rows["out_elems"],
+        peak, _ = peak_activation(table.ops, table.inputs, self.shares, self.rows["mask"], self.rows["out_elems"],
                                   self.rows["workspace_elems"], table.select_pos, entry_elems)
         return peak
 
@@ -293,10 +276,9 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
     XT = _gene_columns(space, X)
     totals = _Totals(B, reduce_max)
     # the network input: its shape depends on the genes of the resolution only
-    in_genes, in_radix, state, in_codes, in_size = _input_states(space)
-    codes = np.take(in_codes, _keys(XT, np.zeros(B, dtype=np.int64), 1, in_genes, in_radix))
-    in_elems = np.take(in_size, codes)
-    states = {-1: (state, codes)}
+    inp = _input_states(space)
+    codes, in_elems = inp.of(XT)
+    states = {-1: (inp.state, codes)}
     # which segments are tabulated: a grid larger than the batch costs more than walking the
     # batch itself, unless it is kept for later calls. With a cache (an Oracle's), a grid of up to
     # CACHED_MAX_GRID rows is priced when the batch is at least that large, or from the cache's
@@ -308,8 +290,8 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
     limit = CACHED_MAX_GRID if cache is not None else min(MAX_GRID, B)
     calls = 0
     if cache is not None:
-        calls = cache.get("_calls", 0)
-        cache["_calls"] = calls + 1
+        calls = cache.calls
+        cache.calls += 1
     stable = True
     i = 0
     while i < len(segs):
@@ -337,7 +319,7 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
         tab = N <= min(MAX_GRID, B)
         if not tab and cache is not None and N <= STATE_GRID and seg.combos <= CACHED_MAX_GRID and \
                 seg.combos * (seg.stop - seg.start) <= CACHED_GRID_CELLS:
-            tab = _grid_key(seg, st) in cache or (stable and (N <= B or calls >= CALLS_BEFORE_GRID))
+            tab = _grid_key(seg, st) in cache.grids or (stable and (N <= B or calls >= CALLS_BEFORE_GRID))
         if tab:
             out_state, out_codes = _tabulate(space, X, XT, seg, st, cd, make_sink, peak, seg_fn, keep, cache,
                                              derive, totals)
@@ -414,7 +396,7 @@ class _Totals:
 def _merge(prog, run) -> Segment:
     """Consecutive segments as one (each reads the previous one's exit, so the run reads only
     the first one's entry)."""
-    cache = prog.__dict__.setdefault("_merged_segments", {})
+    cache = derived(prog).merged
     key = (run[0].start, run[-1].stop)
     seg = cache.get(key)
     if seg is None:
@@ -424,15 +406,28 @@ def _merge(prog, run) -> Segment:
     return seg
 
 
-def _input_states(space):
-    """(genes, multipliers, distinct shapes, code of each combination, elements per shape) of the
-    network input, whose shape depends on the resolution genes only; computed once per space."""
-    prog = space.program
-    hit = getattr(prog, "_input_states", None)
-    if hit is not None:
-        return hit
-    from .lowering import _Eval
+class InputStates(NamedTuple):
+    """The network input, whose shape depends on the resolution genes only: the one place its
+    size is computed (per distinct shape), once per space."""
 
+    genes: tuple  # the genes its shape depends on
+    radix: np.ndarray  # their mixed-radix multipliers
+    state: "_State"  # its distinct shapes
+    codes: np.ndarray  # each combination of ``genes``: its shape's index in ``state``
+    elems: np.ndarray  # elements of each distinct shape
+
+    def of(self, XT) -> tuple:
+        """``(each candidate's shape code, each candidate's input elements)`` of gene rows ``XT``."""
+        codes = np.take(self.codes, _keys(XT, np.zeros(XT.shape[1], dtype=np.int64), 1, self.genes, self.radix))
+        return codes, np.take(self.elems, codes)
+
+
+def _input_states(space) -> InputStates:
+    """The network input's ``InputStates``, computed once per program."""
+    prog = space.program
+    d = derived(prog)
+    if d.input_states is not None:
+        return d.input_states
     genes: set = set()
     _expr_genes(prog.in_h, genes)
     _expr_genes(prog.in_w, genes)
@@ -442,9 +437,9 @@ def _input_states(space):
     h = np.broadcast_to(np.asarray(ev.h[-1], dtype=np.int64), (n,))
     w = np.broadcast_to(np.asarray(ev.w[-1], dtype=np.int64), (n,))
     state, codes = _unique_states(prog.in_channels, h, w, False, n)
-    hit = prog._input_states = (genes, radix, state, codes.astype(np.int64),
-                                (state.c * state.h * state.w).astype(np.int64))
-    return hit
+    d.input_states = InputStates(genes, radix, state, codes.astype(np.int64),
+                                 (state.c * state.h * state.w).astype(np.int64))
+    return d.input_states
 
 
 def _keys(XT, codes, R, genes, radix, gene_index=None):
@@ -468,44 +463,80 @@ def _keys(XT, codes, R, genes, radix, gene_index=None):
     return key
 
 
+class Grid(NamedTuple):
+    """A segment priced on every (entry state, segment genes) row: what each candidate gathers by
+    its key."""
+
+    out_state: "_State"  # the distinct exit states of its rows
+    codes: np.ndarray  # each row's exit state code (int16 when it fits)
+    sum_names: tuple  # the summed fields, the columns of ``sum_vals``
+    sum_vals: np.ndarray  # [rows, len(sum_names)] float64
+    max_names: tuple  # the fields reduced by max over segments, the columns of ``max_vals``
+    max_vals: np.ndarray  # [rows, len(max_names)] float64
+    errors: list  # lowering.DeferredError of rows whose shapes do not work
+
+    @property
+    def nbytes(self) -> int:
+        st = self.out_state
+        return sum(a.nbytes for a in (self.codes, self.sum_vals, self.max_vals, st.c, st.h, st.w))
+
+
+class GridCache:
+    """Segment grids kept from one call of ``segment_sums`` to the next (an Oracle keeps one per
+    profile, batch and breakdown setting)."""
+
+    def __init__(self):
+        self.grids: dict = {}  # (start, stop, entry-state token) -> Grid
+        self.shared: dict = {}  # (segment signature, entry-state token) -> Grid, for segments built alike
+        self.bytes = 0  # of the grids kept; beyond GRID_CACHE_BYTES the cache starts over
+        self.calls = 0  # calls of segment_sums with this cache so far
+
+    def clear(self):
+        self.grids.clear()
+        self.shared.clear()
+        self.bytes = self.calls = 0
+
+    def keep(self, key, grid: Grid, shared_key=None):
+        """Keep ``grid`` under ``key`` (and ``shared_key`` unless it has deferred errors, which
+        name this segment's layers); start over beyond the byte budget."""
+        size = grid.nbytes
+        if self.bytes + size > GRID_CACHE_BYTES:  # batches whose entry shapes keep changing
+            self.clear()
+        self.bytes += size
+        self.grids[key] = grid
+        if shared_key is not None and not grid.errors:
+            self.shared[shared_key] = grid
+
+
 def _grid_key(seg, st):
     return seg.start, seg.stop, st.token
 
 
 def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache, derive, totals):
     key = _keys(XT, codes, seg.combos, seg.genes, seg.radix, seg.gene_index)
-    ck = None
+    hit = None
     if cache is not None:
         ck = _grid_key(seg, st)
-        hit = cache.get(ck)
+        hit = cache.grids.get(ck)
         if hit is None:
             # a segment built like one priced before (the cells of a stage: same layers, same
             # genes, same entry shapes) has the same grid
             sig = _signature(space.program, seg)
-            sk = None if sig is None else ("same as", sig, st.token)
-            hit = cache.get(sk) if sk is not None else None
+            sk = None if sig is None else (sig, st.token)
+            hit = cache.shared.get(sk) if sk is not None else None
             if hit is not None:
-                cache[ck] = hit
-    if cache is None or hit is None:
+                cache.grids[ck] = hit
+    if hit is None:
         hit = _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive, totals.reduce_max)
         if cache is not None:
-            size = sum(getattr(a, "nbytes", 0) for a in hit) + sum(a.nbytes for a in (hit[0].c, hit[0].h, hit[0].w))
-            used = cache.get("_bytes", 0) + size
-            if used > GRID_CACHE_BYTES:  # batches whose entry shapes keep changing: start over
-                cache.clear()
-                used = size
-            cache["_bytes"] = used
-            cache[ck] = hit
-            if sk is not None and not hit[-1]:  # deferred errors name this segment's layers: not shared
-                cache[sk] = hit
-    out_state, grid_codes, sum_names, sum_vals, max_names, max_vals, errors = hit
-    _raise_deferred(space, X, errors, key)
+            cache.keep(ck, hit, sk)
+    _raise_deferred(space, X, hit.errors, key)
     # one gather of every field of a grid row ([rows, F] rows are contiguous; take beats fancy indexing)
-    if sum_names:
-        totals.add_block(sum_names, np.take(sum_vals, key, axis=0))
-    if max_names:
-        totals.add_block(max_names, np.take(max_vals, key, axis=0), is_max=True)
-    return out_state, np.take(grid_codes, key)
+    if hit.sum_names:
+        totals.add_block(hit.sum_names, np.take(hit.sum_vals, key, axis=0))
+    if hit.max_names:
+        totals.add_block(hit.max_names, np.take(hit.max_vals, key, axis=0), is_max=True)
+    return hit.out_state, np.take(hit.codes, key)
 
 
 class _Unshared(Exception):
@@ -516,13 +547,10 @@ def _signature(prog, seg):
     """What a segment's grid depends on besides its entry shapes, with node ids relative to the
     segment and genes by their rank in it: equal signatures, equal grids. ``None`` when some
     part cannot be compared (the segment is then never shared)."""
-    cache = prog.__dict__.setdefault("_segment_signatures", {})
+    cache = derived(prog).signatures
     key = (seg.start, seg.stop)
     if key in cache:
         return cache[key]
-    from .analysis import shares_input_buffer
-    from .lowering import _fn_key, _static_info, _totals_static
-
     rank = {g: i for i, g in enumerate(seg.genes)}
 
     def ref(i):
@@ -550,8 +578,7 @@ def _signature(prog, seg):
         raise _Unshared
 
     passthrough = _static_info(prog)["passthrough"]
-    shares = _totals_static(prog)[0]
-    buffers = shares_input_buffer(prog)
+    shares = buffer_facts(prog).shares
     try:
         parts = [tuple(len(prog.genes[g].options) for g in seg.genes), seg.entry == -1]
         for i in range(seg.start, seg.stop):
@@ -562,7 +589,7 @@ def _signature(prog, seg):
                 params.append((k, ("gene", rank[v]) if n.op == "select" and k == "gene" else expr(v)))
             parts.append((n.op, n.table_type, tuple(ref(j) for j in n.inputs), tuple(params),
                           tuple((rank[g], tuple(sorted(a))) for g, a in n.conds), expr(n.when),
-                          passthrough[i], shares[i], buffers[i], i == prog.output))
+                          passthrough[i], shares[i], i == prog.output))
         sig = tuple(parts)
         hash(sig)
     except (_Unshared, KeyError, TypeError):
@@ -583,11 +610,12 @@ def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, red
     parts = []
     for a in range(0, st.n, per):
         lo, hi = a * R, min(st.n, a + per) * R
-        parts.append((lo, hi) + _walk_segment(space, grid[lo:hi], seg, st, np.arange(lo, hi, dtype=np.int64) // R,
-                                              make_sink, peak, seg_fn, derive))
+        parts.append(_Block(lo, hi, *_walk_segment(space, grid[lo:hi], seg, st,
+                                                    np.arange(lo, hi, dtype=np.int64) // R,
+                                                    make_sink, peak, seg_fn, derive)))
     if len(parts) == 1:
-        _, _, ev, out_state, grid_codes, res = parts[0]
-        errors = list(ev.errors)
+        out_state, grid_codes, res = parts[0].out_state, parts[0].codes, parts[0].sums
+        errors = list(parts[0].ev.errors)
     else:
         out_state, grid_codes, res, errors = _join_blocks(parts, N)
     names = [k for k in res if keep is None or k in keep or k.startswith("latency_ms.")]
@@ -597,30 +625,47 @@ def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, red
                           if names else np.empty((N, 0)) for names in (sum_names, max_names))
     if N <= 32767:
         grid_codes = grid_codes.astype(np.int16)
-    return out_state, grid_codes, sum_names, sum_vals, max_names, max_vals, errors
+    return Grid(out_state, grid_codes, sum_names, sum_vals, max_names, max_vals, errors)
+
+
+class _Walked(NamedTuple):
+    """A walk of a segment over some rows (``_walk_segment``)."""
+
+    ev: object  # the lowering's evaluation context (its ``errors``: deferred shape errors)
+    out_state: "_State"  # the distinct exit states
+    codes: np.ndarray  # each row's code into them
+    sums: dict  # field -> [rows] sums
+
+
+class _Block(NamedTuple):
+    """Rows ``lo:hi`` of a grid walked together (a block of entry states)."""
+
+    lo: int
+    hi: int
+    ev: object
+    out_state: "_State"
+    codes: np.ndarray
+    sums: dict
 
 
 def _join_blocks(parts, N):
-    """One grid from blocks of rows ``(lo, hi, evaluation, exit states, codes, sums)``: the exit
-    states made distinct again, the sums concatenated, the deferred errors shifted to the rows."""
-    def rows(st, codes, f):
-        return np.take(f(st), codes)
-
-    fields = [lambda st, k=k: getattr(st, k) for k in ("c", "h", "w", "zero")]
-    exits = [np.concatenate([rows(p[3], p[4], f) for p in parts]) for f in fields]
+    """One grid from ``_Block``s: the exit states made distinct again, the sums concatenated, the
+    deferred errors shifted to the rows."""
+    exits = [np.concatenate([np.take(getattr(p.out_state, f), p.codes) for p in parts]) for f in ("c", "h", "w", "zero")]
     bound = None
-    if parts[0][3].bound is not None:
-        bound = type(parts[0][3].bound)(*(np.concatenate([np.take(p[3].bound[i], p[4]) for p in parts])
-                                          for i in range(len(parts[0][3].bound))))
+    first = parts[0].out_state.bound
+    if first is not None:
+        bound = type(first)(*(np.concatenate([np.take(p.out_state.bound[i], p.codes) for p in parts])
+                              for i in range(len(first))))
     out_state, grid_codes = _unique_states(*exits, N, bound)
-    res = {k: np.concatenate([np.broadcast_to(np.asarray(p[5][k], dtype=np.float64), (p[1] - p[0],)) for p in parts])
-           for k in parts[0][5]}
+    res = {k: np.concatenate([np.broadcast_to(np.asarray(p.sums[k], dtype=np.float64), (p.hi - p.lo,)) for p in parts])
+           for k in parts[0].sums}
     errors = []
-    for lo, hi, ev, *_ in parts:
-        for bad, node, msg, gev in ev.errors:
+    for p in parts:
+        for e in p.ev.errors:
             full = np.zeros(N, dtype=bool)
-            full[lo:hi] = bad
-            errors.append((full, node, msg, gev, lo))
+            full[p.lo:p.hi] = e.bad
+            errors.append(e._replace(bad=full, offset=p.lo))
     return out_state, grid_codes, res, errors
 
 
@@ -630,7 +675,7 @@ def _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, can
     ``evaluation.errors`` for a grid (its rows may be combinations no candidate has) and raised
     before anything is priced when the rows are ``candidates``."""
     N = X.shape[0]
-    entry = (seg.entry, st.c[codes], st.h[codes], st.w[codes], st.zero[codes] if st.zero.any() else False)
+    entry = Entry(seg.entry, st.c[codes], st.h[codes], st.w[codes], st.zero[codes] if st.zero.any() else False)
     if peak or seg_fn:
         sink = _Recorder(space.program, seg, N, None if seg_fn else make_sink(N), full=bool(seg_fn))
     else:
@@ -653,24 +698,32 @@ def _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, can
                 out_state, out_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N, exit_bound)
     if derive is not None:
         res.update(derive(res))
-    return ev, out_state, out_codes, res
+    return _Walked(ev, out_state, out_codes, res)
 
 
 def _direct(space, X, seg, st, codes, make_sink, peak=False, seg_fn=None, derive=None):
-    _, out_state, out_codes, res = _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive,
-                                                 candidates=True)
-    return out_state, out_codes, res
+    w = _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, candidates=True)
+    return w.out_state, w.codes, w.sums
 
 
 def _raise_deferred(space, X, errors, key):
     if not errors:
         return
-    for bad, node, msg, gev, *off in errors:
-        hit = bad[key]
+    for e in errors:
+        hit = e.bad[key]
         if hit.any():
             i = int(np.argmax(hit))
-            row = int(key[i]) - (off[0] if off else 0)  # a row of the block the message was made for
+            row = int(key[i]) - e.offset  # a row of the block the message was made for
             pick = (lambda a: a[row] if isinstance(a, np.ndarray) and a.ndim else a)
             picks = [f"{g.name}={g.options[X[i, j]]}" for j, g in enumerate(space.genes)][:8]
             cand = f" for candidate {i} ({', '.join(picks)}{', ...' if space.n_genes > 8 else ''})" if space.n_genes else ""
-            raise ShapeError(f"{msg(pick)}{cand} ({space.program.source}, {node.keypath})")
+            raise ShapeError(f"{e.msg(pick)}{cand} ({space.program.source}, {e.node.keypath})")
+
+
+def fast_totals(space, X, peak: bool = True) -> dict:
+    """The figures of ``analysis.totals`` for ``X[B, G]``, each ``[B]``, without building the
+    layer table: segments of the network are tabulated, summed by ``lowering._TotalsSink`` and
+    assembled by the one rule of ``_totals.network_totals``."""
+    prog = space.program
+    r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak=peak)
+    return network_totals(r, in_elems, r.get("peak_activation_bytes", np.zeros(len(in_elems))) if peak else None)

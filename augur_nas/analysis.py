@@ -21,88 +21,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._totals import TOTAL_KEYS  # noqa: F401  (the figures of totals(), read from here)
+from ._totals import input_elems, network_totals, peak_activation, shares_input_buffer, table_sums
 from .lowering import DTYPE_BYTES, REGISTRY, LayerTable, lower
-
-TOTAL_KEYS = ("macs", "ops", "params", "weights_bytes", "activation_bytes", "workspace_bytes", "peak_memory_bytes")
-
-
-ALIAS_OPS = ("identity", "select", "zero", "flatten", "dropout")
-
-
-def shares_input_buffer(prog) -> list:
-    """Per slot, statically: does it write into its input's buffer when active? (Views and
-    in-place layers whose input has no other reader; never the network input.)"""
-    cached = getattr(prog, "_shares_buffer", None)
-    if cached is None:
-        consumers: dict = {}
-        for n in prog.nodes:
-            for i in set(n.inputs):
-                consumers[i] = consumers.get(i, 0) + 1
-        cached = prog._shares_buffer = [
-            n.op in ALIAS_OPS or REGISTRY[n.op].table_type is None
-            or (REGISTRY[n.op].inplace and consumers.get(n.inputs[0], 0) == 1 and n.inputs[0] != -1)
-            for n in prog.nodes
-        ]
-    return cached
-
-
-def peak_activation(ops, inputs, shares, mask, out_elems, ws_elems, select_pos, entry_elems, keep_last=True):
-    """Largest live activation + workspace bytes over the execution of a run of slots.
-
-    ``inputs`` are local slot indices, -1 for the one tensor entering the run (the network
-    input, or a segment's entry) of ``entry_elems`` elements. Arrays are ``[L, B]``; a tensor
-    lives from its producer to its last reader, the run's last output until the end.
-    """
-    L = len(ops)
-    B = mask.shape[1] if L else len(np.atleast_1d(entry_elems))
-    cols = np.arange(B)
-    buf = np.empty((L + 1, B), dtype=np.int64)
-    buf[0] = 0
-    size = np.zeros((L + 1, B), dtype=np.float64)
-    size[0] = np.broadcast_to(entry_elems, (B,)) * DTYPE_BYTES
-    for s in range(L):
-        ins = inputs[s]
-        first = ins[0] + 1
-        if ops[s] == "select":
-            src = np.array([i + 1 for i in ins])[select_pos[s]]
-            buf[s + 1] = buf[src, cols]
-        elif shares[s]:
-            buf[s + 1] = buf[first]
-        else:
-            buf[s + 1] = np.where(mask[s], s + 1, buf[first])
-            size[s + 1] = np.where(mask[s], out_elems[s], 0) * DTYPE_BYTES
-    last = np.arange(L + 1, dtype=np.int64)[:, None].repeat(B, axis=1)
-    last[0] = 0
-    for s in range(L):
-        sel = mask[s]
-        for i in inputs[s]:
-            b = buf[i + 1]
-            last[b[sel], cols[sel]] = s + 1
-    if keep_last:
-        last[buf[-1], cols] = L + 1
-    delta = np.zeros((L + 3, B), dtype=np.float64)
-    delta[:L + 1] += size
-    for b in range(L + 1):
-        delta[last[b] + 1, cols] -= size[b]
-    live = np.cumsum(delta, axis=0)[1:L + 1]
-    if not L:
-        return size[0], size
-    return (live + ws_elems * DTYPE_BYTES).max(axis=0), size
 
 
 def peak_memory(table: LayerTable, shares=None) -> dict:
     """Activation, workspace and peak bytes per candidate ([B] arrays)."""
     rows = table.rows
     if shares is None:
-        shares = [op in ALIAS_OPS or REGISTRY[op].table_type is None for op in table.ops]
-        consumers: dict = {}
-        for ins in table.inputs:
-            for i in set(ins):
-                consumers[i] = consumers.get(i, 0) + 1
-        shares = [sh or (REGISTRY[op].inplace and consumers.get(ins[0], 0) == 1 and ins[0] != -1)
-                  for sh, op, ins in zip(shares, table.ops, table.inputs)]
+        shares = shares_input_buffer(table.ops, table.inputs)
     peak, size = peak_activation(table.ops, table.inputs, shares, rows["mask"], rows["out_elems"],
-                                 rows["workspace_elems"], table.select_pos, _input_elems(table))
+                                 rows["workspace_elems"], table.select_pos, input_elems(table))
     ws = rows["workspace_elems"] * DTYPE_BYTES
     return {
         "activation_bytes": size.sum(axis=0),
@@ -111,29 +41,15 @@ def peak_memory(table: LayerTable, shares=None) -> dict:
     }
 
 
-def _input_elems(table: LayerTable):
-    for s, ins in enumerate(table.inputs):
-        if ins[0] == -1:
-            return table.rows["in_c"][s] * table.rows["in_h"][s] * table.rows["in_w"][s]
-    return np.zeros(table.B)
-
-
 def totals(table: LayerTable) -> dict:
-    """Whole-network figures for every candidate of the table, each a ``[B]`` array."""
+    """Whole-network figures for every candidate of the table, each a ``[B]`` array (the rule of
+    ``_totals``, the same as the fast path's)."""
     rows = table.rows
-    gemm = np.array([REGISTRY[o].gemm for o in table.ops], dtype=bool)
-    macs = rows["macs"][gemm].sum(axis=0)
-    mem = peak_memory(table)
-    weights = rows["weight_elems"].sum(axis=0) * DTYPE_BYTES
-    return {
-        "macs": macs,
-        "ops": rows["macs"].sum(axis=0),
-        "params": rows["params"].sum(axis=0),
-        "weights_bytes": weights,
-        "activation_bytes": mem["activation_bytes"],
-        "workspace_bytes": mem["workspace_bytes"],
-        "peak_memory_bytes": weights + mem["peak_activation_bytes"],
-    }
+    shares = shares_input_buffer(table.ops, table.inputs)
+    in_elems = input_elems(table)
+    peak, _ = peak_activation(table.ops, table.inputs, shares, rows["mask"], rows["out_elems"],
+                              rows["workspace_elems"], table.select_pos, in_elems)
+    return network_totals(table_sums(table.ops, rows, shares), in_elems, peak)
 
 
 def analyze_batch(space, X) -> dict:

@@ -194,7 +194,8 @@ def _stages(space, profile, batch, cols):
 
     prog = space.program
     segs = segments(prog)
-    in_genes, _, state, in_codes, in_size = _input_states(space)
+    inp = _input_states(space)
+    in_genes, state, in_codes, in_size = inp.genes, inp.state, inp.codes, inp.elems
     sizes_of = lambda genes: tuple(len(prog.genes[g].options) for g in genes)  # noqa: E731
     add0, mx0 = cols.input_terms(in_size[in_codes].astype(np.float64))
     n = len(in_codes)
@@ -221,22 +222,23 @@ def _stages(space, profile, batch, cols):
         if hit is None:
             hit = _grid_values(space, seg, state, lambda b: _TotalsSink(prog, b), cols.mem.activations == "peak",
                                seg_fn, None, derive)
-            if key is not None and not hit[-1]:
+            if key is not None and not hit.errors:
                 shared[key] = hit
-        out_state, grid_codes, sum_names, sum_vals, max_names, max_vals, errors = hit
-        stages.append(_stage_of(seg, sizes_of(seg.genes), state.n, grid_codes, sum_names, sum_vals, max_names,
-                                max_vals, errors, cols))
-        state = out_state
+        stages.append(_stage_of(seg, sizes_of(seg.genes), state.n, hit, cols))
+        state = hit.out_state
         n_after.append(state.n)
     return stages, n_after
 
 
-def _stage_of(seg, sizes, n_entry, grid_codes, sum_names, sum_vals, max_names, max_vals, errors, cols):
+def _stage_of(seg, sizes, n_entry, grid, cols):
+    """The DP stage of a segment's ``_segments.Grid``."""
     R = seg.combos
     N = n_entry * R
+    grid_codes, sum_names, sum_vals, max_names, max_vals = (grid.codes, grid.sum_names, grid.sum_vals,
+                                                            grid.max_names, grid.max_vals)
     ok = np.ones(N, dtype=bool)
-    for bad, *_ in errors:  # combinations whose shapes do not work: no candidate takes them
-        ok &= ~np.broadcast_to(np.asarray(bad, dtype=bool), (N,))
+    for e in grid.errors:  # combinations whose shapes do not work: no candidate takes them
+        ok &= ~np.broadcast_to(np.asarray(e.bad, dtype=bool), (N,))
     rows = np.flatnonzero(ok)
     col = {k: i for i, k in enumerate(sum_names)}
     add = np.zeros((len(rows), len(ADD)))

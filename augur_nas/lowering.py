@@ -6,21 +6,23 @@ per-layer counts: GEMM dims as in Augur (``n`` kernels per group, ``k`` kernel v
 ``m`` output pixels, ``groups``), MACs, params, weight elements, im2col workspace.
 
 An inactive slot (not part of a candidate) passes its first input through and counts nothing.
-Every op kind is either handled here or listed in ``IGNORED`` (free, no table type); anything
-else is reported as unsupported.
+Every op kind of the op table (``ops.OPS``) has a handler here (the free aliases count nothing);
+anything else is reported as unsupported.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from ._errors import ShapeError, SpecError, UnsupportedOpError
+from ._derived import derived
+from ._totals import DTYPE_BYTES, SUM_KEYS, buffer_facts
+from .ops import OPS, OpKind
 from .space._expr import Channels, Const, Fn, GeneVal
 
-DTYPE_BYTES = 4  # float32 activations and weights
 
 INT_FIELDS = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "n", "k", "m", "groups",
               "params", "weight_elems", "in_elems", "out_elems", "workspace_elems")
@@ -47,26 +49,60 @@ def _value(v):
 
 @dataclass(frozen=True)
 class OpHandler:
+    """How one op kind is lowered (``fn``) and what the op table says about it (``op``)."""
+
     kind: str
-    fn: Callable  # (ev, node, ins) -> (c, h, w, counts dict)
-    table_type: str | None
-    gemm: bool = False
-    inplace: bool = False  # may run in place on its input's buffer (Caffe/ORT do for these)
+    fn: Callable  # (ev, node, ins, act) -> (c, h, w, counts dict)
+    op: OpKind
+
+    @property
+    def table_type(self) -> str | None:
+        return self.op.table_type
+
+    @property
+    def gemm(self) -> bool:
+        return self.op.gemm
+
+    @property
+    def inplace(self) -> bool:
+        return self.op.inplace
 
 
 REGISTRY: dict[str, OpHandler] = {}
-IGNORED = {"identity", "select", "zero"}  # free aliases; never priced, never counted in Table 1
 
 
-def register(kind, table_type, gemm=False, inplace=False):
+def register(kind):
+    """Register the lowering of an op kind; its facts are the op table's (``ops.OPS``)."""
     def deco(fn):
-        REGISTRY[kind] = OpHandler(kind, fn, table_type, gemm, inplace)
+        REGISTRY[kind] = OpHandler(kind, fn, OPS[kind])
         return fn
     return deco
 
 
 # ---------------------------------------------------------------------------------------------
 # evaluation context
+
+
+class DeferredError(NamedTuple):
+    """A shape error kept for later (``walk(defer_errors=True)``): the rows it holds for, and how
+    to word it for one of them."""
+
+    bad: np.ndarray  # [rows] bool
+    node: object  # the layer (its name and key path go into the message)
+    msg: Callable  # pick -> message, ``pick(array)`` reading the offending row's value
+    ev: object  # the evaluation it came from
+    offset: int = 0  # the first row of the block of a grid ``bad`` was made for (``_segments``)
+
+
+class Entry(NamedTuple):
+    """The one tensor a range of slots reads from before its start (a segment's entry): its node
+    id (-1: the network input), shapes per row and whether it is a zero tensor."""
+
+    node: int
+    c: object
+    h: object
+    w: object
+    zero: object
 
 
 class _Eval:
@@ -168,7 +204,7 @@ class _Eval:
         if not bad.any():
             return
         if self.errors is not None:
-            self.errors.append((np.broadcast_to(bad, (self.B,)), node, msg, self))
+            self.errors.append(DeferredError(np.broadcast_to(bad, (self.B,)), node, msg, self))
             return
         i = int(np.argmax(bad)) if bad.ndim else 0
         cand = ""
@@ -255,7 +291,7 @@ def _check_spatial(ev, node, act, h, w, eh, ew, ph, pw, oh, ow):
         f"{p(oh)}x{p(ow)}"))
 
 
-@register("conv", "conv", gemm=True)
+@register("conv")
 def _conv(ev, node, ins, act):
     p = node.params
     i = ins[0]
@@ -307,7 +343,7 @@ def _conv_counts(ev, node, cin, h, w, out, oh, ow, kh, kw, sh, sw, ph, pw, group
     return out, oh, ow, counts
 
 
-@register("dwconv", "conv", gemm=True)
+@register("dwconv")
 def _dwconv(ev, node, ins, act):
     p = node.params
     cin = ev.c[ins[0]]
@@ -333,7 +369,7 @@ def _dwconv(ev, node, ins, act):
     return out, oh, ow, counts
 
 
-@register("fc", "fc", gemm=True)
+@register("fc")
 def _fc(ev, node, ins, act):
     i = ins[0]
     k = ev.c[i] * ev.h[i] * ev.w[i]
@@ -355,11 +391,11 @@ def _pool(ev, node, ins, act):
     return c, oh, ow, {"macs": c * oh * ow * kh * kw}
 
 
-register("maxpool", "pool")(_pool)
-register("avgpool", "pool")(_pool)
+register("maxpool")(_pool)
+register("avgpool")(_pool)
 
 
-@register("globalpool", "pool")
+@register("globalpool")
 def _globalpool(ev, node, ins, act):
     i = ins[0]
     c = ev.c[i]
@@ -380,29 +416,29 @@ def _unary(cost_per_elem: int, state_per_channel: int = 0, params_per_channel: C
 
 
 # The paper's per-type "FLOPs" rows count element operations: BN 3 per element, the rest 1.
-register("batchnorm", "batchnorm", inplace=True)(_unary(
+register("batchnorm")(_unary(
     3, 2, lambda ev, node: 2 if ev.val(node.params["affine"]) else 0))
-register("scale", "scale", inplace=True)(_unary(1, 0, lambda ev, node: 2 if ev.val(node.params["bias"]) else 1))
+register("scale")(_unary(1, 0, lambda ev, node: 2 if ev.val(node.params["bias"]) else 1))
 for _k in ("relu", "relu6"):
-    register(_k, "relu", inplace=True)(_unary(1))
+    register(_k)(_unary(1))
 for _k in ("sigmoid", "tanh", "hsigmoid", "hswish", "swish", "gelu"):
-    register(_k, "activation", inplace=True)(_unary(1))
+    register(_k)(_unary(1))
 # LayerNorm over the channels at each position (ConvNeXt): mean, variance, normalise, scale and
 # shift, 5 element operations; gamma and beta are its parameters. Not in place: runtimes write a
 # new tensor.
-register("layernorm", "layernorm")(_unary(5, 0, lambda ev, node: 2 if ev.val(node.params["affine"]) else 0))
-register("dropout", "dropout", inplace=True)(_unary(0))
-register("softmax", "softmax")(_unary(1))
+register("layernorm")(_unary(5, 0, lambda ev, node: 2 if ev.val(node.params["affine"]) else 0))
+register("dropout")(_unary(0))
+register("softmax")(_unary(1))
 
 
-@register("lrn", "lrn")
+@register("lrn")
 def _lrn(ev, node, ins, act):
     i = ins[0]
     c, h, w = ev.c[i], ev.h[i], ev.w[i]
     return c, h, w, {"macs": Scaled(ev.val(node.params["size"]), ev.elems(c, h, w))}
 
 
-@register("flatten", "reshape")
+@register("flatten")
 def _flatten(ev, node, ins, act):
     i = ins[0]
     return ev.c[i] * ev.h[i] * ev.w[i], 1, 1, {}
@@ -434,7 +470,7 @@ def _broadcast_shape(ev, node, ins, act, live, verb):
     return c, h, w
 
 
-@register("add", "eltwise")
+@register("add")
 def _add(ev, node, ins, act):
     nonzero = [(~np.asarray(ev.zero[j])) if ev.zero[j] is not False else True for j in ins]
     live = lambda j: nonzero[ins.index(j)]  # noqa: E731
@@ -445,13 +481,13 @@ def _add(ev, node, ins, act):
     return c, h, w, {"macs": np.maximum(n_live - 1, 0) * ev.elems(c, h, w)}
 
 
-@register("mul", "eltwise")
+@register("mul")
 def _mul(ev, node, ins, act):
     c, h, w = _broadcast_shape(ev, node, ins, act, lambda j: True, "multiplies")
     return c, h, w, {"macs": Scaled(len(ins) - 1, ev.elems(c, h, w))}
 
 
-@register("shuffle", "shuffle")
+@register("shuffle")
 def _shuffle(ev, node, ins, act):
     """Channel shuffle (ShuffleNet): reshape to [G, C/G], transpose, reshape back: one copy."""
     i = ins[0]
@@ -463,7 +499,7 @@ def _shuffle(ev, node, ins, act):
     return c, h, w, {}
 
 
-@register("slice", "slice")
+@register("slice")
 def _slice(ev, node, ins, act):
     """Channels [start, end) of the input (torch.chunk / split / narrow, ONNX Split / Slice)."""
     i = ins[0]
@@ -475,7 +511,7 @@ def _slice(ev, node, ins, act):
     return b - a, h, w, {}
 
 
-@register("concat", "concat")
+@register("concat")
 def _concat(ev, node, ins, act):
     i0 = ins[0]
     h, w = ev.h[i0], ev.w[i0]
@@ -488,16 +524,16 @@ def _concat(ev, node, ins, act):
     return c, h, w, {}
 
 
-@register("identity", None)
+@register("identity")
 def _identity(ev, node, ins, act):
     i = ins[0]
     return ev.c[i], ev.h[i], ev.w[i], {}
 
 
-register("zero", None)(_identity)
+register("zero")(_identity)
 
 
-@register("select", None)
+@register("select")
 def _select(ev, node, ins, act):
     g = node.params["gene"]
     pos = np.asarray(node.params["index"])[ev.X[:, g]]
@@ -513,6 +549,11 @@ def _select(ev, node, ins, act):
     zs = [ev.zero[j] for j in ins]
     ev._select_zero = pick([np.asarray(z, dtype=bool) for z in zs]) if any(z is not False for z in zs) else False
     return c, h, w, {}
+
+
+if set(REGISTRY) != set(OPS):  # the op table and the handlers describe the same kinds
+    raise RuntimeError(f"op kinds without a handler: {sorted(set(OPS) - set(REGISTRY))}; "
+                       f"handlers without an op-table record: {sorted(set(REGISTRY) - set(OPS))}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -572,13 +613,14 @@ class LayerTable:
 
 
 def _static_info(prog):
-    info = getattr(prog, "_static", None)
+    d = derived(prog)
+    info = d.static
     if info is None:
         for node in prog.nodes:
             if node.op not in REGISTRY:
                 raise UnsupportedOpError(f"layer `{node.name}` has op kind `{node.op}`, which no handler "
                                          f"prices ({prog.source}, {node.keypath})")
-        info = prog._static = {
+        info = d.static = {
             "passthrough": _passthrough_needed(prog),
             "names": [n.name for n in prog.nodes],
             "ops": [n.op for n in prog.nodes],
@@ -654,9 +696,9 @@ def walk(space, X, sink, start: int = 0, stop: int | None = None, entry=None, de
     """Propagate shapes through slots ``start..stop`` for candidates ``X`` and hand each priced
     slot to ``sink(ev, nid, node, act, ins, c, h, w, counts)``. Returns the evaluation context.
 
-    ``entry = (node, c, h, w, zero)`` gives the shapes of the one tensor a range reads from
-    before ``start``. With ``defer_errors`` shape errors are collected in ``ev.errors`` (a list
-    of (bad rows, message)) instead of raised: rows of a tabulation grid may be combinations
+    ``entry`` (an ``Entry``) gives the shapes of the one tensor a range reads from before
+    ``start``. With ``defer_errors`` shape errors are collected in ``ev.errors`` (a list of
+    ``DeferredError``) instead of raised: rows of a tabulation grid may be combinations
     that no real candidate has.
     """
     X = space.check_encodings(X) if start == 0 and entry is None else X
@@ -665,8 +707,8 @@ def walk(space, X, sink, start: int = 0, stop: int | None = None, entry=None, de
     ev = _Eval(space, X)
     ev.errors = [] if defer_errors else None
     if entry is not None:
-        e, c0, h0, w0, z0 = entry
-        ev.c[e], ev.h[e], ev.w[e], ev.zero[e] = c0, h0, w0, z0
+        e = entry.node
+        ev.c[e], ev.h[e], ev.w[e], ev.zero[e] = entry.c, entry.h, entry.w, entry.zero
     nodes = prog.nodes if stop is None and start == 0 else prog.nodes[start:stop]
     for nid, node in enumerate(nodes, start):
         handler = REGISTRY[node.op]
@@ -711,115 +753,100 @@ def lower(space, X) -> LayerTable:
                       space.program.source, ev.select_pos)
 
 
+class _Context:
+    """The running sums of the slots of one optional context: summed unmasked, masked once."""
+
+    __slots__ = ("act", "sums", "workspace")
+
+    def __init__(self, act):
+        self.act = act  # True, or the [B] mask of the context
+        self.sums: dict = {}  # field -> _Sum
+        self.workspace = None  # the largest workspace of its slots (unmasked), or None
+
+
+class _Sum:
+    """A dense part plus ``Scaled`` terms grouped by their array (``id(arr) -> [arr, coef]``):
+    element-wise layers of one tensor add up to one multiply."""
+
+    __slots__ = ("dense", "terms")
+
+    def __init__(self):
+        self.dense = 0
+        self.terms: dict = {}
+
+    def add(self, v):
+        if isinstance(v, Scaled):
+            term = self.terms.get(id(v.arr))
+            if term is None:
+                self.terms[id(v.arr)] = [v.arr, v.coef]
+            else:
+                term[1] += v.coef
+        elif isinstance(self.dense, np.ndarray):
+            self.dense += v
+        elif isinstance(v, np.ndarray):
+            self.dense = v.astype(np.float64) + self.dense  # a new float array, never the caller's
+        else:
+            self.dense += v
+
+    def value(self):
+        total = self.dense
+        for arr, coef in self.terms.values():
+            total = total + _times(arr, coef)
+        return total
+
+
 class _TotalsSink:
-    """Sums whole-network counts without materialising the table (the oracle's hot path).
+    """Sums whole-network counts without materialising the table (the oracle's hot path): the
+    ``_totals.SUM_KEYS`` by the rule of ``_totals.table_sums``.
 
     Slots sharing an optional context (the same conditions) are summed unmasked and the sum is
     masked once per context, instead of masking every slot.
     """
 
-    ALIAS_OPS = {"dropout", "flatten"}
-    KEYS = ("macs", "ops", "params", "weight_elems", "activation_elems")
+    KEYS = tuple(k for k in SUM_KEYS if k != "workspace_elems")  # summed; the workspace is a max
 
     def __init__(self, prog, B):
         self.B = B
-        self.shares, self.ctx_key = _totals_static(prog)
-        self.groups = {}  # context key -> [mask, {field: sum}, workspace max]
+        self.shares, self.ctx_key = buffer_facts(prog)
+        self.groups: dict = {}  # context key -> _Context
+
+    def _sum(self, grp, key):
+        acc = grp.sums.get(key)
+        if acc is None:
+            acc = grp.sums[key] = _Sum()
+        return acc
 
     def __call__(self, ev, nid, node, act, ins, c, h, w, counts):
         grp = self.groups.get(self.ctx_key[nid])
         if grp is None:
-            grp = self.groups[self.ctx_key[nid]] = [act, {}, None]
-        sums = grp[1]
+            grp = self.groups[self.ctx_key[nid]] = _Context(act)
         macs = counts.get("macs")
         if macs is not None:
             if REGISTRY[node.op].gemm:
-                _acc(sums, "macs", macs)
-            _acc(sums, "ops", macs)
+                self._sum(grp, "macs").add(macs)
+            self._sum(grp, "ops").add(macs)
         p = counts.get("params")
         if p is not None:
-            _acc(sums, "params", p)
-            _acc(sums, "weight_elems", counts["weight_elems"])
+            self._sum(grp, "params").add(p)
+            self._sum(grp, "weight_elems").add(counts["weight_elems"])
         if not self.shares[nid]:
-            _acc(sums, "activation_elems", _times(c, ev.area(h, w)))
+            self._sum(grp, "activation_elems").add(_times(c, ev.area(h, w)))
         ws = counts.get("workspace_elems")
         if ws is not None:
-            grp[2] = ws if grp[2] is None else np.maximum(grp[2], ws)
+            grp.workspace = ws if grp.workspace is None else np.maximum(grp.workspace, ws)
 
     def result(self) -> dict:
         out = {k: np.zeros(self.B) for k in self.KEYS}
         ws = np.zeros(self.B)
-        for act, sums, wmax in self.groups.values():
-            for k, entry in sums.items():
-                v = _acc_value(entry)
+        for grp in self.groups.values():
+            act = grp.act
+            for k, acc in grp.sums.items():
+                v = acc.value()
                 out[k] += v if act is True else v * act
-            if wmax is not None:
-                np.maximum(ws, wmax if act is True else wmax * act, out=ws)
+            if grp.workspace is not None:
+                np.maximum(ws, grp.workspace if act is True else grp.workspace * act, out=ws)
         out["workspace_elems"] = ws
         return out
-
-
-def _totals_static(prog):
-    """(per slot: shares its input's buffer, per slot: its optional context), computed once."""
-    static = getattr(prog, "_totals_static", None)
-    if static is None:
-        consumers = {}
-        for n in prog.nodes:
-            for i in set(n.inputs):
-                consumers[i] = consumers.get(i, 0) + 1
-        # in-place capable layers whose input has one reader share its buffer (as in analysis)
-        shares = [
-            n.op in _TotalsSink.ALIAS_OPS
-            or (REGISTRY[n.op].inplace and consumers.get(n.inputs[0], 0) == 1 and n.inputs[0] != -1)
-            for n in prog.nodes
-        ]
-        ctx = [frozenset(n.conds) if n.when is None else ("when", i) for i, n in enumerate(prog.nodes)]
-        static = prog._totals_static = (shares, ctx)
-    return static
-
-
-def _acc(sums: dict, key: str, v):
-    """Add ``v`` to ``sums[key]``: a dense part plus ``Scaled`` terms grouped by their array."""
-    entry = sums.get(key)
-    if entry is None:
-        entry = sums[key] = [0, {}]
-    if isinstance(v, Scaled):
-        term = entry[1].get(id(v.arr))
-        if term is None:
-            entry[1][id(v.arr)] = [v.arr, v.coef]
-        else:
-            term[1] += v.coef
-    elif isinstance(entry[0], np.ndarray):
-        entry[0] += v
-    elif isinstance(v, np.ndarray):
-        entry[0] = v.astype(np.float64) + entry[0]  # a new float array, never the caller's
-    else:
-        entry[0] += v
-
-
-def _acc_value(entry):
-    total = entry[0]
-    for arr, coef in entry[1].values():
-        total = total + _times(arr, coef)
-    return total
-
-
-def fast_totals(space, X, peak: bool = True) -> dict:
-    """The figures of ``analysis.totals`` for ``X[B, G]``, each ``[B]``, without building the
-    layer table: segments of the network are tabulated (see ``_segments``)."""
-    from ._segments import segment_sums
-
-    prog = space.program
-    r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak=peak)
-    B = len(in_elems)
-    get = lambda k: r.get(k, np.zeros(B))  # noqa: E731
-    return {
-        "macs": get("macs"), "ops": get("ops"), "params": get("params"),
-        "weights_bytes": get("weight_elems") * DTYPE_BYTES,
-        "activation_bytes": (get("activation_elems") + in_elems) * DTYPE_BYTES,
-        "workspace_bytes": get("workspace_elems") * DTYPE_BYTES,
-        **({"peak_memory_bytes": get("weight_elems") * DTYPE_BYTES + np.maximum(get("peak_activation_bytes"), in_elems * DTYPE_BYTES)} if peak else {}),
-    }
 
 
 # --------------------------------------------------------------------------------------------

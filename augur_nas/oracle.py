@@ -13,47 +13,49 @@ tabulation of the hot path: slower, and the reference anyone can check the fast 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from ._errors import ConstraintError
+from ._segments import GridCache, segment_sums
+from ._totals import DTYPE_BYTES, network_totals
 from .analysis import totals
-from .costmodel import latency_ms, memory_mb
-from .lowering import REGISTRY, lower
+from .costmodel import latency_ms, memory_mb, residual_sums
+from .costmodel._memory import fc_weight_bytes
+from .costmodel._residual import SUM_KEYS
+from .lowering import REGISTRY, _TotalsSink, lower
 from .profile import Profile, load_profile
 
 DEFAULT_CHUNK = 131072
 
 
-def _table_costs(space, X, profile, batch, breakdown=True):
-    """The reference path: lower a chunk to the full layer table and price it.
+class Costs(NamedTuple):
+    """What a pricing path gives for a chunk of candidates, each ``[B]``."""
 
-    Returns (latency [B], {kind: [B]}, memory [B], macs [B], params [B]).
-    """
+    latency_ms: np.ndarray
+    by_kind: dict  # op kind -> [B] latency (ms) of its layers
+    memory_mb: np.ndarray
+    macs: np.ndarray
+    params: np.ndarray
+
+
+def _table_costs(space, X, profile, batch, breakdown=True) -> Costs:
+    """The reference path: lower a chunk to the full layer table and price it."""
     table = lower(space, X)
     tot = totals(table)
     lat, by_kind = latency_ms(table, profile, batch)
     mem = memory_mb(table, profile, batch, tot)
-    return lat, by_kind, mem, tot["macs"], tot["params"]
+    return Costs(lat, by_kind, mem, tot["macs"], tot["params"])
 
 
-def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
-    """The same figures through segment tabulation (``_segments``): each block of the network is
-    priced once per distinct (input shape, block genes) combination of the chunk. With a residual,
-    the whole-network sums its features need are gathered with the latency and the booster
-    corrects the chunk at once."""
-    model = profile.latency
-    from ._segments import segment_sums
-    from .costmodel import residual_sums
-    from .costmodel._residual import SUM_KEYS
-    from .lowering import DTYPE_BYTES, _TotalsSink
-
-    name = profile.name
-    prog = space.program
+def _segment_pricer(profile, batch, breakdown):
+    """``seg_fn`` of ``segment_sums``: a segment's small layer table priced by the latency model
+    (and the residual's sums, the workspace and fc-weight terms the memory model needs)."""
+    model, name = profile.latency, profile.name
     model_ws_sum = profile.memory.workspace == "sum"
     residual = getattr(profile, "residual", None)
     need_fc = profile.memory.fc_weights_coef is not None
-
     stateful = bool(model.fuse or model.layout)
 
     def seg_fn(table, entry):
@@ -72,29 +74,41 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
         if residual is not None:
             out.update(residual_sums(table, model, st, fused, n_reorder))
         if need_fc:
-            from .costmodel._memory import fc_weight_bytes
-
             out["fc_weight_bytes"] = fc_weight_bytes(table)
         return out, exit_bound
 
-    mem = profile.memory
-    linear = mem.activations == "caffe" and mem.batch_activations == "caffe" and mem.workspace in ("sum", "none")
-    if linear:
-        # every term of the memory model is a sum over layers: one combined field per grid row is
-        # gathered instead of its three or four terms (MemoryModel.predict, term by term)
-        from .costmodel._memory import BYTES_PER_MB
+    return seg_fn
 
-        def derive(res):
-            w = res["weight_elems"] * DTYPE_BYTES
-            if need_fc:
-                fc = res.get("fc_weight_bytes", 0.0)
-                wterm = mem.weights_coef * (w - fc) + mem.fc_weights_coef * fc
-            else:
-                wterm = mem.weights_coef * w
-            lin = mem.weight_copies * wterm + mem.activation_scale(batch) * res["activation_elems"] * DTYPE_BYTES
-            if mem.workspace == "sum":
-                lin = lin + mem.workspace_coef * res["workspace_sum_elems"] * DTYPE_BYTES
-            return {"memory_linear_mb": lin / BYTES_PER_MB}
+
+def _is_linear(mem) -> bool:
+    """Every term of the memory model is a sum over layers (no peak, no largest workspace)."""
+    return mem.activations == "caffe" and mem.batch_activations == "caffe" and mem.workspace in ("sum", "none")
+
+
+def _linear_memory(terms, need_fc):
+    """``derive`` of ``segment_sums``: the additive memory terms of a grid row as one field
+    (``MemoryTerms.linear_mb`` of its sums), gathered once instead of term by term. In a linear
+    model both activation terms price the same (``caffe``) activations."""
+    def derive(res):
+        return {"memory_linear_mb": terms.linear_mb(
+            weights=res["weight_elems"] * DTYPE_BYTES, fc_weights=res.get("fc_weight_bytes", 0.0) if need_fc else 0.0,
+            activations=res["activation_elems"] * DTYPE_BYTES, batch_activations=res["activation_elems"] * DTYPE_BYTES,
+            workspace=res.get("workspace_sum_elems", 0.0) * DTYPE_BYTES)}
+    return derive
+
+
+def _fast_costs(space, X, profile, batch, breakdown=True, cache=None) -> Costs:
+    """The same figures through segment tabulation (``_segments``): each block of the network is
+    priced once per distinct (input shape, block genes) combination of the chunk. With a residual,
+    the whole-network sums its features need are gathered with the latency and the booster
+    corrects the chunk at once."""
+    model, mem = profile.latency, profile.memory
+    residual = getattr(profile, "residual", None)
+    need_fc = mem.fc_weights_coef is not None
+    terms = mem.terms(batch)
+    linear = _is_linear(mem)
+    if linear:
+        derive = _linear_memory(terms, need_fc)
         keep = {"latency_ms", "macs", "params", "memory_linear_mb"}
     else:
         derive = None
@@ -106,8 +120,10 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
             keep.add("fc_weight_bytes")
     if residual is not None:
         keep.update(SUM_KEYS)
+    prog = space.program
     r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak="peak" in (mem.activations, mem.batch_activations),
-                               seg_fn=seg_fn, keep=keep, cache=cache, derive=derive, checked=True,
+                               seg_fn=_segment_pricer(profile, batch, breakdown), keep=keep, cache=cache,
+                               derive=derive, checked=True,
                                project=lambda readers, b: b.relevant(readers, bool(model.fuse), bool(model.layout)))
     zero = np.zeros(len(in_elems))
     get = lambda k: r.get(k, zero)  # noqa: E731
@@ -116,19 +132,16 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     if residual is not None:
         lat = residual.apply(lat, {k: get(k) for k in SUM_KEYS}, in_elems)
     if linear:
-        mem_mb = (mem.framework_overhead_mb + get("memory_linear_mb")
-                  + mem.activation_scale(batch) * in_elems * DTYPE_BYTES / BYTES_PER_MB)
-        return lat, by_kind, mem_mb, get("macs"), get("params")
-    weights = get("weight_elems") * DTYPE_BYTES
-    tot = {"macs": get("macs"), "params": get("params"), "weights_bytes": weights,
-           "activation_bytes": (get("activation_elems") + in_elems) * DTYPE_BYTES,
-           "workspace_bytes": get("workspace_elems") * DTYPE_BYTES,
-           "workspace_sum_bytes": get("workspace_sum_elems") * DTYPE_BYTES,
-           "peak_memory_bytes": weights + np.maximum(get("peak_activation_bytes"), in_elems * DTYPE_BYTES)}
+        # the network input is an activation too (``_totals.network_totals``)
+        in_bytes = in_elems * DTYPE_BYTES
+        mem_mb = terms.constant_mb + get("memory_linear_mb") + terms.linear_mb(activations=in_bytes,
+                                                                                batch_activations=in_bytes)
+        return Costs(lat, by_kind, mem_mb, get("macs"), get("params"))
+    tot = network_totals(r, in_elems, get("peak_activation_bytes"))
+    tot["workspace_sum_bytes"] = get("workspace_sum_elems") * DTYPE_BYTES
     if need_fc:
         tot["fc_weights_bytes"] = get("fc_weight_bytes")
-    mem = profile.memory.predict(None, tot, batch)
-    return lat, by_kind, mem, tot["macs"], tot["params"]
+    return Costs(lat, by_kind, mem.predict(None, tot, batch), tot["macs"], tot["params"])
 
 
 class Oracle:
@@ -144,7 +157,7 @@ class Oracle:
         self.batch = _positive_int(batch, "batch")
         self.chunk = _positive_int(chunk, "chunk")
         # segment grids priced for this space and profile, kept from one call to the next
-        # (``_segments.segment_sums``), one cache per (profile, batch, breakdown)
+        # (``_segments.segment_sums``), one ``GridCache`` per (profile, batch, breakdown)
         self._grid_caches: dict = {}
 
     @property
@@ -179,17 +192,16 @@ class Oracle:
             hi = min(B, lo + self.chunk)
             # the segment grids are priced once per Oracle and kept, so after the first call even a
             # single candidate only gathers its segments' sums
-            cache = self._grid_caches.setdefault((id(self.profile), batch, bool(breakdown)), {})
+            cache = self._grid_caches.setdefault((id(self.profile), batch, bool(breakdown)), GridCache())
             if reference:
-                lat, by_kind, mem, macs, params = _table_costs(self.space, X[lo:hi], self.profile, batch, breakdown)
+                got = _table_costs(self.space, X[lo:hi], self.profile, batch, breakdown)
             else:
-                lat, by_kind, mem, macs, params = _fast_costs(self.space, X[lo:hi], self.profile, batch, breakdown,
-                                                              cache)
-            out["latency_ms"][lo:hi] = lat
-            out["memory_mb"][lo:hi] = mem
-            out["macs"][lo:hi] = macs
-            out["params"][lo:hi] = params
-            for k, v in (by_kind.items() if breakdown else ()):
+                got = _fast_costs(self.space, X[lo:hi], self.profile, batch, breakdown, cache)
+            out["latency_ms"][lo:hi] = got.latency_ms
+            out["memory_mb"][lo:hi] = got.memory_mb
+            out["macs"][lo:hi] = got.macs
+            out["params"][lo:hi] = got.params
+            for k, v in (got.by_kind.items() if breakdown else ()):
                 kinds.setdefault(k, np.zeros(B))[lo:hi] = v
         for k, v in kinds.items():
             out[f"latency_ms.{k}"] = v

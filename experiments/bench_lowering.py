@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 
 import augur_nas as an  # noqa: E402
 from augur_nas.analysis import analyze, totals  # noqa: E402
-from augur_nas.lowering import fast_totals  # noqa: E402
+from augur_nas._segments import fast_totals  # noqa: E402
 
 
 def batched(space, X, chunk, fn):

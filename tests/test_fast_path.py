@@ -8,7 +8,7 @@ import pytest
 
 import augur_nas as an
 from augur_nas.analysis import totals
-from augur_nas.lowering import fast_totals
+from augur_nas._segments import fast_totals
 from augur_nas.costmodel._fusion import FusionRules
 from augur_nas.oracle import _fast_costs, _table_costs
 from augur_nas.profile import list_profiles, load_profile
@@ -168,7 +168,7 @@ def test_grid_cache_is_bounded(monkeypatch):
     X = space.sample(2000, seed=8)
     a = oracle.evaluate(X)["latency_ms"]
     (cache,) = oracle._grid_caches.values()
-    assert cache["_bytes"] <= 50_000 or len(cache) == 2  # one oversized entry at most
+    assert cache.bytes <= 50_000 or len(cache.grids) == 1  # one oversized entry at most
     np.testing.assert_array_equal(oracle.evaluate(X)["latency_ms"], a)
 
 

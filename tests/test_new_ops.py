@@ -12,7 +12,7 @@ import pytest
 
 import augur_nas as an
 from augur_nas.analysis import totals
-from augur_nas.lowering import fast_totals
+from augur_nas._segments import fast_totals
 from augur_nas.oracle import _fast_costs, _table_costs
 from augur_nas.profile import load_profile
 

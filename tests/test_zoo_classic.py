@@ -143,7 +143,7 @@ def test_hot_path_equals_the_layer_table(name):
     DenseNet's concats, RegNetY's squeeze-excite) exactly like the full layer table."""
     import numpy as np
     from augur_nas.analysis import totals
-    from augur_nas.lowering import fast_totals
+    from augur_nas._segments import fast_totals
     from augur_nas.oracle import _fast_costs, _table_costs
     from augur_nas.profile import load_profile
 

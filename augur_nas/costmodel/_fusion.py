@@ -23,9 +23,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..ops import TRANSPARENT_KINDS
 from . import _check
 
-TRANSPARENT = ("select", "identity", "dropout")
+TRANSPARENT = TRANSPARENT_KINDS  # kinds a fusion chain runs through (the op table's `transparent`)
 
 
 class Boundary(NamedTuple):

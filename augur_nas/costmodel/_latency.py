@@ -32,13 +32,14 @@ import numpy as np
 
 from .._errors import ProfileError
 from ..lowering import DTYPE_BYTES, REGISTRY
+from ..ops import FREE_KINDS, GEMM_KINDS
 from . import _check
 from ._fusion import Boundary, FusionRules, LayoutRules, duplicates
 from ._gemm import PiecewiseGemm
 from ._ops import BYTES_PER_MB, OpModel
 
-FREE_BY_DEFAULT = ("dropout", "flatten", "identity", "select", "zero")
-GEMM_KINDS = tuple(k for k, h in REGISTRY.items() if h.gemm)
+# the op table's facts, under the names the cost model has always exported
+FREE_BY_DEFAULT = FREE_KINDS
 
 
 class LatencyModel:

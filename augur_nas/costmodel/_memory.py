@@ -28,6 +28,8 @@ matrices); without it, every weight has ``weights_coef``.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import _check
@@ -35,6 +37,29 @@ from . import _check
 BYTES_PER_MB = 2**20
 ACTIVATION_MODES = ("caffe", "peak")
 WORKSPACE_MODES = ("sum", "max", "none")
+
+
+class MemoryTerms(NamedTuple):
+    """The memory model as a linear form: ``memory_mb = constant_mb + linear_mb(bytes...)``, one
+    coefficient per byte of each component (``MemoryModel.components``), at one batch size. The
+    one place the formula is written: ``MemoryModel.predict`` and the oracle's fast path both
+    evaluate it."""
+
+    constant_mb: float  # framework_overhead_mb
+    weights: float  # per byte of all weights: weight_copies * weights_coef
+    fc_weights: float  # more per byte of fc weights: weight_copies * (fc_weights_coef - weights_coef), else 0
+    activations: float  # per byte of the ``activations`` mode's activations
+    batch_activations: float  # per byte of the ``batch_activations`` mode's activations (0 without its coef)
+    workspace: float  # per byte of the ``workspace`` mode's workspace (0 with ``none``)
+
+    def linear_mb(self, weights=0.0, fc_weights=0.0, activations=0.0, batch_activations=0.0, workspace=0.0):
+        """The sum of the coefficients times the byte counts, in MB (scalars or arrays)."""
+        return (self.weights * weights + self.fc_weights * fc_weights + self.activations * activations
+                + self.batch_activations * batch_activations + self.workspace * workspace) / BYTES_PER_MB
+
+    def mb(self, weights=0.0, fc_weights=0.0, activations=0.0, batch_activations=0.0, workspace=0.0):
+        """``constant_mb + linear_mb(...)``."""
+        return self.constant_mb + self.linear_mb(weights, fc_weights, activations, batch_activations, workspace)
 
 
 class MemoryModel:
@@ -104,25 +129,23 @@ class MemoryModel:
             out["fc_weights_mb"] = fc / BYTES_PER_MB
         return out
 
-    def activation_scale(self, batch: int) -> float:
-        """The factor of one image's activations in the memory of a batch of ``batch`` images (when
-        the batch term scales the same activations as the batch-1 term)."""
+    def terms(self, batch: int = 1) -> MemoryTerms:
+        """The coefficients of the model at batch ``batch`` (see ``MemoryTerms``)."""
+        copies = self.weight_copies
+        fc = 0.0 if self.fc_weights_coef is None else copies * (self.fc_weights_coef - self.weights_coef)
         if self.batch_activation_coef is None:
-            return self.activation_coef * batch
-        return self.activation_coef + self.batch_activation_coef * (batch - 1)
+            act, batch_act = self.activation_coef * batch, 0.0
+        else:
+            act, batch_act = self.activation_coef, self.batch_activation_coef * (batch - 1)
+        ws = 0.0 if self.workspace == "none" else self.workspace_coef
+        return MemoryTerms(self.framework_overhead_mb, copies * self.weights_coef, fc, act, batch_act, ws)
 
     def predict(self, table, tot: dict | None = None, batch: int = 1) -> np.ndarray:
         """Process memory (MB) of every candidate of the table, ``[B]``."""
         c = self.components(table, tot, 1)
-        if self.fc_weights_coef is not None:
-            w = self.weights_coef * (c["weights_mb"] - c["fc_weights_mb"]) + self.fc_weights_coef * c["fc_weights_mb"]
-        else:
-            w = self.weights_coef * c["weights_mb"]
-        if self.batch_activation_coef is None:
-            act = self.activation_coef * batch * c["activations_mb"]
-        else:
-            act = self.activation_coef * c["activations_mb"] + self.batch_activation_coef * (batch - 1) * c["batch_activations_mb"]
-        return self.framework_overhead_mb + self.weight_copies * w + act + self.workspace_coef * c["workspace_mb"]
+        mb = lambda k: c[k] * BYTES_PER_MB if k in c else 0.0  # noqa: E731  (the components are in MB)
+        return self.terms(batch).mb(mb("weights_mb"), mb("fc_weights_mb"), mb("activations_mb"),
+                                    mb("batch_activations_mb"), mb("workspace_mb"))
 
     def to_dict(self) -> dict:
         d = {"framework_overhead_mb": _check.plain(self.framework_overhead_mb), "weight_copies": self.weight_copies,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ops import OPS
 from . import _check
 
 # whole-network sums (additive over layer slots) the features are made of
@@ -34,11 +35,16 @@ FEATURES = (
     "dw_share", "pw_share", "n_pw", "n_kxk", "n_dw", "n_fc", "n_pool", "n_join", "n_act", "n_other", "n_fused",
     "n_zero", "n_reorder", "log_act_bytes", "log_weight_bytes", "log_input_elems", "macs_per_layer", "ms_per_layer",
 )
-_POOL = ("maxpool", "avgpool", "globalpool")
-_JOIN = ("add", "mul", "concat")
-_ACT = ("batchnorm", "scale", "relu", "relu6", "sigmoid", "tanh", "hsigmoid", "hswish", "swish", "gelu", "layernorm")
 MODEL_KIND = "lightgbm"
 TARGET = "log(measured_ms / predicted_ms)"
+
+
+def _count_key(op: str) -> str:
+    """The layer-count sum of a bytes-priced op kind: its op-table residual group (a kind the
+    table lacks, or a GEMM kind priced as bytes, counts as ``other``)."""
+    rec = OPS.get(op)
+    group = rec.residual if rec is not None else "other"
+    return f"res.n_{group}" if group in ("pool", "join", "act") else "res.n_other"
 
 
 def residual_sums(table, model, st: np.ndarray, fused: np.ndarray | None, n_reorder=None) -> dict:
@@ -84,8 +90,7 @@ def residual_sums(table, model, st: np.ndarray, fused: np.ndarray | None, n_reor
                 out["res.n_kxk"] += ex & ~pw
         else:
             out["res.ms_bytes"] += st[s]
-            key = "res.n_pool" if op in _POOL else "res.n_join" if op in _JOIN else "res.n_act" if op in _ACT else "res.n_other"
-            out[key] += ex
+            out[_count_key(op)] += ex
     sel = getattr(table, "select_pos", None) or {}
     behind = set()
     for s, pos in sel.items():

@@ -16,6 +16,7 @@ import numbers
 from dataclasses import dataclass, field
 
 from .._errors import SpecError, UnsupportedOpError
+from ..ops import OPS, SPELLINGS
 from ._expr import Channels, Const, Expr, Fn, GeneVal, make_divisible
 
 Cond = tuple  # (gene index, frozenset of allowed option indices)
@@ -150,9 +151,8 @@ PRIMITIVES: dict[str, dict] = {
 }
 JOINS = {"add", "mul", "concat"}
 ACTS = ("relu", "relu6", "hswish", "hsigmoid", "swish", "silu", "gelu", "sigmoid", "tanh", "none")
-# spellings of one op: the layer is built as the op on the right (stochastic depth and drop path
-# are the identity at inference; SiLU is Swish)
-ALIASES = {"silu": "swish", "stochastic_depth": "identity", "drop_path": "identity"}
+# spellings of one op: the layer is built as the op on the right (the op table's SPELLINGS)
+ALIASES = SPELLINGS
 
 MACROS: dict[str, dict] = {
     "conv_bn_act": {"out": (_POSINT, REQUIRED), "kernel": ("kernel", REQUIRED), "stride": ("pair", 1),
@@ -192,14 +192,14 @@ MACROS.update({
     "convnext": {"expand": (_POSINT, 4), "kernel": ("kernel", 7), "drop_path": (_NUM, 0)},
 })
 
-# ops whose Table-1 type is not the op name
-TABLE_TYPE = {"dwconv": "conv", "maxpool": "pool", "avgpool": "pool", "globalpool": "pool",
-              "relu6": "relu", "sigmoid": "activation", "tanh": "activation", "hsigmoid": "activation",
-              "hswish": "activation", "swish": "activation", "gelu": "activation",
-              "add": "eltwise", "mul": "eltwise",
-              "flatten": "reshape", "identity": None, "zero": None, "select": None}
-
 TOP_KEYS = {"name", "input", "width_multiplier", "width_divisor", "choices", "cells", "layers", "description"}
+
+
+def _table_type(op):
+    """The Table-1 type of a layer (the op table's); an op kind the table lacks keeps its name, and
+    the lowering reports it as unsupported."""
+    rec = OPS.get(op)
+    return rec.table_type if rec is not None else op
 
 
 def _is_choice(raw) -> bool:
@@ -378,7 +378,7 @@ class Compiler:
             self.fail(f"the network unrolls to more than {MAX_NODES:,} layers (every copy of every stage and "
                       f"every alternative counts); the file is refused", keypath)
         nid = len(self.nodes)
-        self.nodes.append(Node(op, name, list(inputs), params, conds, when, keypath, TABLE_TYPE.get(op, op)))
+        self.nodes.append(Node(op, name, list(inputs), params, conds, when, keypath, _table_type(op)))
         self.by_name[name] = nid
         return nid
 
