@@ -81,14 +81,12 @@ class LatencyModel:
 
     # ------------------------------------------------------------------------------ predict
 
-    def fused(self, table, entry=None) -> np.ndarray | None:
+    def fused(self, table, entry: Boundary | None = None) -> np.ndarray | None:
         """``[L, B]``: the layers the runtime folds into their producer's kernel (``None``
-        without fusion rules). ``entry`` is the ``(stage, group, readers)`` of the tensor that
-        enters a partial table (a segment of the fast path), see ``FusionRules``."""
+        without fusion rules). ``entry``: the fusion state of the tensor that enters a partial
+        table (a segment of the fast path), see ``FusionRules.chain_stages``."""
         if not self.fuse:
             return None
-        if isinstance(entry, dict):
-            entry = entry.get("fusion")
         fused, _, _ = self.fuse.chain_stages(table.ops, table.inputs, table.rows["mask"],
                                              getattr(table, "select_pos", None), entry)
         return fused
@@ -102,17 +100,17 @@ class LatencyModel:
     def free_kinds(self) -> tuple:
         return tuple(k for k in REGISTRY if self.family(k)[0] == "free")
 
-    def slot_times(self, table, batch: int = 1, profile: str | None = None, entry=None,
+    def slot_times(self, table, batch: int = 1, profile: str | None = None,
                    fused: np.ndarray | None = None) -> np.ndarray:
-        """Time (ms) of every layer slot of every candidate, ``[L, B]`` (slot-major, as table.rows).
+        """Time (ms) of every layer slot of every candidate of a whole network's table, ``[L, B]``
+        (slot-major, as table.rows).
 
         Layers fused into their producer (``fuse`` rules; ``fused`` overrides the analysis)
         cost 0 and pay no layer overhead; layout conversions (``layout`` rules) are charged to the
-        layer that needs them. ``entry``: the state of the tensor entering a partial table, a
-        dict ``{"fusion": (stage, group, readers), "layout": 0 | 1}``."""
-        return self.slot_costs(table, batch, profile, entry, fused)[0]
+        layer that needs them."""
+        return self.slot_costs(table, batch, profile, None, fused)[0]
 
-    def slot_costs(self, table, batch: int = 1, profile: str | None = None, entry=None,
+    def slot_costs(self, table, batch: int = 1, profile: str | None = None, entry: Boundary | None = None,
                    fused: np.ndarray | None = None, exit_state: bool = False):
         """``(slot times [L, B], layout conversions [L, B] or None)``, see ``slot_times``.
 
@@ -125,7 +123,6 @@ class LatencyModel:
         L, B = mask.shape
         out = np.zeros((L, B), dtype=np.float64)
         batch = int(batch)
-        bd = entry if isinstance(entry, Boundary) else None
         fusion_exit = None
         if fused is None and self.fuse and exit_state:
             fused, stage, group, zero = self.fuse.chain_stages(table.ops, table.inputs, mask,
@@ -165,7 +162,7 @@ class LatencyModel:
         count = None
         layout_exit = None
         if self.layout is not None:
-            lay_entry = bd if bd is not None else entry.get("layout", 0) if isinstance(entry, dict) else 0
+            lay_entry = entry if entry is not None else 0  # 0: a plain-layout network input
             got = self.layout.reorders(table.ops, table.inputs, rows, fused, getattr(table, "select_pos", None),
                                        lay_entry, self.free_kinds(), alias, exit_state=exit_state)
             moved, count = got[0], got[1]
@@ -201,13 +198,13 @@ class LatencyModel:
             return t
         return g.predict(n, m, k, mask=msk, names=names, profile=profile)
 
-    def predict(self, table, batch: int = 1, profile: str | None = None, entry=None, network: bool = True,
+    def predict(self, table, batch: int = 1, profile: str | None = None, network: bool = True,
                 fused: np.ndarray | None = None):
         """``(total [B], {op kind: [B]})`` in ms.
 
         ``network`` adds ``network_overhead_ms`` to the total (not to any kind): pass False when
         the table is a part of a network (a segment of the fast path)."""
-        st = self.slot_times(table, batch, profile, entry, fused)
+        st = self.slot_times(table, batch, profile, fused)
         total = st.sum(axis=0)
         if network and self.network_overhead_ms:
             total = total + self.network_overhead_ms
