@@ -577,7 +577,7 @@ def _signature(prog, seg):
             return ("t", tuple(expr(a) for a in e))
         raise _Unshared
 
-    passthrough = _static_info(prog)["passthrough"]
+    passthrough = _static_info(prog).passthrough
     shares = buffer_facts(prog).shares
     try:
         parts = [tuple(len(prog.genes[g].options) for g in seg.genes), seg.entry == -1]

@@ -29,6 +29,8 @@ import numpy as np
 
 from . import _dp
 from ._errors import ConstraintError
+from ._totals import DTYPE_BYTES
+from .costmodel._memory import BYTES_PER_MB
 
 OBJECTIVES = {"latency_ms": +1.0, "memory_mb": +1.0, "macs": -1.0, "params": -1.0}  # +1 minimized, -1 maximized
 LIMITS = ("latency_ms", "memory_mb", "params", "macs")
@@ -70,49 +72,48 @@ class _Columns:
     """Which values the DP carries for a profile, and how memory is composed from them."""
 
     def __init__(self, profile, batch):
-        from .costmodel._memory import BYTES_PER_MB
-        from .lowering import DTYPE_BYTES
-
         mem = profile.memory
-        self.mem, self.batch, self.MB, self.B = mem, batch, BYTES_PER_MB, DTYPE_BYTES
+        self.mem, self.batch = mem, batch
+        # the model's own coefficients (MemoryModel.terms); the activations of a ``caffe`` mode are
+        # additive over segments, those of a ``peak`` mode a max over the network
+        self.terms = t = mem.terms(batch)
+        self.peak_coef = ((t.activations if mem.activations == "peak" else 0.0)
+                          + (t.batch_activations if mem.batch_activations == "peak" else 0.0))
         self.overhead_ms = profile.latency.network_overhead_ms
-        self.max = tuple(k for k, on in (("peak_activation_bytes", mem.activations == "peak"),
+        self.max = tuple(k for k, on in (("peak_activation_bytes", "peak" in (mem.activations, mem.batch_activations)),
                                          ("workspace_elems", mem.workspace == "max")) if on)
 
+    def _linear_mb(self, weights, fc_weights, activations, workspace_sum):
+        """``MemoryTerms.linear_mb`` with the activations priced by the modes that add them up."""
+        mem = self.mem
+        return self.terms.linear_mb(weights=weights, fc_weights=fc_weights if mem.fc_weights_coef is not None else 0.0,
+                                    activations=activations if mem.activations == "caffe" else 0.0,
+                                    batch_activations=activations if mem.batch_activations == "caffe" else 0.0,
+                                    workspace=workspace_sum if mem.workspace == "sum" else 0.0)
+
     def mem_add_mb(self, res):
-        """Every additive memory term of a grid row (``MemoryModel.predict``, term by term), MB."""
-        mem, B = self.mem, self.B
-        w = np.asarray(res["weight_elems"], dtype=np.float64) * B
-        if mem.fc_weights_coef is not None:
-            fc = np.asarray(res.get("fc_weight_bytes", 0.0), dtype=np.float64)
-            wterm = mem.weights_coef * (w - fc) + mem.fc_weights_coef * fc
-        else:
-            wterm = mem.weights_coef * w
-        lin = mem.weight_copies * wterm
-        if mem.activations == "caffe":
-            lin = lin + mem.activation_coef * self.batch * np.asarray(res["activation_elems"]) * B
-        if mem.workspace == "sum":
-            lin = lin + mem.workspace_coef * np.asarray(res["workspace_sum_elems"]) * B
-        return lin / self.MB
+        """Every additive memory term of a grid row, MB."""
+        g = lambda k: np.asarray(res.get(k, 0.0), dtype=np.float64)  # noqa: E731
+        return self._linear_mb(g("weight_elems") * DTYPE_BYTES, g("fc_weight_bytes"),
+                               g("activation_elems") * DTYPE_BYTES, g("workspace_sum_elems") * DTYPE_BYTES)
 
     def input_terms(self, in_elems):
         """(additive [n, A], max [n, M]) contributions of the network input, per input shape."""
         n = len(in_elems)
         add = np.zeros((n, len(ADD)))
         mx = np.zeros((n, len(self.max)))
-        if self.mem.activations == "caffe":
-            add[:, 3] = self.mem.activation_coef * self.batch * in_elems * self.B / self.MB
-        elif "peak_activation_bytes" in self.max:
-            mx[:, self.max.index("peak_activation_bytes")] = in_elems * self.B
+        add[:, 3] = self._linear_mb(0.0, 0.0, in_elems * DTYPE_BYTES, 0.0)
+        if "peak_activation_bytes" in self.max:
+            mx[:, self.max.index("peak_activation_bytes")] = in_elems * DTYPE_BYTES
         return add, mx
 
     def memory_mb(self, add, mx):
         """The process memory of totals (non-decreasing in every column)."""
-        m = self.mem.framework_overhead_mb + add[:, 3]
+        m = self.terms.constant_mb + add[:, 3]
         if "peak_activation_bytes" in self.max:
-            m = m + self.mem.activation_coef * self.batch * mx[:, self.max.index("peak_activation_bytes")] / self.MB
+            m = m + self.peak_coef * mx[:, self.max.index("peak_activation_bytes")] / BYTES_PER_MB
         if "workspace_elems" in self.max:
-            m = m + self.mem.workspace_coef * mx[:, self.max.index("workspace_elems")] * self.B / self.MB
+            m = m + self.terms.workspace * mx[:, self.max.index("workspace_elems")] * DTYPE_BYTES / BYTES_PER_MB
         return m
 
     def value(self, name, add, mx):
@@ -220,7 +221,7 @@ def _stages(space, profile, batch, cols):
         key = None if sig is None else (sig, state.token)
         hit = shared.get(key) if key is not None else None
         if hit is None:
-            hit = _grid_values(space, seg, state, lambda b: _TotalsSink(prog, b), cols.mem.activations == "peak",
+            hit = _grid_values(space, seg, state, lambda b: _TotalsSink(prog, b), "peak_activation_bytes" in cols.max,
                                seg_fn, None, derive)
             if key is not None and not hit.errors:
                 shared[key] = hit

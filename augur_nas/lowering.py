@@ -562,10 +562,12 @@ if set(REGISTRY) != set(OPS):  # the op table and the handlers describe the same
 
 @dataclass
 class LayerTable:
-    """Per-layer arrays of a batch of candidates, a struct of arrays ``[B, L]`` with a mask.
+    """Per-layer arrays of a batch of candidates, a struct of arrays ``[L, B]`` with a mask.
 
     ``names``, ``ops``, ``types`` and ``inputs`` describe the ``L`` layer slots of the unrolled
-    space; every numeric field (``mask``, ``in_c`` ... ``macs``) is ``[B, L]``. Byte counts are
+    space; every numeric field (``mask``, ``in_c`` ... ``macs``) is ``[L, B]``, one row per layer
+    slot (the order the lowering fills and every pricing loop reads): ``table.macs`` is
+    ``table.rows["macs"]``, and ``table.macs[:, b]`` is candidate ``b``'s column. Byte counts are
     float32 (4 bytes an element).
     """
 
@@ -573,14 +575,14 @@ class LayerTable:
     ops: list
     types: list
     inputs: list
-    rows: dict = field(repr=False)  # field -> [L, B] array (slot-major for the lowering loop)
+    rows: dict = field(repr=False)  # field -> [L, B] array
     source: str = ""
     select_pos: dict = field(default_factory=dict, repr=False)  # select slot -> [B] chosen input
 
     def __getattr__(self, item):
         rows = self.__dict__.get("rows")
         if rows is not None and item in rows:
-            return rows[item].T
+            return rows[item]
         raise AttributeError(item)
 
     @property
@@ -612,7 +614,17 @@ class LayerTable:
         return np.array([i for i, o in enumerate(self.ops) if o == kind], dtype=np.int64)
 
 
-def _static_info(prog):
+class StaticInfo(NamedTuple):
+    """A program's per-slot structure, the same for every batch (kept in ``_derived``)."""
+
+    passthrough: list  # must compute its pass-through shape when inactive (``_passthrough_needed``)
+    names: list
+    ops: list
+    types: list  # Table-1 types (the op table's)
+    inputs: list  # input slots, -1 the network input
+
+
+def _static_info(prog) -> StaticInfo:
     d = derived(prog)
     info = d.static
     if info is None:
@@ -620,13 +632,13 @@ def _static_info(prog):
             if node.op not in REGISTRY:
                 raise UnsupportedOpError(f"layer `{node.name}` has op kind `{node.op}`, which no handler "
                                          f"prices ({prog.source}, {node.keypath})")
-        info = d.static = {
-            "passthrough": _passthrough_needed(prog),
-            "names": [n.name for n in prog.nodes],
-            "ops": [n.op for n in prog.nodes],
-            "types": [REGISTRY[n.op].table_type for n in prog.nodes],
-            "inputs": [list(n.inputs) for n in prog.nodes],
-        }
+        info = d.static = StaticInfo(
+            passthrough=_passthrough_needed(prog),
+            names=[n.name for n in prog.nodes],
+            ops=[n.op for n in prog.nodes],
+            types=[REGISTRY[n.op].table_type for n in prog.nodes],
+            inputs=[list(n.inputs) for n in prog.nodes],
+        )
     return info
 
 
@@ -703,7 +715,7 @@ def walk(space, X, sink, start: int = 0, stop: int | None = None, entry=None, de
     """
     X = space.check_encodings(X) if start == 0 and entry is None else X
     prog = space.program
-    passthrough = _static_info(prog)["passthrough"]
+    passthrough = _static_info(prog).passthrough
     ev = _Eval(space, X)
     ev.errors = [] if defer_errors else None
     if entry is not None:
@@ -749,7 +761,7 @@ def lower(space, X) -> LayerTable:
     info = _static_info(space.program)
     sink = _TableSink(len(space.program.nodes), X.shape[0])
     ev = walk(space, X, sink)
-    return LayerTable(info["names"], info["ops"], info["types"], info["inputs"], sink.rows,
+    return LayerTable(info.names, info.ops, info.types, info.inputs, sink.rows,
                       space.program.source, ev.select_pos)
 
 
@@ -881,8 +893,8 @@ def _check_table(space, X) -> None:
     except OverflowError:
         raise SpecError(f"the shapes of {space.name} grow too large to count (a tensor or a layer beyond "
                         f"2^63); check the channel counts and the resolution ({space.source})") from None
-    mask = np.asarray(table.mask, dtype=bool)
-    f = {k: np.asarray(getattr(table, k), dtype=np.float64) for k in ("out_c", "out_h", "out_w", "n", "k", "m", "groups")}
+    mask = np.asarray(table.rows["mask"], dtype=bool).T  # [B, L]: the first bad candidate first
+    f = {k: np.asarray(table.rows[k], dtype=np.float64).T for k in ("out_c", "out_h", "out_w", "n", "k", "m", "groups")}
     elems = f["out_c"] * f["out_h"] * f["out_w"]
     macs = f["n"] * f["groups"] * f["k"] * f["m"]
     wrapped = np.zeros_like(mask)

@@ -58,8 +58,8 @@ def counts_row(name, res):
 def blob_graph(model):
     """Active Table-1 layers of a concrete model: (slot, out bytes) and each tensor's readers."""
     t = lower(model, np.zeros((1, model.n_genes), dtype=np.int64))
-    mask = np.asarray(t.mask)[0]
-    out_b = 4 * np.asarray(t.out_elems)[0].astype(float)
+    mask = np.asarray(t.mask)[:, 0]
+    out_b = 4 * np.asarray(t.out_elems)[:, 0].astype(float)
     counted = [s for s in range(t.L) if mask[s] and t.types[s] is not None]
 
     def source(i):

@@ -120,8 +120,8 @@ def zoo_model(name: str):
 
 def active_layers(table, b: int, fields=("out_c", "out_h", "out_w", "macs", "params")) -> list[tuple]:
     """The counted (Table-1 typed, active) layers of candidate ``b``, in order."""
-    mask = np.asarray(table.mask)[b]
-    cols = {f: np.asarray(getattr(table, f))[b] for f in fields}
+    mask = np.asarray(table.rows["mask"])[:, b]
+    cols = {f: np.asarray(table.rows[f])[:, b] for f in fields}
     return [(table.types[s],) + tuple(cols[f][s].item() for f in fields)
             for s in range(table.L) if table.types[s] is not None and mask[s]]
 

@@ -20,7 +20,8 @@ IN_PLACE_OR_VIEW = {"relu", "relu6", "sigmoid", "tanh", "hsigmoid", "hswish", "s
 
 
 def _field(table, f):
-    return np.asarray(getattr(table, f))
+    """A field candidate-major, ``[B, L]`` (the table's own arrays are ``[L, B]``)."""
+    return np.asarray(getattr(table, f)).T
 
 
 # --------------------------------------------------------------------------------------------- batch

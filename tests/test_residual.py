@@ -15,7 +15,7 @@ import pytest
 
 from augur_nas import ProfileError, load_space, lower
 from augur_nas.costmodel import ResidualModel, latency_ms, residual_features, residual_sums
-from augur_nas.costmodel._latency import input_elems
+from augur_nas._totals import input_elems
 from augur_nas.costmodel._residual import FEATURES, SUM_KEYS
 from augur_nas.costmodel._fusion import FusionRules
 from augur_nas.oracle import Oracle, _fast_costs, _table_costs

@@ -1,7 +1,7 @@
 """Cost models of a device: GEMM time, memory-bound op time, per-layer overhead, memory.
 
 All models are plain numbers (``to_dict``/``from_dict``) stored in device profiles, and all
-predictions are vectorized over a ``[B, L]`` layer table (``augur_nas.lower``).
+predictions are vectorized over an ``[L, B]`` layer table (``augur_nas.lower``).
 """
 
 from ._fusion import Boundary, FusionRules, LayoutRules

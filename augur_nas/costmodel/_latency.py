@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._errors import ProfileError
+from .._totals import input_elems
 from ..lowering import DTYPE_BYTES, REGISTRY
 from ..ops import FREE_KINDS, GEMM_KINDS
 from . import _check
@@ -312,17 +313,6 @@ def latency_ms(table, profile, batch: int = 1):
     total, by_kind = model.predict(table, batch, name, fused=fused)
     sums = residual_sums(table, model, st, fused, n_reorder)
     return residual.apply(total, sums, input_elems(table)), by_kind
-
-
-def input_elems(table) -> np.ndarray:
-    """Elements of the network input of every candidate of a full layer table, ``[B]``."""
-    rows = table.rows
-    B = rows["mask"].shape[1]
-    out = np.zeros(B, dtype=np.float64)
-    for s, ins in enumerate(table.inputs):
-        if ins and ins[0] == -1:
-            out = np.maximum(out, (rows["in_c"][s] * rows["in_h"][s] * rows["in_w"][s]).astype(np.float64))
-    return out
 
 
 def memory_mb(table, profile, batch: int = 1, tot: dict | None = None) -> np.ndarray:

@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._totals import DTYPE_BYTES
 from . import _check
 
 BYTES_PER_MB = 2**20
@@ -112,7 +113,7 @@ class MemoryModel:
             if "workspace_sum_bytes" in tot:
                 ws = np.asarray(tot["workspace_sum_bytes"], dtype=np.float64)
             else:
-                ws = table.rows["workspace_elems"].sum(axis=0).astype(np.float64) * 4
+                ws = table.rows["workspace_elems"].sum(axis=0).astype(np.float64) * DTYPE_BYTES
         elif self.workspace == "max":
             ws = np.asarray(tot["workspace_bytes"], dtype=np.float64)
         else:
@@ -195,5 +196,5 @@ def fc_weight_bytes(table) -> np.ndarray:
     out = np.zeros(rows["mask"].shape[1], dtype=np.float64)
     for s, op in enumerate(table.ops):
         if op == "fc":
-            out += np.where(rows["mask"][s], rows["weight_elems"][s], 0) * 4.0
+            out += np.where(rows["mask"][s], rows["weight_elems"][s], 0) * float(DTYPE_BYTES)
     return out

@@ -36,9 +36,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import MeasurementError
+from .._totals import input_elems
 from ..analysis import totals
 from ..costmodel import ResidualModel, residual_features, residual_sums
-from ..costmodel._latency import input_elems
 from ..lowering import lower
 from ..space import SearchSpace
 from ._metrics import accuracy, macs_loglog_fit, macs_loglog_predict
