@@ -20,6 +20,8 @@ The policy, field by field (``OpKind``):
   ``select`` gene picks).
 - ``free``: costs no time unless a profile's ``latency.kinds`` says otherwise.
 - ``transparent``: a fusion chain runs through it (the runtime removes it before fusing).
+- ``join``: reads two or more tensors (element-wise, or along the channels); every other kind
+  reads exactly one (a ``select`` is built by the language, never written with inputs).
 - ``residual``: the feature group of the residual model's layer counts (``gemm`` kinds are
   counted by GEMM shape instead): ``pool``, ``join``, ``act`` or ``other``.
 """
@@ -37,6 +39,7 @@ class OpKind(NamedTuple):
     alias: str | None = None  # "first" | "chosen" | None (see the module docstring)
     free: bool = False
     transparent: bool = False
+    join: bool = False
     residual: str = "other"  # "gemm" | "pool" | "join" | "act" | "other"
 
 
@@ -74,9 +77,9 @@ OPS: dict[str, OpKind] = _table(
     OpKind("dropout", "dropout", inplace=True, alias="first", free=True, transparent=True),
     OpKind("flatten", "reshape", alias="first", free=True),
     # joins and channel moves: a new tensor each
-    OpKind("add", "eltwise", residual="join"),
-    OpKind("mul", "eltwise", residual="join"),
-    OpKind("concat", "concat", residual="join"),
+    OpKind("add", "eltwise", join=True, residual="join"),
+    OpKind("mul", "eltwise", join=True, residual="join"),
+    OpKind("concat", "concat", join=True, residual="join"),
     OpKind("shuffle", "shuffle"),
     OpKind("slice", "slice"),
     # the free aliases of the language: never counted in Table 1, never priced
@@ -98,3 +101,4 @@ def kinds_where(**facts) -> tuple:
 GEMM_KINDS = kinds_where(gemm=True)
 FREE_KINDS = kinds_where(free=True)
 TRANSPARENT_KINDS = kinds_where(transparent=True)
+JOIN_KINDS = kinds_where(join=True)

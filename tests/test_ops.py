@@ -13,7 +13,7 @@ from augur_nas.costmodel._fusion import TRANSPARENT
 from augur_nas.costmodel._residual import residual_sums
 from augur_nas.lowering import REGISTRY
 from augur_nas.profile import load_profile
-from augur_nas.space._compile import ALIASES, PRIMITIVES
+from augur_nas.space._compile import ALIASES, JOINS, PRIMITIVES
 
 
 def test_every_language_op_kind_has_exactly_one_record_and_vice_versa():
@@ -35,6 +35,7 @@ def test_records_are_consistent():
         assert rec.residual in ("gemm", "pool", "join", "act", "other"), kind
         assert rec.alias in (None, "first", "chosen"), kind
         assert (rec.residual == "gemm") == rec.gemm, kind
+        assert (rec.residual == "join") == rec.join, kind
         if rec.table_type is None:  # never counted: free, and a view of an input
             assert rec.free and rec.alias is not None, kind
         assert not (rec.gemm and (rec.free or rec.alias or rec.inplace)), kind
@@ -44,6 +45,7 @@ def test_other_modules_read_the_table():
     assert set(FREE_BY_DEFAULT) == {"dropout", "flatten", "identity", "select", "zero"}
     assert GEMM_KINDS == ("conv", "dwconv", "fc")
     assert set(TRANSPARENT) == {"select", "identity", "dropout"}
+    assert JOINS == {"add", "mul", "concat"}
     assert ops.OPS["dwconv"].table_type == "conv" and ops.OPS["relu6"].table_type == "relu"
     assert ops.OPS["layernorm"].residual == "act" and not ops.OPS["layernorm"].inplace
 

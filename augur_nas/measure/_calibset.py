@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from .._errors import MeasurementError, SpecError
+from ..ops import OPS
 
 SET_PATH = Path(__file__).resolve().parent.parent / "data" / "calibration_set.yaml"
 MANIFEST = "manifest.json"
@@ -81,7 +82,7 @@ def families_of(model) -> list:
             fams.add("conv_stem" if per < 8 else "conv_1x1" if k == per else "conv_grouped" if g > 1 else "conv_kxk")
         elif op in ("dwconv", "fc", "lrn", "concat", "mul"):
             fams.add({"mul": "squeeze_excite"}.get(op, op))
-        elif op in ("maxpool", "avgpool", "globalpool"):
+        elif OPS[op].table_type == "pool":
             fams.add("pool")
     return sorted(fams)
 

@@ -16,7 +16,7 @@ import numbers
 from dataclasses import dataclass, field
 
 from .._errors import SpecError, UnsupportedOpError
-from ..ops import OPS, SPELLINGS
+from ..ops import JOIN_KINDS, OPS, SPELLINGS
 from ._expr import Channels, Const, Expr, Fn, GeneVal, make_divisible
 
 Cond = tuple  # (gene index, frozenset of allowed option indices)
@@ -149,7 +149,7 @@ PRIMITIVES: dict[str, dict] = {
     "add": {}, "mul": {}, "concat": {},
     "identity": {}, "zero": {},
 }
-JOINS = {"add", "mul", "concat"}
+JOINS = set(JOIN_KINDS)  # kinds that read several tensors (the op table's)
 ACTS = ("relu", "relu6", "hswish", "hsigmoid", "swish", "silu", "gelu", "sigmoid", "tanh", "none")
 # spellings of one op: the layer is built as the op on the right (the op table's SPELLINGS)
 ALIASES = SPELLINGS
