@@ -123,3 +123,22 @@ def detect_rules(settings, workdir) -> OrtRules:
     layout = dict(DEFAULT_LAYOUT, block=b, narrow_below=b, channels=_channel_rules(p, b),
                   follow=["batchnorm"] + [a for a in ACTIVATIONS if a in follow or a in fused])
     return OrtRules(layout, fused, p.count)
+
+
+def with_rules(latency, rules: OrtRules):
+    """A copy of an ONNX Runtime ``LatencyModel`` whose layout and activation fusion are ``rules``
+    (read on this machine), its costs unchanged: ``calibrate`` prices a profile of another
+    processor with this machine's graph rules before it fits its factors."""
+    from ..costmodel import LatencyModel
+
+    d = latency.to_dict()
+    if "layout" not in d:
+        return latency
+    d["layout"] = dict(rules.layout, reorder=d["layout"]["reorder"])
+    for chain in d.get("fuse") or []:
+        if "conv" in chain.get("into", []):
+            chain["act"] = list(rules.fused_acts)
+    conv = (d.get("kinds") or {}).get("conv")
+    if isinstance(conv, dict) and "narrow" in conv:
+        conv["narrow_below"] = int(rules.layout["narrow_below"])
+    return LatencyModel.from_dict(d)
