@@ -274,6 +274,11 @@ def duplicates(ops, inputs, rows, kinds) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- layouts
 
 _PLAIN, _BLOCKED = 0, 1
+# Which layers of a `blocked` kind run blocked, by their channels (``LayoutRules.channels``):
+# `any` (padded up to a block), `multiple` (a multiple of `block`; for a grouped conv, each
+# group's input and output channels), `never`. Profiles without the key block every such layer.
+CHANNEL_RULES = ("any", "multiple", "never")
+CHANNELS_ANY = {"dense": "any", "grouped": "any", "depthwise": "any", "pool": "any"}
 
 
 class LayoutRules:
@@ -298,7 +303,11 @@ class LayoutRules:
     """
 
     def __init__(self, blocked=(), follow=(), joins=(), block: int = 8, narrow_below: int = 8,
-                 reorder=(0.0, 0.0)):
+                 reorder=(0.0, 0.0), channels=None):
+        self.channels = dict(CHANNELS_ANY, **(channels or {}))
+        bad = {k: v for k, v in self.channels.items() if k not in CHANNELS_ANY or v not in CHANNEL_RULES}
+        if bad:
+            raise ValueError(f"layout channel rules must be {sorted(CHANNELS_ANY)} -> one of {CHANNEL_RULES}, got {bad}")
         self.blocked = tuple(blocked)
         self.follow = tuple(follow)
         self.joins = tuple(joins)
@@ -312,6 +321,37 @@ class LayoutRules:
 
     def __bool__(self) -> bool:
         return bool(self.blocked)
+
+    def blockable(self, op, rows, s) -> np.ndarray:
+        """[B] whether slot ``s`` (a kind of ``blocked``) can run blocked (``blockable_dims``)."""
+        return self.blockable_dims(op, rows["in_c"][s], rows["out_c"][s], rows["groups"][s])
+
+    def blockable_dims(self, op, in_c, out_c, groups) -> np.ndarray:
+        """Whether a layer of a ``blocked`` kind with these channels runs blocked, by the
+        ``channels`` rules (measured by the profiler on the runtime: ONNX Runtime's NCHWc
+        transformer pads a dense conv's channels but runs a grouped conv blocked only when each
+        group's channels fill whole blocks, and a pool only on a multiple of the block). A layer
+        that cannot runs plain (a grouped conv as im2col and GEMM per group)."""
+        b, rule = self.block, self.channels
+        in_c, out_c = np.asarray(in_c), np.asarray(out_c)
+        g = np.maximum(np.asarray(groups), 1)
+
+        def fits(key, *counts):
+            if rule[key] == "any":
+                return np.ones(np.shape(in_c), dtype=bool)
+            if rule[key] == "never":
+                return np.zeros(np.shape(in_c), dtype=bool)
+            ok = np.ones(np.shape(in_c), dtype=bool)
+            for c in counts:
+                ok &= c % b == 0
+            return ok
+
+        if op not in ("conv", "dwconv"):
+            return fits("pool", in_c)
+        depthwise = (g > 1) & (g == in_c) & (g == out_c)
+        dense = (g <= 1) & ((in_c < self.narrow_below) | fits("dense", in_c))
+        grouped = (g > 1) & ~depthwise & fits("grouped", in_c // g, out_c // g)
+        return dense | grouped | (depthwise & fits("depthwise", out_c))
 
     def reorders(self, ops, inputs, rows, fused, select_pos=None, entry_layout: int = _PLAIN,
                  free_kinds=(), alias=None, exit_state=False) -> tuple:
@@ -449,12 +489,14 @@ class LayoutRules:
                 # folded into the producer's kernel: its output is the chain's (blocked)
                 layout[s] = np.where(fz[s], lay(ins[0]) if len(ins) == 1 else _BLOCKED, _PLAIN)
             if op in self.blocked:
-                # a dense conv on few channels (a stem on RGB) reads plain input directly
+                # a dense conv on few channels (a stem on RGB) reads plain input directly; a layer
+                # whose channels do not fit the blocks runs plain (as ONNX Runtime decides)
                 narrow = (rows["in_c"][s] < self.narrow_below) & (rows["groups"][s] <= 1) & (op == "conv")
+                can = self.blockable(op, rows, s)
                 for i in ins:
-                    convert(s, i, _BLOCKED, act & ~narrow)
-                    convert(s, i, _PLAIN, act & narrow)
-                layout[s] = np.where(act, _BLOCKED, layout[s])
+                    convert(s, i, _BLOCKED, act & can & ~narrow)
+                    convert(s, i, _PLAIN, act & (narrow | ~can))
+                layout[s] = np.where(act, np.where(can, _BLOCKED, _PLAIN), layout[s])
             elif op in self.follow or op in free_kinds:
                 layout[s] = np.where(act, lay(ins[0]), layout[s])
                 if op in free_kinds:
@@ -506,12 +548,13 @@ class LayoutRules:
     def to_dict(self) -> dict:
         return {"blocked": list(self.blocked), "follow": list(self.follow), "joins": list(self.joins),
                 "block": self.block, "narrow_below": self.narrow_below,
+                **({"channels": dict(self.channels)} if self.channels != CHANNELS_ANY else {}),
                 "reorder": {"ms_per_mb": _check.plain(self.reorder[0]), "overhead_ms": _check.plain(self.reorder[1])}}
 
     @classmethod
     def from_dict(cls, d, source=None, key="latency.layout", known_kinds=()) -> "LayoutRules":
         _check.mapping(d, source, key, required=("blocked", "reorder"),
-                       optional=("follow", "joins", "block", "narrow_below"))
+                       optional=("follow", "joins", "block", "narrow_below", "channels"))
         lists = {}
         for part in ("blocked", "follow", "joins"):
             vals = d.get(part, [])
@@ -526,7 +569,11 @@ class LayoutRules:
                    _check.number(d["reorder"].get("overhead_ms", 0.0), source, f"{key}.reorder.overhead_ms"))
         block = _check.number(d.get("block", 8), source, f"{key}.block", minimum=1, integer=True)
         narrow = _check.number(d.get("narrow_below", 8), source, f"{key}.narrow_below", minimum=1, integer=True)
-        return cls(lists["blocked"], lists["follow"], lists["joins"], block, narrow, reorder)
+        channels = d.get("channels", {})
+        _check.mapping(channels, source, f"{key}.channels", optional=tuple(CHANNELS_ANY))
+        for part, rule in channels.items():
+            _check.string(rule, source, f"{key}.channels.{part}", CHANNEL_RULES)
+        return cls(lists["blocked"], lists["follow"], lists["joins"], block, narrow, reorder, channels)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, LayoutRules) and self.to_dict() == other.to_dict()

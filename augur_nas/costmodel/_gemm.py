@@ -9,6 +9,10 @@ features ``[1, n*m*k, n*k, m*k, n*m]`` (a per-call overhead, the multiply-adds, 
 matrices' sizes: weights, im2col input, output). Region ``i`` on n covers
 ``n_breaks[i-1] <= n < n_breaks[i]``.
 
+``n_axis: nk`` puts the first axis's breakpoints on the weight elements ``n*k`` instead of n: a
+fully connected layer (m = the batch) changes regime where its weights stop fitting in a cache,
+whatever its shape.
+
 Dims outside the fitted range follow the ``outside`` rule: ``extrapolate`` (default: use the
 model of the nearest region as is), ``clip`` (price the dims clipped into the range), or
 ``raise`` (a ProfileError naming the layer and its dims).
@@ -24,6 +28,7 @@ from ._nnls import nnls
 
 FEATURES = ("1", "nmk", "nk", "mk", "nm")
 OUTSIDE_RULES = ("extrapolate", "clip", "raise")
+N_AXES = ("n", "nk")
 
 
 def gemm_features(n, m, k) -> np.ndarray:
@@ -36,7 +41,10 @@ class PiecewiseGemm:
     """Time (ms) of one ``[n x k] x [k x m]`` GEMM, piecewise linear with breakpoints on n and m."""
 
     def __init__(self, coef, n_breaks=(), m_breaks=(), n_range=None, m_range=None, k_range=None,
-                 outside: str = "extrapolate"):
+                 outside: str = "extrapolate", n_axis: str = "n"):
+        if n_axis not in N_AXES:
+            raise ValueError(f"n_axis must be one of {', '.join(N_AXES)}, not {n_axis!r}")
+        self.n_axis = n_axis
         self.n_breaks = np.asarray(sorted(float(b) for b in n_breaks), dtype=np.float64)
         self.m_breaks = np.asarray(sorted(float(b) for b in m_breaks), dtype=np.float64)
         coef = np.asarray(coef, dtype=np.float64)
@@ -64,7 +72,7 @@ class PiecewiseGemm:
 
     @classmethod
     def fit(cls, n, m, k, t, n_breaks=(), m_breaks=(), relative: bool = True, features=FEATURES,
-            outside: str = "extrapolate") -> "PiecewiseGemm":
+            outside: str = "extrapolate", n_axis: str = "n") -> "PiecewiseGemm":
         """Fit the regions by non-negative least squares on measured times ``t`` (ms).
 
         ``relative`` weights each sample by ``1/t`` (relative errors: small GEMMs count as much as
@@ -78,7 +86,7 @@ class PiecewiseGemm:
             raise ValueError("measured times must be positive")
         use = np.array([f in features for f in FEATURES])
         model = cls(np.zeros(len(FEATURES)), n_breaks, m_breaks,
-                    (n.min(), n.max()), (m.min(), m.max()), (k.min(), k.max()), outside)
+                    (n.min(), n.max()), (m.min(), m.max()), (k.min(), k.max()), outside, n_axis)
         X = gemm_features(n, m, k)
         w = 1.0 / t if relative else np.ones_like(t)
 
@@ -88,7 +96,7 @@ class PiecewiseGemm:
             return c
 
         everything = solve(np.ones(len(t), dtype=bool))
-        ri, rj = model.regions(n, m)
+        ri, rj = model.regions(n, m, k)
         for i in range(model.coef.shape[0]):
             for j in range(model.coef.shape[1]):
                 sel = (ri == i) & (rj == j)
@@ -97,9 +105,12 @@ class PiecewiseGemm:
 
     # ---------------------------------------------------------------------------------- predict
 
-    def regions(self, n, m):
-        """Region indices ``(i, j)`` of dims n, m."""
-        ri = np.searchsorted(self.n_breaks, np.asarray(n, dtype=np.float64), side="right")
+    def regions(self, n, m, k=None):
+        """Region indices ``(i, j)`` of dims n, m (and k, for ``n_axis: nk``)."""
+        first = np.asarray(n, dtype=np.float64)
+        if self.n_axis == "nk":
+            first = first * np.asarray(k, dtype=np.float64)
+        ri = np.searchsorted(self.n_breaks, first, side="right")
         rj = np.searchsorted(self.m_breaks, np.asarray(m, dtype=np.float64), side="right")
         return ri, rj
 
@@ -134,7 +145,7 @@ class PiecewiseGemm:
         if c.shape[0] == 1 and c.shape[1] == 1:
             c0 = c[0, 0]
             return c0[0] + c0[1] * (n * m * k) + c0[2] * (n * k) + c0[3] * (m * k) + c0[4] * (n * m)
-        ri, rj = self.regions(n, m)
+        ri, rj = self.regions(n, m, k)
         ri, rj = np.broadcast_arrays(ri, rj)
         cc = c[ri, rj]  # [..., 5]
         return cc[..., 0] + cc[..., 1] * (n * m * k) + cc[..., 2] * (n * k) + cc[..., 3] * (m * k) + cc[..., 4] * (n * m)
@@ -163,6 +174,8 @@ class PiecewiseGemm:
                      for i in range(self.coef.shape[0])],
             "outside": self.outside,
         }
+        if self.n_axis != "n":
+            d["n_axis"] = self.n_axis
         rng = {dim: [_check.plain(r[0]), _check.plain(r[1])] for dim, r in (("n", self.n_range), ("m", self.m_range), ("k", self.k_range))
                if r is not None}
         if rng:
@@ -171,7 +184,7 @@ class PiecewiseGemm:
 
     @classmethod
     def from_dict(cls, d, source: str | None = None, key: str = "gemm") -> "PiecewiseGemm":
-        _check.mapping(d, source, key, required=("coef",), optional=("features", "n_breaks", "m_breaks", "range", "outside"))
+        _check.mapping(d, source, key, required=("coef",), optional=("features", "n_breaks", "m_breaks", "range", "outside", "n_axis"))
         feats = d.get("features", list(FEATURES))
         if list(feats) != list(FEATURES):
             raise _check.err(f"`{key}.features` must be {list(FEATURES)} (in this order), got {feats}", source, f"{key}.features")
@@ -204,10 +217,16 @@ class PiecewiseGemm:
                     raise _check.err(f"`{key}.range.{dim}` must be [low, high] with low <= high, got {r}", source, f"{key}.range.{dim}")
                 ranges[dim] = lo_hi
         outside = _check.string(d.get("outside", "extrapolate"), source, f"{key}.outside", OUTSIDE_RULES)
-        return cls(arr, n_breaks, m_breaks, ranges.get("n"), ranges.get("m"), ranges.get("k"), outside)
+        n_axis = _check.string(d.get("n_axis", "n"), source, f"{key}.n_axis", N_AXES)
+        return cls(arr, n_breaks, m_breaks, ranges.get("n"), ranges.get("m"), ranges.get("k"), outside, n_axis)
+
+    def scaled(self, factor: float) -> "PiecewiseGemm":
+        """The same model with every coefficient times ``factor``."""
+        return PiecewiseGemm(self.coef * factor, self.n_breaks, self.m_breaks, self.n_range, self.m_range,
+                             self.k_range, self.outside, self.n_axis)
 
     def __repr__(self) -> str:
-        return (f"PiecewiseGemm(n_breaks={self.n_breaks.tolist()}, m_breaks={self.m_breaks.tolist()}, "
+        return (f"PiecewiseGemm({self.n_axis}_breaks={self.n_breaks.tolist()}, m_breaks={self.m_breaks.tolist()}, "
                 f"regions={self.coef.shape[0]}x{self.coef.shape[1]}, outside={self.outside!r})")
 
     def __eq__(self, other) -> bool:

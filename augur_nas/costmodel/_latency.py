@@ -184,6 +184,10 @@ class LatencyModel:
             choices = []
             if "narrow" in fam:
                 choices.append((cin < int(fam.get("narrow_below", 8)), self.gemm[fam["narrow"]]))
+            if "plain" in fam and self.layout is not None:
+                # a layer the runtime cannot run in its blocked layout runs another kernel
+                plain = ~self.layout.blockable_dims(kind, in_c, n * np.maximum(groups, 1), groups)
+                choices.append((plain, self.gemm[fam["plain"]]))
             if "pointwise" in fam:
                 choices.append((k == cin, self.gemm[fam["pointwise"]]))
             taken = np.zeros(msk.shape, dtype=bool)
@@ -275,9 +279,9 @@ def _parse_family(fam, gemm: dict, kind: str, source, key):
         raise _check.err(f"`{k}`: `{kind}` is not an op kind (known: {', '.join(sorted(REGISTRY))})", source, k)
     if fam in ("bytes", "free"):
         return (fam, None)
-    if isinstance(fam, dict) and "gemm" in fam and set(fam) <= {"gemm", "pointwise", "narrow", "narrow_below"}:
+    if isinstance(fam, dict) and "gemm" in fam and set(fam) <= {"gemm", "pointwise", "narrow", "narrow_below", "plain"}:
         name = fam["gemm"]
-        for part in ("gemm", "pointwise", "narrow"):
+        for part in ("gemm", "pointwise", "narrow", "plain"):
             if part in fam and fam[part] not in gemm:
                 raise _check.err(f"`{k}` prices `{kind}` with the GEMM model `{fam[part]}`, which `latency.gemm` does not "
                                  f"define (it has: {', '.join(sorted(gemm)) or 'none'})", source, k)
@@ -288,7 +292,7 @@ def _parse_family(fam, gemm: dict, kind: str, source, key):
                              f"`free` (GEMM kinds: {', '.join(GEMM_KINDS)})", source, k)
         return ("gemm", name)
     raise _check.err(f"`{k}` must be `bytes`, `free` or {{gemm: NAME}} (optionally with pointwise: NAME, narrow: NAME, "
-                     f"narrow_below: N), not {_check._kind(fam)}", source, k)
+                     f"narrow_below: N, plain: NAME), not {_check._kind(fam)}", source, k)
 
 
 def latency_ms(table, profile, batch: int = 1):

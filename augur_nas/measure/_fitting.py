@@ -16,6 +16,8 @@ from ..costmodel import PiecewiseGemm, nnls
 
 N_BREAK_SETS = ((), (64,), (128,), (256,), (64, 256))
 M_BREAK_SETS = ((), (196,), (784,), (3136,), (196, 1568), (196, 784, 3136))
+# on an fc's weight elements (n*k): 1, 4, 16 and 64 MB of float32 weights (cache sizes)
+W_BREAK_SETS = ((), (2 ** 18,), (2 ** 20,), (2 ** 22,), (2 ** 24,), (2 ** 20, 2 ** 24), (2 ** 18, 2 ** 22))
 MIN_PER_REGION = 5
 MIN_KIND = 3
 
@@ -36,6 +38,7 @@ def error_stats(pred, meas) -> dict:
 
 
 def _regions_ok(n, m, nb, mb) -> bool:
+    """Enough samples in every region (``n`` is the first axis's values: n, or n*k)."""
     ri = np.searchsorted(np.asarray(nb, dtype=float), n, side="right")
     rj = np.searchsorted(np.asarray(mb, dtype=float), m, side="right")
     counts = np.zeros((len(nb) + 1, len(mb) + 1), dtype=int)
@@ -44,14 +47,16 @@ def _regions_ok(n, m, nb, mb) -> bool:
 
 
 def fit_gemm(n, m, k, t, folds: int = 5, seed: int = 0, n_sets=N_BREAK_SETS, m_sets=M_BREAK_SETS,
-             outside: str = "extrapolate"):
-    """``(PiecewiseGemm, stats)``: breakpoints by cross-validation, then a fit on all samples."""
+             outside: str = "extrapolate", n_axis: str = "n"):
+    """``(PiecewiseGemm, stats)``: breakpoints by cross-validation, then a fit on all samples.
+    ``n_axis: nk``: ``n_sets`` are breakpoints on the weight elements n*k."""
     n, m, k, t = (np.asarray(v, dtype=np.float64) for v in (n, m, k, t))
     ok = np.isfinite(t) & (t > 0)
     n, m, k, t = n[ok], m[ok], k[ok], t[ok]
     if len(t) == 0:
         raise ValueError("no samples")
-    if len(np.unique(n)) == 1:
+    first = n * k if n_axis == "nk" else n
+    if len(np.unique(first)) == 1:
         n_sets = ((),)
     if len(np.unique(m)) == 1:
         m_sets = ((),)
@@ -61,7 +66,7 @@ def fit_gemm(n, m, k, t, folds: int = 5, seed: int = 0, n_sets=N_BREAK_SETS, m_s
     tried = []
     for nb in n_sets:
         for mb in m_sets:
-            if (nb or mb) and not _regions_ok(n, m, nb, mb):
+            if (nb or mb) and not _regions_ok(first, m, nb, mb):
                 continue
             if len(t) < 2 * (len(nb) + 1) * (len(mb) + 1) * 5:
                 if nb or mb:
@@ -72,7 +77,7 @@ def fit_gemm(n, m, k, t, folds: int = 5, seed: int = 0, n_sets=N_BREAK_SETS, m_s
                 if tr.sum() == 0:
                     errs[te] = 0
                     continue
-                g = PiecewiseGemm.fit(n[tr], m[tr], k[tr], t[tr], nb, mb)
+                g = PiecewiseGemm.fit(n[tr], m[tr], k[tr], t[tr], nb, mb, n_axis=n_axis)
                 errs[te] = np.abs(np.log(np.maximum(g.predict(n[te], m[te], k[te]), 1e-9) / t[te]))
             score = float(np.mean(errs))
             regions = (len(nb) + 1) * (len(mb) + 1)
@@ -81,9 +86,9 @@ def fit_gemm(n, m, k, t, folds: int = 5, seed: int = 0, n_sets=N_BREAK_SETS, m_s
             if best is None or score < best[0] * 0.98 or (score <= best[0] * 1.02 and regions < best[3]):
                 best = (score, nb, mb, regions)
     _, nb, mb, _ = best
-    g = PiecewiseGemm.fit(n, m, k, t, nb, mb, outside=outside)
+    g = PiecewiseGemm.fit(n, m, k, t, nb, mb, outside=outside, n_axis=n_axis)
     stats = error_stats(g.predict(n, m, k), t)
-    stats.update({"n_breaks": list(nb), "m_breaks": list(mb), "cv_mean_abs_log_error": round(best[0], 4),
+    stats.update({f"{n_axis}_breaks" if n_axis != "n" else "n_breaks": list(nb), "m_breaks": list(mb), "cv_mean_abs_log_error": round(best[0], 4),
                   "candidates_tried": len(tried)})
     return g, stats
 

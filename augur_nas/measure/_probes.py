@@ -104,9 +104,10 @@ def _random_probe(rng, fam, n_range=None, m_range=None):
         c = int(rng.choice([16, 32, 48, 64, 96, 144, 192, 240, 384, 576, 960]))
         return dw_probe(c, side * stride, kernel, stride)
     if fam == "fc":
-        k = int(rng.choice([64, 256, 512, 1024, 1280, 2048, 4096, 9216]))
+        # up to VGG's first fc (25088 x 4096): the weights of the largest leave every cache
+        k = int(rng.choice([64, 256, 512, 1024, 1280, 2048, 4096, 9216, 25088]))
         n = int(rng.choice([10, 100, 1000, 2048, 4096]))
-        if k * n > 40e6:
+        if k * n > 110e6:
             return None
         return fc_probe(k, n, act=bool(rng.random() < 0.3))
     return None

@@ -226,7 +226,7 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
     w = 1 / cal.Y
     per_call, scale, per_layer = nnls(np.stack([np.ones_like(cal.K), cal.K, cal.L], 1) * w[:, None], cal.Y * w)
     scale = scale if scale > 0 else 1.0
-    gemm_s = {k: PiecewiseGemm(v.coef * scale, v.n_breaks, v.m_breaks, v.n_range, v.m_range, v.k_range, v.outside)
+    gemm_s = {k: v.scaled(scale)
               for k, v in gemm_d.items()}
     latency = LatencyModel(gemm_s, OpModel((default[0] * scale, default[1] * scale),
                                            {k: (a * scale, c * scale) for k, (a, c) in op_kinds.items()}),

@@ -47,8 +47,9 @@ from ..io.onnx import export_onnx
 from ..lowering import lower
 from ..models import load_space_dict
 from ..profile import Profile
-from ._fitting import error_stats, fit_bytes, fit_gemm, fit_memory
+from ._fitting import W_BREAK_SETS, error_stats, fit_bytes, fit_gemm, fit_memory
 from ._memory import measure_memories
+from ._ortrules import DEFAULT_FUSED_ACTS, DEFAULT_LAYOUT, detect_rules
 from ._ortnodes import attribute, cleanup, graph_edges, layer_of, node_times, owners
 from ._probes import calibration_networks, kernel_grid, refine_probes
 from ._protocol import time_runners
@@ -56,21 +57,19 @@ from ._runners import OrtRunner
 from ._settings import RuntimeSettings, require, runtime_version
 
 PROBE_TARGET_S = 0.08  # kernel work per probe visit
+# ONNX Runtime's fusions and NCHWc layout where the profiler could not read them from the runtime
+# (``_ortrules.detect_rules`` reads them on the machine; these are the AVX2 defaults): convs and
+# pools run blocked, activations and BatchNorm follow their input, add and concat are blocked
+# when all inputs are, everything else (LRN, softmax, a broadcast multiply, a zero edge, fc) runs plain
 ORT_FUSE = [
-    {"into": ["conv", "dwconv"], "fold": ["batchnorm", "scale"], "join": ["add"],
-     "act": ["relu", "relu6", "sigmoid", "tanh", "hsigmoid"]},
+    {"into": ["conv", "dwconv"], "fold": ["batchnorm", "scale"], "join": ["add"], "act": list(DEFAULT_FUSED_ACTS)},
     {"into": ["fc"], "act": ["relu"]},
 ]
-# ONNX Runtime's NCHWc layout on x86 (blocks of 8 channels with AVX2): convs and pools run blocked,
-# activations and BatchNorm follow their input, add and concat are blocked when all inputs are,
-# everything else (LRN, softmax, a broadcast multiply, a zero edge, fc) runs plain
-ORT_LAYOUT = {"blocked": ["conv", "dwconv", "maxpool", "avgpool", "globalpool"],
-              "follow": ["batchnorm", "relu", "relu6", "sigmoid", "tanh", "hsigmoid"],
-              "joins": ["add", "concat"], "block": 8, "narrow_below": 8}
+ORT_LAYOUT = DEFAULT_LAYOUT
 # weightless ops ORT computes once per input (common-subexpression elimination)
 ORT_CSE = ["relu", "relu6", "sigmoid", "tanh", "hsigmoid", "hswish", "swish", "maxpool", "avgpool", "globalpool",
            "zero"]
-GEMM_VARIANTS = ("conv", "conv_1x1", "conv_narrow", "dwconv", "fc")
+GEMM_VARIANTS = ("conv", "conv_1x1", "conv_narrow", "conv_plain", "dwconv", "fc")
 NARROW_BELOW = 8
 MAX_MEMORY_NETS = 32
 ANCHOR_SEED = 20261122  # the speed anchors: calibration_networks(default_rng(ANCHOR_SEED), 5)
@@ -156,24 +155,30 @@ def hardware_facts() -> dict:
 # --------------------------------------------------------------------------------------------- samples
 
 
-def _variant(kind, n, k, groups, in_c):
+def _variant(kind, n, k, groups, in_c, layout=None):
+    """The GEMM model family of a layer: as ``LatencyModel._gemm_time`` chooses it (narrow first,
+    then a conv the runtime runs plain, then 1x1). ``in_c`` is per group."""
     if kind == "fc":
         return "fc"
     if kind == "dwconv":
         return "dwconv"
-    cin = max(int(in_c) // max(int(groups), 1), 1)
-    if cin < NARROW_BELOW:
+    cin = max(int(in_c), 1)
+    g = max(int(groups), 1)
+    if cin < (layout.narrow_below if layout is not None else NARROW_BELOW):
         return "conv_narrow"
+    if layout is not None and not layout.blockable_dims(kind, cin * g, int(n) * g, g):
+        return "conv_plain"
     if int(k) == cin:
         return "conv_1x1"
     return "conv"
 
 
-def _gemm_sample(table, s, t_ms, source):
+def _gemm_sample(table, s, t_ms, source, layout=None):
     r = table.rows
     kind = table.ops[s]
     n, m, k, g, cin = (int(r[f][s, 0]) for f in ("n", "m", "k", "groups", "in_c"))
-    return {"family": _variant(kind, n, k, g, cin), "kind": kind, "n": n, "m": m, "k": k, "groups": g, "in_c": cin,
+    cin = cin // max(g, 1)
+    return {"family": _variant(kind, n, k, g, cin, layout), "kind": kind, "n": n, "m": m, "k": k, "groups": g, "in_c": cin,
             "t": float(t_ms), "source": source}
 
 
@@ -240,7 +245,7 @@ def _probe_once(spec, settings, workdir, model0):
         if isinstance(s, str) or not (net.table.ops[s] in ("conv", "dwconv", "fc")):
             continue
         t = sum(ms for _, _, ms, _ in nodes)
-        out.append(_gemm_sample(net.table, s, t, "probe"))
+        out.append(_gemm_sample(net.table, s, t, "probe", model0.layout))
     return out
 
 
@@ -254,12 +259,17 @@ def profile_onnxruntime(name: str, settings: RuntimeSettings, budget_s: float = 
     budget = Budget(budget_s)
     rng = np.random.default_rng(seed)
     # a provisional model: which kinds are free, the fusion rules
-    model0 = _ort_model({}, OpModel(), {}, (0.0, 0.0))
     report = {"phases_s": {}}
     own_dir = workdir is None
     tmp = tempfile.TemporaryDirectory(prefix="augur-profile-") if own_dir else None
     workdir = tmp.name if own_dir else workdir
     try:
+        # the runtime's layout and fusion rules on this processor, read from its optimised graphs
+        rules = detect_rules(settings, workdir)
+        _say(progress, f"ONNX Runtime's rules here: blocks of {rules.layout['block']} channels, "
+                       f"{rules.layout.get('channels')}, fused activations {rules.fused_acts}")
+        model0 = _ort_model({}, OpModel(), {}, (0.0, 0.0), rules=rules._asdict())
+        report["rules"] = rules._asdict()
         return _profile_ort(name, settings, budget, rng, progress, workdir, model0, report, n_networks,
                             max_network_macs)
     finally:
@@ -317,7 +327,7 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
            "specs": {n.label: n.spec for n in measured_nets},
            "node_sum_ms": np_.node_sum, "nodes": np_.n_nodes, "profiler_delta_ms": delta, "anchors_ms": anchors,
            "memory": {k: v for k, v in mem.items() if "peak_rss_mb" in v}, "fusion_check": np_.fusion_check,
-           "revisit": report["probe_revisit_median_abs_log_diff"]}
+           "revisit": report["probe_revisit_median_abs_log_diff"], "rules": report.get("rules")}
     report["raw"] = raw
     return fit_ort(raw, name, settings, budget, report)
 
@@ -436,7 +446,7 @@ def _add_node_samples(acc: _NodeProfiles, net, att: dict, model0) -> None:
         kind = net.table.ops[s]
         fam = model0.family(kind)[0]
         if kind in ("conv", "dwconv", "fc"):
-            samp = _gemm_sample(net.table, s, own, "in-situ")
+            samp = _gemm_sample(net.table, s, own, "in-situ", model0.layout)
             samp["reorders"] = reorders
             acc.insitu.append(samp)
         elif fam == "bytes":
@@ -500,6 +510,7 @@ class _KernelFit(NamedTuple):
     gemm_stats: dict
     op_stats: dict
     reorder_stats: dict
+    rules: dict | None = None  # OrtRules as a dict (None: an old raw record: ORT_LAYOUT/ORT_FUSE)
 
 
 class _EndToEnd(NamedTuple):
@@ -526,7 +537,7 @@ def fit_ort(raw, name, settings, budget=None, report=None):
     nets = _fit_nets(raw["specs"])
     t_d = time.monotonic()
     kf = _fit_kernel_models(raw, delta)
-    kernels = _ort_model(kf.gemm, OpModel(kf.default, kf.op_kinds), kf.kinds, kf.reorder)
+    kernels = _ort_model(kf.gemm, OpModel(kf.default, kf.op_kinds), kf.kinds, kf.reorder, rules=kf.rules)
     e2e = _fit_end_to_end(nets, kernels, raw["e2e_ms"])
     latency = _scaled_ort_model(kf, e2e)
     calib = _calibration_errors(nets, latency, raw["e2e_ms"], raw["noise"])
@@ -550,13 +561,16 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
     """GEMM families from probes and in-situ kernels, memory-bound kinds from their own nodes
     (and the layout changes serving them), layout conversions; the profiler's per-node cost
     ``delta`` comes off each model's per-node constant."""
+    rules = raw.get("rules")
     gemm, gemm_stats = _fit_gemm_families(raw["probes"] + raw["in_situ"])
     kinds = {"conv": {"gemm": "conv"}}
     if "conv_1x1" in gemm:
         kinds["conv"]["pointwise"] = "conv_1x1"
     if "conv_narrow" in gemm:
         kinds["conv"]["narrow"] = "conv_narrow"
-        kinds["conv"]["narrow_below"] = NARROW_BELOW
+        kinds["conv"]["narrow_below"] = int((rules or {}).get("layout", {}).get("narrow_below", NARROW_BELOW))
+    if "conv_plain" in gemm and (rules or {}).get("layout", {}).get("channels"):
+        kinds["conv"]["plain"] = "conv_plain"
     if "dwconv" in gemm:
         kinds["dwconv"] = {"gemm": "dwconv"}
     if "fc" in gemm:
@@ -572,7 +586,7 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
                       default=(default[0], max(0.0, default[1] - delta)),
                       op_kinds={k: (a, max(0.0, c - delta)) for k, (a, c) in op_kinds.items()},
                       reorder=(reorder[0], max(0.0, reorder[1] - delta)),
-                      gemm_stats=gemm_stats, op_stats=op_stats, reorder_stats=reorder_stats)
+                      gemm_stats=gemm_stats, op_stats=op_stats, reorder_stats=reorder_stats, rules=rules)
 
 
 def _fit_gemm_families(samples: list):
@@ -588,7 +602,9 @@ def _fit_gemm_families(samples: list):
         k = np.array([s["k"] for s in S], dtype=np.float64)
         g = np.array([s["groups"] for s in S], dtype=np.float64)
         t = np.array([s["t"] for s in S], dtype=np.float64)
-        model, st = fit_gemm(n, m, k, t / g, seed=0)
+        # an fc changes regime where its weights leave the caches, whatever its shape
+        axis = {"n_axis": "nk", "n_sets": W_BREAK_SETS} if fam == "fc" else {}
+        model, st = fit_gemm(n, m, k, t / g, seed=0, **axis)
         st["probes"] = sum(1 for s in S if s["source"] == "probe")
         st["in_situ"] = sum(1 for s in S if s["source"] == "in-situ")
         gemm[fam] = model
@@ -638,12 +654,11 @@ def _fit_end_to_end(nets: list, kernels, e2e_ms: dict) -> _EndToEnd:
 def _scaled_ort_model(kf: _KernelFit, e2e: _EndToEnd):
     """The latency model: every kernel model times the scale, with the two overheads."""
     scale = e2e.scale
-    gemm_scaled = {k: PiecewiseGemm(v.coef * scale, v.n_breaks, v.m_breaks, v.n_range, v.m_range, v.k_range, v.outside)
-                   for k, v in kf.gemm.items()}
+    gemm_scaled = {k: v.scaled(scale) for k, v in kf.gemm.items()}
     ops_scaled = OpModel((kf.default[0] * scale, kf.default[1] * scale),
                          {k: (a * scale, c * scale) for k, (a, c) in kf.op_kinds.items()})
     return _ort_model(gemm_scaled, ops_scaled, kf.kinds, (kf.reorder[0] * scale, kf.reorder[1] * scale),
-                      e2e.per_node, e2e.per_call)
+                      e2e.per_node, e2e.per_call, rules=kf.rules)
 
 
 def _calibration_errors(nets: list, latency, e2e_ms: dict, noise: dict) -> dict:
@@ -744,7 +759,7 @@ _PROBE_FAMILY = {"conv": "kxk", "conv_1x1": "pw", "dwconv": "dw", "conv_narrow":
 def _minus_constant(g: PiecewiseGemm, delta: float) -> PiecewiseGemm:
     coef = g.coef.copy()
     coef[..., 0] = np.maximum(coef[..., 0] - delta, 0.0)
-    return PiecewiseGemm(coef, g.n_breaks, g.m_breaks, g.n_range, g.m_range, g.k_range, g.outside)
+    return PiecewiseGemm(coef, g.n_breaks, g.m_breaks, g.n_range, g.m_range, g.k_range, g.outside, g.n_axis)
 
 
 def _profiler_overhead(settings, workdir, model0) -> float:
@@ -772,10 +787,16 @@ def _profiler_overhead(settings, workdir, model0) -> float:
     return max(0.0, float(np.median(out)))
 
 
-def _ort_model(gemm, ops, kinds, reorder, per_layer=0.0, per_call=0.0):
-    layout = LayoutRules(ORT_LAYOUT["blocked"], ORT_LAYOUT["follow"], ORT_LAYOUT["joins"], ORT_LAYOUT["block"],
-                         ORT_LAYOUT["narrow_below"], reorder)
-    return LatencyModel(gemm, ops, kinds, per_layer, FusionRules(ORT_FUSE), per_call, layout, ORT_CSE)
+def _ort_model(gemm, ops, kinds, reorder, per_layer=0.0, per_call=0.0, rules=None):
+    """An ONNX Runtime latency model; ``rules`` (``OrtRules`` as a dict, as ``detect_rules`` read
+    them on the machine) give the layout and the fused activations, else ORT_LAYOUT/ORT_FUSE."""
+    lay = dict((rules or {}).get("layout") or ORT_LAYOUT)
+    layout = LayoutRules(lay["blocked"], lay["follow"], lay["joins"], lay["block"], lay["narrow_below"], reorder,
+                         lay.get("channels"))
+    fuse = ORT_FUSE
+    if rules and rules.get("fused_acts") is not None:
+        fuse = [dict(ORT_FUSE[0], act=list(rules["fused_acts"])), *ORT_FUSE[1:]]
+    return LatencyModel(gemm, ops, kinds, per_layer, FusionRules(fuse), per_call, layout, ORT_CSE)
 
 
 def _check_fusion(net, times, acc):
