@@ -10,7 +10,7 @@ from .oracle import Oracle
 from .profile import load_profile, save_profile
 from .space import SearchSpace
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def check(profile, settings=None, time_s: float = 4.0, timing: bool = True):
