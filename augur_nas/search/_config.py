@@ -3,6 +3,7 @@ the small helpers every part of the search shares (Optuna's logging, the progres
 
 from __future__ import annotations
 
+import pickle
 import sys
 import warnings
 from contextlib import contextmanager
@@ -90,8 +91,6 @@ def make_config(space, device, *, latency_ms=None, memory_mb=None, params=None, 
 
 
 def _check_importable(objective) -> None:
-    import pickle
-
     try:
         pickle.dumps(objective)
         ok = getattr(objective, "__module__", None) != "__main__"
