@@ -36,6 +36,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import MeasurementError
+from .._imports import optional
 from ..analysis import totals
 from ..costmodel import ResidualModel, residual_features, residual_sums
 from ..costmodel._latency import input_elems
@@ -73,8 +74,7 @@ def residual_inputs(space, X, profile, batch: int = 1):
 
 
 def train_booster(F, y, w=None, seed: int = 0, rounds: int = NUM_ROUNDS) -> str:
-    import lightgbm as lgb
-
+    lgb = optional("lightgbm", "fitting a residual model", MeasurementError)
     params = dict(LGB_PARAMS, seed=seed)
     ds = lgb.Dataset(np.asarray(F, dtype=np.float64), label=np.asarray(y, dtype=np.float64), weight=w,
                      free_raw_data=True, params={"verbose": -1})
