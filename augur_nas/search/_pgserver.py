@@ -18,6 +18,8 @@ import socket
 import subprocess
 import tempfile
 
+from .._imports import available
+
 
 def _bin_dir():
     cands = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
@@ -35,9 +37,7 @@ def find_postgres():
     b = _bin_dir()
     if b is None or not os.path.exists(os.path.join(b, "pg_ctl")):
         return None, "PostgreSQL is not installed (no initdb/pg_ctl; run .ci/postgres.sh)"
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
+    if not available("psycopg2"):
         return None, "the psycopg2 driver is not installed (pip install psycopg2-binary; run .ci/postgres.sh)"
     if os.geteuid() == 0:
         try:
