@@ -36,6 +36,7 @@ from . import _check
 from ._fusion import Boundary, FusionRules, LayoutRules, duplicates
 from ._gemm import PiecewiseGemm
 from ._ops import BYTES_PER_MB, OpModel
+from ._residual import residual_sums
 
 FREE_BY_DEFAULT = ("dropout", "flatten", "identity", "select", "zero")
 GEMM_KINDS = tuple(k for k, h in REGISTRY.items() if h.gemm)
@@ -307,7 +308,6 @@ def latency_ms(table, profile, batch: int = 1):
     residual = getattr(profile, "residual", None)
     if residual is None:
         return model.predict(table, batch, name)
-    from ._residual import residual_sums
 
     fused = model.fused(table)
     st, n_reorder = model.slot_costs(table, batch, name, fused=fused)
