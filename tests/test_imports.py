@@ -11,14 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "augur_nas"
 
 # Known cycles, each as the sorted tuple of its modules (a strongly connected component); any
-# other cycle fails the test. The first is the pricing path's (lowering <-> _segments ->
-# analysis -> lowering), which belongs to the pricing-path rework (issue 12, branch h12): remove
-# it when that merges. The second is io/onnx <-> models: export_onnx accepts a model file path
-# (so it loads models) and load_model reads .onnx files; cutting it means splitting io/onnx.py
-# into its reader and its writer, left until the importer work on that file (h13ops) has merged.
+# other cycle fails the test. The pricing path's (lowering <-> _segments -> analysis ->
+# lowering) belongs to the pricing-path rework (issue 12): remove it when that merges.
 KNOWN_CYCLES = {
     ("augur_nas._segments", "augur_nas.analysis", "augur_nas.lowering"),
-    ("augur_nas.io.onnx", "augur_nas.models"),
 }
 
 
