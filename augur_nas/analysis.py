@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .lowering import DTYPE_BYTES, REGISTRY, LayerTable, lower
+from .space import SearchSpace
 
 TOTAL_KEYS = ("macs", "ops", "params", "weights_bytes", "activation_bytes", "workspace_bytes", "peak_memory_bytes")
 
@@ -142,8 +143,6 @@ def analyze_batch(space, X) -> dict:
 
 
 def _as_model(model):
-    from .space import SearchSpace
-
     if isinstance(model, SearchSpace):
         if model.n_genes and model.size != 1:
             raise TypeError("analyze() takes a concrete model; decode a candidate first (space.decode(x))")

@@ -17,9 +17,13 @@ import math
 import numpy as np
 
 from ._errors import ConstraintError
+from ._segments import segment_sums
 from .analysis import totals
-from .costmodel import latency_ms, memory_mb
-from .lowering import REGISTRY, lower
+from .costmodel import latency_ms, memory_mb, residual_sums
+from .costmodel._memory import BYTES_PER_MB, fc_weight_bytes
+from .costmodel._residual import SUM_KEYS
+from .lowering import DTYPE_BYTES, REGISTRY, _TotalsSink, lower
+from .models import load_space
 from .profile import Profile, load_profile
 
 DEFAULT_CHUNK = 131072
@@ -43,10 +47,6 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     the whole-network sums its features need are gathered with the latency and the booster
     corrects the chunk at once."""
     model = profile.latency
-    from ._segments import segment_sums
-    from .costmodel import residual_sums
-    from .costmodel._residual import SUM_KEYS
-    from .lowering import DTYPE_BYTES, _TotalsSink
 
     name = profile.name
     prog = space.program
@@ -72,8 +72,6 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
         if residual is not None:
             out.update(residual_sums(table, model, st, fused, n_reorder))
         if need_fc:
-            from .costmodel._memory import fc_weight_bytes
-
             out["fc_weight_bytes"] = fc_weight_bytes(table)
         return out, exit_bound
 
@@ -82,7 +80,6 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     if linear:
         # every term of the memory model is a sum over layers: one combined field per grid row is
         # gathered instead of its three or four terms (MemoryModel.predict, term by term)
-        from .costmodel._memory import BYTES_PER_MB
 
         def derive(res):
             w = res["weight_elems"] * DTYPE_BYTES
@@ -136,8 +133,6 @@ class Oracle:
 
     def __init__(self, space, device, batch: int = 1, chunk: int = DEFAULT_CHUNK):
         if isinstance(space, str):
-            from .models import load_space
-
             space = load_space(space)
         self.space = space
         self.profile: Profile = load_profile(device)
