@@ -7,7 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 PACKAGE = ROOT / "augur_nas"
 
 # Known cycles, each as the sorted tuple of its modules (a strongly connected component); any
