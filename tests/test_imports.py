@@ -97,7 +97,8 @@ def test_the_graph_sees_relative_and_local_imports():
     g = import_graph()
     assert "augur_nas._errors" in g["augur_nas.cli"]
     assert "augur_nas.cli.search" in g["augur_nas.cli"]
-    assert "augur_nas.search._workers" in g["augur_nas.search._worker"]  # a function-local import
+    assert "augur_nas.search._workers" in g["augur_nas.search._worker"]
+    assert "augur_nas.measure._torch" in g["augur_nas.measure._runners"]  # a function-local import
 
 
 def test_the_cycle_finder_finds_a_cycle():
