@@ -47,7 +47,6 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     the whole-network sums its features need are gathered with the latency and the booster
     corrects the chunk at once."""
     model = profile.latency
-
     name = profile.name
     prog = space.program
     model_ws_sum = profile.memory.workspace == "sum"
@@ -80,7 +79,6 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     if linear:
         # every term of the memory model is a sum over layers: one combined field per grid row is
         # gathered instead of its three or four terms (MemoryModel.predict, term by term)
-
         def derive(res):
             w = res["weight_elems"] * DTYPE_BYTES
             if need_fc:
