@@ -9,22 +9,20 @@ from .models import from_torch, load_model, load_space, load_space_dict
 from .oracle import Oracle
 from .profile import load_profile, save_profile
 from .space import SearchSpace
-
-__version__ = "0.1.0"
+from ._version import __version__
+from .io import onnx as _onnx_io  # noqa: F401 - registers the .onnx reader of models.load_model
+from .measure._calibrate import calibrate as _calibrate
+from .measure._devcheck import check as _check
 
 
 def check(profile, settings=None, time_s: float = 4.0, timing: bool = True):
     """Does this machine match ``profile``? A ``DeviceCheck``: ``matches``, ``differences``,
     ``speed_factor`` (its speed anchors timed now / when it was built), ``to_dict()``."""
-    from .measure._devcheck import check as _check
-
     return _check(profile, settings, time_s=time_s, timing=timing)
 
 
 def calibrate(base, **kw):
     """Adapt a profile to this machine (or to measured latencies): see ``augur_nas.measure._calibrate.calibrate``."""
-    from .measure._calibrate import calibrate as _calibrate
-
     return _calibrate(base, **kw)
 
 __all__ = [

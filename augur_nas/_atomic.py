@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from ._errors import SpecError
 
 
 def _default_mode() -> int:
@@ -52,8 +53,6 @@ def check_out_dir(path, what: str = "--out") -> str:
     """Make sure results can be written into folder ``path`` before any work starts: create it and
     write (then remove) a probe file. Raises ``SpecError`` (exit 2 at the CLI) naming the folder and
     the reason; returns the path."""
-    from ._errors import SpecError
-
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise SpecError(f"{what} {path} is an existing file, not a folder; give a folder for the results")
@@ -70,8 +69,6 @@ def check_out_dir(path, what: str = "--out") -> str:
 
 def check_out_file(path, what: str = "--output") -> str:
     """``check_out_dir`` for the folder of an output file, and the file itself must not be a folder."""
-    from ._errors import SpecError
-
     path = os.fspath(path)
     if os.path.isdir(path):
         raise SpecError(f"{what} {path} is a folder; give a file name")

@@ -24,6 +24,7 @@ import numpy as np
 from ._totals import TOTAL_KEYS  # noqa: F401  (the figures of totals(), read from here)
 from ._totals import input_elems, network_totals, peak_activation, shares_input_buffer, table_sums
 from .lowering import DTYPE_BYTES, REGISTRY, LayerTable, lower
+from .space import SearchSpace
 
 
 def peak_memory(table: LayerTable, shares=None) -> dict:
@@ -58,8 +59,6 @@ def analyze_batch(space, X) -> dict:
 
 
 def _as_model(model):
-    from .space import SearchSpace
-
     if isinstance(model, SearchSpace):
         if model.n_genes and model.size != 1:
             raise TypeError("analyze() takes a concrete model; decode a candidate first (space.decode(x))")

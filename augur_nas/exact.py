@@ -29,8 +29,11 @@ import numpy as np
 
 from . import _dp
 from ._errors import ConstraintError
+from ._segments import _grid_values, _input_states, _signature, segments
 from ._totals import DTYPE_BYTES
-from .costmodel._memory import BYTES_PER_MB
+from .costmodel._memory import BYTES_PER_MB, fc_weight_bytes
+from .lowering import _TotalsSink
+from .oracle import Oracle, _positive_int
 
 OBJECTIVES = {"latency_ms": +1.0, "memory_mb": +1.0, "macs": -1.0, "params": -1.0}  # +1 minimized, -1 maximized
 LIMITS = ("latency_ms", "memory_mb", "params", "macs")
@@ -134,8 +137,6 @@ def structural_obstacle(space) -> str | None:
     the gene combinations tell; the entry shapes multiply the rows further, checked when priced).
     A choice between whole subnetworks (spaces/resnet.yaml's block family) makes one segment of
     every gene inside it."""
-    from ._segments import segments
-
     for seg in segments(space.program):
         if seg.combos > MAX_GRID_ROWS or seg.combos * (seg.stop - seg.start) > MAX_GRID_CELLS:
             return _too_large(space, seg, seg.combos)
@@ -177,8 +178,6 @@ def _seg_fn(profile, batch):
         if ws_sum:
             out["workspace_sum_elems"] = table.rows["workspace_elems"].sum(axis=0)
         if need_fc:
-            from .costmodel._memory import fc_weight_bytes
-
             out["fc_weight_bytes"] = fc_weight_bytes(table)
         return out, None
 
@@ -190,9 +189,6 @@ def _stages(space, profile, batch, cols):
     (``_segments._State``) entering a segment, one choice per grid row. A profile whose segments
     carry more state (fusion/layout flags) only changes what a state id stands for: the grid rows
     would be keyed by (shape, flags) and ``exit`` would name the exit (shape, flags)."""
-    from ._segments import _grid_values, _input_states, _signature, segments
-    from .lowering import _TotalsSink
-
     prog = space.program
     segs = segments(prog)
     inp = _input_states(space)
@@ -313,8 +309,6 @@ def exact_front(space, device, limits=None, objectives=("latency_ms", "macs"), b
     the limits (a proof, not a failed search). ``layer_sum``: on a profile with a latency
     residual, the front of the latency without it (exact for that quantity only).
     """
-    from .oracle import Oracle, _positive_int
-
     objectives, limits = _parse(objectives, limits)
     # an Oracle passed in keeps its own batch (the members are re-priced through it)
     oracle = space if isinstance(space, Oracle) else Oracle(space, device, _positive_int(batch, "batch"))

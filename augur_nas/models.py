@@ -7,6 +7,7 @@ import importlib.util
 import os
 from typing import NamedTuple
 
+from . import nb201
 from ._errors import AugurError, SpecError
 from .io.prototxt import read_prototxt
 from .io.torch import torch_to_spec
@@ -69,8 +70,6 @@ def load_model(path, input_shape=None) -> SearchSpace:
     """
     p = str(path)
     shape = parse_input_shape(input_shape) if input_shape is not None else None
-    from . import nb201
-
     if nb201.is_arch_str(p):
         model = nb201.model(p)
         if shape is not None:
@@ -79,14 +78,8 @@ def load_model(path, input_shape=None) -> SearchSpace:
     if ":" in p and p.split(":", 1)[0].endswith(".py"):
         return _load_factory(p, shape)
     ext = os.path.splitext(p)[1].lower()
-    if ext in (".yaml", ".yml"):
-        model = load_space_dict(_with_input(read_yaml_file(p), shape), source=p)
-    elif ext == ".prototxt":
-        model = load_space_dict(_with_input(read_prototxt(p), shape), source=p)
-    elif ext == ".onnx":
-        from .io.onnx import read_onnx
-
-        model = load_space_dict(read_onnx(p, input_shape=shape), source=p)
+    if ext in READERS:
+        model = load_space_dict(READERS[ext](p, shape), source=p)
     else:
         if not os.path.exists(p):
             raise SpecError(f"no such file: {p}; give a .yaml, .prototxt or .onnx model, or file.py:factory ({p})")
@@ -96,6 +89,25 @@ def load_model(path, input_shape=None) -> SearchSpace:
         raise SpecError(f"{p} is a search space with {model.size:,} candidates, not one model; use "
                         f"`augur-nas space {p}` or decode a candidate ({p})")
     return _tagged(model, "flag" if shape else "file")
+
+
+def _read_yaml(path: str, shape=None) -> dict:
+    return _with_input(read_yaml_file(path), shape)
+
+
+def _read_prototxt(path: str, shape=None) -> dict:
+    return _with_input(read_prototxt(path), shape)
+
+
+# Model-file readers by extension: ``read(path, input shape or None) -> spec dict``. The ONNX
+# reader registers itself when io/onnx.py is imported (the package's __init__ imports it): that
+# module imports this one to load the models it exports, so this one does not import it back.
+READERS: dict = {".yaml": _read_yaml, ".yml": _read_yaml, ".prototxt": _read_prototxt}
+
+
+def register_reader(ext: str, read) -> None:
+    """Read model files ending in ``ext`` (e.g. ``".onnx"``) with ``read(path, input_shape)``."""
+    READERS[ext.lower()] = read
 
 
 def _with_input(spec: dict, shape):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._errors import SpecError
+from .lowering import check_shapes
 from .space._space import TEXT_ENCODERS, SearchSpace
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -67,8 +68,6 @@ def decode(x) -> str:
 
 def space():
     """The NB201 space (15,625 architectures), the same networks as spaces/nb201.yaml."""
-    from .lowering import check_shapes
-
     space = SearchSpace(_space_spec(), source="<nb201>")
     check_shapes(space)
     return space

@@ -25,6 +25,7 @@ from .costmodel import latency_ms, memory_mb, residual_sums
 from .costmodel._memory import fc_weight_bytes
 from .costmodel._residual import SUM_KEYS
 from .lowering import REGISTRY, _TotalsSink, lower
+from .models import load_space
 from .profile import Profile, load_profile
 
 DEFAULT_CHUNK = 131072
@@ -149,8 +150,6 @@ class Oracle:
 
     def __init__(self, space, device, batch: int = 1, chunk: int = DEFAULT_CHUNK):
         if isinstance(space, str):
-            from .models import load_space
-
             space = load_space(space)
         self.space = space
         self.profile: Profile = load_profile(device)

@@ -8,6 +8,8 @@ augur-nas, augur_nas/data/paper_tables.yaml; the tests never read files outside 
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -150,12 +152,10 @@ def root() -> Path:
     return ROOT
 
 
-def _run_cli(*args, cwd=None, timeout: float = 300, env=None):
-    """``python -m augur_nas.cli ARGS`` in a child process: the CompletedProcess (text stdout,
-    stderr, returncode). The child inherits PYTHONPATH, so it runs the code under test."""
-    import subprocess
-    import sys
-
+def _run_cli(*args, cwd=ROOT, timeout: float = 600, env=None):
+    """``python -m augur_nas.cli ARGS`` in a child process, in the repository root unless ``cwd``
+    is given: the CompletedProcess (text stdout, stderr, returncode). The child inherits
+    PYTHONPATH, so it runs the code under test; ``timeout`` only guards against a hang."""
     return subprocess.run([sys.executable, "-m", "augur_nas.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=env)
 

@@ -22,7 +22,7 @@ import augur_nas  # noqa: E402
 from augur_nas.io.onnx import export_onnx  # noqa: E402
 from torch_zoo import ZOO_TORCH  # noqa: E402
 
-ZOO = Path(__file__).resolve().parents[1] / "spaces" / "zoo"
+from conftest import ZOO  # noqa: E402
 
 # Published figures (Caffe model zoo / torchvision) that all four sources must reproduce.
 EXPECTED = {  # name: (params, conv+fc MACs, conv+fc layers)

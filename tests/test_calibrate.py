@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,8 @@ from augur_nas import ProfileError
 from augur_nas.fingerprint import cache_sizes, compare, cpu_facts, for_profile, machine_fingerprint
 from augur_nas.profile import FORMAT_VERSION, load_profile, parse_profile, save_profile
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 BASE = "x86-2core-ort"
 
 CPUINFO = """\
@@ -38,11 +38,6 @@ physical id\t: 0
 core id\t: 1
 flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni amx_tile hypervisor
 """
-
-
-def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "augur_nas.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
 
 
 def _one_paragraph(stderr: str, *needles):
@@ -138,14 +133,14 @@ def test_check_api_matches_this_machine_and_names_differences(tmp_path):
         an.check("tk1-gpu")
 
 
-def test_cli_check_json_times_the_speed_anchors():
-    r = _cli("check", "--device", BASE, "--json", "--time-s", "1")
+def test_cli_check_json_times_the_speed_anchors(run_cli):
+    r = run_cli("check", "--device", BASE, "--json", "--time-s", "1")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert isinstance(d["matches"], bool) and isinstance(d["differences"], list)
     assert isinstance(d["speed_factor"], float) and 0.01 < d["speed_factor"] < 100
     assert len(d["anchors"]) == 5 and d["threads"] == 1
-    r = _cli("check", "--device", "tk1-cpu")
+    r = run_cli("check", "--device", "tk1-cpu")
     assert r.returncode == 2
     _one_paragraph(r.stderr, "no fingerprint", "tk1-cpu")
 
@@ -204,9 +199,9 @@ def test_fit_recovers_known_factors_and_predicts_left_out_networks():
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, run_cli):
     d = tmp_path_factory.mktemp("calset")
-    r = _cli("export", "--calibration-set", d)
+    r = run_cli("export", "--calibration-set", d)
     assert r.returncode == 0, r.stderr
     return d
 
@@ -236,7 +231,7 @@ def _true_profile_latencies(names, scales):
     return {n: by[n] for n in names}
 
 
-def test_from_measurements_round_trip(tmp_path, exported):
+def test_from_measurements_round_trip(tmp_path, exported, run_cli):
     m = json.loads((exported / "manifest.json").read_text())
     names = [r["model"] for r in m["networks"]]
     truth = _true_profile_latencies(names, {"conv": 2.0, "conv_1x1": 2.0, "conv_narrow": 2.0, "dwconv": 3.0,
@@ -246,7 +241,7 @@ def test_from_measurements_round_trip(tmp_path, exported):
     rows[3] = f"{exported / (names[2] + '.onnx')},{truth[names[2]]:.6f}"  # a model given as a path
     csv.write_text("\n".join(rows) + "\n")
     out = tmp_path / "phone.yaml"
-    r = _cli("calibrate", "--device", BASE, "--from-measurements", csv, "-o", out, "--json")
+    r = run_cli("calibrate", "--device", BASE, "--from-measurements", csv, "-o", out, "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)["report"]
     assert rep["leave_one_out"]["within_10pct"] >= 0.9 and rep["leave_one_out"]["networks"] == 20
@@ -283,22 +278,22 @@ BAD_CSV = [
 
 
 @pytest.mark.parametrize("text,needles", BAD_CSV)
-def test_bad_measurements_are_one_paragraph_exit_2_and_leave_the_output_intact(tmp_path, text, needles):
+def test_bad_measurements_are_one_paragraph_exit_2_and_leave_the_output_intact(tmp_path, text, needles, run_cli):
     csv = tmp_path / "bad.csv"
     csv.write_text(text)
     out = tmp_path / "out.yaml"
     out.write_text("previous\n")
-    r = _cli("calibrate", "--device", BASE, "--from-measurements", csv, "-o", out)
+    r = run_cli("calibrate", "--device", BASE, "--from-measurements", csv, "-o", out)
     assert r.returncode == 2, (r.stdout, r.stderr)
     _one_paragraph(r.stderr, *needles)
     assert out.read_text() == "previous\n"
 
 
-def test_calibrate_refuses_a_profile_without_fingerprint(tmp_path):
+def test_calibrate_refuses_a_profile_without_fingerprint(tmp_path, run_cli):
     csv = tmp_path / "m.csv"
     csv.write_text("model,latency_ms\ncal_fc_mid,2\ncal_pooling,1\ncal_lrn,1\ncal_cell,1\n")
     for extra in ([], ["--from-measurements", csv]):
-        r = _cli("calibrate", "--device", "tx1-cpu", "-o", tmp_path / "o.yaml", *extra)
+        r = run_cli("calibrate", "--device", "tx1-cpu", "-o", tmp_path / "o.yaml", *extra)
         assert r.returncode == 2
         _one_paragraph(r.stderr, "no fingerprint", "tx1-cpu")
         assert not (tmp_path / "o.yaml").exists()
@@ -307,10 +302,10 @@ def test_calibrate_refuses_a_profile_without_fingerprint(tmp_path):
 # --------------------------------------------------------------------------------------------- local
 
 
-def test_calibrate_here_with_a_tiny_budget(tmp_path):
+def test_calibrate_here_with_a_tiny_budget(tmp_path, run_cli):
     out = tmp_path / "here.yaml"
     t = time.monotonic()
-    r = _cli("calibrate", "--device", BASE, "-o", out, "--budget-s", "6", "--json")
+    r = run_cli("calibrate", "--device", BASE, "-o", out, "--budget-s", "6", "--json")
     assert r.returncode == 0, r.stderr
     assert time.monotonic() - t < 60
     p = load_profile(out)
@@ -351,7 +346,7 @@ layers:
 """
 
 
-def test_measure_and_validate_warn_on_another_machine_only(tmp_path):
+def test_measure_and_validate_warn_on_another_machine_only(tmp_path, run_cli):
     model = tmp_path / "tiny.yaml"
     model.write_text(TINY)
     here = _this_machine_profile(tmp_path)
@@ -361,21 +356,21 @@ def test_measure_and_validate_warn_on_another_machine_only(tmp_path):
     save_profile(p, other)
     quick = ["--rounds", "2", "--round-ms", "5", "--max-wait-s", "0", "--retries", "0"]
     for cmd in (["measure", model, "--no-memory", "--warmup-s", "0.05"], ["validate", model, "--no-memory"]):
-        r = _cli(*cmd, "--device", other, *quick)
+        r = run_cli(*cmd, "--device", other, *quick)
         assert r.returncode == 0, r.stderr
         warn = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
         assert len(warn) == 1 and "Imaginary CPU 9000" in warn[0] and "augur-nas calibrate" in warn[0], r.stderr
-        r = _cli(*cmd, "--device", here, *quick)
+        r = run_cli(*cmd, "--device", here, *quick)
         assert r.returncode == 0, r.stderr
         assert not [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")], r.stderr
 
 
-def test_devices_and_predict_show_fingerprint_and_threads():
-    r = _cli("devices", "--json")
+def test_devices_and_predict_show_fingerprint_and_threads(run_cli):
+    r = run_cli("devices", "--json")
     d = {x["name"]: x for x in json.loads(r.stdout)}
     assert d[BASE]["fingerprint"]["cpu_model"] == "AMD EPYC" and d[BASE]["threads"] == 1
     assert d["tk1-gpu"]["fingerprint"] is None
-    r = _cli("predict", ROOT / "spaces" / "zoo" / "resnet18.yaml", "--device", BASE, "--json")
+    r = run_cli("predict", ROOT / "spaces" / "zoo" / "resnet18.yaml", "--device", BASE, "--json")
     assert json.loads(r.stdout)["threads"] == 1
 
 

@@ -4,7 +4,6 @@ vectorized latency, and the oracle built on them."""
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +13,7 @@ from augur_nas.costmodel import (FEATURES, LatencyModel, MemoryModel, OpModel, P
                                  latency_ms, memory_mb, nnls)
 from augur_nas.oracle import Oracle
 
-ROOT = Path(__file__).resolve().parents[1]
-ZOO = ROOT / "spaces" / "zoo"
-SPACES = ROOT / "spaces"
+from conftest import SPACES, ZOO
 
 
 # --------------------------------------------------------------------------------------------- NNLS

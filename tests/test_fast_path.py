@@ -1,7 +1,6 @@
 """The hot path (segment tabulation) must equal the full layer table exactly."""
 
 import glob
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,7 @@ from augur_nas.costmodel._fusion import FusionRules
 from augur_nas.oracle import _fast_costs, _table_costs
 from augur_nas.profile import list_profiles, load_profile
 
-# from the repository root, wherever pytest runs from (a relative glob found nothing elsewhere)
-_REPO = Path(__file__).resolve().parents[1]
+from conftest import ROOT as _REPO  # paths from the repository root, wherever pytest runs from
 SPACES = sorted(glob.glob(str(_REPO / "spaces" / "*.yaml"))) + [str(_REPO / "spaces" / "zoo" / n)
                                                                for n in ("googlenet.yaml", "resnet50.yaml")]
 assert len(SPACES) > 2, "no spaces found"

@@ -8,7 +8,8 @@ import pytest
 from augur_nas import SpecError, analyze, load_model
 from augur_nas.models import parse_input_shape
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 torch = pytest.importorskip("torch")
 
 FACTORY = '''

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,8 @@ import pytest
 from augur_nas.measure import RuntimeSettings, half_noise, time_runners
 from augur_nas.measure._protocol import Timing
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")

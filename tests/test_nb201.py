@@ -7,7 +7,7 @@ import pytest
 
 from augur_nas import SpecError, analyze, analyze_batch, load_space, nb201
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 def test_example_string_round_trip():

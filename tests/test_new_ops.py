@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,8 @@ from augur_nas._segments import fast_totals
 from augur_nas.oracle import _fast_costs, _table_costs
 from augur_nas.profile import load_profile
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 
 NET = """
 name: modern

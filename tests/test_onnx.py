@@ -21,9 +21,8 @@ from augur_nas._errors import SpecError, UnsupportedOpError  # noqa: E402
 from augur_nas.cli import main  # noqa: E402
 from augur_nas.io.onnx import HANDLERS, export_onnx, read_onnx  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-ZOO = ROOT / "spaces" / "zoo"
-SPACES = ROOT / "spaces"
+from conftest import SPACES, ZOO
+
 ZOO_YAML = sorted(p.stem for p in ZOO.glob("*.yaml"))
 
 

@@ -35,7 +35,7 @@ def test_fallback_dir():
     os.rmdir(d)
 
 
-def test_search_checks_out_before_work(tmp_path):
+def test_search_checks_out_before_work(tmp_path, root):
     import time
 
     from augur_nas.search import search
@@ -45,7 +45,7 @@ def test_search_checks_out_before_work(tmp_path):
     for bad in ("/proc/nope", str(f)):
         t0 = time.monotonic()
         with pytest.raises(SpecError):
-            search(os.path.join(os.path.dirname(os.path.dirname(__file__)), "spaces", "nb201.yaml"), "tk1-gpu",
+            search(root / "spaces" / "nb201.yaml", "tk1-gpu",
                    trials=50, out=bad)
         assert time.monotonic() - t0 < 1.0
 

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +14,8 @@ from augur_nas import ProfileError, load_model, lower
 from augur_nas.costmodel import latency_ms, memory_mb
 from augur_nas.profile import FORMAT_VERSION, PROFILE_DIR, Profile, list_profiles, load_profile, parse_profile, save_profile
 
-ROOT = Path(__file__).resolve().parents[1]
-ZOO = ROOT / "spaces" / "zoo"
+from conftest import ROOT, ZOO
+
 PAPER = ROOT / "augur_nas" / "data" / "paper_tables.yaml"
 JETSONS = ["tk1-cpu", "tk1-gpu", "tx1-cpu", "tx1-gpu"]
 NETS = ["alexnet", "vgg16", "googlenet", "resnet50"]
@@ -212,17 +208,11 @@ def test_profile_object_passes_through():
 # --------------------------------------------------------------------------------------------- CLI
 
 
-def _cli(*args):
-    exe = shutil.which("augur-nas")
-    cmd = [exe] if exe else [sys.executable, "-m", "augur_nas.cli"]
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, cwd=ROOT, timeout=120)
-
-
-def test_cli_predict_and_devices(paper, tmp_path):
-    r = _cli("predict", "spaces/zoo/alexnet.yaml", "--device", "tk1-gpu")
+def test_cli_predict_and_devices(paper, tmp_path, run_cli):
+    r = run_cli("predict", "spaces/zoo/alexnet.yaml", "--device", "tk1-gpu")
     assert r.returncode == 0, r.stderr
     assert "conv1" in r.stdout and "latency:" in r.stdout and "MB" in r.stdout
-    r = _cli("predict", "spaces/zoo/alexnet.yaml", "--device", "tk1-gpu", "--batch", "2", "--json")
+    r = run_cli("predict", "spaces/zoo/alexnet.yaml", "--device", "tk1-gpu", "--batch", "2", "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert {"latency_ms", "memory_mb", "macs", "params", "layers"} <= set(res)
@@ -231,7 +221,7 @@ def test_cli_predict_and_devices(paper, tmp_path):
     one = load_profile("tk1-gpu")
     assert res["latency_ms"] > paper["timing_ms"]["alexnet"]["tk1-gpu"]["forward"][0]  # two images take longer
     assert one.name == res["device"]
-    r = _cli("devices", "--json")
+    r = run_cli("devices", "--json")
     assert r.returncode == 0, r.stderr
     devs = [d for d in json.loads(r.stdout) if d["name"] in JETSONS]
     assert [d["name"] for d in devs] == JETSONS
@@ -239,14 +229,14 @@ def test_cli_predict_and_devices(paper, tmp_path):
     assert all(d["fit"]["max_abs_error_pct"]["forward"] <= 10 for d in devs)
 
 
-def test_cli_bad_device_exits_2(tmp_path):
-    r = _cli("predict", "spaces/zoo/alexnet.yaml", "--device", "bad")
+def test_cli_bad_device_exits_2(tmp_path, run_cli):
+    r = run_cli("predict", "spaces/zoo/alexnet.yaml", "--device", "bad")
     assert r.returncode == 2
     assert "unknown device `bad`" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     d = _good_dict()
     d["latency"]["ops"]["default"]["ms_per_mb"] = -1
     path = _write(tmp_path, d, "neg.yaml")
-    r = _cli("predict", "spaces/zoo/alexnet.yaml", "--device", path)
+    r = run_cli("predict", "spaces/zoo/alexnet.yaml", "--device", path)
     assert r.returncode == 2 and "neg.yaml" in r.stderr and "latency.ops.default.ms_per_mb" in r.stderr
     assert "Traceback" not in r.stderr

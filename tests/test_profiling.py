@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,10 +20,10 @@ from augur_nas.measure._fitting import fit_gemm
 from augur_nas.measure._settings import RuntimeSettings
 from augur_nas.profile import load_profile
 
+from conftest import ROOT, ZOO
+
 pytestmark = pytest.mark.slow  # runs the profilers: `pytest -m "not slow"` leaves it out
 
-ROOT = Path(__file__).resolve().parents[1]
-ZOO = ROOT / "spaces" / "zoo"
 
 pytest.importorskip("onnxruntime")
 

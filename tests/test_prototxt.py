@@ -10,15 +10,14 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from augur_nas._errors import AugurError, SpecError, UnsupportedOpError
 from augur_nas.io.prototxt import parse_prototxt_text, read_prototxt
 
-ROOT = Path(__file__).resolve().parents[1]
-ZOO = ROOT / "spaces" / "zoo"
+from conftest import ZOO
+
 
 TABLE1_TYPE = {
     "conv": "conv", "dwconv": "conv", "maxpool": "pool", "avgpool": "pool", "globalpool": "pool",

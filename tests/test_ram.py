@@ -8,7 +8,7 @@ from augur_nas._ram import over_ram, ram_mb, ram_warning
 from augur_nas.costmodel._memory import MemoryModel
 import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 def test_over_ram_flags_vgg_at_batch_16_on_tk1_gpu():

@@ -8,7 +8,6 @@ import copy
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,10 +20,10 @@ from augur_nas.costmodel._fusion import FusionRules
 from augur_nas.oracle import Oracle, _fast_costs, _table_costs
 from augur_nas.profile import load_profile, parse_profile, save_profile
 
+from conftest import ROOT, SPACES
+
 pytest.importorskip("lightgbm")
 
-ROOT = Path(__file__).resolve().parents[1]
-SPACES = ROOT / "spaces"
 X86 = ROOT / "device_profiles" / "x86-2core-ort.yaml"
 
 TINY_SPACE = """\

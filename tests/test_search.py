@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,17 +22,12 @@ from augur_nas.oracle import Oracle
 from augur_nas.search import (atomic_write, hypervolume, iter_chunks, pareto_mask, parse_limit, search, unrank,
                               violation)
 
-ROOT = Path(__file__).resolve().parents[1]
-SPACES = ROOT / "spaces"
+from conftest import SPACES
+
 NB201 = str(SPACES / "nb201.yaml")
 MOBILE = str(SPACES / "mobile.yaml")
 MOBILE_SMALL = str(SPACES / "mobile_small.yaml")
 DEVICE = "tk1-gpu"
-
-
-def run_cli(*args, cwd=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "augur_nas.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
 
 
 def brute_front(lat, obj):
@@ -214,7 +208,7 @@ def test_outputs(nb201_run):
     assert set(__import__("re").findall(r"https?://[^\s\"'<>]+", html)) == {"http://www.w3.org/2000/svg"}  # a name only
 
 
-def test_mobile_front_latency_rechecked_with_predict(tmp_path):
+def test_mobile_front_latency_rechecked_with_predict(tmp_path, run_cli):
     """The acceptance check on spaces/mobile.yaml at 50 ms, on fewer trials: every front member's
     latency, recomputed by `augur-nas predict` from its arch-NNN.yaml, is within the limit."""
     from augur_nas.cli.predict import predict
@@ -325,7 +319,7 @@ def test_user_objective_called_only_for_feasible(tmp_path, monkeypatch):
     assert doc["objective"]["name"] == "my_objective_mod:score" and not doc["objective"]["builtin"]
 
 
-def test_user_objective_errors_exit_2(tmp_path):
+def test_user_objective_errors_exit_2(tmp_path, run_cli):
     _objective_module(tmp_path, """
         def boom(arch):
             raise ValueError("no accuracy for you")
@@ -360,7 +354,7 @@ def test_callable_objective_api():
 # ------------------------------------------------------------------------------------------- nothing feasible
 
 
-def test_impossible_constraints_name_the_closest(tmp_path):
+def test_impossible_constraints_name_the_closest(tmp_path, run_cli):
     out = tmp_path / "o"
     out.mkdir()
     (out / "pareto.csv").write_text("stale")
@@ -441,7 +435,7 @@ def test_ctrl_c_keeps_what_was_found(tmp_path):
     assert b"arch-000" in stdout  # the summary table was printed
 
 
-def test_cli_summary_and_default_out(tmp_path):
+def test_cli_summary_and_default_out(tmp_path, run_cli):
     cp = run_cli("search", NB201, "--device", DEVICE, "--trials", "100", "--seed", "0", "--latency", "0.2s",
                  cwd=tmp_path)
     assert cp.returncode == 0, cp.stderr

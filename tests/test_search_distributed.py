@@ -18,13 +18,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from augur_nas.search._pgserver import TempPostgres, find_postgres
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 NB201 = str(ROOT / "spaces" / "nb201.yaml")
 
 _bin, _why = find_postgres()

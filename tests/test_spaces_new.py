@@ -4,9 +4,6 @@ shipped profile, the search CLI)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +11,8 @@ import pytest
 import augur_nas
 from augur_nas.analysis import analyze_batch
 
-ROOT = Path(__file__).resolve().parents[1]
-SPACES = ROOT / "spaces"
+from conftest import SPACES
+
 PROFILES = ("tk1-cpu", "tk1-gpu", "tx1-cpu", "tx1-gpu", "x86-2core-ort")
 
 # 25 resolutions x (9^2 + 9^3 + 9^4)^5: OFA's 5 stages of depth 2-4, 3 kernels x 3 expansions a block
@@ -29,17 +26,12 @@ NEW_SPACES = {"ofa_mbv3": OFA_SIZE, "fbnet": FBNET_SIZE}
 FBNET_C = [0, 3, 8, 0, 0, 7, 6, 7, 3, 7, 6, 7, 7, 7, 7, 7, 6, 7, 7, 7, 7, 3]
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "augur_nas.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600)
-
-
 @pytest.mark.parametrize("name", list(NEW_SPACES))
-def test_space_size_is_exact_and_stated(name):
+def test_space_size_is_exact_and_stated(name, run_cli):
     space = augur_nas.load_space(SPACES / f"{name}.yaml")
     assert space.size == NEW_SPACES[name]
     assert f"{NEW_SPACES[name]:,}" in (SPACES / f"{name}.yaml").read_text()  # stated in the header
-    r = _cli("space", str(SPACES / f"{name}.yaml"))
+    r = run_cli("space", str(SPACES / f"{name}.yaml"))
     assert r.returncode == 0, r.stderr
     assert f"{NEW_SPACES[name]:,} architectures" in r.stdout
 
@@ -100,7 +92,7 @@ def test_oracle_on_every_profile(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(NEW_SPACES))
-def test_search_runs(name, tmp_path):
+def test_search_runs(name, tmp_path, run_cli):
     """The brief's command: 200 trials under 50 ms on tk1-gpu, its first population seeded with the
     exact front. Whether anything meets 50 ms is what the exact front says (FBNet has members
     there, OFA's sub-networks take ~70-90 ms): a front and exit 0, or `nothing feasible` (exit 2)
@@ -108,16 +100,16 @@ def test_search_runs(name, tmp_path):
     feasible = len(augur_nas.exact_front(augur_nas.load_space(SPACES / f"{name}.yaml"), "tk1-gpu",
                                          {"latency_ms": 50.0}, ("latency_ms", "macs"))) > 0
     out = tmp_path / "out50"
-    r = _cli("search", str(SPACES / f"{name}.yaml"), "--device", "tk1-gpu", "--latency", "50ms",
-             "--trials", "200", "--seed", "0", "--out", str(out), "--no-progress")
+    r = run_cli("search", str(SPACES / f"{name}.yaml"), "--device", "tk1-gpu", "--latency", "50ms",
+                "--trials", "200", "--seed", "0", "--out", str(out), "--no-progress")
     if feasible:
         assert r.returncode == 0 and (out / "pareto.csv").exists(), r.stderr
     else:
         assert r.returncode == 2 and "nothing feasible" in r.stderr, r.stderr
         assert len((out / "trials.csv").read_text().splitlines()) == 201
     out = tmp_path / "out150"
-    r = _cli("search", str(SPACES / f"{name}.yaml"), "--device", "tk1-gpu", "--latency", "150ms",
-             "--trials", "200", "--seed", "0", "--out", str(out), "--no-progress")
+    r = run_cli("search", str(SPACES / f"{name}.yaml"), "--device", "tk1-gpu", "--latency", "150ms",
+                "--trials", "200", "--seed", "0", "--out", str(out), "--no-progress")
     assert r.returncode == 0, r.stderr
     assert (out / "pareto.csv").exists()
 

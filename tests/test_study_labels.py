@@ -7,7 +7,8 @@ import pytest
 from augur_nas import ConstraintError
 from augur_nas.search import search
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 NB201 = os.path.join(ROOT, "spaces", "nb201.yaml")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,6 @@ F = torch.nn.functional
 from augur_nas._errors import AugurError, ShapeError, SpecError, UnsupportedOpError  # noqa: E402
 from augur_nas.io.torch import torch_to_spec  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-ZOO = ROOT / "spaces" / "zoo"
 
 MOBILENET_V2_PARAMS = 3_504_872
 MOBILENET_V2_MACS = 300_774_272
@@ -29,6 +26,8 @@ RESNET18_MACS = 1_814_073_344
 # torchvision's mobilenet_v2 and resnet18, defined with the other zoo networks in tests/torch_zoo.py
 
 from torch_zoo import MobileNetV2, resnet18  # noqa: E402
+
+from conftest import ZOO
 
 
 # ---------------------------------------------------------------------------------------------

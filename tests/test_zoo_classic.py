@@ -23,14 +23,14 @@ import contextlib
 import io
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 import augur_nas
 from augur_nas.cli import main
 
-ZOO = Path(__file__).resolve().parents[1] / "spaces" / "zoo"
+from conftest import ZOO
+
 DEVICES = ("tk1-cpu", "tk1-gpu", "tx1-cpu", "tx1-gpu", "x86-2core-ort")
 
 # name: (torchvision num_params, torchvision _ops in GMACs, our conv+fc MACs, conv+fc layers = the

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import augur_nas
 
-ROOT = Path(__file__).resolve().parents[1]
-ZOO = ROOT / "spaces" / "zoo"
+from conftest import ROOT, ZOO
+
 PROFILES = ("tk1-cpu", "tk1-gpu", "tx1-cpu", "tx1-gpu", "x86-2core-ort")
 
 # name: (params, conv+fc MACs of the torchvision reference, torchvision's documented GFLOPS, input)

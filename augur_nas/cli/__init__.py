@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from .._errors import AugurError
+from .._version import __version__
 from . import analyze, calibrate, export, measure, predict, search
 from ._command import Command
 
@@ -47,8 +48,6 @@ MISPLACED = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
-
     p = argparse.ArgumentParser(prog="augur-nas", description="A vectorized cost oracle for hardware-aware NAS.")
     p.add_argument("--version", action="version", version=f"augur-nas {__version__}")
     sub = p.add_subparsers(dest="command", required=True)

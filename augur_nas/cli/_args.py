@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import math
+from .._errors import SpecError
+from ..models import parse_input_shape
 
 
 def _number(s: str, kind, ok, what: str):
@@ -54,9 +56,6 @@ class Once(argparse.Action):
 
 def input_shape(s: str) -> tuple:
     """``1x3x32x32`` or ``3x32x32`` -> ``(1, C, H, W)``."""
-    from ..models import parse_input_shape
-    from .._errors import SpecError
-
     try:
         return parse_input_shape(s)
     except SpecError as exc:

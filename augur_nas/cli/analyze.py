@@ -7,13 +7,13 @@ import sys
 from .._atomic import atomic_write
 from .._errors import SpecError
 from .._format import fmt_bytes, fmt_count, print_json, table
+from ..analysis import analyze, analyze_batch
+from ..models import load_model, load_space
 from ._command import Command
+from .predict import add_input_shape
 
 
 def cmd_analyze(args) -> int:
-    from ..analysis import analyze
-    from ..models import load_model
-
     model = load_model(args.path, input_shape=args.input_shape)
     res = analyze(model)
     res["input_shape"], res["input_from"] = list(model.input_info.shape), model.input_info.source
@@ -40,9 +40,6 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_space(args) -> int:
-    from ..analysis import analyze_batch
-    from ..models import load_space
-
     space = load_space(args.path)
     if args.encode is not None:
         return _encode(space, args)
@@ -102,8 +99,6 @@ def _encode(space, args) -> int:
 
 
 def _analyze_arguments(p) -> None:
-    from .predict import add_input_shape
-
     p.add_argument("path", help="model file: .yaml, .prototxt, .onnx, file.py:factory, or a NAS-Bench-201 string")
     add_input_shape(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")

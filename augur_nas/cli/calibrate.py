@@ -13,18 +13,21 @@ import os
 
 from .._errors import MeasurementError
 from .._format import print_json
+from ..fingerprint import describe, summary
+from ..measure._calibrate import calibrate, require_fingerprint
+from ..measure._devcheck import check, warn_if_mismatch
+from ..measure._measure import stderr_progress
+from ..profile import load_profile, save_profile
 from ._args import positive_float
 from ._command import Command
+from .measure import _settings, _trap_sigterm
 
 
 def cmd_check(args) -> int:
-    from ..measure._devcheck import check
-
     res = check(args.device, time_s=args.time_s, timing=not args.no_timing)
     if args.json:
         print_json(res.to_dict())
         return 0
-    from ..fingerprint import describe, summary
 
     print(f"profile `{res.profile}`: {summary(res.profile_fingerprint)}")
     print(f"this machine: {summary(res.machine_fingerprint)}")
@@ -57,12 +60,6 @@ def _check_output(out):
 
 
 def cmd_calibrate(args) -> int:
-    from .measure import _settings, _trap_sigterm
-    from ..measure._calibrate import calibrate, require_fingerprint
-    from ..measure._devcheck import warn_if_mismatch
-    from ..measure._measure import stderr_progress
-    from ..profile import load_profile, save_profile
-
     _check_output(args.output)
     base = load_profile(args.device)
     require_fingerprint(base)

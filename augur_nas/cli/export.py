@@ -6,6 +6,10 @@ import os
 
 from .._errors import SpecError
 from .._format import fmt_bytes
+from ..io.onnx import export_onnx
+from ..lowering import check_shapes
+from ..measure._calibset import export_calibration_set
+from ..models import load_model, load_space
 from ._command import Command
 
 
@@ -13,9 +17,6 @@ def _load(path: str, candidate, seed: int):
     """The model to export: a model file, or candidate ``I`` of a space (sample ``I`` of
     ``space.sample(I + 1, seed)``, the same candidate ``augur-nas space PATH --seed S --decode I``
     prints)."""
-    from ..lowering import check_shapes
-    from ..models import load_model, load_space
-
     if candidate is not None and candidate < 0:
         raise SpecError(f"`--candidate` must be >= 0, but got {candidate}")
     ext = os.path.splitext(path)[1].lower()
@@ -36,8 +37,6 @@ def _load(path: str, candidate, seed: int):
 
 
 def cmd_export(args) -> int:
-    from ..io.onnx import export_onnx
-
     if args.calibration_set:
         return _export_calibration_set(args)
     if not args.path or not args.output:
@@ -52,8 +51,6 @@ def cmd_export(args) -> int:
 
 
 def _export_calibration_set(args) -> int:
-    from ..measure._calibset import export_calibration_set
-
     if args.path or args.output or args.candidate is not None:
         raise SpecError("`--calibration-set DIR` writes the fixed calibration set; give no model, -o or --candidate")
     m = export_calibration_set(args.calibration_set, opset=args.opset)

@@ -9,12 +9,24 @@ puts measured and predicted side by side.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sys
 
-from .._atomic import check_out_file
+from .._atomic import atomic_write, check_out_file
 from .._errors import MeasurementError
 from .._format import print_json, table
+from ..measure._calibrate import correct_profile
+from ..measure._devcheck import warn_if_mismatch
+from ..measure._measure import QUICK, estimate_s, measure_paths, noisy, stderr_progress
+from ..measure._profile_other import profile_numpy, profile_torch
+from ..measure._profiling import profile_onnxruntime
+from ..measure._residual_fit import fit_residual
+from ..measure._settings import RuntimeSettings, require
+from ..measure._validate import plot, validate
+from ..models import load_space
+from ..profile import load_profile, save_profile
 from ._args import Once, fraction, nonneg_float, nonneg_int, positive_float, positive_int
 from ._command import Command
 
@@ -35,16 +47,12 @@ def _trap_sigterm():
 
 
 def _settings(args, profile=None):
-    from ..measure._settings import RuntimeSettings
-
     base = profile.runtime_settings if profile is not None else {}
     return RuntimeSettings.from_dict(base, backend=getattr(args, "backend", None), threads=getattr(args, "threads", None),
                                      torch_device=getattr(args, "torch_device", None))
 
 
 def _load_profile(path):
-    from ..profile import load_profile
-
     return load_profile(path)
 
 
@@ -52,11 +60,6 @@ def _load_profile(path):
 
 
 def cmd_measure(args) -> int:
-    import sys
-
-    from ..measure._measure import QUICK, estimate_s, measure_paths, noisy, stderr_progress
-    from ..measure._settings import require
-
     profile = _load_profile(args.device) if args.device else None
     settings = _settings(args, profile)
     _warn_mismatch(profile, settings, "measure")
@@ -122,9 +125,6 @@ def _protocol_doc(args) -> dict:
 
 
 def cmd_profile(args) -> int:
-    from ..measure._measure import stderr_progress
-    from ..profile import save_profile
-
     settings = _settings(args)
     out = args.output
     folder = os.path.dirname(os.path.abspath(out)) or "."
@@ -134,17 +134,11 @@ def cmd_profile(args) -> int:
     _trap_sigterm()
     say = stderr_progress("augur-nas profile")
     if settings.backend == "onnxruntime":
-        from ..measure._profiling import profile_onnxruntime
-
         profile, report = profile_onnxruntime(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say,
                                               max_network_macs=args.max_network_macs)
     elif settings.backend == "numpy":
-        from ..measure._profile_other import profile_numpy
-
         profile, report = profile_numpy(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say)
     else:
-        from ..measure._profile_other import profile_torch
-
         profile, report = profile_torch(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say)
     corr = None
     # the correction by default for ONNX Runtime; the torch interpreter runs the set too slowly to
@@ -152,8 +146,6 @@ def cmd_profile(args) -> int:
     default_s = min(70.0, max(5.0, 0.15 * args.budget_s)) if settings.backend == "onnxruntime" else 0.0
     corr_s = args.correction_s if args.correction_s is not None else default_s
     if settings.backend in ("onnxruntime", "torch") and corr_s > 0:
-        from ..measure._calibrate import correct_profile
-
         say(f"correction: the calibration set timed end to end (at most {corr_s:.0f} s)")
         profile, corr = correct_profile(profile, settings, budget_s=corr_s, progress=say, seed=args.seed)
     header = (f"Device profile `{args.name}`, measured by `augur-nas profile --backend {settings.backend}` on this machine.\n"
@@ -187,17 +179,10 @@ def _runnable_profile(args, purpose: str = ""):
 
 def _warn_mismatch(profile, settings, command):
     """One paragraph on stderr when this machine is not the one the profile describes."""
-    from ..measure._devcheck import warn_if_mismatch
-
     warn_if_mismatch(profile, settings, command)
 
 
 def cmd_fit_residual(args) -> int:
-    from ..measure._measure import stderr_progress
-    from ..measure._residual_fit import fit_residual
-    from ..profile import save_profile
-    from ..models import load_space
-
     profile, settings = _runnable_profile(args)
     out = args.output or args.device
     if not (os.sep in out or out.lower().endswith((".yaml", ".yml"))):
@@ -214,8 +199,6 @@ def cmd_fit_residual(args) -> int:
     say = None if args.quiet else stderr_progress("augur-nas fit-residual")
     saved = None
     if args.from_measurements:
-        import json
-
         try:
             with open(args.from_measurements, encoding="utf-8") as f:
                 saved = json.load(f)["measurements"]
@@ -226,10 +209,6 @@ def cmd_fit_residual(args) -> int:
                                spread_s=args.spread_s, retries=args.retries, measurements=saved,
                                max_wait_s=args.max_wait_s)
     if args.save_measurements:
-        import json
-
-        from .._atomic import atomic_write
-
         atomic_write(args.save_measurements, json.dumps({"seed": args.seed, "spaces": args.space,
                                                          "settings": settings.to_dict(),
                                                          "measurements": report["measurements"]}))
@@ -254,10 +233,6 @@ def cmd_fit_residual(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from ..measure._measure import stderr_progress
-    from ..measure._validate import plot, validate
-    from ..models import load_space
-
     profile, settings = _runnable_profile(args, " to validate it against one")
     if not args.space and not args.models:
         raise MeasurementError("validate needs networks: --space SPACE --samples N, or model files")

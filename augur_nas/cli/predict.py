@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from .._format import fmt_count, print_json, table
+from .._ram import ram_mb, ram_warning
+from ..fingerprint import summary
+from ..models import InputShape, load_model
+from ..oracle import Oracle
+from ..profile import list_profiles, load_profile
 from ._args import Once, input_shape, positive_int
 from ._command import Command
 
 
 def predict(path, device, batch: int = 1, input_shape=None) -> dict:
     """The JSON object of ``augur-nas predict``."""
-    from .._ram import ram_mb, ram_warning
-    from ..models import load_model
-    from ..oracle import Oracle
-
     model = load_model(path, input_shape=input_shape)
     oracle = Oracle(model, device, batch=batch)
     x = np.zeros((1, model.n_genes), dtype=np.int64)
@@ -72,15 +73,11 @@ def cmd_predict(args) -> int:
 
 def input_line(res: dict) -> str:
     """``1x3x32x32 (from the file)``: the input shape used and where it came from."""
-    from ..models import InputShape
-
     return InputShape(tuple(res["input_shape"]), res["input_from"]).describe()
 
 
 def devices() -> list:
     """The JSON list of ``augur-nas devices``."""
-    from ..profile import list_profiles, load_profile
-
     out = []
     for name in list_profiles():
         p = load_profile(name)
@@ -137,7 +134,6 @@ def cmd_devices(args) -> int:
     if any(d.get("measured_fit") and not d["fit"].get("max_abs_error_pct") for d in res):
         print("*: a measured profile: largest |error| over its measured calibration networks (latency) and p90 "
               "|error| over its memory networks; no leave-one-out figures (n/a)")
-    from ..fingerprint import summary
 
     for d in res:
         print(f"{d['name']}: {d['provenance'].get('method', '')}")

@@ -6,8 +6,12 @@ import os
 import re
 import sys
 
+from .._atomic import check_out_dir
 from .._format import fmt_count, table
-from ..search import DEFAULT_SAMPLER, DEFAULT_TRIALS, SAMPLERS
+from .._ram import ram_warning
+from ..models import load_space
+from ..profile import load_profile
+from ..search import DEFAULT_SAMPLER, DEFAULT_TRIALS, SAMPLERS, parse_limits, search
 from ._args import Once, nonneg_int, positive_int
 from ._command import Command
 
@@ -65,13 +69,6 @@ def _safe(name: str) -> str:
 
 
 def cmd_search(args) -> int:
-    from .._atomic import check_out_dir
-    from .._ram import ram_warning
-    from ..oracle import Oracle  # noqa: F401  (fail early if the oracle is missing)
-    from ..profile import load_profile
-    from ..search import parse_limits, search
-    from ..models import load_space
-
     limits = parse_limits(args.latency, args.memory, args.params, args.macs)  # before any slow work
     if args.out is not None:
         check_out_dir(args.out)  # a bad --out fails now, not after the search

@@ -38,6 +38,7 @@ from . import _check
 from ._fusion import Boundary, FusionRules, LayoutRules, duplicates
 from ._gemm import PiecewiseGemm
 from ._ops import BYTES_PER_MB, OpModel
+from ._residual import residual_sums
 
 # the op table's facts, under the names the cost model has always exported
 FREE_BY_DEFAULT = FREE_KINDS
@@ -310,7 +311,6 @@ def latency_ms(table, profile, batch: int = 1):
     residual = getattr(profile, "residual", None)
     if residual is None:
         return model.predict(table, batch, name)
-    from ._residual import residual_sums
 
     fused = model.fused(table)
     st, n_reorder = model.slot_costs(table, batch, name, fused=fused)

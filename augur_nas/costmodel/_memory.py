@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._totals import DTYPE_BYTES
+from ..analysis import totals
 from . import _check
 
 BYTES_PER_MB = 2**20
@@ -104,8 +105,6 @@ class MemoryModel:
 
     def components(self, table, tot: dict | None = None, batch: int = 1) -> dict:
         """The byte counts the model prices, each a ``[B]`` array (MB)."""
-        from ..analysis import totals
-
         tot = totals(table) if tot is None else tot  # table may be None when tot has every figure
         weights = np.asarray(tot["weights_bytes"], dtype=np.float64)
         act = self._activation_bytes(tot, weights, self.activations)

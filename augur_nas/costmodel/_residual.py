@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._errors import AugurError
+from .._imports import optional
 from ..ops import OPS
 from . import _check
 
@@ -153,8 +155,7 @@ class ResidualModel:
     @property
     def booster(self):
         if self._booster is None:
-            import lightgbm
-
+            lightgbm = optional("lightgbm", "a profile's LightGBM residual model")
             self._booster = lightgbm.Booster(model_str=self.model)
         return self._booster
 
@@ -204,7 +205,7 @@ class ResidualModel:
         r = cls(model, feats, trained, cap)
         try:
             nf = r.booster.num_feature()
-        except ImportError:
+        except AugurError:  # lightgbm missing (from _imports.optional)
             raise _check.err("the profile holds a LightGBM residual model but lightgbm is not installed "
                              "(pip install lightgbm)", source, f"{key}.model") from None
         except Exception as exc:  # noqa: BLE001 - LightGBM raises its own error types

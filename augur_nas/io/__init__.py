@@ -1,1 +1,1 @@
-"""Importers and exporters: Caffe prototxt, ONNX, PyTorch (each imported lazily)."""
+"""Importers and exporters: Caffe prototxt, ONNX, PyTorch (onnx and torch themselves imported lazily, through _imports.optional)."""

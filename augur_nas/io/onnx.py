@@ -32,21 +32,23 @@ from typing import Callable
 import numpy as np
 
 from .._atomic import atomic_file
-from .._errors import AugurError, ShapeError, SpecError, UnsupportedOpError, where
+from .._errors import ShapeError, SpecError, UnsupportedOpError, where
+from .._imports import optional
+from .._version import __version__
+from ..lowering import walk
+from ..models import load_model, load_space_dict, register_reader
+from ..space import SearchSpace
 
 __all__ = ["export_onnx", "read_onnx", "HANDLERS", "IGNORED", "FOLDABLE", "MIN_OPSET"]
 
 MIN_OPSET = 14  # HardSwish, Clip bounds as inputs, Softmax along one axis
-_INSTALL_HINT = "pip install 'augur-nas[onnx]'"
 _PROTOBUF_LIMIT = 2**31 - 1
 
 
 def _onnx():
-    try:
-        import onnx  # noqa: F401
-        from onnx import checker, helper, numpy_helper, shape_inference  # noqa: F401
-    except ImportError:
-        raise AugurError(f"ONNX support needs the `onnx` package; install it with {_INSTALL_HINT}") from None
+    onnx = optional("onnx", "ONNX support")
+    for part in ("checker", "helper", "numpy_helper", "shape_inference"):
+        optional(f"onnx.{part}", "ONNX support")
     return onnx
 
 
@@ -429,14 +431,9 @@ class _ShapeSink:
 
 
 def _as_model(model):
-    from ..models import load_space_dict
-    from ..space import SearchSpace
-
     if isinstance(model, dict):
         model = load_space_dict(model)
     elif isinstance(model, (str, os.PathLike)):
-        from ..models import load_model
-
         model = load_model(model)
     if not isinstance(model, SearchSpace):
         raise SpecError(f"export_onnx() takes a model (augur_nas.load_model, space.decode(x)), not {type(model).__name__}")
@@ -450,8 +447,6 @@ def _build(model, opset: int = 17, seed: int = 0) -> "_Export":
     """The checked ONNX graph of a concrete model, its weights (drawn when written) and the
     lowering's shape of every layer's output tensor."""
     onnx = _onnx()
-    from ..lowering import walk
-
     model = _as_model(model)
     latest = onnx.defs.onnx_opset_version()
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= latest:
@@ -501,7 +496,7 @@ def _build(model, opset: int = 17, seed: int = 0) -> "_Export":
     opsetid = h.make_opsetid("", opset)
 
     def make(graph):
-        proto = h.make_model(graph, opset_imports=[opsetid], producer_name="augur-nas", producer_version=_version())
+        proto = h.make_model(graph, opset_imports=[opsetid], producer_name="augur-nas", producer_version=__version__)
         proto.ir_version = h.find_min_ir_version_for([opsetid])
         proto.doc_string = f"{model.name}: exported by augur-nas from {model.source} with random weights (seed {seed})"
         return proto
@@ -579,14 +574,6 @@ def _write_model(onnx, ex: _Export, fh) -> int:
         fh.write(init_prefix + tensor_prefix)
         fh.write(memoryview(arr).cast("B"))
     return total
-
-
-def _version() -> str:
-    try:
-        from .. import __version__
-        return __version__
-    except ImportError:  # pragma: no cover
-        return ""
 
 
 def _check_export(onnx, proto, expected: dict, model):
@@ -1521,9 +1508,6 @@ def read_onnx(path, input_shape=None) -> dict:
 
 def _check_read(spec: dict, r: _Reader, source: str):
     """The lowering's output shape of every layer must equal ONNX's inferred shape."""
-    from ..lowering import walk
-    from ..models import load_space_dict
-
     model = load_space_dict(spec, source=source)
     sink = _ShapeSink()
     walk(model, np.zeros((1, model.n_genes), dtype=np.int64), sink)
@@ -1541,3 +1525,12 @@ def _check_read(spec: dict, r: _Reader, source: str):
         if theirs is not None and theirs != ours:
             raise ShapeError(f"layer `{node.name}` (from ONNX node {what}) has output {'x'.join(map(str, ours))} in "
                              f"augur-nas, but {'x'.join(map(str, theirs))} in ONNX{where(source, None)}")
+
+
+def _read_model_file(path, input_shape=None) -> dict:
+    return read_onnx(path, input_shape=input_shape)
+
+
+# models.load_model reads .onnx files through this reader: models.py does not import this module
+# (which imports models.py to load the models it exports); the package's __init__ imports it
+register_reader(".onnx", _read_model_file)

@@ -8,7 +8,7 @@ by identity and tensor methods by name. Every node is either mapped, recognised 
 bookkeeping (``x.size(0)``, ``x.shape[0]``, arithmetic on those), or reported: nothing is dropped
 silently. Every emitted layer carries an explicit ``name`` and explicit ``inputs``.
 
-torch is imported lazily, so augur-nas works without it (``pip install 'augur-nas[torch]'``).
+torch is imported lazily (``_imports.optional``), so augur-nas works without it (``pip install 'augur-nas[torch]'``).
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ import re
 from typing import Any, Callable
 
 from .._errors import AugurError, ShapeError, SpecError, UnsupportedOpError
+from .._imports import optional
 from ._torch_views import ViewTracker
 
 __all__ = ["torch_to_spec"]
-
-_INSTALL_HINT = "pip install 'augur-nas[torch]'"
 
 # An entry of a handler's result: (op, params). ``params`` excludes ``name`` and ``inputs``.
 _Entry = tuple
@@ -37,15 +36,8 @@ def torch_to_spec(module: Any, input_shape: Any, name: str | None = None) -> dic
     ``SpecError`` for bad arguments or a module that fails on an input of ``input_shape``, and
     ``AugurError`` when torch is not installed.
     """
-    try:
-        import torch
-        import torch.fx  # noqa: F401
-    except ImportError as exc:
-        raise AugurError(
-            f"importing a torch module needs PyTorch, which could not be imported ({_first_line(exc)}); "
-            f"install it with {_INSTALL_HINT} (torch==2.13.0)."
-        ) from None
-
+    torch = optional("torch", "importing a torch module")
+    optional("torch.fx", "importing a torch module")
     if not isinstance(module, torch.nn.Module):
         raise SpecError(
             f"torch_to_spec expects a torch.nn.Module, got {type(module).__name__}; pass the model "

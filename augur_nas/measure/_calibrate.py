@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -35,7 +36,17 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import MeasurementError
-from ._calibset import CalibrationInputError
+from ..costmodel import LatencyModel, latency_ms, nnls
+from ..fingerprint import machine_fingerprint
+from ..lowering import lower
+from ..profile import Profile, load_profile
+from ._calibset import CalibrationInputError, calibration_set, read_measurements
+from ._devcheck import no_fingerprint_message
+from ._ortrules import detect_rules, with_rules
+from ._profiling import anchor_networks
+from ._protocol import time_runners
+from ._runners import make_runner, prepare
+from ._settings import RuntimeSettings
 
 LAMBDAS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 1e6)  # ridge strengths tried, in pseudo-observations per family
 CLIP = 10.0  # a family's factor stays within [s / CLIP, s * CLIP]
@@ -82,8 +93,6 @@ def family_of_kind(kind: str) -> str:
 def scaled_latency(latency, scales: dict):
     """A copy of a ``LatencyModel`` with each family's coefficients multiplied by its factor
     (families not in ``scales`` keep factor 1). Built through the model's plain data."""
-    from ..costmodel import LatencyModel
-
     d = copy.deepcopy(latency.to_dict())
     f = lambda fam: float(scales.get(fam, 1.0))  # noqa: E731
     for name, g in d["gemm"].items():
@@ -106,8 +115,6 @@ def _scale_entry(e, s):
 
 def contributions(latency, tables_batches) -> np.ndarray:
     """``[N, F]``: each family's share (ms) of each network's layer sum (``(table, batch)`` pairs)."""
-    from ..costmodel import latency_ms
-
     fams = families(latency)
     out = np.zeros((len(tables_batches), len(fams)))
     for j, fam in enumerate(fams):
@@ -122,8 +129,6 @@ def contributions(latency, tables_batches) -> np.ndarray:
 
 def _solve(T, y, lam, s):
     """The factors of the active families: NNLS on relative errors with the ridge prior."""
-    from ..costmodel import nnls
-
     A = T / y[:, None]
     rms = np.sqrt(np.mean(A ** 2, axis=0))
     P = np.diag(np.sqrt(lam) * rms)
@@ -183,23 +188,17 @@ def accuracy_rows(names, measured, predicted) -> dict:
 
 
 def require_fingerprint(base):
-    from ._devcheck import no_fingerprint_message
-
     if not base.fingerprint:
         raise CalibrationInputError(no_fingerprint_message(base) + "; calibrate adapts a measured profile")
 
 
 def _tables(models_batches):
-    from ..lowering import lower
-
     return [(lower(m, np.zeros((1, m.n_genes), dtype=np.int64)), int(b)) for m, b in models_batches]
 
 
 def corrected_profile(base, fit: Fit, name: str, fingerprint: dict, what: dict, runtime_settings: dict,
                       anchors: dict | None):
     """The base profile with the family factors multiplied into its coefficients."""
-    from ..profile import Profile
-
     latency = scaled_latency(base.latency, fit.scales)
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     calibration = {
@@ -280,13 +279,6 @@ def _report(fit: Fit, names, base_pred, T) -> dict:
 def time_calibration_set(base, settings, budget_s: float, progress=None, seed: int = 0):
     """End-to-end latencies (median ms, noise) of the calibration set and the base's speed anchors,
     timed interleaved on this machine within about ``budget_s`` seconds."""
-    import tempfile
-
-    from ._calibset import calibration_set
-    from ._profiling import anchor_networks
-    from ._protocol import time_runners
-    from ._runners import make_runner, prepare
-
     say = progress or (lambda m: None)
     t0 = time.monotonic()
     nets = calibration_set()
@@ -315,8 +307,6 @@ def time_calibration_set(base, settings, budget_s: float, progress=None, seed: i
 
 def calibrate_local(base, settings, budget_s: float = 90.0, name: str | None = None, progress=None, seed: int = 0):
     """``(profile, report)``: the calibration set timed on this machine, the factors fitted."""
-    from ..fingerprint import machine_fingerprint
-
     require_fingerprint(base)
     if settings.backend not in ("onnxruntime", "torch"):
         raise MeasurementError(f"the profile `{base.name}` was measured with the {settings.backend} backend, which "
@@ -347,10 +337,6 @@ def _this_machines_rules(base, settings):
     layout and fusion rules (read from ONNX Runtime's optimised graphs in under a second: blocks
     of 16 channels with AVX-512 where the base has 8, other fused activations) before the
     factors are fitted; other profiles, and a base that already has these rules, stay as they are."""
-    import tempfile
-
-    from ._ortrules import detect_rules, with_rules
-
     if settings.backend != "onnxruntime" or base.latency.layout is None:
         return base, None
     with tempfile.TemporaryDirectory(prefix="augur-rules-") as d:
@@ -388,10 +374,6 @@ def calibrate(base, settings=None, budget_s: float = 90.0, measurements=None, na
               progress=None, seed: int = 0):
     """Adapt ``base`` (a Profile, name or path): from ``measurements`` (a CSV path or ``Measurement``
     rows) when given, else by timing the calibration set here. Returns ``(profile, report)``."""
-    from ..profile import load_profile
-    from ._calibset import read_measurements
-    from ._settings import RuntimeSettings
-
     base = load_profile(base)
     if measurements is not None:
         src = measurements if isinstance(measurements, str) else "measurements"

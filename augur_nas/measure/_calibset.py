@@ -17,9 +17,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 
-from .._errors import MeasurementError, SpecError
+from .._atomic import atomic_write
+from .._errors import AugurError, MeasurementError, SpecError
+from ..analysis import analyze
+from ..io.onnx import export_onnx
+from ..lowering import lower
+from ..models import load_model, load_space_dict
 from ..ops import OPS
 
 SET_PATH = Path(__file__).resolve().parent.parent / "data" / "calibration_set.yaml"
@@ -54,8 +60,6 @@ class Measurement:
 
 def calibration_set() -> list:
     """The fixed calibration networks, in the order of the file."""
-    from ..models import load_space_dict
-
     with open(SET_PATH, encoding="utf-8") as f:
         doc = yaml.safe_load(f)
     out = []
@@ -66,10 +70,6 @@ def calibration_set() -> list:
 
 def families_of(model) -> list:
     """The op families a network exercises (manifest information)."""
-    import numpy as np
-
-    from ..lowering import lower
-
     t = lower(model, np.zeros((1, model.n_genes), dtype=np.int64))
     r = t.rows
     fams = set()
@@ -89,10 +89,6 @@ def families_of(model) -> list:
 
 def export_calibration_set(folder: str, opset: int = 17) -> dict:
     """Write every calibration network as ``DIR/NAME.onnx`` and ``DIR/manifest.json``; returns the manifest."""
-    from ..analysis import analyze
-    from .._atomic import atomic_write
-    from ..io.onnx import export_onnx
-
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise SpecError(f"cannot write the calibration set into {folder}: it is a file, not a folder")
     parent = os.path.dirname(os.path.abspath(folder))
@@ -199,9 +195,6 @@ def _positive(path, line, col, text, integer):
 
 
 def _model(path, line, name, known, base_dir):
-    from .._errors import AugurError
-    from ..models import load_model
-
     if not name:
         raise _bad(path, line, "the `model` column is empty")
     stem = name[:-5] if name.endswith(".onnx") and os.path.basename(name) == name else name

@@ -13,9 +13,16 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 
 from .._errors import ProfileError
+from ..fingerprint import compare, for_profile, machine_fingerprint, mismatch_paragraph
+from ..profile import load_profile
+from ._profiling import anchor_speed, profile_anchors
+from ._protocol import time_runners
+from ._runners import make_runner, prepare
+from ._settings import RuntimeSettings
 
 
 @dataclass
@@ -37,17 +44,12 @@ class DeviceCheck:
         return asdict(self)
 
     def warning(self, command: str) -> str:
-        from ..fingerprint import mismatch_paragraph
-
         return mismatch_paragraph(self.profile, self.differences, command)
 
 
 def check(profile, settings=None, time_s: float = 4.0, timing: bool = True) -> DeviceCheck:
     """Compare ``profile`` (a Profile, name or path) with this machine; with ``timing``, time its
     speed anchors for about ``time_s`` seconds. A profile without a fingerprint is a ProfileError."""
-    from ..fingerprint import compare, for_profile, machine_fingerprint
-    from ..profile import load_profile
-
     profile = load_profile(profile)
     if not profile.fingerprint:
         raise ProfileError(no_fingerprint_message(profile))
@@ -74,20 +76,12 @@ def no_fingerprint_message(profile) -> str:
 
 
 def _settings(profile, settings):
-    from ._settings import RuntimeSettings
-
     if settings is not None:
         return settings
     return RuntimeSettings.from_dict(profile.runtime_settings)
 
 
 def _time_anchors(profile, settings, time_s, res: DeviceCheck) -> None:
-    import time
-
-    from ._profiling import anchor_speed, profile_anchors
-    from ._protocol import time_runners
-    from ._runners import make_runner, prepare
-
     refs, items = profile_anchors(profile)
     if not items:
         res.note = (res.note + "; " if res.note else "") + "the profile has no speed anchors: no speed factor"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -109,8 +110,6 @@ def _batch_speed(timing: dict, refs: dict) -> float:
 def _groups(networks, group_mb):
     """Split the networks so that each group's ONNX files hold at most ``group_mb`` MB (sessions
     of large networks are not all kept in memory at once); sizes are balanced across groups."""
-    import os
-
     sizes = [os.path.getsize(n.onnx_path) / 2**20 if os.path.exists(n.onnx_path) else 0.0 for n in networks]
     total = sum(sizes)
     k = max(1, int(-(-total // group_mb))) if group_mb else 1

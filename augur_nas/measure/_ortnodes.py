@@ -21,6 +21,8 @@ import os
 
 import numpy as np
 
+from .._errors import MeasurementError
+from .._imports import optional
 from ..costmodel._fusion import TRANSPARENT
 
 _SUFFIXES = ("_kernel_time",)
@@ -75,8 +77,7 @@ def iq_mean(v) -> float:
 def graph_edges(optimized_path: str):
     """``(producer, consumers, nodes)`` of the optimised graph: tensor -> node name, tensor ->
     [node names], node name -> (op_type, inputs, outputs)."""
-    import onnx
-
+    onnx = optional("onnx", "reading ONNX Runtime's optimised graph", MeasurementError)
     m = onnx.load(optimized_path, load_external_data=False)
     producer, consumers, nodes = {}, {}, {}
     for i, n in enumerate(m.graph.node):

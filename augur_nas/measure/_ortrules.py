@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from .._imports import optional
+from ..costmodel import LatencyModel
 from ..io.onnx import export_onnx
 from ..models import load_space_dict
 from ._runners import OrtRunner
@@ -52,9 +54,7 @@ class _Prober:
         opt = os.path.join(self.workdir, "rules_probe_opt.onnx")
         export_onnx(model, path)
         OrtRunner(path, self.settings, optimized_path=opt).close()
-        import onnx  # an optional dependency, there with onnxruntime's exporter
-
-        graph = onnx.load(opt).graph
+        graph = optional("onnx", "reading ONNX Runtime's optimised graphs").load(opt).graph
         self.count += 1
         return [(n.op_type, n.domain) for n in graph.node]
 
@@ -129,8 +129,6 @@ def with_rules(latency, rules: OrtRules):
     """A copy of an ONNX Runtime ``LatencyModel`` whose layout and activation fusion are ``rules``
     (read on this machine), its costs unchanged: ``calibrate`` prices a profile of another
     processor with this machine's graph rules before it fits its factors."""
-    from ..costmodel import LatencyModel
-
     d = latency.to_dict()
     if "layout" not in d:
         return latency

@@ -27,8 +27,10 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import MeasurementError
+from .._imports import optional
 from ..analysis import totals
 from ..costmodel import LatencyModel, MemoryModel, OpModel, PiecewiseGemm, latency_ms, nnls
+from ..fingerprint import machine_fingerprint
 from ..lowering import lower
 from ..profile import Profile
 from ._fitting import error_stats, fit_bytes, fit_gemm, fit_memory
@@ -78,8 +80,6 @@ def _two_visits(jobs, deadline, progress, label, min_jobs: int = 8):
 
 
 def _profile(name, runtime, description, hardware, latency, memory, fit, settings):
-    from ..fingerprint import machine_fingerprint
-
     return Profile(name=name, description=description, hardware=hardware, runtime=runtime,
                    provenance={"method": "measured by augur-nas profile on this machine",
                                "source": f"augur-nas profile --backend {settings.backend}",
@@ -200,8 +200,7 @@ class _Calibration(NamedTuple):
 def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0, seed: int = 0, progress=None):
     """Eager PyTorch kernels on the grid, calibrated end to end. Returns ``(Profile, report)``."""
     require("torch")
-    import torch
-
+    torch = optional("torch", "the torch backend", MeasurementError)
     torch.set_num_threads(settings.threads)
     dev = torch.device(settings.torch_device)
     if settings.torch_device == "cuda" and not torch.cuda.is_available():
@@ -266,9 +265,7 @@ def _timed_job(torch, sync, fn):
 def _torch_kernel_jobs(settings, dev, rng, timed) -> list:
     """Jobs of the GEMM kernels (dense convs, depthwise convs, linear), keyed
     ``(family, n, m, k, groups, cin)``, shuffled."""
-    import torch
-    import torch.nn.functional as F
-
+    torch, F = optional("torch", "the torch backend", MeasurementError), optional("torch.nn.functional", "the torch backend", MeasurementError)
     jobs = []
     # dense convs: (cin, h, n, kernel, stride)
     for _ in range(400):
@@ -305,9 +302,7 @@ def _torch_kernel_jobs(settings, dev, rng, timed) -> list:
 
 def _torch_op_functions(dev) -> dict:
     """The memory-bound kinds, each as the eager torch function timed for it."""
-    import torch
-    import torch.nn.functional as F
-
+    torch, F = optional("torch", "the torch backend", MeasurementError), optional("torch.nn.functional", "the torch backend", MeasurementError)
     return {
         "batchnorm": lambda x: F.batch_norm(x, torch.zeros(x.shape[1], device=dev), torch.ones(x.shape[1], device=dev),
                                             training=False),
@@ -322,8 +317,7 @@ def _torch_op_functions(dev) -> dict:
 
 def _torch_op_jobs(ops: dict, settings, dev, timed) -> list:
     """Jobs of the memory-bound kinds on seven tensor shapes, keyed ``(kind, MB moved)``."""
-    import torch
-
+    torch = optional("torch", "the torch backend", MeasurementError)
     ojobs = []
     for kind, fn in ops.items():
         for c, h in ((16, 32), (32, 56), (64, 56), (128, 28), (256, 14), (96, 112), (512, 7)):

@@ -38,6 +38,7 @@ timing loop is not a measurement. The protocol:
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -111,8 +112,6 @@ class _Load:
     """CPU time the other processes used (Linux ``/proc``), in core-seconds."""
 
     def __init__(self):
-        import os
-
         self.ok = os.path.exists("/proc/stat") and os.path.exists("/proc/self/stat")
         self.hz = os.sysconf("SC_CLK_TCK") if self.ok else 100
         self.ncpu = os.cpu_count() or 1

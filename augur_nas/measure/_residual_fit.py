@@ -36,13 +36,14 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import MeasurementError
+from .._imports import optional
 from .._totals import input_elems
 from ..analysis import totals
 from ..costmodel import ResidualModel, residual_features, residual_sums
 from ..lowering import lower
 from ..space import SearchSpace
-from ._metrics import accuracy, macs_loglog_fit, macs_loglog_predict
 from ._measure import measure_networks
+from ._metrics import accuracy, macs_loglog_fit, macs_loglog_predict
 from ._profiling import anchor_speed, profile_anchors
 from ._runners import prepare
 
@@ -73,8 +74,7 @@ def residual_inputs(space, X, profile, batch: int = 1):
 
 
 def train_booster(F, y, w=None, seed: int = 0, rounds: int = NUM_ROUNDS) -> str:
-    import lightgbm as lgb
-
+    lgb = optional("lightgbm", "fitting a residual model", MeasurementError)
     params = dict(LGB_PARAMS, seed=seed)
     ds = lgb.Dataset(np.asarray(F, dtype=np.float64), label=np.asarray(y, dtype=np.float64), weight=w,
                      free_raw_data=True, params={"verbose": -1})

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._errors import AugurError, MeasurementError
+from .._imports import optional
 from ..io.onnx import export_onnx
 from ..models import load_model
 from ._settings import RuntimeSettings, ort_session_options, require
@@ -81,7 +82,7 @@ class OrtRunner:
     def __init__(self, onnx_path: str, settings: RuntimeSettings, profiling_prefix: str | None = None,
                  optimized_path: str | None = None, seed: int = 0):
         require("onnxruntime")
-        import onnxruntime as ort
+        ort = optional("onnxruntime", "the onnxruntime backend", MeasurementError)
 
         so = ort_session_options(settings, profiling_prefix, optimized_path)
         try:
@@ -108,9 +109,8 @@ class TorchRunner:
 
     def __init__(self, onnx_path: str, settings: RuntimeSettings, seed: int = 0):
         require("torch")
-        import torch
-
-        from ._torch import OnnxTorch
+        torch = optional("torch", "the torch backend", MeasurementError)
+        from ._torch import OnnxTorch  # imports torch at its top: only when torch is used
 
         torch.set_num_threads(settings.threads)
         try:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .._errors import MeasurementError
+import numpy as np
+
+from .._errors import AugurError, MeasurementError
+from .._imports import optional
 
 BACKENDS = ("onnxruntime", "torch", "numpy")
 GRAPH_OPT_LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
@@ -74,25 +77,16 @@ class RuntimeSettings:
 
 
 def runtime_version(backend: str) -> str:
+    if backend not in ("onnxruntime", "torch"):
+        return str(np.__version__)
     try:
-        if backend == "onnxruntime":
-            import onnxruntime
-
-            return str(onnxruntime.__version__)
-        if backend == "torch":
-            import torch
-
-            return str(torch.__version__)
-        import numpy
-
-        return str(numpy.__version__)
-    except ImportError:
+        return str(optional(backend, f"the {backend} backend").__version__)
+    except AugurError:
         return "not installed"
 
 
 def ort_session_options(settings: RuntimeSettings, profiling_prefix: str | None = None, optimized_path: str | None = None):
-    import onnxruntime as ort
-
+    ort = optional("onnxruntime", "the onnxruntime backend", MeasurementError)
     so = ort.SessionOptions()
     so.intra_op_num_threads = settings.threads
     so.inter_op_num_threads = settings.inter_op_threads
@@ -112,15 +106,5 @@ def ort_session_options(settings: RuntimeSettings, profiling_prefix: str | None 
 
 def require(backend: str):
     """Import the runtime of a backend or raise a MeasurementError saying how to install it."""
-    try:
-        if backend == "onnxruntime":
-            import onnxruntime  # noqa: F401
-            import onnx  # noqa: F401
-        elif backend == "torch":
-            import torch  # noqa: F401
-        else:
-            import numpy  # noqa: F401
-    except ImportError:
-        hint = {"onnxruntime": "pip install 'augur-nas[onnx]'", "torch": "pip install 'augur-nas[torch]' (torch==2.13.0)"}
-        raise MeasurementError(f"the {backend} backend needs the `{backend}` package, which is not importable; "
-                               f"install it with {hint.get(backend, 'pip install ' + backend)}") from None
+    for name in {"onnxruntime": ("onnxruntime", "onnx"), "torch": ("torch",)}.get(backend, ()):
+        optional(name, f"the {backend} backend", MeasurementError)

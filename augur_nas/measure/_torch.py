@@ -8,15 +8,19 @@ usual CNN ops of other exporters); anything else is a ``MeasurementError`` namin
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .._errors import MeasurementError
+from .._imports import optional
+
+# this module is imported only when the torch backend runs (measure/_runners.TorchRunner)
+torch = optional("torch", "the torch backend", MeasurementError)
+F = optional("torch.nn.functional", "the torch backend", MeasurementError)
+onnx = optional("onnx", "the torch backend", MeasurementError)
+helper = optional("onnx.helper", "the torch backend", MeasurementError)
+numpy_helper = optional("onnx.numpy_helper", "the torch backend", MeasurementError)
 
 
 def _attrs(node) -> dict:
-    from onnx import helper
-
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
@@ -47,9 +51,6 @@ def _sym(x, pads, value=0.0):
 class OnnxTorch(torch.nn.Module):
     def __init__(self, path: str):
         super().__init__()
-        import onnx
-        from onnx import numpy_helper
-
         model = onnx.load(path)
         g = model.graph
         self._consts = {}

@@ -21,6 +21,7 @@ import tempfile
 import numpy as np
 
 from .._errors import MeasurementError
+from .._imports import optional
 from ..models import load_model
 from ..oracle import Oracle
 from ._measure import measure_networks
@@ -196,10 +197,8 @@ def summarize(rows, max_noise: float, has_res: bool) -> dict:
 
 
 def plot(report: dict, path: str, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    optional("matplotlib", "the validation plot").use("Agg")
+    plt = optional("matplotlib.pyplot", "the validation plot")
 
     rows = report["networks"]
     maxn = report["summary"]["max_noise"]

@@ -3,6 +3,7 @@ the small helpers every part of the search shares (Optuna's logging, the progres
 
 from __future__ import annotations
 
+import pickle
 import sys
 import warnings
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .._errors import ConstraintError
+from .._imports import optional
 from ..models import load_space, load_space_dict
 from ..space import SearchSpace
 from ._objective import Objective
@@ -90,8 +92,6 @@ def make_config(space, device, *, latency_ms=None, memory_mb=None, params=None, 
 
 
 def _check_importable(objective) -> None:
-    import pickle
-
     try:
         pickle.dumps(objective)
         ok = getattr(objective, "__module__", None) != "__main__"
@@ -129,7 +129,7 @@ def relative_constraints(costs: dict, limits: dict) -> np.ndarray:
 
 
 def make_sampler(name: str, seed=None, population: int = 50):
-    import optuna
+    optuna = optional("optuna", "a search")
 
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
@@ -147,7 +147,7 @@ def positive_int(v, what: str) -> int:
 
 
 def quiet_optuna():
-    import optuna
+    optuna = optional("optuna", "a search")
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -157,7 +157,7 @@ def quiet_optuna():
 @contextmanager
 def optuna_quiet():
     """Optuna's per-trial INFO lines and experimental warnings off, for the duration only."""
-    import optuna
+    optuna = optional("optuna", "a search")
 
     old = optuna.logging.get_verbosity()
     with warnings.catch_warnings():
@@ -169,7 +169,7 @@ def optuna_quiet():
 
 
 def progress_bar(total, progress, unit):
-    from tqdm import tqdm
+    tqdm = optional("tqdm", "the progress bar").tqdm
 
     disable = (not sys.stderr.isatty()) if progress is None else (not progress)
     return tqdm(total=total, unit=unit, disable=disable, dynamic_ncols=True, leave=False, file=sys.stderr)

@@ -19,6 +19,8 @@ import time
 import numpy as np
 
 from .._errors import ConstraintError
+from ..exact import exact_front, structural_obstacle, thin
+from ._config import relative_constraints
 from ._outputs import COST_KEYS
 from ._pareto import violation
 
@@ -36,14 +38,11 @@ def exact_applies(oracle, obj) -> str | None:
         return f"profile {oracle.device} has fusion/layout rules across segments"
     if getattr(oracle.profile, "residual", None) is not None:
         return f"profile {oracle.device} corrects its latency with a residual model"
-    from ..exact import structural_obstacle
 
     return structural_obstacle(oracle.space)
 
 
 def _rows(oracle, X, obj, limits, number):
-    from ._config import relative_constraints
-
     costs = oracle.evaluate(X, breakdown=False) if len(X) else {k: np.zeros(0) for k in COST_KEYS}
     C = relative_constraints(costs, limits)
     feas = (C <= 0).all(axis=1)
@@ -59,8 +58,6 @@ def _cat(a, b):
 def _closest(space, oracle, obj, limits, background):
     """The least violating candidates when nothing is feasible: the ends of the unconstrained
     exact front (the fastest network, the smallest ...) and the background sample."""
-    from ..exact import exact_front
-
     cands = [background]
     for objectives in (("latency_ms", obj.name), ("latency_ms", "memory_mb", "params")):
         f = exact_front(oracle, None, {}, objectives)
@@ -75,8 +72,6 @@ def _closest(space, oracle, obj, limits, background):
 
 def exact_search(space, oracle, obj, limits, *, front_size=DEFAULT_FRONT_SIZE, seed=None, log=None):
     """(table, front table, closest, info) of ``--sampler exact``, as ``exhaustive`` returns them."""
-    from ..exact import exact_front, thin
-
     why = exact_applies(oracle, obj)
     if why is not None:
         raise ConstraintError(f"--sampler exact computes the exact front of additive quantities only, but {why}; "
@@ -114,10 +109,6 @@ def seed_encodings(oracle, limits, k) -> tuple:
     """Encodings of the exact front of (layer-sum latency, MACs) under the limits that are sums
     (thinned to ``k``), to seed a search whose objective or latency is not a sum; ``(X, note)``.
     ``X`` is empty (with the reason in ``note``) where the profile's layer sum does not compose."""
-    from ..exact import exact_front, thin
-
-    from ..exact import structural_obstacle
-
     model = oracle.profile.latency
     why = (f"profile {oracle.device} has fusion/layout rules across segments" if model.fuse or model.layout
            else structural_obstacle(oracle.space))

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from .._imports import optional
 from ._config import relative_constraints
 from ._objective import Objective
 from ._study import WORKER_ATTR, count_trials, worker_tag
@@ -18,7 +19,7 @@ class Batcher:
     """Asks, prices and tells trials of one study, a batch at a time."""
 
     def __init__(self, study, space, oracle, objective: Objective, limits: dict, tag: str | None = None):
-        from optuna.distributions import CategoricalDistribution
+        CategoricalDistribution = optional("optuna.distributions", "a search").CategoricalDistribution
 
         self.study, self.space, self.oracle, self.objective, self.limits = study, space, oracle, objective, limits
         self.tag = tag
@@ -27,7 +28,7 @@ class Batcher:
         self.n_feasible = 0
 
     def run_batch(self, b: int) -> int:
-        from optuna.trial import TrialState
+        TrialState = optional("optuna.trial", "a search").TrialState
 
         pending = []
         try:

@@ -17,6 +17,7 @@ import numpy as np
 from .._atomic import atomic_write
 from .._format import json_default as _json_default
 from .._format import plain_number as _num
+from .._imports import optional
 from ._units import format_limit
 
 COST_KEYS = ("latency_ms", "memory_mb", "params", "macs")
@@ -161,9 +162,9 @@ def _axis_values(table, key):
 
 
 def write_png(path: str, meta: dict, table: dict, front: dict) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.transforms import blended_transform_factory
+    FigureCanvasAgg = optional("matplotlib.backends.backend_agg", "the front plot").FigureCanvasAgg
+    Figure = optional("matplotlib.figure", "the front plot").Figure
+    blended_transform_factory = optional("matplotlib.transforms", "the front plot").blended_transform_factory
 
     limits = meta["constraints"]
     obj_name = meta["objective"]["name"]

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import glob
 import os
+import pwd
+import shlex
 import shutil
 import socket
 import subprocess
 import tempfile
+
+from .._imports import available
 
 
 def _bin_dir():
@@ -33,14 +37,10 @@ def find_postgres():
     b = _bin_dir()
     if b is None or not os.path.exists(os.path.join(b, "pg_ctl")):
         return None, "PostgreSQL is not installed (no initdb/pg_ctl; run .ci/postgres.sh)"
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
+    if not available("psycopg2"):
         return None, "the psycopg2 driver is not installed (pip install psycopg2-binary; run .ci/postgres.sh)"
     if os.geteuid() == 0:
         try:
-            import pwd
-
             pwd.getpwnam("postgres")
         except KeyError:
             return None, "running as root and there is no 'postgres' user to run the server as"
@@ -80,8 +80,6 @@ class TempPostgres:
         sock = os.path.join(self.dir, "sock")
         os.makedirs(sock)
         if os.geteuid() == 0:
-            import pwd
-
             pw = pwd.getpwnam("postgres")
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
             os.chown(sock, pw.pw_uid, pw.pw_gid)
@@ -129,6 +127,4 @@ class TempPostgres:
 
 
 def _q(s: str) -> str:
-    import shlex
-
     return shlex.quote(s)

@@ -12,6 +12,7 @@ import numpy as np
 
 from .._atomic import check_out_dir, fallback_dir
 from .._errors import AugurError, ConstraintError
+from .._imports import optional
 from ._config import relative_constraints
 from ._objective import Objective
 from ._outputs import (COST_KEYS, front_records, remove_stale, write_arch_yamls, write_html, write_pareto_csv,
@@ -46,7 +47,7 @@ class SearchResult:
 
 
 def trials_table(study, space, oracle, obj: Objective, limits: dict) -> dict:
-    from optuna.trial import TrialState
+    TrialState = optional("optuna.trial", "a search").TrialState
 
     trials = [t for t in study.get_trials(deepcopy=False) if len(t.params) == space.n_genes]
     names = space.gene_names

@@ -24,6 +24,7 @@ from .._errors import ConstraintError
 from ..oracle import Oracle
 from ._config import (ASK_BATCH, ASK_BATCH_PERSISTENT, DEFAULT_SAMPLER, DEFAULT_TRIALS, SearchConfig, make_config,
                       optuna_quiet, positive_int, progress_bar)
+from ._exact_run import exact_applies, exact_search, seed_encodings
 from ._exhaustive import exhaustive
 from ._loop import run_here
 from ._results import SearchResult, finish, finish_study, trials_table
@@ -132,8 +133,6 @@ def resolve_sampler(cfg: SearchConfig, oracle) -> tuple:
     """(sampler, seed the first population with the exact front?) for a ``sampler`` of ``None``:
     the exact front where it applies and nothing asks for a sampling search (trials, a study,
     workers), else NSGA-II, seeded where the objective or the profile makes the front inexact."""
-    from ._exact_run import exact_applies
-
     if cfg.sampler is not None:
         return cfg.sampler, False
     sampling = cfg.trials_given or is_persistent(cfg.storage) or cfg.study_name or cfg.workers > 1
@@ -145,7 +144,6 @@ def resolve_sampler(cfg: SearchConfig, oracle) -> tuple:
 def _run_exact(cfg: SearchConfig, oracle, meta: dict, t0: float) -> SearchResult:
     if is_persistent(cfg.storage) or cfg.study_name or cfg.workers > 1:
         raise ConstraintError("--sampler exact solves the front without a study; drop --storage/--study-name/--workers")
-    from ._exact_run import exact_search
 
     table, front, closest, info = exact_search(cfg.space, oracle, cfg.objective, cfg.limits,
                                                front_size=cfg.front_size, seed=cfg.seed, log=cfg.log)
@@ -160,8 +158,6 @@ def _seed_study(study, cfg: SearchConfig, oracle) -> str:
     """Enqueue the exact front of (layer-sum latency, MACs) as the first trials of a search whose
     objective or latency is not a sum over segments: the search starts from the region the
     exact front marks (under the limits that are sums) instead of from random candidates."""
-    from ._exact_run import seed_encodings
-
     X, note = seed_encodings(oracle, cfg.limits, cfg.population)
     names = cfg.space.gene_names
     for x in X:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from .._errors import ConstraintError
+from .._imports import available, optional
 
 
 def describe(url) -> str:
@@ -32,7 +33,7 @@ def is_persistent(url) -> bool:
 
 def make_storage(url):
     """An Optuna storage object (or ``None`` for in memory)."""
-    import optuna
+    optuna = optional("optuna", "a search")
 
     if not is_persistent(url):
         return optuna.storages.InMemoryStorage()
@@ -45,7 +46,7 @@ def make_storage(url):
         d = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(d):
             raise ConstraintError(f"--storage {url}: the folder {d} does not exist")
-        from optuna.storages.journal import JournalFileBackend
+        JournalFileBackend = optional("optuna.storages.journal", "a journal storage").JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(path))
     if url.startswith("sqlite:"):
@@ -77,13 +78,11 @@ def make_storage(url):
 
 
 def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
+    return available(module)
 
 
 def _rdb(url, engine_kwargs):
-    import optuna
+    optuna = optional("optuna", "a search")
 
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)

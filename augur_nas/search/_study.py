@@ -10,6 +10,7 @@ import socket
 import time
 
 from .._errors import AugurError, ConstraintError
+from .._imports import optional
 from ._config import make_sampler
 from ._storage import describe, is_persistent, make_storage
 from ._units import format_limit
@@ -41,7 +42,7 @@ def fail_running(study, tags=None, dead_only_here: bool = False, untagged_after_
     with no tag that started more than that long ago. A worker tags its trial right after asking
     for it, so an untagged trial that old was asked for by a worker killed in between. Returns
     how many."""
-    from optuna.trial import TrialState
+    TrialState = optional("optuna.trial", "a search").TrialState
 
     host = socket.gethostname()
     now = datetime.datetime.now()
@@ -70,7 +71,7 @@ def fail_untagged(study) -> int:
     """After the workers ended: a worker killed between asking for a trial and tagging it leaves
     an untagged RUNNING trial; wait until such trials are older than the grace period (a live
     worker elsewhere tags its own within milliseconds) and mark them failed."""
-    from optuna.trial import TrialState
+    TrialState = optional("optuna.trial", "a search").TrialState
 
     young = [t.datetime_start for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
              if t.user_attrs.get(WORKER_ATTR) is None and t.datetime_start is not None]
@@ -83,7 +84,7 @@ def fail_untagged(study) -> int:
 
 
 def count_trials(study):
-    from optuna.trial import TrialState
+    TrialState = optional("optuna.trial", "a search").TrialState
 
     ts = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
     n_c = sum(1 for t in ts if t.state == TrialState.COMPLETE)
@@ -154,8 +155,8 @@ def _short(v):
 def open_study(cfg, device_name: str):
     """Create the study of ``cfg`` or resume the one of that name in its storage. Returns the study,
     its name and how many complete trials it held before this run."""
-    import optuna
-    from optuna.trial import TrialState
+    optuna = optional("optuna", "a search")
+    TrialState = optional("optuna.trial", "a search").TrialState
 
     study_name = cfg.study_name or f"{cfg.space.name}-{device_name}"
     st = make_storage(cfg.storage)

@@ -4,15 +4,14 @@ configuration from stdin (see ``_workers.run_worker``)."""
 import pickle
 import sys
 
+from ._exhaustive import run_scan_worker
+from ._workers import run_worker
+
 
 def main() -> int:
     cfg = pickle.loads(sys.stdin.buffer.read())
     if cfg.get("mode") == "scan":
-        from ._exhaustive import run_scan_worker
-
         return run_scan_worker(cfg)
-    from ._workers import run_worker
-
     return run_worker(cfg)
 
 

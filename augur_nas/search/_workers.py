@@ -16,6 +16,7 @@ import time
 import traceback
 
 from .._errors import AugurError, ConstraintError
+from .._imports import optional
 from ..oracle import Oracle
 from ..space import SearchSpace
 from ._config import make_sampler, quiet_optuna
@@ -32,7 +33,7 @@ def run_worker(cfg: dict) -> int:
     and returns the exit code (0 done, 130 interrupted, 2 error)."""
     status, msg, code = "done", None, 0
     try:
-        import optuna
+        optuna = optional("optuna", "a search")
 
         quiet_optuna()
         space = SearchSpace(cfg["space_spec"], source=cfg["space_source"])
