@@ -422,7 +422,7 @@ class LayoutRules:
                 dup = alias[s] >= 0
                 a = np.maximum(alias[s], 0)
                 layout_a = layout[a, cols]
-                src_a = np.stack([tensor_of(int(x))[c] for c, x in enumerate(a)]) if dup.any() else None
+                src_a = _pick_rows(a, tensor_of) if dup.any() else None
                 if dup.all():
                     layout[s] = layout_a
                     src[s] = src_a
@@ -532,6 +532,16 @@ class LayoutRules:
 
     def __repr__(self) -> str:
         return f"LayoutRules({self.to_dict()})"
+
+
+def _pick_rows(a, tensor_of) -> np.ndarray:
+    """``[B]``: column ``c`` of ``tensor_of(a[c])``, one array operation per distinct slot in ``a``
+    (a handful) rather than a Python step per column."""
+    out = np.empty(len(a), dtype=np.int64)
+    for x in np.unique(a):
+        sel = a == x
+        out[sel] = tensor_of(int(x))[sel]
+    return out
 
 
 def _channels(rows, i, s, B):

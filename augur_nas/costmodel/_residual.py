@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _check
+from ._trees import parse as parse_trees
 
 # whole-network sums (additive over layer slots) the features are made of
 SUM_KEYS = (
@@ -144,6 +145,7 @@ class ResidualModel:
             raise ValueError(f"unknown residual features: {unknown}")
         self._cols = np.array([FEATURES.index(f) for f in self.features], dtype=np.int64)
         self._booster = None
+        self._forest = False  # not parsed yet (None: LightGBM's predict is kept, see _trees.parse)
 
     @property
     def booster(self):
@@ -158,8 +160,18 @@ class ResidualModel:
         F = np.asarray(features, dtype=np.float64)
         if F.shape[0] == 0:
             return np.zeros(0)
-        r = self.booster.predict(F[:, self._cols], num_threads=1)
+        r = self.raw_score(F[:, self._cols])
         return np.clip(np.asarray(r, dtype=np.float64), -self.max_abs_log, self.max_abs_log)
+
+    def raw_score(self, F: np.ndarray) -> np.ndarray:
+        """The booster's prediction for the model's own feature columns ``F``: LightGBM's trees
+        evaluated as numpy arrays, a chunk at once (``_trees``; equal to ``booster.predict`` to
+        the last bits), or LightGBM itself for a model ``_trees`` does not reproduce."""
+        if self._forest is False:
+            self._forest = parse_trees(self.model)
+        if self._forest is not None:
+            return self._forest.predict(F)
+        return self.booster.predict(F, num_threads=1)
 
     def apply(self, latency_ms, sums: dict, in_elems) -> np.ndarray:
         """Corrected latency of a chunk: ``latency_ms * exp(r(features))``."""
@@ -197,6 +209,7 @@ class ResidualModel:
             raise _check.err(f"`{key}.trained` must be a mapping", source, f"{key}.trained")
         cap = _check.number(d.get("max_abs_log", 1.0), source, f"{key}.max_abs_log")
         r = cls(model, feats, trained, cap)
+        r._forest = parse_trees(model)  # parsed with the profile, not in the first evaluate
         try:
             nf = r.booster.num_feature()
         except ImportError:
