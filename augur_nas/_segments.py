@@ -253,9 +253,9 @@ def _unique_states(c, h, w, zero, N, bound=None):
     if bound is not None:
         # shapes and boundary states together: one column each
         cols = [c, h, w, z] + [np.broadcast_to(np.asarray(a, dtype=np.int64), (N,)) for a in bound]
-        uniq, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
-        kept = type(bound)(*(np.ascontiguousarray(a) for a in uniq[:, 4:].T))  # the same record type
-        return _State(uniq[:, 0], uniq[:, 1], uniq[:, 2], uniq[:, 3].astype(bool), kept), inv.reshape(-1)
+        uniq, inv = _unique_rows(cols)
+        kept = type(bound)(*uniq[4:])  # the same record type
+        return _State(uniq[0], uniq[1], uniq[2], uniq[3].astype(bool), kept), inv
     if c.max(initial=0) < 2**21 and max(h.max(initial=0), w.max(initial=0)) < 2**20 and min(c.min(initial=0), h.min(initial=0), w.min(initial=0)) >= 0:
         packed = (c << 42) | (h << 22) | (w << 1) | z
         uniq, inv = np.unique(packed, return_inverse=True)
@@ -263,6 +263,45 @@ def _unique_states(c, h, w, zero, N, bound=None):
     stacked = np.stack([c, h, w, z], axis=1)
     uniq, inv = np.unique(stacked, axis=0, return_inverse=True)
     return _State(uniq[:, 0], uniq[:, 1], uniq[:, 2], uniq[:, 3].astype(bool)), inv.reshape(-1)
+
+
+def _unique_rows(cols) -> tuple:
+    """``np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)`` as (distinct rows' columns,
+    each row's index), in the same (lexicographic) order. The columns are packed into one int64
+    key when their ranges allow (the first column most significant, so the keys sort like the
+    rows), and a key range not much larger than the rows is made distinct by marking a table
+    instead of sorting: a segment's exit states are a few distinct values over many rows."""
+    N = len(cols[0])
+    if N == 0:
+        return [np.zeros(0, dtype=np.int64) for _ in cols], np.zeros(0, dtype=np.intp)
+    lo = [int(a.min()) for a in cols]
+    span = [int(a.max()) - m + 1 for a, m in zip(cols, lo)]
+    total = 1
+    for sz in span:
+        total *= sz
+    if total >= 2**62:
+        uniq, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+        return [np.ascontiguousarray(a) for a in uniq.T], inv.reshape(-1)
+    radix, r = [], 1
+    for sz in reversed(span):
+        radix.append(r)
+        r *= sz
+    radix.reverse()
+    key = np.zeros(N, dtype=np.int64)
+    for a, m, rd, sz in zip(cols, lo, radix, span):
+        if sz > 1:
+            key += (a - m) * rd if rd != 1 else a - m
+    if total <= max(4 * N, 65536):
+        seen = np.zeros(total, dtype=bool)
+        seen[key] = True
+        uniq = np.flatnonzero(seen)
+        rank = np.zeros(total, dtype=np.intp)
+        rank[uniq] = np.arange(len(uniq))
+        inv = rank[key]
+    else:
+        uniq, inv = np.unique(key, return_inverse=True)
+        inv = inv.reshape(-1)
+    return [(uniq // rd) % sz + m for m, rd, sz in zip(lo, radix, span)], inv
 
 
 def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activation_bytes"), peak=False,
@@ -639,7 +678,7 @@ def _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, can
     if candidates:
         _raise_deferred(space, X, ev.errors, np.arange(N))
     out = seg.stop - 1
-    out_state, out_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N)
+    out_state = None
     res = dict(sink.result())
     if peak or seg_fn:
         table = sink.table(space.program, ev)
@@ -651,6 +690,8 @@ def _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, can
             res.update(sums)
             if exit_bound is not None:
                 out_state, out_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N, exit_bound)
+    if out_state is None:
+        out_state, out_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N)
     if derive is not None:
         res.update(derive(res))
     return ev, out_state, out_codes, res
