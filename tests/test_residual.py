@@ -137,9 +137,9 @@ def test_oracle_calls_the_booster_once_per_chunk(with_residual, monkeypatch):
     residual = with_residual.residual
     orig = residual.raw_score  # the booster's trees (as numpy arrays, _trees)
 
-    def counting(F, *a, **k):
-        calls.append(len(F))
-        return orig(F, *a, **k)
+    def counting(XT, *a, **k):  # the features as rows, [features, B]
+        calls.append(XT.shape[1])
+        return orig(XT, *a, **k)
 
     monkeypatch.setattr(residual, "raw_score", counting)
     o = Oracle(space, with_residual, chunk=400)

@@ -56,14 +56,16 @@ class Forest(NamedTuple):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The raw score of each row of ``X`` ``[B, features]`` (float64)."""
-        X = np.asarray(X, dtype=np.float64)
+        return self.predict_columns(np.ascontiguousarray(np.asarray(X, dtype=np.float64).T))
+
+    def predict_columns(self, XT: np.ndarray) -> np.ndarray:
+        """The same for the features as rows, ``XT`` ``[features, B]`` (each row contiguous)."""
         # LightGBM's dense rows: a missing value or |x| <= 1e-35 reads as 0 ("none" missing type)
-        odd = np.isnan(X) | (np.abs(X) <= ZERO)
+        odd = ~(np.abs(XT) > ZERO)
         if odd.any():
-            X = np.where(odd, 0.0, X)
-        XT = np.ascontiguousarray(X.T)  # one contiguous row per feature
-        out = np.empty(X.shape[0], dtype=np.float64)
-        for lo in range(0, X.shape[0], ROWS_PER_STEP):
+            XT = np.where(odd, 0.0, XT)
+        out = np.empty(XT.shape[1], dtype=np.float64)
+        for lo in range(0, XT.shape[1], ROWS_PER_STEP):
             out[lo:lo + ROWS_PER_STEP] = self._step(XT[:, lo:lo + ROWS_PER_STEP])
         return out
 
