@@ -305,7 +305,7 @@ def _unique_rows(cols) -> tuple:
 
 
 def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activation_bytes"), peak=False,
-                 seg_fn=None, keep=None, cache=None, derive=None, checked=False, project=None):
+                 seg_fn=None, keep=None, cache=None, derive=None, checked=False, project=None, priced_for=None):
     """Whole-network sums for candidates ``X`` through segment tabulation.
 
     ``make_sink(B)`` makes a sink for ``walk`` with a ``result() -> {field: [B] array}``.
@@ -322,6 +322,9 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
     ``project(readers, bound)`` keeps only the parts of an entering boundary state (see
     ``seg_fn``) that matter to a segment whose layers read the entering tensor ``readers``
     times: fewer distinct entry states, smaller grids.
+    ``priced_for``: how many candidates the caller's call prices when ``X`` holds only their
+    distinct encodings (what a grid is weighed against: a grid shared by the cells of a stage
+    pays off against the whole batch).
     Returns ({field: [B] array}, the network input's element count per candidate).
     """
     if not checked:
@@ -344,7 +347,8 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
     # walked directly, the later entry shapes are the batch's own and such grids are not priced
     # (each batch would ask for others). Merging follows the cache's limit, so every call cuts
     # the network the same way and finds the same grids.
-    limit = CACHED_MAX_GRID if cache is not None else min(MAX_GRID, B)
+    Bw = max(B, priced_for or 0)  # the batch a grid is weighed against
+    limit = CACHED_MAX_GRID if cache is not None else min(MAX_GRID, Bw)
     calls = 0
     if cache is not None:
         calls = cache.get("_calls", 0)
@@ -373,10 +377,10 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
             seg = _merge(prog, segs[i:j])
             N = st.n * seg.combos
         i = j
-        tab = N <= min(MAX_GRID, B)
+        tab = N <= min(MAX_GRID, Bw)
         if not tab and cache is not None and N <= STATE_GRID and seg.combos <= CACHED_MAX_GRID and \
                 seg.combos * (seg.stop - seg.start) <= CACHED_GRID_CELLS:
-            tab = _grid_key(seg, st) in cache or (stable and (N <= B or calls >= CALLS_BEFORE_GRID))
+            tab = _grid_key(seg, st) in cache or (stable and (N <= Bw or calls >= CALLS_BEFORE_GRID))
         if tab:
             out_state, out_codes = _tabulate(space, X, XT, seg, st, cd, make_sink, peak, seg_fn, keep, cache,
                                              derive, totals)

@@ -48,7 +48,8 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     if got is None:
         return _segment_costs(space, X, profile, batch, breakdown, cache)
     rows, inv = got
-    lat, by_kind, mem, macs, params = _segment_costs(space, X[rows], profile, batch, breakdown, cache)
+    lat, by_kind, mem, macs, params = _segment_costs(space, X[rows], profile, batch, breakdown, cache,
+                                                     priced_for=len(X))
     return (np.take(lat, inv), {k: np.take(v, inv) for k, v in by_kind.items()}, np.take(mem, inv),
             np.take(macs, inv), np.take(params, inv))
 
@@ -78,7 +79,7 @@ def _distinct_rows(space, X):
     return rep[keys], rank[key]
 
 
-def _segment_costs(space, X, profile, batch, breakdown=True, cache=None):
+def _segment_costs(space, X, profile, batch, breakdown=True, cache=None, priced_for=None):
     """The same figures through segment tabulation (``_segments``): each block of the network is
     priced once per distinct (input shape, block genes) combination of the chunk. With a residual,
     the whole-network sums its features need are gathered with the latency and the booster
@@ -149,7 +150,8 @@ def _segment_costs(space, X, profile, batch, breakdown=True, cache=None):
         keep.update(SUM_KEYS)
     r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak="peak" in (mem.activations, mem.batch_activations),
                                seg_fn=seg_fn, keep=keep, cache=cache, derive=derive, checked=True,
-                               project=lambda readers, b: b.relevant(readers, bool(model.fuse), bool(model.layout)))
+                               project=lambda readers, b: b.relevant(readers, bool(model.fuse), bool(model.layout)),
+                               priced_for=priced_for)
     zero = np.zeros(len(in_elems))
     get = lambda k: r.get(k, zero)  # noqa: E731
     by_kind = {k.split(".", 1)[1]: v for k, v in r.items() if k.startswith("latency_ms.")}
