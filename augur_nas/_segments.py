@@ -229,6 +229,9 @@ class _State:
         # network input's, or a profile without fusion and layout rules)
         self.bound = bound
         self._token = None
+        # readers -> (projected state, index of each of these states in it) or None (unchanged):
+        # a grid's exit states are met again by every later call (``_projected``)
+        self.projected: dict = {}
 
     @property
     def token(self) -> bytes:
@@ -397,13 +400,17 @@ def _projected(prog, seg, st, codes, project):
     """The entry states ``st`` with only what matters to ``seg`` kept (``project``), distinct
     again, and each candidate's code into them."""
     readers = sum(1 for n in prog.nodes[seg.start:seg.stop] if seg.entry in n.inputs)
-    bound = project(readers, st.bound)
-    if bound is st.bound:
+    if readers not in st.projected:  # a state set belongs to one profile's cache: one projection
+        bound = project(readers, st.bound)
+        hit = None
+        if bound is not st.bound:
+            new, inv = _unique_states(st.c, st.h, st.w, st.zero, st.n, bound)
+            hit = (new, inv) if new.n != st.n else None
+        st.projected[readers] = hit
+    hit = st.projected[readers]
+    if hit is None:
         return st, codes
-    new, inv = _unique_states(st.c, st.h, st.w, st.zero, st.n, bound)
-    if new.n == st.n:
-        return st, codes
-    return new, np.take(inv, codes)
+    return hit[0], np.take(hit[1], codes)
 
 
 def _gene_columns(space, X):
