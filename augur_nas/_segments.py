@@ -212,6 +212,9 @@ class _State:
         # network input's, or a profile without fusion and layout rules)
         self.bound = bound
         self._token = None
+        # readers -> (projected state, index of each of these states in it) or None (unchanged):
+        # a grid's exit states are met again by every later call (``_projected``)
+        self.projected: dict = {}
 
     @property
     def token(self) -> bytes:
@@ -236,9 +239,9 @@ def _unique_states(c, h, w, zero, N, bound=None):
     if bound is not None:
         # shapes and boundary states together: one column each
         cols = [c, h, w, z] + [np.broadcast_to(np.asarray(a, dtype=np.int64), (N,)) for a in bound]
-        uniq, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
-        kept = type(bound)(*(np.ascontiguousarray(a) for a in uniq[:, 4:].T))  # the same record type
-        return _State(uniq[:, 0], uniq[:, 1], uniq[:, 2], uniq[:, 3].astype(bool), kept), inv.reshape(-1)
+        uniq, inv = _unique_rows(cols)
+        kept = type(bound)(*uniq[4:])  # the same record type
+        return _State(uniq[0], uniq[1], uniq[2], uniq[3].astype(bool), kept), inv
     if c.max(initial=0) < 2**21 and max(h.max(initial=0), w.max(initial=0)) < 2**20 and min(c.min(initial=0), h.min(initial=0), w.min(initial=0)) >= 0:
         packed = (c << 42) | (h << 22) | (w << 1) | z
         uniq, inv = np.unique(packed, return_inverse=True)
@@ -248,8 +251,47 @@ def _unique_states(c, h, w, zero, N, bound=None):
     return _State(uniq[:, 0], uniq[:, 1], uniq[:, 2], uniq[:, 3].astype(bool)), inv.reshape(-1)
 
 
+def _unique_rows(cols) -> tuple:
+    """``np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)`` as (distinct rows' columns,
+    each row's index), in the same (lexicographic) order. The columns are packed into one int64
+    key when their ranges allow (the first column most significant, so the keys sort like the
+    rows), and a key range not much larger than the rows is made distinct by marking a table
+    instead of sorting: a segment's exit states are a few distinct values over many rows."""
+    N = len(cols[0])
+    if N == 0:
+        return [np.zeros(0, dtype=np.int64) for _ in cols], np.zeros(0, dtype=np.intp)
+    lo = [int(a.min()) for a in cols]
+    span = [int(a.max()) - m + 1 for a, m in zip(cols, lo)]
+    total = 1
+    for sz in span:
+        total *= sz
+    if total >= 2**62:
+        uniq, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+        return [np.ascontiguousarray(a) for a in uniq.T], inv.reshape(-1)
+    radix, r = [], 1
+    for sz in reversed(span):
+        radix.append(r)
+        r *= sz
+    radix.reverse()
+    key = np.zeros(N, dtype=np.int64)
+    for a, m, rd, sz in zip(cols, lo, radix, span):
+        if sz > 1:
+            key += (a - m) * rd if rd != 1 else a - m
+    if total <= max(4 * N, 65536):
+        seen = np.zeros(total, dtype=bool)
+        seen[key] = True
+        uniq = np.flatnonzero(seen)
+        rank = np.zeros(total, dtype=np.intp)
+        rank[uniq] = np.arange(len(uniq))
+        inv = rank[key]
+    else:
+        uniq, inv = np.unique(key, return_inverse=True)
+        inv = inv.reshape(-1)
+    return [(uniq // rd) % sz + m for m, rd, sz in zip(lo, radix, span)], inv
+
+
 def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activation_bytes"), peak=False,
-                 seg_fn=None, keep=None, cache=None, derive=None, checked=False, project=None):
+                 seg_fn=None, keep=None, cache=None, derive=None, checked=False, project=None, priced_for=None):
     """Whole-network sums for candidates ``X`` through segment tabulation.
 
     ``make_sink(B)`` makes a sink for ``walk`` with a ``result() -> {field: [B] array}``.
@@ -266,6 +308,9 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
     ``project(readers, bound)`` keeps only the parts of an entering boundary state (see
     ``seg_fn``) that matter to a segment whose layers read the entering tensor ``readers``
     times: fewer distinct entry states, smaller grids.
+    ``priced_for``: how many candidates the caller's call prices when ``X`` holds only their
+    distinct encodings (what a grid is weighed against: a grid shared by the cells of a stage
+    pays off against the whole batch).
     Returns ({field: [B] array}, the network input's element count per candidate).
     """
     if not checked:
@@ -287,7 +332,8 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
     # walked directly, the later entry shapes are the batch's own and such grids are not priced
     # (each batch would ask for others). Merging follows the cache's limit, so every call cuts
     # the network the same way and finds the same grids.
-    limit = CACHED_MAX_GRID if cache is not None else min(MAX_GRID, B)
+    Bw = max(B, priced_for or 0)  # the batch a grid is weighed against
+    limit = CACHED_MAX_GRID if cache is not None else min(MAX_GRID, Bw)
     calls = 0
     if cache is not None:
         calls = cache.calls
@@ -316,10 +362,10 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
             seg = _merge(prog, segs[i:j])
             N = st.n * seg.combos
         i = j
-        tab = N <= min(MAX_GRID, B)
+        tab = N <= min(MAX_GRID, Bw)
         if not tab and cache is not None and N <= STATE_GRID and seg.combos <= CACHED_MAX_GRID and \
                 seg.combos * (seg.stop - seg.start) <= CACHED_GRID_CELLS:
-            tab = _grid_key(seg, st) in cache.grids or (stable and (N <= B or calls >= CALLS_BEFORE_GRID))
+            tab = _grid_key(seg, st) in cache.grids or (stable and (N <= Bw or calls >= CALLS_BEFORE_GRID))
         if tab:
             out_state, out_codes = _tabulate(space, X, XT, seg, st, cd, make_sink, peak, seg_fn, keep, cache,
                                              derive, totals)
@@ -336,13 +382,17 @@ def _projected(prog, seg, st, codes, project):
     """The entry states ``st`` with only what matters to ``seg`` kept (``project``), distinct
     again, and each candidate's code into them."""
     readers = sum(1 for n in prog.nodes[seg.start:seg.stop] if seg.entry in n.inputs)
-    bound = project(readers, st.bound)
-    if bound is st.bound:
+    if readers not in st.projected:  # a state set belongs to one profile's cache: one projection
+        bound = project(readers, st.bound)
+        hit = None
+        if bound is not st.bound:
+            new, inv = _unique_states(st.c, st.h, st.w, st.zero, st.n, bound)
+            hit = (new, inv) if new.n != st.n else None
+        st.projected[readers] = hit
+    hit = st.projected[readers]
+    if hit is None:
         return st, codes
-    new, inv = _unique_states(st.c, st.h, st.w, st.zero, st.n, bound)
-    if new.n == st.n:
-        return st, codes
-    return new, np.take(inv, codes)
+    return hit[0], np.take(hit[1], codes)
 
 
 def _gene_columns(space, X):
@@ -360,22 +410,21 @@ def _gene_columns(space, X):
 class _Totals:
     """Per-candidate sums of the gathered grid fields.
 
-    Each tabulated segment hands over one ``[B, F]`` block (its fields in one gather); blocks with
-    the same fields are added in one operation, and fields are split out only at the end."""
+    Each tabulated segment hands over its grid's ``[rows, F]`` values and each candidate's row
+    (``key``); segments with the same fields are gathered and added together at the end, a few
+    thousand candidates at a time, so that the running ``[candidates, F]`` block stays in the
+    caches instead of streaming through memory once per segment. The additions run in the
+    segments' order (the same sums as adding whole blocks). Fields are split out only at the end."""
+
+    ROWS_PER_STEP = 2048
 
     def __init__(self, B, reduce_max):
         self.B, self.reduce_max = B, set(reduce_max)
-        self.blocks: dict = {}  # (names, is max) -> [B, F] array, owned
+        self.blocks: dict = {}  # (names, is max) -> [(grid values [rows, F], key [B])]
         self.fields: dict = {}  # name -> [B] array, owned (segments evaluated directly)
 
-    def add_block(self, names, vals, is_max=False):
-        cur = self.blocks.get((names, is_max))
-        if cur is None:
-            self.blocks[(names, is_max)] = vals
-        elif is_max:
-            np.maximum(cur, vals, out=cur)
-        else:
-            np.add(cur, vals, out=cur)
+    def add_block(self, names, vals, key, is_max=False):
+        self.blocks.setdefault((names, is_max), []).append((vals, key))
 
     def add_field(self, k, v):
         cur = self.fields.get(k)
@@ -386,8 +435,20 @@ class _Totals:
         else:
             np.add(cur, v, out=cur)
 
+    def _gather(self, parts, is_max) -> np.ndarray:
+        op = np.maximum if is_max else np.add
+        out = np.empty((self.B, parts[0][0].shape[1]), dtype=np.float64)
+        for lo in range(0, self.B, self.ROWS_PER_STEP):
+            hi = min(self.B, lo + self.ROWS_PER_STEP)
+            acc = out[lo:hi]
+            np.take(parts[0][0], parts[0][1][lo:hi], axis=0, out=acc, mode="clip")  # keys are in range: no buffer
+            for vals, key in parts[1:]:
+                op(acc, np.take(vals, key[lo:hi], axis=0), out=acc)
+        return out
+
     def result(self) -> dict:
-        for (names, is_max), block in self.blocks.items():
+        for (names, is_max), parts in self.blocks.items():
+            block = self._gather(parts, is_max)
             for c, k in enumerate(names):
                 self.add_field(k, block[:, c])
         return self.fields
@@ -533,9 +594,9 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache
     _raise_deferred(space, X, hit.errors, key)
     # one gather of every field of a grid row ([rows, F] rows are contiguous; take beats fancy indexing)
     if hit.sum_names:
-        totals.add_block(hit.sum_names, np.take(hit.sum_vals, key, axis=0))
+        totals.add_block(hit.sum_names, hit.sum_vals, key)
     if hit.max_names:
-        totals.add_block(hit.max_names, np.take(hit.max_vals, key, axis=0), is_max=True)
+        totals.add_block(hit.max_names, hit.max_vals, key, is_max=True)
     return hit.out_state, np.take(hit.codes, key)
 
 
@@ -684,7 +745,7 @@ def _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, can
     if candidates:
         _raise_deferred(space, X, ev.errors, np.arange(N))
     out = seg.stop - 1
-    out_state, out_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N)
+    out_state = None
     res = dict(sink.result())
     if peak or seg_fn:
         table = sink.table(space.program, ev)
@@ -696,6 +757,8 @@ def _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, can
             res.update(sums)
             if exit_bound is not None:
                 out_state, out_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N, exit_bound)
+    if out_state is None:
+        out_state, out_codes = _unique_states(ev.c[out], ev.h[out], ev.w[out], ev.zero[out], N)
     if derive is not None:
         res.update(derive(res))
     return _Walked(ev, out_state, out_codes, res)

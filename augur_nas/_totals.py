@@ -123,8 +123,11 @@ def peak_activation(ops, inputs, shares, mask, out_elems, ws_elems, select_pos, 
     L = len(ops)
     B = mask.shape[1] if L else len(np.atleast_1d(entry_elems))
     cols = np.arange(B)
+    # each slot's output buffer as a flat index (buffer * B + column) into the [L + 1, B] arrays
+    # below: one element per column, so no repeats within a step. numpy's 2-D fancy indexing and
+    # cumsum along axis 0 cost several times more on these arrays
     buf = np.empty((L + 1, B), dtype=np.int64)
-    buf[0] = 0
+    buf[0] = cols
     size = np.zeros((L + 1, B), dtype=np.float64)
     size[0] = np.broadcast_to(entry_elems, (B,)) * DTYPE_BYTES
     for s in range(L):
@@ -132,26 +135,31 @@ def peak_activation(ops, inputs, shares, mask, out_elems, ws_elems, select_pos, 
         first = ins[0] + 1
         if OPS[ops[s]].alias == "chosen":  # a select: the buffer of the input its gene picks
             src = np.array([i + 1 for i in ins])[select_pos[s]]
-            buf[s + 1] = buf[src, cols]
+            buf[s + 1] = buf.reshape(-1)[src * B + cols]
         elif shares[s]:
             buf[s + 1] = buf[first]
         else:
-            buf[s + 1] = np.where(mask[s], s + 1, buf[first])
+            buf[s + 1] = np.where(mask[s], (s + 1) * B + cols, buf[first])
             size[s + 1] = np.where(mask[s], out_elems[s], 0) * DTYPE_BYTES
-    last = np.arange(L + 1, dtype=np.int64)[:, None].repeat(B, axis=1)
+    last = np.empty((L + 1, B), dtype=np.int64)  # per buffer: its last reader + 1
+    last[:] = np.arange(L + 1, dtype=np.int64)[:, None]
     last[0] = 0
+    last_flat = last.reshape(-1)
     for s in range(L):
         sel = mask[s]
         for i in inputs[s]:
-            b = buf[i + 1]
-            last[b[sel], cols[sel]] = s + 1
+            at = buf[i + 1]
+            last_flat[at] = np.where(sel, s + 1, last_flat[at])
     if keep_last:
-        last[buf[-1], cols] = L + 1
+        last_flat[buf[-1]] = L + 1
     delta = np.zeros((L + 3, B), dtype=np.float64)
     delta[:L + 1] += size
+    delta_flat = delta.reshape(-1)
     for b in range(L + 1):
-        delta[last[b] + 1, cols] -= size[b]
-    live = np.cumsum(delta, axis=0)[1:L + 1]
+        delta_flat[(last[b] + 1) * B + cols] -= size[b]
+    for t in range(1, L + 1):  # the running sum (np.cumsum's order)
+        delta[t] += delta[t - 1]
+    live = delta[1:L + 1]
     if not L:
         return size[0], size
     return (live + ws_elems * DTYPE_BYTES).max(axis=0), size

@@ -98,7 +98,48 @@ def _linear_memory(terms, need_fc):
     return derive
 
 
+DISTINCT_SPACE = 4  # a batch is made distinct first when the space has at most this many times
+# more candidates than the batch (NAS-Bench-201: 15,625 in all, so 100,000 samples repeat)
+
+
 def _fast_costs(space, X, profile, batch, breakdown=True, cache=None) -> Costs:
+    """``_segment_costs`` of the distinct rows of ``X`` when a small space makes repeats likely,
+    spread back to every row (identical rows have identical costs)."""
+    got = _distinct_rows(space, X)
+    if got is None:
+        return _segment_costs(space, X, profile, batch, breakdown, cache)
+    rows, inv = got
+    c = _segment_costs(space, X[rows], profile, batch, breakdown, cache, priced_for=len(X))
+    return Costs(np.take(c.latency_ms, inv), {k: np.take(v, inv) for k, v in c.by_kind.items()},
+                 np.take(c.memory_mb, inv), np.take(c.macs, inv), np.take(c.params, inv))
+
+
+def _distinct_rows(space, X):
+    """``(one row of each distinct encoding, each row's index into them)``, or None when the space
+    is too large for repeats to be likely (or there are few): a key per row from the genes'
+    option counts, made distinct by marking a table of all the space's keys (no sort)."""
+    B = X.shape[0]
+    sizes = space._sizes
+    total = 1
+    for sz in sizes.tolist():
+        total *= sz
+        if total > DISTINCT_SPACE * B:
+            return None
+    radix = np.ones(len(sizes), dtype=np.int64)
+    for i in range(len(sizes) - 2, -1, -1):
+        radix[i] = radix[i + 1] * sizes[i + 1]
+    key = X.astype(np.int64, copy=False) @ radix if len(sizes) else np.zeros(B, dtype=np.int64)
+    rep = np.full(total, -1, dtype=np.int64)
+    rep[key] = np.arange(B)  # a representative row of each key (the last of its repeats)
+    keys = np.flatnonzero(rep >= 0)
+    if len(keys) > 0.9 * B:
+        return None
+    rank = np.zeros(total, dtype=np.intp)
+    rank[keys] = np.arange(len(keys))
+    return rep[keys], rank[key]
+
+
+def _segment_costs(space, X, profile, batch, breakdown=True, cache=None, priced_for=None) -> Costs:
     """The same figures through segment tabulation (``_segments``): each block of the network is
     priced once per distinct (input shape, block genes) combination of the chunk. With a residual,
     the whole-network sums its features need are gathered with the latency and the booster
@@ -125,7 +166,8 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None) -> Costs:
     r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak="peak" in (mem.activations, mem.batch_activations),
                                seg_fn=_segment_pricer(profile, batch, breakdown), keep=keep, cache=cache,
                                derive=derive, checked=True,
-                               project=lambda readers, b: b.relevant(readers, bool(model.fuse), bool(model.layout)))
+                               project=lambda readers, b: b.relevant(readers, bool(model.fuse), bool(model.layout)),
+                               priced_for=priced_for)
     zero = np.zeros(len(in_elems))
     get = lambda k: r.get(k, zero)  # noqa: E731
     by_kind = {k.split(".", 1)[1]: v for k, v in r.items() if k.startswith("latency_ms.")}

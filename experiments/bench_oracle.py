@@ -4,6 +4,7 @@ Run:  taskset -c 0 python experiments/bench_oracle.py [--device tk1-gpu] [--n 10
       taskset -c 0 python experiments/bench_oracle.py --device x86-2core-ort,tk1-gpu   (side by side)
       taskset -c 0 python experiments/bench_oracle.py --space spaces/nb201.yaml --device x86-2core-ort
       taskset -c 0 python experiments/bench_oracle.py --device x86-2core-ort --peak 1000000
+      taskset -c 0 python experiments/bench_oracle.py --targets      (issue 12's targets, one report)
 Timed side by side, in interleaved rounds of one process (medians with min..max):
 - cold: a fresh Oracle each round (made before the clock starts: loading the profile is paid
   once per process), so every segment grid is priced again (the figure quoted);
@@ -18,7 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -38,7 +42,13 @@ def main():
     ap.add_argument("--peak", type=int, default=0, metavar="N",
                     help="instead: price N candidates (e.g. 1000000) with the first device in one call and "
                          "report the process's peak resident memory")
+    ap.add_argument("--targets", action="store_true",
+                    help="issue 12's targets in one run: spaces/mobile.yaml with x86-2core-ort and tk1-gpu side by "
+                         "side, spaces/nb201.yaml with x86-2core-ort (--n candidates each, --rounds fresh-Oracle "
+                         "rounds interleaved), and the peak memory of 1,000,000 mobile candidates (a second process)")
     args = ap.parse_args()
+    if args.targets:
+        return _targets(args)
     space = an.load_space(args.space)
     devices = [d.strip() for d in args.device.split(",") if d.strip()]
     if args.peak:
@@ -58,11 +68,57 @@ def main():
             print(f"ratio cold {d} / {devices[-1]} (medians): {statistics.median(rows[d].cold) / base:.3f}")
 
 
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_MOBILE, TARGET_RATIO, TARGET_NB201, TARGET_PEAK_MB = 1_000_000, 0.5, 100_000, 2048
+
+
+def _targets(args):
+    """Every speed target of issue 12 in one report: medians and min..max of the cold rounds."""
+    mobile = an.load_space(ROOT / "spaces" / "mobile.yaml")
+    nb201 = an.load_space(ROOT / "spaces" / "nb201.yaml")
+    Xm, Xn = mobile.sample(args.n, seed=0), nb201.sample(args.n, seed=0)
+    rows = [(_Row(mobile, "x86-2core-ort", Xm, "mobile x86-2core-ort"), mobile, Xm, args.single),
+            (_Row(mobile, "tk1-gpu", Xm, "mobile tk1-gpu"), mobile, Xm, args.single),
+            (_Row(nb201, "x86-2core-ort", Xn, "nb201 x86-2core-ort"), nb201, Xn, 0)]
+    for _ in range(args.rounds):
+        for row, space, X, n_single in rows:  # interleaved: a slow spell of the machine hits all alike
+            row.round(space, X, n_single)
+    print(f"{args.n:,} candidates per space (latency_ms + memory_mb, lowering and residual included), "
+          f"{args.rounds} interleaved rounds, one process, pid {os.getpid()}")
+    for row, *_ in rows:
+        row.report()
+    x86, tk1, nb = (statistics.median(r.cold) for r, *_ in rows)
+    peak = _peak_subprocess(1_000_000)
+    print("\n-- targets (cold medians)")
+    for what, got, want, fmt in (("mobile, x86-2core-ort, cand/s", x86, TARGET_MOBILE, "{:,.0f}"),
+                                 ("ratio x86-2core-ort / tk1-gpu, mobile", x86 / tk1, TARGET_RATIO, "{:.3f}"),
+                                 ("nb201, x86-2core-ort, cand/s", nb, TARGET_NB201, "{:,.0f}")):
+        print(f"{what:42s} {fmt.format(got):>12s}   target >= {fmt.format(want)}   "
+              f"{'met' if got >= want else 'MISSED'}")
+    if peak is not None:
+        print(f"{'peak RSS, 1,000,000 mobile candidates, MB':42s} {peak:>12,.0f}   target < {TARGET_PEAK_MB:,}   "
+              f"{'met' if peak < TARGET_PEAK_MB else 'MISSED'}")
+
+
+def _peak_subprocess(n):
+    """Peak resident memory (MB) of a fresh process pricing ``n`` mobile candidates in one call."""
+    cmd = [sys.executable, __file__, "--space", str(ROOT / "spaces" / "mobile.yaml"), "--device", "x86-2core-ort",
+           "--peak", str(n)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        if "peak resident memory" in line:
+            print(line)
+            return float(line.split("peak resident memory of the process")[1].split("MB")[0].replace(",", ""))
+    print(f"peak run failed: {out.stderr.strip()[-500:]}")
+    return None
+
+
 class _Row:
     """One device's timings across the rounds."""
 
-    def __init__(self, space, device, X):
+    def __init__(self, space, device, X, label=None):
         self.device = device
+        self.label = label or device
         self.warm_oracle = Oracle(space, device)
         self.warm_oracle.evaluate(X[:1000], breakdown=False)
         self.cold, self.warm, self.single = [], [], []
@@ -76,19 +132,22 @@ class _Row:
         t = time.perf_counter()
         self.warm_oracle.evaluate(X, breakdown=False)
         self.warm.append(len(X) / (time.perf_counter() - t))
-        t = time.perf_counter()
-        for x in X[:n_single]:
-            oracle.evaluate(x[None, :], breakdown=False)
-        self.single.append(n_single / (time.perf_counter() - t))
+        if n_single:
+            t = time.perf_counter()
+            for x in X[:n_single]:
+                oracle.evaluate(x[None, :], breakdown=False)
+            self.single.append(n_single / (time.perf_counter() - t))
 
     def report(self):
-        mc, mw, ms = (statistics.median(v) for v in (self.cold, self.warm, self.single))
-        print(f"-- {self.device}")
+        mc, mw = (statistics.median(v) for v in (self.cold, self.warm))
+        print(f"-- {self.label}")
         print(f"batched, cold  median {mc:12,.0f} cand/s   min..max {min(self.cold):,.0f}..{max(self.cold):,.0f}   (fresh Oracle)")
         print(f"batched, warm  median {mw:12,.0f} cand/s   min..max {min(self.warm):,.0f}..{max(self.warm):,.0f}   (grids kept)")
-        print(f"one at a time  median {ms:12,.0f} cand/s   min..max {min(self.single):,.0f}..{max(self.single):,.0f}")
-        print(f"ratio cold / one at a time (medians) {mc / ms:,.0f}x; latency of the batch: median "
-              f"{float(statistics.median(self.res['latency_ms'])):.2f} ms")
+        if self.single:
+            ms = statistics.median(self.single)
+            print(f"one at a time  median {ms:12,.0f} cand/s   min..max {min(self.single):,.0f}..{max(self.single):,.0f}")
+            print(f"ratio cold / one at a time (medians) {mc / ms:,.0f}x", end="; ")
+        print(f"latency of the batch: median {float(statistics.median(self.res['latency_ms'])):.2f} ms")
 
 
 def _peak(space, device, n):

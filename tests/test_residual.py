@@ -133,14 +133,14 @@ def test_oracle_calls_the_booster_once_per_chunk(with_residual, monkeypatch):
     space = load_space(SPACES / "mobile.yaml")
     X = space.sample(1000, seed=1)
     calls = []
-    booster = with_residual.residual.booster
-    orig = booster.predict
+    residual = with_residual.residual
+    orig = residual.raw_score  # the booster's trees (as numpy arrays, _trees)
 
-    def counting(F, *a, **k):
-        calls.append(len(F))
-        return orig(F, *a, **k)
+    def counting(XT, *a, **k):  # the features as rows, [features, B]
+        calls.append(XT.shape[1])
+        return orig(XT, *a, **k)
 
-    monkeypatch.setattr(booster, "predict", counting)
+    monkeypatch.setattr(residual, "raw_score", counting)
     o = Oracle(space, with_residual, chunk=400)
     res = o.evaluate(X, breakdown=False)
     assert calls == [400, 400, 200]
@@ -236,3 +236,67 @@ def test_residual_keeps_the_layer_sums_bias_and_takes_out_only_the_machines_spee
     assert session_speed({}, ref) is None
     cv_slow = cross_validate(F, base, meas * 1.1, macs, noise, folds=4, seed=0, offset=float(np.log(1.1)))
     assert cv_slow["clean"]["layer_sum_with_residual"]["within_10pct"] > 0.95
+
+
+# ------------------------------------------------------------------ the trees as numpy arrays
+
+
+def _features_of(space_name, n, seed):
+    from augur_nas.measure._residual_fit import residual_inputs
+
+    space = load_space(SPACES / space_name)
+    p = load_profile(X86)
+    base, F, _ = residual_inputs(space, space.sample(n, seed=seed), p)
+    return F
+
+
+def test_numpy_trees_equal_lightgbm_on_the_shipped_model():
+    """The shipped profile's 300 trees, evaluated as arrays (``_trees``), give LightGBM's own
+    prediction to 1e-12 (only the order of the sum differs), on real candidates of two spaces and
+    on values at and around every threshold."""
+    from augur_nas.costmodel import _trees
+
+    r = load_profile(X86).residual
+    forest = _trees.parse(r.model)
+    assert forest is not None and len(forest.offsets) == 150  # pairs of trees
+    F = np.vstack([_features_of("mobile.yaml", 400, 3), _features_of("nb201.yaml", 200, 4)])[:, r._cols]
+    # every threshold itself (x <= t goes left), and the doubles just above and below it
+    edge = np.repeat(F[:1], sum(len(t) for t in forest.thresholds) * 3, axis=0)
+    row = 0
+    for f, th in zip(forest.features, forest.thresholds):
+        for t in th:
+            for v in (t, np.nextafter(t, np.inf), np.nextafter(t, -np.inf)):
+                edge[row, f] = v
+                row += 1
+    edge[0, 0], edge[1, 1], edge[2, 2] = np.nan, 1e-40, -1e-36  # LightGBM reads these as 0
+    for X in (F, edge):
+        want = r.booster.predict(X, num_threads=1)
+        got = forest.predict(X)
+        assert np.abs(got - want).max() <= 1e-12 * max(1.0, np.abs(want).max())
+    assert np.ptp(forest.predict(F)) > 0.05  # the candidates do reach different leaves
+
+
+def test_numpy_trees_refuse_models_they_cannot_reproduce():
+    """A model ``_trees`` cannot evaluate exactly (over 8 leaves, a categorical split, an output
+    transform) is left to LightGBM, and the residual still predicts through it."""
+    import lightgbm as lgb
+
+    from augur_nas.costmodel import _trees
+
+    rng = np.random.default_rng(0)
+    X = rng.random((400, 4))
+    X[:, 3] = rng.integers(0, 5, 400)
+    y = X[:, 0] + np.sin(4 * X[:, 1]) + (X[:, 3] == 2)
+    common = {"verbose": -1, "num_threads": 1, "seed": 0, "min_data_in_leaf": 5}
+    small = lgb.train({**common, "objective": "huber", "num_leaves": 8}, lgb.Dataset(X, label=y), 20)
+    f = _trees.parse(small.model_to_string())
+    assert f is not None and np.abs(f.predict(X) - small.predict(X, num_threads=1)).max() < 1e-12
+    wide = lgb.train({**common, "objective": "l2", "num_leaves": 31}, lgb.Dataset(X, label=y), 5)
+    cat = lgb.train({**common, "objective": "l2", "num_leaves": 4}, lgb.Dataset(X, label=y, categorical_feature=[3]), 5)
+    binary = lgb.train({**common, "objective": "binary", "num_leaves": 4}, lgb.Dataset(X, label=y > 1.5), 5)
+    for b in (wide, cat, binary):
+        assert _trees.parse(b.model_to_string()) is None
+    r = ResidualModel(wide.model_to_string(), features=FEATURES[:4])
+    F = np.zeros((3, len(FEATURES)))
+    F[:, :4] = X[:3]
+    assert np.allclose(r.log_ratio(F), np.clip(wide.predict(X[:3], num_threads=1), -1, 1), rtol=0, atol=1e-12)

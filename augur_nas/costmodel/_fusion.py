@@ -367,179 +367,15 @@ class LayoutRules:
         mask = rows["mask"]
         L = len(ops)
         B = mask.shape[1] if L else 0
-        layout = np.zeros((L, B), dtype=np.int8)
-        moved = np.zeros((L, B), dtype=np.float64)
-        count = np.zeros((L, B), dtype=np.float64)
         if L == 0 or not self:
-            return moved, count, layout
-        cols = np.arange(B)
-        done = {t: np.zeros((L + 1, B), dtype=bool) for t in (_PLAIN, _BLOCKED)}  # [tensor + 1, B]
-        bd = entry_layout if isinstance(entry_layout, Boundary) else None
-        ent = np.array(np.broadcast_to(np.asarray(bd.layout if bd is not None else entry_layout, dtype=np.int8), (B,)))
-        out_elems = rows["out_elems"]
-        fz = fused if fused is not None else np.zeros((L, B), dtype=bool)
-        src = {}  # slot -> [B] slot whose tensor it passes on (-1: the entry)
-        is_zero = np.array([op == "zero" for op in ops] + [False])  # index -1: the entry
-        zdone = np.zeros((L + 1, B), dtype=bool)  # zero edges already charged (per tensor)
-        ent_zero = np.zeros(B, dtype=bool)
-        if bd is not None:  # the entering tensor's conversions and zero edge, as the segment before left them
-            done[_PLAIN][0] = bd.done_plain
-            done[_BLOCKED][0] = bd.done_blocked
-            zdone[0] = bd.zdone
-            ent_zero = np.asarray(bd.is_zero, dtype=bool)
-            z_layout, z_elems = bd.z_layout, np.asarray(bd.z_elems, dtype=np.float64)
-            z_done = np.array(bd.z_done_plain, dtype=bool)
-            entry_elems = np.asarray(bd.elems, dtype=np.float64)
-        if bd is None:
-            entry_elems = np.zeros(B, dtype=np.float64)
-        for s in range(L if bd is None else 0):
-            if -1 in inputs[s] and ops[s] not in TRANSPARENT:
-                entry_elems = np.maximum(entry_elems, rows["in_c"][s] * rows["in_h"][s] * rows["in_w"][s])
-
-        def lay(i):
-            return ent if i < 0 else layout[i]
-
-        def tensor_of(i):
-            if i < 0:
-                return np.full(B, -1, dtype=np.int64)
-            t = src.get(i)
-            return np.full(B, i, dtype=np.int64) if t is None else t
-
-        def elems(t):
-            e = np.where(t < 0, entry_elems, 0.0)
-            ok = t >= 0
-            if ok.any():
-                e[ok] = out_elems[t[ok], cols[ok]]
-            return e
-
-        def convert(s, i, target, need):
-            need = need & (lay(i) != target)
-            if not need.any():
-                return
-            t = tensor_of(i)
-            d = done[target]
-            new = need & ~d[t + 1, cols]
-            d[t + 1, cols] |= new
-            if new.any():
-                moved[s] += np.where(new, elems(t) * 4.0, 0.0)
-                count[s] += new
-
-        def zero_edges(s, i, act):
-            """A zero edge read by slot s: one plain multiply over the zero's input (and its conversion)."""
-            t = tensor_of(i)
-            z = act & (is_zero[t] | ((t < 0) & ent_zero))
-            if not z.any():
-                return
-            for zs in np.unique(t[z]):
-                sel = z & (t == zs) & ~zdone[zs + 1]
-                if not sel.any():
-                    continue
-                zdone[zs + 1] |= sel
-                if zs < 0:  # the entering tensor is a zero edge: its input is before the segment
-                    need = sel & (z_layout != _PLAIN) & ~z_done
-                    z_done[need] = True
-                    moved[s] += np.where(need, z_elems * 4.0, 0.0) + np.where(sel, 2 * z_elems * 4.0, 0.0)
-                    count[s] += need.astype(np.float64) + sel
-                    continue
-                zi = inputs[zs][0]
-                convert(s, zi, _PLAIN, sel)
-                moved[s] += np.where(sel, 2 * elems(tensor_of(zi)) * 4.0, 0.0)
-                count[s] += sel
-
+            return (np.zeros((L, B), dtype=np.float64), np.zeros((L, B), dtype=np.float64),
+                    np.zeros((L, B), dtype=np.int8))
+        w = _LayoutWalk(self, ops, inputs, rows, fused, select_pos, entry_layout, free_kinds, alias)
         for s in range(L):
-            op = ops[s]
-            ins = inputs[s]
-            if op in TRANSPARENT:
-                if op == "select" and select_pos is not None and s in select_pos and len(ins) > 1:
-                    pos = np.asarray(select_pos[s])
-                    layout[s] = np.stack([lay(i) for i in ins])[pos, cols]
-                    src[s] = np.stack([tensor_of(i) for i in ins])[pos, cols]
-                else:
-                    layout[s] = lay(ins[0])
-                    src[s] = tensor_of(ins[0])
-                continue
-            dup = None
-            if alias is not None and (alias[s] >= 0).any():
-                dup = alias[s] >= 0
-                a = np.maximum(alias[s], 0)
-                layout_a = layout[a, cols]
-                src_a = np.stack([tensor_of(int(x))[c] for c, x in enumerate(a)]) if dup.any() else None
-                if dup.all():
-                    layout[s] = layout_a
-                    src[s] = src_a
-                    continue
-            if op == "zero":  # plain output, charged to its reader
-                layout[s] = _PLAIN
-                if dup is not None:
-                    src[s] = np.where(dup, src_a, s)
-                continue
-            off = ~mask[s]
-            if off.all():
-                layout[s] = lay(ins[0])
-                src[s] = tensor_of(ins[0])
-                continue
-            act = mask[s] & ~fz[s]
-            live = mask[s]
-            if dup is not None:
-                act = act & ~dup
-                live = live & ~dup
-            for i in ins:
-                zero_edges(s, i, live)
-            if fz[s].any():
-                # folded into the producer's kernel: its output is the chain's (blocked)
-                layout[s] = np.where(fz[s], lay(ins[0]) if len(ins) == 1 else _BLOCKED, _PLAIN)
-            if op in self.blocked:
-                # a dense conv on few channels (a stem on RGB) reads plain input directly; a layer
-                # whose channels do not fit the blocks runs plain (as ONNX Runtime decides)
-                narrow = (rows["in_c"][s] < self.narrow_below) & (rows["groups"][s] <= 1) & (op == "conv")
-                can = self.blockable(op, rows, s)
-                for i in ins:
-                    convert(s, i, _BLOCKED, act & can & ~narrow)
-                    convert(s, i, _PLAIN, act & (narrow | ~can))
-                layout[s] = np.where(act, np.where(can, _BLOCKED, _PLAIN), layout[s])
-            elif op in self.follow or op in free_kinds:
-                layout[s] = np.where(act, lay(ins[0]), layout[s])
-                if op in free_kinds:
-                    src[s] = np.where(act, tensor_of(ins[0]), s)
-            elif op in self.joins:
-                blocked = np.ones(B, dtype=bool)
-                for i in ins:
-                    blocked &= lay(i) == _BLOCKED
-                    if op == "concat":
-                        blocked &= _channels(rows, i, s, B) % self.block == 0
-                for i in ins:
-                    convert(s, i, _PLAIN, act & ~blocked)
-                layout[s] = np.where(act, np.where(blocked, _BLOCKED, _PLAIN), layout[s])
-            else:
-                for i in ins:
-                    convert(s, i, _PLAIN, act)
-                layout[s] = np.where(act, _PLAIN, layout[s])
-            if off.any():
-                layout[s] = np.where(off, lay(ins[0]), layout[s])
-                prev = src.get(s, np.full(B, s, dtype=np.int64))
-                src[s] = np.where(off, tensor_of(ins[0]), prev)
-            if dup is not None:
-                layout[s] = np.where(dup, layout_a, layout[s])
-                src[s] = np.where(dup, src_a, src.get(s, np.full(B, s, dtype=np.int64)))
+            w.slot(s)
         if not exit_state:
-            return moved, count, layout
-        t = tensor_of(L - 1)
-        isz = np.where(t < 0, ent_zero, is_zero[t])
-        zl, zd, ze = (np.zeros(B, dtype=np.int64) for _ in range(3))
-        for zs in np.unique(t[isz]):
-            sel = isz & (t == zs)
-            if zs < 0:
-                zl, zd, ze = (np.where(sel, a, b) for a, b in ((z_layout, zl), (z_done, zd), (z_elems, ze)))
-                continue
-            zi = inputs[zs][0]
-            tz = tensor_of(zi)
-            zl = np.where(sel, lay(zi), zl)
-            zd = np.where(sel, done[_PLAIN][tz + 1, cols], zd)
-            ze = np.where(sel, elems(tz), ze)
-        state = {"layout": layout[L - 1], "done_plain": done[_PLAIN][t + 1, cols],
-                 "done_blocked": done[_BLOCKED][t + 1, cols], "is_zero": isz, "zdone": zdone[t + 1, cols],
-                 "z_layout": zl, "z_done_plain": zd, "z_elems": ze, "elems": elems(t)}
-        return moved, count, layout, state
+            return w.moved, w.count, w.layout
+        return w.moved, w.count, w.layout, w.exit_state()
 
     def cost(self, moved, count) -> np.ndarray:
         """Time (ms) of the conversions: ``ms_per_mb * MB + overhead_ms`` each."""
@@ -580,6 +416,221 @@ class LayoutRules:
 
     def __repr__(self) -> str:
         return f"LayoutRules({self.to_dict()})"
+
+
+class _LayoutWalk:
+    """One pass of ``LayoutRules.reorders`` over a table's slots, per candidate column: each slot's
+    output layout, the tensor it passes on (``src``: a fused, free, inactive or duplicate layer
+    passes its input's), which tensors were converted to which layout (``done``) and which zero
+    edges were charged (``zdone``), and the bytes and conversions charged to each slot."""
+
+    def __init__(self, rules, ops, inputs, rows, fused, select_pos, entry_layout, free_kinds, alias):
+        mask = rows["mask"]
+        L, B = mask.shape
+        self.rules, self.ops, self.inputs, self.rows = rules, ops, inputs, rows
+        self.select_pos, self.free_kinds, self.alias = select_pos, free_kinds, alias
+        self.B, self.cols, self.mask = B, np.arange(B), mask
+        self.layout = np.zeros((L, B), dtype=np.int8)
+        self.moved = np.zeros((L, B), dtype=np.float64)
+        self.count = np.zeros((L, B), dtype=np.float64)
+        self.done = {t: np.zeros((L + 1, B), dtype=bool) for t in (_PLAIN, _BLOCKED)}  # [tensor + 1, B]
+        self.fused = fused if fused is not None else np.zeros((L, B), dtype=bool)
+        self.src = {}  # slot -> [B] slot whose tensor it passes on (-1: the entry)
+        self.is_zero = np.array([op == "zero" for op in ops] + [False])  # index -1: the entry
+        self.zdone = np.zeros((L + 1, B), dtype=bool)  # zero edges already charged (per tensor)
+        self._entry(entry_layout)
+
+    def _entry(self, entry_layout):
+        """The entering tensor's layout, size, conversions and zero edge (as the segment before
+        left them, for a ``Boundary``; else plain, nothing converted)."""
+        B, rows = self.B, self.rows
+        bd = entry_layout if isinstance(entry_layout, Boundary) else None
+        self.ent = np.array(np.broadcast_to(np.asarray(bd.layout if bd is not None else entry_layout, dtype=np.int8),
+                                            (B,)))
+        self.ent_zero = np.zeros(B, dtype=bool)
+        self.z_layout = self.z_elems = self.z_done = None
+        if bd is not None:
+            self.done[_PLAIN][0] = bd.done_plain
+            self.done[_BLOCKED][0] = bd.done_blocked
+            self.zdone[0] = bd.zdone
+            self.ent_zero = np.asarray(bd.is_zero, dtype=bool)
+            self.z_layout, self.z_elems = bd.z_layout, np.asarray(bd.z_elems, dtype=np.float64)
+            self.z_done = np.array(bd.z_done_plain, dtype=bool)
+            self.entry_elems = np.asarray(bd.elems, dtype=np.float64)
+            return
+        self.entry_elems = np.zeros(B, dtype=np.float64)
+        for s, op in enumerate(self.ops):
+            if -1 in self.inputs[s] and op not in TRANSPARENT:
+                self.entry_elems = np.maximum(self.entry_elems, rows["in_c"][s] * rows["in_h"][s] * rows["in_w"][s])
+
+    # ------------------------------------------------------------------ tensors
+
+    def lay(self, i):
+        return self.ent if i < 0 else self.layout[i]
+
+    def tensor_of(self, i):
+        if i < 0:
+            return np.full(self.B, -1, dtype=np.int64)
+        t = self.src.get(i)
+        return np.full(self.B, i, dtype=np.int64) if t is None else t
+
+    def elems(self, t):
+        e = np.where(t < 0, self.entry_elems, 0.0)
+        ok = t >= 0
+        if ok.any():
+            e[ok] = self.rows["out_elems"][t[ok], self.cols[ok]]
+        return e
+
+    def convert(self, s, i, target, need):
+        """Charge slot ``s`` the conversion of its input ``i`` to ``target`` where ``need``
+        (once per tensor and layout)."""
+        need = need & (self.lay(i) != target)
+        if not need.any():
+            return
+        t = self.tensor_of(i)
+        d = self.done[target]
+        new = need & ~d[t + 1, self.cols]
+        d[t + 1, self.cols] |= new
+        if new.any():
+            self.moved[s] += np.where(new, self.elems(t) * 4.0, 0.0)
+            self.count[s] += new
+
+    def zero_edges(self, s, i, act):
+        """A zero edge read by slot s: one plain multiply over the zero's input (and its conversion)."""
+        t = self.tensor_of(i)
+        z = act & (self.is_zero[t] | ((t < 0) & self.ent_zero))
+        if not z.any():
+            return
+        for zs in np.unique(t[z]):
+            sel = z & (t == zs) & ~self.zdone[zs + 1]
+            if not sel.any():
+                continue
+            self.zdone[zs + 1] |= sel
+            if zs < 0:  # the entering tensor is a zero edge: its input is before the segment
+                need = sel & (self.z_layout != _PLAIN) & ~self.z_done
+                self.z_done[need] = True
+                self.moved[s] += np.where(need, self.z_elems * 4.0, 0.0) + np.where(sel, 2 * self.z_elems * 4.0, 0.0)
+                self.count[s] += need.astype(np.float64) + sel
+                continue
+            zi = self.inputs[zs][0]
+            self.convert(s, zi, _PLAIN, sel)
+            self.moved[s] += np.where(sel, 2 * self.elems(self.tensor_of(zi)) * 4.0, 0.0)
+            self.count[s] += sel
+
+    # ------------------------------------------------------------------ slots
+
+    def slot(self, s):
+        """Slot ``s``'s layout, passed-on tensor and charges."""
+        op, ins = self.ops[s], self.inputs[s]
+        if op in TRANSPARENT:
+            return self._transparent(s, op, ins)
+        dup = layout_a = src_a = None
+        alias = self.alias
+        if alias is not None and (alias[s] >= 0).any():
+            dup = alias[s] >= 0
+            a = np.maximum(alias[s], 0)
+            layout_a = self.layout[a, self.cols]
+            src_a = _pick_rows(a, self.tensor_of)
+            if dup.all():
+                self.layout[s], self.src[s] = layout_a, src_a
+                return
+        if op == "zero":  # plain output, charged to its reader
+            self.layout[s] = _PLAIN
+            if dup is not None:
+                self.src[s] = np.where(dup, src_a, s)
+            return
+        off = ~self.mask[s]
+        if off.all():
+            self.layout[s], self.src[s] = self.lay(ins[0]), self.tensor_of(ins[0])
+            return
+        act, live = self.mask[s] & ~self.fused[s], self.mask[s]
+        if dup is not None:
+            act, live = act & ~dup, live & ~dup
+        for i in ins:
+            self.zero_edges(s, i, live)
+        if self.fused[s].any():
+            # folded into the producer's kernel: its output is the chain's (blocked)
+            self.layout[s] = np.where(self.fused[s], self.lay(ins[0]) if len(ins) == 1 else _BLOCKED, _PLAIN)
+        self._priced(s, op, ins, act)
+        if off.any():
+            self.layout[s] = np.where(off, self.lay(ins[0]), self.layout[s])
+            prev = self.src.get(s, np.full(self.B, s, dtype=np.int64))
+            self.src[s] = np.where(off, self.tensor_of(ins[0]), prev)
+        if dup is not None:
+            self.layout[s] = np.where(dup, layout_a, self.layout[s])
+            self.src[s] = np.where(dup, src_a, self.src.get(s, np.full(self.B, s, dtype=np.int64)))
+
+    def _transparent(self, s, op, ins):
+        """A select (per candidate: its chosen input's), identity or dropout passes its input on."""
+        if op == "select" and self.select_pos is not None and s in self.select_pos and len(ins) > 1:
+            pos = np.asarray(self.select_pos[s])
+            self.layout[s] = np.stack([self.lay(i) for i in ins])[pos, self.cols]
+            self.src[s] = np.stack([self.tensor_of(i) for i in ins])[pos, self.cols]
+        else:
+            self.layout[s] = self.lay(ins[0])
+            self.src[s] = self.tensor_of(ins[0])
+
+    def _priced(self, s, op, ins, act):
+        """The conversions a priced layer (``act``: where it runs a kernel of its own) needs, by
+        its kind's rule, and its output layout."""
+        rules, rows, layout = self.rules, self.rows, self.layout
+        if op in rules.blocked:
+            # a dense conv on few channels (a stem on RGB) reads plain input directly; a layer
+            # whose channels do not fit the blocks runs plain (as ONNX Runtime decides)
+            narrow = (rows["in_c"][s] < rules.narrow_below) & (rows["groups"][s] <= 1) & (op == "conv")
+            can = rules.blockable(op, rows, s)
+            for i in ins:
+                self.convert(s, i, _BLOCKED, act & can & ~narrow)
+                self.convert(s, i, _PLAIN, act & (narrow | ~can))
+            layout[s] = np.where(act, np.where(can, _BLOCKED, _PLAIN), layout[s])
+        elif op in rules.follow or op in self.free_kinds:
+            layout[s] = np.where(act, self.lay(ins[0]), layout[s])
+            if op in self.free_kinds:
+                self.src[s] = np.where(act, self.tensor_of(ins[0]), s)
+        elif op in rules.joins:
+            blocked = np.ones(self.B, dtype=bool)
+            for i in ins:
+                blocked &= self.lay(i) == _BLOCKED
+                if op == "concat":
+                    blocked &= _channels(rows, i, s, self.B) % rules.block == 0
+            for i in ins:
+                self.convert(s, i, _PLAIN, act & ~blocked)
+            layout[s] = np.where(act, np.where(blocked, _BLOCKED, _PLAIN), layout[s])
+        else:
+            for i in ins:
+                self.convert(s, i, _PLAIN, act)
+            layout[s] = np.where(act, _PLAIN, layout[s])
+
+    def exit_state(self) -> dict:
+        """The layout fields of the ``Boundary`` after the last slot."""
+        L = len(self.ops)
+        cols = self.cols
+        t = self.tensor_of(L - 1)
+        isz = np.where(t < 0, self.ent_zero, self.is_zero[t])
+        zl, zd, ze = (np.zeros(self.B, dtype=np.int64) for _ in range(3))
+        for zs in np.unique(t[isz]):
+            sel = isz & (t == zs)
+            if zs < 0:
+                zl, zd, ze = (np.where(sel, a, b) for a, b in ((self.z_layout, zl), (self.z_done, zd), (self.z_elems, ze)))
+                continue
+            zi = self.inputs[zs][0]
+            tz = self.tensor_of(zi)
+            zl = np.where(sel, self.lay(zi), zl)
+            zd = np.where(sel, self.done[_PLAIN][tz + 1, cols], zd)
+            ze = np.where(sel, self.elems(tz), ze)
+        return {"layout": self.layout[L - 1], "done_plain": self.done[_PLAIN][t + 1, cols],
+                "done_blocked": self.done[_BLOCKED][t + 1, cols], "is_zero": isz, "zdone": self.zdone[t + 1, cols],
+                "z_layout": zl, "z_done_plain": zd, "z_elems": ze, "elems": self.elems(t)}
+
+
+def _pick_rows(a, tensor_of) -> np.ndarray:
+    """``[B]``: column ``c`` of ``tensor_of(a[c])``, one array operation per distinct slot in ``a``
+    (a handful) rather than a Python step per column."""
+    out = np.empty(len(a), dtype=np.int64)
+    for x in np.unique(a):
+        sel = a == x
+        out[sel] = tensor_of(int(x))[sel]
+    return out
 
 
 def _channels(rows, i, s, B):

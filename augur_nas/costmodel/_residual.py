@@ -24,6 +24,7 @@ from .._errors import AugurError
 from .._imports import optional
 from ..ops import OPS
 from . import _check
+from ._trees import parse as parse_trees
 
 # whole-network sums (additive over layer slots) the features are made of
 SUM_KEYS = (
@@ -109,6 +110,12 @@ def residual_sums(table, model, st: np.ndarray, fused: np.ndarray | None, n_reor
 
 def residual_features(sums: dict, latency_ms, in_elems) -> np.ndarray:
     """The ``[B, FEATURES]`` matrix from whole-network sums, the layer-sum latency and the input size."""
+    cols = _feature_columns(sums, latency_ms, in_elems)
+    return np.stack([cols[f] for f in FEATURES], axis=1)
+
+
+def _feature_columns(sums: dict, latency_ms, in_elems) -> dict:
+    """``residual_features``' columns by name (``[B]`` each)."""
     lat = np.maximum(np.asarray(latency_ms, dtype=np.float64), 1e-6)
     B = lat.shape[0]
     g = lambda k: np.asarray(sums.get(k, np.zeros(B)), dtype=np.float64)  # noqa: E731
@@ -135,7 +142,7 @@ def residual_features(sums: dict, latency_ms, in_elems) -> np.ndarray:
         "macs_per_layer": np.log1p(macs / np.maximum(layers, 1.0)),
         "ms_per_layer": np.log(np.maximum(ms, 1e-9) / np.maximum(layers, 1.0)),
     }
-    return np.stack([cols[f] for f in FEATURES], axis=1)
+    return cols
 
 
 class ResidualModel:
@@ -151,6 +158,7 @@ class ResidualModel:
             raise ValueError(f"unknown residual features: {unknown}")
         self._cols = np.array([FEATURES.index(f) for f in self.features], dtype=np.int64)
         self._booster = None
+        self._forest = False  # not parsed yet (None: LightGBM's predict is kept, see _trees.parse)
 
     @property
     def booster(self):
@@ -164,13 +172,29 @@ class ResidualModel:
         F = np.asarray(features, dtype=np.float64)
         if F.shape[0] == 0:
             return np.zeros(0)
-        r = self.booster.predict(F[:, self._cols], num_threads=1)
+        r = self.raw_score(np.ascontiguousarray(F[:, self._cols].T))
         return np.clip(np.asarray(r, dtype=np.float64), -self.max_abs_log, self.max_abs_log)
+
+    def raw_score(self, XT: np.ndarray) -> np.ndarray:
+        """The booster's prediction for the model's own features given as rows, ``XT``
+        ``[features, B]``: LightGBM's trees evaluated as numpy arrays, a chunk at once (``_trees``;
+        equal to ``booster.predict`` to the last bits), or LightGBM itself for a model ``_trees``
+        does not reproduce."""
+        if self._forest is False:
+            self._forest = parse_trees(self.model)
+        if self._forest is not None:
+            return self._forest.predict_columns(XT)
+        return self.booster.predict(XT.T, num_threads=1)
 
     def apply(self, latency_ms, sums: dict, in_elems) -> np.ndarray:
         """Corrected latency of a chunk: ``latency_ms * exp(r(features))``."""
         lat = np.asarray(latency_ms, dtype=np.float64)
-        return lat * np.exp(self.log_ratio(residual_features(sums, lat, in_elems)))
+        if len(lat) == 0:
+            return lat
+        # the model's features stacked as rows (what the numpy trees read), no [B, F] matrix
+        cols = _feature_columns(sums, lat, in_elems)
+        r = self.raw_score(np.stack([cols[f] for f in self.features]))
+        return lat * np.exp(np.clip(r, -self.max_abs_log, self.max_abs_log))
 
     # ------------------------------------------------------------------------------ plain data
 
@@ -203,6 +227,7 @@ class ResidualModel:
             raise _check.err(f"`{key}.trained` must be a mapping", source, f"{key}.trained")
         cap = _check.number(d.get("max_abs_log", 1.0), source, f"{key}.max_abs_log")
         r = cls(model, feats, trained, cap)
+        r._forest = parse_trees(model)  # parsed with the profile, not in the first evaluate
         try:
             nf = r.booster.num_feature()
         except AugurError:  # lightgbm missing (from _imports.optional)
