@@ -154,3 +154,115 @@ def test_architecture_hashes_stored_in_the_shipped_profile_still_match():
         space = load_space(os.path.join(ROOT, path))
         X = space.sample(trained["samples_per_space"][path], seed=trained["seed"])
         assert all(arch_hash(space.decode(x)) in stored for x in X), path
+
+
+# ------------------------------------------------------------------------------ 3. dashboard labels
+
+MOBILE_SMALL = os.path.join(S, "mobile_small.yaml")
+
+
+def test_option_labels_are_the_options_where_optuna_can_tell_them_apart():
+    from augur_nas.search._params import option_labels
+    from augur_nas.space import GeneInfo
+
+    assert option_labels(GeneInfo("k", (3, 5, 7))) == [3, 5, 7]
+    assert option_labels(GeneInfo("se", (0, 0.25))) == [0, 0.25]
+    assert option_labels(GeneInfo("a", ("relu", "swish"))) == ["relu", "swish"]
+    assert option_labels(GeneInfo("x", (1, True, 2.5))) == ["1", "True", "2.5"]  # 1 == True for Optuna
+    assert option_labels(GeneInfo("y", (1, "1"))) == [1, "1"]
+    assert option_labels(GeneInfo("z", (1, 1.0, "1"))) == ["0: 1", "1: 1.0", "2: 1"]
+
+
+def test_a_new_study_stores_option_labels(tmp_path):
+    import optuna
+
+    from augur_nas.search import search
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    res = search(MOBILE_SMALL, "tk1-gpu", latency_ms=200, trials=40, seed=0, storage=url, study_name="s",
+                 sampler="nsga2")
+    space = load_space(MOBILE_SMALL)
+    study = optuna.load_study(study_name="s", storage=url)
+    assert study.user_attrs["augur_nas"]["params"] == "option labels"
+    names = space.gene_names
+    by_number = dict(zip(res.trials["number"].tolist(), res.trials["X"].tolist()))
+    for t in study.trials:
+        for g, n in enumerate(names):
+            assert t.distributions[n].choices == tuple(space.genes[g].options)
+            assert t.params[n] in space.genes[g].options
+        x = [space.genes[g].options.index(t.params[n]) for g, n in enumerate(names)]
+        assert space.canonicalize(np.array([x]))[0].tolist() == by_number[t.number]
+    kernels = {t.params["layers[1].stage[0].mbconv.kernel"] for t in study.trials}
+    assert kernels <= {3, 5, 7} and len(kernels) > 1  # the dashboard shows 3/5/7, not 0/1/2
+
+
+def _old_study(url, space, n: int):
+    """A study as augur-nas wrote it before the labels: option indices, a signature without "params"."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    study = optuna.create_study(storage=url, study_name="old", directions=["minimize", "maximize"])
+    study.set_user_attr("augur_nas", {"space": space.name, "genes": [[g.name, g.size] for g in space.genes],
+                                      "device": "tk1-gpu", "objective": "macs",
+                                      "constraints": {"latency_ms": 200.0}, "batch": 1})
+    dists = {g.name: CategoricalDistribution(list(range(g.size))) for g in space.genes}
+    oracle = Oracle(space, "tk1-gpu")
+    for _ in range(n):
+        t = study.ask(dists)
+        x = [t.params[g.name] for g in space.genes]
+        c = oracle.evaluate(space.canonicalize(np.array([x])), breakdown=False)
+        t.set_constraint("latency_ms", float(c["latency_ms"][0] / 200.0 - 1))
+        study.tell(t, [float(c["latency_ms"][0]), float(c["macs"][0])])
+    return study
+
+
+def test_a_study_from_before_the_labels_resumes_with_its_indices(tmp_path):
+    import optuna
+
+    from augur_nas.search import search
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    space = load_space(MOBILE_SMALL)
+    _old_study(url, space, 12)
+    said = []
+    res = search(MOBILE_SMALL, "tk1-gpu", latency_ms=200, trials=30, seed=1, storage=url, study_name="old",
+                 sampler="nsga2", log=said.append)
+    assert res.n_trials == 42 and any("resuming study 'old'" in m for m in said)
+    study = optuna.load_study(study_name="old", storage=url)
+    assert "params" not in study.user_attrs["augur_nas"]  # untouched: older augur-nas can still resume it
+    for t in study.trials:
+        for g in space.genes:
+            assert t.distributions[g.name].choices == tuple(range(g.size))
+    # the trials' encodings are the stored indices
+    by_number = dict(zip(res.trials["number"].tolist(), res.trials["X"].tolist()))
+    t = study.trials[-1]
+    assert space.canonicalize(np.array([[t.params[g.name] for g in space.genes]]))[0].tolist() == by_number[t.number]
+    # changing its limits keeps the indices, now said in its signature
+    search(MOBILE_SMALL, "tk1-gpu", latency_ms=150, trials=10, seed=2, storage=url, study_name="old",
+           sampler="random", change_limits=True)
+    study = optuna.load_study(study_name="old", storage=url)
+    assert study.user_attrs["augur_nas"]["params"] == "option indices" and len(study.trials) == 52
+    assert study.trials[-1].distributions[space.gene_names[0]].choices == tuple(range(space.genes[0].size))
+
+
+def test_labels_do_not_change_what_the_samplers_propose():
+    """The samplers work on the choices' indices: a study with labels proposes the same candidates
+    as one with indices (same seed), so fronts of seeded searches are unchanged."""
+    import optuna
+
+    from augur_nas.search._params import INDICES, LABELS, GeneParams
+
+    space = load_space(MOBILE_SMALL)
+    got = {}
+    for mode in (LABELS, INDICES):
+        gp = GeneParams(space, mode)
+        study = optuna.create_study(directions=["minimize", "maximize"],
+                                    sampler=optuna.samplers.NSGAIISampler(population_size=8, seed=3))
+        rows = []
+        for i in range(40):
+            t = study.ask(gp.dists)
+            x = gp.encodings([t.params])[0]
+            rows.append(x.tolist())
+            study.tell(t, [float(x.sum()), float((x * np.arange(len(x))).sum())])
+        got[mode] = rows
+    assert got[LABELS] == got[INDICES]
