@@ -72,7 +72,8 @@ def check_out_file(path, what: str = "--output") -> str:
     path = os.fspath(path)
     if os.path.isdir(path):
         raise SpecError(f"{what} {path} is a folder; give a file name")
-    check_out_dir(os.path.dirname(os.path.abspath(path)), f"the folder of {what}")
+    # the message names the file the user gave, then its folder
+    check_out_dir(os.path.dirname(os.path.abspath(path)), f"the folder of {what} {path}:")
     return path
 
 

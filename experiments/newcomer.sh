@@ -43,6 +43,7 @@ check "analyze alexnet"    0 "input"                      -- $AUGUR analyze "$S/
 check "space mobile"       0 "architectures|candidates"   -- $AUGUR space "$S/mobile.yaml"
 check "space --decode -o"  0 "c.yaml"                     -- $AUGUR space "$S/mobile.yaml" --decode 0 -o c.yaml
 check "predict decoded"    0 "latency"                    -- $AUGUR predict c.yaml --device tk1-gpu
+check "decoded block names" 0 "^s3\.b1\.dw "             -- $AUGUR analyze c.yaml
 check "space --decode >"   0 "^# mobile sample 1"         -- sh -c "$AUGUR space '$S/mobile.yaml' --decode 1 > d.yaml && head -1 d.yaml"
 check "predict stdout yaml" 0 "latency"                   -- $AUGUR predict d.yaml --device tk1-gpu
 check "space --encode"     0 "encoding"                   -- $AUGUR space "$S/mobile.yaml" --encode "s3.depth=3,s3[1].mbconv.kernel=7"
@@ -53,12 +54,16 @@ check "predict over RAM"   0 "warning: .*2,048 MB"        -- $AUGUR predict "$S/
 check "devices"            0 "tk1-gpu"                    -- $AUGUR devices
 check "search (README)"    0 "front: "                    -- $AUGUR search "$S/mobile.yaml" --device tk1-gpu --latency 50ms --seed 0 --out s1
 check "export onnx"        0 "alexnet.onnx"               -- $AUGUR export "$S/zoo/alexnet.yaml" -o alexnet.onnx
+check "search sqlite"      0 "front: "                    -- $AUGUR search "$S/nb201.yaml" --device tk1-gpu --latency 60ms --trials 100 --seed 0 --storage sqlite:///nb.db --out s2
+check "study option labels" 0 "^nor_conv_3x3|^skip_connect|^avg_pool|relu_conv_bn|avgpool|identity|zero" -- python -c "import optuna; t = optuna.load_study(study_name='nb201-tk1-gpu', storage='sqlite:///nb.db').trials[0]; print(*t.params.values(), sep='\n')"
 # bad input: one paragraph, exit 2, fast
 check "search --out /proc" 2 "cannot write"               -- $AUGUR search "$S/mobile.yaml" --device tk1-gpu --latency 50ms --out /proc/nope
 touch afile
 check "search --out file"  2 "existing file"              -- $AUGUR search "$S/mobile.yaml" --device tk1-gpu --latency 50ms --out afile
 check "predict --threads"  2 "threads"                    -- $AUGUR predict "$S/zoo/alexnet.yaml" --device tk1-gpu --threads 2
 check "two --device"       2 "device"                     -- $AUGUR predict "$S/zoo/alexnet.yaml" --device tk1-gpu --device tx1-gpu
+check "export -o /proc"    2 "cannot write"               -- $AUGUR export "$S/zoo/alexnet.yaml" -o /proc/nope
+check "export -o folder"   2 "is a folder"                -- $AUGUR export "$S/zoo/alexnet.yaml" -o .
 # README: from Python (the example, with 1,000 samples)
 export S
 check "python example"     0 "^\[[0-9.]+\]$"              -- python - <<'PY'

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from .._atomic import check_out_dir, check_out_file
 from .._errors import SpecError
 from .._format import fmt_bytes
 from ..io.onnx import export_onnx
@@ -41,6 +42,8 @@ def cmd_export(args) -> int:
         return _export_calibration_set(args)
     if not args.path or not args.output:
         raise SpecError("export needs a model and `-o FILE` (or `--calibration-set DIR` alone)")
+    check_out_file(args.output, "-o")  # a bad -o fails now, not after loading (a torch factory, a large space)
+    from ..io.onnx import export_onnx
 
     model = _load(args.path, args.candidate, args.seed)
     info = export_onnx(model, args.output, opset=args.opset, seed=args.weights_seed)
@@ -53,6 +56,7 @@ def cmd_export(args) -> int:
 def _export_calibration_set(args) -> int:
     if args.path or args.output or args.candidate is not None:
         raise SpecError("`--calibration-set DIR` writes the fixed calibration set; give no model, -o or --candidate")
+    check_out_dir(args.calibration_set, "--calibration-set")
     m = export_calibration_set(args.calibration_set, opset=args.opset)
     print(f"wrote {len(m['networks'])} calibration networks and manifest.json into {args.calibration_set}; time each "
           f"on the target device, write model,latency_ms rows to a CSV and run `augur-nas calibrate --device BASE "

@@ -56,8 +56,10 @@ NUM_ROUNDS = 300
 
 
 def arch_hash(model) -> str:
-    """A short hash of an architecture (its decoded YAML), to recognise it across runs."""
-    text = model.decode_yaml(np.zeros(model.n_genes, dtype=np.int64)) if isinstance(model, SearchSpace) else str(model)
+    """A short hash of an architecture (its decoded YAML), to recognise it across runs. The YAML keeps
+    the block names of before (``legacy_names``), so hashes stored in profiles still match."""
+    text = (model.decode_yaml(np.zeros(model.n_genes, dtype=np.int64), legacy_names=True)
+            if isinstance(model, SearchSpace) else str(model))
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
 
 from .._imports import optional
 from ._config import relative_constraints
 from ._objective import Objective
-from ._study import WORKER_ATTR, count_trials, worker_tag
+from ._study import WORKER_ATTR, count_trials, gene_params, worker_tag
 from ._storage import is_persistent
 
 
@@ -19,12 +18,10 @@ class Batcher:
     """Asks, prices and tells trials of one study, a batch at a time."""
 
     def __init__(self, study, space, oracle, objective: Objective, limits: dict, tag: str | None = None):
-        CategoricalDistribution = optional("optuna.distributions", "a search").CategoricalDistribution
-
         self.study, self.space, self.oracle, self.objective, self.limits = study, space, oracle, objective, limits
         self.tag = tag
-        self.names = space.gene_names
-        self.dists = {n: CategoricalDistribution(list(range(g.size))) for n, g in zip(self.names, space.genes)}
+        self.params = gene_params(study, space)  # option labels (or a resumed old study's indices)
+        self.dists = self.params.dists
         self.n_feasible = 0
 
     def run_batch(self, b: int) -> int:
@@ -37,9 +34,7 @@ class Batcher:
                 pending.append(t)
                 if self.tag:
                     t.set_user_attr(WORKER_ATTR, self.tag)
-            P = [t.params for t in pending]
-            X = np.array([[p[n] for n in self.names] for p in P], dtype=np.int64).reshape(len(P), len(self.names))
-            X = self.space.canonicalize(X)
+            X = self.space.canonicalize(self.params.encodings([t.params for t in pending]))
             costs = self.oracle.evaluate(X)
             C = relative_constraints(costs, self.limits)
             feas = (C <= 0).all(axis=1)

@@ -18,6 +18,7 @@ from ._objective import Objective
 from ._outputs import (COST_KEYS, front_records, remove_stale, write_arch_yamls, write_html, write_pareto_csv,
                        write_pareto_json, write_png, write_trials_csv)
 from ._pareto import pareto_mask, violation
+from ._study import gene_params
 from ._units import format_limit
 
 
@@ -50,9 +51,8 @@ def trials_table(study, space, oracle, obj: Objective, limits: dict) -> dict:
     TrialState = optional("optuna.trial", "a search").TrialState
 
     trials = [t for t in study.get_trials(deepcopy=False) if len(t.params) == space.n_genes]
-    names = space.gene_names
     N = len(trials)
-    X = np.array([[t.params[n] for n in names] for t in trials], dtype=np.int64).reshape(N, len(names))
+    X = gene_params(study, space).encodings([t.params for t in trials])
     X = space.canonicalize(X) if N else X
     costs = oracle.evaluate(X) if N else {k: np.zeros(0) for k in COST_KEYS}
     state = np.array([t.state.name for t in trials], dtype=object)

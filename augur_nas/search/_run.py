@@ -30,7 +30,7 @@ from ._loop import run_here
 from ._results import SearchResult, finish, finish_study, trials_table
 from ._signals import graceful_stop
 from ._storage import describe, is_persistent
-from ._study import open_study
+from ._study import gene_params, open_study
 from ._workers import run_workers
 
 
@@ -159,9 +159,9 @@ def _seed_study(study, cfg: SearchConfig, oracle) -> str:
     objective or latency is not a sum over segments: the search starts from the region the
     exact front marks (under the limits that are sums) instead of from random candidates."""
     X, note = seed_encodings(oracle, cfg.limits, cfg.population)
-    names = cfg.space.gene_names
+    params = gene_params(study, cfg.space)
     for x in X:
-        study.enqueue_trial({n: int(v) for n, v in zip(names, x)}, skip_if_exists=True)
+        study.enqueue_trial(params.params(x), skip_if_exists=True)
     cfg.log(note)
     return note
 

@@ -1,7 +1,8 @@
 """Optuna storages from a ``--storage`` string.
 
 - ``None`` / ``""`` / ``memory``: in memory (one process; nothing kept after it ends).
-- ``sqlite:///path.db``: SQLite through SQLAlchemy (several processes of one machine).
+- ``sqlite:///path.db``: SQLite through SQLAlchemy (several processes of one machine), in
+  write-ahead-log mode (``_fast_sqlite``).
 - ``journal:PATH`` or a path ending in ``.log``: ``JournalStorage(JournalFileBackend(PATH))``, an
   append-only file with file locks (several processes, no database server).
 - ``postgresql://user@host:port/db`` (or ``postgresql+psycopg2://...``): PostgreSQL, for workers on
@@ -56,7 +57,7 @@ def make_storage(url):
         d = os.path.dirname(os.path.abspath(path)) if path else ""
         if path and not os.path.isdir(d):
             raise ConstraintError(f"--storage {url}: the folder {d} does not exist")
-        return _rdb(url, {"connect_args": {"timeout": 60}})
+        return _fast_sqlite(_rdb(url, {"connect_args": {"timeout": 60}}))
     if url.startswith(("postgresql://", "postgresql+", "postgres://")):
         if url.startswith("postgres://"):
             url = "postgresql://" + url[len("postgres://"):]
@@ -75,6 +76,27 @@ def make_storage(url):
     raise ConstraintError(
         f"--storage {url!r} is not understood; use sqlite:///FILE.db, journal:FILE (or FILE.log), or "
         f"postgresql://USER@HOST:PORT/DB (default: in memory)")
+
+
+def _fast_sqlite(storage):
+    """SQLite in write-ahead-log mode with ``synchronous=NORMAL``: Optuna commits every parameter of
+    a trial on its own (about 60 commits a trial here), and SQLite's defaults sync the disk at each
+    commit (several times: the rollback journal, then the file), which made sqlite about 30x
+    slower than in memory. In WAL mode with NORMAL a commit is an append to the log, synced at
+    checkpoints; the database stays consistent after a crash of the process or the machine (a
+    power cut may lose the last trials, not the study), and readers (optuna-dashboard, the other
+    workers of this machine) do not block the writer. WAL needs a local disk, not a network share."""
+    from sqlalchemy import event
+
+    @event.listens_for(storage.engine, "connect")
+    def _pragmas(dbapi_connection, _record):
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    storage.engine.dispose()  # the connections Optuna opened to set up its tables get the pragmas too
+    return storage
 
 
 def _has(module: str) -> bool:

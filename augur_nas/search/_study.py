@@ -12,6 +12,7 @@ import time
 from .._errors import AugurError, ConstraintError
 from .._imports import optional
 from ._config import make_sampler
+from ._params import INDICES, LABELS, GeneParams
 from ._storage import describe, is_persistent, make_storage
 from ._units import format_limit
 
@@ -91,10 +92,23 @@ def count_trials(study):
     return n_c, len(ts) - n_c
 
 
+def param_mode(sig) -> str:
+    """How the study signed ``sig`` stores its genes: a new study (None) and one made since stores
+    option labels, a study from before the labels option indices (its signature has no "params")."""
+    return LABELS if sig is None else sig.get("params", INDICES)
+
+
+def gene_params(study, space) -> GeneParams:
+    """The gene parameters of a checked study (``check_study``), as it stores them."""
+    return GeneParams(space, param_mode(study.user_attrs.get(STUDY_ATTR)))
+
+
 def check_study(study, space, device_name, obj, limits, batch, storage, change_limits=False, log=None):
-    sig = {"space": space.name, "genes": [[g.name, g.size] for g in space.genes], "device": device_name,
-           "objective": obj.name, "constraints": limits, "batch": batch}
     old = study.user_attrs.get(STUDY_ATTR)
+    sig = {"space": space.name, "genes": [[g.name, g.size] for g in space.genes], "device": device_name,
+           "objective": obj.name, "constraints": limits, "batch": batch, "params": param_mode(old)}
+    if old is not None:
+        old = {**old, "params": param_mode(old)}
     if old is None:
         if study.get_trials(deepcopy=False):
             raise ConstraintError(f"study {study.study_name!r} in {describe(storage)} was not created by augur-nas search; "

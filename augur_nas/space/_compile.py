@@ -867,8 +867,12 @@ class Compiler:
             if not isinstance(blocks, list):
                 self.fail(f"`blocks` of layer `{name}` (stage) must be a list of layer entries", f"{kp}.blocks")
             y, copies = x, []
+            # blocks with distinct names of their own (decode writes b0, b1, ...) are <stage>.<name>;
+            # otherwise the index keeps them apart (<stage>.<i>.mbconv0, the names of the golden tables)
+            own = [_entry_name(b) for b in blocks]
+            by_name = None not in own and len(set(own)) == len(own)
             for i, b in enumerate(blocks):
-                y, t = self.layer(b, y, f"{name}.{i}.", f"{kp}.blocks[{i}]", conds, 0)
+                y, t = self.layer(b, y, f"{name}." if by_name else f"{name}.{i}.", f"{kp}.blocks[{i}]", conds, 0)
                 copies.append(t)
             return y, TStage(_local(name, prefix), len(blocks), copies, {})
         if depth_raw is None:
@@ -1072,6 +1076,15 @@ def _round_half_even(v):
 
 def _local(name: str, prefix: str) -> str:
     return name[len(prefix):] if prefix and name.startswith(prefix) else name
+
+
+def _entry_name(entry):
+    """The `name` a layer entry gives itself, or None (an op name alone, a choice, no name)."""
+    if isinstance(entry, dict) and len(entry) == 1:
+        params = next(iter(entry.values()))
+        if isinstance(params, dict) and isinstance(params.get("name"), str):
+            return params["name"]
+    return None
 
 
 def _with_stride_one(block):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,12 +174,14 @@ class SearchSpace:
         return self.encode(choices)
 
     # -- decode -----------------------------------------------------------------------------------
-    def decode_spec(self, x) -> dict:
-        """The concrete model of encoding ``x`` as a dict in the augur-nas language."""
+    def decode_spec(self, x, legacy_names: bool = False) -> dict:
+        """The concrete model of encoding ``x`` as a dict in the augur-nas language. Stage blocks are
+        named ``b0``, ``b1``, ... (``legacy_names``: as before, every copy ``mbconv0``; see ``name_blocks``)."""
         x = self.canonicalize(x)[0]
         prog = self.program
         spec = _materialize(prog.template, x, prog)
         spec = {k: v for k, v in spec.items() if v not in (None, {}, [])}
+        name_blocks(spec.get("layers"), legacy=legacy_names)
         if prog.cells:
             spec["cells"] = {}
             for cname, c in prog.cells.items():
@@ -198,12 +201,71 @@ class SearchSpace:
         order = ["name", "input", "width_multiplier", "width_divisor", "cells", "layers"]
         return {k: spec[k] for k in order if k in spec}
 
-    def decode_yaml(self, x) -> str:
-        return yaml.safe_dump(self.decode_spec(x), sort_keys=False, default_flow_style=None, width=100)
+    def decode_yaml(self, x, legacy_names: bool = False) -> str:
+        return yaml.safe_dump(self.decode_spec(x, legacy_names), sort_keys=False, default_flow_style=None, width=100)
 
     def decode(self, x) -> "SearchSpace":
         """The concrete model of encoding ``x`` (a space of size 1)."""
         return SearchSpace(self.decode_spec(x), source=f"{self.source}#candidate")
+
+
+_AUTO_BLOCK = re.compile(r"[a-z_0-9]+0|choice0\.\d+")  # the compiler's names of an unnamed block of a stage
+
+
+def name_blocks(layers, legacy: bool = False) -> None:
+    """Name the blocks of every stage in a decoded layer list (in place) by their index: ``b0``,
+    ``b1``, ... (the compiler then names block 1 of stage ``s3`` ``s3.b1``). Only names the compiler
+    made up are replaced (every copy of an unnamed block is ``mbconv0``); names the YAML gave stay,
+    and so does a stage whose layers another layer's ``inputs`` names.
+
+    ``legacy=True`` undoes it (``b1`` of an ``mbconv`` back to ``mbconv0``): the text architecture
+    hashes were taken of before, so stored hashes (a residual's training set) still match."""
+    refs = _input_refs(layers)
+    for entry in layers or []:
+        op, body = _op_body(entry)
+        if op == "stage" and isinstance(body.get("blocks"), list):
+            stage = body.get("name")
+            if not any(r.startswith(f"{stage}.") for r in refs):
+                for i, block in enumerate(body["blocks"]):
+                    _rename_block(block, i, legacy)
+            for block in body["blocks"]:
+                name_blocks([block], legacy)
+        elif isinstance(body.get("layers"), list):  # a sequence (a chosen alternative)
+            name_blocks(body["layers"], legacy)
+
+
+def _op_body(entry):
+    if isinstance(entry, dict) and len(entry) == 1:
+        op, body = next(iter(entry.items()))
+        if isinstance(body, dict):
+            return op, body
+    return None, {}
+
+
+def _rename_block(block, i: int, legacy: bool) -> None:
+    op, body = _op_body(block)
+    name = body.get("name")
+    if not isinstance(name, str):
+        return
+    if not legacy and _AUTO_BLOCK.fullmatch(name) and (name == f"{op}0" or op == "sequence"):
+        body["name"] = f"b{i}"
+    elif legacy and name == f"b{i}" and op != "sequence":
+        body["name"] = f"{op}0"
+
+
+def _input_refs(tree) -> set:
+    """Every layer name an ``inputs`` list anywhere in ``tree`` refers to."""
+    out = set()
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            if k == "inputs" and isinstance(v, list):
+                out.update(r for r in v if isinstance(r, str))
+            else:
+                out |= _input_refs(v)
+    elif isinstance(tree, list):
+        for v in tree:
+            out |= _input_refs(v)
+    return out
 
 
 def _split_choices(text: str) -> list:
