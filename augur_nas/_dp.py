@@ -110,7 +110,8 @@ def lower_bounds(stages, n_states_after) -> list:
     lb[-1] = np.zeros((n_states_after[-1], A))
     for s in range(len(stages) - 1, -1, -1):
         st = stages[s]
-        n_in = int(st.entry.max(initial=-1)) + 1
+        # every entry state, also one whose every choice was dropped (shapes that do not work)
+        n_in = max(int(st.entry.max(initial=-1)) + 1, n_states_after[s - 1] if s else 1)
         cur = np.full((n_in, A), np.inf)
         if len(st.entry):
             np.minimum.at(cur, st.entry, st.add + lb[s + 1][st.exit])

@@ -6,30 +6,37 @@ limits, for spaces far too large to enumerate (spaces/mobile.yaml: 2.5e19 candid
 
 Why it is exact: the oracle's fast path already cuts a network into **segments** (blocks that
 read one tensor from before them, ``_segments``); what a segment adds to latency, MACs, params
-and the additive memory terms depends only on its entry tensor's shape and its own genes, and
-peak activation and shared workspace compose by maximum. So the front is a dynamic program over
-segments whose states are the entry shapes (``_dp``): the adapter below turns each segment's grid
-(every entry shape x every combination of its genes, priced by the profile's own cost model) into
-the DP's choices. Global and shared genes (resolution, width multiplier, a stage's depth, a cell
-genotype shared by all cells) are **carried in the DP state** between the first and the last
-segment that use them, so they are conditioned on, never relaxed.
+and the additive memory terms depends only on its entry state and its own genes, and peak
+activation and shared workspace compose by maximum. The entry state is the entry tensor's shape
+and, on a profile with fusion or layout rules (the measured ORT profile), the tensor's fusion and
+layout state (``costmodel.Boundary``: a fusion chain or a layout runs across segment boundaries),
+projected as the oracle projects it. So the front is a dynamic program over segments whose states
+are the entry states (``_dp``): the adapter below turns each segment's grid (every entry state x
+every combination of its genes, priced by the profile's own cost model) into the DP's choices.
+Global and shared genes (resolution, width multiplier, a stage's depth, a cell genotype shared by
+all cells) are **carried in the DP state** between the first and the last segment that use them,
+so they are conditioned on, never relaxed. A choice between whole subnetworks (spaces/resnet.yaml's
+block family, spaces/classic.yaml's stage depths) would be one segment of every gene inside it: the
+space is cut into parts, one per option of that choice, each solved on its own (``_parts``).
 
 Not composable, refused (``ConstraintError``): a latency residual (a booster on whole-network
 features; ``layer_sum=True`` gives the exact front of the layer sum instead, which a search can
-refine), and profiles whose fusion or layout rules follow chains across segment boundaries (the
-segment entry state would have to carry the fusion/layout state; ``_stages`` is where it goes).
+refine).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from . import _dp
 from ._errors import ConstraintError
-from ._segments import _grid_values, _input_states, _signature, segments
+from ._segments import _grid_values, _input_states, _projected, _signature, segments
 from ._totals import DTYPE_BYTES
 from .costmodel._memory import BYTES_PER_MB, fc_weight_bytes
 from .lowering import _TotalsSink
@@ -41,7 +48,10 @@ ADD = ("latency_ms", "macs", "params", "mem_add_mb")  # the DP's additive column
 SAME_REL = 1e-12  # final points closer than this in every objective are one trade-off (summation order)
 MAX_GRID_ROWS = 2**20  # a segment's grid (entry states x its gene combinations) priced at most this large
 MAX_GRID_CELLS = 2**22  # ... and rows x layer slots at most this (its recorded table: ~16 int64 fields a cell)
+MAX_FIELDS = ("peak_activation_bytes", "workspace_elems")  # grid fields composed by maximum over segments
 EDGE_REL = 1e-9  # totals this close to a limit are re-priced by the oracle, whose summation order decides
+CONDITION_ROWS = 2**16  # a segment choosing between subnetworks among more combinations is conditioned on the choice
+MAX_PARTS = 4096  # ... into at most this many parts (one dynamic program each)
 
 
 @dataclass
@@ -83,7 +93,8 @@ class _Columns:
         self.peak_coef = ((t.activations if mem.activations == "peak" else 0.0)
                           + (t.batch_activations if mem.batch_activations == "peak" else 0.0))
         self.overhead_ms = profile.latency.network_overhead_ms
-        self.max = tuple(k for k, on in (("peak_activation_bytes", "peak" in (mem.activations, mem.batch_activations)),
+        self.peak = "peak" in (mem.activations, mem.batch_activations)  # the grids record peak activations
+        self.max = tuple(k for k, on in (("peak_activation_bytes", self.peak),
                                          ("workspace_elems", mem.workspace == "max")) if on)
 
     def _linear_mb(self, weights, fc_weights, activations, workspace_sum):
@@ -132,15 +143,129 @@ class _Columns:
         return [_dp.Criterion("add", ADD.index(name), sign)]
 
 
+class _Part(NamedTuple):
+    """A part of the space: its candidates with some choice genes fixed (``fixed``: ((gene,
+    option), ...)), as a space (``space``) whose unchosen subnetworks are removed."""
+
+    space: object
+    fixed: tuple
+
+
+class _Unfixable(Exception):
+    pass
+
+
 def structural_obstacle(space) -> str | None:
-    """Why the segments of ``space`` cannot be tabulated for the DP (``None``: they can, as far as
-    the gene combinations tell; the entry shapes multiply the rows further, checked when priced).
-    A choice between whole subnetworks (spaces/resnet.yaml's block family) makes one segment of
-    every gene inside it."""
-    for seg in segments(space.program):
-        if seg.combos > MAX_GRID_ROWS or seg.combos * (seg.stop - seg.start) > MAX_GRID_CELLS:
-            return _too_large(space, seg, seg.combos)
+    """Why the segments of ``space`` cannot be tabulated for the DP, even with its choices between
+    whole subnetworks conditioned on (``_parts``); ``None``: they can, as far as the gene
+    combinations tell (the entry shapes multiply the rows further, checked when priced)."""
+    return _parts(space)[1]
+
+
+def _parts(space):
+    """``(parts, None)``: the space cut into parts each of whose segments can be tabulated, or
+    ``(None, why not)``.
+
+    A choice between whole subnetworks (spaces/resnet.yaml's block family, a stage's depth in
+    spaces/classic.yaml) joins every gene inside it into one segment: its alternatives all read the
+    tensor before the choice and a ``select`` reads theirs. Fixing the choice gene to one option
+    removes the other alternatives, and the chosen one is a chain of small segments again. So a
+    segment of more than ``CONDITION_ROWS`` combinations is conditioned on its outermost choice
+    gene: one part per option, each priced by its own dynamic program (the front of the space is
+    the front of the parts' fronts: conditioning, exact). Computed once per space."""
+    hit = space.program.__dict__.get("_exact_parts")
+    if hit is not None:
+        return hit
+    todo, done, why = [_Part(space, ())], [], None
+    while todo and why is None:
+        part = todo.pop()
+        big = [seg for seg in segments(part.space.program) if seg.combos > CONDITION_ROWS
+               or seg.combos * (seg.stop - seg.start) > MAX_GRID_CELLS]
+        if not big:
+            done.append(part)
+            continue
+        split = next((sp for sp in (_split(part, seg) for seg in big) if sp is not None), None)
+        if split is None:
+            over = [seg for seg in big if seg.combos > MAX_GRID_ROWS
+                    or seg.combos * (seg.stop - seg.start) > MAX_GRID_CELLS]
+            if over:
+                why = _too_large(part.space, over[0], over[0].combos)
+            else:
+                done.append(part)
+        elif len(done) + len(todo) + len(split) > MAX_PARTS:
+            why = (f"conditioning {space.name} on its choices between whole subnetworks would take more than "
+                   f"{MAX_PARTS:,} dynamic programs")
+        else:
+            todo.extend(reversed(split))
+    hit = space.program._exact_parts = (None, why) if why else (done, None)
+    return hit
+
+
+def _split(part, seg):
+    """The parts of ``part`` with the outermost choice gene of ``seg`` fixed to each of its options,
+    or ``None`` when ``seg`` chooses no subnetwork that can be removed."""
+    prog = part.space.program
+    sel = [i for i in range(seg.start, seg.stop) if prog.nodes[i].op == "select"]
+    for i in reversed(sel):  # the outermost choice ends last
+        g = prog.nodes[i].params["gene"]
+        if len(prog.genes[g].options) < 2:
+            continue
+        try:
+            return [_Part(_fix(part.space, g, v), part.fixed + ((g, v),)) for v in range(len(prog.genes[g].options))]
+        except _Unfixable:
+            continue
     return None
+
+
+def _fix(space, g, v):
+    """``space`` with gene ``g`` fixed to option ``v``: the layers that exist only for other options
+    removed (node ids renumbered), each ``select`` on ``g`` reading its one chosen input, and ``g``
+    left with that one option (so encodings keep their columns; its code is 0 in the part).
+    Candidates of the part are priced exactly as in ``space``: what is removed is inactive for
+    them. Raises ``_Unfixable`` when a kept layer reads a removed one other than through a select."""
+    from .space._expr import Channels, Fn, GeneVal
+    from .space._space import GeneInfo
+
+    prog = space.program
+    kept = [i for i, n in enumerate(prog.nodes) if all(cg != g or v in allowed for cg, allowed in n.conds)]
+    new_id = {old: new for new, old in enumerate(kept)}
+    new_id[-1] = -1
+
+    def ref(i):
+        if i not in new_id:
+            raise _Unfixable
+        return new_id[i]
+
+    def expr(e):
+        if isinstance(e, Channels):
+            return Channels(ref(e.node))
+        if isinstance(e, GeneVal) and e.gene == g:
+            return GeneVal(g, (e.options[v],))
+        if isinstance(e, Fn):
+            return Fn(e.fn, tuple(expr(x) for x in e.args))
+        if isinstance(e, tuple):
+            return tuple(expr(x) for x in e)
+        return e
+
+    nodes = []
+    for i in kept:
+        n = prog.nodes[i]
+        inputs, params = n.inputs, {k: expr(x) for k, x in n.params.items()}
+        if n.op == "select" and n.params["gene"] == g:
+            inputs, params = [n.inputs[n.params["index"][v]]], {**n.params, "index": (0,)}
+        nodes.append(dataclasses.replace(n, inputs=[ref(j) for j in inputs], params=params, when=expr(n.when),
+                                         conds=tuple((cg, a) for cg, a in n.conds if cg != g)))
+    genes = [dataclasses.replace(gene, conds=tuple((cg, a) for cg, a in gene.conds if cg != g)) for gene in prog.genes]
+    gene = genes[g]
+    genes[g] = dataclasses.replace(gene, options=(gene.options[v],),
+                                   raw_options=(gene.raw_options[v],) if gene.raw_options else ())
+    sub = copy.copy(space)
+    sub.program = dataclasses.replace(prog, nodes=nodes, genes=genes, output=ref(prog.output),
+                                      in_h=expr(prog.in_h), in_w=expr(prog.in_w))
+    sub.genes = [GeneInfo(x.name, x.options) for x in genes]
+    sub._sizes = np.array([len(x.options) for x in genes], dtype=np.int64)
+    sub._conds = [[(cg, np.isin(np.arange(len(genes[cg].options)), list(a))) for cg, a in x.conds] for x in genes]
+    return sub
 
 
 def _too_large(space, seg, rows) -> str:
@@ -152,12 +277,6 @@ def _too_large(space, seg, rows) -> str:
 
 
 def _check_profile(profile, layer_sum):
-    model = profile.latency
-    if model.fuse or model.layout:
-        raise ConstraintError(
-            f"the exact front needs a profile whose latency is a sum over segments, but `{profile.name}` has "
-            f"fusion or layout rules that follow chains of layers across segment boundaries (the segment "
-            f"states do not carry that yet); use a sampling search (--sampler nsga2) on this profile")
     if getattr(profile, "residual", None) is not None and not layer_sum:
         raise ConstraintError(
             f"the exact front needs additive quantities, but `{profile.name}` corrects its latency with a "
@@ -170,25 +289,40 @@ def _seg_fn(profile, batch):
     model, name = profile.latency, profile.name
     need_fc = profile.memory.fc_weights_coef is not None
     ws_sum = profile.memory.workspace == "sum"
+    stateful = bool(model.fuse or model.layout)
 
     def seg_fn(table, entry=None):
-        # profiles the exact front accepts have no fusion or layout rules: no boundary state
-        st, _ = model.slot_costs(table, batch, name, None, None)
+        exit_bound = None
+        if stateful:
+            # fusion chains and layouts run across segment boundaries: the rows' entering state
+            # (``costmodel.Boundary``) is priced in, and the exit's becomes the next DP state
+            st, _, _, exit_bound = model.slot_costs(table, batch, name, entry, None, exit_state=True)
+        else:
+            st, _ = model.slot_costs(table, batch, name, None, None)
         out = {"latency_ms": st.sum(axis=0)}
         if ws_sum:
             out["workspace_sum_elems"] = table.rows["workspace_elems"].sum(axis=0)
         if need_fc:
             out["fc_weight_bytes"] = fc_weight_bytes(table)
-        return out, None
+        return out, exit_bound
 
     return seg_fn
 
 
-def _stages(space, profile, batch, cols):
-    """The DP's stages from today's segment grids: entry state = the distinct tensor shapes
-    (``_segments._State``) entering a segment, one choice per grid row. A profile whose segments
-    carry more state (fusion/layout flags) only changes what a state id stands for: the grid rows
-    would be keyed by (shape, flags) and ``exit`` would name the exit (shape, flags)."""
+def _projector(model):
+    """The oracle's projection of a boundary state onto what a segment can see (``Boundary.relevant``):
+    fewer distinct entry states, the same prices. ``None``: the profile carries no boundary state."""
+    fusion, layout = bool(model.fuse), bool(model.layout)
+    if not (fusion or layout):
+        return None
+    return lambda readers, b: b.relevant(readers, fusion, layout)
+
+
+def _stages(space, profile, batch, cols, shared):
+    """The DP's stages from the segment grids: a DP state is a distinct entry state of a segment
+    (``_segments._State``: the tensor's shape and, for a profile with fusion or layout rules, its
+    ``costmodel.Boundary``, projected as the oracle projects it), one choice per grid row."""
+
     prog = space.program
     segs = segments(prog)
     inp = _input_states(space)
@@ -200,8 +334,8 @@ def _stages(space, profile, batch, cols):
                         np.asarray(in_codes, dtype=np.int64), add0, mx0)]
     n_after = [state.n]
     seg_fn = _seg_fn(profile, batch)
+    project = _projector(profile.latency)
     derive = lambda res: {"mem_add_mb": cols.mem_add_mb(res)}  # noqa: E731
-    shared: dict = {}
     prev_exit = -1
     for seg in segs:
         if seg.entry != prev_exit:
@@ -209,6 +343,11 @@ def _stages(space, profile, batch, cols):
                                   f"of {space.name} reads node {seg.entry}, not the previous segment's output "
                                   f"({prog.source})")
         prev_exit = seg.stop - 1
+        if project is not None and state.bound is not None:
+            # the previous stage's exits renamed to the projected states this segment enters with
+            state, to = _projected(prog, seg, state, np.arange(state.n, dtype=np.int64), project)
+            stages[-1] = stages[-1]._replace(exit=np.asarray(to, dtype=np.int64)[stages[-1].exit])
+            n_after[-1] = state.n
         rows = state.n * seg.combos
         if rows > MAX_GRID_ROWS or rows * (seg.stop - seg.start) > MAX_GRID_CELLS:
             raise ConstraintError(f"the exact front cannot be computed: {_too_large(space, seg, rows)}; use a sampling "
@@ -217,13 +356,16 @@ def _stages(space, profile, batch, cols):
         key = None if sig is None else (sig, state.token)
         hit = shared.get(key) if key is not None else None
         if hit is None:
-            hit = _grid_values(space, seg, state, lambda b: _TotalsSink(prog, b), "peak_activation_bytes" in cols.max,
-                               seg_fn, None, derive)
+            hit = _grid_values(space, seg, state, lambda b: _TotalsSink(prog, b), cols.peak, seg_fn, None, derive,
+                               MAX_FIELDS)
             if key is not None and not hit.errors:
                 shared[key] = hit
         stages.append(_stage_of(seg, sizes_of(seg.genes), state.n, hit, cols))
         state = hit.out_state
         n_after.append(state.n)
+    if state.bound is not None:  # the network's output state matters to nothing after it: one end state
+        stages[-1] = stages[-1]._replace(exit=np.zeros_like(stages[-1].exit))
+        n_after[-1] = 1
     return stages, n_after
 
 
@@ -265,9 +407,8 @@ def _parse(objectives, limits):
     return objectives, {k: float(v) for k, v in limits.items()}
 
 
-def _final_front(res, cols, objectives, limits, reprice):
-    """Indices of the DP's points that meet every limit exactly and are on the front of the
-    objectives, one per trade-off, by latency (then the other objectives).
+def _feasible(res, cols, limits, reprice):
+    """Indices of the DP's points that meet every limit exactly, and every quantity of them.
 
     The DP sums segment by segment, the oracle in its own (merged) order: the two differ in the
     last bits, so a total within ``EDGE_REL`` of a limit is decided by the oracle itself
@@ -286,15 +427,85 @@ def _final_front(res, cols, objectives, limits, reprice):
         for k, b in limits.items():
             ok[e] &= again[k] <= b
     idx = np.flatnonzero(ok)
-    V = np.column_stack([OBJECTIVES[o] * vals[o][idx] for o in objectives])
+    return idx, {k: v[idx] for k, v in vals.items()}
+
+
+def _front(vals, objectives):
+    """Indices of the points of ``vals`` on the front of the objectives, one per trade-off, by
+    latency (then the other objectives)."""
+    idx = np.arange(len(vals["latency_ms"]))
+    V = np.column_stack([OBJECTIVES[o] * vals[o] for o in objectives])
     idx = idx[_dp.nondominated(V, np.zeros(len(idx), dtype=np.int64))]
-    V = np.column_stack([OBJECTIVES[o] * vals[o][idx] for o in objectives])
+    V = V[idx]
     order = np.lexsort(tuple(V[:, d] for d in range(V.shape[1] - 1, -1, -1)))
     idx, V = idx[order], V[order]
     if len(idx) > 1:  # the same trade-off summed in two orders differs in the last bits
         same = np.all(np.abs(V[1:] - V[:-1]) <= SAME_REL * np.maximum(np.abs(V[1:]), np.abs(V[:-1])), axis=1)
         idx = idx[np.r_[True, ~same]]
-    return idx, {k: v[idx] for k, v in vals.items()}
+    return idx
+
+
+def _solve_part(part, oracle, cols, objectives, limits, shared):
+    """The feasible end points of the DP over one part of the space: ``(encodings of the whole
+    space, {quantity: values}, statistics)``."""
+    profile, batch, n_genes = oracle.profile, oracle.batch, oracle.space.n_genes
+    t0 = time.perf_counter()
+    # the stages depend on the part, the profile and the batch only: an Oracle keeps them for its
+    # next front (other limits or objectives, the closest candidates of an empty one)
+    cache = oracle.__dict__.setdefault("_exact_stages", {})
+    hit = cache.get(part.fixed)
+    if hit is None:
+        hit = cache[part.fixed] = _stages(part.space, profile, batch, cols, shared)
+    stages, n_after = hit
+    t1 = time.perf_counter()
+    crit = []
+    for o in objectives:
+        crit += cols.criteria(o, OBJECTIVES[o])
+    for k in limits:
+        crit += cols.criteria(k, +1.0)
+    crit = list(dict.fromkeys(crit))
+    # pruning with a little slack: the totals near a limit are decided by the oracle (_feasible)
+    lims = [_dp.Limit(k, (lambda a, m, k=k: cols.value(k, a, m)), b * (1 + EDGE_REL)) for k, b in limits.items()]
+    sizes = [len(g.options) for g in part.space.program.genes]
+    res = _dp.solve(stages, n_after, sizes, crit, lims)
+    residual = getattr(profile, "residual", None) is not None
+
+    def enc(i):
+        X = _dp.encodings(stages, res.choices[i], n_genes)
+        for g, v in part.fixed:  # a fixed gene's one option in the part is option v of the space
+            X[:, g] = v
+        return X
+
+    def reprice(i):
+        out = oracle.evaluate(enc(i), breakdown=False)
+        if residual:  # the layer sum: the DP's own total is the quantity
+            out["latency_ms"] = cols.value("latency_ms", res.add[i], res.mx[i])
+        return out
+
+    idx, vals = _feasible(res, cols, limits, reprice)
+    st = res.stats
+    stats = {"segments": len(stages) - 1, "states": st.states, "points": st.points, "expanded": st.expanded,
+             "peak_points": st.peak_points, "dp_end_points": int(len(res.add)), "grid_seconds": t1 - t0,
+             "dp_seconds": st.seconds}
+    return enc(idx), vals, stats
+
+
+def _merged_stats(stats, parts, space, seconds):
+    """One part: its statistics; several: summed times and point counts, the most states."""
+    out = dict(stats[0]) if len(stats) == 1 else {
+        "segments": max(s["segments"] for s in stats), "states": [max(s["states"]) for s in stats],
+        "points": [max(s["points"]) for s in stats], "expanded": sum(s["expanded"] for s in stats),
+        "peak_points": max(s["peak_points"] for s in stats), "dp_end_points": sum(s["dp_end_points"] for s in stats),
+        "grid_seconds": sum(s["grid_seconds"] for s in stats), "dp_seconds": sum(s["dp_seconds"] for s in stats)}
+    out["seconds"] = seconds
+    out["parts"] = len(parts)
+    fixed = sorted({space.genes[g].name for p in parts for g, _ in p.fixed})
+    if fixed:
+        out["conditioned_on"] = fixed
+    out["carried"] = ("genes shared by several segments are carried in the DP state" +
+                      (f"; one dynamic program per choice of {', '.join(fixed)} (choices between whole "
+                       f"subnetworks)" if fixed else "") + " (conditioning, exact)")
+    return out
 
 
 def exact_front(space, device, limits=None, objectives=("latency_ms", "macs"), batch: int = 1,
@@ -314,38 +525,23 @@ def exact_front(space, device, limits=None, objectives=("latency_ms", "macs"), b
     oracle = space if isinstance(space, Oracle) else Oracle(space, device, _positive_int(batch, "batch"))
     space, profile, batch = oracle.space, oracle.profile, oracle.batch
     _check_profile(profile, layer_sum)
+    parts, why = _parts(space)
+    if why is not None:
+        raise ConstraintError(f"the exact front cannot be computed: {why}; use a sampling search (--sampler nsga2) "
+                              f"({space.program.source})")
     cols = _Columns(profile, batch)
     t0 = time.perf_counter()
-    stages, n_after = _stages(space, profile, batch, cols)
-    t1 = time.perf_counter()
-    crit = []
-    for o in objectives:
-        crit += cols.criteria(o, OBJECTIVES[o])
-    for k in limits:
-        crit += cols.criteria(k, +1.0)
-    crit = list(dict.fromkeys(crit))
-    # pruning with a little slack: the totals near a limit are decided by the oracle (_final_front)
-    lims = [_dp.Limit(k, (lambda a, m, k=k: cols.value(k, a, m)), b * (1 + EDGE_REL)) for k, b in limits.items()]
-    sizes = [len(g.options) for g in space.program.genes]
-    res = _dp.solve(stages, n_after, sizes, crit, lims)
+    shared: dict = {}  # grids of segments built alike, across the parts too
+    got = [_solve_part(part, oracle, cols, objectives, limits, shared) for part in parts]
+    X = np.concatenate([x for x, _, _ in got])
+    vals = {k: np.concatenate([v[k] for _, v, _ in got]) for k in LIMITS}
+    idx = _front(vals, objectives) if len(X) else np.zeros(0, dtype=np.int64)
+    X = space.canonicalize(X[idx]) if len(idx) else np.zeros((0, space.n_genes), dtype=np.int64)
+    stats = _merged_stats([s for _, _, s in got], parts, space, time.perf_counter() - t0)
     residual = getattr(profile, "residual", None) is not None
-
-    def reprice(i):
-        out = oracle.evaluate(_dp.encodings(stages, res.choices[i], space.n_genes), breakdown=False)
-        if residual:  # the layer sum: the DP's own total is the quantity
-            out["latency_ms"] = cols.value("latency_ms", res.add[i], res.mx[i])
-        return out
-
-    idx, vals = _final_front(res, cols, objectives, limits, reprice)
-    X = space.canonicalize(_dp.encodings(stages, res.choices[idx], space.n_genes)) if len(idx) else \
-        np.zeros((0, space.n_genes), dtype=np.int64)
-    st = res.stats
-    stats = {"segments": len(stages) - 1, "states": st.states, "points": st.points, "expanded": st.expanded,
-             "peak_points": st.peak_points, "dp_end_points": int(len(res.add)), "grid_seconds": t1 - t0,
-             "dp_seconds": st.seconds, "seconds": time.perf_counter() - t0, "carried": "genes shared by several "
-             "segments are carried in the DP state (conditioning, exact)"}
     exact = ("latency_ms (layer sum, without the residual)" if residual else "latency_ms", "memory_mb", "macs", "params")
-    return ExactFront(space.name, profile.name, objectives, limits, X, vals, exact, residual, stats)
+    return ExactFront(space.name, profile.name, objectives, limits, X, {k: v[idx] for k, v in vals.items()}, exact,
+                      residual, stats)
 
 
 def thin(front: ExactFront, k: int) -> np.ndarray:

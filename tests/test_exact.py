@@ -1,16 +1,20 @@
 """The exact front (augur_nas.exact, dynamic programming over segments) against exhaustive
-enumeration: on spaces/nb201.yaml and spaces/mobile_small.yaml, for every Jetson profile, the DP's
-front is the front of every candidate priced by Oracle.evaluate, point for point, and every member
-re-priced by Oracle.evaluate has the DP's values (relative 1e-9)."""
+enumeration: on spaces/nb201.yaml and spaces/mobile_small.yaml, for every Jetson profile and the
+measured profile without its residual (fusion and layout rules: boundary states), and on
+spaces/resnet.yaml and a reduced spaces/classic.yaml (choices between whole subnetworks:
+conditioned), the DP's front is the front of every candidate priced by Oracle.evaluate, point for
+point, and every member re-priced by Oracle.evaluate has the DP's values (relative 1e-9)."""
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import numpy as np
 import pytest
 
 from augur_nas import ConstraintError, Oracle, load_space
+from augur_nas.profile import load_profile
 from augur_nas import _dp
 from augur_nas.exact import OBJECTIVES, exact_front, thin
 from augur_nas.search._pareto import pareto_mask
@@ -18,12 +22,23 @@ from augur_nas.search._pareto import pareto_mask
 from conftest import SPACES
 
 JETSON = ("tk1-cpu", "tk1-gpu", "tx1-cpu", "tx1-gpu")
+MEASURED = "x86-2core-ort without residual"  # the measured profile's layer sum: fusion and layout rules
 REL = 1e-9
 
 
 @functools.lru_cache(maxsize=None)
+def _profile(device):
+    """A device name for the Oracle: a shipped profile, or the measured one with its residual removed."""
+    if device != MEASURED:
+        return device
+    p = copy.copy(load_profile("x86-2core-ort"))
+    p.residual = None
+    return p
+
+
+@functools.lru_cache(maxsize=None)
 def _space(name):
-    return load_space(SPACES / f"{name}.yaml")
+    return load_space(_classic_small_file() if name == "classic_small" else SPACES / f"{name}.yaml")
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,10 +46,15 @@ def _enumerated(name):
     return _space(name).enumerate()
 
 
+@functools.lru_cache(maxsize=None)  # one Oracle per (space, profile): it keeps the DP's stages between fronts
+def _oracle(name, device):
+    return Oracle(_space(name), _profile(device))
+
+
 @functools.lru_cache(maxsize=None)  # every candidate priced once per (space, profile) for the whole module
 def _priced(name, device):
     X = _enumerated(name)
-    return X, Oracle(_space(name), device).evaluate(X, breakdown=False)
+    return X, Oracle(_space(name), _profile(device)).evaluate(X, breakdown=False)
 
 
 def _brute_front(R, objectives, limits):
@@ -61,7 +81,7 @@ def _covers(A, B):
 def _check(name, device, objectives, limits):
     sp = _space(name)
     X, R = _priced(name, device)
-    f = exact_front(sp, device, limits, objectives)
+    f = exact_front(_oracle(name, device), None, limits, objectives)
     ref = _brute_front(R, objectives, limits)
     want = np.column_stack([OBJECTIVES[o] * R[o][ref] for o in objectives])
     got = np.column_stack([OBJECTIVES[o] * f.values[o] for o in objectives])
@@ -70,7 +90,7 @@ def _check(name, device, objectives, limits):
     assert _covers(got, want) and _covers(want, got), (name, device, objectives, limits, len(f), len(ref))
     assert abs(len(f) - len(ref)) <= max(1, len(ref) // 50), (len(f), len(ref))
     # every member re-priced by the oracle: the DP's sums are the oracle's
-    again = Oracle(sp, device).evaluate(f.X, breakdown=False)
+    again = Oracle(sp, _profile(device)).evaluate(f.X, breakdown=False)  # a fresh Oracle: nothing shared
     for k in ("latency_ms", "memory_mb", "macs", "params"):
         np.testing.assert_allclose(f.values[k], again[k], rtol=REL, atol=0, err_msg=k)
     for k, b in limits.items():
@@ -78,8 +98,15 @@ def _check(name, device, objectives, limits):
     return f, R
 
 
-@pytest.mark.parametrize("device", JETSON)
-@pytest.mark.parametrize("name", ["nb201", "mobile_small"])
+def _cases():
+    """(space, device): every Jetson profile and the measured profile without its residual on both
+    spaces (the measured profile prices mobile_small's 1.2M candidates in about a minute: slow)."""
+    return [(n, d) for n in ("nb201", "mobile_small") for d in JETSON] + [
+        pytest.param("nb201", MEASURED, id="nb201-measured"),
+        pytest.param("mobile_small", MEASURED, id="mobile_small-measured", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("name,device", _cases())
 def test_latency_macs_front_is_exhaustive_front(name, device):
     f, R = _check(name, device, ("latency_ms", "macs"), {})
     # the unconstrained front starts at the fastest candidate of the space and ends at the largest
@@ -91,8 +118,7 @@ def test_latency_macs_front_is_exhaustive_front(name, device):
     assert g.values["latency_ms"].max() <= lim < f.values["latency_ms"].max()
 
 
-@pytest.mark.parametrize("device", JETSON)
-@pytest.mark.parametrize("name", ["nb201", "mobile_small"])
+@pytest.mark.parametrize("name,device", _cases())
 def test_limits_on_memory_params_macs(name, device):
     _, R = _priced(name, device)
     q = lambda k, p: float(np.quantile(R[k], p))  # noqa: E731
@@ -101,7 +127,7 @@ def test_limits_on_memory_params_macs(name, device):
                                                   "params": q("params", 0.6), "macs": q("macs", 0.6)})
 
 
-@pytest.mark.parametrize("device", JETSON)
+@pytest.mark.parametrize("device", JETSON + (MEASURED,))
 def test_three_objectives_nb201(device):
     _check("nb201", device, ("latency_ms", "memory_mb", "macs"), {})
 
@@ -133,7 +159,7 @@ def test_nothing_feasible_is_an_empty_front():
 
 def test_refuses_what_does_not_compose():
     sp = _space("nb201")
-    with pytest.raises(ConstraintError, match="fusion or layout"):
+    with pytest.raises(ConstraintError, match="residual model over whole-network features"):
         exact_front(sp, "x86-2core-ort", {})
     with pytest.raises(ConstraintError, match="user objective"):
         exact_front(sp, "tk1-gpu", {}, ("latency_ms", "accuracy"))
@@ -212,10 +238,10 @@ def test_cli_exact_bad_input_exit_2(args, needle, tmp_path, capsys):
         assert f"latency {fastest:.2f} ms" in cap.err
 
 
-def test_cli_exact_refuses_fusion_profile(tmp_path, capsys):
+def test_cli_exact_refuses_residual_profile(tmp_path, capsys):
     rc, cap = _cli([str(SPACES / "nb201.yaml"), "--device", "x86-2core-ort", "--sampler", "exact",
                     "--out", str(tmp_path / "o")], capsys)
-    assert rc == 2 and "fusion/layout" in cap.err and cap.err.count("\n") == 1
+    assert rc == 2 and "residual model" in cap.err and cap.err.count("\n") == 1
 
 
 def test_user_objective_search_is_seeded_with_the_exact_front(tmp_path):
@@ -231,6 +257,27 @@ def test_user_objective_search_is_seeded_with_the_exact_front(tmp_path):
     X = res.trials["X"][np.argsort(res.trials["number"])][:len(f)]
     assert {tuple(x) for x in X} == {tuple(x) for x in f.X}
     assert res.n_feasible >= len(f)
+
+
+def test_residual_profile_search_is_seeded_with_the_layer_sum_front():
+    """x86-2core-ort as shipped (a residual on top of fusion and layout rules): the default search
+    runs NSGA-II whose first trials are the exact front of the layer sum, and says that the front it
+    returns was searched."""
+    from augur_nas.search import search
+
+    res = search(str(SPACES / "mobile_small.yaml"), "x86-2core-ort", objective="macs", trials=40, seed=0)
+    o = Oracle(_space("mobile_small"), "x86-2core-ort")
+    f = exact_front(o, None, {}, ("latency_ms", "macs"), layer_sum=True)
+    assert f.layer_sum and f.exact[0].startswith("latency_ms (layer sum")
+    assert res.meta["sampler"] == "nsga2"
+    assert res.meta["seeding"].startswith(f"seeded with {min(len(f), 30)} of the {len(f)} members of the exact front "
+                                          f"of (layer-sum latency, MACs)")
+    assert res.meta["quantities"] == {"exact": [], "searched": ["latency_ms", "macs"]}
+    X = res.trials["X"][np.argsort(res.trials["number"])][:min(len(f), 30)]
+    assert {tuple(x) for x in X} == {tuple(x) for x in f.X[thin(f, 30)]}
+    # the seeds' layer sums are the DP's: the measured profile's layer sum without its residual
+    again = Oracle(_space("mobile_small"), _profile(MEASURED)).evaluate(f.X, breakdown=False)
+    np.testing.assert_allclose(f.values["latency_ms"], again["latency_ms"], rtol=REL)
 
 
 @pytest.mark.parametrize("device", ["tk1-gpu", "tx1-cpu"])
@@ -251,14 +298,98 @@ def test_batch_of_images(device):
     np.testing.assert_allclose(f.values["latency_ms"], again["latency_ms"], rtol=REL)
 
 
-def test_block_choice_spaces_fall_back(tmp_path, capsys):
-    """spaces/resnet.yaml chooses between whole subnetworks (one segment of 18 genes): exact is
-    refused in one paragraph, and the default search falls back to NSGA-II (not seeded)."""
-    with pytest.raises(ConstraintError, match="choice between whole subnetworks"):
-        exact_front(_space("resnet"), "tk1-gpu", {})
+# a reduced spaces/classic.yaml: the same structure (stage depths are choices between lists of
+# convs, each conv with its own genes), fewer options, so that every candidate can be priced
+CLASSIC_SMALL = """
+name: classic_small
+input: {channels: 3, resolution: 224}
+layers:
+  - conv: {name: stem, out: {choice: [32, 64]}, kernel: 3, stride: {choice: [2, 4]}, pad: same}
+  - relu: {name: stem_relu}
+  - choice:
+      - []
+      - [{conv: {out: 32, kernel: 3, pad: same}}, relu]
+  - choice: [{maxpool: {kernel: 2, stride: 2}}, {maxpool: {kernel: 3, stride: 2, ceil: true}}]
+  - choice:
+      - - &s2 {conv: {out: {choice: [64, 128]}, kernel: 3, pad: same}}
+        - relu
+      - [*s2, relu, *s2, relu]
+  - maxpool: {kernel: 2, stride: 2}
+  - choice:
+      - - &s3 {conv: {out: {choice: [128, 256]}, kernel: {choice: [1, 3, 5]}, pad: same}}
+        - relu
+      - [*s3, relu, *s3, relu]
+      - [*s3, relu, *s3, relu, *s3, relu]
+  - maxpool: {kernel: 2, stride: 2}
+  - choice:
+      - - &fc {fc: {out: {choice: [1024, 4096]}}}
+        - relu
+        - dropout: {ratio: 0.5}
+      - [*fc, relu, {dropout: {ratio: 0.5}}, *fc, relu, {dropout: {ratio: 0.5}}]
+  - fc: {name: classifier, out: 1000}
+  - softmax: {name: prob}
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _classic_small_file():
+    import tempfile
+    from pathlib import Path
+
+    d = Path(tempfile.mkdtemp(prefix="augur-exact-"))
+    (d / "classic_small.yaml").write_text(CLASSIC_SMALL)
+    return d / "classic_small.yaml"
+
+
+@pytest.mark.parametrize("device", ["tk1-gpu", "tx1-cpu", MEASURED])
+@pytest.mark.parametrize("name", ["resnet", "classic_small"])
+def test_choice_between_subnetworks_is_conditioned(name, device):
+    """spaces/resnet.yaml (basic or bottleneck networks) and a reduced spaces/classic.yaml (a choice
+    among 1, 2 or 3 convs per stage): one segment of every gene inside the choice, so the space is cut
+    into one part per option of the choice gene; the front is the exhaustive one."""
+    f, R = _check(name, device, ("latency_ms", "macs"), {})
+    assert f.stats["parts"] > 1 and f.stats["conditioned_on"], f.stats
+    assert f.values["latency_ms"][0] == pytest.approx(R["latency_ms"].min(), rel=REL)
+    _check(name, device, ("latency_ms", "params"), {"latency_ms": float(np.quantile(R["latency_ms"], 0.3)),
+                                                    "memory_mb": float(np.quantile(R["memory_mb"], 0.5))})
+
+
+def test_classic_gets_an_exact_front(tmp_path, capsys):
+    """spaces/classic.yaml (2e25 candidates): its stage depths conditioned on, an exact front that
+    no random candidate dominates, also as `search --sampler exact`."""
+    import json
+
+    sp = _space("classic")
+    f = exact_front(sp, "tk1-gpu", {"latency_ms": 100.0})
+    assert len(f) > 5 and f.stats["parts"] > 1
+    o = Oracle(sp, "tk1-gpu")
+    again = o.evaluate(f.X, breakdown=False)
+    np.testing.assert_allclose(f.values["latency_ms"], again["latency_ms"], rtol=REL)
+    np.testing.assert_allclose(f.values["macs"], again["macs"], rtol=REL)
+    R = o.evaluate(sp.sample(5000, seed=3), breakdown=False)
+    ok = R["latency_ms"] <= 100.0
+    for lat, macs in zip(f.values["latency_ms"], f.values["macs"]):
+        assert not ((R["latency_ms"][ok] <= lat) & (R["macs"][ok] >= macs)
+                    & ((R["latency_ms"][ok] < lat) | (R["macs"][ok] > macs))).any()
+    rc, cap = _cli([str(SPACES / "classic.yaml"), "--device", "tk1-gpu", "--latency", "100ms",
+                    "--out", str(tmp_path / "o")], capsys)
+    assert rc == 0, cap.err
+    m = json.loads((tmp_path / "o" / "pareto.json").read_text())
+    assert m["sampler"] == "exact" and m["exact"]["pareto_optimal_points"] == len(f)
+
+
+def test_too_many_parts_fall_back(tmp_path, capsys, monkeypatch):
+    """More parts than the exact front solves (here: at most one): refused in one paragraph, and
+    the default search falls back to NSGA-II (not seeded)."""
+    from augur_nas import exact
+
+    monkeypatch.setattr(exact, "MAX_PARTS", 1)
+    sp = load_space(SPACES / "resnet.yaml")  # a fresh program: the parts are kept per program
+    with pytest.raises(ConstraintError, match="choices between whole subnetworks would take more than 1 dynamic"):
+        exact_front(sp, "tk1-gpu", {})
     rc, cap = _cli([str(SPACES / "resnet.yaml"), "--device", "tk1-gpu", "--sampler", "exact", "--out", str(tmp_path / "a")],
                    capsys)
-    assert rc == 2 and "choice between whole subnetworks" in cap.err and cap.err.count("\n") == 1
+    assert rc == 2 and "whole subnetworks" in cap.err and cap.err.count("\n") == 1
     from augur_nas.search import search
 
     res = search(str(SPACES / "resnet.yaml"), "tk1-gpu", latency_ms=300, objective=lambda spec: 1.0, trials=30, seed=0)

@@ -1,7 +1,8 @@
 """``--sampler exact``: the exact Pareto front by dynamic programming over segments
 (``augur_nas.exact``), shaped like the other samplers' results so the usual outputs are written.
 
-- **Exact** (objective ``macs`` or ``params``, a profile whose latency is a sum over segments):
+- **Exact** (objective ``macs`` or ``params``, a profile whose latency is a sum over segments, with
+  or without fusion and layout rules):
   every Pareto-optimal trade-off of (latency, objective) under the limits. The front written
   (pareto.csv/json, arch-NNN.yaml, the figures) is thinned to ``front_size`` members spanning it
   (the fastest, the largest, evenly spaced latencies between); pareto.json says how many
@@ -31,11 +32,8 @@ N_CLOSEST = 3
 
 def exact_applies(oracle, obj) -> str | None:
     """``None`` when the exact front of (latency, objective) can be computed, else why not."""
-    model = oracle.profile.latency
     if not obj.builtin:
         return f"the objective {obj.name} is a user function, not a sum over segments"
-    if model.fuse or model.layout:
-        return f"profile {oracle.device} has fusion/layout rules across segments"
     if getattr(oracle.profile, "residual", None) is not None:
         return f"profile {oracle.device} corrects its latency with a residual model"
 
@@ -94,8 +92,10 @@ def exact_search(space, oracle, obj, limits, *, front_size=DEFAULT_FRONT_SIZE, s
             "exact": {"pareto_optimal_points": n_all, "front_written": int(len(pick)), "front_size": front_size,
                       "latency_span_ms": [float(f.values["latency_ms"].min()), float(f.values["latency_ms"].max())]
                       if n_all else None,
-                      "method": "dynamic programming over segments (entry shape states; genes shared by several "
-                                "segments carried in the state)",
+                      "method": "dynamic programming over segments (states: a segment's entry shape and, on a "
+                                "profile with fusion or layout rules, the entering tensor's fusion/layout state; genes "
+                                "shared by several segments carried in the state; one program per option of a choice "
+                                "between whole subnetworks)",
                       "dp": {k: v for k, v in f.stats.items() if k != "carried"}},
             "trials_csv": f"every Pareto-optimal architecture ({n_all}, trial = its index) and {BACKGROUND} random "
                           f"candidates (trial -1) for the figures",
@@ -109,9 +109,7 @@ def seed_encodings(oracle, limits, k) -> tuple:
     """Encodings of the exact front of (layer-sum latency, MACs) under the limits that are sums
     (thinned to ``k``), to seed a search whose objective or latency is not a sum; ``(X, note)``.
     ``X`` is empty (with the reason in ``note``) where the profile's layer sum does not compose."""
-    model = oracle.profile.latency
-    why = (f"profile {oracle.device} has fusion/layout rules across segments" if model.fuse or model.layout
-           else structural_obstacle(oracle.space))
+    why = structural_obstacle(oracle.space)
     if why:
         return np.zeros((0, oracle.space.n_genes), dtype=np.int64), f"not seeded: {why}"
     lims = {k2: v for k2, v in limits.items() if not (k2 == "latency_ms" and getattr(oracle.profile, "residual", None) is not None)}

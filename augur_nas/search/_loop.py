@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import time
 
-
 from .._imports import optional
 from ._config import relative_constraints
 from ._objective import Objective
