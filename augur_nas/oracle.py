@@ -151,6 +151,11 @@ class Oracle:
     def device(self) -> str:
         return self.profile.name
 
+    @property
+    def threads(self) -> int | None:
+        """The intra-op thread count the profile's predictions are for (None: the profile does not say)."""
+        return self.profile.threads
+
     def __repr__(self) -> str:
         return f"Oracle(space={self.space.name!r}, device={self.device!r}, batch={self.batch})"
 

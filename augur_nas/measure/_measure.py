@@ -177,7 +177,7 @@ def measure_paths(paths, settings: RuntimeSettings, **kw) -> list:
     require(settings.backend)
     with tempfile.TemporaryDirectory(prefix="augur-measure-") as d:
         try:
-            nets = prepare(paths, d, read_models=False)
+            nets = prepare(paths, d, read_models=False, batch=settings.batch)
         except MeasurementError:
             raise
         return measure_networks(nets, settings, **kw)

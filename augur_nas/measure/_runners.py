@@ -34,9 +34,10 @@ def _safe(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", label)[:80] or "model"
 
 
-def prepare(items, workdir: str, read_models: bool = True) -> list:
+def prepare(items, workdir: str, read_models: bool = True, batch: int = 1) -> list:
     """``Network`` objects for paths (``.yaml``, ``.prototxt``, ``.onnx``, ``file.py:factory``) or
-    ``(label, model)`` pairs; models are exported as ONNX into ``workdir``."""
+    ``(label, model)`` pairs; models are exported as ONNX into ``workdir``, for ``batch`` images
+    per run (an ``.onnx`` file given is run as it is: its batch must be ``batch``)."""
     out, seen = [], set()
     for it in items:
         if isinstance(it, tuple):
@@ -67,7 +68,7 @@ def prepare(items, workdir: str, read_models: bool = True) -> list:
         if model is None:
             model = load_model(source)
         path = os.path.join(workdir, f"{len(out):04d}_{_safe(label)}.onnx")
-        export_onnx(model, path)
+        export_onnx(model, path, batch=batch)
         out.append(Network(label, path, model, source))
     return out
 
@@ -89,6 +90,11 @@ class OrtRunner:
         except Exception as exc:  # noqa: BLE001 - ORT's own exception types
             raise MeasurementError(f"ONNX Runtime cannot load {onnx_path}: {str(exc).splitlines()[0]}") from None
         inp = self.session.get_inputs()[0]
+        if inp.shape and isinstance(inp.shape[0], int) and inp.shape[0] != settings.batch:
+            raise MeasurementError(f"{onnx_path} takes a batch of {inp.shape[0]} image(s) (input `{inp.name}` "
+                                   f"{list(inp.shape)}), not the {settings.batch} asked for; export the model with "
+                                   f"`augur-nas export MODEL --batch {settings.batch} -o FILE.onnx`, or give the "
+                                   f"model file (.yaml, .prototxt) and measure exports it at that batch")
         shape = [settings.batch if (not isinstance(d, int) or i == 0) else d for i, d in enumerate(inp.shape)]
         self.feed = {inp.name: np.random.default_rng(seed).random(shape, dtype=np.float32)}
         self.outputs = [o.name for o in self.session.get_outputs()]
