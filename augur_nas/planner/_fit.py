@@ -13,7 +13,8 @@ the limits, relative to each limit (``(limit - value) / limit``; for throughput
 
 Threads: a profile describes one intra-op thread count (``runtime_settings.threads``). With
 ``threads=N`` every chosen device is replaced by the profile of the same machine and runtime
-(``same_machine``) that describes ``N`` threads; where none does, a ``ConstraintError`` says
+(``same_machine``; the shipped profiles and those beside a chosen profile file) that describes
+``N`` threads; where none does, a ``ConstraintError`` says
 which thread counts exist.
 """
 
@@ -26,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._batch import DEFAULT_BATCHES, BatchPoint, curve_arrays, parse_batches, parse_throughput
-from .._errors import ConstraintError, ProfileError, SpecError
+from .._errors import AugurError, ConstraintError, ProfileError, SpecError
 from .._ram import ram_mb
 from ..oracle import Oracle
 from ..profile import PROFILE_DIR, Profile, list_profiles, load_profile
@@ -161,7 +162,10 @@ def _chosen(devices) -> list:
 
 def _with_threads(chosen: list, threads: int, explicit: bool) -> tuple:
     """``(profiles, notes)``: each chosen device replaced by its machine's profile of ``threads``."""
-    pool = chosen + [p for p in (_load(n) for n in list_profiles()) if all(p.name != c.name for c in chosen)]
+    pool = list(chosen)
+    for q in [_load(n) for n in list_profiles()] + _siblings(chosen):
+        if all(q.name != c.name for c in pool):
+            pool.append(q)
     out, notes, missing = [], [], []
     for p in chosen:
         match = [q for q in pool if q.threads == threads and same_machine(p, q)]
@@ -177,6 +181,22 @@ def _with_threads(chosen: list, threads: int, explicit: bool) -> tuple:
     if missing or not out:
         raise ConstraintError(_threads_message(missing or chosen, pool, threads))
     return out, notes
+
+
+def _siblings(chosen: list) -> list:
+    """The profiles beside a chosen profile file outside the shipped folder (``my-1t.yaml`` finds
+    ``my-2t.yaml``); files that are not profiles are skipped."""
+    folders = {os.path.dirname(os.path.abspath(p.source)) for p in chosen
+               if p.source and os.path.isfile(p.source)} - {str(PROFILE_DIR.resolve())}
+    out = []
+    for folder in sorted(folders):
+        for f in sorted(os.listdir(folder)):
+            if f.lower().endswith((".yaml", ".yml")):
+                try:
+                    out.append(_load(os.path.join(folder, f)))
+                except AugurError:
+                    continue
+    return out
 
 
 def _threads_message(missing: list, pool: list, threads: int) -> str:
