@@ -11,7 +11,7 @@ import numpy as np
 from .._errors import MeasurementError
 from ._memory import measure_memories
 from ._protocol import time_runners
-from ._runners import make_runner, prepare
+from ._runners import check_batch, make_runner, prepare
 from ._settings import RuntimeSettings, require
 
 
@@ -178,6 +178,7 @@ def measure_paths(paths, settings: RuntimeSettings, **kw) -> list:
     with tempfile.TemporaryDirectory(prefix="augur-measure-") as d:
         try:
             nets = prepare(paths, d, read_models=False, batch=settings.batch)
+            check_batch(nets, settings.batch)
         except MeasurementError:
             raise
         return measure_networks(nets, settings, **kw)
