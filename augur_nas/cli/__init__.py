@@ -42,7 +42,8 @@ COMMANDS: dict = {
 # options a newcomer gives a command that does not take them: what to do instead
 MISPLACED = {
     ("predict", "--threads"): "predict prices with a device profile, whose runtime settings (threads included) "
-                              "are part of the profile; --threads is an option of measure and profile",
+                              "are part of the profile; --threads is an option of measure and profile, and `augur-nas fit "
+                              "MODEL --threads N` picks the machine's profile of N threads",
     ("analyze", "--device"): "analyze counts MACs, params and bytes without a device; use predict for a device",
 }
 
