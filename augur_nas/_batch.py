@@ -127,6 +127,12 @@ def plot_curve(curves: dict, path: str, title: str) -> None:
         ax.set_ylabel(ylab)
         ax.grid(True, alpha=0.3)
     ax_lat.set_yscale("log")
+    top = max(p.throughput_ips for pts in curves.values() for p in pts)
+    ax_tp.set_ylim(0, 1.15 * top)  # from zero: a 1% step must not look like a cliff
+    for ax in (ax_lat, ax_tp):
+        ticks = sorted({p.batch for pts in curves.values() for p in pts})
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([str(t) for t in ticks])
     ax_tp.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
