@@ -50,10 +50,16 @@ def zoo_items(names=None):
     return [it for it in items if names is None or it[0] in names]
 
 
+_ORACLES: dict = {}  # (model id, profile name) -> Oracle: its segment grids are kept between batches
+
+
 def predict(model, profile, batch: int) -> float:
     from augur_nas.oracle import Oracle
 
-    return float(Oracle(model, profile).latency(np.zeros((1, model.n_genes), dtype=np.int64), batch)[0])
+    key = (id(model), profile.name)
+    if key not in _ORACLES:
+        _ORACLES[key] = Oracle(model, profile)
+    return float(_ORACLES[key].latency(np.zeros((1, model.n_genes), dtype=np.int64), batch)[0])
 
 
 def choose(items, profiles: dict, batches, rounds: int, budget_s: float):
@@ -185,13 +191,21 @@ def write_report(out: Path, rep: dict) -> None:
     atomic_write(out / "batch_threads.json", json.dumps(rep, indent=1) + "\n")
 
 
-def main(argv=None) -> int:
+def _batches(text: str) -> tuple:
+    from augur_nas import AugurError
     from augur_nas._batch import parse_batches
 
+    try:
+        return parse_batches(text)
+    except AugurError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile-1t", default="x86-2core-ort", help="the profile that prices 1 intra-op thread")
     ap.add_argument("--profile-2t", default=None, help="the profile that prices 2 intra-op threads (none: 1 thread only)")
-    ap.add_argument("--batches", type=parse_batches, default=(1, 2, 4, 8, 16, 32))
+    ap.add_argument("--batches", type=_batches, default=(1, 2, 4, 8, 16, 32))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--budget-s", type=float, default=600.0, help="time for measuring (default 600: ~12 min in all)")
     ap.add_argument("--max-noise", type=float, default=0.05)
