@@ -114,7 +114,7 @@ def _fast_costs(space, X, profile, batch, breakdown=True, cache=None):
     by_kind = {k.split(".", 1)[1]: v for k, v in r.items() if k.startswith("latency_ms.")}
     lat = get("latency_ms") + model.network_overhead_ms
     if residual is not None:
-        lat = residual.apply(lat, {k: get(k) for k in SUM_KEYS}, in_elems)
+        lat = residual.apply(lat, {k: get(k) for k in SUM_KEYS}, in_elems, batch)
     if linear:
         mem_mb = (mem.framework_overhead_mb + get("memory_linear_mb")
                   + mem.activation_scale(batch) * in_elems * DTYPE_BYTES / BYTES_PER_MB)

@@ -229,3 +229,23 @@ def test_export_batch_runs_in_onnxruntime(tmp_path):
     assert y4.shape[0] == 4 and np.allclose(y4, y1, rtol=1e-4, atol=1e-4)
     r = cli("measure", str(one), "--batch", "4", "--quick", "--quiet")
     assert r.returncode == 2 and "takes a batch of 1" in r.stderr
+
+
+def test_residual_ratio_is_that_of_one_image_at_any_batch():
+    """The LightGBM residual is trained on single images: at batch N it corrects by one image's
+    ratio (fed the batch's own time sums it drifted by ~1% from batch 1 to 32)."""
+    pytest.importorskip("lightgbm")
+    import copy
+
+    prof = load_profile("x86-2core-ort")
+    plain = copy.copy(prof)
+    plain.residual = None
+    model = load_model(os.path.join(ZOO, "resnet18.yaml"))
+    x = np.zeros((1, model.n_genes), dtype=np.int64)
+    with_r, without = Oracle(model, prof), Oracle(model, plain)
+    ratios = [float(with_r.latency(x, b)[0] / without.latency(x, b)[0]) for b in (1, 8, 32)]
+    assert ratios[0] != pytest.approx(1.0, abs=1e-3)  # the residual does correct resnet18
+    assert ratios[1] == pytest.approx(ratios[0], rel=1e-3) and ratios[2] == pytest.approx(ratios[0], rel=1e-3)
+    for b in (1, 32):  # the reference path (full layer table) agrees
+        ref = with_r.evaluate(x, batch=b, reference=True)["latency_ms"][0]
+        assert ref == pytest.approx(with_r.latency(x, b)[0], rel=1e-9)

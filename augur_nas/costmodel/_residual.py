@@ -161,10 +161,17 @@ class ResidualModel:
         r = self.booster.predict(F[:, self._cols], num_threads=1)
         return np.clip(np.asarray(r, dtype=np.float64), -self.max_abs_log, self.max_abs_log)
 
-    def apply(self, latency_ms, sums: dict, in_elems) -> np.ndarray:
-        """Corrected latency of a chunk: ``latency_ms * exp(r(features))``."""
+    def apply(self, latency_ms, sums: dict, in_elems, batch: int = 1) -> np.ndarray:
+        """Corrected latency of a chunk: ``latency_ms * exp(r(features))``.
+
+        The booster is trained on single images: at a batch of ``batch`` its time features (the
+        layer sum, ``res.ms_*``) are taken per image, so the ratio is that of one image (fed the
+        batch's own sums, it extrapolated past its training range: resnet18's ratio drifted from
+        1.049 at batch 1 to 1.061 at 32)."""
         lat = np.asarray(latency_ms, dtype=np.float64)
-        return lat * np.exp(self.log_ratio(residual_features(sums, lat, in_elems)))
+        if batch != 1:
+            sums = {k: (v / batch if k in ("res.ms_gemm", "res.ms_bytes") else v) for k, v in sums.items()}
+        return lat * np.exp(self.log_ratio(residual_features(sums, lat / batch, in_elems)))
 
     # ------------------------------------------------------------------------------ plain data
 
