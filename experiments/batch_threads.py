@@ -80,7 +80,7 @@ def choose(items, profiles: dict, batches, rounds: int, budget_s: float):
     return kept, out, used
 
 
-def measure_pair(items, profile, threads: int, batch: int, rounds: int, max_wait_s: float) -> dict:
+def measure_pair(items, profile, threads: int, batch: int, rounds: int, max_wait_s: float, retries: int) -> dict:
     """``{label: latency dict}`` of the networks at ``batch`` images and ``threads`` threads, with
     the profile's anchors (batch 1) timed in the same rounds."""
     from augur_nas.measure._measure import measure_networks, stderr_progress
@@ -95,7 +95,7 @@ def measure_pair(items, profile, threads: int, batch: int, rounds: int, max_wait
         os.makedirs(os.path.join(d, "anchors"))
         nets = prepare(items, os.path.join(d, "nets"), batch=batch)
         nets += prepare(anchors, os.path.join(d, "anchors"), batch=1)
-        res = measure_networks(nets, settings, rounds=rounds, round_s=0.05, memory=False, retry_noise=0.05, retries=1,
+        res = measure_networks(nets, settings, rounds=rounds, round_s=0.05, memory=False, retry_noise=0.05, retries=retries,
                                max_wait_s=max_wait_s, references=refs,
                                progress=stderr_progress(f"threads {threads} batch {batch}"))
     return {r["label"]: r["latency"] for r in res}
@@ -130,7 +130,7 @@ def run(args) -> dict:
     t0 = time.monotonic()
     for threads, prof in profiles.items():
         for b in args.batches:
-            lat = measure_pair(kept, prof, threads, b, args.rounds, args.max_wait_s)
+            lat = measure_pair(kept, prof, threads, b, args.rounds, args.max_wait_s, 0 if args.quick else 1)
             for lab, m in kept:
                 L = lat[lab]
                 meas = L.get("normalized_ms") or L["median_ms"]
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "experiments"))
     args = ap.parse_args(argv)
     if args.quick:
-        args.batches, args.rounds, args.max_wait_s = (1, 4), 3, 5.0
+        args.batches, args.rounds, args.max_wait_s = (1, 4), 3, 2.0
     rep = run(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
