@@ -174,7 +174,10 @@ def write_report(out: Path, rep: dict) -> None:
         f"**Within ±15%: {_pct(o['clean']['within_15pct'])} of {o['clean']['n']} clean measurements** (noise <= 5%), "
         f"{_pct(o['all']['within_15pct'])} of all {o['all']['n']}; median |error| {o['clean']['median_abs_error_pct'] or 0:.1f}%.",
         f"Noise floor: split-half noise median {o['noise_median_pct']:.1f}%, p90 {o['noise_p90_pct']:.1f}%; the anchors' "
-        f"speed (latency now / when the profile was built) ranged {rep['anchor_speed']['min']:.2f}..{rep['anchor_speed']['max']:.2f}.",
+        f"speed (latency now / when the profile was built) ranged {rep['anchor_speed']['min']:.2f}..{rep['anchor_speed']['max']:.2f}."
+        + (" **The anchors ran far from the profile's speed: the profile probably describes another machine "
+           "(`augur-nas check --device P`); these errors say nothing about the batch model.**"
+           if not 0.7 <= rep["anchor_speed"]["median"] <= 1.4 else ""),
         "", "| threads | batch | n clean | within ±15% (clean) | within ±15% (all) | median abs err | worst | noise p90 |",
         "|---|---|---|---|---|---|---|---|"]
     for key, s in rep["by_threads_batch"].items():
