@@ -21,6 +21,15 @@ def check(profile, settings=None, time_s: float = 4.0, timing: bool = True):
     return _check(profile, settings, time_s=time_s, timing=timing)
 
 
+def fit(model_or_space, latency_ms=None, memory_mb=None, throughput_ips=None, devices="all", threads=None, **kw):
+    """Which devices run a model (or how much of a space) within the limits: a ``FitReport`` of
+    ``DeviceFit`` / ``SpaceFit`` rows, see ``augur_nas.planner._fit.fit``."""
+    from .planner import fit as _fit
+
+    return _fit(model_or_space, latency_ms=latency_ms, memory_mb=memory_mb, throughput_ips=throughput_ips,
+                devices=devices, threads=threads, **kw)
+
+
 def calibrate(base, **kw):
     """Adapt a profile to this machine (or to measured latencies): see ``augur_nas.measure._calibrate.calibrate``."""
     return _calibrate(base, **kw)
@@ -28,5 +37,5 @@ def calibrate(base, **kw):
 __all__ = [
     "AugurError", "ConstraintError", "MeasurementError", "ProfileError", "ShapeError", "SpecError",
     "UnsupportedOpError", "ExactFront", "exact_front", "analyze", "analyze_batch", "totals", "load_model", "from_torch", "Oracle", "load_profile", "save_profile", "LayerTable", "lower", "SearchSpace", "load_space", "load_space_dict",
-    "check", "calibrate", "nb201", "__version__",
+    "check", "calibrate", "fit", "nb201", "__version__",
 ]

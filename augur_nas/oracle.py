@@ -173,7 +173,7 @@ def _segment_costs(space, X, profile, batch, breakdown=True, cache=None, priced_
     by_kind = {k.split(".", 1)[1]: v for k, v in r.items() if k.startswith("latency_ms.")}
     lat = get("latency_ms") + model.network_overhead_ms
     if residual is not None:
-        lat = residual.apply(lat, {k: get(k) for k in SUM_KEYS}, in_elems)
+        lat = residual.apply(lat, {k: get(k) for k in SUM_KEYS}, in_elems, batch)
     if linear:
         # the network input is an activation too (``_totals.network_totals``)
         in_bytes = in_elems * DTYPE_BYTES
@@ -204,6 +204,11 @@ class Oracle:
     @property
     def device(self) -> str:
         return self.profile.name
+
+    @property
+    def threads(self) -> int | None:
+        """The intra-op thread count the profile's predictions are for (None: the profile does not say)."""
+        return self.profile.threads
 
     def __repr__(self) -> str:
         return f"Oracle(space={self.space.name!r}, device={self.device!r}, batch={self.batch})"

@@ -16,7 +16,7 @@ import sys
 
 from .._errors import AugurError
 from .._version import __version__
-from . import analyze, calibrate, export, measure, predict, search
+from . import analyze, calibrate, export, fit, measure, predict, search
 from ._command import Command
 
 EXIT_USAGE = 2
@@ -28,6 +28,7 @@ COMMANDS: dict = {
     "space": analyze.SPACE,
     "predict": predict.PREDICT,
     "devices": predict.DEVICES,
+    "fit": fit.FIT,
     "export": export.EXPORT,
     "measure": measure.MEASURE,
     "profile": measure.PROFILE,
@@ -42,7 +43,8 @@ COMMANDS: dict = {
 # options a newcomer gives a command that does not take them: what to do instead
 MISPLACED = {
     ("predict", "--threads"): "predict prices with a device profile, whose runtime settings (threads included) "
-                              "are part of the profile; --threads is an option of measure and profile",
+                              "are part of the profile; --threads is an option of measure and profile, and `augur-nas fit "
+                              "MODEL --threads N` picks the machine's profile of N threads",
     ("analyze", "--device"): "analyze counts MACs, params and bytes without a device; use predict for a device",
 }
 

@@ -45,11 +45,15 @@ def cmd_export(args) -> int:
     check_out_file(args.output, "-o")  # a bad -o fails now, not after loading (a torch factory, a large space)
     from ..io.onnx import export_onnx
 
+    from .._batch import parse_batch
+
+    batch = parse_batch(args.batch)
     model = _load(args.path, args.candidate, args.seed)
-    info = export_onnx(model, args.output, opset=args.opset, seed=args.weights_seed)
+    info = export_onnx(model, args.output, opset=args.opset, seed=args.weights_seed, batch=batch)
     what = f"candidate {args.candidate} (seed {args.seed}) of {args.path}" if args.candidate is not None else args.path
     print(f"wrote {info['path']}: {info['nodes']} nodes, {info['weights']:,} random float32 weights "
-          f"({fmt_bytes(info['bytes'], digits=1)}), opset {info['opset']}, from {what}")
+          f"({fmt_bytes(info['bytes'], digits=1)}), opset {info['opset']}, "
+          + (f"input batch {batch}, " if batch != 1 else "") + f"from {what}")
     return 0
 
 
@@ -76,6 +80,9 @@ def _export_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed for --candidate (default 0)")
     p.add_argument("--weights-seed", type=int, default=0, metavar="N", help="seed of the random weights (default 0)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--batch", default="1", metavar="N",
+                   help="images per run: the input is [N, C, H, W] (default 1; a batch-N file is for timing the "
+                        "runtime at that batch, e.g. `augur-nas measure FILE.onnx --batch N`)")
 
 
 EXPORT = Command("write a model (or a candidate of a space) as ONNX with random weights", _export_arguments, cmd_export)

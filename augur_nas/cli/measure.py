@@ -49,7 +49,15 @@ def _trap_sigterm():
 def _settings(args, profile=None):
     base = profile.runtime_settings if profile is not None else {}
     return RuntimeSettings.from_dict(base, backend=getattr(args, "backend", None), threads=getattr(args, "threads", None),
-                                     torch_device=getattr(args, "torch_device", None))
+                                     torch_device=getattr(args, "torch_device", None), batch=_batch_arg(args))
+
+
+def _batch_arg(args):
+    """``--batch N`` of measure (None where the command has no such option, or it is not given)."""
+    from .._batch import parse_batch
+
+    b = getattr(args, "batch", None)
+    return None if b is None else parse_batch(b)
 
 
 def _load_profile(path):
@@ -318,6 +326,9 @@ def _measure_arguments(p) -> None:
                    help="runtime (default: the --device profile's, else onnxruntime)")
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default 1)")
     p.add_argument("--torch-device", choices=("cpu", "cuda"), default=None)
+    p.add_argument("--batch", default=None, metavar="N",
+                   help="images per run (default 1): models are exported with an [N, C, H, W] input; an .onnx file "
+                        "given must have that batch (`augur-nas export --batch N`)")
     p.add_argument("--device", action=Once, default=None, metavar="FILE", help="use the runtime settings recorded in this profile")
     p.add_argument("--warmup-s", type=nonneg_float, default=0.3, metavar="S", help="warm-up time per network (default 0.3)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")

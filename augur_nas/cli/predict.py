@@ -44,9 +44,29 @@ def predict(path, device, batch: int = 1, input_shape=None) -> dict:
     }
 
 
-def cmd_predict(args) -> int:
+def batch_sweep(path, device, batches, input_shape=None) -> dict:
+    """The JSON object of ``augur-nas predict --batch 1,2,4``: latency and throughput per batch."""
+    from .._batch import batch_curve
+    from ..models import load_model
+    from ..oracle import Oracle
 
-    res = predict(args.path, args.device, args.batch, args.input_shape)
+    model = load_model(path, input_shape=input_shape)
+    oracle = Oracle(model, device)
+    pts = batch_curve(oracle, np.zeros((1, model.n_genes), dtype=np.int64), batches)
+    info = model.input_info
+    return {"model": model.name, "device": oracle.device, "runtime": oracle.profile.runtime,
+            "input_shape": list(info.shape), "input_from": info.source,
+            "provenance": oracle.profile.provenance.get("method", ""), "threads": oracle.profile.threads,
+            "batches": [p._asdict() for p in pts]}
+
+
+def cmd_predict(args) -> int:
+    from .._batch import parse_batches
+
+    batches = parse_batches(args.batch)
+    if len(batches) > 1 or args.plot:
+        return _cmd_sweep(args, batches)
+    res = predict(args.path, args.device, batches[0], args.input_shape)
     if args.json:
         print_json(res)
         return 0
@@ -68,6 +88,33 @@ def cmd_predict(args) -> int:
               + (f"; it describes {res['threads']} intra-op thread(s)" if res.get("threads") else ""))
     if res["warning"]:
         print(res["warning"])
+    return 0
+
+
+def _cmd_sweep(args, batches) -> int:
+    from .._batch import BatchPoint, plot_curve
+
+    if args.plot:
+        from .._atomic import check_out_file
+
+        check_out_file(args.plot, "--plot")
+    res = batch_sweep(args.path, args.device, batches, args.input_shape)
+    if args.plot:
+        pts = [BatchPoint(**p) for p in res["batches"]]
+        plot_curve({res["device"]: pts}, args.plot, f"{res['model']} on {res['device']} (predicted)")
+    if args.json:
+        print_json(res)
+        return 0
+    print(f"{res['model']} on {res['device']} ({res['runtime']}), float32, input shape {input_line(res)}"
+          + (f", {res['threads']} intra-op thread(s)" if res.get("threads") else ""))
+    table(["batch", "latency ms", "ms / image", "images/s", "memory MB"],
+          [[p["batch"], f"{p['latency_ms']:.2f}", f"{p['latency_ms'] / p['batch']:.2f}", f"{p['throughput_ips']:.1f}",
+            f"{p['memory_mb']:.1f}"] for p in res["batches"]])
+    print("latency: of the whole batch; images/s = batch x 1000 / latency ms (batches run back to back)")
+    if res["provenance"]:
+        print(f"profile: {res['provenance']}")
+    if args.plot:
+        print(f"wrote {args.plot}")
     return 0
 
 
@@ -145,7 +192,11 @@ def _predict_arguments(p) -> None:
     p.add_argument("path", help="model file: .yaml, .prototxt, .onnx, file.py:factory, or a NAS-Bench-201 string")
     p.add_argument("--device", action=Once, required=True, metavar="NAME|FILE",
                    help="a shipped device profile (see `augur-nas devices`) or a profile YAML file")
-    p.add_argument("--batch", type=positive_int, default=1, metavar="N", help="images per forward pass (default 1)")
+    p.add_argument("--batch", default="1", metavar="N[,N..]",
+                   help="images per forward pass (default 1); several (1,2,4,8,16,32) print latency and throughput "
+                        "per batch")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="draw latency and throughput against the batch sizes of --batch (needs matplotlib)")
     add_input_shape(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 

@@ -316,7 +316,7 @@ def latency_ms(table, profile, batch: int = 1):
     st, n_reorder = model.slot_costs(table, batch, name, fused=fused)
     total, by_kind = model.predict(table, batch, name, fused=fused)
     sums = residual_sums(table, model, st, fused, n_reorder)
-    return residual.apply(total, sums, input_elems(table)), by_kind
+    return residual.apply(total, sums, input_elems(table), batch), by_kind
 
 
 def memory_mb(table, profile, batch: int = 1, tot: dict | None = None) -> np.ndarray:

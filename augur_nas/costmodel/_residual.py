@@ -186,13 +186,20 @@ class ResidualModel:
             return self._forest.predict_columns(XT)
         return self.booster.predict(XT.T, num_threads=1)
 
-    def apply(self, latency_ms, sums: dict, in_elems) -> np.ndarray:
-        """Corrected latency of a chunk: ``latency_ms * exp(r(features))``."""
+    def apply(self, latency_ms, sums: dict, in_elems, batch: int = 1) -> np.ndarray:
+        """Corrected latency of a chunk: ``latency_ms * exp(r(features))``.
+
+        The booster is trained on single images: at a batch of ``batch`` its time features (the
+        layer sum, ``res.ms_*``) are taken per image, so the ratio is that of one image (fed the
+        batch's own sums, it extrapolated past its training range: resnet18's ratio drifted from
+        1.049 at batch 1 to 1.061 at 32)."""
         lat = np.asarray(latency_ms, dtype=np.float64)
         if len(lat) == 0:
             return lat
+        if batch != 1:
+            sums = {k: (v / batch if k in ("res.ms_gemm", "res.ms_bytes") else v) for k, v in sums.items()}
         # the model's features stacked as rows (what the numpy trees read), no [B, F] matrix
-        cols = _feature_columns(sums, lat, in_elems)
+        cols = _feature_columns(sums, lat / batch, in_elems)
         r = self.raw_score(np.stack([cols[f] for f in self.features]))
         return lat * np.exp(np.clip(r, -self.max_abs_log, self.max_abs_log))
 

@@ -443,9 +443,10 @@ def _as_model(model):
     return model
 
 
-def _build(model, opset: int = 17, seed: int = 0) -> "_Export":
+def _build(model, opset: int = 17, seed: int = 0, batch: int = 1) -> "_Export":
     """The checked ONNX graph of a concrete model, its weights (drawn when written) and the
-    lowering's shape of every layer's output tensor."""
+    lowering's shape of every layer's output tensor; ``batch`` images per run (the input's first
+    axis and the reshapes that name it)."""
     onnx = _onnx()
     model = _as_model(model)
     latest = onnx.defs.onnx_opset_version()
@@ -489,8 +490,10 @@ def _build(model, opset: int = 17, seed: int = 0) -> "_Export":
     c0 = prog.in_channels
     ih, iw = _int(ev.h[-1]), _int(ev.w[-1])
     oc, oh, ow = shape_of(prog.output)
-    out_dims = [1, oc, oh, ow] if b.rank.get(final, 4) == 4 else [1, oc * oh * ow]
-    inputs = [h.make_tensor_value_info("input", TP.FLOAT, [1, c0, ih, iw])]
+    out_dims = [batch, oc, oh, ow] if b.rank.get(final, 4) == 4 else [batch, oc * oh * ow]
+    inputs = [h.make_tensor_value_info("input", TP.FLOAT, [batch, c0, ih, iw])]
+    if batch != 1:
+        _rebatch(onnx, b, batch)
     outputs = [h.make_tensor_value_info(final, TP.FLOAT, out_dims)]
     gname = model.name or "model"
     opsetid = h.make_opsetid("", opset)
@@ -507,6 +510,18 @@ def _build(model, opset: int = 17, seed: int = 0) -> "_Export":
                   expected, model)
     proto = make(h.make_graph(b.nodes, gname, inputs, outputs, initializer=b.inits))
     return _Export(proto, b.params, seed, expected, model)
+
+
+def _rebatch(onnx, b, batch: int) -> None:
+    """Every Reshape's target shape, written for one image ([1, ...]), for ``batch`` images; the
+    other ops (Conv, Gemm after a Flatten of axis 1, pools) take any batch as they are."""
+    shapes = {n.input[1] for n in b.nodes if n.op_type == "Reshape"}
+    for i, t in enumerate(b.inits):
+        if t.name in shapes:
+            arr = onnx.numpy_helper.to_array(t).copy()
+            if arr.size and arr[0] == 1:
+                arr[0] = batch
+                b.inits[i] = onnx.numpy_helper.from_array(arr, t.name)
 
 
 @dataclass
@@ -612,8 +627,10 @@ def _chw(dims):
     return None
 
 
-def export_onnx(model, path, opset: int = 17, seed: int = 0) -> dict:
-    """Write a concrete model as an ONNX file with random float32 weights (numpy RNG ``seed``).
+def export_onnx(model, path, opset: int = 17, seed: int = 0, batch: int = 1) -> dict:
+    """Write a concrete model as an ONNX file with random float32 weights (numpy RNG ``seed``),
+    for ``batch`` images per run (the input is ``[batch, C, H, W]``; augur-nas reads back only
+    batch-1 files, a batch-N file is for timing the runtime at that batch).
 
     ``model`` is a model (``load_model``, ``space.decode(x)``, a spec dict or a model file path).
     The graph is checked with ``onnx.checker`` and strict shape inference and every layer's
@@ -622,7 +639,9 @@ def export_onnx(model, path, opset: int = 17, seed: int = 0) -> dict:
     ``{"path", "nodes", "initializers", "weights", "bytes", "opset"}``.
     """
     onnx = _onnx()
-    ex = _build(model, opset=opset, seed=seed)
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or int(batch) < 1:
+        raise SpecError(f"the batch of an exported model must be a positive whole number, not {batch!r}")
+    ex = _build(model, opset=opset, seed=seed, batch=int(batch))
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -634,7 +653,7 @@ def export_onnx(model, path, opset: int = 17, seed: int = 0) -> dict:
         raise SpecError(f"cannot write {path}: {exc.strerror or exc}") from None
     return {"path": path, "nodes": len(ex.proto.graph.node),
             "initializers": len(ex.proto.graph.initializer) + len(ex.params),
-            "weights": ex.n_weights, "bytes": size, "opset": opset}
+            "weights": ex.n_weights, "bytes": size, "opset": opset, "batch": int(batch)}
 
 
 # =============================================================================================

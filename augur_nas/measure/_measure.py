@@ -12,7 +12,7 @@ import numpy as np
 from .._errors import MeasurementError
 from ._memory import measure_memories
 from ._protocol import time_runners
-from ._runners import make_runner, prepare
+from ._runners import check_batch, make_runner, prepare
 from ._settings import RuntimeSettings, require
 
 
@@ -176,7 +176,8 @@ def measure_paths(paths, settings: RuntimeSettings, **kw) -> list:
     require(settings.backend)
     with tempfile.TemporaryDirectory(prefix="augur-measure-") as d:
         try:
-            nets = prepare(paths, d, read_models=False)
+            nets = prepare(paths, d, read_models=False, batch=settings.batch)
+            check_batch(nets, settings.batch)
         except MeasurementError:
             raise
         return measure_networks(nets, settings, **kw)

@@ -35,9 +35,34 @@ def _safe(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", label)[:80] or "model"
 
 
-def prepare(items, workdir: str, read_models: bool = True) -> list:
+def onnx_batch(path: str) -> int | None:
+    """The fixed batch (first axis) of an ONNX file's first input; None where it is symbolic."""
+    import onnx
+
+    try:
+        m = onnx.load(path, load_external_data=False)
+    except Exception:  # noqa: BLE001 - unreadable here: the runtime reports it when loading
+        return None
+    dims = m.graph.input[0].type.tensor_type.shape.dim if m.graph.input else []
+    return int(dims[0].dim_value) if dims and dims[0].HasField("dim_value") else None
+
+
+def check_batch(networks, batch: int) -> None:
+    """Every user-given ``.onnx`` file among ``networks`` must take ``batch`` images (one paragraph)."""
+    for n in networks:
+        if n.onnx_path == n.source and n.source.lower().endswith(".onnx"):
+            b = onnx_batch(n.onnx_path)
+            if b is not None and b != batch:
+                raise MeasurementError(
+                    f"{n.onnx_path} takes a batch of {b} image(s), not the {batch} asked for; export the model "
+                    f"with `augur-nas export MODEL --batch {batch} -o FILE.onnx`, or give the model file (.yaml, "
+                    f".prototxt) and measure exports it at that batch")
+
+
+def prepare(items, workdir: str, read_models: bool = True, batch: int = 1) -> list:
     """``Network`` objects for paths (``.yaml``, ``.prototxt``, ``.onnx``, ``file.py:factory``) or
-    ``(label, model)`` pairs; models are exported as ONNX into ``workdir``."""
+    ``(label, model)`` pairs; models are exported as ONNX into ``workdir``, for ``batch`` images
+    per run (an ``.onnx`` file given is run as it is: its batch must be ``batch``)."""
     out, seen = [], set()
     for it in items:
         if isinstance(it, tuple):
@@ -68,7 +93,7 @@ def prepare(items, workdir: str, read_models: bool = True) -> list:
         if model is None:
             model = load_model(source)
         path = os.path.join(workdir, f"{len(out):04d}_{_safe(label)}.onnx")
-        export_onnx(model, path)
+        export_onnx(model, path, batch=batch)
         out.append(Network(label, path, model, source))
     return out
 
@@ -90,7 +115,9 @@ class OrtRunner:
         except Exception as exc:  # noqa: BLE001 - ORT's own exception types
             raise MeasurementError(f"ONNX Runtime cannot load {onnx_path}: {str(exc).splitlines()[0]}") from None
         inp = self.session.get_inputs()[0]
-        shape = [settings.batch if (not isinstance(d, int) or i == 0) else d for i, d in enumerate(inp.shape)]
+        # a fixed batch is the file's own (a speed anchor of batch 1 timed beside batch-N networks);
+        # a symbolic one is the settings' batch
+        shape = [d if isinstance(d, int) else settings.batch for d in inp.shape]
         self.feed = {inp.name: np.random.default_rng(seed).random(shape, dtype=np.float32)}
         self.outputs = [o.name for o in self.session.get_outputs()]
 
