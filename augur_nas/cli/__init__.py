@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from .._errors import AugurError
-from . import analyze, calibrate, export, measure, predict, search
+from . import analyze, calibrate, export, measure, predict, search, split
 from ._command import Command
 
 EXIT_USAGE = 2
@@ -27,6 +27,7 @@ COMMANDS: dict = {
     "space": analyze.SPACE,
     "predict": predict.PREDICT,
     "devices": predict.DEVICES,
+    "split": split.SPLIT,
     "export": export.EXPORT,
     "measure": measure.MEASURE,
     "profile": measure.PROFILE,
