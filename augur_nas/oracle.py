@@ -230,6 +230,18 @@ class Oracle:
                            "ms": ms, "share": ms / total if total > 0 else 0.0})
         return layers
 
+    def split_latency(self, X, server, link, batch: int | None = None) -> dict:
+        """The best split of each candidate between this device and ``server`` (an ``Oracle``, a
+        profile or its name) over ``link`` (``augur_nas.planner.Link``): ``[B]`` arrays ``total_ms``,
+        ``cut`` (layer slots run on this device: 0 all on the server, ``n_slots`` all here),
+        ``device_ms``, ``transfer_ms``, ``server_ms``, ``local_ms`` (equal to ``latency``),
+        ``server_only_ms``, ``n_points``, ``n_slots``; see ``augur_nas.planner``."""
+        from .planner import split_latency
+
+        b = self.batch if batch is None else _positive_int(batch, "batch")
+        srv = server.profile if isinstance(server, Oracle) else server
+        return split_latency(self.space, self._encodings(X), self.profile, srv, link, b)
+
     # ---------------------------------------------------------------------------- constraints
 
     def constraints(self, latency_ms=None, memory_mb=None, params=None, macs=None) -> "Constraints":
