@@ -295,13 +295,14 @@ def _link(link) -> Link:
     return link
 
 
-def split_points(model, device, server, link: Link, batch: int = 1) -> list:
-    """Every split point of one model (a space with no choices, or candidate 0 of a space) as
+def split_points(model, device, server, link: Link, batch: int = 1, x=None) -> list:
+    """Every split point of one model (a space with no choices, or candidate ``x`` of a space) as
     ``SplitPoint`` records, all-server first and all-local last. Raises ``ConstraintError`` when
     the network has no single-tensor point between its input and its output."""
     link = _link(link)
     dev, srv = _profiles(device, server)
-    table = lower(model, np.zeros((1, model.n_genes), dtype=np.int64))
+    x = np.zeros((1, model.n_genes), dtype=np.int64) if x is None else np.atleast_2d(np.asarray(x))[:1]
+    table = lower(model, x)
     cuts = cut_points(table, model.program.output)
     cut = np.flatnonzero(cuts.valid[:, 0])
     if not ((cut > 0) & (cut < table.L)).any():
