@@ -44,7 +44,7 @@ GROUP = 6  # split points timed together (with the whole model), bounding the se
 def _cut_models(onnx, full_path, model, points, workdir):
     """``{cut: (prefix path, suffix path)}`` of the split points between the ends."""
     proto = onnx.load(full_path)
-    ex = onnx.utils.Extractor(proto)
+    ex = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(proto))  # the cut tensors need value_info
     final = proto.graph.output[0].name
     names = [n.name for n in model.program.nodes]
     out = {}

@@ -282,3 +282,19 @@ def test_search_split_bad_input(capsys, tmp_path, args, expected):
     assert rc == 2
     msg = err.strip()
     assert "Traceback" not in msg and "\n" not in msg and expected in msg, msg
+
+
+def test_table_path_equals_partial_sums(monkeypatch):
+    """A stateless profile's sides are partial sums of the whole network's slot times; pricing the
+    masked copies of the table (the path of fused profiles) gives the same numbers."""
+    from augur_nas.planner import _split
+
+    space = an.load_space(str(SMALL))
+    X = space.sample(4, seed=5)
+    link = Link.of("30Mbps", rtt="10ms")
+    fast = split_latency(space, X, "tk1-gpu", "tx1-cpu", link)
+    monkeypatch.setattr(_split, "_stateless", lambda profile: False)
+    slow = split_latency(space, X, "tk1-gpu", "tx1-cpu", link)
+    for k in ("total_ms", "device_ms", "server_ms", "local_ms", "server_only_ms"):
+        np.testing.assert_allclose(slow[k], fast[k], rtol=1e-9, err_msg=k)
+    assert (slow["cut"] == fast["cut"]).all()

@@ -242,22 +242,44 @@ class _Priced(NamedTuple):
     device_mb: np.ndarray | None
 
 
+def _stateless(profile) -> bool:
+    """Is every slot's time independent of the others' (no fusion, layout or CSE rules)? Then a
+    side's time is a sum of the whole network's slot times."""
+    model = profile.latency
+    return not (model.fuse or model.layout or model.cse)
+
+
+def _cumulative(profile, table, batch) -> np.ndarray:
+    """``[L + 1, B]``: the layer sum of slots ``0..c-1`` of every candidate (a stateless profile)."""
+    st = profile.latency.slot_costs(table, batch, profile.name)[0]
+    out = np.zeros((table.L + 1, table.B))
+    np.cumsum(st, axis=0, out=out[1:])
+    return out
+
+
 def _price_pairs(table, cand, cut, elems, device, server, batch, ratios, memory) -> _Priced:
     """Device time of the prefix, server time of the suffix (and the prefix's device memory) of each
-    (candidate, cut) pair, ``MAX_COLUMNS`` pairs per vectorized call."""
+    (candidate, cut) pair, ``MAX_COLUMNS`` pairs per vectorized call. A stateless profile's sides
+    are partial sums of the whole network's slot times (the same numbers, one pricing)."""
     L = table.L
     P = len(cand)
     dev, srv = np.zeros(P), np.zeros(P)
     mem = np.zeros(P) if memory else None
     slots = np.arange(L)[:, None]
+    sums = [_cumulative(p, table, batch) if _stateless(p) else None for p in (device, server)]
     for lo in range(0, P, MAX_COLUMNS):
         sl = slice(lo, min(P, lo + MAX_COLUMNS))
         c, k = cut[sl], cand[sl]
-        pre = _side_table(table, k, slots < c[None, :])
-        dev[sl] = np.where(c > 0, _raw_ms(device, pre, batch) * ratios[0][k], 0.0)
-        post = _side_table(table, k, slots >= c[None, :])
-        entry = Boundary.start(len(k))._replace(elems=np.asarray(elems[sl], dtype=np.int64))
-        srv[sl] = np.where(c < L, _raw_ms(server, post, batch, entry) * ratios[1][k], 0.0)
+        pre = _side_table(table, k, slots < c[None, :]) if memory or sums[0] is None else None
+        raw = sums[0][c, k] + device.latency.network_overhead_ms if sums[0] is not None else _raw_ms(device, pre, batch)
+        dev[sl] = np.where(c > 0, raw * ratios[0][k], 0.0)
+        if sums[1] is not None:
+            raw = sums[1][L, k] - sums[1][c, k] + server.latency.network_overhead_ms
+        else:
+            post = _side_table(table, k, slots >= c[None, :])
+            entry = Boundary.start(len(k))._replace(elems=np.asarray(elems[sl], dtype=np.int64))
+            raw = _raw_ms(server, post, batch, entry)
+        srv[sl] = np.where(c < L, raw * ratios[1][k], 0.0)
         if memory:
             mem[sl] = np.where(c > 0, device.memory.predict(pre, None, batch), 0.0)
     return _Priced(dev, srv, mem)
