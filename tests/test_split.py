@@ -210,6 +210,8 @@ def _one_paragraph(err, *expected):
     (["--server", "tk1-cpu", "--uplink", "20 Mbps"], ["--uplink '20 Mbps'", "no space"]),
     (["--server", "tk1-cpu", "--uplink", "fast"], ["--uplink 'fast' is not a bandwidth"]),
     (["--server", "tk1-cpu", "--uplink=-3Mbps"], ["a bandwidth is positive"]),
+    (["--server", "tk1-cpu", "--uplink", "-3Mbps"], ["a bandwidth is positive"]),
+    (["--server", "tk1-cpu", "--uplink", "20Mbps", "--rtt", "-5ms"], ["--rtt '-5ms'"]),
     (["--server", "tk1-cpu", "--uplink", "20Mbps", "--downlink", "0kbps"], ["--downlink"]),
     (["--server", "tk1-cpu", "--uplink", "20Mbps", "--dtype", "float64"], ["--dtype 'float64'"]),
     (["--server", "tk1-cpu", "--uplink", "20Mbps", "--rtt", "slow"], ["--rtt 'slow'"]),

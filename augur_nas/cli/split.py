@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from .._format import print_json, table
 from ._args import Once, positive_int
@@ -115,6 +116,10 @@ def _split_arguments(p) -> None:
     add_input_shape(p)
     p.add_argument("--plot", default=None, metavar="F.png", help="write a stacked bar chart of every split point")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    # let `--uplink -3Mbps` reach the strict bandwidth parser (and be refused there with its own
+    # message) instead of argparse taking "-3Mbps" for an option
+    if hasattr(p, "_negative_number_matcher"):
+        p._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?[A-Za-z/]*$")
 
 
 SPLIT = Command("where to split a model between a device and a server: every single-tensor cut priced",
