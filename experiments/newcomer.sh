@@ -53,6 +53,8 @@ check "predict over RAM"   0 "warning: .*2,048 MB"        -- $AUGUR predict "$S/
 check "devices"            0 "tk1-gpu"                    -- $AUGUR devices
 check "search (README)"    0 "front: "                    -- $AUGUR search "$S/mobile.yaml" --device tk1-gpu --latency 50ms --seed 0 --out s1
 check "export onnx"        0 "alexnet.onnx"               -- $AUGUR export "$S/zoo/alexnet.yaml" -o alexnet.onnx
+check "split (README)"     0 "^best: "                    -- $AUGUR split "$S/zoo/squeezenet1_1.yaml" --device tk1-gpu --server x86-2core-ort --uplink 20Mbps --rtt 30ms
+check "split --uplink bad" 2 "not a bandwidth"            -- $AUGUR split "$S/zoo/squeezenet1_1.yaml" --device tk1-gpu --server tk1-cpu --uplink "20 Mbps"
 # bad input: one paragraph, exit 2, fast
 check "search --out /proc" 2 "cannot write"               -- $AUGUR search "$S/mobile.yaml" --device tk1-gpu --latency 50ms --out /proc/nope
 touch afile
