@@ -12,7 +12,11 @@ both are timed as separate ONNX Runtime sessions by the project's drift-robust p
 in groups of a few split points (every group holds the whole model too). The measured total of a
 split is prefix + the link model's transfer (uplink of the tensor + rtt + downlink of the output,
 the same numbers as the prediction: the link is simulated, added rather than slept, not a network)
-+ suffix; all-local is the whole model, all-server the whole model plus the input's transfer. With
++ suffix; all-local is the whole model, all-server the whole model plus the input's transfer. The
+suffix is fed what its prefix computes. The machine's speed wanders: every group also times the
+profile's five speed anchors, and its timings are divided by the group's speed factor (anchors now /
+when the profile was built), as `augur-nas validate` does, so the halves are compared with the
+profile at the speed it was built at (`speed_factor_by_group` in the JSON). With
 device = server the whole model run locally is always about the fastest, so the default link is
 fast (1 Gbit/s, 0.5 ms rtt): the splits near the head are then within a few per cent of it and
 choosing among them tests the compute predictions, not the transfer.
@@ -75,14 +79,17 @@ def _tensor_name(names, p, model):
 
 
 def _time(paths: dict, settings, rounds, say):
+    """``{label: Timing}`` of the ONNX files ``paths``, interleaved. A suffix (``postC``) is fed what
+    its prefix (``preC``) computes from the prefix's random input: the data the server would get."""
     from augur_nas.measure import time_runners
     from augur_nas.measure._runners import OrtRunner
 
-    runners = {}
-    for label, path in paths.items():
-        runners[label] = OrtRunner(path, settings)
-        # the suffix is fed a random tensor of the split tensor's shape (OrtRunner draws it)
-    got = time_runners(runners, rounds=rounds, round_s=0.05, warmup_s=0.2, quiet=None, contended=None)
+    runners = {label: OrtRunner(path, settings) for label, path in paths.items()}
+    for label, r in runners.items():
+        if label.startswith("post"):
+            out = runners["pre" + label[4:]].run()[0]
+            r.feed = {r.session.get_inputs()[0].name: out}
+    got = time_runners(runners, rounds=rounds, round_s=0.05, warmup_s=0.2, max_wait_s=10.0, status=say)
     for r in runners.values():
         r.close()
     return got
@@ -94,6 +101,7 @@ def run_network(name, link, rounds, every, say) -> dict:
     import augur_nas as an
     from augur_nas.io.onnx import export_onnx
     from augur_nas.measure import RuntimeSettings
+    from augur_nas.measure._profiling import anchor_speed, profile_anchors
     from augur_nas.planner import split_points
 
     model = an.load_model(str(ROOT / "spaces" / "zoo" / f"{name}.yaml"))
@@ -103,26 +111,36 @@ def run_network(name, link, rounds, every, say) -> dict:
     inner = [p for p in points if p.kind == "split"][::every]
     chosen = points[0:1] + inner + points[-1:]
     settings = RuntimeSettings.from_dict(an.load_profile(PROFILE).runtime_settings)  # the profile's own
-    measured = {}
+    measured = {}  # label -> [(median ms, the group's speed factor)]
     noise = []
+    speeds = []
+    anchors_ref, anchor_items = profile_anchors(an.load_profile(PROFILE))
     with tempfile.TemporaryDirectory(prefix="augur-split-") as tmp:
         full = os.path.join(tmp, "full.onnx")
         export_onnx(model, full)
+        anchors = {}
+        for label, m in anchor_items:
+            anchors[label] = os.path.join(tmp, f"{label}.onnx")
+            export_onnx(m, anchors[label])
         cuts = _cut_models(onnx, full, model, chosen, tmp)
         keys = list(cuts)
         for g in range(0, max(len(keys), 1), GROUP):
-            paths = {"full": full}
+            paths = {"full": full, **anchors}
             for c in keys[g:g + GROUP]:
                 paths[f"pre{c}"], paths[f"post{c}"] = cuts[c]
             got = _time(paths, settings, rounds, say)
-            measured.setdefault("full", []).append(got["full"].median_ms)
+            sp = anchor_speed({k: got[k].median_ms for k in anchors}, anchors_ref)
+            speed = sp[0] if sp else 1.0
+            speeds.append(speed)
             for lab, t in got.items():
+                if lab in anchors:
+                    continue
                 noise.append(t.noise)
-                if lab != "full":
-                    measured[lab] = t.median_ms
-            say(f"{name}: group {g // GROUP + 1}/{(len(keys) + GROUP - 1) // GROUP} timed "
-                f"(whole model {got['full'].median_ms:.2f} ms)")
-    full_ms = float(np.median(measured["full"]))
+                measured.setdefault(lab, []).append(t.median_ms / speed)
+            say(f"{name}: group {g // GROUP + 1}/{(len(keys) + GROUP - 1) // GROUP} timed (whole model "
+                f"{got['full'].median_ms:.2f} ms as timed, machine speed factor {speed:.3f})")
+    measured = {lab: float(np.median(v)) for lab, v in measured.items()}
+    full_ms = measured.pop("full")
     rows = []
     for p in chosen:
         transfer = p.uplink_ms + p.rtt_ms + p.downlink_ms
@@ -137,7 +155,9 @@ def run_network(name, link, rounds, every, say) -> dict:
                                    "total_ms": p.total_ms},
                      "measured": {"device_ms": dev_m, "server_ms": srv_m, "transfer_ms": transfer,
                                   "total_ms": dev_m + transfer + srv_m}})
-    return _summary(name, rows, noise, predict_s, len(points))
+    out = _summary(name, rows, noise, predict_s, len(points))
+    out["speed_factor_by_group"] = speeds
+    return out
 
 
 def _summary(name, rows, noise, predict_s, n_points) -> dict:
