@@ -96,12 +96,7 @@ def _time(paths: dict, settings, rounds, say):
 
 
 def run_network(name, link, rounds, every, say) -> dict:
-    import onnx
-
     import augur_nas as an
-    from augur_nas.io.onnx import export_onnx
-    from augur_nas.measure import RuntimeSettings
-    from augur_nas.measure._profiling import anchor_speed, profile_anchors
     from augur_nas.planner import split_points
 
     model = an.load_model(str(ROOT / "spaces" / "zoo" / f"{name}.yaml"))
@@ -110,11 +105,32 @@ def run_network(name, link, rounds, every, say) -> dict:
     predict_s = time.perf_counter() - t0
     inner = [p for p in points if p.kind == "split"][::every]
     chosen = points[0:1] + inner + points[-1:]
-    settings = RuntimeSettings.from_dict(an.load_profile(PROFILE).runtime_settings)  # the profile's own
-    measured = {}  # label -> [(median ms, the group's speed factor)]
-    noise = []
-    speeds = []
-    anchors_ref, anchor_items = profile_anchors(an.load_profile(PROFILE))
+    timed, noise, speeds = _measure(name, model, chosen, rounds, say)
+    out = {"network": name, "split_points": len(points), "timed": len(chosen), "predict_s": predict_s,
+           "speed_factor_by_group": speeds,
+           "noise_median": float(np.median(noise)) if noise else None,
+           "noise_p90": float(np.percentile(noise, 90)) if noise else None}
+    for mode, norm in (("as_timed", False), ("speed_normalized", True)):
+        ms = {lab: float(np.median([t / (sp if norm else 1.0) for t, sp in v])) for lab, v in timed.items()}
+        out[mode] = _summary(_rows(chosen, ms))
+    return out
+
+
+def _measure(name, model, chosen, rounds, say):
+    """``({label: [(median ms, the group's speed factor)]}, noises, speed factors)``: the whole
+    model (``full``) and both halves of every split point, timed in groups with the profile's
+    speed anchors (a factor of 1 without anchors)."""
+    import onnx
+
+    import augur_nas as an
+    from augur_nas.io.onnx import export_onnx
+    from augur_nas.measure import RuntimeSettings
+    from augur_nas.measure._profiling import anchor_speed, profile_anchors
+
+    profile = an.load_profile(PROFILE)
+    settings = RuntimeSettings.from_dict(profile.runtime_settings)  # the profile's own
+    anchors_ref, anchor_items = profile_anchors(profile)
+    timed, noise, speeds = {}, [], []
     with tempfile.TemporaryDirectory(prefix="augur-split-") as tmp:
         full = os.path.join(tmp, "full.onnx")
         export_onnx(model, full)
@@ -133,15 +149,17 @@ def run_network(name, link, rounds, every, say) -> dict:
             speed = sp[0] if sp else 1.0
             speeds.append(speed)
             for lab, t in got.items():
-                if lab in anchors:
-                    continue
-                noise.append(t.noise)
-                measured.setdefault(lab, []).append(t.median_ms / speed)
+                if lab not in anchors:
+                    noise.append(t.noise)
+                    timed.setdefault(lab, []).append((t.median_ms, speed))
             say(f"{name}: group {g // GROUP + 1}/{(len(keys) + GROUP - 1) // GROUP} timed (whole model "
                 f"{got['full'].median_ms:.2f} ms as timed, machine speed factor {speed:.3f})")
-    measured = {lab: float(np.median(v)) for lab, v in measured.items()}
-    full_ms = measured.pop("full")
+    return timed, noise, speeds
+
+
+def _rows(chosen, measured: dict) -> list:
     rows = []
+    full_ms = measured["full"]
     for p in chosen:
         transfer = p.uplink_ms + p.rtt_ms + p.downlink_ms
         if p.kind == "all-local":
@@ -155,12 +173,10 @@ def run_network(name, link, rounds, every, say) -> dict:
                                    "total_ms": p.total_ms},
                      "measured": {"device_ms": dev_m, "server_ms": srv_m, "transfer_ms": transfer,
                                   "total_ms": dev_m + transfer + srv_m}})
-    out = _summary(name, rows, noise, predict_s, len(points))
-    out["speed_factor_by_group"] = speeds
-    return out
+    return rows
 
 
-def _summary(name, rows, noise, predict_s, n_points) -> dict:
+def _summary(rows) -> dict:
     pred = np.array([r["predicted"]["total_ms"] for r in rows])
     meas = np.array([r["measured"]["total_ms"] for r in rows])
     cp = np.array([r["predicted"]["device_ms"] + r["predicted"]["server_ms"] for r in rows])
@@ -173,16 +189,12 @@ def _summary(name, rows, noise, predict_s, n_points) -> dict:
     for r, e, c in zip(rows, err, cerr):
         r["error_pct"] = 100 * float(e)
         r["compute_error_pct"] = 100 * float(c)
-    return {"network": name, "split_points": n_points, "timed": len(rows), "rows": rows,
-            "within_15pct": float(np.mean(np.abs(err) <= 0.15)),
+    return {"rows": rows, "within_15pct": float(np.mean(np.abs(err) <= 0.15)),
             "compute_within_15pct": float(np.mean(np.abs(cerr) <= 0.15)),
             "worst_error_pct": 100 * float(err[np.argmax(np.abs(err))]),
             "worst_compute_error_pct": 100 * float(cerr[np.argmax(np.abs(cerr))]),
             "chosen": rows[best_pred]["after"], "measured_best": rows[best_meas]["after"],
-            "chosen_vs_measured_best_pct": 100 * float(gap), "chosen_ok": bool(gap <= 0.05),
-            "noise_median": float(np.median(noise)) if noise else None,
-            "noise_p90": float(np.percentile(noise, 90)) if noise else None,
-            "predict_s": predict_s}
+            "chosen_vs_measured_best_pct": 100 * float(gap), "chosen_ok": bool(gap <= 0.05)}
 
 
 def _report(res: dict) -> str:
@@ -194,16 +206,24 @@ def _report(res: dict) -> str:
              "worst compute err | chosen split | measured best | chosen vs best | noise median / p90 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for n in res["networks"]:
-        lines.append(f"| {n['network']} | {n['split_points']} ({n['timed']}) | {n['within_15pct']:.0%} | "
-                     f"{n['compute_within_15pct']:.0%} | {n['worst_error_pct']:+.1f}% | "
-                     f"{n['worst_compute_error_pct']:+.1f}% | {n['chosen']} | {n['measured_best']} | "
-                     f"{n['chosen_vs_measured_best_pct']:+.1f}% ({'ok' if n['chosen_ok'] else 'more than 5%'}) | "
-                     f"{100 * n['noise_median']:.1f}% / {100 * n['noise_p90']:.1f}% |")
-    lines += ["", f"wall time {res['elapsed_s']:.0f} s; machine load at the start {res['load_start']}."]
+        for mode in ("as_timed", "speed_normalized"):
+            m = n[mode]
+            lines.append(f"| {n['network']} ({mode.replace('_', ' ')}) | {n['split_points']} ({n['timed']}) | "
+                         f"{m['within_15pct']:.0%} | {m['compute_within_15pct']:.0%} | {m['worst_error_pct']:+.1f}% | "
+                         f"{m['worst_compute_error_pct']:+.1f}% | {m['chosen']} | {m['measured_best']} | "
+                         f"{m['chosen_vs_measured_best_pct']:+.1f}% ({'ok' if m['chosen_ok'] else 'more than 5%'}) | "
+                         f"{100 * n['noise_median']:.1f}% / {100 * n['noise_p90']:.1f}% |")
+    speeds = ", ".join(f"{n['network']} {min(n['speed_factor_by_group']):.2f}-{max(n['speed_factor_by_group']):.2f}"
+                       for n in res["networks"])
+    lines += ["", "as timed: medians as measured; speed normalized: each group divided by its speed factor (the "
+              f"profile's anchors now / when it was built: {speeds}); a factor far from 1 says the profile does "
+              "not describe this machine as it runs now (`augur-nas check`).", "",
+              f"wall time {res['elapsed_s']:.0f} s; load average at the start {res['load_start']:.2f}."]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
+    global PROFILE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="squeezenet1_1 only, every 4th split point, 3 rounds")
     ap.add_argument("--networks", default=None, help=f"comma-separated zoo names (default: {','.join(NETWORKS)})")
@@ -211,12 +231,15 @@ def main(argv=None) -> int:
     ap.add_argument("--downlink", default=None)
     ap.add_argument("--rtt", default="0.5ms")
     ap.add_argument("--rounds", type=int, default=None, help="timing rounds (default 7; --quick 3)")
+    ap.add_argument("--profile", default=PROFILE, help=f"device = server profile (default {PROFILE}; a profile "
+                                                       "rebuilt on this machine where there is one)")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "split_measured"),
                     help="report path without extension (.md and .json are written)")
     args = ap.parse_args(argv)
     from augur_nas._atomic import atomic_write
     from augur_nas.planner import Link
 
+    PROFILE = args.profile
     link = Link.of(args.uplink, args.downlink, args.rtt)
     nets = args.networks.split(",") if args.networks else (["squeezenet1_1"] if args.quick else NETWORKS)
     rounds = args.rounds or (3 if args.quick else 7)
