@@ -20,6 +20,7 @@ from ._errors import ConstraintError
 from .analysis import totals
 from .costmodel import latency_ms, memory_mb
 from .lowering import REGISTRY, lower
+from .planner import split_latency as _split_latency
 from .profile import Profile, load_profile
 
 DEFAULT_CHUNK = 131072
@@ -236,11 +237,9 @@ class Oracle:
         ``cut`` (layer slots run on this device: 0 all on the server, ``n_slots`` all here),
         ``device_ms``, ``transfer_ms``, ``server_ms``, ``local_ms`` (equal to ``latency``),
         ``server_only_ms``, ``n_points``, ``n_slots``; see ``augur_nas.planner``."""
-        from .planner import split_latency
-
         b = self.batch if batch is None else _positive_int(batch, "batch")
         srv = server.profile if isinstance(server, Oracle) else server
-        return split_latency(self.space, self._encodings(X), self.profile, srv, link, b)
+        return _split_latency(self.space, self._encodings(X), self.profile, srv, link, b)
 
     # ---------------------------------------------------------------------------- constraints
 

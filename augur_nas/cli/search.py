@@ -8,6 +8,7 @@ import sys
 
 from .._format import fmt_count, table
 from ..search import DEFAULT_SAMPLER, DEFAULT_TRIALS, SAMPLERS
+from ..search._split import split_spec
 from ._args import Once, nonneg_int, positive_int
 from ._command import Command
 
@@ -81,8 +82,6 @@ def cmd_search(args) -> int:
     from ..profile import load_profile
     from ..search import parse_limits, search
     from ..models import load_space
-
-    from ..search._split import split_spec
 
     limits = parse_limits(args.latency, args.memory, args.params, args.macs)  # before any slow work
     split = split_spec(args.split_server, args.uplink, args.downlink, args.rtt, args.split_dtype)

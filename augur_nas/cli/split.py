@@ -5,18 +5,19 @@ from __future__ import annotations
 import io
 import re
 
+from .._atomic import atomic_write, check_out_file
 from .._format import print_json, table
+from ..models import load_model
+from ..planner import Link, split_points
+from ..profile import load_profile
 from ._args import Once, positive_int
 from ._command import Command
+from .predict import add_input_shape
 
 
 def split(path, device, server, uplink, downlink=None, rtt="0ms", dtype="float32", batch: int = 1,
           input_shape=None) -> dict:
     """The JSON object of ``augur-nas split``."""
-    from ..models import load_model
-    from ..planner import Link, split_points
-    from ..profile import load_profile
-
     link = Link.of(uplink, downlink, rtt, dtype)  # a bad link fails before the model is read
     dev, srv = load_profile(device), load_profile(server)
     model = load_model(path, input_shape=input_shape)
@@ -32,8 +33,6 @@ def split(path, device, server, uplink, downlink=None, rtt="0ms", dtype="float32
 
 def cmd_split(args) -> int:
     if args.plot:
-        from .._atomic import check_out_file
-
         check_out_file(args.plot, "--plot")
     res = split(args.path, args.device, args.server, args.uplink, args.downlink, args.rtt, args.dtype, args.batch,
                 args.input_shape)
@@ -71,8 +70,6 @@ def _plot(res: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .._atomic import atomic_write
-
     pts = res["splits"]
     x = range(len(pts))
     dev = [p["device_ms"] for p in pts]
@@ -98,8 +95,6 @@ def _plot(res: dict, path: str) -> None:
 
 
 def _split_arguments(p) -> None:
-    from .predict import add_input_shape
-
     p.add_argument("path", help="model file: .yaml, .prototxt, .onnx, file.py:factory, or a NAS-Bench-201 string")
     p.add_argument("--device", action=Once, required=True, metavar="NAME|FILE",
                    help="the profile that runs the first part (see `augur-nas devices`) or a profile YAML file")

@@ -28,6 +28,7 @@ from ._exhaustive import exhaustive
 from ._loop import run_here
 from ._results import SearchResult, finish, finish_study, trials_table
 from ._signals import graceful_stop
+from ._split import SplitOracle, split_spec
 from ._storage import describe, is_persistent
 from ._study import open_study
 from ._workers import run_workers
@@ -69,8 +70,6 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
     """
     if out is not None:
         check_out_dir(out)  # a finished search is never lost on a folder it cannot write
-    from ._split import split_spec
-
     with optuna_quiet():
         t0 = time.time()
         split = split_spec(split_server, uplink, downlink, rtt, split_dtype)
@@ -87,8 +86,6 @@ def run_search(cfg: SearchConfig, t0: float) -> SearchResult:
     if cfg.split is None:
         oracle = Oracle(cfg.space, cfg.device, batch=cfg.batch)
     else:
-        from ._split import SplitOracle
-
         oracle = SplitOracle(cfg.space, cfg.device, cfg.split, batch=cfg.batch)
     sampler, seeded = resolve_sampler(cfg, oracle)
     cfg = dataclasses.replace(cfg, sampler=sampler)
