@@ -21,6 +21,7 @@ from ._errors import ConstraintError
 from ._segments import GridCache, segment_sums
 from ._totals import DTYPE_BYTES, network_totals
 from .analysis import totals
+from ._split import split_latency as _split_latency
 from .costmodel import latency_ms, memory_mb, residual_sums
 from .costmodel._memory import fc_weight_bytes
 from .costmodel._residual import SUM_KEYS
@@ -287,6 +288,16 @@ class Oracle:
             layers.append({"name": table.names[s], "type": table.types[s], "op": table.ops[s], "gemm": gemm,
                            "ms": ms, "share": ms / total if total > 0 else 0.0})
         return layers
+
+    def split_latency(self, X, server, link, batch: int | None = None) -> dict:
+        """The best split of each candidate between this device and ``server`` (an ``Oracle``, a
+        profile or its name) over ``link`` (``augur_nas.planner.Link``): ``[B]`` arrays ``total_ms``,
+        ``cut`` (layer slots run on this device: 0 all on the server, ``n_slots`` all here),
+        ``device_ms``, ``transfer_ms``, ``server_ms``, ``local_ms`` (equal to ``latency``),
+        ``server_only_ms``, ``n_points``, ``n_slots``; see ``augur_nas.planner``."""
+        b = self.batch if batch is None else _positive_int(batch, "batch")
+        srv = server.profile if isinstance(server, Oracle) else server
+        return _split_latency(self.space, self._encodings(X), self.profile, srv, link, b)
 
     # ---------------------------------------------------------------------------- constraints
 

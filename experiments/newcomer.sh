@@ -56,6 +56,8 @@ check "search (README)"    0 "front: "                    -- $AUGUR search "$S/m
 check "export onnx"        0 "alexnet.onnx"               -- $AUGUR export "$S/zoo/alexnet.yaml" -o alexnet.onnx
 check "search sqlite"      0 "front: "                    -- $AUGUR search "$S/nb201.yaml" --device tk1-gpu --latency 60ms --trials 100 --seed 0 --storage sqlite:///nb.db --out s2
 check "study option labels" 0 "^nor_conv_3x3|^skip_connect|^avg_pool|relu_conv_bn|avgpool|identity|zero" -- python -c "import optuna; t = optuna.load_study(study_name='nb201-tk1-gpu', storage='sqlite:///nb.db').trials[0]; print(*t.params.values(), sep='\n')"
+check "split (README)"     0 "^best: "                    -- $AUGUR split "$S/zoo/squeezenet1_1.yaml" --device tk1-gpu --server x86-2core-ort --uplink 20Mbps --rtt 30ms
+check "split --uplink bad" 2 "not a bandwidth"            -- $AUGUR split "$S/zoo/squeezenet1_1.yaml" --device tk1-gpu --server tk1-cpu --uplink "20 Mbps"
 # bad input: one paragraph, exit 2, fast
 check "search --out /proc" 2 "cannot write"               -- $AUGUR search "$S/mobile.yaml" --device tk1-gpu --latency 50ms --out /proc/nope
 touch afile

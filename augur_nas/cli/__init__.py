@@ -16,7 +16,7 @@ import sys
 
 from .._errors import AugurError
 from .._version import __version__
-from . import analyze, calibrate, export, fit, measure, predict, search
+from . import analyze, calibrate, export, fit, measure, predict, search, split
 from ._command import Command
 
 EXIT_USAGE = 2
@@ -29,6 +29,7 @@ COMMANDS: dict = {
     "predict": predict.PREDICT,
     "devices": predict.DEVICES,
     "fit": fit.FIT,
+    "split": split.SPLIT,
     "export": export.EXPORT,
     "measure": measure.MEASURE,
     "profile": measure.PROFILE,

@@ -12,6 +12,7 @@ from .._ram import ram_warning
 from ..models import load_space
 from ..profile import load_profile
 from ..search import DEFAULT_SAMPLER, DEFAULT_TRIALS, SAMPLERS, parse_limits, search
+from ..search._split import split_spec
 from ._args import Once, nonneg_int, positive_int
 from ._command import Command
 
@@ -50,6 +51,16 @@ def _search_arguments(p) -> None:
                         "--sampler exhaustive (default: 1)")
     p.add_argument("--batch", type=positive_int, default=1, metavar="N",
                    help="images per forward pass priced by the oracle (default: 1)")
+    p.add_argument("--split-server", default=None, metavar="NAME|FILE",
+                   help="price each candidate split between --device and this server profile: the latency "
+                        "minimized and limited is the best split's total (see `augur-nas split`); needs --uplink")
+    p.add_argument("--uplink", default=None, metavar="BW", help="with --split-server: device -> server bandwidth, "
+                                                                "e.g. 20Mbps")
+    p.add_argument("--downlink", default=None, metavar="BW", help="with --split-server: server -> device bandwidth "
+                                                                  "(default: the uplink's)")
+    p.add_argument("--rtt", default="0ms", metavar="T", help="with --split-server: round-trip time (default: 0ms)")
+    p.add_argument("--split-dtype", default="float32", metavar="float32|float16|int8",
+                   help="with --split-server: encoding of the tensors sent (default: float32)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: ./augur-out/SPACE-DEVICE); "
                    "checked before the search starts")
     p.add_argument("--change-limits", action="store_true",
@@ -70,6 +81,7 @@ def _safe(name: str) -> str:
 
 def cmd_search(args) -> int:
     limits = parse_limits(args.latency, args.memory, args.params, args.macs)  # before any slow work
+    split = split_spec(args.split_server, args.uplink, args.downlink, args.rtt, args.split_dtype)
     if args.out is not None:
         check_out_dir(args.out)  # a bad --out fails now, not after the search
     space = load_space(args.space)
@@ -84,7 +96,7 @@ def cmd_search(args) -> int:
     res = search(space, args.device, objective=args.objective, sampler=args.sampler, trials=args.trials, seed=args.seed,
                  storage=args.storage, study_name=args.study_name, workers=args.workers, out=out, batch=args.batch,
                  progress=args.progress, log=log, front_size=args.front_size, change_limits=args.change_limits,
-                 **limits)
+                 split_server=split and split.server, uplink=split and split.link, **limits)
     out = res.out_dir or out  # a temporary folder if the chosen one could not be written at the end
     m = res.meta
     rows = []
@@ -94,6 +106,10 @@ def cmd_search(args) -> int:
         rows.append([r["id"], f"{r['latency_ms']:.2f}", f"{r['memory_mb']:.1f}", fmt_count(r["params"]),
                      fmt_count(r["macs"]), obj, r["trial"]])
     lim = ", ".join(f"{k} <= {v:g}" for k, v in m["constraints"].items()) or "none"
+    if m.get("split"):
+        s = m["split"]
+        print(f"latency: the best split between {m['device']} and {s['server']} (uplink {s['uplink_mbps']:g} Mbit/s, "
+              f"downlink {s['downlink_mbps']:g} Mbit/s, rtt {s['rtt_ms']:g} ms, {s['dtype']})")
     print(f"{m['space']} on {m['device']} (batch {m['batch']}): Pareto front of predicted latency (min) vs "
           f"{m['objective']['description']}; limits: {lim}")
     table(["id", "latency ms", "memory MB", "params", "MACs", f"objective ({m['objective']['name']})",

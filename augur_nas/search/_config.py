@@ -61,12 +61,13 @@ class SearchConfig:
     progress: Optional[bool] = None
     log: Callable = _silent
     population: int = NSGA2_POPULATION
+    split: object = None  # a _split.SplitSpec: latency is the best device/server split's total
 
 
 def make_config(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=None, objective="macs",
                 sampler: Optional[str] = None, trials: Optional[int] = None, seed=None, storage=None,
                 study_name=None, workers: int = 1, out=None, batch: int = 1, ask_batch=None, progress=None,
-                log=None, front_size: int = 20, change_limits: bool = False) -> SearchConfig:
+                log=None, front_size: int = 20, change_limits: bool = False, split=None) -> SearchConfig:
     """The ``SearchConfig`` of ``search()``'s arguments, checked in the order the user reads the
     errors (limits, sampler, counts, seed, objective); raises ``ConstraintError``."""
     space = load_space_arg(space)
@@ -83,12 +84,17 @@ def make_config(space, device, *, latency_ms=None, memory_mb=None, params=None, 
     obj = Objective(None, fn=objective) if callable(objective) else Objective(objective)
     if workers > 1 and callable(objective):
         _check_importable(objective)
+    if split is not None and workers > 1:
+        raise ConstraintError("--split-server prices in this process only; drop --workers")
+    if split is not None and sampler == "exact":
+        raise ConstraintError("--sampler exact needs a latency that is a sum over segments; a device/server split's "
+                              "best total is not (drop --sampler exact: NSGA-II searches it)")
     return SearchConfig(space=space, device=device, limits=limits, objective=obj, objective_arg=objective,
                         sampler=sampler, trials=trials, trials_given=trials_given, front_size=front_size,
                         change_limits=bool(change_limits),
                         seed=seed, storage=storage, study_name=study_name,
                         workers=workers, out=out, batch=batch, ask_batch=ask_batch, progress=progress,
-                        log=log or _silent)
+                        log=log or _silent, split=split)
 
 
 def _check_importable(objective) -> None:

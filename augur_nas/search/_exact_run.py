@@ -32,6 +32,8 @@ N_CLOSEST = 3
 
 def exact_applies(oracle, obj) -> str | None:
     """``None`` when the exact front of (latency, objective) can be computed, else why not."""
+    if getattr(oracle, "split", None) is not None:
+        return "the latency is a device/server split's best total, not a sum over segments"
     if not obj.builtin:
         return f"the objective {obj.name} is a user function, not a sum over segments"
     if getattr(oracle.profile, "residual", None) is not None:

@@ -29,6 +29,7 @@ from ._exhaustive import exhaustive
 from ._loop import run_here
 from ._results import SearchResult, finish, finish_study, trials_table
 from ._signals import graceful_stop
+from ._split import SplitOracle, split_spec
 from ._storage import describe, is_persistent
 from ._study import gene_params, open_study
 from ._workers import run_workers
@@ -38,7 +39,8 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
            sampler: str | None = None, trials: int | None = None, seed: int | None = None,
            storage=None, study_name: str | None = None, workers: int = 1, out: str | None = None,
            batch: int = 1, ask_batch: int | None = None, progress: bool | None = None,
-           log=None, front_size: int = 20, change_limits: bool = False) -> SearchResult:
+           log=None, front_size: int = 20, change_limits: bool = False, split_server=None, uplink=None,
+           downlink=None, rtt="0ms", split_dtype="float32") -> SearchResult:
     """Search ``space`` for the Pareto front of (predicted latency on ``device``: minimized,
     ``objective``: maximized) under hard limits.
 
@@ -59,6 +61,9 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
     write nothing; checked before any work). ``batch``: images per forward pass priced by the oracle.
     ``change_limits``: a resumed study may be given other limits (every trial is re-checked
     against the new ones; the sampler's stored constraint values of earlier trials stay as they were).
+    ``split_server`` (a profile) with ``uplink`` (``"20Mbps"`` or an ``augur_nas.planner.Link``),
+    ``downlink``, ``rtt``, ``split_dtype``: the latency minimized and limited is each candidate's
+    best split between ``device`` and that server (``Oracle.split_latency``); NSGA-II, no workers.
 
     Raises ``ConstraintError`` when nothing feasible was found (naming the closest candidates),
     or for bad limits/objective/sampler values. On Ctrl-C the search stops, keeps what it found,
@@ -68,19 +73,28 @@ def search(space, device, *, latency_ms=None, memory_mb=None, params=None, macs=
         check_out_dir(out)  # a finished search is never lost on a folder it cannot write
     with optuna_quiet():
         t0 = time.time()
+        split = split_spec(split_server, uplink, downlink, rtt, split_dtype)
         cfg = make_config(space, device, latency_ms=latency_ms, memory_mb=memory_mb, params=params, macs=macs,
                           objective=objective, sampler=sampler, trials=trials, seed=seed, storage=storage,
                           study_name=study_name, workers=workers, out=out, batch=batch, ask_batch=ask_batch,
-                          progress=progress, log=log, front_size=front_size, change_limits=change_limits)
+                          progress=progress, log=log, front_size=front_size, change_limits=change_limits,
+                          split=split)
         return run_search(cfg, t0)
 
 
 def run_search(cfg: SearchConfig, t0: float) -> SearchResult:
     """The search of ``cfg`` (started at ``t0``, for the elapsed time)."""
-    oracle = Oracle(cfg.space, cfg.device, batch=cfg.batch)
+    if cfg.split is None:
+        oracle = Oracle(cfg.space, cfg.device, batch=cfg.batch)
+    else:
+        oracle = SplitOracle(cfg.space, cfg.device, cfg.split, batch=cfg.batch)
     sampler, seeded = resolve_sampler(cfg, oracle)
     cfg = dataclasses.replace(cfg, sampler=sampler)
     meta = _meta(cfg, oracle.device)
+    if cfg.split is not None:
+        sp = cfg.split
+        meta["split"] = {"server": oracle.server_profile.name, **sp.link._asdict(),
+                         "latency": "the best device/server split's total (augur_nas.planner)"}
     if cfg.sampler == "exact":
         return _run_exact(cfg, oracle, meta, t0)
     if cfg.sampler == "exhaustive":
