@@ -13,6 +13,7 @@ from ._version import __version__
 from .io import onnx as _onnx_io  # noqa: F401 - registers the .onnx reader of models.load_model
 from .measure._calibrate import calibrate as _calibrate
 from .measure._devcheck import check as _check
+from .planner import fit as _fit
 
 
 def check(profile, settings=None, time_s: float = 4.0, timing: bool = True):
@@ -24,7 +25,6 @@ def check(profile, settings=None, time_s: float = 4.0, timing: bool = True):
 def fit(model_or_space, latency_ms=None, memory_mb=None, throughput_ips=None, devices="all", threads=None, **kw):
     """Which devices run a model (or how much of a space) within the limits: a ``FitReport`` of
     ``DeviceFit`` / ``SpaceFit`` rows, see ``augur_nas.planner._fit.fit``."""
-    from .planner import fit as _fit
 
     return _fit(model_or_space, latency_ms=latency_ms, memory_mb=memory_mb, throughput_ips=throughput_ips,
                 devices=devices, threads=threads, **kw)

@@ -14,7 +14,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._errors import ConstraintError
+from ._errors import ConstraintError, MeasurementError
+from ._imports import optional
+from ._atomic import atomic_file
 
 DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32)
 MAX_BATCH = 65536  # a larger batch is a typo, not a deployment
@@ -106,16 +108,10 @@ def batch_curve(oracle, x, batches=DEFAULT_BATCHES) -> list:
 def plot_curve(curves: dict, path: str, title: str) -> None:
     """Latency and throughput against batch size, one line per device (``{device: [BatchPoint]}``),
     written atomically as a PNG (matplotlib imported here: an optional dependency)."""
-    from ._atomic import atomic_file
-    from ._errors import MeasurementError
 
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise MeasurementError("--plot needs matplotlib (pip install matplotlib)") from None
-    fig = Figure(figsize=(9, 3.8))
-    FigureCanvasAgg(fig)
+    agg = optional("matplotlib.backends.backend_agg", "--plot", MeasurementError)
+    fig = optional("matplotlib.figure", "--plot", MeasurementError).Figure(figsize=(9, 3.8))
+    agg.FigureCanvasAgg(fig)
     ax_lat, ax_tp = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for dev, pts in curves.items():
         bs = [p.batch for p in pts]

@@ -41,6 +41,8 @@ from ._totals import DTYPE_BYTES
 from .costmodel._memory import BYTES_PER_MB, fc_weight_bytes
 from .lowering import _TotalsSink
 from .oracle import Oracle, _positive_int
+from .space._space import GeneInfo
+from .space._expr import Channels, Fn, GeneVal
 
 OBJECTIVES = {"latency_ms": +1.0, "memory_mb": +1.0, "macs": -1.0, "params": -1.0}  # +1 minimized, -1 maximized
 LIMITS = ("latency_ms", "memory_mb", "params", "macs")
@@ -223,8 +225,6 @@ def _fix(space, g, v):
     left with that one option (so encodings keep their columns; its code is 0 in the part).
     Candidates of the part are priced exactly as in ``space``: what is removed is inactive for
     them. Raises ``_Unfixable`` when a kept layer reads a removed one other than through a select."""
-    from .space._expr import Channels, Fn, GeneVal
-    from .space._space import GeneInfo
 
     prog = space.program
     kept = [i for i, n in enumerate(prog.nodes) if all(cg != g or v in allowed for cg, allowed in n.conds)]

@@ -12,6 +12,7 @@ from ..lowering import check_shapes
 from ..measure._calibset import export_calibration_set
 from ..models import load_model, load_space
 from ._command import Command
+from .._batch import parse_batch
 
 
 def _load(path: str, candidate, seed: int):
@@ -43,9 +44,7 @@ def cmd_export(args) -> int:
     if not args.path or not args.output:
         raise SpecError("export needs a model and `-o FILE` (or `--calibration-set DIR` alone)")
     check_out_file(args.output, "-o")  # a bad -o fails now, not after loading (a torch factory, a large space)
-    from ..io.onnx import export_onnx
 
-    from .._batch import parse_batch
 
     batch = parse_batch(args.batch)
     model = _load(args.path, args.candidate, args.seed)

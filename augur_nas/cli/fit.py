@@ -5,8 +5,15 @@ from __future__ import annotations
 import re
 
 from .._format import print_json, table
+from .._imports import available, optional
 from ._args import Once, nonneg_int, positive_int
 from ._command import Command
+import sys
+from .predict import add_input_shape
+from ..search._units import format_limit
+from ..planner._fit import DEFAULT_SAMPLES
+from ..planner import fit
+from .._batch import DEFAULT_BATCHES
 
 
 def _fmt(v, spec: str = ".1f", none: str = "-") -> str:
@@ -14,7 +21,6 @@ def _fmt(v, spec: str = ".1f", none: str = "-") -> str:
 
 
 def _limits_line(rep) -> str:
-    from ..search._units import format_limit
 
     parts = [f"{k.split('_')[0]} <= {format_limit(k, v)}" for k, v in rep.limits.items() if k != "throughput_ips"]
     if "throughput_ips" in rep.limits:
@@ -48,7 +54,6 @@ def _import_lightgbm_lean() -> None:
     """Import LightGBM without its optional scikit-learn / pandas / dask bridges (only its core
     ``Booster`` prices a profile's residual): that import is most of a cold `fit`'s second. Done
     in the CLI's own short-lived process only, never in a user's Python session."""
-    import sys
 
     if "lightgbm" in sys.modules:
         return
@@ -56,17 +61,14 @@ def _import_lightgbm_lean() -> None:
     for m in blocked:
         sys.modules[m] = None  # an ImportError inside lightgbm's optional imports
     try:
-        import lightgbm  # noqa: F401
-    except ImportError:
-        pass  # not installed: a profile with a residual says so when it is loaded
+        if available("lightgbm"):  # not installed: a profile with a residual says so when it is loaded
+            optional("lightgbm", "a profile's residual")
     finally:
         for m in blocked:
             sys.modules.pop(m, None)
 
 
 def cmd_fit(args) -> int:
-    from ..planner import fit
-
     _import_lightgbm_lean()
     rep = fit(args.path, latency_ms=args.latency, memory_mb=args.memory, throughput_ips=args.throughput,
               devices=args.devices, threads=args.threads, batches=args.batch, samples=args.samples,
@@ -92,9 +94,6 @@ def cmd_fit(args) -> int:
 
 
 def _fit_arguments(p) -> None:
-    from .._batch import DEFAULT_BATCHES
-    from ..planner._fit import DEFAULT_SAMPLES
-    from .predict import add_input_shape
 
     p.add_argument("path", help="a model (.yaml, .prototxt, .onnx, file.py:factory) or a search space .yaml")
     p.add_argument("--latency", metavar="LIMIT", help="limit on the latency of one image and of a batch, e.g. 50ms")

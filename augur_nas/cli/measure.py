@@ -29,6 +29,7 @@ from ..models import load_space
 from ..profile import load_profile, save_profile
 from ._args import Once, fraction, nonneg_float, nonneg_int, positive_float, positive_int
 from ._command import Command
+from .._batch import parse_batch
 
 
 class _Terminated(KeyboardInterrupt):
@@ -54,7 +55,6 @@ def _settings(args, profile=None):
 
 def _batch_arg(args):
     """``--batch N`` of measure (None where the command has no such option, or it is not given)."""
-    from .._batch import parse_batch
 
     b = getattr(args, "batch", None)
     return None if b is None else parse_batch(b)

@@ -10,8 +10,12 @@ from ..fingerprint import summary
 from ..models import InputShape, load_model
 from ..oracle import Oracle
 from ..profile import list_profiles, load_profile
-from ._args import Once, input_shape, positive_int
+from ._args import Once, input_shape
 from ._command import Command
+from .._batch import parse_batches
+from .._batch import batch_curve
+from .._batch import BatchPoint, plot_curve
+from .._atomic import check_out_file
 
 
 def predict(path, device, batch: int = 1, input_shape=None) -> dict:
@@ -46,9 +50,6 @@ def predict(path, device, batch: int = 1, input_shape=None) -> dict:
 
 def batch_sweep(path, device, batches, input_shape=None) -> dict:
     """The JSON object of ``augur-nas predict --batch 1,2,4``: latency and throughput per batch."""
-    from .._batch import batch_curve
-    from ..models import load_model
-    from ..oracle import Oracle
 
     model = load_model(path, input_shape=input_shape)
     oracle = Oracle(model, device)
@@ -61,7 +62,6 @@ def batch_sweep(path, device, batches, input_shape=None) -> dict:
 
 
 def cmd_predict(args) -> int:
-    from .._batch import parse_batches
 
     batches = parse_batches(args.batch)
     if len(batches) > 1 or args.plot:
@@ -92,10 +92,8 @@ def cmd_predict(args) -> int:
 
 
 def _cmd_sweep(args, batches) -> int:
-    from .._batch import BatchPoint, plot_curve
 
     if args.plot:
-        from .._atomic import check_out_file
 
         check_out_file(args.plot, "--plot")
     res = batch_sweep(args.path, args.device, batches, args.input_shape)

@@ -7,6 +7,7 @@ import re
 
 from .._atomic import atomic_write, check_out_file
 from .._format import print_json, table
+from .._imports import optional
 from ..models import load_model
 from ..planner import Link, split_points
 from ..profile import load_profile
@@ -65,10 +66,8 @@ def cmd_split(args) -> int:
 
 def _plot(res: dict, path: str) -> None:
     """Stacked bars per split point: device, transfer and server time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    optional("matplotlib", "split --plot").use("Agg")
+    plt = optional("matplotlib.pyplot", "split --plot")
 
     pts = res["splits"]
     x = range(len(pts))

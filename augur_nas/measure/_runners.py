@@ -37,8 +37,7 @@ def _safe(label: str) -> str:
 
 def onnx_batch(path: str) -> int | None:
     """The fixed batch (first axis) of an ONNX file's first input; None where it is symbolic."""
-    import onnx
-
+    onnx = optional("onnx", "reading an ONNX file's batch")
     try:
         m = onnx.load(path, load_external_data=False)
     except Exception:  # noqa: BLE001 - unreadable here: the runtime reports it when loading

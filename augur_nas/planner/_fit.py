@@ -31,6 +31,9 @@ from .._errors import AugurError, ConstraintError, ProfileError, SpecError
 from .._ram import ram_mb
 from ..oracle import Oracle
 from ..profile import PROFILE_DIR, Profile, list_profiles, load_profile
+from ..space import SearchSpace
+from ..search._units import parse_limit
+from ..models import load_model, load_space, load_space_dict
 
 DEFAULT_SAMPLES = 1000
 # fingerprint keys that name a machine and runtime apart from its thread count (compared where
@@ -218,8 +221,6 @@ def _threads_message(missing: list, pool: list, threads: int) -> str:
 # --------------------------------------------------------------------------------------------- model / space
 
 def _space_of(model_or_space, input_shape=None):
-    from ..models import load_model, load_space, load_space_dict
-    from ..space import SearchSpace
 
     if isinstance(model_or_space, SearchSpace):
         return model_or_space
@@ -236,7 +237,6 @@ def _space_of(model_or_space, input_shape=None):
 
 
 def _limits(latency_ms, memory_mb, throughput_ips) -> dict:
-    from ..search._units import parse_limit
 
     limits = {}
     if latency_ms is not None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._imports import optional
+
 LABELS = "option labels"
 INDICES = "option indices"
 
@@ -37,8 +39,7 @@ class GeneParams:
     parameter values and encodings (option indices)."""
 
     def __init__(self, space, mode: str = LABELS):
-        from optuna.distributions import CategoricalDistribution
-
+        CategoricalDistribution = optional("optuna.distributions", "a search").CategoricalDistribution
         if mode not in (LABELS, INDICES):
             raise ValueError(f"mode must be {LABELS!r} or {INDICES!r}, not {mode!r}")
         self.mode = mode

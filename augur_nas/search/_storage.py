@@ -86,7 +86,7 @@ def _fast_sqlite(storage):
     checkpoints; the database stays consistent after a crash of the process or the machine (a
     power cut may lose the last trials, not the study), and readers (optuna-dashboard, the other
     workers of this machine) do not block the writer. WAL needs a local disk, not a network share."""
-    from sqlalchemy import event
+    event = optional("sqlalchemy.event", "an sqlite study")
 
     @event.listens_for(storage.engine, "connect")
     def _pragmas(dbapi_connection, _record):
