@@ -712,7 +712,8 @@ class _Block(NamedTuple):
 def _join_blocks(parts, N):
     """One grid from ``_Block``s: the exit states made distinct again, the sums concatenated, the
     deferred errors shifted to the rows."""
-    exits = [np.concatenate([np.take(getattr(p.out_state, f), p.codes) for p in parts]) for f in ("c", "h", "w", "zero")]
+    exits = [np.concatenate([np.take(getattr(p.out_state, f), p.codes) for p in parts])
+             for f in ("c", "h", "w", "zero")]
     bound = None
     first = parts[0].out_state.bound
     if first is not None:
