@@ -133,6 +133,7 @@ def test_check_api_matches_this_machine_and_names_differences(tmp_path):
         an.check("tk1-gpu")
 
 
+@pytest.mark.slow  # times the speed anchors: `pytest -m "not slow"` leaves it out
 def test_cli_check_json_times_the_speed_anchors(run_cli):
     r = run_cli("check", "--device", BASE, "--json", "--time-s", "1")
     assert r.returncode == 0, r.stderr
@@ -302,6 +303,7 @@ def test_calibrate_refuses_a_profile_without_fingerprint(tmp_path, run_cli):
 # --------------------------------------------------------------------------------------------- local
 
 
+@pytest.mark.slow  # times the calibration set on this machine: `pytest -m "not slow"` leaves it out
 def test_calibrate_here_with_a_tiny_budget(tmp_path, run_cli):
     out = tmp_path / "here.yaml"
     t = time.monotonic()
@@ -320,6 +322,7 @@ def test_calibrate_here_with_a_tiny_budget(tmp_path, run_cli):
     assert an.check(out, timing=False).matches
 
 
+@pytest.mark.slow  # starts a local calibration: `pytest -m "not slow"` leaves it out
 def test_calibrate_interrupted_exits_130_and_keeps_the_previous_profile(tmp_path):
     out = tmp_path / "p.yaml"
     out.write_text("previous\n")
@@ -346,6 +349,7 @@ layers:
 """
 
 
+@pytest.mark.slow  # real measurements: `pytest -m "not slow"` leaves it out
 def test_measure_and_validate_warn_on_another_machine_only(tmp_path, run_cli):
     model = tmp_path / "tiny.yaml"
     model.write_text(TINY)

@@ -388,6 +388,7 @@ def test_journal_resume_and_mismatch(tmp_path):
         search(SPACES / "resnet.yaml", DEVICE, trials=10, storage=j, study_name="s")
 
 
+@pytest.mark.slow  # worker processes on shared storages: `pytest -m "not slow"` leaves it out
 def test_sqlite_and_journal_workers(tmp_path):
     db = f"sqlite:///{tmp_path / 's.db'}"
     r = search(NB201, DEVICE, trials=30, seed=0, storage=db)
