@@ -24,8 +24,10 @@ DEFAULT_SAMPLER = "nsga2"  # when the exact front does not apply (see _run.resol
 DEFAULT_TRIALS = 3000
 #: trials asked (and priced in one oracle call) per batch, per sampler
 ASK_BATCH = {"nsga2": 30, "tpe": 16, "random": 256}
-#: with a database or journal every read reloads the running trials: smaller batches are faster
-ASK_BATCH_PERSISTENT = 16
+#: with a database or journal every ask reloads the running trials (the batch asked so far), so a
+#: batch of b costs about b^2/2 trial reads: batches of 4 ran 1.25x faster than 16 on sqlite
+#: (experiments/storage_speed.md)
+ASK_BATCH_PERSISTENT = 4
 NSGA2_POPULATION = 30
 EXHAUSTIVE_CHUNK = 20000
 EXHAUSTIVE_SAMPLE = 100000  # rows of trials.csv (and points of the figures) for an enumerated space

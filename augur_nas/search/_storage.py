@@ -83,8 +83,8 @@ def _fast_sqlite(storage):
     a trial on its own (about 60 commits a trial here), and SQLite's defaults sync the disk at each
     commit (several times: the rollback journal, then the file), which made sqlite about 30x
     slower than in memory. In WAL mode with NORMAL a commit is an append to the log, synced at
-    checkpoints; the database stays consistent after a crash of the process or the machine (a
-    power cut may lose the last trials, not the study), and readers (optuna-dashboard, the other
+    checkpoints; a crash of the process loses nothing, an OS crash or a power cut may lose the last
+    trials but leaves a consistent database, and readers (optuna-dashboard, the other
     workers of this machine) do not block the writer. WAL needs a local disk, not a network share."""
     event = optional("sqlalchemy.event", "an sqlite study")
 

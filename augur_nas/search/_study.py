@@ -93,8 +93,8 @@ def count_trials(study):
 
 
 def param_mode(sig) -> str:
-    """How the study signed ``sig`` stores its genes: a new study (None) and one made since stores
-    option labels, a study from before the labels option indices (its signature has no "params")."""
+    """How a study with signature ``sig`` stores its genes: a new study (``sig`` None) stores option
+    labels; a study made before the labels (its signature has no "params") option indices."""
     return LABELS if sig is None else sig.get("params", INDICES)
 
 

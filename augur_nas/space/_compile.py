@@ -1079,9 +1079,12 @@ def _local(name: str, prefix: str) -> str:
 
 
 def _entry_name(entry):
-    """The `name` a layer entry gives itself, or None (an op name alone, a choice, no name)."""
+    """The `name` a layer entry gives itself, or None (an op name alone, a choice, no name; the
+    short `- cell: {name: nb201}` names the cell definition, not the layer)."""
     if isinstance(entry, dict) and len(entry) == 1:
-        params = next(iter(entry.values()))
+        op, params = next(iter(entry.items()))
+        if op == "cell" and isinstance(params, dict) and "type" not in params:
+            return None
         if isinstance(params, dict) and isinstance(params.get("name"), str):
             return params["name"]
     return None
