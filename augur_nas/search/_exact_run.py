@@ -28,15 +28,33 @@ BACKGROUND = 2000  # random candidates priced for the figures' background
 N_CLOSEST = 3
 
 
-def exact_applies(oracle, obj) -> str | None:
-    """``None`` when the exact front of (latency, objective) can be computed, else why not."""
+DEFAULT_MAX_PARTS = 8  # the exact front is the default (or seeds a search) on spaces of at most this many parts
+
+
+def exact_applies(oracle, obj, default: bool = False) -> str | None:
+    """``None`` when the exact front of (latency, objective) can be computed, else why not.
+    ``default``: whether it is also the default, see ``default_obstacle``."""
     if not obj.builtin:
         return f"the objective {obj.name} is a user function, not a sum over segments"
     if getattr(oracle.profile, "residual", None) is not None:
         return f"profile {oracle.device} corrects its latency with a residual model"
     from ..exact import structural_obstacle
 
-    return structural_obstacle(oracle.space)
+    return default_obstacle(oracle.space) if default else structural_obstacle(oracle.space)
+
+
+def default_obstacle(space) -> str | None:
+    """Why the exact front is not computed unasked on ``space``: it cannot be, or the space chooses
+    between whole subnetworks in so many ways that one dynamic program per part would take minutes
+    (spaces/classic.yaml: 54 parts, each with a front of thousands of points); ``--sampler exact``
+    still computes it."""
+    from ..exact import _parts
+
+    parts, why = _parts(space)
+    if why is None and len(parts) > DEFAULT_MAX_PARTS:
+        why = (f"{space.name} chooses between whole subnetworks in {len(parts)} ways (one dynamic program each, more "
+               f"than the {DEFAULT_MAX_PARTS} computed unasked; --sampler exact computes them)")
+    return why
 
 
 def _rows(oracle, X, obj, limits, number):
@@ -114,9 +132,9 @@ def seed_encodings(oracle, limits, k) -> tuple:
     """Encodings of the exact front of (layer-sum latency, MACs) under the limits that are sums
     (thinned to ``k``), to seed a search whose objective or latency is not a sum; ``(X, note)``.
     ``X`` is empty (with the reason in ``note``) where the profile's layer sum does not compose."""
-    from ..exact import exact_front, structural_obstacle, thin
+    from ..exact import exact_front, thin
 
-    why = structural_obstacle(oracle.space)
+    why = default_obstacle(oracle.space)
     if why:
         return np.zeros((0, oracle.space.n_genes), dtype=np.int64), f"not seeded: {why}"
     lims = {k2: v for k2, v in limits.items() if not (k2 == "latency_ms" and getattr(oracle.profile, "residual", None) is not None)}
