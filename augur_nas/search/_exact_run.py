@@ -74,11 +74,14 @@ def _cat(a, b):
 
 def _closest(space, oracle, obj, limits, background):
     """The least violating candidates when nothing is feasible: the ends of the unconstrained
-    exact front (the fastest network, the smallest ...) and the background sample."""
+    exact front (the fastest network, the smallest ...; not on a space of many parts) and the
+    background sample."""
     from ..exact import exact_front
 
     cands = [background]
-    for objectives in (("latency_ms", obj.name), ("latency_ms", "memory_mb", "params")):
+    # the unconstrained fronts of a space of many parts take minutes: its background sample only
+    ends = (("latency_ms", obj.name), ("latency_ms", "memory_mb", "params")) if default_obstacle(space) is None else ()
+    for objectives in ends:
         f = exact_front(oracle, None, {}, objectives)
         cands.append(_rows(oracle, f.X, obj, limits, np.full(len(f), -1, dtype=np.int64)))
     allc = cands[0]
