@@ -24,10 +24,11 @@ them elsewhere), each run's as it finishes.
     OMP_NUM_THREADS=1 taskset -c 1 python experiments/exact_front.py [--runs 20] [--trials 3000]
         [--skip-exhaustive] [--skip-more] [--out experiments/exact_front]
 
-Run time on one core (a loaded 2-core machine, 2026-11-29): the mobile front about 1 s, each
-NSGA-II run of 3,000 trials about 25 s (20 runs: about 8 minutes), the harder problems about a
-minute, the exactness section several minutes (the measured profile prices mobile_small's 1.2M
-candidates and its grids).
+Run time on one core (`taskset -c 1`, 2026-11-29 03:56-04:16, a 2-core machine loaded by other
+work on the other core): the mobile front 0.16 s, each NSGA-II run of 3,000 trials 20-64 s (20
+runs: 929 s), the harder problems 170 s (the memory limit 157 s of it; 32-37 s on a lighter load),
+so `--runs 20 --skip-exhaustive` about 18 minutes; the exactness section adds several minutes (the
+measured profile prices mobile_small's 1.2M candidates and nb201's grids).
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def _markdown(out, runs, trials) -> str:
     m = out.get("mobile")
     lines = ["# The exact front (experiments/exact_front.py)", "",
              "Written by `OMP_NUM_THREADS=1 taskset -c 1 python experiments/exact_front.py`; every figure below "
-             "comes from experiments/exact_front.json of the same run.", ""]
+             "comes from experiments/exact_front.json of the same run. Times are wall seconds on the machine it "
+             "ran on (see the docs for its load).", ""]
     if m:
         lines += ["## spaces/mobile.yaml, tk1-gpu, latency <= 50 ms", "",
                   f"Exact front of (latency, MACs): **{m['front']} Pareto-optimal architectures**, latency "
@@ -169,7 +171,10 @@ def _markdown(out, runs, trials) -> str:
         dom = sum(r["exact_members_dominated"] for r in rows)
         how = "seeded with the exact front" if out.get("nsga2_seeded") else "plain, first population random"
         lines += [f"## NSGA-II, {len(rows)} runs of {trials:,} trials (seeds 0-{len(rows) - 1}, {how})", "",
-                  f"Exact members dominated by any NSGA-II point, all runs: **{dom}**.", "",
+                  f"Exact members dominated by any NSGA-II point, all runs: **{dom}**. Runs that found every exact "
+                  f"member: {sum(r['exact_members_found'] == (m['front'] if m else -1) for r in rows)}; runs that found "
+                  f"none (their whole front dominated by the exact one): "
+                  f"{sum(r['exact_members_found'] == 0 for r in rows)}.", "",
                   "| seed | front | latency span (ms) | MACs span (M) | exact members found | dominated | s |",
                   "|---:|---:|---|---|---:|---:|---:|"]
         for r in rows:

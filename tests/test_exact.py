@@ -100,9 +100,9 @@ def _check(name, device, objectives, limits):
 
 def _cases():
     """(space, device): every Jetson profile and the measured profile without its residual on both
-    spaces (the measured profile prices mobile_small's 1.2M candidates in about a minute: slow)."""
+    spaces (the measured profile's grids and enumeration take a minute or two: slow)."""
     return [(n, d) for n in ("nb201", "mobile_small") for d in JETSON] + [
-        pytest.param("nb201", MEASURED, id="nb201-measured"),
+        pytest.param("nb201", MEASURED, id="nb201-measured", marks=pytest.mark.slow),
         pytest.param("mobile_small", MEASURED, id="mobile_small-measured", marks=pytest.mark.slow)]
 
 
@@ -127,7 +127,7 @@ def test_limits_on_memory_params_macs(name, device):
                                                   "params": q("params", 0.6), "macs": q("macs", 0.6)})
 
 
-@pytest.mark.parametrize("device", JETSON + (MEASURED,))
+@pytest.mark.parametrize("device", JETSON + (pytest.param(MEASURED, marks=pytest.mark.slow),))
 def test_three_objectives_nb201(device):
     _check("nb201", device, ("latency_ms", "memory_mb", "macs"), {})
 
@@ -341,8 +341,8 @@ def _classic_small_file():
     return d / "classic_small.yaml"
 
 
-@pytest.mark.parametrize("device", ["tk1-gpu", "tx1-cpu", MEASURED])
-@pytest.mark.parametrize("name", ["resnet", "classic_small"])
+@pytest.mark.parametrize("name,device", [("classic_small", d) for d in ("tk1-gpu", "tx1-cpu", MEASURED)] + [
+    pytest.param("resnet", d, marks=pytest.mark.slow) for d in ("tk1-gpu", "tx1-cpu", MEASURED)])  # 175k candidates
 def test_choice_between_subnetworks_is_conditioned(name, device):
     """spaces/resnet.yaml (basic or bottleneck networks) and a reduced spaces/classic.yaml (a choice
     among 1, 2 or 3 convs per stage): one segment of every gene inside the choice, so the space is cut
@@ -354,28 +354,41 @@ def test_choice_between_subnetworks_is_conditioned(name, device):
                                                     "memory_mb": float(np.quantile(R["memory_mb"], 0.5))})
 
 
-def test_classic_gets_an_exact_front(tmp_path, capsys):
-    """spaces/classic.yaml (2e25 candidates): its stage depths conditioned on, an exact front that
-    no random candidate dominates, also as `search --sampler exact`."""
-    import json
-
+@pytest.mark.slow
+def test_classic_gets_an_exact_front():
+    """spaces/classic.yaml (2e25 candidates): its stage depths conditioned on (54 parts, a few
+    seconds each under 12 ms on tk1-gpu), an exact front that no random candidate dominates."""
     sp = _space("classic")
-    f = exact_front(sp, "tk1-gpu", {"latency_ms": 100.0})
-    assert len(f) > 5 and f.stats["parts"] > 1
+    f = exact_front(sp, "tk1-gpu", {"latency_ms": 12.0})
+    assert len(f) > 5 and f.stats["parts"] == 54
     o = Oracle(sp, "tk1-gpu")
     again = o.evaluate(f.X, breakdown=False)
     np.testing.assert_allclose(f.values["latency_ms"], again["latency_ms"], rtol=REL)
     np.testing.assert_allclose(f.values["macs"], again["macs"], rtol=REL)
-    R = o.evaluate(sp.sample(5000, seed=3), breakdown=False)
-    ok = R["latency_ms"] <= 100.0
+    assert (again["latency_ms"] <= 12.0).all()
+    R = o.evaluate(sp.sample(20000, seed=3), breakdown=False)
+    ok = R["latency_ms"] <= 12.0
     for lat, macs in zip(f.values["latency_ms"], f.values["macs"]):
         assert not ((R["latency_ms"][ok] <= lat) & (R["macs"][ok] >= macs)
                     & ((R["latency_ms"][ok] < lat) | (R["macs"][ok] > macs))).any()
-    rc, cap = _cli([str(SPACES / "classic.yaml"), "--device", "tk1-gpu", "--latency", "100ms",
-                    "--out", str(tmp_path / "o")], capsys)
-    assert rc == 0, cap.err
-    m = json.loads((tmp_path / "o" / "pareto.json").read_text())
-    assert m["sampler"] == "exact" and m["exact"]["pareto_optimal_points"] == len(f)
+
+
+def test_many_parts_are_not_the_default():
+    """A space of more parts than the default computes unasked (classic: 54) is searched by NSGA-II
+    unless --sampler exact asks (resnet's 2 parts: exact by default)."""
+    from augur_nas.search._config import make_config
+    from augur_nas.search._exact_run import DEFAULT_MAX_PARTS, exact_applies, seed_encodings
+    from augur_nas.search._run import resolve_sampler
+
+    o = Oracle(_space("classic"), "tk1-gpu")
+    cfg = make_config(_space("classic"), "tk1-gpu", latency_ms=20)
+    assert exact_applies(o, cfg.objective) is None
+    assert "in 54 ways" in exact_applies(o, cfg.objective, default=True) and DEFAULT_MAX_PARTS < 54
+    assert resolve_sampler(cfg, o) == ("nsga2", True)
+    X, note = seed_encodings(o, cfg.limits, 30)
+    assert len(X) == 0 and note.startswith("not seeded: classic chooses between whole subnetworks in 54 ways")
+    r = Oracle(_space("resnet"), "tk1-gpu")
+    assert resolve_sampler(make_config(_space("resnet"), "tk1-gpu", latency_ms=100), r) == ("exact", False)
 
 
 def test_too_many_parts_fall_back(tmp_path, capsys, monkeypatch):

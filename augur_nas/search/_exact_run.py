@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from .._errors import ConstraintError
-from ..exact import exact_front, structural_obstacle, thin
+from ..exact import _parts, exact_front, structural_obstacle, thin
 from ._config import relative_constraints
 from ._outputs import COST_KEYS
 from ._pareto import violation
@@ -30,8 +30,12 @@ BACKGROUND = 2000  # random candidates priced for the figures' background
 N_CLOSEST = 3
 
 
-def exact_applies(oracle, obj) -> str | None:
-    """``None`` when the exact front of (latency, objective) can be computed, else why not."""
+DEFAULT_MAX_PARTS = 8  # the exact front is the default (or seeds a search) on spaces of at most this many parts
+
+
+def exact_applies(oracle, obj, default: bool = False) -> str | None:
+    """``None`` when the exact front of (latency, objective) can be computed, else why not.
+    ``default``: whether it is also the default, see ``default_obstacle``."""
     if getattr(oracle, "split", None) is not None:
         return "the latency is a device/server split's best total, not a sum over segments"
     if not obj.builtin:
@@ -39,7 +43,19 @@ def exact_applies(oracle, obj) -> str | None:
     if getattr(oracle.profile, "residual", None) is not None:
         return f"profile {oracle.device} corrects its latency with a residual model"
 
-    return structural_obstacle(oracle.space)
+    return default_obstacle(oracle.space) if default else structural_obstacle(oracle.space)
+
+
+def default_obstacle(space) -> str | None:
+    """Why the exact front is not computed unasked on ``space``: it cannot be, or the space chooses
+    between whole subnetworks in so many ways that one dynamic program per part would take minutes
+    (spaces/classic.yaml: 54 parts, each with a front of thousands of points); ``--sampler exact``
+    still computes it."""
+    parts, why = _parts(space)
+    if why is None and len(parts) > DEFAULT_MAX_PARTS:
+        why = (f"{space.name} chooses between whole subnetworks in {len(parts)} ways (one dynamic program each, more "
+               f"than the {DEFAULT_MAX_PARTS} computed unasked; --sampler exact computes them)")
+    return why
 
 
 def _rows(oracle, X, obj, limits, number):
@@ -57,9 +73,18 @@ def _cat(a, b):
 
 def _closest(space, oracle, obj, limits, background):
     """The least violating candidates when nothing is feasible: the ends of the unconstrained
+<<<<<<< HEAD
     exact front (the fastest network, the smallest ...) and the background sample."""
+=======
+    exact front (the fastest network, the smallest ...; not on a space of many parts) and the
+    background sample."""
+    from ..exact import exact_front
+
+>>>>>>> s16
     cands = [background]
-    for objectives in (("latency_ms", obj.name), ("latency_ms", "memory_mb", "params")):
+    # the unconstrained fronts of a space of many parts take minutes: its background sample only
+    ends = (("latency_ms", obj.name), ("latency_ms", "memory_mb", "params")) if default_obstacle(space) is None else ()
+    for objectives in ends:
         f = exact_front(oracle, None, {}, objectives)
         cands.append(_rows(oracle, f.X, obj, limits, np.full(len(f), -1, dtype=np.int64)))
     allc = cands[0]
@@ -111,7 +136,13 @@ def seed_encodings(oracle, limits, k) -> tuple:
     """Encodings of the exact front of (layer-sum latency, MACs) under the limits that are sums
     (thinned to ``k``), to seed a search whose objective or latency is not a sum; ``(X, note)``.
     ``X`` is empty (with the reason in ``note``) where the profile's layer sum does not compose."""
+<<<<<<< HEAD
     why = structural_obstacle(oracle.space)
+=======
+    from ..exact import exact_front, thin
+
+    why = default_obstacle(oracle.space)
+>>>>>>> s16
     if why:
         return np.zeros((0, oracle.space.n_genes), dtype=np.int64), f"not seeded: {why}"
     lims = {k2: v for k2, v in limits.items() if not (k2 == "latency_ms" and getattr(oracle.profile, "residual", None) is not None)}

@@ -150,7 +150,7 @@ def resolve_sampler(cfg: SearchConfig, oracle) -> tuple:
     if cfg.sampler is not None:
         return cfg.sampler, False
     sampling = cfg.trials_given or is_persistent(cfg.storage) or cfg.study_name or cfg.workers > 1
-    if exact_applies(oracle, cfg.objective) is None and not sampling:
+    if exact_applies(oracle, cfg.objective, default=True) is None and not sampling:
         return "exact", False
     return DEFAULT_SAMPLER, not is_persistent(cfg.storage) and cfg.workers == 1
 
