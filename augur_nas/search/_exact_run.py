@@ -73,14 +73,8 @@ def _cat(a, b):
 
 def _closest(space, oracle, obj, limits, background):
     """The least violating candidates when nothing is feasible: the ends of the unconstrained
-<<<<<<< HEAD
-    exact front (the fastest network, the smallest ...) and the background sample."""
-=======
     exact front (the fastest network, the smallest ...; not on a space of many parts) and the
     background sample."""
-    from ..exact import exact_front
-
->>>>>>> s16
     cands = [background]
     # the unconstrained fronts of a space of many parts take minutes: its background sample only
     ends = (("latency_ms", obj.name), ("latency_ms", "memory_mb", "params")) if default_obstacle(space) is None else ()
@@ -136,13 +130,7 @@ def seed_encodings(oracle, limits, k) -> tuple:
     """Encodings of the exact front of (layer-sum latency, MACs) under the limits that are sums
     (thinned to ``k``), to seed a search whose objective or latency is not a sum; ``(X, note)``.
     ``X`` is empty (with the reason in ``note``) where the profile's layer sum does not compose."""
-<<<<<<< HEAD
-    why = structural_obstacle(oracle.space)
-=======
-    from ..exact import exact_front, thin
-
     why = default_obstacle(oracle.space)
->>>>>>> s16
     if why:
         return np.zeros((0, oracle.space.n_genes), dtype=np.int64), f"not seeded: {why}"
     lims = {k2: v for k2, v in limits.items() if not (k2 == "latency_ms" and getattr(oracle.profile, "residual", None) is not None)}
