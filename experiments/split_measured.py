@@ -70,7 +70,7 @@ def _tensor_name(names, p, model):
     """The ONNX name of the tensor sent at a split point: its producing layer's (the exporter names
     a layer's output after it; views pass their input's name on)."""
     from augur_nas.lowering import lower
-    from augur_nas.planner._split import cut_points
+    from augur_nas._split import cut_points
 
     table = lower(model, model.encode())
     prod = int(cut_points(table, model.program.output).producer[p.cut, 0])
