@@ -103,7 +103,7 @@ def _cases():
     spaces (the measured profile's grids and enumeration take a minute or two: slow)."""
     return [(n, d) for n in ("nb201", "mobile_small") for d in JETSON] + [
         pytest.param("nb201", MEASURED, id="nb201-measured", marks=pytest.mark.slow),
-        pytest.param("mobile_small", MEASURED, id="mobile_small-measured", marks=pytest.mark.slow)]
+        pytest.param("mobile_small", MEASURED, id="mobile_small-measured", marks=[pytest.mark.slow, pytest.mark.long])]
 
 
 @pytest.mark.parametrize("name,device", _cases())
@@ -118,7 +118,9 @@ def test_latency_macs_front_is_exhaustive_front(name, device):
     assert g.values["latency_ms"].max() <= lim < f.values["latency_ms"].max()
 
 
-@pytest.mark.parametrize("name,device", _cases())
+@pytest.mark.parametrize("name,device", [c if not hasattr(c, "values") or MEASURED not in c.values else
+                                         pytest.param(*c.values, id=c.id, marks=[pytest.mark.slow, pytest.mark.long])
+                                         for c in _cases()])
 def test_limits_on_memory_params_macs(name, device):
     _, R = _priced(name, device)
     q = lambda k, p: float(np.quantile(R[k], p))  # noqa: E731
@@ -127,7 +129,7 @@ def test_limits_on_memory_params_macs(name, device):
                                                   "params": q("params", 0.6), "macs": q("macs", 0.6)})
 
 
-@pytest.mark.parametrize("device", JETSON + (pytest.param(MEASURED, marks=pytest.mark.slow),))
+@pytest.mark.parametrize("device", JETSON + (pytest.param(MEASURED, marks=[pytest.mark.slow, pytest.mark.long]),))
 def test_three_objectives_nb201(device):
     _check("nb201", device, ("latency_ms", "memory_mb", "macs"), {})
 
@@ -342,7 +344,8 @@ def _classic_small_file():
 
 
 @pytest.mark.parametrize("name,device", [("classic_small", d) for d in ("tk1-gpu", "tx1-cpu", MEASURED)] + [
-    pytest.param("resnet", d, marks=pytest.mark.slow) for d in ("tk1-gpu", "tx1-cpu", MEASURED)])  # 175k candidates
+    pytest.param("resnet", d, marks=[pytest.mark.slow] + ([pytest.mark.long] if d == MEASURED else []))
+    for d in ("tk1-gpu", "tx1-cpu", MEASURED)])  # 175k candidates
 def test_choice_between_subnetworks_is_conditioned(name, device):
     """spaces/resnet.yaml (basic or bottleneck networks) and a reduced spaces/classic.yaml (a choice
     among 1, 2 or 3 convs per stage): one segment of every gene inside the choice, so the space is cut
@@ -355,6 +358,7 @@ def test_choice_between_subnetworks_is_conditioned(name, device):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_classic_gets_an_exact_front():
     """spaces/classic.yaml (2e25 candidates): its stage depths conditioned on (54 parts, a few
     seconds each under 12 ms on tk1-gpu), an exact front that no random candidate dominates."""
