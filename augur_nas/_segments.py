@@ -35,6 +35,8 @@ GRID_CACHE_BYTES = 64 * 2**20  # a cache of segment grids (``segment_sums(cache=
 STATE_GRID = 2**17  # ... and, over several entry states (fusion/layout profiles), this many rows in all
 NARROW_BATCH = 1024  # from this batch size on, keys are computed from int8/int16 gene rows
 MERGE_GRID = 512  # neighbouring segments are merged while their joint grid has at most this many rows
+MAX_SUBSET_STATES = 64  # entry state sets up to this size are looked up in larger ones met before
+MAX_STATE_SETS = 4  # entry state sets remembered per segment (``GridCache.entering``)
 
 
 @dataclass
@@ -212,6 +214,7 @@ class _State:
         # network input's, or a profile without fusion and layout rules)
         self.bound = bound
         self._token = None
+        self._rows = None  # ``row_index``
         # readers -> (projected state, index of each of these states in it) or None (unchanged):
         # a grid's exit states are met again by every later call (``_projected``)
         self.projected: dict = {}
@@ -229,6 +232,19 @@ class _State:
     @property
     def n(self) -> int:
         return len(self.c)
+
+    def row_index(self) -> dict:
+        """Each distinct state (``_state_rows``) -> its index (computed once per state set)."""
+        if self._rows is None:
+            self._rows = {r: i for i, r in enumerate(_state_rows(self))}
+        return self._rows
+
+
+def _state_rows(st: "_State") -> list:
+    """The states of ``st`` as hashable tuples: shape, zero flag and boundary fields."""
+    cols = [st.c, st.h, st.w, st.zero] + (list(st.bound) if st.bound is not None else [])
+    cols = [np.broadcast_to(np.asarray(a), (st.n,)).tolist() for a in cols]
+    return list(zip(*cols))
 
 
 def _unique_states(c, h, w, zero, N, bound=None):
@@ -345,6 +361,10 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
         st, cd = states[seg.entry]
         if project is not None and st.bound is not None:
             st, cd = _projected(prog, seg, st, cd, project)
+        if cache is not None:
+            # a few candidates enter with some of the states an earlier batch entered with: read
+            # them as that batch's state set, so the network is cut as it was and its grids hit
+            st, cd = cache.entering(seg.start, st, cd)
         N = st.n * seg.combos
         # every per-candidate step (key arithmetic, gathers, adds) is paid per segment, so small
         # neighbours are tabulated together while the merged grid stays small
@@ -551,11 +571,37 @@ class GridCache:
         self.shared: dict = {}  # (segment signature, entry-state token) -> Grid, for segments built alike
         self.bytes = 0  # of the grids kept; beyond GRID_CACHE_BYTES the cache starts over
         self.calls = 0  # calls of segment_sums with this cache so far
+        self.entries: dict = {}  # segment start -> the entry state sets met there, latest last
+        # the costs of every candidate of a small space, kept by the oracle (``oracle._whole_space``)
+        self.whole = None
 
     def clear(self):
         self.grids.clear()
         self.shared.clear()
+        self.entries.clear()
+        self.whole = None
         self.bytes = self.calls = 0
+
+    def entering(self, start: int, st: "_State", codes):
+        """``(st, codes)``, or an earlier state set at segment ``start`` holding every state of
+        ``st`` and the codes into it (the grids priced for it hold these states' rows, so the
+        call finds them instead of pricing grids for its own few states). A state set not met
+        before is remembered."""
+        met = self.entries.setdefault(start, [])
+        if any(k is st for k in met):
+            return st, codes
+        if st.n <= MAX_SUBSET_STATES:
+            rows = _state_rows(st)
+            for k in reversed(met):
+                if k.n < st.n:
+                    continue
+                index = k.row_index()
+                if all(r in index for r in rows):
+                    return k, np.take(np.array([index[r] for r in rows], dtype=np.int64), codes)
+        if not any(k.token == st.token for k in met):
+            met.append(st)
+            del met[:-MAX_STATE_SETS]
+        return st, codes
 
     def keep(self, key, grid: Grid, shared_key=None):
         """Keep ``grid`` under ``key`` (and ``shared_key`` unless it has deferred errors, which

@@ -103,16 +103,71 @@ DISTINCT_SPACE = 4  # a batch is made distinct first when the space has at most 
 # more candidates than the batch (NAS-Bench-201: 15,625 in all, so 100,000 samples repeat)
 
 
+WHOLE_SPACE = 2**16  # a space of at most this many candidates is priced whole once an Oracle is
+# asked a second time (NAS-Bench-201: 15,625): later calls, one candidate at a time included, read it
+
+
 def _fast_costs(space, X, profile, batch, breakdown=True, cache=None) -> Costs:
     """``_segment_costs`` of the distinct rows of ``X`` when a small space makes repeats likely,
-    spread back to every row (identical rows have identical costs)."""
+    spread back to every row (identical rows have identical costs). A small space asked again
+    through a cache is priced whole once, and every later row is read from that table."""
+    whole = _whole_space(space, profile, batch, breakdown, cache)
+    if whole is not None:
+        return _take_costs(whole, _space_keys(space, X))
     got = _distinct_rows(space, X)
     if got is None:
         return _segment_costs(space, X, profile, batch, breakdown, cache)
     rows, inv = got
     c = _segment_costs(space, X[rows], profile, batch, breakdown, cache, priced_for=len(X))
-    return Costs(np.take(c.latency_ms, inv), {k: np.take(v, inv) for k, v in c.by_kind.items()},
-                 np.take(c.memory_mb, inv), np.take(c.macs, inv), np.take(c.params, inv))
+    return _take_costs(c, inv)
+
+
+def _take_costs(c: Costs, rows) -> Costs:
+    """The costs of ``rows`` of ``c``."""
+    return Costs(np.take(c.latency_ms, rows), {k: np.take(v, rows) for k, v in c.by_kind.items()},
+                 np.take(c.memory_mb, rows), np.take(c.macs, rows), np.take(c.params, rows))
+
+
+def _space_total(space, limit: int) -> int | None:
+    """How many candidates ``space`` has, or None when that is more than ``limit``."""
+    total = 1
+    for sz in space._sizes.tolist():
+        total *= sz
+        if total > limit:
+            return None
+    return total
+
+
+def _radix(space) -> np.ndarray:
+    """Each gene's place value in a candidate's number (the last gene counts by ones)."""
+    sizes = space._sizes
+    radix = np.ones(len(sizes), dtype=np.int64)
+    for i in range(len(sizes) - 2, -1, -1):
+        radix[i] = radix[i + 1] * sizes[i + 1]
+    return radix
+
+
+def _space_keys(space, X) -> np.ndarray:
+    """Each encoding's number among all the space's candidates (mixed radix of the genes)."""
+    if not len(space._sizes):
+        return np.zeros(X.shape[0], dtype=np.int64)
+    return X.astype(np.int64, copy=False) @ _radix(space)
+
+
+def _whole_space(space, profile, batch, breakdown, cache) -> Costs | None:
+    """The costs of every candidate of a small space, by number (``_space_keys``), kept in the
+    Oracle's cache: priced on the cache's second call (its first may be a lone candidate)."""
+    if cache is None:
+        return None
+    if cache.whole is not None:
+        return cache.whole
+    total = _space_total(space, WHOLE_SPACE)
+    if total is None or cache.calls < 1:
+        return None
+    radix = _radix(space)
+    every = (np.arange(total, dtype=np.int64)[:, None] // radix) % space._sizes  # [total, G]
+    cache.whole = _segment_costs(space, every, profile, batch, breakdown, cache, priced_for=total)
+    return cache.whole
 
 
 def _distinct_rows(space, X):
@@ -120,16 +175,10 @@ def _distinct_rows(space, X):
     is too large for repeats to be likely (or there are few): a key per row from the genes'
     option counts, made distinct by marking a table of all the space's keys (no sort)."""
     B = X.shape[0]
-    sizes = space._sizes
-    total = 1
-    for sz in sizes.tolist():
-        total *= sz
-        if total > DISTINCT_SPACE * B:
-            return None
-    radix = np.ones(len(sizes), dtype=np.int64)
-    for i in range(len(sizes) - 2, -1, -1):
-        radix[i] = radix[i + 1] * sizes[i + 1]
-    key = X.astype(np.int64, copy=False) @ radix if len(sizes) else np.zeros(B, dtype=np.int64)
+    total = _space_total(space, DISTINCT_SPACE * B)
+    if total is None:
+        return None
+    key = _space_keys(space, X)
     rep = np.full(total, -1, dtype=np.int64)
     rep[key] = np.arange(B)  # a representative row of each key (the last of its repeats)
     keys = np.flatnonzero(rep >= 0)

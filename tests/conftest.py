@@ -167,12 +167,51 @@ def run_cli():
     return _run_cli
 
 
+# The quick run (``pytest -m "not slow"``, under 2 minutes on 2 cores) keeps a few variants of
+# these parametrized tests, those whose id contains one of the listed strings; their other
+# variants (more profiles, spaces, networks or bad inputs through the same code) are marked slow.
+# The full suite (the README's test command) runs every variant.
+QUICK_VARIANTS = {
+    "test_exact.py::test_limits_on_memory_params_macs": ("[nb201-tk1-gpu]",),
+    "test_exact.py::test_latency_macs_front_is_exhaustive_front": ("[nb201-tk1-gpu]", "[mobile_small-tx1-cpu]"),
+    "test_exact.py::test_batch_of_images": ("[tk1-gpu]",),
+    "test_exact.py::test_three_objectives_nb201": ("[tk1-gpu]",),
+    "test_exact.py::test_choice_between_subnetworks_is_conditioned": ("[classic_small-tk1-gpu]",),
+    "test_exact.py::test_cli_exact_bad_input_exit_2": ("[args0-",),
+    "test_calibrate.py::test_bad_measurements_are_one_paragraph_exit_2_and_leave_the_output_intact":
+        ("needles1]", "needles10]"),
+    "test_fast_path.py::test_oracle_fast_path_equals_table_path": ("mobile_small.yaml]", "resnet.yaml]"),
+    "test_fast_path.py::test_oracle_evaluate_equals_reference_batched_and_one_at_a_time": ("mobile.yaml]",),
+    "test_fast_path.py::test_one_oracle_asked_batches_of_every_size_in_turn": ("mobile_small.yaml]",),
+    "test_agreement.py::test_sources_agree": ("[resnet18]",),
+    "test_onnx.py::test_zoo_round_trip": ("[mobilenet_v2]", "[resnet18]", "[shufflenet_v2_x0_5]"),
+    "test_onnx.py::test_shipped_space_candidates_round_trip": ("[mobile_small.yaml]",),
+    "test_zoo_classic.py::test_yaml_torch_and_onnx_agree": ("[squeezenet1_1]",),
+    "test_zoo_classic.py::test_analyze_and_predict_on_every_profile": ("[resnet34]",),
+    "test_zoo_mobile.py::test_yaml_torch_onnx_agree": ("[mobilenet_v3_small]",),
+    "test_fit.py::test_cli_fit_bad_input": ("[args0-", "[args2-"),
+    "test_fit.py::test_cli_bad_batch": ("[0-between 1 and-predict]",),
+    "test_new_ops.py::test_bad_shapes_are_one_paragraph_exit_2": ("shuffle: {groups: 2",),
+    "test_lowering.py::test_batch_equals_one_at_a_time": ("[mobile_small]", "[nb201]"),
+    "test_lowering.py::test_batch_totals_equal_one_at_a_time": ("[mobile_small]", "[resnet]"),
+}
+
+
+def _quick_variant(item) -> bool:
+    """Whether ``item`` runs in the quick run (``QUICK_VARIANTS``)."""
+    base = item.nodeid.split("[")[0].split("/")[-1]
+    keep = QUICK_VARIANTS.get(base)
+    return keep is None or "[" not in item.nodeid or any(k in item.nodeid for k in keep)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``long`` (minutes each) run only with AUGUR_LONG_TESTS=1: the full suite stays
-    under 15 minutes on 2 cores, and the long checks are one variable away."""
-    if os.environ.get("AUGUR_LONG_TESTS") == "1":
-        return
+    under 15 minutes on 2 cores, and the long checks are one variable away. The variants of
+    ``QUICK_VARIANTS``' tests that the quick run leaves out are marked slow."""
+    long_ok = os.environ.get("AUGUR_LONG_TESTS") == "1"
     skip = pytest.mark.skip(reason="a long exhaustive check: set AUGUR_LONG_TESTS=1 to run it")
     for item in items:
-        if "long" in item.keywords:
+        if "long" in item.keywords and not long_ok:
             item.add_marker(skip)
+        if not _quick_variant(item):
+            item.add_marker(pytest.mark.slow)

@@ -287,6 +287,7 @@ def test_bad_prototxt(write, capsys):
 SUBPROCESS_CASES = ["alias_bomb", "deep_lists", "python_tag", "huge_unroll", "malformed"]
 
 
+@pytest.mark.slow
 def test_bad_input_in_a_real_process(tmp_path):
     """The installed entry point, in fresh processes (run side by side), with a hard timeout."""
     texts = {c[0]: (c[1], c[2]) for c in CASES}

@@ -207,6 +207,7 @@ def exported(tmp_path_factory, run_cli):
     return d
 
 
+@pytest.mark.slow
 def test_export_calibration_set_writes_onnx_and_a_manifest(exported):
     import onnx
 
@@ -232,6 +233,7 @@ def _true_profile_latencies(names, scales):
     return {n: by[n] for n in names}
 
 
+@pytest.mark.slow
 def test_from_measurements_round_trip(tmp_path, exported, run_cli):
     m = json.loads((exported / "manifest.json").read_text())
     names = [r["model"] for r in m["networks"]]
@@ -369,6 +371,7 @@ def test_measure_and_validate_warn_on_another_machine_only(tmp_path, run_cli):
         assert not [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")], r.stderr
 
 
+@pytest.mark.slow
 def test_devices_and_predict_show_fingerprint_and_threads(run_cli):
     r = run_cli("devices", "--json")
     d = {x["name"]: x for x in json.loads(r.stdout)}

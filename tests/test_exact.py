@@ -216,6 +216,7 @@ def test_cli_exact_is_the_default_and_thins(tmp_path, capsys):
     assert f"{len(f)} Pareto-optimal architectures in all" in cap.out
 
 
+@pytest.mark.slow
 def test_cli_trials_still_ask_for_a_sampling_search(tmp_path, capsys):
     import json
 

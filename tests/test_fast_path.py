@@ -218,6 +218,7 @@ def test_single_candidates_gather_from_grids_after_the_first_calls(monkeypatch):
     np.testing.assert_array_equal(got["params"], params)
 
 
+@pytest.mark.slow
 def test_oracle_equals_table_path_on_every_space_with_shared_grids():
     """Through an Oracle (its cache: larger grids, grids shared between segments built alike,
     such as the cells of NAS-Bench-201) every space still prices exactly as the layer table, for
@@ -243,9 +244,10 @@ def test_nb201_cells_are_tabulated_and_share_grids(monkeypatch):
     tabulated (grids of up to 2 x 15,625 rows, within the kept-grid bounds, merged neighbours
     included) and the cells of a stage share one grid, so no segment is walked candidate by
     candidate once the grids are priced."""
-    from augur_nas import _segments
+    from augur_nas import _segments, oracle as oracle_module
     from augur_nas.oracle import Oracle
 
+    monkeypatch.setattr(oracle_module, "WHOLE_SPACE", 0)  # the segment path, not the whole-space table
     space = an.load_space(_REPO / "spaces/nb201.yaml")
     X = space.sample(_segments.CALLS_BEFORE_GRID + 3, seed=4)
     oracle = Oracle(space, "tk1-gpu")
@@ -288,3 +290,27 @@ def test_one_oracle_asked_batches_of_every_size_in_turn(path):
         for key, i in (("latency_ms", 0), ("memory_mb", 2), ("macs", 3), ("params", 4)):
             np.testing.assert_allclose(np.asarray(got[key], dtype=float), np.asarray(ref[i], dtype=float),
                                        rtol=1e-9, err_msg=f"{path} call {call} B={B} batch={batch} {key}")
+
+
+def test_a_small_space_asked_again_is_read_from_its_whole_table(monkeypatch):
+    """An Oracle asked a second time about a space of at most ``WHOLE_SPACE`` candidates prices
+    the whole space once; later calls (one candidate at a time: what NAS code does) only read
+    that table, and equal the reference path."""
+    from augur_nas import oracle as oracle_module
+    from augur_nas.oracle import Oracle
+
+    space = an.load_space(_REPO / "spaces/nb201.yaml")
+    X = space.sample(6, seed=11)
+    o = Oracle(space, "tk1-gpu")
+    ref = o.evaluate(X, reference=True)
+    o.evaluate(X[0])
+    o.evaluate(X[1])  # the second call prices the table
+    priced = []
+    real = oracle_module._segment_costs
+    monkeypatch.setattr(oracle_module, "_segment_costs", lambda *a, **k: priced.append(1) or real(*a, **k))
+    for i in range(len(X)):
+        one = o.evaluate(X[i])
+        for k, v in ref.items():
+            np.testing.assert_allclose(one[k][0], v[i], rtol=1e-9, atol=1e-12, err_msg=k)
+    assert not priced
+    assert len(o._grid_caches) == 1 and next(iter(o._grid_caches.values())).whole.latency_ms.shape == (15625,)

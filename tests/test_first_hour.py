@@ -103,6 +103,7 @@ def test_decoded_file_has_stage_block_layer_names_and_the_same_figures(tmp_path)
     assert "s2.b0.dw" in names and "s3.b1.dw" in names and not any("mbconv0" in n for n in names)
 
 
+@pytest.mark.slow
 def test_decoded_file_at_the_cli(tmp_path):
     out = tmp_path / "d.yaml"
     assert cli("space", f"{S}/mobile.yaml", "--decode", "1", "-o", str(out)).returncode == 0
@@ -145,6 +146,7 @@ def test_blocks_named_by_the_yaml_keep_their_names_and_repeated_names_their_inde
     assert _stage_blocks(model.decode_spec(np.zeros(0, dtype=np.int64))) == {"s": ["first", "second"], "r": ["c", "c"]}
 
 
+@pytest.mark.slow
 def test_architecture_hashes_stored_in_the_shipped_profile_still_match():
     """validate recognises the residual's training networks by a hash of their decoded YAML; the
     shipped x86-2core-ort profile's 250 hashes were taken with the old block names."""
@@ -173,6 +175,7 @@ def test_option_labels_are_the_options_where_optuna_can_tell_them_apart():
     assert option_labels(GeneInfo("z", (1, 1.0, "1"))) == ["0: 1", "1: 1.0", "2: 1"]
 
 
+@pytest.mark.slow
 def test_a_new_study_stores_option_labels(tmp_path):
     import optuna
 
@@ -216,6 +219,7 @@ def _old_study(url, space, n: int):
     return study
 
 
+@pytest.mark.slow
 def test_a_study_from_before_the_labels_resumes_with_its_indices(tmp_path):
     import optuna
 
@@ -270,6 +274,7 @@ def test_labels_do_not_change_what_the_samplers_propose():
 
 # ------------------------------------------------------------------------------ 4. sqlite speed
 
+@pytest.mark.slow
 def test_sqlite_studies_use_the_write_ahead_log(tmp_path):
     """Optuna commits each parameter of a trial on its own; with SQLite's default rollback journal
     every commit syncs the disk (sqlite ran ~30x slower than in memory). The storage opens SQLite

@@ -188,6 +188,7 @@ def test_cli_fit_bad_input(args, words):
     assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
+@pytest.mark.slow
 def test_cli_predict_batch_sweep(tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "curve.png"
@@ -213,6 +214,7 @@ def test_cli_bad_batch(tmp_path, cmd, batch, words):
     assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
+@pytest.mark.slow
 def test_export_batch_runs_in_onnxruntime(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")

@@ -70,6 +70,7 @@ class _Fake:
             pass
 
 
+@pytest.mark.slow
 def test_protocol_interleaves_rounds_and_reports_median_and_noise():
     log = []
     runners = {"a": _Fake("a", 0.0005, log), "b": _Fake("b", 0.002, log), "c": _Fake("c", 0.001, log)}
@@ -94,6 +95,7 @@ def test_protocol_interleaves_rounds_and_reports_median_and_noise():
     assert len(orders) > 1
 
 
+@pytest.mark.slow
 def test_protocol_spreads_rounds_over_time_and_respects_a_budget():
     import time
 
@@ -248,6 +250,7 @@ class _Slowed(_Fake):
             pass
 
 
+@pytest.mark.slow
 def test_protocol_corrects_common_drift_and_reports_the_raw_figures():
     log = []
     costs = {f"n{i}": 0.0004 * (1 + i % 4) for i in range(8)}
@@ -272,6 +275,7 @@ def test_protocol_corrects_common_drift_and_reports_the_raw_figures():
     assert all(t.raw_median_ms is None for t in small.values())
 
 
+@pytest.mark.slow
 def test_measure_networks_normalizes_by_references_timed_in_every_batch(monkeypatch):
     """On a machine running 1.5x slow, the references (timed with the networks) tell so, and the
     normalized latencies are the latencies at the references' speed."""

@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 
+@pytest.mark.slow
 def test_factory_analyzed_like_its_module(tmp_path, run_cli):
     src = tmp_path / "net.py"
     src.write_text(textwrap.dedent("""
@@ -33,6 +34,7 @@ def test_factory_analyzed_like_its_module(tmp_path, run_cli):
     assert res["by_type"]["conv"]["count"] == 2
 
 
+@pytest.mark.slow
 def test_factory_errors_exit_2(tmp_path, run_cli):
     src = tmp_path / "bad.py"
     src.write_text("import torch.nn as nn\n\ndef build():\n    return nn.LSTM(3, 4)\n\ndef boom():\n    raise RuntimeError('no weights here')\n")

@@ -116,6 +116,7 @@ def test_onnx_round_trip_of_the_imported_model(tmp_path):
            [(r["type"], r["out_shape"], r.get("gemm")) for r in b["layers"]]
 
 
+@pytest.mark.slow
 def test_onnx_exported_by_torch_reads_back(tmp_path):
     """torch's own ONNX export (BatchNorm folded into the convs by its optimizer, so conv+fc MACs
     and the shuffle/slice/layernorm layers are compared, not params), the ConvNeXt block's NHWC

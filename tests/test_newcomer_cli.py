@@ -88,6 +88,7 @@ def test_bad_out_fails_fast(tmp_path, kind):
     assert time.monotonic() - t0 < 10  # no search ran (the bound covers a loaded machine's interpreter start)
 
 
+@pytest.mark.slow
 def test_search_summary_wording(tmp_path):
     r = cli("search", f"{S}/nb201.yaml", "--device", "tk1-gpu", "--latency", "100ms", "--trials", "60", "--seed", "0",
             "--sampler", "random", "--out", str(tmp_path / "o"))
@@ -96,6 +97,7 @@ def test_search_summary_wording(tmp_path):
     assert "not the exact front of the space" in r.stdout
 
 
+@pytest.mark.slow
 def test_validate_samples_zero_without_space():
     r = cli("validate", "--device", "x86-2core-ort", "--samples", "0")
     assert r.returncode == 2 and "validate needs networks" in r.stderr

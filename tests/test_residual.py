@@ -206,6 +206,7 @@ def test_fit_residual_and_validate_on_a_tiny_space(tmp_path):
     assert png.stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_validate_needs_networks_and_a_runnable_profile(tmp_path):
     r = _cli("validate", "--device", X86, "--quiet")
     assert r.returncode == 2 and "needs networks" in r.stderr

@@ -145,6 +145,7 @@ def nb201_run(tmp_path_factory):
     return res, out
 
 
+@pytest.mark.slow
 def test_front_is_feasible_nondominated_and_complete(nb201_run):
     res, out = nb201_run
     space = load_space(NB201)
@@ -208,6 +209,7 @@ def test_outputs(nb201_run):
     assert set(__import__("re").findall(r"https?://[^\s\"'<>]+", html)) == {"http://www.w3.org/2000/svg"}  # a name only
 
 
+@pytest.mark.slow
 def test_mobile_front_latency_rechecked_with_predict(tmp_path, run_cli):
     """The acceptance check on spaces/mobile.yaml at 50 ms, on fewer trials: every front member's
     latency, recomputed by `augur-nas predict` from its arch-NNN.yaml, is within the limit."""
@@ -244,6 +246,7 @@ def test_batches_one_oracle_call_per_batch(monkeypatch):
     assert calls == [256, 44, 300]
 
 
+@pytest.mark.slow
 def test_samplers_and_seed_reproducible():
     a = search(NB201, DEVICE, trials=60, seed=7, sampler="tpe")
     b = search(NB201, DEVICE, trials=60, seed=7, sampler="tpe")
@@ -252,6 +255,7 @@ def test_samplers_and_seed_reproducible():
     assert r.n_trials == 60 and r.meta["sampler"] == "random"
 
 
+@pytest.mark.slow
 def test_exhaustive_is_the_exact_front(tmp_path):
     space = load_space(NB201)
     res = search(NB201, DEVICE, sampler="exhaustive", latency_ms=200, out=str(tmp_path))
@@ -287,6 +291,7 @@ def _objective_module(tmp_path, body):
     return mod
 
 
+@pytest.mark.slow
 def test_user_objective_called_only_for_feasible(tmp_path, monkeypatch):
     log = tmp_path / "calls.jsonl"
     _objective_module(tmp_path, f"""
@@ -319,6 +324,7 @@ def test_user_objective_called_only_for_feasible(tmp_path, monkeypatch):
     assert doc["objective"]["name"] == "my_objective_mod:score" and not doc["objective"]["builtin"]
 
 
+@pytest.mark.slow
 def test_user_objective_errors_exit_2(tmp_path, run_cli):
     _objective_module(tmp_path, """
         def boom(arch):
@@ -354,6 +360,7 @@ def test_callable_objective_api():
 # ------------------------------------------------------------------------------------------- nothing feasible
 
 
+@pytest.mark.slow
 def test_impossible_constraints_name_the_closest(tmp_path, run_cli):
     out = tmp_path / "o"
     out.mkdir()
@@ -374,6 +381,7 @@ def test_impossible_constraints_name_the_closest(tmp_path, run_cli):
 # ------------------------------------------------------------------------------------------- storages
 
 
+@pytest.mark.slow
 def test_journal_resume_and_mismatch(tmp_path):
     j = str(tmp_path / "study.log")
     a = search(NB201, DEVICE, trials=60, seed=0, storage=j, study_name="s")
@@ -436,6 +444,7 @@ def test_ctrl_c_keeps_what_was_found(tmp_path):
     assert b"arch-000" in stdout  # the summary table was printed
 
 
+@pytest.mark.slow
 def test_cli_summary_and_default_out(tmp_path, run_cli):
     cp = run_cli("search", NB201, "--device", DEVICE, "--trials", "100", "--seed", "0", "--latency", "0.2s",
                  cwd=tmp_path)

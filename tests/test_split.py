@@ -222,6 +222,7 @@ def test_cli_bad_input(capsys, args, expected):
     _one_paragraph(err, *expected)
 
 
+@pytest.mark.slow
 def test_cli_json_and_plot(run_cli, tmp_path):
     png = tmp_path / "split.png"
     r = run_cli("split", SQUEEZENET, "--device", "tk1-gpu", "--server", "x86-2core-ort", "--uplink", "20Mbps",

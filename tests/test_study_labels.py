@@ -12,6 +12,7 @@ from conftest import ROOT
 NB201 = os.path.join(ROOT, "spaces", "nb201.yaml")
 
 
+@pytest.mark.slow
 def test_metric_names_limits_and_change(tmp_path):
     import optuna
 

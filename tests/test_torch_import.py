@@ -193,6 +193,7 @@ def test_resnet18_torch_params():
     assert n_params(resnet18()) == RESNET18_PARAMS
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_spec(mbv2):
     model, spec = mbv2
     assert spec["name"] == "mobilenet_v2"
@@ -225,6 +226,7 @@ def test_mobilenet_v2_residual_wiring(mbv2):
                                                 "inputs": ["features.18.2"]}
 
 
+@pytest.mark.slow
 def test_resnet18_spec(r18):
     model, spec = r18
     params, macs, out, ops = walk(spec)
@@ -477,6 +479,7 @@ def test_analyze_functional_model():
     assert (t["params"], t["macs"]) == (params, macs) == (n_params(model), torch_macs(model, (1, 3, 32, 32))[0])
 
 
+@pytest.mark.slow
 def test_from_torch():
     import augur_nas
 

@@ -4,7 +4,7 @@ All models are plain numbers (``to_dict``/``from_dict``) stored in device profil
 predictions are vectorized over an ``[L, B]`` layer table (``augur_nas.lower``).
 """
 
-from ._fusion import Boundary, FusionRules, LayoutRules
+from ._fusion import Boundary, FusionRules, LayoutRules  # noqa: F401 (Boundary: the segments and split read it here)
 from ._gemm import FEATURES, OUTSIDE_RULES, PiecewiseGemm, gemm_features
 from ._latency import FREE_BY_DEFAULT, GEMM_KINDS, LatencyModel, latency_ms, memory_mb
 from ._memory import ACTIVATION_MODES, WORKSPACE_MODES, MemoryModel

@@ -567,11 +567,16 @@ def _param(layer: _Layer, key: str) -> _Msg:
     return got if got is not None else _Msg(line=layer.line)
 
 
+def _section(layer: _Layer, key: str, arity: str) -> tuple[_Msg, "_Ctx"]:
+    """A layer's ``key`` parameter message (empty when absent) and the context its errors are
+    named in, after checking the layer's number of inputs (``_check_arity``)."""
+    _check_arity(layer, arity)
+    return _param(layer, key), _Ctx(layer.ctx.source, f"{key} of {layer.ctx.what}")
+
+
 def _convert_conv(layer: _Layer) -> tuple[str, dict[str, Any]]:
     ctx = layer.ctx
-    _check_arity(layer, "1")
-    p = _param(layer, "convolution_param")
-    pc = _Ctx(ctx.source, f"convolution_param of {ctx.what}")
+    p, pc = _section(layer, "convolution_param", "1")
     out = _required_int(pc, p, "num_output", 1, layer.line)
     kernel = _pair(pc, p, "kernel_size", "kernel_h", "kernel_w", None, 1, True, True,
                    layer.line)
@@ -598,9 +603,7 @@ def _convert_conv(layer: _Layer) -> tuple[str, dict[str, Any]]:
 
 def _convert_pool(layer: _Layer) -> tuple[str, dict[str, Any]]:
     ctx = layer.ctx
-    _check_arity(layer, "1")
-    p = _param(layer, "pooling_param")
-    pc = _Ctx(ctx.source, f"pooling_param of {ctx.what}")
+    p, pc = _section(layer, "pooling_param", "1")
     mode = pc.opt_enum(p, "pool", "pool", "MAX", _POOL_NAMES, _POOL_NUMBERS)
     if mode == "STOCHASTIC":
         raise ctx.error(f"{ctx.what} uses STOCHASTIC pooling, which is not supported "
@@ -623,9 +626,7 @@ def _convert_pool(layer: _Layer) -> tuple[str, dict[str, Any]]:
 
 def _convert_inner_product(layer: _Layer) -> tuple[str, dict[str, Any]]:
     ctx = layer.ctx
-    _check_arity(layer, "1")
-    p = _param(layer, "inner_product_param")
-    pc = _Ctx(ctx.source, f"inner_product_param of {ctx.what}")
+    p, pc = _section(layer, "inner_product_param", "1")
     out = _required_int(pc, p, "num_output", 1, layer.line)
     bias = pc.opt_bool(p, "bias_term", "bias_term", True)
     axis = pc.opt_int(p, "axis", "axis", 1, -2**31)
@@ -637,9 +638,7 @@ def _convert_inner_product(layer: _Layer) -> tuple[str, dict[str, Any]]:
 
 def _convert_relu(layer: _Layer) -> tuple[str, dict[str, Any]]:
     ctx = layer.ctx
-    _check_arity(layer, "1")
-    p = _param(layer, "relu_param")
-    pc = _Ctx(ctx.source, f"relu_param of {ctx.what}")
+    p, pc = _section(layer, "relu_param", "1")
     slope = pc.opt_number(p, "negative_slope", "negative_slope", 0.0)
     if slope != 0:
         raise ctx.error(f"{ctx.what} is a leaky ReLU (negative_slope {slope:g}), which is "
@@ -655,9 +654,7 @@ def _convert_activation(layer: _Layer) -> tuple[str, dict[str, Any]]:
 
 def _convert_lrn(layer: _Layer) -> tuple[str, dict[str, Any]]:
     ctx = layer.ctx
-    _check_arity(layer, "1")
-    p = _param(layer, "lrn_param")
-    pc = _Ctx(ctx.source, f"lrn_param of {ctx.what}")
+    p, pc = _section(layer, "lrn_param", "1")
     size = pc.opt_int(p, "local_size", "local_size", 5, 1)
     if size % 2 == 0:
         raise pc.error(f"`local_size` of {pc.what} must be odd, but got {size}",
@@ -697,9 +694,7 @@ def _convert_scale(layer: _Layer) -> tuple[str, dict[str, Any]]:
 
 def _convert_eltwise(layer: _Layer) -> tuple[str, dict[str, Any]]:
     ctx = layer.ctx
-    _check_arity(layer, "2+")
-    p = _param(layer, "eltwise_param")
-    pc = _Ctx(ctx.source, f"eltwise_param of {ctx.what}")
+    p, pc = _section(layer, "eltwise_param", "2+")
     op = pc.opt_enum(p, "operation", "operation", "SUM", _ELTWISE_NAMES, _ELTWISE_NUMBERS)
     if op == "MAX":
         raise ctx.error(f"{ctx.what} takes the element-wise MAX, which is not supported "
@@ -711,9 +706,7 @@ def _convert_eltwise(layer: _Layer) -> tuple[str, dict[str, Any]]:
 
 def _convert_concat(layer: _Layer) -> tuple[str, dict[str, Any]]:
     ctx = layer.ctx
-    _check_arity(layer, "1+")
-    p = _param(layer, "concat_param")
-    pc = _Ctx(ctx.source, f"concat_param of {ctx.what}")
+    p, pc = _section(layer, "concat_param", "1+")
     if p.has("axis") and p.has("concat_dim"):
         raise ctx.error(f"{ctx.what} gives both `axis` and `concat_dim`", layer.line)
     axis = (pc.opt_int(p, "axis", "axis", 1, -2**31) if p.has("axis")
@@ -725,10 +718,7 @@ def _convert_concat(layer: _Layer) -> tuple[str, dict[str, Any]]:
 
 
 def _convert_dropout(layer: _Layer) -> tuple[str, dict[str, Any]]:
-    ctx = layer.ctx
-    _check_arity(layer, "1")
-    p = _param(layer, "dropout_param")
-    pc = _Ctx(ctx.source, f"dropout_param of {ctx.what}")
+    p, pc = _section(layer, "dropout_param", "1")
     ratio = pc.opt_number(p, "dropout_ratio", "dropout_ratio", 0.5, lo=0.0, hi=1.0,
                           hi_open=True)
     return "dropout", {"ratio": ratio}

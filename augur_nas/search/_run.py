@@ -22,7 +22,7 @@ import time
 from .._atomic import check_out_dir
 from .._errors import ConstraintError
 from ..oracle import Oracle
-from ._config import (ASK_BATCH, ASK_BATCH_PERSISTENT, DEFAULT_SAMPLER, DEFAULT_TRIALS, SearchConfig, make_config,
+from ._config import (ASK_BATCH, ASK_BATCH_PERSISTENT, DEFAULT_SAMPLER, SearchConfig, make_config,
                       optuna_quiet, positive_int, progress_bar)
 from ._exact_run import exact_applies, exact_search, seed_encodings
 from ._exhaustive import exhaustive

@@ -690,7 +690,7 @@ class Compiler:
         of 2 groups. Each branch makes out/2 channels."""
         out = self.scaled(p["out"], p["width"])
         half = Fn(lambda c: c // 2, (out,))
-        stride, relu, k3 = p["stride"], Const("relu"), Const(3)
+        stride, relu = p["stride"], Const("relu")
         c2 = self.optional(stride, lambda v: (v[0] if isinstance(v, (list, tuple)) else v) != 1, conds)
         c1 = self.optional(stride, lambda v: (v[0] if isinstance(v, (list, tuple)) else v) == 1, conds)
         if c1 is not None and c2 is not None:

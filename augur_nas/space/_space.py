@@ -10,7 +10,7 @@ import numpy as np
 import yaml
 
 from .._errors import SpecError
-from ._compile import Choice, Compiler, Prod, Program, TAlt, TStage, TVal
+from ._compile import Compiler, Prod, Program, TAlt, TStage, TVal
 
 ENUMERATE_LIMIT = 10**7
 
