@@ -174,7 +174,6 @@ def run_cli():
 QUICK_VARIANTS = {
     "test_exact.py::test_limits_on_memory_params_macs": ("[nb201-tk1-gpu]",),
     "test_exact.py::test_latency_macs_front_is_exhaustive_front": ("[nb201-tk1-gpu]", "[mobile_small-tx1-cpu]"),
-    "test_exact.py::test_batch_of_images": ("[tk1-gpu]",),
     "test_exact.py::test_three_objectives_nb201": ("[tk1-gpu]",),
     "test_exact.py::test_choice_between_subnetworks_is_conditioned": ("[classic_small-tk1-gpu]",),
     "test_exact.py::test_cli_exact_bad_input_exit_2": ("[args0-",),

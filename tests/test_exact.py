@@ -283,6 +283,7 @@ def test_residual_profile_search_is_seeded_with_the_layer_sum_front():
     np.testing.assert_allclose(f.values["latency_ms"], again["latency_ms"], rtol=REL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", ["tk1-gpu", "tx1-cpu"])
 def test_batch_of_images(device):
     """A batch of 8 images per forward pass (latency and activations scale, weights do not): the

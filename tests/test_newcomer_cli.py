@@ -39,6 +39,7 @@ def test_repeated_device_is_refused():
     assert r.returncode == 2 and "--device was given twice (tk1-gpu and tx1-gpu)" in r.stderr
 
 
+@pytest.mark.slow
 def test_decode_to_a_model_file_both_ways(tmp_path):
     r = cli("space", f"{S}/mobile.yaml", "--decode", "0")
     assert r.returncode == 0 and r.stdout.startswith("# mobile sample 0")
@@ -105,11 +106,13 @@ def test_validate_samples_zero_without_space():
     assert r.returncode == 2 and "--samples 0 samples nothing" in r.stderr
 
 
+@pytest.mark.slow
 def test_validate_plot_checked_before_work(tmp_path):
     r = cli("validate", "--device", "x86-2core-ort", f"{S}/zoo/nin.yaml", "--plot", str(tmp_path))
     assert r.returncode == 2 and "is a folder" in r.stderr
 
 
+@pytest.mark.slow
 def test_devices_measured_profile_columns():
     r = cli("devices")
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("x86-2core-ort"))

@@ -168,6 +168,7 @@ def test_front_is_feasible_nondominated_and_complete(nb201_run):
         assert r["objective"] == r["macs"]  # the default objective is the MAC proxy
 
 
+@pytest.mark.slow
 def test_outputs(nb201_run):
     res, out = nb201_run
     space = load_space(NB201)
@@ -228,6 +229,7 @@ def test_mobile_front_latency_rechecked_with_predict(tmp_path, run_cli):
     assert json.loads(cp.stdout)["latency_ms"] <= 50.0
 
 
+@pytest.mark.slow
 def test_batches_one_oracle_call_per_batch(monkeypatch):
     calls = []
     orig = Oracle.evaluate
@@ -346,6 +348,7 @@ def test_user_objective_errors_exit_2(tmp_path, run_cli):
     assert cp.returncode == 2 and "no accuracy for you" in cp.stderr
 
 
+@pytest.mark.slow
 def test_callable_objective_api():
     seen = []
 

@@ -33,6 +33,7 @@ def test_metric_names_limits_and_change(tmp_path):
     assert study.user_attrs["limits"] == {"latency_ms": "50 ms"}
 
 
+@pytest.mark.slow
 def test_html_plot_ticks_and_objective_once(tmp_path):
     import shutil
     import subprocess
