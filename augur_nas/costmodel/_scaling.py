@@ -89,7 +89,7 @@ class ScalingModel:
                 "groups": {g: {k: _check.plain(v) for k, v in s._asdict().items()} for g, s in self.groups.items()}}
 
     @classmethod
-    def from_dict(cls, d, source=None, key="latency.scaling") -> "ScalingModel":
+    def from_dict(cls, d, source=None, key="latency.scaling") -> ScalingModel:
         _check.mapping(d, source, key, required=("groups",), optional=("threads", "cache_mb"))
         _check.mapping(d["groups"], source, f"{key}.groups")
         groups = {}
@@ -122,5 +122,5 @@ def group_of(kind: str, family: str) -> str:
 def spill_ratio(coef: float, cache_mb: float, batch, mb) -> np.ndarray:
     """``spill(b) / spill(1)`` of layers with ``mb`` activation MB per image (see the module)."""
     mb = np.maximum(np.asarray(mb, dtype=np.float64), 1e-12)
-    over = lambda b: np.log2(np.maximum(b * mb / cache_mb, 1.0))  # noqa: E731
+    over = lambda b: np.log2(np.maximum(b * mb / cache_mb, 1.0))
     return (1.0 + coef * over(batch)) / (1.0 + coef * over(1))
