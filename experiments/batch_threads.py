@@ -178,8 +178,8 @@ def rescore(args) -> dict:
     batches = sorted({r["batch"] for r in rows})
     by_pair = {f"{t}t-b{b}": score([r for r in rows if r["threads"] == t and r["batch"] == b], args.max_noise)
                for t in profiles for b in batches}
-    return dict(old, command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]) + f" (timings of {old['date']}: "
-                f"`{old['command']}`)", profiles={str(t): p.name for t, p in profiles.items()}, rows=rows,
+    return dict(old, command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+                timings_of=f"{old['date']}: `python experiments/{old['command']}`", profiles={str(t): p.name for t, p in profiles.items()}, rows=rows,
                 overall=score(rows, args.max_noise), by_threads_batch=by_pair)
 
 
@@ -193,7 +193,9 @@ def write_report(out: Path, rep: dict) -> None:
     o = rep["overall"]
     lines = [
         "# Batch and threads: predicted against measured latency (ONNX Runtime, this machine)", "",
-        f"Run {rep['date']}: `python experiments/{rep['command']}`" + (" (quick smoke run)" if rep["quick"] else ""),
+        f"Run {rep['date']}: `python experiments/{rep['command']}`" + (" (quick smoke run)" if rep["quick"] else "")
+        + (f" (nothing measured: the timings of the run of {rep['timings_of']}, predicted again)" if rep.get("timings_of")
+           else ""),
         "", f"Profiles: " + ", ".join(f"{t} thread(s): `{n}`" for t, n in rep["profiles"].items())
         + f"; batches {', '.join(map(str, rep['batches']))}; {rep['rounds']} interleaved rounds per pair; "
         f"measuring took {rep['wall_s']:.0f} s.", "",
