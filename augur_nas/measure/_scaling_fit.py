@@ -118,9 +118,11 @@ def measure_scaling(model0, threads=(1,), batches=FIT_BATCHES, visits: int = 2, 
     best: dict = {}
     with tempfile.TemporaryDirectory(prefix="augur-scaling-") as wd:
         for visit in range(visits):
+            done = 0
             for cn in nets:
                 if deadline is not None and time.monotonic() > deadline and (visit > 0 or len(best) >= MIN_SAMPLES):
                     break
+                done += 1
                 net = _OrtNet(cn.name, cn.model, wd, model0.fuse)
                 try:
                     for b in batches:
@@ -138,7 +140,7 @@ def measure_scaling(model0, threads=(1,), batches=FIT_BATCHES, visits: int = 2, 
                 finally:
                     net.remove()
             if progress:
-                progress(f"scaling: visit {visit + 1} of {visits}: {len(best)} samples")
+                progress(f"scaling: visit {visit + 1} of {visits}: {done} of {len(nets)} networks, {len(best)} samples")
     return list(best.values())
 
 
