@@ -169,3 +169,41 @@ def test_a_tiny_measured_batch_fit():
     fit = fit_scaling(samples).model
     assert fit.groups["fc"].rate < 0.5
     assert "conv" in fit.groups
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--threads", "2", "--from-profile", "x86-xeon-avx512-ort-2t"], "one-thread ONNX Runtime profile"),
+    (["--from-profile", "tk1-cpu"], "one-thread ONNX Runtime profile"),
+    (["--threads", "3", "--from-profile", "x86-xeon-avx512-ort", "--threads-from",
+      str(ROOT / "experiments/data/x86-xeon-avx512-ort-2t-grid.yaml")], "describes 2 thread(s)"),
+    (["--threads-from", "x86-xeon-avx512-ort-2t"], "--from-profile"),
+    (["--backend", "numpy", "--scaling-s", "5"], "numpy backend"),
+])
+def test_profile_scaling_options_refuse_bad_input(args, says, tmp_path, capsys):
+    from augur_nas.cli import main
+
+    code = main(["profile", *args, "--name", "x", "-o", str(tmp_path / "x.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and "Traceback" not in err
+    assert not (tmp_path / "x.yaml").exists()
+
+
+def test_threads_from_a_kernel_profile_builds_a_two_thread_profile(tmp_path, capsys):
+    """``--threads-from`` times nothing: the one-thread kernels, their batch coefficients and
+    thread coefficients from the 2-thread grid; a 2-thread profile prices a big layer at about
+    half and never above one thread."""
+    from augur_nas.cli import main
+
+    out = tmp_path / "p2.yaml"
+    code = main(["profile", "--threads", "2", "--from-profile", "x86-xeon-avx512-ort", "--threads-from",
+                 str(ROOT / "experiments/data/x86-xeon-avx512-ort-2t-grid.yaml"), "--name", "p2", "-o", str(out)])
+    assert code == 0
+    p2, p1 = load_profile(str(out)), load_profile("x86-xeon-avx512-ort")
+    assert p2.threads == 2 and p2.latency.scaling.threads == 2
+    assert p2.latency.scaling.groups["fc"].rate == p1.latency.scaling.groups["fc"].rate
+    assert 0.4 < p2.latency.scaling.groups["conv"].par_share < 0.8
+    space = an.load_space(ROOT / "spaces/resnet.yaml")
+    X = space.sample(10, seed=2)
+    for b in (1, 8):
+        t1, t2 = an.Oracle(space, p1).latency(X, b), an.Oracle(space, p2).latency(X, b)
+        assert np.all(t2 <= t1 * (1 + 1e-12)) and np.all(t2 < 0.8 * t1)

@@ -182,6 +182,9 @@ def cmd_profile(args) -> int:
 def _scaling_budget(args, settings) -> float:
     """Seconds of the batch (and threads) phase: ``--scaling-s``, else 12% of the budget (30 to 90 s)
     with ONNX Runtime; the other backends keep "b times one image"."""
+    if args.threads_from and not args.from_profile:
+        raise MeasurementError("--threads-from gives the thread coefficients of a one-thread profile's kernels: give that "
+                               "profile with --from-profile P1.yaml (and --threads N)")
     if settings.backend != "onnxruntime":
         if args.scaling_s or args.from_profile:
             raise MeasurementError("--scaling-s and --from-profile measure ONNX Runtime's kernels per node; "
@@ -199,7 +202,8 @@ def _profile_from_base(args, settings, scaling_s, say) -> int:
     if (base.threads or 1) != 1 or (base.runtime_settings or {}).get("backend") != "onnxruntime" or \
             (base.latency.scaling is not None and base.latency.scaling.threads != 1):
         raise MeasurementError(f"--from-profile {args.from_profile}: give a one-thread ONNX Runtime profile of this "
-                               f"machine (it describes {base.threads} thread(s), {base.runtime})")
+                               f"machine (it describes {base.threads or 'an unstated number of'} thread(s), "
+                               f"{base.runtime})")
     _warn_mismatch(base, RuntimeSettings.from_dict(base.runtime_settings), "profile")
     target = Profile.from_dict(base.to_dict(), base.source)
     target.name = args.name
