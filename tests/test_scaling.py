@@ -4,6 +4,7 @@ its fit on synthetic samples, and a tiny measured fit (slow)."""
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import augur_nas as an
 from augur_nas._errors import ProfileError
@@ -11,9 +12,7 @@ from augur_nas.costmodel import LatencyModel
 from augur_nas.costmodel._scaling import GroupScale, ScalingModel, spill_ratio
 from augur_nas.measure._scaling_fit import ScaleSample, fit_scaling
 from augur_nas.oracle import _table_costs
-from augur_nas.profile import load_profile, parse_profile, dump_profile
-
-from conftest import ROOT
+from augur_nas.profile import dump_profile, load_profile, parse_profile
 
 
 def _model(threads=1, **groups):
