@@ -14,6 +14,8 @@ import os
 import signal
 import sys
 
+import numpy as np
+
 from .._atomic import atomic_write, check_out_file
 from .._errors import MeasurementError
 from .._format import print_json, table
@@ -164,6 +166,7 @@ def cmd_profile(args) -> int:
     if scaling_s > 0:
         say(f"batch phase: the calibration set per node at batches {FIT_BATCHES} (at most {scaling_s:.0f} s)")
         profile, _ = add_scaling(profile, settings, scaling_s, progress=say)
+        profile.fit = dict(profile.fit, budget_s=args.budget_s)  # the kernels had the rest of it
     header = (f"Device profile `{args.name}`, measured by `augur-nas profile --backend {settings.backend}` on this machine.\n"
               f"Runtime settings: {settings.describe()}.\nFormat: docs/profiles.md.")
     save_profile(profile, out, header=header)
@@ -180,8 +183,8 @@ def cmd_profile(args) -> int:
 
 
 def _scaling_budget(args, settings) -> float:
-    """Seconds of the batch (and threads) phase: ``--scaling-s``, else 12% of the budget (30 to 90 s)
-    with ONNX Runtime; the other backends keep "b times one image"."""
+    """Seconds of the batch (and threads) phase: ``--scaling-s``, else 12% of the budget (30 to 90 s,
+    at most a quarter of it) with ONNX Runtime; the other backends keep "b times one image"."""
     if args.threads_from and not args.from_profile:
         raise MeasurementError("--threads-from gives the thread coefficients of a one-thread profile's kernels: give that "
                                "profile with --from-profile P1.yaml (and --threads N)")
@@ -192,7 +195,8 @@ def _scaling_budget(args, settings) -> float:
         return 0.0
     if args.scaling_s is not None:
         return float(args.scaling_s)
-    return min(90.0, max(30.0, 0.12 * args.budget_s))
+    # a small budget (a smoke test) keeps three quarters for the kernels
+    return float(np.clip(0.12 * args.budget_s, min(30.0, 0.25 * args.budget_s), 90.0))
 
 
 def _profile_from_base(args, settings, scaling_s, say) -> int:
@@ -419,7 +423,7 @@ def _profile_arguments(p) -> None:
     p.add_argument("--scaling-s", type=nonneg_float, default=None, metavar="S",
                    help="onnxruntime: seconds of the batch phase (the calibration set per node at batches 1, 8, 32; "
                         "fits how each op family's time grows with the batch), taken out of --budget-s (default 12%% "
-                        "of it, 30 to 90 s; 0: none, a batch of b then costs b times one image)")
+                        "of it, 30 to 90 s, at most a quarter; 0: none, a batch of b then costs b times one image)")
     p.add_argument("--from-profile", default=None, metavar="FILE",
                    help="with --threads N: take this one-thread profile's kernels and measure only how the batch "
                         "and N threads scale them (--scaling-s, default 120 s) instead of a kernel grid at N threads; "
