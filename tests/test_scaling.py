@@ -118,7 +118,7 @@ def _synthetic(truth: ScalingModel, seed=0, noise=0.02, threads=(1,)):
         for i in range(60):
             t1 = float(np.exp(rng.uniform(np.log(0.002), np.log(2.0))))
             mb = float(np.exp(rng.uniform(np.log(0.05), np.log(8.0))))
-            key = (f"net{i % 12}", f"{g}{i}")
+            key = (f"net{i % 30}", f"{g}{i}")
             for th in threads:
                 for b in (1, 8, 32):
                     one = ScalingModel(truth.groups, truth.cache_mb, th)
