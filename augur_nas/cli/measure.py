@@ -233,6 +233,11 @@ def _profile_from_base(args, settings, scaling_s, say) -> int:
         print(f"  {g:7s} batch: per call {1000 * s.per_call_ms:.1f} us, rate {s.rate:.3f}, spill {s.spill_coef:.2f}"
               f" per doubling past {sc.cache_mb:g} MB" + (f"; threads: x{s.par_share:.2f} + {1000 * s.par_call_ms:.1f} us"
                                                           if sc.threads > 1 else ""))
+    conv = sc.groups.get("conv")
+    if sc.threads > 1 and threads_from is None and conv is not None and conv.par_share > 0.9:
+        say(f"warning: {sc.threads} threads ran the convs hardly faster than one (x{conv.par_share:.2f}): other processes "
+            f"had the cores, and the profile will price {sc.threads} threads as one. Measure on a quiet machine, or "
+            f"take the thread coefficients from a {sc.threads}-thread kernel profile (--threads-from)")
     return 0
 
 
