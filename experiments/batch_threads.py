@@ -155,6 +155,34 @@ def run(args) -> dict:
             "rows": rows}
 
 
+def rescore(args) -> dict:
+    """The measurements of an earlier run (``--rescore FILE.json``) against these profiles'
+    predictions: a changed model checked on the same timings without measuring again (the
+    timings keep their date, noise and anchor speeds)."""
+    from augur_nas.profile import load_profile
+
+    with open(args.rescore, encoding="utf-8") as f:
+        old = json.load(f)
+    profiles = {1: load_profile(args.profile_1t)}
+    if args.profile_2t:
+        profiles[2] = load_profile(args.profile_2t)
+    models = dict(zoo_items(set(old["networks"])))
+    rows = []
+    for r in old["rows"]:
+        prof = profiles.get(r["threads"])
+        if prof is None:
+            continue
+        pred = predict(models[r["network"]], prof, r["batch"])
+        rows.append(dict(r, profile=prof.name, predicted_ms=pred, error_pct=100.0 * (pred / r["measured_ms"] - 1.0),
+                         predicted_ips=r["batch"] * 1000.0 / pred))
+    batches = sorted({r["batch"] for r in rows})
+    by_pair = {f"{t}t-b{b}": score([r for r in rows if r["threads"] == t and r["batch"] == b], args.max_noise)
+               for t in profiles for b in batches}
+    return dict(old, command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+                timings_of=f"{old['date']}: `python experiments/{old['command']}`", profiles={str(t): p.name for t, p in profiles.items()}, rows=rows,
+                overall=score(rows, args.max_noise), by_threads_batch=by_pair)
+
+
 def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.0f}%"
 
@@ -165,7 +193,9 @@ def write_report(out: Path, rep: dict) -> None:
     o = rep["overall"]
     lines = [
         "# Batch and threads: predicted against measured latency (ONNX Runtime, this machine)", "",
-        f"Run {rep['date']}: `python experiments/{rep['command']}`" + (" (quick smoke run)" if rep["quick"] else ""),
+        f"Run {rep['date']}: `python experiments/{rep['command']}`" + (" (quick smoke run)" if rep["quick"] else "")
+        + (f" (nothing measured: the timings of the run of {rep['timings_of']}, predicted again)" if rep.get("timings_of")
+           else ""),
         "", f"Profiles: " + ", ".join(f"{t} thread(s): `{n}`" for t, n in rep["profiles"].items())
         + f"; batches {', '.join(map(str, rep['batches']))}; {rep['rounds']} interleaved rounds per pair; "
         f"measuring took {rep['wall_s']:.0f} s.", "",
@@ -214,11 +244,16 @@ def main(argv=None) -> int:
     ap.add_argument("--max-noise", type=float, default=0.05)
     ap.add_argument("--max-wait-s", type=float, default=60.0)
     ap.add_argument("--quick", action="store_true", help=f"{', '.join(QUICK_NETS)} at batch 1 and 4, 3 rounds (~1 min)")
-    ap.add_argument("--out", default=str(ROOT / "experiments"))
+    ap.add_argument("--out", default=None, help="folder of the report (default experiments/; with --rescore "
+                                                 "experiments/batch_threads_rescored/)")
+    ap.add_argument("--rescore", default=None, metavar="FILE.json",
+                    help="measure nothing: predict the timings of an earlier run's JSON with these profiles")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = str(ROOT / "experiments" / ("batch_threads_rescored" if args.rescore else ""))
     if args.quick:
         args.batches, args.rounds, args.max_wait_s = (1, 4), 3, 2.0
-    rep = run(args)
+    rep = rescore(args) if args.rescore else run(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_report(out, rep)

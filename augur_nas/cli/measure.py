@@ -14,6 +14,8 @@ import os
 import signal
 import sys
 
+import numpy as np
+
 from .._atomic import atomic_write, check_out_file
 from .._errors import MeasurementError
 from .._format import print_json, table
@@ -23,10 +25,11 @@ from ..measure._measure import QUICK, estimate_s, measure_paths, noisy, stderr_p
 from ..measure._profile_other import profile_numpy, profile_torch
 from ..measure._profiling import profile_onnxruntime
 from ..measure._residual_fit import fit_residual
+from ..measure._scaling_fit import FIT_BATCHES, add_scaling
 from ..measure._settings import RuntimeSettings, require
 from ..measure._validate import plot, validate
 from ..models import load_space
-from ..profile import load_profile, save_profile
+from ..profile import Profile, load_profile, save_profile
 from ._args import Once, fraction, nonneg_float, nonneg_int, positive_float, positive_int
 from ._command import Command
 from .._batch import parse_batch
@@ -141,9 +144,13 @@ def cmd_profile(args) -> int:
     check_out_file(out, "-o")
     _trap_sigterm()
     say = stderr_progress("augur-nas profile")
+    scaling_s = _scaling_budget(args, settings)
+    if args.from_profile:
+        return _profile_from_base(args, settings, scaling_s, say)
     if settings.backend == "onnxruntime":
-        profile, report = profile_onnxruntime(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say,
-                                              max_network_macs=args.max_network_macs)
+        # the batch phase's time comes out of the budget, so the default run stays within it
+        profile, report = profile_onnxruntime(args.name, settings, budget_s=args.budget_s - scaling_s, seed=args.seed,
+                                              progress=say, max_network_macs=args.max_network_macs)
     elif settings.backend == "numpy":
         profile, report = profile_numpy(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say)
     else:
@@ -156,6 +163,10 @@ def cmd_profile(args) -> int:
     if settings.backend in ("onnxruntime", "torch") and corr_s > 0:
         say(f"correction: the calibration set timed end to end (at most {corr_s:.0f} s)")
         profile, corr = correct_profile(profile, settings, budget_s=corr_s, progress=say, seed=args.seed)
+    if scaling_s > 0:
+        say(f"batch phase: the calibration set per node at batches {FIT_BATCHES} (at most {scaling_s:.0f} s)")
+        profile, _ = add_scaling(profile, settings, scaling_s, progress=say)
+        profile.fit = dict(profile.fit, budget_s=args.budget_s)  # the kernels had the rest of it
     header = (f"Device profile `{args.name}`, measured by `augur-nas profile --backend {settings.backend}` on this machine.\n"
               f"Runtime settings: {settings.describe()}.\nFormat: docs/profiles.md.")
     save_profile(profile, out, header=header)
@@ -168,6 +179,65 @@ def cmd_profile(args) -> int:
         print(f"correction ({corr['elapsed_s']:.0f} s, {'applied' if corr['applied'] else 'not applied: it did not help'}):"
               f" calibration set {100 * b['within_10pct']:.0f}% within ±10% by the layer sum, "
               f"{100 * loo['within_10pct']:.0f}% with the per-family factors (leave-one-out)")
+    return 0
+
+
+def _scaling_budget(args, settings) -> float:
+    """Seconds of the batch (and threads) phase: ``--scaling-s``, else 12% of the budget (30 to 90 s,
+    at most a quarter of it) with ONNX Runtime; the other backends keep "b times one image"."""
+    if args.threads_from and not args.from_profile:
+        raise MeasurementError("--threads-from gives the thread coefficients of a one-thread profile's kernels: give that "
+                               "profile with --from-profile P1.yaml (and --threads N)")
+    if settings.backend != "onnxruntime":
+        if args.scaling_s or args.from_profile:
+            raise MeasurementError("--scaling-s and --from-profile measure ONNX Runtime's kernels per node; "
+                                   f"the {settings.backend} backend keeps the batch rule of one image times b")
+        return 0.0
+    if args.scaling_s is not None:
+        return float(args.scaling_s)
+    # a small budget (a smoke test) keeps three quarters for the kernels
+    return float(np.clip(0.12 * args.budget_s, min(30.0, 0.25 * args.budget_s), 90.0))
+
+
+def _profile_from_base(args, settings, scaling_s, say) -> int:
+    """``profile --threads N --from-profile P1``: P1's one-thread kernels with batch and N-thread
+    coefficients measured on the calibration set (a minute, not a kernel grid)."""
+    base = _load_profile(args.from_profile)
+    if (base.threads or 1) != 1 or (base.runtime_settings or {}).get("backend") != "onnxruntime" or \
+            (base.latency.scaling is not None and base.latency.scaling.threads != 1):
+        raise MeasurementError(f"--from-profile {args.from_profile}: give a one-thread ONNX Runtime profile of this "
+                               f"machine (it describes {base.threads or 'an unstated number of'} thread(s), "
+                               f"{base.runtime})")
+    _warn_mismatch(base, RuntimeSettings.from_dict(base.runtime_settings), "profile")
+    target = Profile.from_dict(base.to_dict(), base.source)
+    target.name = args.name
+    target.description = base.description.replace("1 intra-op thread(s)", f"{settings.threads} intra-op thread(s)")
+    threads_from = _load_profile(args.threads_from) if args.threads_from else None
+    if threads_from is not None and (threads_from.threads or 1) != settings.threads:
+        raise MeasurementError(f"--threads-from {args.threads_from} describes {threads_from.threads or 1} thread(s); "
+                               f"give --threads {threads_from.threads or 1} or a profile measured at {settings.threads}")
+    budget = scaling_s if args.scaling_s is not None else max(scaling_s, 120.0)
+    say(f"batch and threads: the calibration set per node (at most {budget:.0f} s)")
+    profile, rep = add_scaling(target, settings, budget, progress=say, base=base, threads_from=threads_from)
+    cmd = ("augur-nas profile" + (f" --threads {settings.threads}" if settings.threads > 1 else "")
+           + f" --from-profile {args.from_profile}" + (f" --threads-from {args.threads_from}" if args.threads_from else "")
+           + (f" --scaling-s {args.scaling_s:g}" if args.scaling_s is not None else "") + f" --name {args.name} -o {args.output}")
+    save_profile(profile, args.output, header=f"Device profile `{args.name}`: the kernels of `{base.name}` "
+                 f"({base.provenance.get('source', base.provenance['method'])}) with the batch and "
+                 f"{settings.threads}-thread model latency.scaling, by `{cmd}`.\nRuntime settings: "
+                 f"{settings.describe()}.\nFormat: docs/profiles.md.")
+    sc = profile.latency.scaling
+    print(f"wrote {args.output}: profile `{args.name}` = `{base.name}` + scaling for {sc.threads} thread(s) "
+          f"({rep['elapsed_s']:.0f} s)")
+    for g, s in sc.groups.items():
+        print(f"  {g:7s} batch: per call {1000 * s.per_call_ms:.1f} us, rate {s.rate:.3f}, spill {s.spill_coef:.2f}"
+              f" per doubling past {sc.cache_mb:g} MB" + (f"; threads: x{s.par_share:.2f} + {1000 * s.par_call_ms:.1f} us"
+                                                          if sc.threads > 1 else ""))
+    conv = sc.groups.get("conv")
+    if sc.threads > 1 and threads_from is None and conv is not None and conv.par_share > 0.9:
+        say(f"warning: {sc.threads} threads ran the convs hardly faster than one (x{conv.par_share:.2f}): other processes "
+            f"had the cores, and the profile will price {sc.threads} threads as one. Measure on a quiet machine, or "
+            f"take the thread coefficients from a {sc.threads}-thread kernel profile (--threads-from)")
     return 0
 
 
@@ -355,6 +425,18 @@ def _profile_arguments(p) -> None:
                    help="then time the fixed calibration set for at most S seconds and fit per-family corrections "
                         "(default with onnxruntime: 15%% of --budget-s, 5 to 70 s; with torch: none; 0: none); the whole "
                         "command takes about --budget-s + S + 30 s")
+    p.add_argument("--scaling-s", type=nonneg_float, default=None, metavar="S",
+                   help="onnxruntime: seconds of the batch phase (the calibration set per node at batches 1, 8, 32; "
+                        "fits how each op family's time grows with the batch), taken out of --budget-s (default 12%% "
+                        "of it, 30 to 90 s, at most a quarter; 0: none, a batch of b then costs b times one image)")
+    p.add_argument("--from-profile", default=None, metavar="FILE",
+                   help="with --threads N: take this one-thread profile's kernels and measure only how the batch "
+                        "and N threads scale them (--scaling-s, default 120 s) instead of a kernel grid at N threads; "
+                        "without --threads: add the batch phase to that profile")
+    p.add_argument("--threads-from", default=None, metavar="FILE",
+                   help="with --from-profile: fit the thread coefficients from this N-thread kernel profile of the "
+                        "same machine (its per-layer prices beside the one-thread profile's) instead of timing N "
+                        "threads now (a busy machine cannot time two threads)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the profile YAML to write")
 
 

@@ -39,6 +39,7 @@ from ._fusion import Boundary, FusionRules, LayoutRules, duplicates
 from ._gemm import PiecewiseGemm
 from ._ops import BYTES_PER_MB, OpModel
 from ._residual import residual_sums
+from ._scaling import ScalingModel, group_of
 
 # the op table's facts, under the names the cost model has always exported
 FREE_BY_DEFAULT = FREE_KINDS
@@ -49,8 +50,11 @@ class LatencyModel:
 
     def __init__(self, gemm: dict, ops: OpModel | None = None, kinds: dict | None = None,
                  layer_overhead_ms: float = 0.0, fuse: FusionRules | list | None = None,
-                 network_overhead_ms: float = 0.0, layout: LayoutRules | None = None, cse=()):
+                 network_overhead_ms: float = 0.0, layout: LayoutRules | None = None, cse=(),
+                 scaling: ScalingModel | None = None):
         self.gemm = dict(gemm)
+        # how a layer's time grows with the batch and the threads (None: b times one image)
+        self.scaling = scaling
         self.ops = ops if ops is not None else OpModel()
         self.kinds = dict(kinds or {})
         self.layer_overhead_ms = float(layer_overhead_ms)
@@ -149,7 +153,9 @@ class LatencyModel:
                 msk = msk & ~absorbed[idx]
             if not msk.any():
                 continue
-            if fam == "gemm":
+            if self.scaling is not None:
+                t = self._scaled_time(kind, fam, name, rows, idx, msk, table.names, batch, profile)
+            elif fam == "gemm":
                 n, m, k, groups = rows["n"][idx], rows["m"][idx], rows["k"][idx], rows["groups"][idx]
                 names = [table.names[s] for s in slots]
                 mm = m * batch if kind == "fc" else m
@@ -170,10 +176,26 @@ class LatencyModel:
             moved, count = got[0], got[1]
             if exit_state:
                 layout_exit = got[3]
-            out += self.layout.cost(moved * batch, count)
+            if self.scaling is not None:
+                out += self.scaling.scale("layout", self.layout.cost(moved, count), batch, moved / BYTES_PER_MB)
+            else:
+                out += self.layout.cost(moved * batch, count)
         if not exit_state:
             return out, count
         return out, count, fused, _exit_boundary(B, fusion_exit, layout_exit)
+
+    def _scaled_time(self, kind, fam, name, rows, idx, msk, all_names, batch, profile):
+        """A slot group's time with ``scaling``: the one-image time (fc at m = 1) scaled to the
+        batch and threads by the layer's group."""
+        moved = (rows["in_elems"][idx] + rows["out_elems"][idx]).astype(np.float64) * DTYPE_BYTES
+        if fam == "gemm":
+            n, m, k, groups = rows["n"][idx], rows["m"][idx], rows["k"][idx], rows["groups"][idx]
+            names = [all_names[s] for s in idx]
+            t1 = self._gemm_time(kind, name, n, m, k, groups, rows["in_c"][idx], msk, names, profile) * groups
+        else:
+            per_mb, overhead = self.ops.coef(kind)
+            t1 = per_mb * moved / BYTES_PER_MB + overhead
+        return self.scaling.scale(group_of(kind, fam), t1, batch, moved / BYTES_PER_MB)
 
     def _gemm_time(self, kind, name, n, m, k, groups, in_c, msk, names, profile):
         """One GEMM's time per slot, with the kind's per-layer model choice (pointwise, narrow)."""
@@ -238,6 +260,8 @@ class LatencyModel:
             d["layout"] = self.layout.to_dict()
         if self.cse:
             d["cse"] = list(self.cse)
+        if self.scaling is not None:
+            d["scaling"] = self.scaling.to_dict()
         if self.kinds:
             d["kinds"] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in sorted(self.kinds.items())}
         d["gemm"] = {name: g.to_dict() for name, g in self.gemm.items()}
@@ -247,7 +271,7 @@ class LatencyModel:
     @classmethod
     def from_dict(cls, d, source: str | None = None, key: str = "latency") -> "LatencyModel":
         _check.mapping(d, source, key, required=("gemm", "ops"),
-                       optional=("layer_overhead_ms", "network_overhead_ms", "fuse", "layout", "cse", "kinds"))
+                       optional=("layer_overhead_ms", "network_overhead_ms", "fuse", "layout", "cse", "kinds", "scaling"))
         _check.mapping(d["gemm"], source, f"{key}.gemm")
         gemm = {str(name): PiecewiseGemm.from_dict(g, source, f"{key}.gemm.{name}") for name, g in d["gemm"].items()}
         ops = OpModel.from_dict(d["ops"], source, f"{key}.ops")
@@ -265,7 +289,8 @@ class LatencyModel:
         cse = d.get("cse") or []
         if not isinstance(cse, list) or not all(isinstance(k, str) and k in REGISTRY for k in cse):
             raise _check.err(f"`{key}.cse` must be a list of op kinds", source, f"{key}.cse")
-        return cls(gemm, ops, kinds, overhead, fuse, net, layout, cse)
+        scaling = ScalingModel.from_dict(d["scaling"], source, f"{key}.scaling") if d.get("scaling") is not None else None
+        return cls(gemm, ops, kinds, overhead, fuse, net, layout, cse, scaling)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, LatencyModel) and self.to_dict() == other.to_dict()

@@ -1,0 +1,93 @@
+"""Diagnosis for issue 14: which part of each kernel family scales with the batch (ONNX Runtime,
+one thread, this machine), from per-node profiles of the fixed calibration set (never the zoo).
+
+    taskset -c 0 python experiments/batch_nodes.py            # ~2.5 min: CPU-time-normalised node times
+    taskset -c 0 python experiments/batch_nodes.py --wall     # the same with wall-clock node times
+    python experiments/batch_nodes.py --load samples.json --cv   # fit saved samples; cross-validate both objectives
+
+For every scaling group (conv, dwconv, fc, bytes: the memory-bound kinds, layout: the layout
+conversions) it prints the measured time of a batch of b images over b x the batch-1 time of
+the same layers (1.00: the batch costs b times one image), then the coefficients
+``fit_scaling`` draws from these samples and how well they reproduce each group's sums.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from augur_nas.measure._scaling_fit import DEFAULT_OBJECTIVE, OBJECTIVES
+
+
+def main(argv=None) -> int:
+    from augur_nas.measure._scaling_fit import ScaleSample, fit_scaling, measure_scaling
+    from augur_nas.profile import load_profile
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", default="x86-xeon-avx512-ort", help="its fusion rules attribute the nodes")
+    ap.add_argument("--wall", action="store_true", help="wall-clock node times (no CPU-time normalisation)")
+    ap.add_argument("--visits", type=int, default=2)
+    ap.add_argument("--save", default=None, metavar="FILE.json", help="write the samples")
+    ap.add_argument("--load", default=None, metavar="FILE.json", help="fit saved samples, measure nothing")
+    ap.add_argument("--objective", choices=sorted(OBJECTIVES), default=DEFAULT_OBJECTIVE, help="the batch fit's loss")
+    ap.add_argument("--cv", action="store_true",
+                    help="also leave-one-network-out: each network's batch sums predicted by a fit on the others, "
+                         "for every objective")
+    args = ap.parse_args(argv)
+    lat = load_profile(args.profile).latency
+    if args.load:
+        with open(args.load, encoding="utf-8") as f:
+            samples = [ScaleSample(**dict(d, key=tuple(d["key"]))) for d in json.load(f)]
+    else:
+        samples = measure_scaling(lat, visits=args.visits, cpu_time=not args.wall, progress=print)
+    if args.save:
+        with open(args.save, "w", encoding="utf-8") as f:
+            json.dump([s._asdict() for s in samples], f)
+    model = fit_scaling(samples, objective=args.objective).model
+    one = {(s.key, s.batch): s for s in samples if s.threads == 1}
+    sums = collections.defaultdict(lambda: np.zeros(3))
+    for (key, b), s in one.items():
+        ref = one.get((key, 1))
+        if ref is None or b == 1:
+            continue
+        pred = float(model.scale(s.group, np.array([ref.ms]), b, np.array([s.mb]))[0])
+        sums[(s.group, b)] += (s.ms, b * ref.ms, pred)
+    print(f"{'group':8s} {'batch':>5s} {'measured / (b x batch 1)':>26s} {'fitted / measured':>18s}")
+    for (g, b), (meas, naive, pred) in sorted(sums.items()):
+        print(f"{g:8s} {b:5d} {meas / naive:26.2f} {pred / meas:18.2f}")
+    print("fitted:", {g: {k: round(v, 4) for k, v in s._asdict().items()} for g, s in model.groups.items()},
+          "cache_mb", model.cache_mb)
+    if args.cv:
+        for obj in sorted(OBJECTIVES):
+            e = np.abs(leave_one_out(samples, obj))
+            print(f"leave-one-network-out, objective {obj}: batch sums within ±10% {np.mean(e <= 0.1):.0%}, within "
+                  f"±15% {np.mean(e <= 0.15):.0%}, median |error| {100 * np.median(e):.1f}% ({len(e)} network x batch)")
+    return 0
+
+
+def leave_one_out(samples, objective) -> list:
+    """Relative errors of each calibration network's sum at each batch > 1, fitted without it."""
+    from augur_nas.measure._scaling_fit import fit_scaling
+
+    errs = []
+    for net in sorted({s.key[0] for s in samples}):
+        model = fit_scaling([s for s in samples if s.key[0] != net], objective=objective).model
+        one = {(s.key, s.batch): s for s in samples if s.key[0] == net and s.threads == 1}
+        sums = collections.defaultdict(lambda: np.zeros(2))
+        for (key, b), s in one.items():
+            ref = one.get((key, 1))
+            if ref is not None and b > 1:
+                sums[b] += (s.ms, float(model.scale(s.group, np.array([ref.ms]), b, np.array([s.mb]))[0]))
+        errs += [pred / meas - 1 for meas, pred in sums.values()]
+    return errs
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
