@@ -426,31 +426,39 @@ class _Totals:
     def add_block(self, names, vals, key, is_max=False):
         self.blocks.setdefault((names, is_max), []).append((vals, key))
 
-    def add_field(self, k, v):
+    def add_field(self, k, v, owned=False):
+        """Add ``v`` ([B], or a scalar) to field ``k`` (max for a reduced field); an ``owned`` ``[B]``
+        float64 array that nothing else holds is kept as it is when ``k`` is new."""
         cur = self.fields.get(k)
         if cur is None:
-            self.fields[k] = np.array(np.broadcast_to(v, (self.B,)), dtype=np.float64)
+            self.fields[k] = v if owned else np.array(np.broadcast_to(v, (self.B,)), dtype=np.float64)
         elif k in self.reduce_max:
             np.maximum(cur, v, out=cur)
         else:
             np.add(cur, v, out=cur)
 
     def _gather(self, parts, is_max) -> np.ndarray:
+        """``[F, B]``: the fields' sums (or maxima) over the parts, one contiguous row per field."""
         op = np.maximum if is_max else np.add
-        out = np.empty((self.B, parts[0][0].shape[1]), dtype=np.float64)
+        F = parts[0][0].shape[1]
+        out = np.empty((F, self.B), dtype=np.float64)
+        step = np.empty((min(self.B, self.ROWS_PER_STEP), F), dtype=np.float64)
         for lo in range(0, self.B, self.ROWS_PER_STEP):
             hi = min(self.B, lo + self.ROWS_PER_STEP)
-            acc = out[lo:hi]
+            acc = step[:hi - lo]
             np.take(parts[0][0], parts[0][1][lo:hi], axis=0, out=acc, mode="clip")  # keys are in range: no buffer
             for vals, key in parts[1:]:
                 op(acc, np.take(vals, key[lo:hi], axis=0), out=acc)
+            # turned while the block is in the caches: the fields come out as rows, not strided
+            # columns that would each be copied again
+            out[:, lo:hi] = acc.T
         return out
 
     def result(self) -> dict:
         for (names, is_max), parts in self.blocks.items():
             block = self._gather(parts, is_max)
             for c, k in enumerate(names):
-                self.add_field(k, block[:, c])
+                self.add_field(k, block[c], owned=True)
         return self.fields
 
 
