@@ -34,6 +34,7 @@ CALLS_BEFORE_GRID = 2  # ... from this many earlier calls of the cache on (see s
 GRID_CACHE_BYTES = 64 * 2**20  # a cache of segment grids (``segment_sums(cache=...)``) is cleared beyond this
 STATE_GRID = 2**17  # ... and, over several entry states (fusion/layout profiles), this many rows in all
 NARROW_BATCH = 1024  # from this batch size on, keys are computed from int8/int16 gene rows
+GENE_ROWS_PER_STEP = 2048  # candidates whose gene rows are cast and transposed together
 MERGE_GRID = 512  # neighbouring segments are merged while their joint grid has at most this many rows
 MAX_SUBSET_STATES = 64  # entry state sets up to this size are looked up in larger ones met before
 MAX_STATE_SETS = 4  # entry state sets remembered per segment (``GridCache.entering``)
@@ -424,7 +425,12 @@ def _gene_columns(space, X):
     dt = np.int64 if X.shape[0] < NARROW_BATCH else np.int8 if most <= 127 else np.int16 if most <= 32767 else np.int64
     if dt is np.int64:
         return np.ascontiguousarray(X.T)
-    return np.ascontiguousarray(X.astype(dt).T)
+    # cast and turned a block of rows at a time (the block stays in the caches): about 3x quicker
+    # than a whole-batch cast followed by a whole-batch transpose
+    out = np.empty((X.shape[1], X.shape[0]), dtype=dt)
+    for lo in range(0, X.shape[0], GENE_ROWS_PER_STEP):
+        out[:, lo:lo + GENE_ROWS_PER_STEP] = X[lo:lo + GENE_ROWS_PER_STEP].T  # options fit ``dt`` (checked above)
+    return out
 
 
 class _Totals:
@@ -446,31 +452,39 @@ class _Totals:
     def add_block(self, names, vals, key, is_max=False):
         self.blocks.setdefault((names, is_max), []).append((vals, key))
 
-    def add_field(self, k, v):
+    def add_field(self, k, v, owned=False):
+        """Add ``v`` ([B], or a scalar) to field ``k`` (max for a reduced field); an ``owned`` ``[B]``
+        float64 array that nothing else holds is kept as it is when ``k`` is new."""
         cur = self.fields.get(k)
         if cur is None:
-            self.fields[k] = np.array(np.broadcast_to(v, (self.B,)), dtype=np.float64)
+            self.fields[k] = v if owned else np.array(np.broadcast_to(v, (self.B,)), dtype=np.float64)
         elif k in self.reduce_max:
             np.maximum(cur, v, out=cur)
         else:
             np.add(cur, v, out=cur)
 
     def _gather(self, parts, is_max) -> np.ndarray:
+        """``[F, B]``: the fields' sums (or maxima) over the parts, one contiguous row per field."""
         op = np.maximum if is_max else np.add
-        out = np.empty((self.B, parts[0][0].shape[1]), dtype=np.float64)
+        F = parts[0][0].shape[1]
+        out = np.empty((F, self.B), dtype=np.float64)
+        step = np.empty((min(self.B, self.ROWS_PER_STEP), F), dtype=np.float64)
         for lo in range(0, self.B, self.ROWS_PER_STEP):
             hi = min(self.B, lo + self.ROWS_PER_STEP)
-            acc = out[lo:hi]
+            acc = step[:hi - lo]
             np.take(parts[0][0], parts[0][1][lo:hi], axis=0, out=acc, mode="clip")  # keys are in range: no buffer
             for vals, key in parts[1:]:
                 op(acc, np.take(vals, key[lo:hi], axis=0), out=acc)
+            # turned while the block is in the caches: the fields come out as rows, not strided
+            # columns that would each be copied again
+            out[:, lo:hi] = acc.T
         return out
 
     def result(self) -> dict:
         for (names, is_max), parts in self.blocks.items():
             block = self._gather(parts, is_max)
             for c, k in enumerate(names):
-                self.add_field(k, block[:, c])
+                self.add_field(k, block[c], owned=True)
         return self.fields
 
 

@@ -138,6 +138,9 @@ def peak_activation(ops, inputs, shares, mask, out_elems, ws_elems, select_pos, 
             buf[s + 1] = buf.reshape(-1)[src * B + cols]
         elif shares[s]:
             buf[s + 1] = buf[first]
+        elif mask[s].all():  # active in every column (most slots): no selection to make
+            np.add(cols, (s + 1) * B, out=buf[s + 1])
+            np.multiply(out_elems[s], DTYPE_BYTES, out=size[s + 1])
         else:
             buf[s + 1] = np.where(mask[s], (s + 1) * B + cols, buf[first])
             size[s + 1] = np.where(mask[s], out_elems[s], 0) * DTYPE_BYTES
@@ -147,19 +150,29 @@ def peak_activation(ops, inputs, shares, mask, out_elems, ws_elems, select_pos, 
     last_flat = last.reshape(-1)
     for s in range(L):
         sel = mask[s]
+        every = sel.all()
         for i in inputs[s]:
             at = buf[i + 1]
-            last_flat[at] = np.where(sel, s + 1, last_flat[at])
+            last_flat[at] = s + 1 if every else np.where(sel, s + 1, last_flat[at])
     if keep_last:
         last_flat[buf[-1]] = L + 1
     delta = np.zeros((L + 3, B), dtype=np.float64)
     delta[:L + 1] += size
     delta_flat = delta.reshape(-1)
+    # each buffer leaves the live set after its last reader: its flat index in ``delta``, for
+    # all buffers at once (in place: ``last`` is not read again)
+    last += 1
+    last *= B
+    last += cols
     for b in range(L + 1):
-        delta_flat[(last[b] + 1) * B + cols] -= size[b]
+        delta_flat[last[b]] -= size[b]
     for t in range(1, L + 1):  # the running sum (np.cumsum's order)
         delta[t] += delta[t - 1]
     live = delta[1:L + 1]
     if not L:
         return size[0], size
-    return (live + ws_elems * DTYPE_BYTES).max(axis=0), size
+    ws = np.broadcast_to(ws_elems, live.shape)
+    for s in range(L):  # a layer's workspace is live while it runs (most layers have none)
+        if ws[s].any():
+            live[s] += ws[s] * DTYPE_BYTES
+    return live.max(axis=0), size

@@ -38,9 +38,9 @@ from . import _dp
 from ._errors import ConstraintError
 from ._segments import _grid_values, _input_states, _projected, _signature, segments
 from ._totals import DTYPE_BYTES
-from .costmodel._memory import BYTES_PER_MB, fc_weight_bytes
+from .costmodel._memory import BYTES_PER_MB
 from .lowering import _TotalsSink
-from .oracle import Oracle, _positive_int
+from .oracle import Oracle, _positive_int, boundary_projector, segment_pricer
 from .space._space import GeneInfo
 from .space._expr import Channels, Fn, GeneVal
 
@@ -285,39 +285,6 @@ def _check_profile(profile, layer_sum):
             f"exact_front(..., layer_sum=True) in Python)")
 
 
-def _seg_fn(profile, batch):
-    model, name = profile.latency, profile.name
-    need_fc = profile.memory.fc_weights_coef is not None
-    ws_sum = profile.memory.workspace == "sum"
-    stateful = bool(model.fuse or model.layout)
-
-    def seg_fn(table, entry=None):
-        exit_bound = None
-        if stateful:
-            # fusion chains and layouts run across segment boundaries: the rows' entering state
-            # (``costmodel.Boundary``) is priced in, and the exit's becomes the next DP state
-            st, _, _, exit_bound = model.slot_costs(table, batch, name, entry, None, exit_state=True)
-        else:
-            st, _ = model.slot_costs(table, batch, name, None, None)
-        out = {"latency_ms": st.sum(axis=0)}
-        if ws_sum:
-            out["workspace_sum_elems"] = table.rows["workspace_elems"].sum(axis=0)
-        if need_fc:
-            out["fc_weight_bytes"] = fc_weight_bytes(table)
-        return out, exit_bound
-
-    return seg_fn
-
-
-def _projector(model):
-    """The oracle's projection of a boundary state onto what a segment can see (``Boundary.relevant``):
-    fewer distinct entry states, the same prices. ``None``: the profile carries no boundary state."""
-    fusion, layout = bool(model.fuse), bool(model.layout)
-    if not (fusion or layout):
-        return None
-    return lambda readers, b: b.relevant(readers, fusion, layout)
-
-
 def _stages(space, profile, batch, cols, shared):
     """The DP's stages from the segment grids: a DP state is a distinct entry state of a segment
     (``_segments._State``: the tensor's shape and, for a profile with fusion or layout rules, its
@@ -333,8 +300,8 @@ def _stages(space, profile, batch, cols, shared):
     stages = [_dp.Stage(tuple(in_genes), sizes_of(in_genes), np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64),
                         np.asarray(in_codes, dtype=np.int64), add0, mx0)]
     n_after = [state.n]
-    seg_fn = _seg_fn(profile, batch)
-    project = _projector(profile.latency)
+    seg_fn = segment_pricer(profile, batch, breakdown=False, residual=False)
+    project = boundary_projector(profile.latency)
     derive = lambda res: {"mem_add_mb": cols.mem_add_mb(res)}  # noqa: E731
     prev_exit = -1
     for seg in segs:

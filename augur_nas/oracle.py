@@ -51,16 +51,19 @@ def _table_costs(space, X, profile, batch, breakdown=True) -> Costs:
     return Costs(lat, by_kind, mem, tot["macs"], tot["params"])
 
 
-def _segment_pricer(profile, batch, breakdown):
+def segment_pricer(profile, batch, breakdown, residual=True):
     """``seg_fn`` of ``segment_sums``: a segment's small layer table priced by the latency model
-    (and the residual's sums, the workspace and fc-weight terms the memory model needs)."""
+    (and the workspace and fc-weight terms the memory model needs; with ``residual`` and a
+    profile that has one, the residual's sums; with ``breakdown`` the latency per op kind). The
+    one pricer of the oracle's fast path and of the exact front (``exact``: no breakdown, no
+    residual sums)."""
     model, name = profile.latency, profile.name
     model_ws_sum = profile.memory.workspace == "sum"
-    residual = getattr(profile, "residual", None)
+    residual = getattr(profile, "residual", None) if residual else None
     need_fc = profile.memory.fc_weights_coef is not None
     stateful = bool(model.fuse or model.layout)
 
-    def seg_fn(table, entry):
+    def seg_fn(table, entry=None):
         fused = exit_bound = None
         if stateful:
             # fusion chains and layouts run across segment boundaries: the entering tensor's state
@@ -80,6 +83,16 @@ def _segment_pricer(profile, batch, breakdown):
         return out, exit_bound
 
     return seg_fn
+
+
+def boundary_projector(model):
+    """``project`` of ``segment_sums``: a boundary state cut to what a segment can see
+    (``Boundary.relevant``): fewer distinct entry states, the same prices. ``None``: the
+    profile carries no boundary state."""
+    fusion, layout = bool(model.fuse), bool(model.layout)
+    if not (fusion or layout):
+        return None
+    return lambda readers, b: b.relevant(readers, fusion, layout)
 
 
 def _is_linear(mem) -> bool:
@@ -214,10 +227,8 @@ def _segment_costs(space, X, profile, batch, breakdown=True, cache=None, priced_
         keep.update(SUM_KEYS)
     prog = space.program
     r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak="peak" in (mem.activations, mem.batch_activations),
-                               seg_fn=_segment_pricer(profile, batch, breakdown), keep=keep, cache=cache,
-                               derive=derive, checked=True,
-                               project=lambda readers, b: b.relevant(readers, bool(model.fuse), bool(model.layout)),
-                               priced_for=priced_for)
+                               seg_fn=segment_pricer(profile, batch, breakdown), keep=keep, cache=cache,
+                               derive=derive, checked=True, project=boundary_projector(model), priced_for=priced_for)
     zero = np.zeros(len(in_elems))
     get = lambda k: r.get(k, zero)  # noqa: E731
     by_kind = {k.split(".", 1)[1]: v for k, v in r.items() if k.startswith("latency_ms.")}

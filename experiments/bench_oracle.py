@@ -59,7 +59,7 @@ def main():
         for d in devices:  # interleaved: a slow spell of the machine hits every device alike
             rows[d].round(space, X, args.single)
     print(f"{space.name}: {args.n:,} candidates (latency_ms + memory_mb, lowering and residual included), "
-          f"{args.rounds} interleaved rounds, one process")
+          f"{args.rounds} interleaved rounds, one process, load average {_load()}")
     for d in devices:
         rows[d].report()
     if len(devices) > 1:
@@ -70,6 +70,12 @@ def main():
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MOBILE, TARGET_RATIO, TARGET_NB201, TARGET_PEAK_MB = 1_000_000, 0.5, 100_000, 2048
+XEON = "x86-xeon-avx512-ort"
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages (figures under load are provisional)."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def _targets(args):
@@ -79,15 +85,20 @@ def _targets(args):
     Xm, Xn = mobile.sample(args.n, seed=0), nb201.sample(args.n, seed=0)
     rows = [(_Row(mobile, "x86-2core-ort", Xm, "mobile x86-2core-ort"), mobile, Xm, args.single),
             (_Row(mobile, "tk1-gpu", Xm, "mobile tk1-gpu"), mobile, Xm, args.single),
-            (_Row(nb201, "x86-2core-ort", Xn, "nb201 x86-2core-ort"), nb201, Xn, 0)]
+            (_Row(nb201, "x86-2core-ort", Xn, "nb201 x86-2core-ort"), nb201, Xn, 0),
+            # the other measured profile (fusion, layout, per-family factors, no trees): shown
+            # beside the targets, never counted for them (they are about the profile with trees)
+            (_Row(mobile, XEON, Xm, f"mobile {XEON} (no residual trees; not a target row)"), mobile, Xm, 0),
+            (_Row(nb201, XEON, Xn, f"nb201 {XEON} (no residual trees; not a target row)"), nb201, Xn, 0)]
     for _ in range(args.rounds):
         for row, space, X, n_single in rows:  # interleaved: a slow spell of the machine hits all alike
             row.round(space, X, n_single)
     print(f"{args.n:,} candidates per space (latency_ms + memory_mb, lowering and residual included), "
-          f"{args.rounds} interleaved rounds, one process, pid {os.getpid()}")
+          f"{args.rounds} interleaved rounds, one process, pid {os.getpid()}, load average {_load()}")
     for row, *_ in rows:
         row.report()
-    x86, tk1, nb = (statistics.median(r.cold) for r, *_ in rows)
+    x86, tk1, nb, xeon, _ = (statistics.median(r.cold) for r, *_ in rows)
+    print(f"ratio cold mobile {XEON} / tk1-gpu (medians; not a target row): {xeon / tk1:.3f}")
     peak = _peak_subprocess(1_000_000)
     print("\n-- targets (cold medians)")
     for what, got, want, fmt in (("mobile, x86-2core-ort, cand/s", x86, TARGET_MOBILE, "{:,.0f}"),

@@ -11,6 +11,10 @@ same trees are evaluated here column-wise, after QuickScorer (Lucchese et al., S
   feature, the failed tests of a row are a prefix of that order, found by one ``searchsorted``,
   and the AND of their masks over all trees is precomputed per prefix (``[thresholds + 1,
   trees]`` bytes per feature);
+- features are grouped (a few with few thresholds together, a table of at most ``GROUP_ROWS``
+  rows): a group's table holds the AND of its features' prefix masks for every combination of
+  their prefixes, so one row read per group (``[rows, trees]`` bytes, one take and one AND per
+  group instead of per feature) gives the same bits; 22 features make 9-11 groups;
 - a row's leaf in a tree is then the lowest bit left in its byte, and the prediction the sum of
   those leaves' values: two trees at a time, their two bytes read as one 16-bit number whose
   two lowest bits one shared table gives (``_PAIR_EXITS``), then the pair's summed leaf values
@@ -30,7 +34,9 @@ import numpy as np
 
 MAX_LEAVES = 8  # one byte of leaf bits per tree
 ZERO = 1e-35  # LightGBM reads |x| <= kZeroThreshold as a missing (zero) feature of a dense row
-ROWS_PER_STEP = 2048  # rows evaluated together: a step's [rows, trees] arrays stay in the caches
+ROWS_PER_STEP = 4096  # rows whose leaf bits are found together: a step's [rows, trees] bytes stay in L2
+EXIT_ROWS = 512  # rows whose leaf values are summed together: their [rows, pairs] index and value arrays
+GROUP_ROWS = 1024  # the most rows of a feature group's table (of ``trees`` bytes each: 300 KB for 300 trees)
 # objectives whose prediction is the raw sum of the trees (no link function applied by predict)
 _IDENTITY = ("regression", "regression_l2", "l2", "mean_squared_error", "mse", "rmse", "huber", "fair",
              "regression_l1", "l1", "mae", "quantile", "mape")
@@ -44,12 +50,20 @@ class _Tree(NamedTuple):
     leaf_value: list
 
 
+class Group(NamedTuple):
+    """Features whose prefix masks are read together: one table row per combination of prefixes."""
+
+    members: tuple  # positions in ``Forest.features``
+    radix: tuple  # per member: the multiplier of its prefix in the table's row index
+    masks: np.ndarray  # [prod(thresholds + 1), trees] uint8: AND of the members' prefix masks
+
+
 class Forest(NamedTuple):
     """The arrays of a parsed model (see the module docstring)."""
 
     features: tuple  # the feature columns split on
     thresholds: tuple  # per feature: its sorted distinct thresholds
-    prefix_masks: tuple  # per feature: [thresholds + 1, trees] uint8, AND of the failed tests' masks
+    groups: tuple  # ``Group``s covering every feature once
     pair_values: np.ndarray  # [pairs * 64] float64: two trees' leaf values summed, by their two exits
     offsets: np.ndarray  # [pairs] intp: pair * 64
     base: float  # the sum of the single-leaf trees
@@ -73,15 +87,26 @@ class Forest(NamedTuple):
         if len(self.offsets) == 0:
             return np.full(XT.shape[1], self.base)
         bits = None
-        for f, th, masks in zip(self.features, self.thresholds, self.prefix_masks):
-            got = np.take(masks, _failed(XT[f], th), axis=0)
+        for g in self.groups:
+            row = None
+            for m, r in zip(g.members, g.radix):
+                p = _failed(XT[self.features[m]], self.thresholds[m]).astype(np.intp)
+                if r != 1:
+                    p *= r
+                row = p if row is None else np.add(row, p, out=row)
+            got = np.take(g.masks, row, axis=0)
             if bits is None:
                 bits = got
             else:
                 np.bitwise_and(bits, got, out=bits)
-        exits = np.take(_PAIR_EXITS, bits.view("<u2"))  # [rows, pairs]: exit leaf of each tree, 8 * a + b
-        idx = np.add(exits, self.offsets)  # intp: the row of each pair's exits in pair_values
-        return np.take(self.pair_values, idx).sum(axis=1) + self.base
+        out = np.empty(XT.shape[1], dtype=np.float64)
+        # the leaves' values a few hundred rows at a time: the [rows, pairs] intp and float64
+        # arrays of a whole step would not stay in the caches
+        for lo in range(0, len(bits), EXIT_ROWS):
+            exits = np.take(_PAIR_EXITS, bits[lo:lo + EXIT_ROWS].view("<u2"))  # exit leaf of each tree, 8 * a + b
+            idx = np.add(exits, self.offsets)  # intp: the row of each pair's exits in pair_values
+            out[lo:lo + EXIT_ROWS] = np.take(self.pair_values, idx).sum(axis=1)
+        return out + self.base
 
 
 def _failed(x, th) -> np.ndarray:
@@ -178,7 +203,7 @@ def _build(trees: list) -> Forest:
             tests.setdefault(f, []).append((t.threshold[n], ti, left_bits[n]))
         values[ti, :len(order)] = [t.leaf_value[leaf] for leaf in order]
     pairs = (values[0::2, :, None] + values[1::2, None, :]).reshape(-1)
-    feats, ths, masks = [], [], []
+    feats, ths, masks = [], [], []  # per feature: [thresholds + 1, T] AND of its failed tests' masks
     for f in sorted(tests):
         th = np.array(sorted({x for x, _, _ in tests[f]}), dtype=np.float64)
         m = np.full((len(th) + 1, T), 0xFF, dtype=np.uint8)
@@ -189,4 +214,31 @@ def _build(trees: list) -> Forest:
         feats.append(f)
         ths.append(th)
         masks.append(m)
-    return Forest(tuple(feats), tuple(ths), tuple(masks), pairs, np.arange(T // 2, dtype=np.intp) * 64, float(base))
+    return Forest(tuple(feats), tuple(ths), _groups(masks), pairs, np.arange(T // 2, dtype=np.intp) * 64, float(base))
+
+
+def _groups(masks: list) -> tuple:
+    """The features' prefix masks packed into ``Group``s: each feature, largest first, joins the
+    group whose table it leaves largest within ``GROUP_ROWS`` rows (or starts one)."""
+    members: list = []
+    for i in sorted(range(len(masks)), key=lambda i: -len(masks[i])):
+        fits = [g for g in members if _rows(masks, g) * len(masks[i]) <= GROUP_ROWS]
+        if fits:
+            max(fits, key=lambda g: _rows(masks, g)).append(i)
+        else:
+            members.append([i])
+    groups = []
+    for g in members:
+        table = masks[g[0]]
+        for i in g[1:]:  # rows in mixed radix, the last member fastest
+            table = (table[:, None, :] & masks[i][None, :, :]).reshape(-1, table.shape[1])
+        radix = [_rows(masks, g[k + 1:]) for k in range(len(g))]
+        groups.append(Group(tuple(g), tuple(radix), np.ascontiguousarray(table)))
+    return tuple(groups)
+
+
+def _rows(masks: list, members) -> int:
+    n = 1
+    for i in members:
+        n *= len(masks[i])
+    return n
