@@ -40,6 +40,7 @@ import numpy as np
 from .._errors import MeasurementError
 from ..analysis import totals
 from ..costmodel import FusionRules, LatencyModel, LayoutRules, MemoryModel, OpModel, PiecewiseGemm, latency_ms, nnls
+from ..costmodel._latency import gemm_choice
 from ..costmodel._memory import fc_weight_bytes
 from ..costmodel._ops import BYTES_PER_MB
 from ..fingerprint import machine_fingerprint
@@ -156,20 +157,18 @@ def hardware_facts() -> dict:
 
 
 def _variant(kind, n, k, groups, in_c, layout=None):
-    """The GEMM model family of a layer: as ``LatencyModel._gemm_time`` chooses it (narrow first,
-    then a conv the runtime runs plain, then 1x1). ``in_c`` is per group."""
-    if kind == "fc":
-        return "fc"
-    if kind == "dwconv":
-        return "dwconv"
-    cin = max(int(in_c), 1)
+    """The GEMM model family of a layer, by the rule that prices it (``gemm_choice``, with every
+    conv variant a profile may fit). ``in_c`` is per group."""
+    if kind in ("fc", "dwconv"):
+        return kind
+    fam = {"gemm": "conv", "narrow": "conv_narrow", "pointwise": "conv_1x1",
+           "narrow_below": layout.narrow_below if layout is not None else NARROW_BELOW}
+    if layout is not None and layout.channels:
+        fam["plain"] = "conv_plain"
     g = max(int(groups), 1)
-    if cin < (layout.narrow_below if layout is not None else NARROW_BELOW):
-        return "conv_narrow"
-    if layout is not None and not layout.blockable_dims(kind, cin * g, int(n) * g, g):
-        return "conv_plain"
-    if int(k) == cin:
-        return "conv_1x1"
+    for name, sel in gemm_choice(fam, layout, kind, int(n), int(k), g, max(int(in_c), 1) * g):
+        if bool(sel):
+            return name
     return "conv"
 
 
