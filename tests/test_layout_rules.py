@@ -81,7 +81,9 @@ def test_a_profile_takes_this_machines_graph_rules():
 def test_profiler_sorts_samples_by_the_rule_that_prices_them():
     """`_profiling._variant` (which GEMM model a timed kernel teaches) and `LatencyModel` (which one
     prices the layer) share `gemm_choice`: a stem on RGB is narrow, a conv with 8-channel groups on
-    16-wide blocks plain, a 1x1 pointwise, the rest conv; each layer's price comes from its variant."""
+    16-wide blocks plain (not narrow, though it has fewer input channels per group than
+    `narrow_below`: the runtime cannot block it), a 1x1 pointwise, the rest conv; each layer's
+    price comes from its variant."""
     spec = {"name": "variants", "input": {"channels": 3, "resolution": 32}, "layers": [
         {"conv": {"name": "stem", "out": 32, "kernel": 3}},
         {"conv": {"name": "grouped8", "out": 32, "kernel": 3, "groups": 4}},
@@ -89,10 +91,10 @@ def test_profiler_sorts_samples_by_the_rule_that_prices_them():
         {"conv": {"name": "pw", "out": 48, "kernel": 1}},
         {"conv": {"name": "dense", "out": 48, "kernel": 3}}]}
     table = lower(load_space_dict(spec), np.zeros((1, 0), dtype=np.int64))
-    lay = LayoutRules(["conv", "dwconv", "maxpool"], block=16, narrow_below=8, channels=ORT_1_32_AVX512)
+    lay = LayoutRules(["conv", "dwconv", "maxpool"], block=16, narrow_below=16, channels=ORT_1_32_AVX512)
     names = ("conv", "conv_1x1", "conv_narrow", "conv_plain")
     gemm = {nm: PiecewiseGemm.linear(0.0, 1e-8 * (i + 1)) for i, nm in enumerate(names)}
-    kinds = {"conv": {"gemm": "conv", "pointwise": "conv_1x1", "narrow": "conv_narrow", "narrow_below": 8,
+    kinds = {"conv": {"gemm": "conv", "pointwise": "conv_1x1", "narrow": "conv_narrow", "narrow_below": 16,
                       "plain": "conv_plain"}}
     model = LatencyModel(gemm, OpModel((0.0, 0.0)), kinds, 0.0, layout=lay)
     st = model.slot_times(table)[:, 0]

@@ -260,18 +260,19 @@ class LatencyModel:
 def gemm_choice(fam: dict, layout, kind: str, n, k, groups, in_c) -> list:
     """Which GEMM model of a kind's family ``fam`` (``{gemm, narrow, narrow_below, plain,
     pointwise}``) prices each layer: ``[(model name, mask)]``, disjoint masks that cover every
-    layer. Precedence: narrow (fewer than ``narrow_below`` input channels per group: a stem on
-    RGB), then plain (a conv the runtime cannot run in its blocked layout runs another kernel;
-    needs ``layout``), then pointwise (a 1x1 kernel), else ``fam["gemm"]``. ``in_c`` counts all
-    groups' channels. The profiler sorts its samples by the same rule (``_profiling._variant``)."""
+    layer. Precedence: plain (a conv the runtime cannot run in its blocked layout runs another
+    kernel, e.g. RegNet's 8-channel groups on 16-wide blocks; needs ``layout``), then narrow (fewer
+    than ``narrow_below`` input channels per group: a stem on RGB, read plain and run blocked),
+    then pointwise (a 1x1 kernel), else ``fam["gemm"]``. ``in_c`` counts all groups' channels. The
+    profiler sorts its samples by the same rule (``_profiling._variant``)."""
     n, k, groups, in_c = np.broadcast_arrays(*(np.asarray(v) for v in (n, k, groups, in_c)))
     g = np.maximum(groups, 1)
     cin = np.maximum(in_c // g, 1)
     rules = []
-    if "narrow" in fam:
-        rules.append((fam["narrow"], cin < int(fam.get("narrow_below", 8))))
     if "plain" in fam and layout is not None:
         rules.append((fam["plain"], ~np.asarray(layout.blockable_dims(kind, in_c, n * g, groups), dtype=bool)))
+    if "narrow" in fam:
+        rules.append((fam["narrow"], cin < int(fam.get("narrow_below", 8))))
     if "pointwise" in fam:
         rules.append((fam["pointwise"], k == cin))
     taken = np.zeros(n.shape, dtype=bool)

@@ -3,7 +3,7 @@
 ONNX Runtime (``profile_onnxruntime``), in four phases that share the time budget:
 
 A. **kernel grid**: one-kernel models (``_probes.kernel_grid``: dense k x k and 1x1 convs with
-   their BatchNorm and ReLU, stems on 3 channels, depthwise convs with BatchNorm and ReLU6, fc),
+   their BatchNorm and ReLU, stems on 3 channels, grouped 3x3 convs of group widths 4 to 32, depthwise convs with BatchNorm and ReLU6, fc),
    each run in its own session with per-node profiling; the fused kernel's time is the robust
    mean of many runs (amortised over ``PROBE_TARGET_S`` of work).
 B. **refinement**: the GEMM models are fitted, the (family, n-bin, m-bin) cells where the fit is
@@ -12,7 +12,8 @@ B. **refinement**: the GEMM models are fitted, the (family, n-bin, m-bin) cells 
 C. **calibration networks** (``_probes.calibration_networks``): per-node profiles in place (the
    memory-bound ops, the layout changes, the fused kernels between real neighbours), end-to-end
    latency by the ``measure`` protocol without profiling, and peak memory in child processes.
-D. **fit**: GEMM models (breakpoints by cross-validation), per-kind memory-bound models,
+D. **fit**: GEMM models (breakpoints by cross-validation; they price kernels as they run in
+   place: ``_fitting.fit_gemm``'s in-place terms), per-kind memory-bound models,
    per-node and per-call overheads (end-to-end minus the sum of node times against the number
    of nodes), the memory model; the profile records the fit statistics and the runtime settings.
 
@@ -75,6 +76,7 @@ NARROW_BELOW = 8
 MAX_MEMORY_NETS = 32
 ANCHOR_SEED = 20261122  # the speed anchors: calibration_networks(default_rng(ANCHOR_SEED), 5)
 MAX_NETWORKS = 90
+IN_PLACE = True  # GEMM models price kernels in place (probes and in-place node times fitted together)
 
 
 def anchor_networks():
@@ -603,7 +605,10 @@ def _fit_gemm_families(samples: list):
         t = np.array([s["t"] for s in S], dtype=np.float64)
         # an fc changes regime where its weights leave the caches, whatever its shape
         axis = {"n_axis": "nk", "n_sets": W_BREAK_SETS} if fam == "fc" else {}
-        model, st = fit_gemm(n, m, k, t / g, seed=0, **axis)
+        # the model prices kernels as they run in place (in networks), its shape taught by the
+        # probes too (``fit_gemm``'s in-place terms)
+        place = np.array([s["source"] == "in-situ" for s in S]) if IN_PLACE else None
+        model, st = fit_gemm(n, m, k, t / g, seed=0, in_place=place, **axis)
         st["probes"] = sum(1 for s in S if s["source"] == "probe")
         st["in_situ"] = sum(1 for s in S if s["source"] == "in-situ")
         gemm[fam] = model
@@ -698,8 +703,10 @@ def _ort_fit_summary(raw, budget, report, kf: _KernelFit, e2e: _EndToEnd, delta:
     """The profile's ``fit`` section: method, budget, phases and the statistics of every fit."""
     return {
         "method": "per-node ONNX Runtime profiles of one-kernel probes (grid + refinement) and of random "
-                  "calibration networks; GEMM models by NNLS with cross-validated breakpoints; per-node and "
-                  "per-call overheads from end-to-end timings",
+                  "calibration networks; GEMM models by NNLS with cross-validated breakpoints, pricing kernels in "
+                  "place (probes and in-place node times fitted together, the in-place ones paying a per-call and "
+                  "a per-weight-element term more: gemm.<family>.in_place_terms); per-node and per-call overheads "
+                  "from end-to-end timings",
         "budget_s": round(float(budget.total), 1),
         "elapsed_s": report["elapsed_s"],
         "phases_s": report["phases_s"],

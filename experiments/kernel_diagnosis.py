@@ -1,0 +1,242 @@
+"""Diagnosis (issue 11): which kernel families carry the layer sum's error on ONNX Runtime?
+
+Not shipped (experiments/ only). Two steps:
+
+    # 1. measure: the profiler's raw record (kernel probes, per-node profiles of the calibration
+    #    networks, end-to-end timings) plus per-node profiles of space samples (seed 1: the
+    #    validation uses seed 0, the zoo is never touched), written as JSON
+    taskset -c 1 python experiments/kernel_diagnosis.py collect --budget-s 480 --out /tmp/diag_raw.json
+    # 2. compare: refit the profile from the raw record (`_profiling.fit_ort`, as `augur-nas profile`
+    #    does) and tabulate, per GEMM family and shape regime, ORT's in-place node times against
+    #    the model's per-layer predictions (sum of measured, sum of predicted, median log ratio,
+    #    share of the total absolute error), for the calibration networks and the space samples
+    python experiments/kernel_diagnosis.py compare /tmp/diag_raw.json [--md experiments/kernel_diagnosis.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from augur_nas.lowering import lower  # noqa: E402
+from augur_nas.measure import _profiling as P  # noqa: E402
+from augur_nas.measure._settings import RuntimeSettings  # noqa: E402
+from augur_nas.models import load_space  # noqa: E402
+
+SPACES = ["spaces/mobile.yaml", "spaces/resnet.yaml", "spaces/nb201.yaml"]
+
+
+def collect(args) -> None:
+    settings = RuntimeSettings()
+    profile, rep = P.profile_onnxruntime("diag", settings, budget_s=args.budget_s, seed=args.seed, progress=print)
+    raw = rep["raw"]
+    raw["space_nodes"] = _space_node_samples(profile, settings, args.samples)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(raw, f, default=_plain)
+    print(f"wrote {args.out}")
+
+
+def _plain(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, tuple):
+        return list(v)
+    raise TypeError(type(v))
+
+
+def _space_node_samples(profile, settings, per_space: int) -> dict:
+    """Per-node profiles of ``per_space`` samples (seed 1) of each space, as phase C samples them."""
+    model0 = profile.latency
+    acc = P._NodeProfiles()
+    with tempfile.TemporaryDirectory(prefix="augur-diag-") as d:
+        for path in SPACES:
+            space = load_space(ROOT / path)
+            for i, x in enumerate(space.sample(per_space, seed=1)):
+                label = f"{space.name}[s1:{i}]"
+                net = P._OrtNet(label, space.decode(x), d, model0.fuse)
+                try:
+                    att, times, wall = P._ort_node_profile(net, settings, d, model0, target_s=0.2, max_runs=60,
+                                                           want_graph=True)
+                finally:
+                    net.remove()
+                P._add_node_samples(acc, net, att, model0)
+                acc.node_sum[label] = sum(v[0] for v in times.values())
+                print(f"  {label}: node sum {acc.node_sum[label]:.3f} ms, wall {wall:.3f} ms")
+    return {"in_situ": acc.insitu, "kinds": acc.kind_samples, "layout": acc.layout_samples, "node_sum_ms": acc.node_sum}
+
+
+# ------------------------------------------------------------------------------------------- compare
+
+
+def _regime(s) -> str:
+    fam = s["family"]
+    if fam == "dwconv":
+        c = s["groups"]
+        return f"k{int(round(np.sqrt(s['k'])))} m{'<=196' if s['m'] <= 196 else '<=784' if s['m'] <= 784 else '>784'}" \
+               f" c{'%16' if c % 16 == 0 else 'odd'}"
+    if fam == "fc":
+        w = s["n"] * s["k"] * 4 / 2**20
+        return f"W{'<1' if w < 1 else '<8' if w < 8 else '>=8'}MB"
+    m = s["m"]
+    return f"n{'<64' if s['n'] < 64 else '<256' if s['n'] < 256 else '>=256'} m{'<=196' if m <= 196 else '<=3136' if m <= 3136 else '>3136'}"
+
+
+def gemm_table(samples, latency, delta) -> list:
+    """Rows (family, regime, n, measured ms, predicted ms, median log ratio, share of |error|)."""
+    rows = {}
+    for s in samples:
+        t = float(s["t"]) - delta
+        g = latency.gemm[_model_of(latency, s)]
+        pred = float(g.predict(s["n"], s["m"], s["k"])) * s["groups"]
+        rows.setdefault((s["family"], _regime(s)), []).append((t, pred))
+    tot_err = sum(abs(p - t) for v in rows.values() for t, p in v) or 1.0
+    out = []
+    for (fam, reg), v in sorted(rows.items()):
+        t = np.array([a for a, _ in v])
+        p = np.array([b for _, b in v])
+        out.append((fam, reg, len(v), t.sum(), p.sum(), float(np.median(np.log(p / np.maximum(t, 1e-6)))),
+                    float(np.abs(p - t).sum() / tot_err)))
+    return out
+
+
+def _model_of(latency, s) -> str:
+    fam = s["family"]
+    if fam in latency.gemm:
+        return fam
+    return "conv"
+
+
+def kinds_table(samples, latency, delta) -> list:
+    rows = {}
+    for s in samples:
+        a, c = latency.ops.coef(s["kind"])
+        rows.setdefault(s["kind"], []).append((s["t"] - delta, a * s["mb"] + c))
+    out = []
+    for kind, v in sorted(rows.items()):
+        t = np.array([a for a, _ in v])
+        p = np.array([b for _, b in v])
+        out.append((kind, "", len(v), t.sum(), p.sum(), float(np.median(np.log(np.maximum(p, 1e-6) / np.maximum(t, 1e-6)))), 0.0))
+    return out
+
+
+def compare(args) -> None:
+    with open(args.raw, encoding="utf-8") as f:
+        raw = json.load(f)
+    raw["layout"] = [tuple(v) for v in raw["layout"]]
+    profile, _ = P.fit_ort(raw, "diag", RuntimeSettings())
+    lat = profile.latency
+    scale = profile.fit["end_to_end_calibration"]["kernel_scale"]
+    delta = float(raw.get("profiler_delta_ms", 0.0))
+    lines = [f"# Kernel diagnosis: ORT node times in place against the refitted profile's per-layer predictions",
+             "", f"kernel scale {scale}, profiler overhead {delta * 1000:.1f} us per node", ""]
+    for title, S, K in (("calibration networks", raw["in_situ"], raw["kinds"]),
+                        ("space samples (seed 1)", raw["space_nodes"]["in_situ"], raw["space_nodes"]["kinds"])):
+        lines += [f"## {title}", "", "| family | regime | n | measured ms | predicted ms | median log(pred/meas) | share of abs error |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for r in gemm_table(S, lat, delta) + kinds_table(K, lat, delta):
+            lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.2f} | {r[4]:.2f} | {r[5]:+.3f} | {100 * r[6]:.0f}% |")
+        lines.append("")
+    lines += _network_lines(raw, profile)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.md:
+        Path(args.md).write_text(text, encoding="utf-8")
+
+
+def _network_lines(raw, profile) -> list:
+    """Calibration networks: measured end to end against the layer sum."""
+    from augur_nas.costmodel import latency_ms
+    from augur_nas.models import load_space_dict
+
+    errs = []
+    for lab, spec in raw["specs"].items():
+        m = load_space_dict(spec)
+        pred = float(latency_ms(lower(m, np.zeros((1, m.n_genes), dtype=np.int64)), profile)[0][0])
+        errs.append((lab, pred / raw["e2e_ms"][lab] - 1))
+    e = np.array([v for _, v in errs])
+    return ["## calibration networks end to end (in sample for 3 constants)", "",
+            f"{len(e)} networks: {100 * np.mean(np.abs(e) <= 0.1):.0f}% within ±10%, median error {100 * np.median(e):+.1f}%"]
+
+
+def load_raw(path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        raw = json.load(f)
+    raw["layout"] = [tuple(v) for v in raw["layout"]]
+    return raw
+
+
+def _within(pred, meas) -> tuple:
+    """(share within ±10%, median error, share within ±10% once the median error is taken off:
+    the kernel model's shape, whatever the machine's speed when it was measured)."""
+    r = np.asarray(pred) / np.asarray(meas)
+    return float(np.mean(np.abs(r - 1) <= 0.1)), float(np.median(r) - 1), float(np.mean(np.abs(r / np.median(r) - 1) <= 0.1))
+
+
+def evaluate(raw, profile, bench=ROOT / "experiments/new_machine/new_machine.json", base="x86-xeon-avx512-ort") -> dict:
+    """A refitted profile's layer sum: on the calibration networks end to end (in sample for the 3
+    end-to-end constants, out of sample for nothing else), and, for validation only (no choice is
+    made on it), on the zoo and the seed-0 samples as `new_machine.py` measured them last (brought
+    to this run's speed by the anchors)."""
+    from augur_nas.costmodel import latency_ms
+    from augur_nas.measure._calibrate import uncorrected
+    from augur_nas.models import load_space_dict
+    from augur_nas.profile import load_profile
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import new_machine as NM
+
+    prof = uncorrected(profile) if getattr(profile, "calibration", None) else profile
+    cal_p, cal_m = [], []
+    for lab, spec in raw["specs"].items():
+        m = load_space_dict(spec)
+        cal_p.append(float(latency_ms(lower(m, np.zeros((1, m.n_genes), dtype=np.int64)), prof)[0][0]))
+        cal_m.append(raw["e2e_ms"][lab])
+    out = {"calibration_networks": _within(cal_p, cal_m)}
+    rep = json.loads(Path(bench).read_text())
+    ref = load_profile(base).fit["anchors"]["latency_ms"]
+    now = raw.get("anchors_ms") or {}
+    speed = float(np.median([now[k] / ref[k] for k in ref if k in now])) if now else 1.0
+    items = NM.validation_set(30)
+    pred = NM.predict(items, prof)
+    meas = np.array([r["measured_ms"] for r in rep["per_network"]]) * speed
+    for g in ("zoo", "samples"):
+        sel = np.array([x["group"] == g for x in rep["per_network"]])
+        out[g] = _within(pred[sel], meas[sel])
+    both = np.array([x["group"] in ("zoo", "samples") for x in rep["per_network"]])
+    out["all_shape"] = _within(pred[both], meas[both])[2]
+    out["speed_vs_bench"] = speed
+    out["_pred"] = pred
+    out["_meas"] = meas
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("--budget-s", type=float, default=480.0)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--samples", type=int, default=10, help="samples per space (seed 1)")
+    c.add_argument("--out", required=True)
+    d = sub.add_parser("compare")
+    d.add_argument("raw")
+    d.add_argument("--md", default=None)
+    args = ap.parse_args(argv)
+    (collect if args.cmd == "collect" else compare)(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
