@@ -135,12 +135,15 @@ def compare(args) -> None:
     with open(args.raw, encoding="utf-8") as f:
         raw = json.load(f)
     raw["layout"] = [tuple(v) for v in raw["layout"]]
+    P.IN_PLACE = not args.isolated
     profile, _ = P.fit_ort(raw, "diag", RuntimeSettings())
     lat = profile.latency
     scale = profile.fit["end_to_end_calibration"]["kernel_scale"]
     delta = float(raw.get("profiler_delta_ms", 0.0))
-    lines = [f"# Kernel diagnosis: ORT node times in place against the refitted profile's per-layer predictions",
-             "", f"kernel scale {scale}, profiler overhead {delta * 1000:.1f} us per node", ""]
+    lines = ["# Kernel diagnosis: ORT node times in place against the refitted profile's per-layer predictions",
+             "", f"GEMM models fitted {'on probes and in-place times pooled (as before)' if args.isolated else 'in place'}; "
+             f"kernel scale {scale}, profiler overhead {delta * 1000:.1f} us per node", ""]
+    lines += _in_place_gap(raw)
     for title, S, K in (("calibration networks", raw["in_situ"], raw["kinds"]),
                         ("space samples (seed 1)", raw["space_nodes"]["in_situ"], raw["space_nodes"]["kinds"])):
         lines += [f"## {title}", "", "| family | regime | n | measured ms | predicted ms | median log(pred/meas) | share of abs error |",
@@ -153,6 +156,32 @@ def compare(args) -> None:
     print(text)
     if args.md:
         Path(args.md).write_text(text, encoding="utf-8")
+
+
+def _in_place_gap(raw) -> list:
+    """Median log(in-place time / the probes-only model) per family and weight size: what a kernel
+    pays more inside a network than alone."""
+    from augur_nas.measure._fitting import W_BREAK_SETS, fit_gemm
+
+    lines = ["## in place against alone: median log(in-place node time / model fitted on the probes only)", "",
+             "| family | weights MB | in-place n | median log ratio | in-place ms |", "|---|---|---:|---:|---:|"]
+    place = raw["in_situ"] + raw.get("space_nodes", {}).get("in_situ", [])
+    for fam in P.GEMM_VARIANTS:
+        S = [s for s in raw["probes"] if s["family"] == fam]
+        T = [s for s in place if s["family"] == fam]
+        if len(S) < 8 or not T:
+            lines.append(f"| {fam} | | {len(T)} | (probes: {len(S)}) | |")
+            continue
+        a = lambda L, f: np.array([s[f] for s in L], dtype=float)  # noqa: E731
+        axis = {"n_axis": "nk", "n_sets": W_BREAK_SETS} if fam == "fc" else {}
+        g, _ = fit_gemm(a(S, "n"), a(S, "m"), a(S, "k"), a(S, "t") / a(S, "groups"), **axis)
+        lr = np.log(a(T, "t") / (g.predict(a(T, "n"), a(T, "m"), a(T, "k")) * a(T, "groups")))
+        wb = a(T, "n") * a(T, "k") * a(T, "groups") * 4 / 2**20
+        for lo, hi in ((0, 0.25), (0.25, 1), (1, 4), (4, 16), (16, np.inf)):
+            sel = (wb >= lo) & (wb < hi)
+            if sel.any():
+                lines.append(f"| {fam} | {lo}-{hi} | {int(sel.sum())} | {np.median(lr[sel]):+.3f} | {a(T, 't')[sel].sum():.1f} |")
+    return lines + [""]
 
 
 def _network_lines(raw, profile) -> list:
@@ -233,6 +262,7 @@ def main(argv=None) -> int:
     d = sub.add_parser("compare")
     d.add_argument("raw")
     d.add_argument("--md", default=None)
+    d.add_argument("--isolated", action="store_true", help="fit the GEMM models as before (no in-place terms)")
     args = ap.parse_args(argv)
     (collect if args.cmd == "collect" else compare)(args)
     return 0

@@ -40,7 +40,7 @@ import numpy as np
 
 from .._errors import MeasurementError
 from ..analysis import totals
-from ..costmodel import FusionRules, LatencyModel, LayoutRules, MemoryModel, OpModel, PiecewiseGemm, latency_ms, nnls
+from ..costmodel import FusionRules, LatencyModel, LayoutRules, MemoryModel, OpModel, latency_ms, nnls
 from ..costmodel._latency import gemm_choice
 from ..costmodel._memory import fc_weight_bytes
 from ..costmodel._ops import BYTES_PER_MB
@@ -561,9 +561,12 @@ def _fit_nets(specs: dict) -> list:
 def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
     """GEMM families from probes and in-situ kernels, memory-bound kinds from their own nodes
     (and the layout changes serving them), layout conversions; the profiler's per-node cost
-    ``delta`` comes off each model's per-node constant."""
+    ``delta`` comes off every node time before the fits."""
     rules = raw.get("rules")
-    gemm, gemm_stats = _fit_gemm_families(raw["probes"] + raw["in_situ"])
+    # off the samples, not off the fitted constants: a model whose constant came out below
+    # ``delta`` (the dwconv model's, fitted on relative errors, is ~0) kept the profiler's cost in
+    # its other terms, and so priced every small kernel of a tiny network (NAS-Bench-201) too slow
+    gemm, gemm_stats = _fit_gemm_families([dict(s, t=_less(s["t"], delta)) for s in raw["probes"] + raw["in_situ"]])
     kinds = {"conv": {"gemm": "conv"}}
     if "conv_1x1" in gemm:
         kinds["conv"]["pointwise"] = "conv_1x1"
@@ -576,18 +579,19 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
         kinds["dwconv"] = {"gemm": "dwconv"}
     if "fc" in gemm:
         kinds["fc"] = {"gemm": "fc"}
-    default, op_kinds, op_stats = _fit_memory_bound_kinds(raw["kinds"])
-    lay = list(raw.get("layout") or [])
+    default, op_kinds, op_stats = _fit_memory_bound_kinds([dict(s, t=_less(s["t"], delta)) for s in raw["kinds"]])
+    lay = [(v[0], _less(v[1], delta)) for v in raw.get("layout") or []]
     reorder = fit_bytes([v[0] for v in lay], [v[1] for v in lay]) if len(lay) >= 3 else (0.0, 0.0)
     reorder_stats = error_stats(reorder[0] * np.array([v[0] for v in lay]) + reorder[1], [v[1] for v in lay]) \
         if lay else {"n": 0}
-    # the profiler's per-node cost comes off each model's per-node constant (a GEMM model's
-    # per-call term, a memory-bound kind's and a conversion's overhead)
-    return _KernelFit(gemm={k: _minus_constant(v, delta) for k, v in gemm.items()}, kinds=kinds,
-                      default=(default[0], max(0.0, default[1] - delta)),
-                      op_kinds={k: (a, max(0.0, c - delta)) for k, (a, c) in op_kinds.items()},
-                      reorder=(reorder[0], max(0.0, reorder[1] - delta)),
+    return _KernelFit(gemm=gemm, kinds=kinds, default=default, op_kinds=op_kinds, reorder=reorder,
                       gemm_stats=gemm_stats, op_stats=op_stats, reorder_stats=reorder_stats, rules=rules)
+
+
+def _less(t_ms: float, delta: float) -> float:
+    """A node time without the profiler's per-node cost (at least a tenth of it stays: a kernel
+    takes some time)."""
+    return max(float(t_ms) - delta, 0.1 * float(t_ms))
 
 
 def _fit_gemm_families(samples: list):
@@ -760,12 +764,6 @@ def _ort_profile(name, settings, latency, memory, fit: dict):
 
 
 _PROBE_FAMILY = {"conv": "kxk", "conv_1x1": "pw", "dwconv": "dw", "conv_narrow": "narrow", "fc": "fc"}
-
-
-def _minus_constant(g: PiecewiseGemm, delta: float) -> PiecewiseGemm:
-    coef = g.coef.copy()
-    coef[..., 0] = np.maximum(coef[..., 0] - delta, 0.0)
-    return PiecewiseGemm(coef, g.n_breaks, g.m_breaks, g.n_range, g.m_range, g.k_range, g.outside, g.n_axis)
 
 
 def _profiler_overhead(settings, workdir, model0) -> float:
