@@ -10,7 +10,11 @@ Not shipped (experiments/ only). Two steps:
     #    does) and tabulate, per GEMM family and shape regime, ORT's in-place node times against
     #    the model's per-layer predictions (sum of measured, sum of predicted, median log ratio,
     #    share of the total absolute error), for the calibration networks and the space samples
-    python experiments/kernel_diagnosis.py compare /tmp/diag_raw.json [--md experiments/kernel_diagnosis.md]
+    python experiments/kernel_diagnosis.py compare /tmp/diag_raw.json [--isolated] [--md experiments/kernel_diagnosis.md]
+    # 3. before/after: the old and the new fit of the same record, scored (shape only: each
+    #    predictor's median ratio taken off) against the last quiet benchmark's measurements
+    git show 46eb5d3:experiments/new_machine/new_machine.json > /tmp/quiet_bench.json
+    python experiments/kernel_diagnosis.py ab /tmp/diag_raw.json --bench /tmp/quiet_bench.json
 """
 
 from __future__ import annotations
@@ -251,6 +255,56 @@ def evaluate(raw, profile, bench=ROOT / "experiments/new_machine/new_machine.jso
     return out
 
 
+def _old_fit(raw):
+    """The fit as it was before this change: GEMM models pooled (no in-place terms), the profiler's
+    per-node cost taken off the fitted constants (emulated: fitted with no cost, then shifted)."""
+    from augur_nas.costmodel import PiecewiseGemm
+
+    delta = float(raw.get("profiler_delta_ms", 0.0))
+    real = P._fit_kernel_models
+
+    def shifted(raw_, _delta):
+        kf = real(raw_, 0.0)
+
+        def minus(g):
+            coef = g.coef.copy()
+            coef[..., 0] = np.maximum(coef[..., 0] - delta, 0.0)
+            return PiecewiseGemm(coef, g.n_breaks, g.m_breaks, g.n_range, g.m_range, g.k_range, g.outside, g.n_axis)
+
+        return kf._replace(gemm={k: minus(v) for k, v in kf.gemm.items()},
+                           default=(kf.default[0], max(0.0, kf.default[1] - delta)),
+                           op_kinds={k: (a, max(0.0, c - delta)) for k, (a, c) in kf.op_kinds.items()},
+                           reorder=(kf.reorder[0], max(0.0, kf.reorder[1] - delta)))
+
+    P._fit_kernel_models, P.IN_PLACE = shifted, False
+    try:
+        return P.fit_ort(raw, "before", RuntimeSettings())[0]
+    finally:
+        P._fit_kernel_models, P.IN_PLACE = real, True
+
+
+def ab(args) -> None:
+    """The fit before and after this change on one raw record, scored against the last quiet
+    benchmark's measurements (experiments/new_machine/new_machine.json as committed with the
+    shipped profile: pass --bench). 'shape': within ±10% once each predictor's median ratio is
+    taken off (the record's machine speed differs from the benchmark's; validation only)."""
+    raw = load_raw(args.raw)
+    rep = json.loads(Path(args.bench).read_text())
+    labels = [r["label"] for r in rep["per_network"]]
+    fits = {"before (pooled, cost off the constants)": _old_fit(raw),
+            "after (in place, cost off the samples)": P.fit_ort(raw, "after", RuntimeSettings())[0]}
+    lines = ["| fit | zoo shape | samples shape | both shape | nb201 / mobile / resnet median ratio (to all) |",
+             "|---|---:|---:|---:|---|"]
+    for tag, prof in fits.items():
+        ev = evaluate(raw, prof, bench=args.bench)
+        q = ev["_pred"] / ev["_meas"]
+        q = q / np.median(q)
+        med = " / ".join(f"{np.median([x for lab, x in zip(labels, q) if lab.startswith(g + '[')]):.3f}"
+                         for g in ("nb201", "mobile", "resnet"))
+        lines.append(f"| {tag} | {100 * ev['zoo'][2]:.0f}% | {100 * ev['samples'][2]:.0f}% | {100 * ev['all_shape']:.0f}% | {med} |")
+    print("\n".join(lines))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -263,8 +317,11 @@ def main(argv=None) -> int:
     d.add_argument("raw")
     d.add_argument("--md", default=None)
     d.add_argument("--isolated", action="store_true", help="fit the GEMM models as before (no in-place terms)")
+    e = sub.add_parser("ab")
+    e.add_argument("raw")
+    e.add_argument("--bench", required=True, help="a new_machine.json measured on a quiet machine")
     args = ap.parse_args(argv)
-    (collect if args.cmd == "collect" else compare)(args)
+    {"collect": collect, "compare": compare, "ab": ab}[args.cmd](args)
     return 0
 
 
