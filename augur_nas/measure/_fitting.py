@@ -52,7 +52,7 @@ def _regions_ok(n, m, nb, mb) -> bool:
 # and again, its weights hot in the caches; in a network every kernel's weights were last read
 # a whole forward pass ago, so they stream in from the outer caches or memory: the larger the
 # weights, the larger the gap (ORT's per-node times of the calibration networks against the probes'
-# model: ~+12% at 0.25-1 MB of conv weights, ~+60% above 4 MB, more for fc)
+# model, measured under load, provisional: ~+12% at 0.25-1 MB of conv weights, ~+60% above 4 MB)
 IN_PLACE_FEATURES = (0, 2)
 WEIGHT_POWER = 1.0
 
@@ -60,9 +60,13 @@ WEIGHT_POWER = 1.0
 def _fit_two_settings(n, m, k, t, in_place, n_breaks, m_breaks, outside, n_axis):
     """``(in place, isolated)`` PiecewiseGemm: one NNLS on relative errors over probes and
     in-place kernels together, each region's five coefficients its own and the in-place terms
-    (``IN_PLACE_FEATURES``, paid by the in-place samples only) shared by all regions (a kernel's
-    weights stream in at the same speed whatever its shape; few regions hold enough in-place
-    samples to fit them alone). A region without samples takes the fit on all samples."""
+    (``IN_PLACE_FEATURES``, paid by the in-place samples only) shared by all regions. The gap
+    does depend on the weights' size (an fc of 2-4 MB ran 2-3x slower in place than alone, its
+    weights no longer hot in L2; one of 100 MB streams from memory either way), and each region's
+    own coefficients, fitted on both kinds of samples, follow the in-place ones where they are
+    many; terms of each region's own did worse on the diagnosis record (experiments/
+    kernel_diagnosis.py ab: zoo shape 55% against 68%). A region without samples takes the fit
+    on all samples."""
     nf = len(FEATURES)
     X = gemm_features(n, m, k)
     w = t ** -WEIGHT_POWER
