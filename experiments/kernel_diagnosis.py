@@ -15,11 +15,15 @@ Not shipped (experiments/ only). Two steps:
     #    predictor's median ratio taken off) against the last quiet benchmark's measurements
     git show 46eb5d3:experiments/new_machine/new_machine.json > /tmp/quiet_bench.json
     python experiments/kernel_diagnosis.py ab /tmp/diag_raw.json --bench /tmp/quiet_bench.json
+
+experiments/kernel_diagnosis_raw.json.gz is the record of 2026-11-29 06:27-06:34 UTC (taskset -c 1,
+budget 480 s, load average 2-4.5 from other jobs: provisional); `compare` and `ab` read it as is.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 import tempfile
@@ -136,9 +140,7 @@ def kinds_table(samples, latency, delta) -> list:
 
 
 def compare(args) -> None:
-    with open(args.raw, encoding="utf-8") as f:
-        raw = json.load(f)
-    raw["layout"] = [tuple(v) for v in raw["layout"]]
+    raw = load_raw(args.raw)
     P.IN_PLACE = not args.isolated
     profile, _ = P.fit_ort(raw, "diag", RuntimeSettings())
     lat = profile.latency
@@ -204,7 +206,9 @@ def _network_lines(raw, profile) -> list:
 
 
 def load_raw(path) -> dict:
-    with open(path, encoding="utf-8") as f:
+    """A record written by `collect` (plain or gzipped JSON)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
         raw = json.load(f)
     raw["layout"] = [tuple(v) for v in raw["layout"]]
     return raw
