@@ -147,7 +147,7 @@ def compare(args) -> None:
     scale = profile.fit["end_to_end_calibration"]["kernel_scale"]
     delta = float(raw.get("profiler_delta_ms", 0.0))
     lines = ["# Kernel diagnosis: ORT node times in place against the refitted profile's per-layer predictions",
-             "", f"GEMM models fitted {'on probes and in-place times pooled (as before)' if args.isolated else 'in place'}; "
+             "", f"GEMM models fitted {'on probes and in-place times pooled (no in-place terms; the profiler cost off the samples)' if args.isolated else 'in place'}; "
              f"kernel scale {scale}, profiler overhead {delta * 1000:.1f} us per node", ""]
     lines += _in_place_gap(raw)
     for title, S, K in (("calibration networks", raw["in_situ"], raw["kinds"]),
