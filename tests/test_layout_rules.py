@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 
 from augur_nas._errors import ProfileError
-from augur_nas.costmodel import LatencyModel, LayoutRules, PiecewiseGemm
+from augur_nas.costmodel import LatencyModel, LayoutRules, OpModel, PiecewiseGemm
+from augur_nas.lowering import lower
 from augur_nas.measure._ortrules import OrtRules, with_rules
+from augur_nas.measure._profiling import _variant
+from augur_nas.models import load_space_dict
 from augur_nas.profile import load_profile
 
 ORT_1_32_AVX512 = {"dense": "any", "grouped": "multiple", "depthwise": "any", "pool": "multiple"}
@@ -73,3 +76,36 @@ def test_a_profile_takes_this_machines_graph_rules():
     assert lat.kinds["conv"]["narrow_below"] == 16
     assert "hswish" in lat.fuse.to_list()[0]["act"]
     assert lat.gemm.keys() == base.latency.gemm.keys()
+
+
+def test_profiler_sorts_samples_by_the_rule_that_prices_them():
+    """`_profiling._variant` (which GEMM model a timed kernel teaches) and `LatencyModel` (which one
+    prices the layer) share `gemm_choice`: a stem on RGB is narrow, a conv with 8-channel groups on
+    16-wide blocks plain (not narrow, though it has fewer input channels per group than
+    `narrow_below`: the runtime cannot block it), a 1x1 pointwise, the rest conv; each layer's
+    price comes from its variant."""
+    spec = {"name": "variants", "input": {"channels": 3, "resolution": 32}, "layers": [
+        {"conv": {"name": "stem", "out": 32, "kernel": 3}},
+        {"conv": {"name": "grouped8", "out": 32, "kernel": 3, "groups": 4}},
+        {"conv": {"name": "grouped16", "out": 32, "kernel": 3, "groups": 2}},
+        {"conv": {"name": "pw", "out": 48, "kernel": 1}},
+        {"conv": {"name": "dense", "out": 48, "kernel": 3}}]}
+    table = lower(load_space_dict(spec), np.zeros((1, 0), dtype=np.int64))
+    lay = LayoutRules(["conv", "dwconv", "maxpool"], block=16, narrow_below=16, channels=ORT_1_32_AVX512)
+    names = ("conv", "conv_1x1", "conv_narrow", "conv_plain")
+    gemm = {nm: PiecewiseGemm.linear(0.0, 1e-8 * (i + 1)) for i, nm in enumerate(names)}
+    kinds = {"conv": {"gemm": "conv", "pointwise": "conv_1x1", "narrow": "conv_narrow", "narrow_below": 16,
+                      "plain": "conv_plain"}}
+    model = LatencyModel(gemm, OpModel((0.0, 0.0)), kinds, 0.0, layout=lay)
+    st = model.slot_times(table)[:, 0]
+    r = table.rows
+    seen = {}
+    for s, nm in enumerate(table.names):
+        if table.ops[s] != "conv":
+            continue
+        n, m, k, g, cin = (int(r[f][s, 0]) for f in ("n", "m", "k", "groups", "in_c"))
+        var = _variant("conv", n, k, g, cin // g, lay)
+        seen[nm] = var
+        assert st[s] == pytest.approx(float(gemm[var].predict(n, m, k)) * g, rel=1e-12), nm
+    assert seen == {"stem": "conv_narrow", "grouped8": "conv_plain", "grouped16": "conv",
+                    "pw": "conv_1x1", "dense": "conv"}

@@ -198,33 +198,16 @@ class LatencyModel:
         return self.scaling.scale(group_of(kind, fam), t1, batch, moved / BYTES_PER_MB)
 
     def _gemm_time(self, kind, name, n, m, k, groups, in_c, msk, names, profile):
-        """One GEMM's time per slot, with the kind's per-layer model choice (pointwise, narrow)."""
+        """One GEMM's time per slot, with the kind's per-layer model choice (``gemm_choice``)."""
         fam = self.kinds.get(kind)
-        g = self.gemm[name]
-        t = None
-        if isinstance(fam, dict) and len(fam) > 1:
-            cin = np.maximum(in_c // np.maximum(groups, 1), 1)
-            choices = []
-            if "narrow" in fam:
-                choices.append((cin < int(fam.get("narrow_below", 8)), self.gemm[fam["narrow"]]))
-            if "plain" in fam and self.layout is not None:
-                # a layer the runtime cannot run in its blocked layout runs another kernel
-                plain = ~self.layout.blockable_dims(kind, in_c, n * np.maximum(groups, 1), groups)
-                choices.append((plain, self.gemm[fam["plain"]]))
-            if "pointwise" in fam:
-                choices.append((k == cin, self.gemm[fam["pointwise"]]))
-            taken = np.zeros(msk.shape, dtype=bool)
-            t = np.zeros(msk.shape, dtype=np.float64)
-            for sel, model in choices:
-                sel = sel & ~taken & msk
-                if sel.any():
-                    t = np.where(sel, model.predict(n, m, k, mask=sel, names=names, profile=profile), t)
-                taken |= sel
-            rest = msk & ~taken
-            if rest.any():
-                t = np.where(rest, g.predict(n, m, k, mask=rest, names=names, profile=profile), t)
-            return t
-        return g.predict(n, m, k, mask=msk, names=names, profile=profile)
+        if not (isinstance(fam, dict) and len(fam) > 1):
+            return self.gemm[name].predict(n, m, k, mask=msk, names=names, profile=profile)
+        t = np.zeros(msk.shape, dtype=np.float64)
+        for model_name, sel in gemm_choice(fam, self.layout, kind, n, k, groups, in_c):
+            sel = sel & msk
+            if sel.any():
+                t = np.where(sel, self.gemm[model_name].predict(n, m, k, mask=sel, names=names, profile=profile), t)
+        return t
 
     def predict(self, table, batch: int = 1, profile: str | None = None, network: bool = True,
                 fused: np.ndarray | None = None):
@@ -297,6 +280,34 @@ class LatencyModel:
 
     def __repr__(self) -> str:
         return f"LatencyModel(gemm={sorted(self.gemm)}, ops={self.ops!r}, layer_overhead_ms={self.layer_overhead_ms})"
+
+
+def gemm_choice(fam: dict, layout, kind: str, n, k, groups, in_c) -> list:
+    """Which GEMM model of a kind's family ``fam`` (``{gemm, narrow, narrow_below, plain,
+    pointwise}``) prices each layer: ``[(model name, mask)]``, disjoint masks that cover every
+    layer. Precedence: plain (a conv the runtime cannot run in its blocked layout runs another
+    kernel, e.g. RegNet's 8-channel groups on 16-wide blocks; needs ``layout``), then narrow (fewer
+    than ``narrow_below`` input channels per group: a stem on RGB, read plain and run blocked),
+    then pointwise (a 1x1 kernel), else ``fam["gemm"]``. ``in_c`` counts all groups' channels. The
+    profiler sorts its samples by the same rule (``_profiling._variant``)."""
+    n, k, groups, in_c = np.broadcast_arrays(*(np.asarray(v) for v in (n, k, groups, in_c)))
+    g = np.maximum(groups, 1)
+    cin = np.maximum(in_c // g, 1)
+    rules = []
+    if "plain" in fam and layout is not None:
+        rules.append((fam["plain"], ~np.asarray(layout.blockable_dims(kind, in_c, n * g, groups), dtype=bool)))
+    if "narrow" in fam:
+        rules.append((fam["narrow"], cin < int(fam.get("narrow_below", 8))))
+    if "pointwise" in fam:
+        rules.append((fam["pointwise"], k == cin))
+    taken = np.zeros(n.shape, dtype=bool)
+    out = []
+    for name, sel in rules:
+        sel = sel & ~taken
+        out.append((name, sel))
+        taken = taken | sel
+    out.append((fam["gemm"], ~taken))
+    return out
 
 
 def _parse_family(fam, gemm: dict, kind: str, source, key):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..costmodel import PiecewiseGemm, nnls
+from ..costmodel._gemm import FEATURES, gemm_features
 
 N_BREAK_SETS = ((), (64,), (128,), (256,), (64, 256))
 M_BREAK_SETS = ((), (196,), (784,), (3136,), (196, 1568), (196, 784, 3136))
@@ -46,15 +47,76 @@ def _regions_ok(n, m, nb, mb) -> bool:
     return bool((counts >= MIN_PER_REGION).all())
 
 
+# what a kernel pays more in place than alone (the in-place terms of ``fit_gemm``): a per-call
+# constant and a cost per weight element (FEATURES' `1` and `nk`). A probe runs one kernel again
+# and again, its weights hot in the caches; in a network every kernel's weights were last read
+# a whole forward pass ago, so they stream in from the outer caches or memory: the larger the
+# weights, the larger the gap (ORT's per-node times of the calibration networks against the probes'
+# model, measured under load, provisional: ~+12% at 0.25-1 MB of conv weights, ~+60% above 4 MB)
+IN_PLACE_FEATURES = (0, 2)
+WEIGHT_POWER = 1.0
+
+
+def _fit_two_settings(n, m, k, t, in_place, n_breaks, m_breaks, outside, n_axis):
+    """``(in place, isolated)`` PiecewiseGemm: one NNLS on relative errors over probes and
+    in-place kernels together, each region's five coefficients its own and the in-place terms
+    (``IN_PLACE_FEATURES``, paid by the in-place samples only) shared by all regions. The gap
+    does depend on the weights' size (an fc of 2-4 MB ran 2-3x slower in place than alone, its
+    weights no longer hot in L2; one of 100 MB streams from memory either way), and each region's
+    own coefficients, fitted on both kinds of samples, follow the in-place ones where they are
+    many; terms of each region's own did worse on the diagnosis record (experiments/
+    kernel_diagnosis.py ab: zoo shape 55% against 68%). A region without samples takes the fit
+    on all samples."""
+    nf = len(FEATURES)
+    X = gemm_features(n, m, k)
+    w = t ** -WEIGHT_POWER
+    iso = PiecewiseGemm(np.zeros(nf), n_breaks, m_breaks, (n.min(), n.max()), (m.min(), m.max()),
+                        (k.min(), k.max()), outside, n_axis)
+    ri, rj = iso.regions(n, m, k)
+    R = iso.coef.shape[0] * iso.coef.shape[1]
+    region = ri * iso.coef.shape[1] + rj
+    A = np.zeros((len(t), R * nf + len(IN_PLACE_FEATURES)))
+    for r in range(R):
+        A[region == r, r * nf:(r + 1) * nf] = X[region == r]
+    A[:, R * nf:] = X[:, IN_PLACE_FEATURES] * in_place[:, None]
+    c = nnls(A * w[:, None], t * w)
+    shared = np.concatenate([X, X[:, IN_PLACE_FEATURES] * in_place[:, None]], axis=1)
+    every = nnls(shared * w[:, None], t * w)[:nf]
+    for r in range(R):
+        i, j = divmod(r, iso.coef.shape[1])
+        iso.coef[i, j] = c[r * nf:(r + 1) * nf] if (region == r).any() else every
+    extra = np.zeros(nf)
+    extra[list(IN_PLACE_FEATURES)] = c[R * nf:]
+    placed = PiecewiseGemm(iso.coef + extra, n_breaks, m_breaks, iso.n_range, iso.m_range, iso.k_range, outside, n_axis)
+    return placed, iso
+
+
+def _predict_two(models, n, m, k, in_place):
+    placed, iso = models
+    return np.where(in_place, placed.predict(n, m, k), iso.predict(n, m, k))
+
+
 def fit_gemm(n, m, k, t, folds: int = 5, seed: int = 0, n_sets=N_BREAK_SETS, m_sets=M_BREAK_SETS,
-             outside: str = "extrapolate", n_axis: str = "n"):
+             outside: str = "extrapolate", n_axis: str = "n", in_place=None):
     """``(PiecewiseGemm, stats)``: breakpoints by cross-validation, then a fit on all samples.
-    ``n_axis: nk``: ``n_sets`` are breakpoints on the weight elements n*k."""
+    ``n_axis: nk``: ``n_sets`` are breakpoints on the weight elements n*k. ``in_place`` (bool per
+    sample): which times were taken inside networks (the rest: isolated probes); with it, the model
+    returned prices kernels in place (``_fit_two_settings``), its statistics over all samples,
+    each as it was timed."""
     n, m, k, t = (np.asarray(v, dtype=np.float64) for v in (n, m, k, t))
+    place = np.zeros(len(t), dtype=bool) if in_place is None else np.asarray(in_place, dtype=bool)
     ok = np.isfinite(t) & (t > 0)
-    n, m, k, t = n[ok], m[ok], k[ok], t[ok]
+    n, m, k, t, place = n[ok], m[ok], k[ok], t[ok], place[ok]
     if len(t) == 0:
         raise ValueError("no samples")
+    two = in_place is not None
+
+    def fit(sel, nb, mb):
+        if two:
+            return _fit_two_settings(n[sel], m[sel], k[sel], t[sel], place[sel], nb, mb, outside, n_axis)
+        g = PiecewiseGemm.fit(n[sel], m[sel], k[sel], t[sel], nb, mb, outside=outside, n_axis=n_axis)
+        return g, g
+
     first = n * k if n_axis == "nk" else n
     if len(np.unique(first)) == 1:
         n_sets = ((),)
@@ -77,8 +139,8 @@ def fit_gemm(n, m, k, t, folds: int = 5, seed: int = 0, n_sets=N_BREAK_SETS, m_s
                 if tr.sum() == 0:
                     errs[te] = 0
                     continue
-                g = PiecewiseGemm.fit(n[tr], m[tr], k[tr], t[tr], nb, mb, n_axis=n_axis)
-                errs[te] = np.abs(np.log(np.maximum(g.predict(n[te], m[te], k[te]), 1e-9) / t[te]))
+                pred = _predict_two(fit(tr, nb, mb), n[te], m[te], k[te], place[te])
+                errs[te] = np.abs(np.log(np.maximum(pred, 1e-9) / t[te]))
             score = float(np.mean(errs))
             regions = (len(nb) + 1) * (len(mb) + 1)
             tried.append({"n_breaks": list(nb), "m_breaks": list(mb), "cv_mean_abs_log_error": round(score, 4)})
@@ -86,11 +148,19 @@ def fit_gemm(n, m, k, t, folds: int = 5, seed: int = 0, n_sets=N_BREAK_SETS, m_s
             if best is None or score < best[0] * 0.98 or (score <= best[0] * 1.02 and regions < best[3]):
                 best = (score, nb, mb, regions)
     _, nb, mb, _ = best
-    g = PiecewiseGemm.fit(n, m, k, t, nb, mb, outside=outside, n_axis=n_axis)
-    stats = error_stats(g.predict(n, m, k), t)
+    models = fit(np.ones(len(t), dtype=bool), nb, mb)
+    stats = error_stats(_predict_two(models, n, m, k, place), t)
     stats.update({f"{n_axis}_breaks" if n_axis != "n" else "n_breaks": list(nb), "m_breaks": list(mb), "cv_mean_abs_log_error": round(best[0], 4),
                   "candidates_tried": len(tried)})
-    return g, stats
+    if two:
+        stats["in_place_terms"] = {"per_call_ms": _plain_coef(models[0].coef - models[1].coef, 0),
+                                   "per_weight_element_ms": _plain_coef(models[0].coef - models[1].coef, 2)}
+    return models[0], stats
+
+
+def _plain_coef(diff, f):
+    """A feature's coefficients over the regions, as a flat list of floats (the profile's fit record)."""
+    return [float(v) for v in np.asarray(diff)[..., f].reshape(-1)]
 
 
 def fit_bytes(moved_mb, t, weight=None):

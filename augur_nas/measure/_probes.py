@@ -33,10 +33,11 @@ def _out_side(h, k, s):
     return (h + 2 * ((k - 1) // 2) - k) // s + 1
 
 
-def conv_probe(cin, h, n, kernel, stride, act="relu"):
-    return {"name": f"conv_{cin}x{h}_{n}_k{kernel}s{stride}", "input": {"channels": int(cin), "resolution": int(h)},
+def conv_probe(cin, h, n, kernel, stride, act="relu", groups=1):
+    g = f"g{int(groups)}" if groups > 1 else ""
+    return {"name": f"conv_{cin}x{h}_{n}_k{kernel}s{stride}{g}", "input": {"channels": int(cin), "resolution": int(h)},
             "layers": [{"conv_bn_act": {"name": "k", "out": int(n), "kernel": int(kernel), "stride": int(stride),
-                                        "act": act}}]}
+                                        "act": act, "groups": int(groups)}}]}
 
 
 def dw_probe(c, h, kernel, stride):
@@ -60,7 +61,7 @@ def _macs_conv(cin, h, n, kernel, stride):
 def kernel_grid(rng, count: int) -> list:
     """``count`` kernel probes spread over the families (dense kxk, 1x1, stem, depthwise, fc)."""
     out = []
-    shares = (("kxk", 0.34), ("pw", 0.26), ("narrow", 0.07), ("dw", 0.23), ("fc", 0.10))
+    shares = (("kxk", 0.31), ("pw", 0.25), ("narrow", 0.07), ("grouped", 0.05), ("dw", 0.22), ("fc", 0.10))
     for fam, share in shares:
         want = max(2, int(round(count * share)))
         got, tries = 0, 0
@@ -88,6 +89,17 @@ def _random_probe(rng, fam, n_range=None, m_range=None):
         if _macs_conv(cin, h, n, kernel, stride) > MAX_PROBE_MACS or h > 224:
             return None
         return conv_probe(cin, h, n, kernel, stride)
+    if fam == "grouped":
+        # grouped 3x3 convs as RegNet and ResNeXt run them (group widths 4 to 32): the widths that
+        # do not fill the runtime's channel blocks run plain (the `conv_plain` model)
+        width = int(rng.choice([4, 8, 8, 16, 24, 32]))
+        groups = int(rng.choice([2, 4, 6, 8, 13, 16, 26, 32]))
+        c = width * groups
+        side = int(rng.choice([7, 14, 28, 56])) if m_range is None else max(2, int(np.sqrt(rng.uniform(*m_range))))
+        stride = int(rng.choice([1, 1, 2]))
+        if _macs_conv(width, side * stride, c, 3, stride) > MAX_PROBE_MACS:
+            return None
+        return conv_probe(c, side * stride, c, 3, stride, groups=groups)
     if fam == "narrow":
         kernel = int(rng.choice([3, 3, 5, 7, 11]))
         stride = int(rng.choice([1, 2, 2, 4]))
@@ -298,11 +310,14 @@ def _modern_network(rng, idx: int) -> dict:
     c = _c8(rng.choice([32, 48, 64, 96]))
     layers = [{"conv_bn_act": {"out": c, "kernel": 3, "stride": 2, "act": "relu"}}]
     for b in range(int(rng.integers(3, 8))):
-        kind = int(rng.integers(0, 3))
+        kind = int(rng.integers(0, 4))
         if kind == 0:  # a named entry point, so that the unit's second branch can read it
             layers += [{"identity": {"name": f"su{b}.in"}}] + _shuffle_unit(b, c)
         elif kind == 1:
             layers += [{"identity": {"name": f"cn{b}.in"}}] + _convnext_block(b, c)
+        elif kind == 3:  # a RegNet-style bottleneck (ratio 1) with a grouped 3x3, SE drawn
+            width = int(rng.choice([8, 8, 16, 24])) if c % 24 == 0 else int(rng.choice([8, 8, 16])) if c % 16 == 0 else 8
+            layers.append({"bottleneck": {"mid": c, "out": c, "groups": c // width, "se": float(rng.choice([0, 0.25]))}})
         else:
             act = str(rng.choice(["swish", "hswish", "gelu"]))
             layers.append({"mbconv": {"out": c, "kernel": int(rng.choice([3, 5])), "expand": 4, "act": act,

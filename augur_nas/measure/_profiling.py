@@ -3,7 +3,7 @@
 ONNX Runtime (``profile_onnxruntime``), in four phases that share the time budget:
 
 A. **kernel grid**: one-kernel models (``_probes.kernel_grid``: dense k x k and 1x1 convs with
-   their BatchNorm and ReLU, stems on 3 channels, depthwise convs with BatchNorm and ReLU6, fc),
+   their BatchNorm and ReLU, stems on 3 channels, grouped 3x3 convs of group widths 4 to 32, depthwise convs with BatchNorm and ReLU6, fc),
    each run in its own session with per-node profiling; the fused kernel's time is the robust
    mean of many runs (amortised over ``PROBE_TARGET_S`` of work).
 B. **refinement**: the GEMM models are fitted, the (family, n-bin, m-bin) cells where the fit is
@@ -12,7 +12,8 @@ B. **refinement**: the GEMM models are fitted, the (family, n-bin, m-bin) cells 
 C. **calibration networks** (``_probes.calibration_networks``): per-node profiles in place (the
    memory-bound ops, the layout changes, the fused kernels between real neighbours), end-to-end
    latency by the ``measure`` protocol without profiling, and peak memory in child processes.
-D. **fit**: GEMM models (breakpoints by cross-validation), per-kind memory-bound models,
+D. **fit**: GEMM models (breakpoints by cross-validation; they price kernels as they run in
+   place: ``_fitting.fit_gemm``'s in-place terms), per-kind memory-bound models,
    per-node and per-call overheads (end-to-end minus the sum of node times against the number
    of nodes), the memory model; the profile records the fit statistics and the runtime settings.
 
@@ -39,7 +40,8 @@ import numpy as np
 
 from .._errors import MeasurementError
 from ..analysis import totals
-from ..costmodel import FusionRules, LatencyModel, LayoutRules, MemoryModel, OpModel, PiecewiseGemm, latency_ms, nnls
+from ..costmodel import FusionRules, LatencyModel, LayoutRules, MemoryModel, OpModel, latency_ms, nnls
+from ..costmodel._latency import gemm_choice
 from ..costmodel._memory import fc_weight_bytes
 from ..costmodel._ops import BYTES_PER_MB
 from ..fingerprint import machine_fingerprint
@@ -74,6 +76,7 @@ NARROW_BELOW = 8
 MAX_MEMORY_NETS = 32
 ANCHOR_SEED = 20261122  # the speed anchors: calibration_networks(default_rng(ANCHOR_SEED), 5)
 MAX_NETWORKS = 90
+IN_PLACE = True  # GEMM models price kernels in place (probes and in-place node times fitted together)
 
 
 def anchor_networks():
@@ -156,20 +159,18 @@ def hardware_facts() -> dict:
 
 
 def _variant(kind, n, k, groups, in_c, layout=None):
-    """The GEMM model family of a layer: as ``LatencyModel._gemm_time`` chooses it (narrow first,
-    then a conv the runtime runs plain, then 1x1). ``in_c`` is per group."""
-    if kind == "fc":
-        return "fc"
-    if kind == "dwconv":
-        return "dwconv"
-    cin = max(int(in_c), 1)
+    """The GEMM model family of a layer, by the rule that prices it (``gemm_choice``, with every
+    conv variant a profile may fit). ``in_c`` is per group."""
+    if kind in ("fc", "dwconv"):
+        return kind
+    fam = {"gemm": "conv", "narrow": "conv_narrow", "pointwise": "conv_1x1",
+           "narrow_below": layout.narrow_below if layout is not None else NARROW_BELOW}
+    if layout is not None and layout.channels:
+        fam["plain"] = "conv_plain"
     g = max(int(groups), 1)
-    if cin < (layout.narrow_below if layout is not None else NARROW_BELOW):
-        return "conv_narrow"
-    if layout is not None and not layout.blockable_dims(kind, cin * g, int(n) * g, g):
-        return "conv_plain"
-    if int(k) == cin:
-        return "conv_1x1"
+    for name, sel in gemm_choice(fam, layout, kind, int(n), int(k), g, max(int(in_c), 1) * g):
+        if bool(sel):
+            return name
     return "conv"
 
 
@@ -560,9 +561,12 @@ def _fit_nets(specs: dict) -> list:
 def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
     """GEMM families from probes and in-situ kernels, memory-bound kinds from their own nodes
     (and the layout changes serving them), layout conversions; the profiler's per-node cost
-    ``delta`` comes off each model's per-node constant."""
+    ``delta`` comes off every node time before the fits."""
     rules = raw.get("rules")
-    gemm, gemm_stats = _fit_gemm_families(raw["probes"] + raw["in_situ"])
+    # off the samples, not off the fitted constants: a model whose constant came out below
+    # ``delta`` (the dwconv model's, fitted on relative errors, is ~0) kept the profiler's cost in
+    # its other terms, and so priced every small kernel of a tiny network (NAS-Bench-201) too slow
+    gemm, gemm_stats = _fit_gemm_families([dict(s, t=_less(s["t"], delta)) for s in raw["probes"] + raw["in_situ"]])
     kinds = {"conv": {"gemm": "conv"}}
     if "conv_1x1" in gemm:
         kinds["conv"]["pointwise"] = "conv_1x1"
@@ -575,18 +579,19 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
         kinds["dwconv"] = {"gemm": "dwconv"}
     if "fc" in gemm:
         kinds["fc"] = {"gemm": "fc"}
-    default, op_kinds, op_stats = _fit_memory_bound_kinds(raw["kinds"])
-    lay = list(raw.get("layout") or [])
+    default, op_kinds, op_stats = _fit_memory_bound_kinds([dict(s, t=_less(s["t"], delta)) for s in raw["kinds"]])
+    lay = [(v[0], _less(v[1], delta)) for v in raw.get("layout") or []]
     reorder = fit_bytes([v[0] for v in lay], [v[1] for v in lay]) if len(lay) >= 3 else (0.0, 0.0)
     reorder_stats = error_stats(reorder[0] * np.array([v[0] for v in lay]) + reorder[1], [v[1] for v in lay]) \
         if lay else {"n": 0}
-    # the profiler's per-node cost comes off each model's per-node constant (a GEMM model's
-    # per-call term, a memory-bound kind's and a conversion's overhead)
-    return _KernelFit(gemm={k: _minus_constant(v, delta) for k, v in gemm.items()}, kinds=kinds,
-                      default=(default[0], max(0.0, default[1] - delta)),
-                      op_kinds={k: (a, max(0.0, c - delta)) for k, (a, c) in op_kinds.items()},
-                      reorder=(reorder[0], max(0.0, reorder[1] - delta)),
+    return _KernelFit(gemm=gemm, kinds=kinds, default=default, op_kinds=op_kinds, reorder=reorder,
                       gemm_stats=gemm_stats, op_stats=op_stats, reorder_stats=reorder_stats, rules=rules)
+
+
+def _less(t_ms: float, delta: float) -> float:
+    """A node time without the profiler's per-node cost (at least a tenth of it stays: a kernel
+    takes some time)."""
+    return max(float(t_ms) - delta, 0.1 * float(t_ms))
 
 
 def _fit_gemm_families(samples: list):
@@ -604,7 +609,10 @@ def _fit_gemm_families(samples: list):
         t = np.array([s["t"] for s in S], dtype=np.float64)
         # an fc changes regime where its weights leave the caches, whatever its shape
         axis = {"n_axis": "nk", "n_sets": W_BREAK_SETS} if fam == "fc" else {}
-        model, st = fit_gemm(n, m, k, t / g, seed=0, **axis)
+        # the model prices kernels as they run in place (in networks), its shape taught by the
+        # probes too (``fit_gemm``'s in-place terms)
+        place = np.array([s["source"] == "in-situ" for s in S]) if IN_PLACE else None
+        model, st = fit_gemm(n, m, k, t / g, seed=0, in_place=place, **axis)
         st["probes"] = sum(1 for s in S if s["source"] == "probe")
         st["in_situ"] = sum(1 for s in S if s["source"] == "in-situ")
         gemm[fam] = model
@@ -699,8 +707,10 @@ def _ort_fit_summary(raw, budget, report, kf: _KernelFit, e2e: _EndToEnd, delta:
     """The profile's ``fit`` section: method, budget, phases and the statistics of every fit."""
     return {
         "method": "per-node ONNX Runtime profiles of one-kernel probes (grid + refinement) and of random "
-                  "calibration networks; GEMM models by NNLS with cross-validated breakpoints; per-node and "
-                  "per-call overheads from end-to-end timings",
+                  "calibration networks; GEMM models by NNLS with cross-validated breakpoints, pricing kernels in "
+                  "place (probes and in-place node times fitted together, the in-place ones paying a per-call and "
+                  "a per-weight-element term more: gemm.<family>.in_place_terms); per-node and per-call overheads "
+                  "from end-to-end timings",
         "budget_s": round(float(budget.total), 1),
         "elapsed_s": report["elapsed_s"],
         "phases_s": report["phases_s"],
@@ -754,12 +764,6 @@ def _ort_profile(name, settings, latency, memory, fit: dict):
 
 
 _PROBE_FAMILY = {"conv": "kxk", "conv_1x1": "pw", "dwconv": "dw", "conv_narrow": "narrow", "fc": "fc"}
-
-
-def _minus_constant(g: PiecewiseGemm, delta: float) -> PiecewiseGemm:
-    coef = g.coef.copy()
-    coef[..., 0] = np.maximum(coef[..., 0] - delta, 0.0)
-    return PiecewiseGemm(coef, g.n_breaks, g.m_breaks, g.n_range, g.m_range, g.k_range, g.outside, g.n_axis)
 
 
 def _profiler_overhead(settings, workdir, model0) -> float:
