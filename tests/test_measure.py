@@ -301,3 +301,24 @@ def test_measure_networks_normalizes_by_references_timed_in_every_batch(monkeypa
         assert lat["speed"] == pytest.approx(1.5, rel=0.3)
         assert lat["median_ms"] == pytest.approx(1.5e3 * c, rel=0.3)
         assert lat["normalized_ms"] == pytest.approx(1e3 * c, rel=0.25)
+
+
+def test_multithreaded_sessions_get_time_to_park_before_their_block(monkeypatch):
+    """A runner with ``settle_s`` (an ONNX Runtime session of several intra-op threads, whose
+    workers spin after each run) is timed only after the protocol waited that long and ran it once
+    untimed, so the spinning workers of the session timed before it do not take its cores."""
+    from augur_nas.measure import _protocol
+    from augur_nas.measure._runners import SPIN_SETTLE_S
+
+    slept = []
+    real_sleep = _protocol.time.sleep
+    monkeypatch.setattr(_protocol.time, "sleep", lambda s: slept.append(s) or real_sleep(min(s, 0.001)))
+    log = []
+    slow = _Fake("a", 0.2, log)  # above warm_below_s: without settle_s it gets no untimed run
+    slow.settle_s = 0.05
+    other = _Fake("b", 0.2, log)
+    time_runners({"a": slow, "b": other}, rounds=2, round_s=0.001, warmup_s=0.0, min_warmup=1, quiet=None,
+                 contended=None, warm_below_s=0.05)
+    assert slept.count(0.05) == 2  # once before each of a's two blocks, never before b's
+    assert log.count("a") == 1 + 2 * 2 and log.count("b") == 1 + 2  # a: warm-up, then untimed + timed per round
+    assert SPIN_SETTLE_S >= 0.02  # 20 ms let the workers park on this Xeon; the margin is deliberate

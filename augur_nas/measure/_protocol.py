@@ -213,8 +213,11 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
             run = runners[lab].run
             k = iters[lab]
             ts = np.empty(k)
-            if per_run[lab] < warm_below_s:
-                run()  # untimed: this network's weights back in cache after the others ran
+            settle = getattr(runners[lab], "settle_s", 0.0)
+            if settle:
+                time.sleep(settle)  # the other sessions' spinning threads park (``OrtRunner.settle_s``)
+            if per_run[lab] < warm_below_s or settle:
+                run()  # untimed: this network's weights back in cache (its threads awake) after the others ran
             l0, c0 = load.sample(), clock()
             for j in range(k):
                 t = clock()

@@ -100,6 +100,9 @@ def prepare(items, workdir: str, read_models: bool = True, batch: int = 1) -> li
 # --------------------------------------------------------------------------------------------- runners
 
 
+SPIN_SETTLE_S = 0.05  # long enough for spinning workers to park (20 ms sufficed on a 2-core Xeon)
+
+
 class OrtRunner:
     """One ONNX Runtime session and its random input."""
 
@@ -119,6 +122,11 @@ class OrtRunner:
         shape = [d if isinstance(d, int) else settings.batch for d in inp.shape]
         self.feed = {inp.name: np.random.default_rng(seed).random(shape, dtype=np.float32)}
         self.outputs = [o.name for o in self.session.get_outputs()]
+        # with several intra-op threads, ONNX Runtime's workers spin for a while after each run
+        # (its default): the protocol interleaves many live sessions, and the workers of the one
+        # just timed would take the cores from the next (resnet18 at 2 threads: 10 ms alone, 19 ms
+        # right after another 2-thread session). ``time_runners`` waits this long before a block.
+        self.settle_s = SPIN_SETTLE_S if settings.threads > 1 else 0.0
 
     def run(self):
         return self.session.run(self.outputs, self.feed)
