@@ -206,3 +206,23 @@ def test_threads_from_a_kernel_profile_builds_a_two_thread_profile(tmp_path, cap
     for b in (1, 8):
         t1, t2 = an.Oracle(space, p1).latency(X, b), an.Oracle(space, p2).latency(X, b)
         assert np.all(t2 <= t1 * (1 + 1e-12)) and np.all(t2 < 0.8 * t1)
+
+
+def test_a_profile_for_more_threads_times_its_speed_anchors_at_that_count(monkeypatch):
+    """A profile built for N threads from a one-thread profile keeps the anchors' labels but not
+    their one-thread times: measuring with it brings latencies to the anchors' speed, and
+    one-thread anchors would read two threads as a machine twice as fast."""
+    from augur_nas.measure import _scaling_fit
+    from augur_nas.measure._settings import RuntimeSettings
+    from augur_nas.profile import load_profile
+
+    base = load_profile("x86-xeon-avx512-ort")
+    seen = {}
+
+    def fake_times(items, settings, time_s):
+        seen["threads"] = settings.threads
+        return {lab: 1.0 for lab, _ in items}
+    monkeypatch.setattr(_scaling_fit, "anchor_times", fake_times)
+    got = _scaling_fit._anchors_at(base, RuntimeSettings(backend="onnxruntime", threads=2))
+    assert seen["threads"] == 2 and got["threads"] == 2
+    assert set(got["latency_ms"]) == set(base.fit["anchors"]["latency_ms"]) and set(got["latency_ms"].values()) == {1.0}

@@ -81,15 +81,9 @@ def _settings(profile, settings):
     return RuntimeSettings.from_dict(profile.runtime_settings)
 
 
-def _time_anchors(profile, settings, time_s, res: DeviceCheck) -> None:
-    refs, items = profile_anchors(profile)
-    if not items:
-        res.note = (res.note + "; " if res.note else "") + "the profile has no speed anchors: no speed factor"
-        return
-    if settings.backend not in ("onnxruntime", "torch"):
-        res.note = (res.note + "; " if res.note else "") + f"the {settings.backend} backend does not run networks"
-        return
-    t0 = time.monotonic()
+def anchor_times(items, settings, time_s: float) -> dict:
+    """``{label: ms}`` of the speed anchors ``items`` (``profile_anchors``) timed now with
+    ``settings`` for about ``time_s`` seconds."""
     with tempfile.TemporaryDirectory(prefix="augur-check-") as d:
         nets = prepare(items, d)
         runners = {n.label: make_runner(n, settings) for n in nets}
@@ -99,7 +93,19 @@ def _time_anchors(profile, settings, time_s, res: DeviceCheck) -> None:
         finally:
             for r in runners.values():
                 r.close()
-    now = {lab: t.median_ms for lab, t in timing.items()}
+    return {lab: t.median_ms for lab, t in timing.items()}
+
+
+def _time_anchors(profile, settings, time_s, res: DeviceCheck) -> None:
+    refs, items = profile_anchors(profile)
+    if not items:
+        res.note = (res.note + "; " if res.note else "") + "the profile has no speed anchors: no speed factor"
+        return
+    if settings.backend not in ("onnxruntime", "torch"):
+        res.note = (res.note + "; " if res.note else "") + f"the {settings.backend} backend does not run networks"
+        return
+    t0 = time.monotonic()
+    now = anchor_times(items, settings, time_s)
     sp = anchor_speed(now, refs)
     res.timing_s = round(time.monotonic() - t0, 2)
     if sp is None:

@@ -30,7 +30,8 @@ from ..lowering import lower
 from ._calibset import calibration_set
 from ._ortnodes import attribute, cleanup, graph_edges, node_times
 from ._probes import calibration_networks
-from ._profiling import _OrtNet
+from ._devcheck import anchor_times
+from ._profiling import _OrtNet, profile_anchors
 from ._runners import OrtRunner
 from ._settings import RuntimeSettings
 
@@ -339,7 +340,25 @@ def add_scaling(profile, settings, budget_s: float, progress=None, base=None, th
     out.latency.scaling = batch_model
     report.update(elapsed_s=round(time.monotonic() - t0, 1), samples={g: list(v) for g, v in counts.items()})
     out.fit = dict(out.fit, scaling=report)
+    if base is not None and n != int(base.threads or 1):
+        out.fit = dict(out.fit, anchors=_anchors_at(base, settings))
     return out, report
+
+
+ANCHOR_TIME_S = 10.0  # seconds to time the speed anchors at a new thread count
+
+
+def _anchors_at(base, settings) -> dict:
+    """``base``'s speed-anchor record with the anchors timed again at ``settings.threads``: a
+    measurement with the new profile is brought to the anchors' speed (``measure``,
+    ``validate``), and anchors timed at one thread would read two threads as a machine running
+    twice as fast (every two-thread latency doubled)."""
+    anchors = dict(base.fit.get("anchors") or {})
+    _, items = profile_anchors(base)
+    if items:
+        anchors["latency_ms"] = {k: round(v, 4) for k, v in anchor_times(items, settings, ANCHOR_TIME_S).items()}
+        anchors["threads"] = int(settings.threads)
+    return anchors
 
 
 THREAD_TABLE_SEED = 5
