@@ -586,7 +586,8 @@ class GridCache:
         self.bytes = 0  # of the grids kept; beyond GRID_CACHE_BYTES the cache starts over
         self.calls = 0  # calls of segment_sums with this cache so far
         self.entries: dict = {}  # segment start -> the entry state sets met there, latest last
-        # the costs of every candidate of a small space, kept by the oracle (``oracle._whole_space``)
+        # the costs of every candidate of a small space, kept by the oracle (``oracle._whole_space``;
+        # False: the space holds candidates whose shapes fail, so none is kept)
         self.whole = None
 
     def clear(self):

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._errors import ConstraintError
+from ._errors import ConstraintError, ShapeError
 from ._segments import GridCache, segment_sums
 from ._totals import DTYPE_BYTES, network_totals
 from .analysis import totals
@@ -170,7 +170,7 @@ def _space_keys(space, X) -> np.ndarray:
 def _whole_space(space, profile, batch, breakdown, cache) -> Costs | None:
     """The costs of every candidate of a small space, by number (``_space_keys``), kept in the
     Oracle's cache: priced on the cache's second call (its first may be a lone candidate)."""
-    if cache is None:
+    if cache is None or cache.whole is False:
         return None
     if cache.whole is not None:
         return cache.whole
@@ -179,7 +179,13 @@ def _whole_space(space, profile, batch, breakdown, cache) -> Costs | None:
         return None
     radix = _radix(space)
     every = (np.arange(total, dtype=np.int64)[:, None] // radix) % space._sizes  # [total, G]
-    cache.whole = _segment_costs(space, every, profile, batch, breakdown, cache, priced_for=total)
+    try:
+        cache.whole = _segment_costs(space, every, profile, batch, breakdown, cache, priced_for=total)
+    except ShapeError:
+        # some candidate of the space has shapes that do not work: price each call's own
+        # candidates instead, so that only a call holding such a candidate is refused
+        cache.whole = False
+        return None
     return cache.whole
 
 

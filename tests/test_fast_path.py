@@ -314,3 +314,25 @@ def test_a_small_space_asked_again_is_read_from_its_whole_table(monkeypatch):
             np.testing.assert_allclose(one[k][0], v[i], rtol=1e-9, atol=1e-12, err_msg=k)
     assert not priced
     assert len(o._grid_caches) == 1 and next(iter(o._grid_caches.values())).whole.latency_ms.shape == (15625,)
+
+
+def test_a_whole_space_that_cannot_be_priced_leaves_each_call_its_own(monkeypatch):
+    """When pricing the whole small space fails on some candidate's shapes, the Oracle keeps
+    pricing each call's own candidates (only a call holding a failing candidate is refused)."""
+    from augur_nas import oracle as oracle_module
+    from augur_nas.oracle import Oracle
+
+    space = an.load_space(_REPO / "spaces/nb201.yaml")
+    real = oracle_module._segment_costs
+
+    def failing_whole(space_, X, *a, **k):
+        if len(X) == 15625:
+            raise an.ShapeError("a candidate of the space has shapes that do not work")
+        return real(space_, X, *a, **k)
+    monkeypatch.setattr(oracle_module, "_segment_costs", failing_whole)
+    X = space.sample(4, seed=2)
+    o = Oracle(space, "tk1-gpu")
+    ref = o.evaluate(X, reference=True)
+    got = [o.evaluate(x)["latency_ms"][0] for x in X]
+    np.testing.assert_allclose(got, ref["latency_ms"], rtol=1e-9)
+    assert next(iter(o._grid_caches.values())).whole is False
