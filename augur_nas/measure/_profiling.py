@@ -201,26 +201,23 @@ class _OrtNet:
         cleanup(self.path)
 
 
-def _ort_node_profile(net: _OrtNet, settings, workdir, latency_model, target_s=PROBE_TARGET_S,
-                      min_runs=5, max_runs=200, want_graph=False):
-    """Per-node times of one network, attributed to its layers. Returns (attributed, times, wall_ms)."""
+def profiled_runs(net, settings, workdir, target_s, min_runs, max_runs, clock=time.perf_counter,
+                  want_graph=False, pace=min):
+    """``(per-run seconds by clock, node times, optimized graph or None)`` of ``net`` run under ONNX
+    Runtime's profiler: two untimed runs, then enough runs for about ``target_s`` seconds (their
+    ``pace`` of the two, within ``min_runs``..``max_runs``); the node times skip the two first runs."""
     prefix = os.path.join(workdir, "prof")
     opt = os.path.join(workdir, "opt.onnx") if want_graph else None
     runner = OrtRunner(net.path, settings, profiling_prefix=prefix, optimized_path=opt)
     prof = None
     try:
-        t = time.perf_counter()
-        runner.run()
-        first = time.perf_counter() - t
-        t = time.perf_counter()
-        runner.run()
-        second = time.perf_counter() - t
-        runs = int(np.clip(target_s / max(min(first, second), 1e-6), min_runs, max_runs))
-        walls = []
+        first, second = _run_s(runner), _run_s(runner)
+        runs = int(np.clip(target_s / max(pace(first, second), 1e-6), min_runs, max_runs))
+        per_run = []
         for _ in range(runs):
-            t = time.perf_counter()
+            t = clock()
             runner.run()
-            walls.append(time.perf_counter() - t)
+            per_run.append(clock() - t)
         prof = runner.end_profiling()
         times = node_times(prof, skip_runs=2)
         graph = graph_edges(opt) if want_graph else None
@@ -228,6 +225,19 @@ def _ort_node_profile(net: _OrtNet, settings, workdir, latency_model, target_s=P
         runner.close()
         cleanup(prof)
         cleanup(opt)
+    return per_run, times, graph
+
+
+def _run_s(runner) -> float:
+    t = time.perf_counter()
+    runner.run()
+    return time.perf_counter() - t
+
+
+def _ort_node_profile(net: _OrtNet, settings, workdir, latency_model, target_s=PROBE_TARGET_S,
+                      min_runs=5, max_runs=200, want_graph=False):
+    """Per-node times of one network, attributed to its layers. Returns (attributed, times, wall_ms)."""
+    walls, times, graph = profiled_runs(net, settings, workdir, target_s, min_runs, max_runs, want_graph=want_graph)
     priced = [latency_model.family(op)[0] != "free" and net.table.rows["mask"][s, 0] for s, op in enumerate(net.table.ops)]
     att = attribute(times, net.table, net.owner, priced, graph, layout_bucket=True)
     return att, times, float(np.median(walls)) * 1e3

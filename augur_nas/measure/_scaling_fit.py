@@ -14,7 +14,6 @@ fit ``par_call_ms`` and ``par_share``. Only ratios are fitted, so the profile's 
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from typing import NamedTuple
@@ -28,11 +27,10 @@ from ..costmodel._scaling import GROUPS, GroupScale, ScalingModel, group_of, spi
 from ..io.onnx import export_onnx
 from ..lowering import lower
 from ._calibset import calibration_set
-from ._ortnodes import attribute, cleanup, graph_edges, node_times
-from ._probes import calibration_networks
 from ._devcheck import anchor_times
-from ._profiling import _OrtNet, profile_anchors
-from ._runners import OrtRunner
+from ._ortnodes import attribute
+from ._probes import calibration_networks
+from ._profiling import _OrtNet, profile_anchors, profiled_runs
 from ._settings import RuntimeSettings
 
 FIT_BATCHES = (1, 8, 32)
@@ -73,6 +71,10 @@ def layer_samples(label, table, att: dict, model0, batch: int, threads: int) -> 
     return out
 
 
+def _mean_of_two(a: float, b: float) -> float:
+    return (a + b) / 2
+
+
 def cpu_node_profile(net, settings, workdir, model0, target_s: float = 0.15, min_runs: int = 4, max_runs: int = 40,
                      cpu_time: bool = True):
     """Per-node times of one network attributed to its layers (as ``_profiling._ort_node_profile``),
@@ -81,27 +83,8 @@ def cpu_node_profile(net, settings, workdir, model0, target_s: float = 0.15, min
     slower per image than it is; at one intra-op thread the process's CPU time is the kernels'
     own. With more threads the CPU time counts every thread (and their spinning), so the node
     times are left as measured there."""
-    prefix = os.path.join(workdir, "prof")
-    opt = os.path.join(workdir, "opt.onnx")
-    runner = OrtRunner(net.path, settings, profiling_prefix=prefix, optimized_path=opt)
-    prof = None
-    try:
-        t = time.perf_counter()
-        runner.run()
-        runner.run()
-        runs = int(np.clip(target_s / max((time.perf_counter() - t) / 2, 1e-6), min_runs, max_runs))
-        cpus = []
-        for _ in range(runs):
-            c = time.process_time()
-            runner.run()
-            cpus.append(time.process_time() - c)
-        prof = runner.end_profiling()
-        times = node_times(prof, skip_runs=2)
-        graph = graph_edges(opt)
-    finally:
-        runner.close()
-        cleanup(prof)
-        cleanup(opt)
+    cpus, times, graph = profiled_runs(net, settings, workdir, target_s, min_runs, max_runs, clock=time.process_time,
+                                       want_graph=True, pace=_mean_of_two)
     if settings.threads == 1 and cpu_time:
         total = sum(v[0] for v in times.values())
         f = float(np.median(cpus)) * 1e3 / total if total > 0 else 1.0
@@ -374,8 +357,8 @@ def _thread_tables() -> list:
 
 
 def _renamed(out, profile, settings):
-    base_name = out.name
     """``out`` (a copy of the base) under ``profile``'s name and description, run with ``settings``."""
+    base_name = out.name
     out.name = profile.name
     out.description = profile.description
     if int(settings.threads) == int(out.threads or 1):
