@@ -1,11 +1,14 @@
 """``augur-nas calibrate``: adapt a profile to another machine from end-to-end timings.
 
 A profile's layer sum is linear in its coefficients, so a network's predicted latency splits
-exactly into per-family contributions: one per GEMM model (``conv``, ``conv_1x1``,
-``conv_narrow`` stems, ``dwconv``, ``fc``), the pools, the other memory-bound ops, the layout
-conversions and the per-layer/per-call overheads. On another processor each family runs at its
-own speed ratio (AVX-512 speeds up dense convolutions more than a depthwise conv or a large fc
-that streams its weights from memory), so the calibration fits one factor per family:
+exactly into per-family contributions: the work (multiply-adds, bytes moved) of each GEMM model
+(``conv``, ``conv_1x1``, ``conv_narrow`` stems, ``dwconv``, ``fc``), of the pools, of the other
+memory-bound ops and of the layout conversions, and ``call``: every per-call cost (the GEMM
+models' constant terms, the ops' and conversions' ``overhead_ms``, the per-layer/per-call
+overheads). On another processor each family runs at its own speed ratio (AVX-512 speeds up
+dense convolutions more than a large fc that streams its weights from memory; a faster clock and
+dispatch shrink the per-call costs far more than the work), so the calibration fits one factor
+per family:
 
     measured_i  ~  sum_f  c_f * T_if          (T_if: family f's contribution to network i)
 
@@ -37,6 +40,7 @@ import numpy as np
 
 from .._errors import MeasurementError
 from ..costmodel import LatencyModel, latency_ms, nnls
+from ..costmodel._gemm import FEATURES
 from ..fingerprint import machine_fingerprint
 from ..lowering import lower
 from ..profile import Profile, load_profile
@@ -73,16 +77,25 @@ POOL_KINDS = ("maxpool", "avgpool", "globalpool")
 
 
 def families(latency) -> list:
-    """The correctable families of a latency model: its GEMM models (``conv``, ``conv_1x1``,
-    ``conv_narrow``, ``dwconv``, ``fc``: each a kernel family of the runtime), the pools, the other
-    memory-bound ops, the layout conversions, and the per-layer and per-call overheads. (Finer
-    families, a factor per GEMM term or per memory-bound kind, fitted the 24 calibration networks
-    better and predicted unseen networks worse: too many factors for 24 timings.)"""
+    """The correctable families of a latency model: the work of its GEMM models (``conv``,
+    ``conv_1x1``, ``conv_narrow``, ``dwconv``, ``fc``: each a kernel family of the runtime), of the
+    pools, of the other memory-bound ops and of the layout conversions, and ``call``: every per-call
+    cost (each GEMM model's constant term, each op's and conversion's ``overhead_ms``, the per-layer
+    and per-call overheads). Per-call costs get one factor of their own because they move with the
+    processor's clock and the runtime's dispatch, not with its vector width: from an AVX2 EPYC to an
+    AVX-512 Xeon the multiply-adds sped up 3.5x and the per-call parts far more, which one factor
+    per family shared between its two parts cannot follow (tiny NB201 cells came out +50% slow).
+    (Finer families, a factor per GEMM term or per memory-bound kind, fitted the 24 calibration
+    networks better and predicted unseen networks worse: too many factors for 24 timings.)"""
     out = list(latency.gemm) + ["pool", "memory"]
     if latency.layout is not None:
         out.append("layout")
-    out.append("overhead")
+    out.append(CALL)
     return out
+
+
+CALL = "call"  # the family of every per-call cost
+CALL_FEATURE = "1"  # a GEMM model's per-call term
 
 
 def family_of_kind(kind: str) -> str:
@@ -92,25 +105,31 @@ def family_of_kind(kind: str) -> str:
 
 def scaled_latency(latency, scales: dict):
     """A copy of a ``LatencyModel`` with each family's coefficients multiplied by its factor
-    (families not in ``scales`` keep factor 1). Built through the model's plain data."""
+    (families not in ``scales`` keep factor 1). ``call`` scales every per-call term; without a
+    ``call`` factor (profiles calibrated before it existed, which ``uncorrected`` must still undo)
+    a per-call term follows its family as it did then. ``overhead`` (those profiles' family of the
+    per-layer and per-call overheads) multiplies them on top. Built through the model's plain data."""
     d = copy.deepcopy(latency.to_dict())
     f = lambda fam: float(scales.get(fam, 1.0))  # noqa: E731
+    call = lambda fam: float(scales.get(CALL, f(fam)))  # noqa: E731
     for name, g in d["gemm"].items():
-        g["coef"] = (np.asarray(g["coef"], dtype=np.float64) * f(name)).tolist()
+        per_term = np.array([call(name) if t == CALL_FEATURE else f(name) for t in g.get("features", FEATURES)])
+        g["coef"] = (np.asarray(g["coef"], dtype=np.float64) * per_term).tolist()
     ops = d["ops"]
-    ops["default"] = _scale_entry(ops["default"], f("memory"))
+    ops["default"] = _scale_entry(ops["default"], f("memory"), call("memory"))
     for kind, e in (ops.get("kinds") or {}).items():
-        ops["kinds"][kind] = _scale_entry(e, f(family_of_kind(kind)))
+        fam = family_of_kind(kind)
+        ops["kinds"][kind] = _scale_entry(e, f(fam), call(fam))
     if "layout" in d:
-        d["layout"]["reorder"] = _scale_entry(d["layout"]["reorder"], f("layout"))
+        d["layout"]["reorder"] = _scale_entry(d["layout"]["reorder"], f("layout"), call("layout"))
     for k in ("layer_overhead_ms", "network_overhead_ms"):
         if k in d:
-            d[k] = float(d[k]) * f("overhead")
+            d[k] = float(d[k]) * f(CALL) * f("overhead")
     return LatencyModel.from_dict(d)
 
 
-def _scale_entry(e, s):
-    return {k: float(v) * s for k, v in e.items()}
+def _scale_entry(e, per_mb, call):
+    return {k: float(v) * (call if k == "overhead_ms" else per_mb) for k, v in e.items()}
 
 
 def contributions(latency, tables_batches) -> np.ndarray:
@@ -206,8 +225,9 @@ def corrected_profile(base, fit: Fit, name: str, fingerprint: dict, what: dict, 
         "families": {f: round(v, 5) for f, v in fit.scales.items()},
         "global_scale": round(fit.global_scale, 5), "ridge_pseudo_observations": fit.lam,
         "median_share_of_base_prediction": fit.contributions,
-        "model": "measured ~ sum over families of factor * the family's part of the base layer sum; NNLS on "
-                 "relative errors, ridge towards the global scale, strength chosen by leave-one-out",
+        "model": "measured ~ sum over families of factor * the family's part of the base layer sum (the per-call "
+                 "costs of every family are the family `call`); NNLS on relative errors, ridge towards the global "
+                 "scale, strength chosen by leave-one-out",
         **what,
     }
     if base.calibration:
