@@ -265,6 +265,16 @@ def test_fit_recovers_per_call_costs_that_moved_apart_from_the_work():
     assert np.min(tiny.sum(axis=1) * 0.3 / truth - 1) > 0.1
 
 
+def test_noisy_calibration_timings_are_named_in_a_warning():
+    """Timed on a busy core (8% median noise, 40% of a core: the global factor came out 2.8x the
+    idle one), calibrate says so instead of writing a busy machine's factors silently."""
+    from augur_nas.measure._calibrate import BUSY_NOISE, busy_warning
+
+    assert busy_warning(0.002) is None and busy_warning(BUSY_NOISE) is None
+    w = busy_warning(0.082)
+    assert "8.2%" in w and "idle" in w and "\n" not in w
+
+
 # --------------------------------------------------------------------------------------------- export + CSV
 
 

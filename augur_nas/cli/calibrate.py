@@ -10,6 +10,7 @@ measured on another device (``--from-measurements``), and writes the corrected p
 from __future__ import annotations
 
 import os
+import sys
 
 from .._errors import MeasurementError
 from .._format import print_json
@@ -74,6 +75,8 @@ def cmd_calibrate(args) -> int:
                                  seed=args.seed)
     save_profile(profile, args.output, header=f"Device profile `{profile.name}`: `{base.name}` calibrated by "
                                               f"augur-nas calibrate.\nFormat: docs/profiles.md.")
+    for w in rep.get("warnings", []):
+        print(f"augur-nas calibrate: warning: {w}", file=sys.stderr)
     if args.json:
     
         print_json({"output": args.output, "profile": profile.name, "report": rep})
