@@ -233,9 +233,12 @@ def test_profiles_corrected_before_call_existed_are_undone_exactly(tmp_path):
     corrected = copy.copy(base)
     corrected.latency, corrected.calibration = scaled_latency(base.latency, old_style), {"families": old_style}
     _, tables = _cal_tables()
-    back = uncorrected(corrected)
-    for t, _ in tables[:6]:
-        assert latency_ms(t, back.latency)[0][0] == pytest.approx(latency_ms(t, base.latency)[0][0], rel=1e-9)
+    new_style = {**{f: v for f, v in old_style.items() if f != "overhead"}, "call": 0.15}
+    for scales in (old_style, new_style):
+        corrected.latency, corrected.calibration = scaled_latency(base.latency, scales), {"families": scales}
+        back = uncorrected(corrected)
+        for t, _ in tables[:6]:
+            assert latency_ms(t, back.latency)[0][0] == pytest.approx(latency_ms(t, base.latency)[0][0], rel=1e-9)
 
 
 def test_fit_recovers_per_call_costs_that_moved_apart_from_the_work():
