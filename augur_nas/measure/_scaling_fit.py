@@ -245,16 +245,26 @@ def fit_scaling(samples, threads: int = 1, batch_threads: int = 1, objective: st
         if best is None or loss < best[0]:
             best = (loss, cache, fits)
     _, cache, fits = best
-    groups = {g: GroupScale(f[1], f[2], f[3]) for g, f in fits.items() if f is not None}
+    groups = {g: GroupScale(f[1], f[2], f[3], par_image_share=1.0 / threads) for g, f in fits.items() if f is not None}
     counts = {g: [len(p.t1), 0] for g, p in usable.items()}
     if threads > 1:
         for g in list(groups):
-            tp = _pairs(samples, g, 1, threads, True)
+            tp = _one_image(_pairs(samples, g, 1, threads, True))
             if len(tp.t1) >= 3:
                 _, c, share = _thread_fit(tp)
                 groups[g] = groups[g]._replace(par_call_ms=c, par_share=share)
                 counts[g][1] = len(tp.t1)
     return ScalingFit(ScalingModel(groups, cache, threads), {g: tuple(v) for g, v in counts.items()})
+
+
+def _one_image(p: _Pairs) -> _Pairs:
+    """The batch-1 pairs of ``p`` where there are enough: ``par_share`` is a one-image kernel's
+    share (the further images of a batch split evenly: ``par_image_share`` = 1/N)."""
+    one = p.b == 1
+    if one.sum() < 3:
+        return p
+    sub = _Pairs(*[v[one] for v in p])
+    return sub._replace(cell=np.unique(sub.cell, return_inverse=True)[1])  # cells numbered 0..n-1 again
 
 
 def profile_samples(latency, tables, threads: int) -> list:
@@ -284,7 +294,7 @@ def thread_scaling_from_profiles(batch_model: ScalingModel, lat1, latn, tables, 
         tp = _pairs(samples, g, 1, threads, True)
         if len(tp.t1) >= 3:
             _, c, share = _thread_fit(tp)
-            groups[g] = groups[g]._replace(par_call_ms=c, par_share=share)
+            groups[g] = groups[g]._replace(par_call_ms=c, par_share=share, par_image_share=1.0 / threads)
     return ScalingModel(groups, batch_model.cache_mb, threads)
 
 
