@@ -7,9 +7,11 @@ the memory-bound ops, the layout conversions, attributed to our layers) at one t
 target thread count. Every visit is repeated (``visits``) and the smaller time counts: on a
 shared machine a kernel is only ever slowed down. Each layer of each network gives a sample
 ``(group, t1, t_b, b, mb)``; the one-thread batch samples fit ``per_call_ms``, ``rate`` and
-``spill_coef`` per group, the N-thread samples (against the one-thread time at the same batch)
-fit ``par_call_ms`` and ``par_share``. Only ratios are fitted, so the profile's own kernel models
-(what another phase measures) stay as they are: the batch model starts from their one-image price.
+``spill_coef`` per group, the N-thread samples at batch 1 (against the one-thread time) fit
+``par_call_ms`` and ``par_share``; a batch's further images split evenly over the threads
+(``par_image_share`` = 1/N, costmodel/_scaling.py). Only ratios are fitted, so the profile's own
+kernel models (what another phase measures) stay as they are: the batch model starts from their
+one-image price.
 """
 
 from __future__ import annotations
