@@ -4,6 +4,8 @@ one thread, this machine), from per-node profiles of the fixed calibration set (
     taskset -c 0 python experiments/batch_nodes.py            # ~2.5 min: CPU-time-normalised node times
     taskset -c 0 python experiments/batch_nodes.py --wall     # the same with wall-clock node times
     python experiments/batch_nodes.py --load samples.json --cv   # fit saved samples; cross-validate both objectives
+    python experiments/batch_nodes.py --threads 2 --save s2.json  # ~5 min, both cores free: also the 2-thread table
+    python experiments/batch_nodes.py --load samples.json --write-profile P1.yaml   # the profile with this fit
 
 For every scaling group (conv, dwconv, fc, bytes: the memory-bound kinds, layout: the layout
 conversions) it prints the measured time of a batch of b images over b x the batch-1 time of
