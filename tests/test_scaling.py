@@ -180,6 +180,10 @@ def test_the_thread_share_is_fitted_at_batch_one_and_the_further_images_split_ev
     assert fit.groups["conv"].par_call_ms == pytest.approx(0.008, abs=0.0045)
     assert fit.groups["conv"].par_image_share == 0.5
     assert fit_scaling(_synthetic(truth)).model.groups["conv"].par_image_share == 1.0  # one thread: none
+    # a group without two-thread samples gains nothing from the threads, at any batch
+    no_bytes = [s for s in _synthetic(truth, threads=(1, 2)) if s.group != "bytes" or s.threads == 1]
+    bytes_ = fit_scaling(no_bytes, threads=2).model.groups["bytes"]
+    assert bytes_.par_share == 1.0 and bytes_.par_image_share == 1.0
 
 
 def test_fit_refuses_without_batch_samples():

@@ -247,14 +247,15 @@ def fit_scaling(samples, threads: int = 1, batch_threads: int = 1, objective: st
         if best is None or loss < best[0]:
             best = (loss, cache, fits)
     _, cache, fits = best
-    groups = {g: GroupScale(f[1], f[2], f[3], par_image_share=1.0 / threads) for g, f in fits.items() if f is not None}
+    groups = {g: GroupScale(f[1], f[2], f[3]) for g, f in fits.items() if f is not None}
     counts = {g: [len(p.t1), 0] for g, p in usable.items()}
     if threads > 1:
         for g in list(groups):
             tp = _one_image(_pairs(samples, g, 1, threads, True))
             if len(tp.t1) >= 3:
                 _, c, share = _thread_fit(tp)
-                groups[g] = groups[g]._replace(par_call_ms=c, par_share=share)
+                # a group without thread samples keeps par_share = par_image_share = 1: no gain
+                groups[g] = groups[g]._replace(par_call_ms=c, par_share=share, par_image_share=1.0 / threads)
                 counts[g][1] = len(tp.t1)
     return ScalingFit(ScalingModel(groups, cache, threads), {g: tuple(v) for g, v in counts.items()})
 
