@@ -4,6 +4,8 @@ one thread, this machine), from per-node profiles of the fixed calibration set (
     taskset -c 0 python experiments/batch_nodes.py            # ~2.5 min: CPU-time-normalised node times
     taskset -c 0 python experiments/batch_nodes.py --wall     # the same with wall-clock node times
     python experiments/batch_nodes.py --load samples.json --cv   # fit saved samples; cross-validate both objectives
+    python experiments/batch_nodes.py --threads 2 --save s2.json  # ~5 min, both cores free: also the 2-thread table
+    python experiments/batch_nodes.py --load samples.json --write-profile P1.yaml   # the profile with this fit
 
 For every scaling group (conv, dwconv, fc, bytes: the memory-bound kinds, layout: the layout
 conversions) it prints the measured time of a batch of b images over b x the batch-1 time of
@@ -34,9 +36,13 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="x86-xeon-avx512-ort", help="its fusion rules attribute the nodes")
     ap.add_argument("--wall", action="store_true", help="wall-clock node times (no CPU-time normalisation)")
     ap.add_argument("--visits", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="also time every network at this many intra-op threads (the thread model's samples)")
     ap.add_argument("--save", default=None, metavar="FILE.json", help="write the samples")
     ap.add_argument("--load", default=None, metavar="FILE.json", help="fit saved samples, measure nothing")
     ap.add_argument("--objective", choices=sorted(OBJECTIVES), default=DEFAULT_OBJECTIVE, help="the batch fit's loss")
+    ap.add_argument("--write-profile", default=None, metavar="OUT.yaml",
+                    help="write --profile with its latency.scaling fitted on these samples (one thread)")
     ap.add_argument("--cv", action="store_true",
                     help="also leave-one-network-out: each network's batch sums predicted by a fit on the others, "
                          "for every objective")
@@ -46,7 +52,8 @@ def main(argv=None) -> int:
         with open(args.load, encoding="utf-8") as f:
             samples = [ScaleSample(**dict(d, key=tuple(d["key"]))) for d in json.load(f)]
     else:
-        samples = measure_scaling(lat, visits=args.visits, cpu_time=not args.wall, progress=print)
+        threads = (1,) if args.threads == 1 else (1, args.threads)
+        samples = measure_scaling(lat, threads=threads, visits=args.visits, cpu_time=not args.wall, progress=print)
     if args.save:
         with open(args.save, "w", encoding="utf-8") as f:
             json.dump([s._asdict() for s in samples], f)
@@ -64,12 +71,40 @@ def main(argv=None) -> int:
         print(f"{g:8s} {b:5d} {meas / naive:26.2f} {pred / meas:18.2f}")
     print("fitted:", {g: {k: round(v, 4) for k, v in s._asdict().items()} for g, s in model.groups.items()},
           "cache_mb", model.cache_mb)
+    if args.write_profile:
+        write_profile(args.profile, model, args.write_profile)
+    if any(s.threads > 1 for s in samples):
+        thread_table(samples, model)
     if args.cv:
         for obj in sorted(OBJECTIVES):
             e = np.abs(leave_one_out(samples, obj))
             print(f"leave-one-network-out, objective {obj}: batch sums within ±10% {np.mean(e <= 0.1):.0%}, within "
                   f"±15% {np.mean(e <= 0.15):.0%}, median |error| {100 * np.median(e):.1f}% ({len(e)} network x batch)")
     return 0
+
+
+def write_profile(name, model, out) -> None:
+    """``name``'s profile with ``model`` as its latency.scaling, written to ``out``."""
+    from augur_nas.profile import load_profile, save_profile
+
+    prof = load_profile(name)
+    prof.latency.scaling = model
+    save_profile(prof, out, header=f"`{prof.name}` with latency.scaling refitted by experiments/batch_nodes.py")
+    print("wrote", out)
+
+
+def thread_table(samples, model) -> None:
+    """Measured N-thread time over one-thread time per group and batch (sums over the layers),
+    beside the thread model's ``par_share`` at batch 1 and ``par_image_share`` beyond."""
+    by = {(s.key, s.batch, s.threads): s for s in samples}
+    sums = collections.defaultdict(lambda: np.zeros(2))
+    for (key, b, th), s in by.items():
+        ref = by.get((key, b, 1))
+        if th > 1 and ref is not None:
+            sums[(s.group, th, b)] += (s.ms, ref.ms)
+    print(f"{'group':8s} {'threads':>7s} {'batch':>5s} {'N threads / 1 thread':>21s}")
+    for (g, th, b), (tn, t1) in sorted(sums.items()):
+        print(f"{g:8s} {th:7d} {b:5d} {tn / t1:21.3f}")
 
 
 def leave_one_out(samples, objective) -> list:

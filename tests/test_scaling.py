@@ -57,6 +57,29 @@ def test_threads_never_slow_a_layer_down():
     assert m.scale("conv", t[:1], 8, np.zeros(1))[0] < 8 * t[0]
 
 
+def test_a_batch_pays_the_one_image_thread_share_once_then_splits_the_further_images():
+    m = _model(threads=2, conv={"par_call_ms": 0.01, "par_share": 0.6, "par_image_share": 0.5})
+    # batch 8 of a 1 ms layer: 8 ms at one thread; the first image's share, then 7 ms halved
+    np.testing.assert_allclose(m.scale("conv", np.array([1.0]), 8, np.zeros(1)), [0.01 + 0.6 + 0.5 * 7])
+    np.testing.assert_allclose(m.scale("conv", np.array([1.0]), 1, np.zeros(1)), [0.61])
+    # a layer whose threads do not pay keeps its one-thread time at every batch
+    slow = _model(threads=2, conv={"par_call_ms": 0.01, "par_share": 1.0, "par_image_share": 1.0})
+    np.testing.assert_allclose(slow.scale("conv", np.array([0.2]), 8, np.zeros(1)), [1.6])
+
+
+def test_a_profile_without_par_image_share_prices_as_before():
+    """Profiles fitted before ``par_image_share``: every image pays ``par_share`` (their old rule,
+    min(t(b), par_call_ms + par_share * t(b)))."""
+    d = {"threads": 2, "cache_mb": 1, "groups": {"conv": {"per_call_ms": 0.002, "spill_coef": 0.1,
+                                                        "par_call_ms": 0.008, "par_share": 0.57}}}
+    m = ScalingModel.from_dict(d)
+    assert m.groups["conv"].par_image_share == 0.57
+    t1, mb = np.array([0.004, 0.05, 2.0]), np.array([0.3, 1.5, 6.0])
+    for b in (1, 4, 32):
+        tb = ScalingModel(m.groups, 1.0, 1).scale("conv", t1, b, mb)
+        np.testing.assert_allclose(m.scale("conv", t1, b, mb), np.minimum(tb, 0.008 + 0.57 * tb), rtol=1e-12)
+
+
 def test_plain_data_round_trip_and_errors():
     m = _model(threads=2, conv={"per_call_ms": 0.003, "spill_coef": 0.1, "par_share": 0.55}, fc={"rate": 0.05})
     assert ScalingModel.from_dict(m.to_dict()) == m
@@ -75,7 +98,7 @@ def test_plain_data_round_trip_and_errors():
 def _scaled_profile(threads=1):
     p = load_profile("x86-xeon-avx512-ort")
     p.latency.scaling = _model(threads, conv={"per_call_ms": 0.006, "spill_coef": 0.05, "par_share": 0.53,
-                                              "par_call_ms": 0.008},
+                                              "par_call_ms": 0.008, "par_image_share": 0.5},
                                dwconv={"spill_coef": 0.2}, fc={"rate": 0.05}, bytes={"spill_coef": 0.1},
                                layout={"spill_coef": 0.3, "per_call_ms": 0.001})
     return p
@@ -146,6 +169,23 @@ def test_fit_recovers_thread_coefficients():
     assert fit.groups["bytes"].par_share == pytest.approx(0.6, abs=0.05)
 
 
+def test_the_thread_share_is_fitted_at_batch_one_and_the_further_images_split_evenly():
+    """Samples whose batches split better over two threads than one image does: ``par_share``
+    comes from the one-image pairs (a fit over every batch would land between 0.62 and 0.5)."""
+    truth = ScalingModel({"conv": GroupScale(par_share=0.62, par_call_ms=0.008, par_image_share=0.5),
+                          "bytes": GroupScale(spill_coef=0.1),
+                          "fc": GroupScale(rate=0.05)}, cache_mb=1.0, threads=2)
+    fit = fit_scaling(_synthetic(truth, threads=(1, 2)), threads=2).model
+    assert fit.groups["conv"].par_share == pytest.approx(0.62, abs=0.03)
+    assert fit.groups["conv"].par_call_ms == pytest.approx(0.008, abs=0.0045)
+    assert fit.groups["conv"].par_image_share == 0.5
+    assert fit_scaling(_synthetic(truth)).model.groups["conv"].par_image_share == 1.0  # one thread: none
+    # a group without two-thread samples gains nothing from the threads, at any batch
+    no_bytes = [s for s in _synthetic(truth, threads=(1, 2)) if s.group != "bytes" or s.threads == 1]
+    bytes_ = fit_scaling(no_bytes, threads=2).model.groups["bytes"]
+    assert bytes_.par_share == 1.0 and bytes_.par_image_share == 1.0
+
+
 def test_fit_refuses_without_batch_samples():
     with pytest.raises(an.AugurError, match="batch"):
         fit_scaling([ScaleSample("conv", ("n", 1), 1, 1, 0.1, 1.0)])
@@ -201,6 +241,8 @@ def test_threads_from_a_kernel_profile_builds_a_two_thread_profile(tmp_path, cap
     assert p2.threads == 2 and p2.latency.scaling.threads == 2
     assert p2.latency.scaling.groups["fc"].rate == p1.latency.scaling.groups["fc"].rate
     assert 0.4 < p2.latency.scaling.groups["conv"].par_share < 0.8
+    # the grid is batch 1: a batch's further images split evenly over the threads
+    assert p2.latency.scaling.groups["conv"].par_image_share == 0.5
     space = an.load_space(ROOT / "spaces/resnet.yaml")
     X = space.sample(10, seed=2)
     for b in (1, 8):

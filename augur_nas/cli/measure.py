@@ -231,8 +231,8 @@ def _profile_from_base(args, settings, scaling_s, say) -> int:
           f"({rep['elapsed_s']:.0f} s)")
     for g, s in sc.groups.items():
         print(f"  {g:7s} batch: per call {1000 * s.per_call_ms:.1f} us, rate {s.rate:.3f}, spill {s.spill_coef:.2f}"
-              f" per doubling past {sc.cache_mb:g} MB" + (f"; threads: x{s.par_share:.2f} + {1000 * s.par_call_ms:.1f} us"
-                                                          if sc.threads > 1 else ""))
+              f" per doubling past {sc.cache_mb:g} MB" + (f"; threads: x{s.par_share:.2f} + {1000 * s.par_call_ms:.1f} us, "
+                                                          f"further images x{s.par_image_share:.2f}" if sc.threads > 1 else ""))
     conv = sc.groups.get("conv")
     if sc.threads > 1 and threads_from is None and conv is not None and conv.par_share > 0.9:
         say(f"warning: {sc.threads} threads ran the convs hardly faster than one (x{conv.par_share:.2f}): other processes "

@@ -18,10 +18,16 @@ profile's batch-1 figures do not change.
 
 With ``threads`` > 1 the profile's kernels are the one-thread kernels and each layer runs::
 
-    t_N = min(t(b), par_call_ms + par_share * t(b))
+    t_N = min(t(b), par_call_ms + par_share * t1 + par_image_share * (t(b) - t1))
 
 ``par_share`` (about 1/N for a layer that splits well) and ``par_call_ms`` (the fork/join cost)
 per group: a small kernel does not gain from a second thread, a large one nearly halves.
+``par_image_share``: the share left of the further images' time. A batch gives the threads b
+times the work to split, so the imbalance of a one-image kernel (the part of ``par_share`` over
+1/N) is paid once per call, not once per image: the fits since this term set it to 1/N (ONNX
+Runtime on two cores: N threads over one thread measured 0.50-0.57 for every zoo network at
+batches 4-32, where a share fitted at batch 1, 0.57 for the convs, priced 0.57-0.64). A profile
+that does not give it has ``par_share`` (every image pays the one-image share: the form before).
 
 A profile without ``latency.scaling`` keeps the rule before issue 14: b times one image for the
 GEMM kinds (Caffe's loop over images), ``m = b`` for fc, the bytes times b for memory-bound
@@ -46,14 +52,15 @@ class GroupScale(NamedTuple):
     rate: float = 1.0          # share of the rest that repeats per further image
     spill_coef: float = 0.0    # extra per-image time once b images overflow the cache
     par_call_ms: float = 0.0   # fork/join cost of a parallel kernel (threads > 1)
-    par_share: float = 1.0     # share of the time left with threads > 1
+    par_share: float = 1.0     # share of the time left with threads > 1 (of one image)
+    par_image_share: float = -1.0  # share left of the further images' time (< 0: par_share)
 
 
 class ScalingModel:
     """Per-group ``GroupScale`` coefficients, the cache size and the thread count they describe."""
 
     def __init__(self, groups: dict, cache_mb: float = 1.0, threads: int = 1):
-        self.groups = {str(g): GroupScale(*[float(v) for v in s]) for g, s in groups.items()}
+        self.groups = {str(g): _filled(GroupScale(*[float(v) for v in s])) for g, s in groups.items()}
         self.cache_mb = float(cache_mb)
         self.threads = int(threads)
         for g, s in self.groups.items():
@@ -66,14 +73,14 @@ class ScalingModel:
 
     def scale(self, group: str, t1: np.ndarray, batch: int, mb: np.ndarray) -> np.ndarray:
         """The time of ``batch`` images (with this model's threads) from the one-image times ``t1``."""
-        s = self.groups.get(group, GroupScale())
+        s = self.groups.get(group, _filled(GroupScale()))
         t1 = np.asarray(t1, dtype=np.float64)
         t = t1
         if batch > 1:
             rest = np.maximum(t1 - s.per_call_ms, 0.0)
             t = t1 + (batch - 1) * s.rate * rest * self._spill(s, batch, mb)
         if self.threads > 1:
-            t = np.minimum(t, s.par_call_ms + s.par_share * t)
+            t = np.minimum(t, s.par_call_ms + s.par_share * t1 + s.par_image_share * (t - t1))
         return t
 
     def _spill(self, s: GroupScale, batch: int, mb) -> np.ndarray:
@@ -117,6 +124,11 @@ def group_of(kind: str, family: str) -> str:
     if family == "gemm":
         return kind if kind in ("dwconv", "fc") else "conv"
     return "bytes"
+
+
+def _filled(s: GroupScale) -> GroupScale:
+    """``s`` with ``par_image_share`` given (a profile fitted before it: ``par_share``)."""
+    return s if s.par_image_share >= 0 else s._replace(par_image_share=s.par_share)
 
 
 def spill_ratio(coef: float, cache_mb: float, batch, mb) -> np.ndarray:

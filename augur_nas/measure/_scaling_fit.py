@@ -7,9 +7,11 @@ the memory-bound ops, the layout conversions, attributed to our layers) at one t
 target thread count. Every visit is repeated (``visits``) and the smaller time counts: on a
 shared machine a kernel is only ever slowed down. Each layer of each network gives a sample
 ``(group, t1, t_b, b, mb)``; the one-thread batch samples fit ``per_call_ms``, ``rate`` and
-``spill_coef`` per group, the N-thread samples (against the one-thread time at the same batch)
-fit ``par_call_ms`` and ``par_share``. Only ratios are fitted, so the profile's own kernel models
-(what another phase measures) stay as they are: the batch model starts from their one-image price.
+``spill_coef`` per group, the N-thread samples at batch 1 (against the one-thread time) fit
+``par_call_ms`` and ``par_share``; a batch's further images split evenly over the threads
+(``par_image_share`` = 1/N, costmodel/_scaling.py). Only ratios are fitted, so the profile's own
+kernel models (what another phase measures) stay as they are: the batch model starts from their
+one-image price.
 """
 
 from __future__ import annotations
@@ -249,12 +251,23 @@ def fit_scaling(samples, threads: int = 1, batch_threads: int = 1, objective: st
     counts = {g: [len(p.t1), 0] for g, p in usable.items()}
     if threads > 1:
         for g in list(groups):
-            tp = _pairs(samples, g, 1, threads, True)
+            tp = _one_image(_pairs(samples, g, 1, threads, True))
             if len(tp.t1) >= 3:
                 _, c, share = _thread_fit(tp)
-                groups[g] = groups[g]._replace(par_call_ms=c, par_share=share)
+                # a group without thread samples keeps par_share = par_image_share = 1: no gain
+                groups[g] = groups[g]._replace(par_call_ms=c, par_share=share, par_image_share=1.0 / threads)
                 counts[g][1] = len(tp.t1)
     return ScalingFit(ScalingModel(groups, cache, threads), {g: tuple(v) for g, v in counts.items()})
+
+
+def _one_image(p: _Pairs) -> _Pairs:
+    """The batch-1 pairs of ``p`` where there are enough: ``par_share`` is a one-image kernel's
+    share (the further images of a batch split evenly: ``par_image_share`` = 1/N)."""
+    one = p.b == 1
+    if one.sum() < 3:
+        return p
+    sub = _Pairs(*[v[one] for v in p])
+    return sub._replace(cell=np.unique(sub.cell, return_inverse=True)[1])  # cells numbered 0..n-1 again
 
 
 def profile_samples(latency, tables, threads: int) -> list:
@@ -284,7 +297,7 @@ def thread_scaling_from_profiles(batch_model: ScalingModel, lat1, latn, tables, 
         tp = _pairs(samples, g, 1, threads, True)
         if len(tp.t1) >= 3:
             _, c, share = _thread_fit(tp)
-            groups[g] = groups[g]._replace(par_call_ms=c, par_share=share)
+            groups[g] = groups[g]._replace(par_call_ms=c, par_share=share, par_image_share=1.0 / threads)
     return ScalingModel(groups, batch_model.cache_mb, threads)
 
 
