@@ -196,7 +196,7 @@ def write_report(out: Path, rep: dict) -> None:
         f"Run {rep['date']}: `python experiments/{rep['command']}`" + (" (quick smoke run)" if rep["quick"] else "")
         + (f" (nothing measured: the timings of the run of {rep['timings_of']}, predicted again)" if rep.get("timings_of")
            else ""),
-        "", f"Profiles: " + ", ".join(f"{t} thread(s): `{n}`" for t, n in rep["profiles"].items())
+        "", "Profiles: " + ", ".join(f"{t} thread(s): `{n}`" for t, n in rep["profiles"].items())
         + f"; batches {', '.join(map(str, rep['batches']))}; {rep['rounds']} interleaved rounds per pair; "
         f"measuring took {rep['wall_s']:.0f} s.", "",
         f"Networks ({len(rep['networks'])}): {', '.join(rep['networks'])}."

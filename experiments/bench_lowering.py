@@ -14,7 +14,6 @@ import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
 
 import augur_nas as an  # noqa: E402
 from augur_nas.analysis import analyze, totals  # noqa: E402

@@ -12,7 +12,6 @@ are repeated ``--repeats`` times and the spread is reported.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys

@@ -424,7 +424,7 @@ def test_dp_core_on_a_synthetic_chain():
     rng = np.random.default_rng(7)
     sizes = [3, 2, 4, 2]  # gene 0 is used by stages 0 and 2 (carried), genes 1-3 by one stage each
     plan = [((0,), 1, 2), ((1,), 2, 3), ((0, 2), 3, 2), ((3,), 2, 1)]  # (genes, entry states, exit states)
-    stages, tables = [], []
+    stages = []
     for genes, n_in, n_out in plan:
         R = int(np.prod([sizes[g] for g in genes]))
         entry = np.repeat(np.arange(n_in), R)

@@ -82,7 +82,7 @@ def test_exported_model_runs_in_onnxruntime(tmp_path):
     path = tmp_path / "mbv2.onnx"
     export_onnx(model, path, seed=1)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
+    (inp,), (_out,) = sess.get_inputs(), sess.get_outputs()
     assert inp.name == "input" and inp.shape == [1, 3, 224, 224]
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     (y,) = sess.run(None, {"input": x})

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from augur_nas import SpecError, load_space, load_space_dict, lower
-from conftest import SHIPPED_SPACES, SPACES, ZOO_MODELS, active_layers, shipped_space, zoo_model
+from conftest import SHIPPED_SPACES, ZOO_MODELS, active_layers, shipped_space, zoo_model
 
 # A small space with every structural kind of gene: a global choice, parameter choices, a stage
 # with a depth choice (0 allowed) and per-copy genes, and a layer choice whose alternatives have

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
-from augur_nas._errors import AugurError, ShapeError, SpecError, UnsupportedOpError  # noqa: E402
+from augur_nas._errors import AugurError, SpecError, UnsupportedOpError  # noqa: E402
 from augur_nas.io.torch import torch_to_spec  # noqa: E402
 
 

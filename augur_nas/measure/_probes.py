@@ -239,7 +239,6 @@ def _inception_layers(rng, c: int, side: int, res: int):
     if rng.random() < 0.5:
         layers.append({"lrn": {"size": 5}})
     side = side // 4
-    c = 64
     for b in range(int(rng.integers(2, 6))):
         f = float(rng.choice([0.5, 1.0, 1.5]))
         blk = {"c1": _c8(64 * f), "c3r": _c8(96 * f), "c3": _c8(128 * f), "c5r": _c8(16 * f),

@@ -29,7 +29,7 @@ import numpy as np
 from .._errors import MeasurementError
 from .._imports import optional
 from ..analysis import totals
-from ..costmodel import LatencyModel, MemoryModel, OpModel, PiecewiseGemm, latency_ms, nnls
+from ..costmodel import LatencyModel, MemoryModel, OpModel, latency_ms, nnls
 from ..fingerprint import machine_fingerprint
 from ..lowering import lower
 from ..profile import Profile
@@ -107,7 +107,6 @@ def profile_numpy(name: str, settings: RuntimeSettings, budget_s: float = 120.0,
     rng = np.random.default_rng(seed)
     grid = [(n, m, k) for n in GEMM_N for m in GEMM_M for k in GEMM_K if n * m * k <= 2.5e9]
     rng.shuffle(grid)
-    bufs = {}
 
     def gemm_job(n, m, k):
         A = rng.random((n, k), dtype=np.float32)

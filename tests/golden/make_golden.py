@@ -31,7 +31,7 @@ def golden_text(res: dict) -> str:
         val = res[key]
         comma = "," if i < len(KEYS) - 1 else ""
         if key == "layers":
-            parts.append(f'  "layers": [')
+            parts.append('  "layers": [')
             for j, layer in enumerate(val):
                 parts.append("    " + json.dumps(layer) + ("," if j < len(val) - 1 else ""))
             parts.append("  ]" + comma)
