@@ -562,7 +562,11 @@ def _input_genes(prog) -> tuple:
 
 
 def _option_counts(prog) -> list:
-    return [len(g.options) for g in prog.genes]
+    """Each gene's option count (computed once per program)."""
+    d = derived(prog)
+    if d.option_counts is None:
+        d.option_counts = [len(g.options) for g in prog.genes]
+    return d.option_counts
 
 
 def _live_genes(prog) -> dict:
@@ -773,9 +777,10 @@ def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, red
     prog = space.program
     R = seg.combos
     N = st.n * R
-    grid = _combinations(space.n_genes, seg.genes, seg.radix, _mixed_radix(prog, seg.genes)[0], N)
-    found = (_reach.grid_rows(st.reach, st.n, seg.genes, grid, _live_genes(prog).get(seg.stop - 1, ()),
-                              _option_counts(prog)) if prune else _reach.RowReach(None, None, (), ()))
+    counts = _option_counts(prog)
+    grid = _combinations(space.n_genes, seg.genes, seg.radix, [counts[g] for g in seg.genes], N)
+    found = (_reach.grid_rows(st.reach, st.n, seg.genes, grid, _live_genes(prog).get(seg.stop - 1, ()), counts)
+             if prune else _reach.RowReach(None, None, (), ()))
     rows = found.rows
     n = N if rows is None else len(rows)
     per = max(1, CACHED_GRID_CELLS // max(1, R * (seg.stop - seg.start))) * R  # rows per block
@@ -785,9 +790,9 @@ def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, red
         idx = np.arange(lo, hi, dtype=np.int64) if rows is None else rows[lo:hi]
         parts.append(_Block(idx, *_walk_segment(space, grid[lo:hi] if rows is None else grid[idx], seg, st, idx // R,
                                                 make_sink, peak, seg_fn, derive)))
-    if len(parts) == 1 and rows is None:
+    if len(parts) == 1:
         out_state, grid_codes, res = parts[0].out_state, parts[0].codes, parts[0].sums
-        errors = list(parts[0].ev.errors)
+        errors = list(parts[0].ev.errors) if rows is None else _spread_errors(parts, N, False)
     else:
         out_state, grid_codes, res, errors = _join_blocks(parts, n, N, rows is None)
     if found.exit_mask is not None:
@@ -848,6 +853,11 @@ def _join_blocks(parts, n, N, contiguous):
     out_state, grid_codes = _unique_states(*exits, n, bound)
     res = {k: np.concatenate([np.broadcast_to(np.asarray(p.sums[k], dtype=np.float64), (len(p.rows),)) for p in parts])
            for k in parts[0].sums}
+    return out_state, grid_codes, res, _spread_errors(parts, N, contiguous)
+
+
+def _spread_errors(parts, N, contiguous) -> list:
+    """The deferred errors of ``_Block``s spread to a grid's ``N`` rows."""
     errors = []
     for p in parts:
         for e in p.ev.errors:
@@ -859,7 +869,7 @@ def _join_blocks(parts, n, N, contiguous):
                 offset = np.zeros(N, dtype=np.int64)
                 offset[p.rows] = np.arange(len(p.rows))
             errors.append(e._replace(bad=full, offset=offset))
-    return out_state, grid_codes, res, errors
+    return errors
 
 
 def _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, candidates=False):
