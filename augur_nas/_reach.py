@@ -16,8 +16,8 @@ construction, and a row a candidate gathers is reachable and hands its exit stat
 candidate's assignment), so every row a candidate gathers is priced: the same figures, exactly.
 A row no candidate can gather is never priced (its values stay zero, and it is never read).
 
-Tracking is capped (``MAX_ASSIGNMENTS`` per boundary): beyond it genes are dropped from the
-tracked set, which only makes masks larger (a superset is still complete).
+Tracking is capped (``MAX_ASSIGNMENTS`` per boundary, ``MAX_PAIRS`` per grid): beyond it genes
+are dropped from the tracked set, which only makes masks larger (a superset is still complete).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-MAX_ASSIGNMENTS = 64  # tracked gene assignments per boundary (the masks are [states, assignments])
+MAX_ASSIGNMENTS = 2**16  # tracked gene assignments per boundary (the masks are [states, assignments])
+MAX_PAIRS = 2**22  # (grid row, assignment) pairs a grid's tracking may handle
 
 
 class Reach(NamedTuple):
@@ -93,61 +94,73 @@ def input_reach(genes, sizes, combo_codes, n_states, tracked, option_counts) -> 
 
 
 class RowReach(NamedTuple):
-    """What ``grid_rows`` finds: the rows to price (None: every row) and each priced row's
-    assignments of the exit's tracked genes (None: nothing tracked there)."""
+    """What ``grid_rows`` finds: the rows to price (None: every row) and the assignments of the
+    exit's tracked genes each priced row hands on (``exit_rows[j]`` (an index into the priced
+    rows) hands on assignment ``exit_assign[j]``; None: nothing tracked at the exit)."""
 
     rows: np.ndarray | None
-    exit_mask: np.ndarray | None  # [priced rows, prod(exit sizes)] bool
-    exit_genes: tuple
-    exit_sizes: tuple
+    exit_rows: np.ndarray | None
+    exit_assign: np.ndarray | None
+    exit_genes: tuple = ()
+    exit_sizes: tuple = ()
+
+
+UNTRACKED = RowReach(None, None, None)
 
 
 def grid_rows(reach: Reach | None, n_states, seg_genes, grid, out_genes, option_counts) -> RowReach:
     """The rows of a grid (``grid[N, G]``: row ``i`` is entry state ``i // (N / n_states)`` with
     the segment genes' combination in its columns) that some candidate can gather, and the
-    assignments they hand on to the exit's tracked genes ``out_genes``."""
+    assignments they hand on to the exit's tracked genes ``out_genes``. Beyond MAX_PAIRS
+    (row, assignment) pairs nothing is pruned or handed on (a superset: still complete)."""
     N = grid.shape[0]
     R = N // max(1, n_states)
     gin = reach.genes if reach is not None else ()
-    sizes_in = reach.sizes if reach is not None else ()
     G = set(seg_genes)
     shared = [g for g in gin if g in G]
     free = [g for g in out_genes if g not in G and g in gin]
     absent = [g for g in out_genes if g not in G and g not in gin]
     dropped = [g for g in gin if g not in G and g not in free]
-    if not shared and not out_genes:
-        return RowReach(None, None, (), ())
-    size = lambda gs: int(np.prod([option_counts[g] for g in gs], dtype=np.int64))  # noqa: E731
+    size = lambda gs: int(np.prod([option_counts[g] for g in gs], dtype=np.float64))  # noqa: E731
+    if (not shared and not out_genes) or N * size(free) * size(absent) > MAX_PAIRS:
+        return UNTRACKED
     if reach is not None:
-        M = reach.mask.reshape((n_states,) + tuple(sizes_in))
+        M = reach.mask.reshape((n_states,) + tuple(reach.sizes))
         M = M.transpose([0] + [1 + gin.index(g) for g in shared + free + dropped])
         M = M.reshape(n_states, size(shared), size(free), size(dropped)).any(axis=3)
     else:
         M = np.ones((n_states, 1, 1), dtype=bool)
-    state = np.arange(N, dtype=np.int64) // R
     sh = np.zeros(N, dtype=np.int64)
     for g, r in zip(shared, _radix([option_counts[g] for g in shared])):
         sh += grid[:, g] * r
-    sub = M[state, sh]  # [N, free assignments]
-    ok = sub.any(axis=1)
+    sub = M[np.arange(N, dtype=np.int64) // R, sh]  # [N, free assignments]
+    ok = sub.any(axis=1) if sub.shape[1] > 1 else sub[:, 0]
     rows = None if ok.all() else np.flatnonzero(ok)
     if not out_genes:
-        return RowReach(rows, None, (), ())
+        return RowReach(rows, None, None)
     if rows is not None:
         sub = sub[rows]
-    n = sub.shape[0]
     out_sizes = tuple(option_counts[g] for g in out_genes)
     radix_out = dict(zip(out_genes, _radix(out_sizes)))
-    fixed = np.zeros(n, dtype=np.int64)
+    fixed = np.zeros(sub.shape[0], dtype=np.int64)
     for g in out_genes:
         if g in G:
             fixed += (grid[:, g] if rows is None else grid[rows, g]) * radix_out[g]
     free_off = _offsets([option_counts[g] for g in free], [radix_out[g] for g in free])
     absent_off = _offsets([option_counts[g] for g in absent], [radix_out[g] for g in absent])
-    exit_mask = np.zeros((n, size(out_genes)), dtype=bool)
-    idx = fixed[:, None, None] + free_off[None, :, None] + absent_off[None, None, :]
-    exit_mask[np.arange(n)[:, None, None], idx] = sub[:, :, None]
-    return RowReach(rows, exit_mask, tuple(out_genes), out_sizes)
+    r, f = np.nonzero(sub)  # each priced row with each free assignment it arrives with ...
+    assign = (fixed[r] + free_off[f])[:, None] + absent_off[None, :]  # ... and any absent gene's option
+    return RowReach(rows, np.repeat(r, len(absent_off)), assign.reshape(-1), tuple(out_genes), out_sizes)
+
+
+def exit_reach(found: RowReach, codes, n: int) -> Reach | None:
+    """The exit states' ``Reach`` from ``grid_rows``' assignments and each priced row's exit
+    state ``codes`` (None: nothing tracked, or every state reached with every assignment)."""
+    if found.exit_rows is None:
+        return None
+    mask = np.zeros((n, int(np.prod(found.exit_sizes, dtype=np.int64))), dtype=bool)
+    mask[np.asarray(codes, dtype=np.int64)[found.exit_rows], found.exit_assign] = True
+    return None if mask.all() else Reach(found.exit_genes, found.exit_sizes, mask)
 
 
 def merged(mask: np.ndarray, codes, n: int) -> np.ndarray:

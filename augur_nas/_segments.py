@@ -42,6 +42,9 @@ from .space._expr import Channels, Const, Fn, GeneVal
 MAX_GRID = 4096
 CACHED_MAX_GRID = 32768  # with a cache (an Oracle's), grids up to this size are priced once and kept
 CACHED_GRID_CELLS = 2**21  # ... and rows x slots at most this (a grid's table: 16 fields of 8 bytes per cell)
+WALK_CELLS = 2**17  # a grid is walked in blocks of at most this many rows x slots (the per-slot arrays
+# of a block stay in the caches: on NAS-Bench-201 with layout rules 1.3-1.6x quicker than 2**21) ...
+MIN_BLOCK_ROWS = 1024  # ... and at least this many rows
 CALLS_BEFORE_GRID = 2  # ... from this many earlier calls of the cache on (see segment_sums)
 GRID_CACHE_BYTES = 64 * 2**20  # a cache of segment grids (``segment_sums(cache=...)``) is cleared beyond this
 STATE_GRID = 2**17  # ... and, over several entry states (fusion/layout profiles), this many rows in all
@@ -613,7 +616,7 @@ class Grid(NamedTuple):
     max_vals: np.ndarray  # [rows, len(max_names)] float64
     errors: list  # lowering.DeferredError of rows whose shapes do not work
     # rows no candidate can gather were left out (``_reach``), or the exit states carry gene
-    # assignments: the grid is this segment's own, never shared with one built alike
+    # assignments: shared only with a segment of the same genes and tracking (``_tracking_key``)
     tracked: bool = False
 
     @property
@@ -666,14 +669,13 @@ class GridCache:
 
     def keep(self, key, grid: Grid, shared_key=None):
         """Keep ``grid`` under ``key`` (and ``shared_key`` unless it has deferred errors, which
-        name this segment's layers, or is ``tracked``: its rows and exit states are this
-        segment's genes'); start over beyond the byte budget."""
+        name this segment's layers); start over beyond the byte budget."""
         size = grid.nbytes
         if self.bytes + size > GRID_CACHE_BYTES:  # batches whose entry shapes keep changing
             self.clear()
         self.bytes += size
         self.grids[key] = grid
-        if shared_key is not None and not grid.errors and not grid.tracked:
+        if shared_key is not None and not grid.errors:
             self.shared[shared_key] = grid
 
 
@@ -689,16 +691,20 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache
         hit = cache.grids.get(ck)
         if hit is None:
             # a segment built like one priced before (the cells of a stage: same layers, same
-            # genes, same entry shapes) has the same grid
+            # genes, same entry shapes) has the same grid; one whose rows or exit states follow
+            # its genes (``Grid.tracked``) only when the genes and what is tracked are the same
             sig = _signature(space.program, seg)
             sk = None if sig is None else (sig, st.token)
             hit = cache.shared.get(sk) if sk is not None else None
+            if hit is None and sk is not None:
+                sk = sk + _tracking_key(space.program, seg, st)
+                hit = cache.shared.get(sk)
             if hit is not None:
                 cache.grids[ck] = hit
     if hit is None:
         hit = _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive, totals.reduce_max)
         if cache is not None:
-            cache.keep(ck, hit, sk)
+            cache.keep(ck, hit, sk if sk is None or hit.tracked else sk[:2])
     _raise_deferred(space, X, hit.errors, key)
     # one gather of every field of a grid row ([rows, F] rows are contiguous; take beats fancy indexing)
     if hit.sum_names:
@@ -706,6 +712,14 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache
     if hit.max_names:
         totals.add_block(hit.max_names, hit.max_vals, key, is_max=True)
     return hit.out_state, np.take(hit.codes, key)
+
+
+def _tracking_key(prog, seg, st) -> tuple:
+    """What a tracked grid's rows and exit assignments depend on besides its signature and entry
+    states: the segment's genes, the genes tracked at its exit and the entry assignments."""
+    r = st.reach
+    return (seg.genes, _live_genes(prog).get(seg.stop - 1, ()),
+            None if r is None else (r.genes, r.mask.shape, r.mask.tobytes()))
 
 
 class _Unshared(Exception):
@@ -780,10 +794,10 @@ def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, red
     counts = _option_counts(prog)
     grid = _combinations(space.n_genes, seg.genes, seg.radix, [counts[g] for g in seg.genes], N)
     found = (_reach.grid_rows(st.reach, st.n, seg.genes, grid, _live_genes(prog).get(seg.stop - 1, ()), counts)
-             if prune else _reach.RowReach(None, None, (), ()))
+             if prune else _reach.UNTRACKED)
     rows = found.rows
     n = N if rows is None else len(rows)
-    per = max(1, CACHED_GRID_CELLS // max(1, R * (seg.stop - seg.start))) * R  # rows per block
+    per = max(MIN_BLOCK_ROWS, WALK_CELLS // max(1, seg.stop - seg.start))  # rows per block
     parts = []
     for lo in range(0, n, per):
         hi = min(n, lo + per)
@@ -795,10 +809,7 @@ def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, red
         errors = list(parts[0].ev.errors) if rows is None else _spread_errors(parts, N, False)
     else:
         out_state, grid_codes, res, errors = _join_blocks(parts, n, N, rows is None)
-    if found.exit_mask is not None:
-        mask = _reach.merged(found.exit_mask, grid_codes, out_state.n)
-        # every state reached with every assignment: nothing to track (and the grid can be shared)
-        out_state.reach = None if mask.all() else _reach.Reach(found.exit_genes, found.exit_sizes, mask)
+    out_state.reach = _reach.exit_reach(found, grid_codes, out_state.n)
     names = [k for k in res if keep is None or k in keep or k.startswith("latency_ms.")]
     sum_names = tuple(k for k in names if k not in reduce_max)
     max_names = tuple(k for k in names if k in reduce_max)
