@@ -121,7 +121,10 @@ def grid_rows(reach: Reach | None, n_states, seg_genes, grid, out_genes, option_
     free = [g for g in out_genes if g not in G and g in gin]
     absent = [g for g in out_genes if g not in G and g not in gin]
     dropped = [g for g in gin if g not in G and g not in free]
-    size = lambda gs: int(np.prod([option_counts[g] for g in gs], dtype=np.float64))  # noqa: E731
+
+    def size(gs):
+        return int(np.prod([option_counts[g] for g in gs], dtype=np.float64))
+
     if (not shared and not out_genes) or N * size(free) * size(absent) > MAX_PAIRS:
         return UNTRACKED
     if reach is not None:

@@ -1,12 +1,11 @@
 """Grid rows no candidate can gather are not priced (``_reach``), and nothing changes."""
 
 import numpy as np
+from conftest import ROOT
 
 import augur_nas as an
 from augur_nas import _reach, _segments
 from augur_nas.oracle import Oracle
-
-from conftest import ROOT
 
 MEASURED = "x86-xeon-avx512-ort"  # fusion and layout rules: boundary states in the grid keys
 
