@@ -22,6 +22,8 @@ class Derived:
     merged: dict = field(default_factory=dict)  # (start, stop) -> _segments.Segment of merged runs
     signatures: dict = field(default_factory=dict)  # (start, stop) -> _segments._signature
     input_states: object = None  # _segments.InputStates of the network input
+    option_counts: object = None  # _segments._option_counts: each gene's option count
+    live_genes: object = None  # _segments._live_genes: boundary node -> genes tracked there (_reach)
 
 
 def derived(prog) -> Derived:

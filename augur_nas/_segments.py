@@ -20,16 +20,31 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _reach
 from ._derived import derived
 from ._errors import ShapeError
 from ._totals import buffer_facts, network_totals, peak_activation, table_sums
-from .lowering import (FIELDS, REGISTRY, Entry, LayerTable, _Eval, _expr_nodes, _fn_key, _static_info, _TotalsSink,
-                       _value, walk)
+from .lowering import (
+    FIELDS,
+    REGISTRY,
+    Entry,
+    LayerTable,
+    _Eval,
+    _expr_nodes,
+    _fn_key,
+    _static_info,
+    _TotalsSink,
+    _value,
+    walk,
+)
 from .space._expr import Channels, Const, Fn, GeneVal
 
 MAX_GRID = 4096
 CACHED_MAX_GRID = 32768  # with a cache (an Oracle's), grids up to this size are priced once and kept
 CACHED_GRID_CELLS = 2**21  # ... and rows x slots at most this (a grid's table: 16 fields of 8 bytes per cell)
+WALK_CELLS = 2**17  # a grid is walked in blocks of at most this many rows x slots (the per-slot arrays
+# of a block stay in the caches: on NAS-Bench-201 with layout rules 1.3-1.6x quicker than 2**21) ...
+MIN_BLOCK_ROWS = 1024  # ... and at least this many rows
 CALLS_BEFORE_GRID = 2  # ... from this many earlier calls of the cache on (see segment_sums)
 GRID_CACHE_BYTES = 64 * 2**20  # a cache of segment grids (``segment_sums(cache=...)``) is cleared beyond this
 STATE_GRID = 2**17  # ... and, over several entry states (fusion/layout profiles), this many rows in all
@@ -209,8 +224,12 @@ class _Recorder:
 class _State:
     """Distinct shapes of the tensor between two segments, and each candidate's code into them."""
 
-    def __init__(self, c, h, w, zero, bound=None):
+    def __init__(self, c, h, w, zero, bound=None, reach=None):
         self.c, self.h, self.w, self.zero = c, h, w, zero
+        # the assignments of the genes tracked here with which candidates arrive in each state
+        # (``_reach.Reach``; None: nothing tracked, every grid row is priced). Not part of the
+        # token: masks are complete, so a grid priced under any of them serves every candidate
+        self.reach = reach
         # the fusion and layout state of each distinct entry (a ``costmodel.Boundary``; None: the
         # network input's, or a profile without fusion and layout rules)
         self.bound = bound
@@ -409,6 +428,8 @@ def _projected(prog, seg, st, codes, project):
         if bound is not st.bound:
             new, inv = _unique_states(st.c, st.h, st.w, st.zero, st.n, bound)
             hit = (new, inv) if new.n != st.n else None
+            if hit is not None and st.reach is not None:
+                new.reach = st.reach._replace(mask=_reach.merged(st.reach.mask, inv, new.n))
         st.projected[readers] = hit
     hit = st.projected[readers]
     if hit is None:
@@ -523,18 +544,43 @@ def _input_states(space) -> InputStates:
     d = derived(prog)
     if d.input_states is not None:
         return d.input_states
-    genes: set = set()
-    _expr_genes(prog.in_h, genes)
-    _expr_genes(prog.in_w, genes)
-    genes = tuple(sorted(genes))
+    genes = _input_genes(prog)
     sizes, radix, n = _mixed_radix(prog, genes)
     ev = _Eval(space, _combinations(space.n_genes, genes, radix, sizes, n))
     h = np.broadcast_to(np.asarray(ev.h[-1], dtype=np.int64), (n,))
     w = np.broadcast_to(np.asarray(ev.w[-1], dtype=np.int64), (n,))
     state, codes = _unique_states(prog.in_channels, h, w, False, n)
+    state.reach = _reach.input_reach(genes, sizes, codes, state.n, _live_genes(prog)[-1], _option_counts(prog))
     d.input_states = InputStates(genes, radix, state, codes.astype(np.int64),
                                  (state.c * state.h * state.w).astype(np.int64))
     return d.input_states
+
+
+def _input_genes(prog) -> tuple:
+    """The genes the network input's shape depends on (the resolution's)."""
+    genes: set = set()
+    _expr_genes(prog.in_h, genes)
+    _expr_genes(prog.in_w, genes)
+    return tuple(sorted(genes))
+
+
+def _option_counts(prog) -> list:
+    """Each gene's option count (computed once per program)."""
+    d = derived(prog)
+    if d.option_counts is None:
+        d.option_counts = [len(g.options) for g in prog.genes]
+    return d.option_counts
+
+
+def _live_genes(prog) -> dict:
+    """Boundary node -> the genes whose assignments its states carry (``_reach.live_genes``),
+    computed once per program."""
+    d = derived(prog)
+    if d.live_genes is None:
+        segs = segments(prog)
+        d.live_genes = _reach.live_genes([s.genes for s in segs], [s.stop for s in segs], _input_genes(prog),
+                                         _option_counts(prog))
+    return d.live_genes
 
 
 def _keys(XT, codes, R, genes, radix, gene_index=None):
@@ -569,6 +615,9 @@ class Grid(NamedTuple):
     max_names: tuple  # the fields reduced by max over segments, the columns of ``max_vals``
     max_vals: np.ndarray  # [rows, len(max_names)] float64
     errors: list  # lowering.DeferredError of rows whose shapes do not work
+    # rows no candidate can gather were left out (``_reach``), or the exit states carry gene
+    # assignments: shared only with a segment of the same genes and tracking (``_tracking_key``)
+    tracked: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -642,16 +691,20 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache
         hit = cache.grids.get(ck)
         if hit is None:
             # a segment built like one priced before (the cells of a stage: same layers, same
-            # genes, same entry shapes) has the same grid
+            # genes, same entry shapes) has the same grid; one whose rows or exit states follow
+            # its genes (``Grid.tracked``) only when the genes and what is tracked are the same
             sig = _signature(space.program, seg)
             sk = None if sig is None else (sig, st.token)
             hit = cache.shared.get(sk) if sk is not None else None
+            if hit is None and sk is not None:
+                sk = sk + _tracking_key(space.program, seg, st)
+                hit = cache.shared.get(sk)
             if hit is not None:
                 cache.grids[ck] = hit
     if hit is None:
         hit = _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive, totals.reduce_max)
         if cache is not None:
-            cache.keep(ck, hit, sk)
+            cache.keep(ck, hit, sk if sk is None or hit.tracked else sk[:2])
     _raise_deferred(space, X, hit.errors, key)
     # one gather of every field of a grid row ([rows, F] rows are contiguous; take beats fancy indexing)
     if hit.sum_names:
@@ -659,6 +712,14 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache
     if hit.max_names:
         totals.add_block(hit.max_names, hit.max_vals, key, is_max=True)
     return hit.out_state, np.take(hit.codes, key)
+
+
+def _tracking_key(prog, seg, st) -> tuple:
+    """What a tracked grid's rows and exit assignments depend on besides its signature and entry
+    states: the segment's genes, the genes tracked at its exit and the entry assignments."""
+    r = st.reach
+    return (seg.genes, _live_genes(prog).get(seg.stop - 1, ()),
+            None if r is None else (r.genes, r.mask.shape, r.mask.tobytes()))
 
 
 class _Unshared(Exception):
@@ -720,34 +781,53 @@ def _signature(prog, seg):
     return sig
 
 
-def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, reduce_max=()):
-    """A segment evaluated on every (entry state, segment genes) combination: what each
-    candidate then gathers by its key. Depends on the entry states, not on the candidates.
-    Many entry states (fusion and layout profiles) are walked a block of states at a time, so
-    that a block's layer table stays within CACHED_GRID_CELLS."""
+def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, reduce_max=(), prune=True):
+    """A segment evaluated on every (entry state, segment genes) combination that some candidate
+    can gather (``_reach``; with ``prune`` off, on every one): what each candidate then gathers
+    by its key. Depends on the entry states, not on the candidates. The rows no candidate can
+    gather are left zero (their exit code 0). Many entry states (fusion and layout profiles)
+    are walked a block of rows at a time, so that a block's layer table stays within
+    CACHED_GRID_CELLS."""
+    prog = space.program
     R = seg.combos
     N = st.n * R
-    grid = _combinations(space.n_genes, seg.genes, seg.radix, _mixed_radix(space.program, seg.genes)[0], N)
-    per = max(1, CACHED_GRID_CELLS // max(1, R * (seg.stop - seg.start)))
+    counts = _option_counts(prog)
+    grid = _combinations(space.n_genes, seg.genes, seg.radix, [counts[g] for g in seg.genes], N)
+    found = (_reach.grid_rows(st.reach, st.n, seg.genes, grid, _live_genes(prog).get(seg.stop - 1, ()), counts)
+             if prune else _reach.UNTRACKED)
+    rows = found.rows
+    n = N if rows is None else len(rows)
+    per = max(MIN_BLOCK_ROWS, WALK_CELLS // max(1, seg.stop - seg.start))  # rows per block
     parts = []
-    for a in range(0, st.n, per):
-        lo, hi = a * R, min(st.n, a + per) * R
-        parts.append(_Block(lo, hi, *_walk_segment(space, grid[lo:hi], seg, st,
-                                                    np.arange(lo, hi, dtype=np.int64) // R,
-                                                    make_sink, peak, seg_fn, derive)))
+    for lo in range(0, n, per):
+        hi = min(n, lo + per)
+        idx = np.arange(lo, hi, dtype=np.int64) if rows is None else rows[lo:hi]
+        parts.append(_Block(idx, *_walk_segment(space, grid[lo:hi] if rows is None else grid[idx], seg, st, idx // R,
+                                                make_sink, peak, seg_fn, derive)))
     if len(parts) == 1:
         out_state, grid_codes, res = parts[0].out_state, parts[0].codes, parts[0].sums
-        errors = list(parts[0].ev.errors)
+        errors = list(parts[0].ev.errors) if rows is None else _spread_errors(parts, N, False)
     else:
-        out_state, grid_codes, res, errors = _join_blocks(parts, N)
+        out_state, grid_codes, res, errors = _join_blocks(parts, n, N, rows is None)
+    out_state.reach = _reach.exit_reach(found, grid_codes, out_state.n)
     names = [k for k in res if keep is None or k in keep or k.startswith("latency_ms.")]
     sum_names = tuple(k for k in names if k not in reduce_max)
     max_names = tuple(k for k in names if k in reduce_max)
-    sum_vals, max_vals = (np.column_stack([np.broadcast_to(np.asarray(res[k], dtype=np.float64), (N,)) for k in names])
-                          if names else np.empty((N, 0)) for names in (sum_names, max_names))
+    sum_vals, max_vals = (np.column_stack([np.broadcast_to(np.asarray(res[k], dtype=np.float64), (n,)) for k in names])
+                          if names else np.empty((n, 0)) for names in (sum_names, max_names))
+    if rows is not None:  # the rows no candidate gathers stay zero
+        sum_vals, max_vals, grid_codes = (_scattered(a, rows, N) for a in (sum_vals, max_vals, grid_codes))
     if N <= 32767:
         grid_codes = grid_codes.astype(np.int16)
-    return Grid(out_state, grid_codes, sum_names, sum_vals, max_names, max_vals, errors)
+    return Grid(out_state, grid_codes, sum_names, sum_vals, max_names, max_vals, errors,
+                rows is not None or out_state.reach is not None)
+
+
+def _scattered(a, rows, N) -> np.ndarray:
+    """``a`` (one entry per row of ``rows``) spread to ``N`` rows, zero elsewhere."""
+    out = np.zeros((N,) + a.shape[1:], dtype=a.dtype)
+    out[rows] = a
+    return out
 
 
 class _Walked(NamedTuple):
@@ -760,19 +840,20 @@ class _Walked(NamedTuple):
 
 
 class _Block(NamedTuple):
-    """Rows ``lo:hi`` of a grid walked together (a block of entry states)."""
+    """Grid rows ``rows`` walked together (a block of entry states, or of the rows candidates
+    can gather)."""
 
-    lo: int
-    hi: int
+    rows: np.ndarray
     ev: object
     out_state: "_State"
     codes: np.ndarray
     sums: dict
 
 
-def _join_blocks(parts, N):
-    """One grid from ``_Block``s: the exit states made distinct again, the sums concatenated, the
-    deferred errors shifted to the rows."""
+def _join_blocks(parts, n, N, contiguous):
+    """One grid from ``_Block``s (``n`` rows walked of ``N``; ``contiguous``: all of them, in
+    order): the exit states made distinct again, the sums concatenated (one per walked row), the
+    deferred errors spread to the grid's rows."""
     exits = [np.concatenate([np.take(getattr(p.out_state, f), p.codes) for p in parts])
              for f in ("c", "h", "w", "zero")]
     bound = None
@@ -780,16 +861,26 @@ def _join_blocks(parts, N):
     if first is not None:
         bound = type(first)(*(np.concatenate([np.take(p.out_state.bound[i], p.codes) for p in parts])
                               for i in range(len(first))))
-    out_state, grid_codes = _unique_states(*exits, N, bound)
-    res = {k: np.concatenate([np.broadcast_to(np.asarray(p.sums[k], dtype=np.float64), (p.hi - p.lo,)) for p in parts])
+    out_state, grid_codes = _unique_states(*exits, n, bound)
+    res = {k: np.concatenate([np.broadcast_to(np.asarray(p.sums[k], dtype=np.float64), (len(p.rows),)) for p in parts])
            for k in parts[0].sums}
+    return out_state, grid_codes, res, _spread_errors(parts, N, contiguous)
+
+
+def _spread_errors(parts, N, contiguous) -> list:
+    """The deferred errors of ``_Block``s spread to a grid's ``N`` rows."""
     errors = []
     for p in parts:
         for e in p.ev.errors:
             full = np.zeros(N, dtype=bool)
-            full[p.lo:p.hi] = e.bad
-            errors.append(e._replace(bad=full, offset=p.lo))
-    return out_state, grid_codes, res, errors
+            full[p.rows] = e.bad
+            if contiguous:
+                offset = int(p.rows[0])
+            else:  # each grid row's row in the block
+                offset = np.zeros(N, dtype=np.int64)
+                offset[p.rows] = np.arange(len(p.rows))
+            errors.append(e._replace(bad=full, offset=offset))
+    return errors
 
 
 def _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, candidates=False):
@@ -838,7 +929,8 @@ def _raise_deferred(space, X, errors, key):
         hit = e.bad[key]
         if hit.any():
             i = int(np.argmax(hit))
-            row = int(key[i]) - e.offset  # a row of the block the message was made for
+            # a row of the block the message was made for
+            row = int(e.offset[key[i]]) if isinstance(e.offset, np.ndarray) else int(key[i]) - e.offset
             pick = (lambda a: a[row] if isinstance(a, np.ndarray) and a.ndim else a)
             picks = [f"{g.name}={g.options[X[i, j]]}" for j, g in enumerate(space.genes)][:8]
             cand = f" for candidate {i} ({', '.join(picks)}{', ...' if space.n_genes > 8 else ''})" if space.n_genes else ""

@@ -323,8 +323,9 @@ def _stages(space, profile, batch, cols, shared):
         key = None if sig is None else (sig, state.token)
         hit = shared.get(key) if key is not None else None
         if hit is None:
+            # every row: the DP's stages take each (state, combination) on its own
             hit = _grid_values(space, seg, state, lambda b: _TotalsSink(prog, b), cols.peak, seg_fn, None, derive,
-                               MAX_FIELDS)
+                               MAX_FIELDS, prune=False)
             if key is not None and not hit.errors:
                 shared[key] = hit
         stages.append(_stage_of(seg, sizes_of(seg.genes), state.n, hit, cols))

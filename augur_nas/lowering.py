@@ -91,7 +91,9 @@ class DeferredError(NamedTuple):
     node: object  # the layer (its name and key path go into the message)
     msg: Callable  # pick -> message, ``pick(array)`` reading the offending row's value
     ev: object  # the evaluation it came from
-    offset: int = 0  # the first row of the block of a grid ``bad`` was made for (``_segments``)
+    # the first row of the block of a grid ``bad`` was made for, or each grid row's row in that
+    # block (an array: a block of the rows some candidate can gather, ``_segments``)
+    offset: object = 0
 
 
 class Entry(NamedTuple):

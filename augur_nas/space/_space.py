@@ -113,7 +113,9 @@ class SearchSpace:
                             f" ({self.source})")
         if X.size and not np.issubdtype(X.dtype, np.integer):
             raise SpecError(f"encodings must be integers, but got dtype {X.dtype} ({self.source})")
-        if X.size and (X.min() < 0 or (X.max(axis=0) >= self._sizes).any()):
+        # one pass: read as unsigned, a negative gene is larger than any option count
+        u = X.view(X.dtype.str.replace("i", "u")) if X.dtype.kind == "i" else X
+        if X.size and (u.max(axis=0) >= self._sizes.astype(u.dtype)).any():
             sizes = self._sizes
             bad = (X < 0) | (X >= sizes[None, :])
             if bad.any():
