@@ -129,8 +129,9 @@ def _model_of(latency, s) -> str:
 def kinds_table(samples, latency, delta) -> list:
     rows = {}
     for s in samples:
-        a, c = latency.ops.coef(s["kind"])
-        rows.setdefault(s["kind"], []).append((s["t"] - delta, a * s["mb"] + c))
+        # ``mb``: MB moved (in + out); OpModel.predict prices it with the profile's cache knee
+        pred = float(latency.ops.predict(s["kind"], s["mb"] * 1e6, 0.0))
+        rows.setdefault(s["kind"], []).append((s["t"] - delta, pred))
     out = []
     for kind, v in sorted(rows.items()):
         t = np.array([a for a, _ in v])

@@ -77,6 +77,12 @@ MAX_MEMORY_NETS = 32
 ANCHOR_SEED = 20261122  # the speed anchors: calibration_networks(default_rng(ANCHOR_SEED), 5)
 MAX_NETWORKS = 90
 IN_PLACE = True  # GEMM models price kernels in place (probes and in-place node times fitted together)
+# the layout conversions get a cache knee (``Spill``, fitted: ~0.5 MB, 3x the rate above it, on
+# 947 in-place conversions); the memory-bound kinds share none: one knee for all of them came out
+# at 1 MB and 3x, which the multiplies and adds bear out but not the pools and concats (their rate
+# grows ~1.5x above 2 MB), and it priced an inception network's pools and concats 15-20% too slow
+# on two records (experiments/kernel_diagnosis.py records of 06:27 and 09:25, under load)
+OPS_SPILL = False
 
 
 def anchor_networks():
@@ -597,7 +603,7 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
     if "fc" in gemm:
         kinds["fc"] = {"gemm": "fc"}
     kind_samples = [dict(s, t=_less(s["t"], delta)) for s in raw["kinds"]]
-    ops_spill = _kinds_spill(kind_samples)
+    ops_spill = _kinds_spill(kind_samples) if OPS_SPILL else Spill()
     default, op_kinds, op_stats = _fit_memory_bound_kinds(kind_samples, ops_spill)
     lay = [(v[0], _less(v[1], delta)) for v in raw.get("layout") or []]
     lay_mb, lay_t = np.array([v[0] for v in lay], dtype=np.float64), np.array([v[1] for v in lay], dtype=np.float64)
