@@ -13,6 +13,7 @@ summed by part; and each network end to end (plain run) against the layer sum.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 import tempfile
@@ -91,7 +92,9 @@ def _table(label, seed):
 
 
 def report(args) -> None:
-    rec = json.loads(Path(args.raw).read_text())
+    opener = gzip.open if str(args.raw).endswith(".gz") else open
+    with opener(args.raw, "rt", encoding="utf-8") as f:
+        rec = json.load(f)
     prof = load_profile(args.profile)
     lat = prof.latency
     delta = float(prof.fit.get("end_to_end_calibration", {}).get("profiler_overhead_per_node_ms", 0.0))

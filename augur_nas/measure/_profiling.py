@@ -83,6 +83,7 @@ IN_PLACE = True  # GEMM models price kernels in place (probes and in-place node 
 # grows ~1.5x above 2 MB), and it priced an inception network's pools and concats 15-20% too slow
 # on two records (experiments/kernel_diagnosis.py records of 06:27 and 09:25, under load)
 OPS_SPILL = False
+NO_SPILL = Spill()
 
 
 def anchor_networks():
@@ -661,7 +662,7 @@ def _kinds_spill(kind_samples: list) -> Spill:
                       if len(vs) >= MIN_KIND})
 
 
-def _fit_memory_bound_kinds(kind_samples: list, spill: Spill = Spill()):
+def _fit_memory_bound_kinds(kind_samples: list, spill: Spill = NO_SPILL):
     """``(default, op_kinds, op_stats)``: ``(a, c)`` (ms per MB moved as ``spill`` prices it, ms)
     over all samples, of each kind (the default where a kind has fewer than three), and each
     kind's statistics."""
