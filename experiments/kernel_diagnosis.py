@@ -15,6 +15,10 @@ Not shipped (experiments/ only). Two steps:
     #    predictor's median ratio taken off) against the last quiet benchmark's measurements
     git show 46eb5d3:experiments/new_machine/new_machine.json > /tmp/quiet_bench.json
     python experiments/kernel_diagnosis.py ab /tmp/diag_raw.json --bench /tmp/quiet_bench.json
+    # 4. issue 11's model forms (layout cache knee, stride-2 depthwise model) on and off, scored
+    #    in shape against the quiet benchmark of main (validation only; a record needs the
+    #    `strided` field of its samples, written since 2026-11-29 09:35, for the dwconv_s2 rows)
+    python experiments/kernel_diagnosis.py forms experiments/kernel_diagnosis_raw_0935.json.gz
 
 experiments/kernel_diagnosis_raw.json.gz is the record of 2026-11-29 06:27-06:34 UTC (taskset -c 1,
 budget 480 s, load average 2-4.5 from other jobs: provisional); `compare` and `ab` read it as is.
@@ -129,8 +133,9 @@ def _model_of(latency, s) -> str:
 def kinds_table(samples, latency, delta) -> list:
     rows = {}
     for s in samples:
-        a, c = latency.ops.coef(s["kind"])
-        rows.setdefault(s["kind"], []).append((s["t"] - delta, a * s["mb"] + c))
+        # ``mb``: MB moved (in + out); OpModel.predict prices it with the profile's cache knee
+        pred = float(latency.ops.predict(s["kind"], s["mb"] * 1e6, 0.0))
+        rows.setdefault(s["kind"], []).append((s["t"] - delta, pred))
     out = []
     for kind, v in sorted(rows.items()):
         t = np.array([a for a, _ in v])
@@ -309,6 +314,45 @@ def ab(args) -> None:
     print("\n".join(lines))
 
 
+def _fit_variant(raw, spill: bool, strided: bool):
+    """The profile's fit of ``raw`` with the layout conversions' cache knee and the stride-2
+    depthwise model each on or off (off: the fit before issue 11's model forms)."""
+    from augur_nas.costmodel._ops import Spill
+
+    real_fit, real_spill = P._fit_gemm_families, P.fit_spill
+    if not strided:
+        P._fit_gemm_families = lambda S: real_fit([dict(s, family="dwconv") if s["family"] == "dwconv_s2" else s for s in S])
+    if not spill:
+        P.fit_spill = lambda groups: Spill()
+    try:
+        return P.fit_ort(raw, "variant", RuntimeSettings())[0]
+    finally:
+        P._fit_gemm_families, P.fit_spill = real_fit, real_spill
+
+
+def forms(args) -> None:
+    """Issue 11's model forms (layout cache knee, stride-2 depthwise model) on and off, each fit of
+    the record scored in shape (each predictor's median ratio taken off: the record's machine
+    speed differs from the benchmark's) against a benchmark's measurements (validation only)."""
+    raw = load_raw(args.raw)
+    rep = json.loads(Path(args.bench).read_text())
+    labels = [r["label"] for r in rep["per_network"]]
+    lines = ["| knee | dwconv_s2 | zoo shape | samples shape | nb201 / mobile / resnet median ratio (to all) | mobile shape (its own median off) |",
+             "|---|---|---:|---:|---|---:|"]
+    for spill in (False, True):
+        for strided in (False, True):
+            ev = evaluate(raw, _fit_variant(raw, spill, strided), bench=args.bench)
+            q = ev["_pred"] / ev["_meas"]
+            q = q / np.median(q)
+            med = " / ".join(f"{np.median([x for lab, x in zip(labels, q) if lab.startswith(g + '[')]):.3f}"
+                             for g in ("nb201", "mobile", "resnet"))
+            mob = np.array([x for lab, x in zip(labels, q) if lab.startswith("mobile[")])
+            mob_shape = np.mean(np.abs(mob / np.median(mob) - 1) <= 0.1)
+            lines.append(f"| {'on' if spill else 'off'} | {'on' if strided else 'off'} | {100 * ev['zoo'][2]:.0f}% | "
+                         f"{100 * ev['samples'][2]:.0f}% | {med} | {100 * mob_shape:.0f}% |")
+    print("\n".join(lines))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -324,8 +368,12 @@ def main(argv=None) -> int:
     e = sub.add_parser("ab")
     e.add_argument("raw")
     e.add_argument("--bench", required=True, help="a new_machine.json measured on a quiet machine")
+    f = sub.add_parser("forms")
+    f.add_argument("raw")
+    f.add_argument("--bench", default=str(ROOT / "experiments/new_machine/new_machine.json"),
+                   help="a new_machine.json measured on a quiet machine")
     args = ap.parse_args(argv)
-    {"collect": collect, "compare": compare, "ab": ab}[args.cmd](args)
+    {"collect": collect, "compare": compare, "ab": ab, "forms": forms}[args.cmd](args)
     return 0
 
 

@@ -51,9 +51,9 @@ def test_profiler_cost_comes_off_every_node_time_before_the_fits(monkeypatch):
         seen["gemm"] = [s["t"] for s in samples]
         return real_gemm(samples)
 
-    def kinds(samples):
+    def kinds(samples, *spill):
         seen["kinds"] = [s["t"] for s in samples]
-        return real_kinds(samples)
+        return real_kinds(samples, *spill)
 
     monkeypatch.setattr(_profiling, "_fit_gemm_families", gemm)
     monkeypatch.setattr(_profiling, "_fit_memory_bound_kinds", kinds)

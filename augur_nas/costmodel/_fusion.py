@@ -25,6 +25,7 @@ import numpy as np
 
 from ..ops import TRANSPARENT_KINDS
 from . import _check
+from ._ops import Spill
 
 TRANSPARENT = TRANSPARENT_KINDS  # kinds a fusion chain runs through (the op table's `transparent`)
 
@@ -303,7 +304,9 @@ class LayoutRules:
     """
 
     def __init__(self, blocked=(), follow=(), joins=(), block: int = 8, narrow_below: int = 8,
-                 reorder=(0.0, 0.0), channels=None):
+                 reorder=(0.0, 0.0), channels=None, spill=None):
+        # a conversion of a tensor above the knee streams it from a farther cache (``Spill``)
+        self.spill = Spill.of(spill)
         self.channels = dict(CHANNELS_ANY, **(channels or {}))
         bad = {k: v for k, v in self.channels.items() if k not in CHANNELS_ANY or v not in CHANNEL_RULES}
         if bad:
@@ -356,7 +359,8 @@ class LayoutRules:
     def reorders(self, ops, inputs, rows, fused, select_pos=None, entry_layout: int = _PLAIN,
                  free_kinds=(), alias=None, exit_state=False) -> tuple:
         """``(moved_bytes [L, B], conversions [L, B], layout [L, B])``: per slot, the bytes streamed by
-        the layout conversions (and zero edges) it needs and how many, and its output's layout.
+        the layout conversions (and zero edges) it needs (as priced: a conversion's bytes above
+        ``spill``'s knee count ``1 + ratio`` times) and how many, and its output's layout.
 
         A ``zero`` edge (a multiply by 0 in the exported graph) runs plain on its input; it is
         charged, with the conversion of that input, to the layer that reads it.
@@ -385,12 +389,13 @@ class LayoutRules:
         return {"blocked": list(self.blocked), "follow": list(self.follow), "joins": list(self.joins),
                 "block": self.block, "narrow_below": self.narrow_below,
                 **({"channels": dict(self.channels)} if self.channels != CHANNELS_ANY else {}),
-                "reorder": {"ms_per_mb": _check.plain(self.reorder[0]), "overhead_ms": _check.plain(self.reorder[1])}}
+                "reorder": {"ms_per_mb": _check.plain(self.reorder[0]), "overhead_ms": _check.plain(self.reorder[1])},
+                **({"spill": self.spill.to_dict()} if self.spill.ratio else {})}
 
     @classmethod
     def from_dict(cls, d, source=None, key="latency.layout", known_kinds=()) -> "LayoutRules":
         _check.mapping(d, source, key, required=("blocked", "reorder"),
-                       optional=("follow", "joins", "block", "narrow_below", "channels"))
+                       optional=("follow", "joins", "block", "narrow_below", "channels", "spill"))
         lists = {}
         for part in ("blocked", "follow", "joins"):
             vals = d.get(part, [])
@@ -409,7 +414,8 @@ class LayoutRules:
         _check.mapping(channels, source, f"{key}.channels", optional=tuple(CHANNELS_ANY))
         for part, rule in channels.items():
             _check.string(rule, source, f"{key}.channels.{part}", CHANNEL_RULES)
-        return cls(lists["blocked"], lists["follow"], lists["joins"], block, narrow, reorder, channels)
+        spill = Spill.from_dict(d["spill"], source, f"{key}.spill") if d.get("spill") is not None else None
+        return cls(lists["blocked"], lists["follow"], lists["joins"], block, narrow, reorder, channels, spill)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, LayoutRules) and self.to_dict() == other.to_dict()
@@ -492,7 +498,7 @@ class _LayoutWalk:
         new = need & ~d[t + 1, self.cols]
         d[t + 1, self.cols] |= new
         if new.any():
-            self.moved[s] += np.where(new, self.elems(t) * 4.0, 0.0)
+            self.moved[s] += np.where(new, self.rules.spill.priced_bytes(self.elems(t) * 4.0), 0.0)
             self.count[s] += new
 
     def zero_edges(self, s, i, act):
@@ -509,12 +515,13 @@ class _LayoutWalk:
             if zs < 0:  # the entering tensor is a zero edge: its input is before the segment
                 need = sel & (self.z_layout != _PLAIN) & ~self.z_done
                 self.z_done[need] = True
-                self.moved[s] += np.where(need, self.z_elems * 4.0, 0.0) + np.where(sel, 2 * self.z_elems * 4.0, 0.0)
+                priced = self.rules.spill.priced_bytes
+                self.moved[s] += np.where(need, priced(self.z_elems * 4.0), 0.0) + np.where(sel, priced(2 * self.z_elems * 4.0), 0.0)
                 self.count[s] += need.astype(np.float64) + sel
                 continue
             zi = self.inputs[zs][0]
             self.convert(s, zi, _PLAIN, sel)
-            self.moved[s] += np.where(sel, 2 * self.elems(self.tensor_of(zi)) * 4.0, 0.0)
+            self.moved[s] += np.where(sel, self.rules.spill.priced_bytes(2 * self.elems(self.tensor_of(zi)) * 4.0), 0.0)
             self.count[s] += sel
 
     # ------------------------------------------------------------------ slots

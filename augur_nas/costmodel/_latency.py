@@ -159,12 +159,12 @@ class LatencyModel:
                 n, m, k, groups = rows["n"][idx], rows["m"][idx], rows["k"][idx], rows["groups"][idx]
                 names = [table.names[s] for s in slots]
                 mm = m * batch if kind == "fc" else m
-                t = self._gemm_time(kind, name, n, mm, k, groups, rows["in_c"][idx], msk, names, profile)
+                t = self._gemm_time(kind, name, n, mm, k, groups, rows, idx, msk, names, profile)
                 t = t * groups if kind == "fc" else t * (groups * batch)
             else:
                 per_mb, overhead = self.ops.coef(kind)
                 moved = (rows["in_elems"][idx] + rows["out_elems"][idx]).astype(np.float64) * DTYPE_BYTES
-                t = per_mb * moved * batch / BYTES_PER_MB + overhead
+                t = per_mb * self.ops.spill.priced_bytes(moved) * batch / BYTES_PER_MB + overhead
             t = t + self.layer_overhead_ms
             out[idx] = np.where(msk, t, 0.0)
         count = None
@@ -191,19 +191,21 @@ class LatencyModel:
         if fam == "gemm":
             n, m, k, groups = rows["n"][idx], rows["m"][idx], rows["k"][idx], rows["groups"][idx]
             names = [all_names[s] for s in idx]
-            t1 = self._gemm_time(kind, name, n, m, k, groups, rows["in_c"][idx], msk, names, profile) * groups
+            t1 = self._gemm_time(kind, name, n, m, k, groups, rows, idx, msk, names, profile) * groups
         else:
             per_mb, overhead = self.ops.coef(kind)
-            t1 = per_mb * moved / BYTES_PER_MB + overhead
+            t1 = per_mb * self.ops.spill.priced_bytes(moved) / BYTES_PER_MB + overhead
         return self.scaling.scale(group_of(kind, fam), t1, batch, moved / BYTES_PER_MB)
 
-    def _gemm_time(self, kind, name, n, m, k, groups, in_c, msk, names, profile):
-        """One GEMM's time per slot, with the kind's per-layer model choice (``gemm_choice``)."""
+    def _gemm_time(self, kind, name, n, m, k, groups, rows, idx, msk, names, profile):
+        """One GEMM's time per slot (the slots ``idx`` of ``rows``), with the kind's per-layer
+        model choice (``gemm_choice``)."""
         fam = self.kinds.get(kind)
         if not (isinstance(fam, dict) and len(fam) > 1):
             return self.gemm[name].predict(n, m, k, mask=msk, names=names, profile=profile)
         t = np.zeros(msk.shape, dtype=np.float64)
-        for model_name, sel in gemm_choice(fam, self.layout, kind, n, k, groups, in_c):
+        strided = is_strided(rows["in_h"][idx], rows["out_h"][idx]) if "strided" in fam else False
+        for model_name, sel in gemm_choice(fam, self.layout, kind, n, k, groups, rows["in_c"][idx], strided):
             sel = sel & msk
             if sel.any():
                 t = np.where(sel, self.gemm[model_name].predict(n, m, k, mask=sel, names=names, profile=profile), t)
@@ -282,15 +284,16 @@ class LatencyModel:
         return f"LatencyModel(gemm={sorted(self.gemm)}, ops={self.ops!r}, layer_overhead_ms={self.layer_overhead_ms})"
 
 
-def gemm_choice(fam: dict, layout, kind: str, n, k, groups, in_c) -> list:
+def gemm_choice(fam: dict, layout, kind: str, n, k, groups, in_c, strided=False) -> list:
     """Which GEMM model of a kind's family ``fam`` (``{gemm, narrow, narrow_below, plain,
-    pointwise}``) prices each layer: ``[(model name, mask)]``, disjoint masks that cover every
-    layer. Precedence: plain (a conv the runtime cannot run in its blocked layout runs another
+    pointwise, strided}``) prices each layer: ``[(model name, mask)]``, disjoint masks that cover
+    every layer. Precedence: plain (a conv the runtime cannot run in its blocked layout runs another
     kernel, e.g. RegNet's 8-channel groups on 16-wide blocks; needs ``layout``), then narrow (fewer
     than ``narrow_below`` input channels per group: a stem on RGB, read plain and run blocked),
-    then pointwise (a 1x1 kernel), else ``fam["gemm"]``. ``in_c`` counts all groups' channels. The
-    profiler sorts its samples by the same rule (``_profiling._variant``)."""
-    n, k, groups, in_c = np.broadcast_arrays(*(np.asarray(v) for v in (n, k, groups, in_c)))
+    then pointwise (a 1x1 kernel), then strided (``strided``: the layer's stride is 2 or more,
+    ``is_strided``), else ``fam["gemm"]``. ``in_c`` counts all groups' channels. The profiler sorts
+    its samples by the same rule (``_profiling._variant``)."""
+    n, k, groups, in_c, strided = np.broadcast_arrays(*(np.asarray(v) for v in (n, k, groups, in_c, strided)))
     g = np.maximum(groups, 1)
     cin = np.maximum(in_c // g, 1)
     rules = []
@@ -300,6 +303,8 @@ def gemm_choice(fam: dict, layout, kind: str, n, k, groups, in_c) -> list:
         rules.append((fam["narrow"], cin < int(fam.get("narrow_below", 8))))
     if "pointwise" in fam:
         rules.append((fam["pointwise"], k == cin))
+    if "strided" in fam:
+        rules.append((fam["strided"], strided.astype(bool)))
     taken = np.zeros(n.shape, dtype=bool)
     out = []
     for name, sel in rules:
@@ -310,15 +315,25 @@ def gemm_choice(fam: dict, layout, kind: str, n, k, groups, in_c) -> list:
     return out
 
 
+def is_strided(in_h, out_h):
+    """Whether a layer's stride is 2 or more, from its input and output heights (a stride-s layer
+    with padding has ``out = ceil(in / s)``): ``in >= 2 * out - 1`` and ``out < in``. A depthwise
+    conv of stride 2 reads four input pixels per output pixel, and ONNX Runtime's kernel pays for
+    them: in place it ran ~1.4x slower than a stride-1 model of its output size predicted
+    (experiments/part_diagnosis.py, space samples of seed 2)."""
+    in_h, out_h = np.asarray(in_h), np.asarray(out_h)
+    return (in_h >= 2 * out_h - 1) & (out_h < in_h)
+
+
 def _parse_family(fam, gemm: dict, kind: str, source, key):
     k = f"{key}.{kind}"
     if kind not in REGISTRY:
         raise _check.err(f"`{k}`: `{kind}` is not an op kind (known: {', '.join(sorted(REGISTRY))})", source, k)
     if fam in ("bytes", "free"):
         return (fam, None)
-    if isinstance(fam, dict) and "gemm" in fam and set(fam) <= {"gemm", "pointwise", "narrow", "narrow_below", "plain"}:
+    if isinstance(fam, dict) and "gemm" in fam and set(fam) <= {"gemm", "pointwise", "narrow", "narrow_below", "plain", "strided"}:
         name = fam["gemm"]
-        for part in ("gemm", "pointwise", "narrow", "plain"):
+        for part in ("gemm", "pointwise", "narrow", "plain", "strided"):
             if part in fam and fam[part] not in gemm:
                 raise _check.err(f"`{k}` prices `{kind}` with the GEMM model `{fam[part]}`, which `latency.gemm` does not "
                                  f"define (it has: {', '.join(sorted(gemm)) or 'none'})", source, k)
@@ -329,7 +344,7 @@ def _parse_family(fam, gemm: dict, kind: str, source, key):
                              f"`free` (GEMM kinds: {', '.join(GEMM_KINDS)})", source, k)
         return ("gemm", name)
     raise _check.err(f"`{k}` must be `bytes`, `free` or {{gemm: NAME}} (optionally with pointwise: NAME, narrow: NAME, "
-                     f"narrow_below: N, plain: NAME), not {_check._kind(fam)}", source, k)
+                     f"narrow_below: N, plain: NAME, strided: NAME), not {_check._kind(fam)}", source, k)
 
 
 def latency_ms(table, profile, batch: int = 1):

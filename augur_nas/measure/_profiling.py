@@ -41,15 +41,15 @@ import numpy as np
 from .._errors import MeasurementError
 from ..analysis import totals
 from ..costmodel import FusionRules, LatencyModel, LayoutRules, MemoryModel, OpModel, latency_ms, nnls
-from ..costmodel._latency import gemm_choice
+from ..costmodel._latency import gemm_choice, is_strided
 from ..costmodel._memory import fc_weight_bytes
-from ..costmodel._ops import BYTES_PER_MB
+from ..costmodel._ops import BYTES_PER_MB, Spill
 from ..fingerprint import machine_fingerprint
 from ..io.onnx import export_onnx
 from ..lowering import lower
 from ..models import load_space_dict
 from ..profile import Profile
-from ._fitting import W_BREAK_SETS, error_stats, fit_bytes, fit_gemm, fit_memory
+from ._fitting import MIN_KIND, W_BREAK_SETS, error_stats, fit_bytes, fit_gemm, fit_memory, fit_spill
 from ._memory import measure_memories
 from ._ortrules import DEFAULT_FUSED_ACTS, DEFAULT_LAYOUT, detect_rules
 from ._ortnodes import attribute, cleanup, graph_edges, layer_of, node_times, owners
@@ -71,12 +71,19 @@ ORT_LAYOUT = DEFAULT_LAYOUT
 # weightless ops ORT computes once per input (common-subexpression elimination)
 ORT_CSE = ["relu", "relu6", "sigmoid", "tanh", "hsigmoid", "hswish", "swish", "maxpool", "avgpool", "globalpool",
            "zero"]
-GEMM_VARIANTS = ("conv", "conv_1x1", "conv_narrow", "conv_plain", "dwconv", "fc")
+GEMM_VARIANTS = ("conv", "conv_1x1", "conv_narrow", "conv_plain", "dwconv", "dwconv_s2", "fc")
 NARROW_BELOW = 8
 MAX_MEMORY_NETS = 32
 ANCHOR_SEED = 20261122  # the speed anchors: calibration_networks(default_rng(ANCHOR_SEED), 5)
 MAX_NETWORKS = 90
 IN_PLACE = True  # GEMM models price kernels in place (probes and in-place node times fitted together)
+# the layout conversions get a cache knee (``Spill``, fitted: ~0.5 MB, 3x the rate above it, on
+# 947 in-place conversions); the memory-bound kinds share none: one knee for all of them came out
+# at 1 MB and 3x, which the multiplies and adds bear out but not the pools and concats (their rate
+# grows ~1.5x above 2 MB), and it priced an inception network's pools and concats 15-20% too slow
+# on two records (experiments/kernel_diagnosis.py records of 06:27 and 09:25, under load)
+OPS_SPILL = False
+NO_SPILL = Spill()
 
 
 def anchor_networks():
@@ -158,10 +165,13 @@ def hardware_facts() -> dict:
 # --------------------------------------------------------------------------------------------- samples
 
 
-def _variant(kind, n, k, groups, in_c, layout=None):
+def _variant(kind, n, k, groups, in_c, layout=None, strided=False):
     """The GEMM model family of a layer, by the rule that prices it (``gemm_choice``, with every
-    conv variant a profile may fit). ``in_c`` is per group."""
-    if kind in ("fc", "dwconv"):
+    conv variant a profile may fit). ``in_c`` is per group; ``strided``: the layer's stride is 2
+    or more (``is_strided``; a depthwise conv of stride 2 has a model of its own)."""
+    if kind == "dwconv":
+        return "dwconv_s2" if strided else kind
+    if kind == "fc":
         return kind
     fam = {"gemm": "conv", "narrow": "conv_narrow", "pointwise": "conv_1x1",
            "narrow_below": layout.narrow_below if layout is not None else NARROW_BELOW}
@@ -179,8 +189,9 @@ def _gemm_sample(table, s, t_ms, source, layout=None):
     kind = table.ops[s]
     n, m, k, g, cin = (int(r[f][s, 0]) for f in ("n", "m", "k", "groups", "in_c"))
     cin = cin // max(g, 1)
-    return {"family": _variant(kind, n, k, g, cin, layout), "kind": kind, "n": n, "m": m, "k": k, "groups": g, "in_c": cin,
-            "t": float(t_ms), "source": source}
+    strided = bool(is_strided(r["in_h"][s, 0], r["out_h"][s, 0]))
+    return {"family": _variant(kind, n, k, g, cin, layout, strided), "kind": kind, "n": n, "m": m, "k": k, "groups": g,
+            "in_c": cin, "strided": strided, "t": float(t_ms), "source": source}
 
 
 # --------------------------------------------------------------------------------------------- ONNX Runtime
@@ -522,6 +533,8 @@ class _KernelFit(NamedTuple):
     op_stats: dict
     reorder_stats: dict
     rules: dict | None = None  # OrtRules as a dict (None: an old raw record: ORT_LAYOUT/ORT_FUSE)
+    ops_spill: Spill = Spill()     # the memory-bound kinds' cache knee (``_fitting.fit_spill``)
+    layout_spill: Spill = Spill()  # the layout conversions' cache knee
 
 
 class _EndToEnd(NamedTuple):
@@ -548,7 +561,8 @@ def fit_ort(raw, name, settings, budget=None, report=None):
     nets = _fit_nets(raw["specs"])
     t_d = time.monotonic()
     kf = _fit_kernel_models(raw, delta)
-    kernels = _ort_model(kf.gemm, OpModel(kf.default, kf.op_kinds), kf.kinds, kf.reorder, rules=kf.rules)
+    kernels = _ort_model(kf.gemm, OpModel(kf.default, kf.op_kinds, kf.ops_spill), kf.kinds, kf.reorder, rules=kf.rules,
+                         layout_spill=kf.layout_spill)
     e2e = _fit_end_to_end(nets, kernels, raw["e2e_ms"])
     latency = _scaled_ort_model(kf, e2e)
     calib = _calibration_errors(nets, latency, raw["e2e_ms"], raw["noise"])
@@ -586,16 +600,23 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
     if "conv_plain" in gemm and (rules or {}).get("layout", {}).get("channels"):
         kinds["conv"]["plain"] = "conv_plain"
     if "dwconv" in gemm:
-        kinds["dwconv"] = {"gemm": "dwconv"}
+        kinds["dwconv"] = {"gemm": "dwconv", **({"strided": "dwconv_s2"} if "dwconv_s2" in gemm else {})}
     if "fc" in gemm:
         kinds["fc"] = {"gemm": "fc"}
-    default, op_kinds, op_stats = _fit_memory_bound_kinds([dict(s, t=_less(s["t"], delta)) for s in raw["kinds"]])
+    kind_samples = [dict(s, t=_less(s["t"], delta)) for s in raw["kinds"]]
+    ops_spill = _kinds_spill(kind_samples) if OPS_SPILL else Spill()
+    default, op_kinds, op_stats = _fit_memory_bound_kinds(kind_samples, ops_spill)
     lay = [(v[0], _less(v[1], delta)) for v in raw.get("layout") or []]
-    reorder = fit_bytes([v[0] for v in lay], [v[1] for v in lay]) if len(lay) >= 3 else (0.0, 0.0)
-    reorder_stats = error_stats(reorder[0] * np.array([v[0] for v in lay]) + reorder[1], [v[1] for v in lay]) \
-        if lay else {"n": 0}
+    lay_mb, lay_t = np.array([v[0] for v in lay], dtype=np.float64), np.array([v[1] for v in lay], dtype=np.float64)
+    layout_spill = fit_spill({"layout": (lay_mb, lay_t)}) if len(lay) >= 3 else Spill()
+    priced = layout_spill.priced_bytes(lay_mb * BYTES_PER_MB) / BYTES_PER_MB
+    reorder = fit_bytes(priced, lay_t) if len(lay) >= 3 else (0.0, 0.0)
+    reorder_stats = error_stats(reorder[0] * priced + reorder[1], lay_t) if lay else {"n": 0}
+    if lay:
+        reorder_stats["spill"] = layout_spill.to_dict()
     return _KernelFit(gemm=gemm, kinds=kinds, default=default, op_kinds=op_kinds, reorder=reorder,
-                      gemm_stats=gemm_stats, op_stats=op_stats, reorder_stats=reorder_stats, rules=rules)
+                      gemm_stats=gemm_stats, op_stats=op_stats, reorder_stats=reorder_stats, rules=rules,
+                      ops_spill=ops_spill, layout_spill=layout_spill)
 
 
 def _less(t_ms: float, delta: float) -> float:
@@ -632,12 +653,22 @@ def _fit_gemm_families(samples: list):
     return {"conv": gemm["conv"], **{k: v for k, v in gemm.items() if k != "conv"}}, gemm_stats
 
 
-def _fit_memory_bound_kinds(kind_samples: list):
-    """``(default, op_kinds, op_stats)``: ``(a, c)`` (ms per MB moved, ms) over all samples, of
-    each kind (the default where a kind has fewer than three), and each kind's statistics."""
+def _kinds_spill(kind_samples: list) -> Spill:
+    """The memory-bound kinds' shared cache knee, each kind with its own ``(a, c)``."""
     by_kind = {}
     for s in kind_samples:
         by_kind.setdefault(s["kind"], []).append((s["mb"], s["t"]))
+    return fit_spill({k: (np.array([v[0] for v in vs]), np.array([v[1] for v in vs])) for k, vs in by_kind.items()
+                      if len(vs) >= MIN_KIND})
+
+
+def _fit_memory_bound_kinds(kind_samples: list, spill: Spill = NO_SPILL):
+    """``(default, op_kinds, op_stats)``: ``(a, c)`` (ms per MB moved as ``spill`` prices it, ms)
+    over all samples, of each kind (the default where a kind has fewer than three), and each
+    kind's statistics."""
+    by_kind = {}
+    for s in kind_samples:
+        by_kind.setdefault(s["kind"], []).append((float(spill.priced_bytes(s["mb"] * BYTES_PER_MB)) / BYTES_PER_MB, s["t"]))
     all_mb = np.array([v[0] for vs in by_kind.values() for v in vs]) if by_kind else np.zeros(0)
     all_t = np.array([v[1] for vs in by_kind.values() for v in vs]) if by_kind else np.zeros(0)
     default = fit_bytes(all_mb, all_t) if len(all_t) else (0.0, 0.0)
@@ -674,9 +705,9 @@ def _scaled_ort_model(kf: _KernelFit, e2e: _EndToEnd):
     scale = e2e.scale
     gemm_scaled = {k: v.scaled(scale) for k, v in kf.gemm.items()}
     ops_scaled = OpModel((kf.default[0] * scale, kf.default[1] * scale),
-                         {k: (a * scale, c * scale) for k, (a, c) in kf.op_kinds.items()})
+                         {k: (a * scale, c * scale) for k, (a, c) in kf.op_kinds.items()}, kf.ops_spill)
     return _ort_model(gemm_scaled, ops_scaled, kf.kinds, (kf.reorder[0] * scale, kf.reorder[1] * scale),
-                      e2e.per_node, e2e.per_call, rules=kf.rules)
+                      e2e.per_node, e2e.per_call, rules=kf.rules, layout_spill=kf.layout_spill)
 
 
 def _calibration_errors(nets: list, latency, e2e_ms: dict, noise: dict) -> dict:
@@ -801,12 +832,13 @@ def _profiler_overhead(settings, workdir, model0) -> float:
     return max(0.0, float(np.median(out)))
 
 
-def _ort_model(gemm, ops, kinds, reorder, per_layer=0.0, per_call=0.0, rules=None):
+def _ort_model(gemm, ops, kinds, reorder, per_layer=0.0, per_call=0.0, rules=None, layout_spill=None):
     """An ONNX Runtime latency model; ``rules`` (``OrtRules`` as a dict, as ``detect_rules`` read
-    them on the machine) give the layout and the fused activations, else ORT_LAYOUT/ORT_FUSE."""
+    them on the machine) give the layout and the fused activations, else ORT_LAYOUT/ORT_FUSE;
+    ``layout_spill`` the conversions' cache knee (``Spill``)."""
     lay = dict((rules or {}).get("layout") or ORT_LAYOUT)
     layout = LayoutRules(lay["blocked"], lay["follow"], lay["joins"], lay["block"], lay["narrow_below"], reorder,
-                         lay.get("channels"))
+                         lay.get("channels"), layout_spill)
     fuse = ORT_FUSE
     if rules and rules.get("fused_acts") is not None:
         fuse = [dict(ORT_FUSE[0], act=list(rules["fused_acts"])), *ORT_FUSE[1:]]

@@ -1,0 +1,133 @@
+"""The kernel model's forms that issue 11 added (plain data, exact arithmetic, no measurement):
+a cache knee (``Spill``) for memory-bound layers and layout conversions, fitted by ``fit_spill``,
+and a depthwise conv of stride 2 priced by a model of its own."""
+
+import numpy as np
+import pytest
+
+from augur_nas.costmodel import LatencyModel, LayoutRules, OpModel, PiecewiseGemm
+from augur_nas.costmodel._latency import is_strided
+from augur_nas.costmodel._ops import Spill
+from augur_nas.lowering import lower
+from augur_nas.measure._fitting import fit_spill
+from augur_nas.measure._profiling import _gemm_sample, _KernelFit
+from augur_nas.models import load_space_dict
+from augur_nas.profile import load_profile
+
+
+def test_spill_prices_bytes_above_the_knee_ratio_times_more():
+    sp = Spill(above_mb=1.0, ratio=2.0)
+    assert float(sp.priced_bytes(0.5e6)) == 0.5e6
+    assert float(sp.priced_bytes(3e6)) == pytest.approx(3e6 + 2.0 * 2e6)
+    ops = OpModel((0.0, 0.0), {"mul": (0.01, 0.001)}, sp)
+    assert float(ops.predict("mul", 1.5e6, 1.5e6)) == pytest.approx(0.01 * (3 + 2 * 2) + 0.001)
+    assert float(ops.predict("mul", 0.25e6, 0.25e6)) == pytest.approx(0.01 * 0.5 + 0.001)
+
+
+def test_spill_round_trips_and_old_data_prices_as_before():
+    ops = OpModel((0.02, 0.001), {"add": (0.01, 0.0)}, Spill(2.0, 1.0))
+    assert OpModel.from_dict(ops.to_dict()) == ops
+    assert OpModel.from_dict(ops.to_dict()).spill == Spill(2.0, 1.0)
+    old = OpModel.from_dict({"default": {"ms_per_mb": 0.02, "overhead_ms": 0.001}})
+    assert old.spill == Spill() and "spill" not in old.to_dict()
+    assert float(old.predict("relu", 4e6, 4e6)) == pytest.approx(0.02 * 8 + 0.001)
+    lay = LayoutRules(["conv"], block=16, reorder=(0.03, 0.0005), spill=(0.5, 3.0))
+    assert LayoutRules.from_dict(lay.to_dict()).spill == Spill(0.5, 3.0)
+    assert "spill" not in LayoutRules(["conv"], block=16).to_dict()
+    with pytest.raises(ValueError):
+        Spill.of((1.0, -1.0))
+    # the shipped profiles (no knee) load and keep pricing linearly
+    p = load_profile("x86-xeon-avx512-ort")
+    assert p.latency.ops.spill == Spill() and p.latency.layout.spill == Spill()
+
+
+def _se_net():
+    """A blocked conv on a 1 MB input (converted to blocked), then a broadcast multiply (plain:
+    its 4 MB input is converted back, its gate too; the network ends plain)."""
+    return {"name": "se", "input": {"channels": 16, "resolution": 128}, "layers": [
+        {"conv": {"name": "c", "out": 64, "kernel": 1}},
+        {"globalpool": {"name": "pool"}},
+        {"conv": {"name": "fc1", "out": 64, "kernel": 1}},
+        {"sigmoid": {"name": "gate"}},
+        {"mul": {"name": "mul", "inputs": ["c", "gate"]}}]}
+
+
+def test_layout_conversions_of_large_tensors_pay_the_knee():
+    table = lower(load_space_dict(_se_net()), np.zeros((1, 0), dtype=np.int64))
+    gemm = {"conv": PiecewiseGemm.linear(0.0, 1e-9)}
+
+    def reorder_ms(spill):
+        lay = LayoutRules(["conv", "globalpool"], ["sigmoid"], ["add"], block=16, reorder=(0.03, 0.0), spill=spill)
+        st, count = LatencyModel(gemm, OpModel((0.0, 0.0)), {}, 0.0, layout=lay).slot_costs(table)
+        return float(st[:, 0].sum() - LatencyModel(gemm, OpModel((0.0, 0.0)), {}, 0.0).slot_times(table)[:, 0].sum()), \
+            float(count[:, 0].sum())
+
+    linear, n = reorder_ms(None)
+    knee, n2 = reorder_ms((1.0, 2.0))
+    big, entry = 64 * 128 * 128 * 4 / 1e6, 16 * 128 * 128 * 4 / 1e6  # MB of the multiplied tensor, the input
+    assert n == n2 == 3
+    assert linear > 0 and knee - linear == pytest.approx(0.03 * 2.0 * ((big - 1.0) + (entry - 1.0)), rel=1e-9)
+
+
+def test_fit_spill_finds_a_knee_and_none_where_there_is_none():
+    rng = np.random.default_rng(0)
+    mb = np.exp(rng.uniform(np.log(0.01), np.log(8.0), 300))
+    knee = 0.02 * (mb + 2.0 * np.maximum(mb - 1.0, 0)) + 0.002
+    line = 0.02 * mb + 0.002
+    noise = np.exp(rng.normal(0, 0.03, 300))
+    got = fit_spill({"a": (mb, knee * noise), "b": (mb, 1.5 * knee * noise)})
+    assert got.above_mb == 1.0 and got.ratio == 2.0
+    assert fit_spill({"a": (mb, line * noise)}).ratio == 0.0
+
+
+def test_strided_depthwise_has_its_own_model():
+    spec = {"name": "dw", "input": {"channels": 32, "resolution": 32}, "layers": [
+        {"dwconv": {"name": "s1", "kernel": 3}}, {"dwconv": {"name": "s2", "kernel": 3, "stride": 2}},
+        {"dwconv": {"name": "s2k5", "kernel": 5, "stride": 2}}, {"dwconv": {"name": "tiny", "kernel": 3}}]}
+    table = lower(load_space_dict(spec), np.zeros((1, 0), dtype=np.int64))
+    r = table.rows
+    assert [bool(is_strided(r["in_h"][s, 0], r["out_h"][s, 0])) for s in range(4)] == [False, True, True, False]
+    gemm = {"conv": PiecewiseGemm.linear(0.0, 1e-9), "dwconv": PiecewiseGemm.linear(0.0, 1e-6),
+            "dwconv_s2": PiecewiseGemm.linear(0.0, 3e-6)}
+    kinds = {"dwconv": {"gemm": "dwconv", "strided": "dwconv_s2"}}
+    model = LatencyModel(gemm, OpModel((0.0, 0.0)), kinds, 0.0)
+    st = model.slot_times(table)[:, 0]
+    for s in range(4):
+        fam = _gemm_sample(table, s, 1.0, "probe")["family"]
+        n, m, k, g = (int(r[f][s, 0]) for f in ("n", "m", "k", "groups"))
+        assert fam == ("dwconv_s2" if s in (1, 2) else "dwconv")
+        assert st[s] == pytest.approx(float(gemm[fam].predict(n, m, k)) * g, rel=1e-12)
+    # a model without the variant prices every depthwise conv with `dwconv`, as before
+    plain = LatencyModel(gemm, OpModel((0.0, 0.0)), {"dwconv": {"gemm": "dwconv"}}, 0.0).slot_times(table)[:, 0]
+    assert plain[1] < st[1] and plain[0] == st[0]
+    assert LatencyModel.from_dict(model.to_dict()) == model
+
+
+def test_kernel_fit_of_an_old_record_has_no_knee():
+    assert _KernelFit(*([None] * 8)).ops_spill == Spill() and _KernelFit(*([None] * 8)).layout_spill == Spill()
+
+
+@pytest.mark.parametrize("path", ["spaces/mobile.yaml", "spaces/nb201.yaml"])
+def test_fast_path_equals_reference_with_knees_and_a_strided_model(path):
+    """The Oracle's segment tabulation and the reference path price the cache knees (layout and
+    memory-bound kinds) and the stride-2 depthwise model alike."""
+    import augur_nas as an
+
+    p = load_profile("x86-xeon-avx512-ort")
+    d = p.latency.to_dict()
+    d["layout"]["spill"] = {"above_mb": 0.5, "ratio": 3.0}
+    d["ops"]["spill"] = {"above_mb": 1.0, "ratio": 1.0}
+    d["gemm"]["dwconv_s2"] = PiecewiseGemm.from_dict(d["gemm"]["dwconv"]).scaled(1.5).to_dict()
+    d["kinds"]["dwconv"] = {"gemm": "dwconv", "strided": "dwconv_s2"}
+    p.latency = LatencyModel.from_dict(d)
+    space = an.load_space(path)
+    X = space.sample(30, seed=9)
+    o = an.Oracle(space, p)
+    ref, fast = o.evaluate(X, reference=True), o.evaluate(X)
+    np.testing.assert_allclose(fast["latency_ms"], ref["latency_ms"], rtol=1e-9, atol=1e-12)
+    # and the knees and the variant change the price of the mobile space (NAS-Bench-201's tensors
+    # are 64-256 KB and it has no depthwise conv: its price stays)
+    if "nb201" in path:
+        return
+    base = an.Oracle(space, load_profile("x86-xeon-avx512-ort")).evaluate(X, reference=True)
+    assert (np.abs(ref["latency_ms"] / base["latency_ms"] - 1) > 1e-3).any()
