@@ -131,3 +131,24 @@ def test_fast_path_equals_reference_with_knees_and_a_strided_model(path):
         return
     base = an.Oracle(space, load_profile("x86-xeon-avx512-ort")).evaluate(X, reference=True)
     assert (np.abs(ref["latency_ms"] / base["latency_ms"] - 1) > 1e-3).any()
+
+
+def test_a_strided_variant_shares_its_base_family_in_calibration():
+    """`calibrate` and the profile's correction fit one factor for a kind's base model and its
+    stride-2 variant: the variant is not a family of its own, and its factor scales both models."""
+    from augur_nas.measure._calibrate import families, scaled_latency
+
+    p = load_profile("x86-xeon-avx512-ort")
+    d = p.latency.to_dict()
+    d["gemm"]["dwconv_s2"] = PiecewiseGemm.from_dict(d["gemm"]["dwconv"]).scaled(1.5).to_dict()
+    d["kinds"]["dwconv"] = {"gemm": "dwconv", "strided": "dwconv_s2"}
+    lat = LatencyModel.from_dict(d)
+    fams = families(lat)
+    assert "dwconv" in fams and "dwconv_s2" not in fams
+    scaled = scaled_latency(lat, {"dwconv": 2.0, "call": 1.0})
+    for name in ("dwconv", "dwconv_s2"):
+        before = np.asarray(lat.gemm[name].to_dict()["coef"], dtype=float)
+        after = np.asarray(scaled.gemm[name].to_dict()["coef"], dtype=float)
+        feats = lat.gemm[name].to_dict().get("features")
+        work = np.array([f != "1" for f in feats]) if feats else np.ones(before.shape, dtype=bool)
+        np.testing.assert_allclose(after[..., work], 2.0 * before[..., work])

@@ -87,7 +87,7 @@ def families(latency) -> list:
     per family shared between its two parts cannot follow (tiny NB201 cells came out +50% slow).
     (Finer families, a factor per GEMM term or per memory-bound kind, fitted the 24 calibration
     networks better and predicted unseen networks worse: too many factors for 24 timings.)"""
-    out = list(latency.gemm) + ["pool", "memory"]
+    out = list(dict.fromkeys(gemm_family(latency, name) for name in latency.gemm)) + ["pool", "memory"]
     if latency.layout is not None:
         out.append("layout")
     out.append(CALL)
@@ -96,6 +96,17 @@ def families(latency) -> list:
 
 CALL = "call"  # the family of every per-call cost
 CALL_FEATURE = "1"  # a GEMM model's per-call term
+
+
+def gemm_family(latency, name: str) -> str:
+    """The family of a GEMM model: its own name, except a kind's stride-2 variant (``strided``),
+    which shares its base model's factor. The variant is fitted on this machine's in-place samples
+    like its base, and a correction moves both alike; a factor of its own would be one more unknown
+    for the ~24 calibration timings, which exercise strided depthwise layers in a few networks only."""
+    for fam in latency.kinds.values():
+        if isinstance(fam, dict) and fam.get("strided") == name and "gemm" in fam:
+            return fam["gemm"]
+    return name
 
 
 def family_of_kind(kind: str) -> str:
@@ -113,7 +124,8 @@ def scaled_latency(latency, scales: dict):
     f = lambda fam: float(scales.get(fam, 1.0))  # noqa: E731
     call = lambda fam: float(scales.get(CALL, f(fam)))  # noqa: E731
     for name, g in d["gemm"].items():
-        per_term = np.array([call(name) if t == CALL_FEATURE else f(name) for t in g.get("features", FEATURES)])
+        fam = gemm_family(latency, name)
+        per_term = np.array([call(fam) if t == CALL_FEATURE else f(fam) for t in g.get("features", FEATURES)])
         g["coef"] = (np.asarray(g["coef"], dtype=np.float64) * per_term).tolist()
     ops = d["ops"]
     ops["default"] = _scale_entry(ops["default"], f("memory"), call("memory"))
