@@ -80,10 +80,6 @@ class Forest(NamedTuple):
 
     def predict_columns(self, XT: np.ndarray) -> np.ndarray:
         """The same for the features as rows, ``XT`` ``[features, B]`` (each row contiguous)."""
-        # LightGBM's dense rows: a missing value or |x| <= 1e-35 reads as 0 ("none" missing type)
-        odd = ~(np.abs(XT) > ZERO)
-        if odd.any():
-            XT = np.where(odd, 0.0, XT)
         out = np.empty(XT.shape[1], dtype=np.float64)
         for lo in range(0, XT.shape[1], ROWS_PER_STEP):
             out[lo:lo + ROWS_PER_STEP] = self._step(XT[:, lo:lo + ROWS_PER_STEP])
@@ -96,7 +92,7 @@ class Forest(NamedTuple):
         for g in self.groups:
             row = None
             for m, r in zip(g.members, g.radix):
-                p = _failed(XT[self.features[m]], self.thresholds[m]).astype(np.intp)
+                p = _failed(_dense(XT[self.features[m]]), self.thresholds[m]).astype(np.intp)
                 if r != 1:
                     p *= r
                 row = p if row is None else np.add(row, p, out=row)
@@ -114,6 +110,14 @@ class Forest(NamedTuple):
             idx = np.add(exits, self.offsets)  # intp: the row of each pair's exits in pair_values
             out[lo:lo + EXIT_ROWS] = np.take(self.pair_values, idx, mode="clip").sum(axis=1)
         return out + self.base
+
+
+def _dense(x) -> np.ndarray:
+    """``x`` as LightGBM reads a dense row: a missing value or |x| <= 1e-35 is 0 ("none" missing
+    type). Done per split feature and step, while the row is in the caches: over the whole
+    ``[features, B]`` block at once its temporaries streamed through memory (36 of 139 ms of the
+    trees for 100,000 mobile candidates)."""
+    return np.where(np.abs(x) > ZERO, x, 0.0)  # NaN > ZERO is False: NaN reads as 0 too
 
 
 def _failed(x, th) -> np.ndarray:
