@@ -14,7 +14,7 @@ same trees are evaluated here column-wise, after QuickScorer (Lucchese et al., S
 - features are grouped (a few with few thresholds together, a table of at most ``GROUP_ROWS``
   rows): a group's table holds the AND of its features' prefix masks for every combination of
   their prefixes, so one row read per group (``[rows, trees]`` bytes, one take and one AND per
-  group instead of per feature) gives the same bits; 22 features make 9-11 groups;
+  group instead of per feature) gives the same bits; 22 features make 7 groups;
 - a row's leaf in a tree is then the lowest bit left in its byte, and the prediction the sum of
   those leaves' values: two trees at a time, their two bytes read as one 16-bit number whose
   two lowest bits one shared table gives (``_PAIR_EXITS``), then the pair's summed leaf values
@@ -34,9 +34,15 @@ import numpy as np
 
 MAX_LEAVES = 8  # one byte of leaf bits per tree
 ZERO = 1e-35  # LightGBM reads |x| <= kZeroThreshold as a missing (zero) feature of a dense row
-ROWS_PER_STEP = 4096  # rows whose leaf bits are found together: a step's [rows, trees] bytes stay in L2
-EXIT_ROWS = 512  # rows whose leaf values are summed together: their [rows, pairs] index and value arrays
-GROUP_ROWS = 1024  # the most rows of a feature group's table (of ``trees`` bytes each: 300 KB for 300 trees)
+# Sizes measured on the 2 MB-L2 Xeon (experiments/bench_trees.py, 300 trees, 100,000 rows, one core):
+# steps of 16384 rows beat 4096 by ~15% (numpy's per-call cost over 9 groups x 3 features outweighs
+# the [rows, trees] bits spilling from L2 to L3), 8192-row group tables make 7 groups instead of 9 (a
+# take and an AND fewer per group; parse ~5 ms longer, 12 MB of tables for 300 trees) and leaf sums of
+# 256 rows keep their [rows, pairs] intp/float64 arrays (300 KB) in L2. Larger tables (65536 rows)
+# were quicker still but cost 240 ms to build and 75 MB.
+ROWS_PER_STEP = 16384  # rows whose leaf bits are found together
+EXIT_ROWS = 256  # rows whose leaf values are summed together: their [rows, pairs] index and value arrays
+GROUP_ROWS = 8192  # the most rows of a feature group's table (of ``trees`` bytes each)
 # objectives whose prediction is the raw sum of the trees (no link function applied by predict)
 _IDENTITY = ("regression", "regression_l2", "l2", "mean_squared_error", "mse", "rmse", "huber", "fair",
              "regression_l1", "l1", "mae", "quantile", "mape")
@@ -74,10 +80,6 @@ class Forest(NamedTuple):
 
     def predict_columns(self, XT: np.ndarray) -> np.ndarray:
         """The same for the features as rows, ``XT`` ``[features, B]`` (each row contiguous)."""
-        # LightGBM's dense rows: a missing value or |x| <= 1e-35 reads as 0 ("none" missing type)
-        odd = ~(np.abs(XT) > ZERO)
-        if odd.any():
-            XT = np.where(odd, 0.0, XT)
         out = np.empty(XT.shape[1], dtype=np.float64)
         for lo in range(0, XT.shape[1], ROWS_PER_STEP):
             out[lo:lo + ROWS_PER_STEP] = self._step(XT[:, lo:lo + ROWS_PER_STEP])
@@ -90,11 +92,11 @@ class Forest(NamedTuple):
         for g in self.groups:
             row = None
             for m, r in zip(g.members, g.radix):
-                p = _failed(XT[self.features[m]], self.thresholds[m]).astype(np.intp)
+                p = _failed(_dense(XT[self.features[m]]), self.thresholds[m]).astype(np.intp)
                 if r != 1:
                     p *= r
                 row = p if row is None else np.add(row, p, out=row)
-            got = np.take(g.masks, row, axis=0)
+            got = np.take(g.masks, row, axis=0, mode="clip")  # rows < len(masks) by construction: no bounds checks
             if bits is None:
                 bits = got
             else:
@@ -103,10 +105,19 @@ class Forest(NamedTuple):
         # the leaves' values a few hundred rows at a time: the [rows, pairs] intp and float64
         # arrays of a whole step would not stay in the caches
         for lo in range(0, len(bits), EXIT_ROWS):
-            exits = np.take(_PAIR_EXITS, bits[lo:lo + EXIT_ROWS].view("<u2"))  # exit leaf of each tree, 8 * a + b
+            # exit leaf of each tree, 8 * a + b (clip: every index is in range, so no bounds checks)
+            exits = np.take(_PAIR_EXITS, bits[lo:lo + EXIT_ROWS].view("<u2"), mode="clip")
             idx = np.add(exits, self.offsets)  # intp: the row of each pair's exits in pair_values
-            out[lo:lo + EXIT_ROWS] = np.take(self.pair_values, idx).sum(axis=1)
+            out[lo:lo + EXIT_ROWS] = np.take(self.pair_values, idx, mode="clip").sum(axis=1)
         return out + self.base
+
+
+def _dense(x) -> np.ndarray:
+    """``x`` as LightGBM reads a dense row: a missing value or |x| <= 1e-35 is 0 ("none" missing
+    type). Done per split feature and step, while the row is in the caches: over the whole
+    ``[features, B]`` block at once its temporaries streamed through memory (36 of 139 ms of the
+    trees for 100,000 mobile candidates)."""
+    return np.where(np.abs(x) > ZERO, x, 0.0)  # NaN > ZERO is False: NaN reads as 0 too
 
 
 def _failed(x, th) -> np.ndarray:
