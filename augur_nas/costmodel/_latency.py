@@ -207,8 +207,13 @@ class LatencyModel:
         strided = is_strided(rows["in_h"][idx], rows["out_h"][idx]) if "strided" in fam else False
         for model_name, sel in gemm_choice(fam, self.layout, kind, n, k, groups, rows["in_c"][idx], strided):
             sel = sel & msk
-            if sel.any():
-                t = np.where(sel, self.gemm[model_name].predict(n, m, k, mask=sel, names=names, profile=profile), t)
+            if not sel.any():
+                continue
+            model = self.gemm[model_name]
+            if model.outside == "raise":  # on the whole arrays: its message names the layer and candidate
+                t = np.where(sel, model.predict(n, m, k, mask=sel, names=names, profile=profile), t)
+            else:  # only the GEMMs this model prices (a cell's conv slots: a fifth of its rows each)
+                t[sel] = model.predict(*(np.broadcast_to(v, sel.shape)[sel] for v in (n, m, k)))
         return t
 
     def predict(self, table, batch: int = 1, profile: str | None = None, network: bool = True,
