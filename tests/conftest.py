@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,14 @@ from hypothesis.configuration import set_hypothesis_home_dir
 set_hypothesis_home_dir(tempfile.mkdtemp(prefix="augur-hypothesis-"))
 settings.register_profile("augur", database=None, deadline=None, derandomize=True)
 settings.load_profile("augur")
+
+# A test run started as a background job (`cmd &` in a script, nohup, some CI runners) inherits
+# SIGINT ignored, and every child it starts would ignore the Ctrl-C that the interruption tests
+# send (Python keeps an ignored SIGINT at startup; the search installs its handler only when SIGINT
+# is not ignored). A handler here is reset to the default in each child at exec, so the children
+# turn Ctrl-C into KeyboardInterrupt whatever started the run.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "spaces" / "zoo"
