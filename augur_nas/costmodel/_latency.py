@@ -162,9 +162,8 @@ class LatencyModel:
                 t = self._gemm_time(kind, name, n, mm, k, groups, rows, idx, msk, names, profile)
                 t = t * groups if kind == "fc" else t * (groups * batch)
             else:
-                per_mb, overhead = self.ops.coef(kind)
                 moved = (rows["in_elems"][idx] + rows["out_elems"][idx]).astype(np.float64) * DTYPE_BYTES
-                t = per_mb * self.ops.spill.priced_bytes(moved) * batch / BYTES_PER_MB + overhead
+                t = self.ops.time_ms(kind, moved, batch)
             t = t + self.layer_overhead_ms
             out[idx] = np.where(msk, t, 0.0)
         count = None
@@ -193,8 +192,7 @@ class LatencyModel:
             names = [all_names[s] for s in idx]
             t1 = self._gemm_time(kind, name, n, m, k, groups, rows, idx, msk, names, profile) * groups
         else:
-            per_mb, overhead = self.ops.coef(kind)
-            t1 = per_mb * self.ops.spill.priced_bytes(moved) / BYTES_PER_MB + overhead
+            t1 = self.ops.time_ms(kind, moved)
         return self.scaling.scale(group_of(kind, fam), t1, batch, moved / BYTES_PER_MB)
 
     def _gemm_time(self, kind, name, n, m, k, groups, rows, idx, msk, names, profile):

@@ -68,9 +68,14 @@ class OpModel:
 
     def predict(self, kind: str, in_bytes, out_bytes) -> np.ndarray:
         """Time (ms) of layers of one kind, elementwise (no mask applied)."""
-        per_mb, overhead = self.coef(kind)
         moved = np.asarray(in_bytes, dtype=np.float64) + np.asarray(out_bytes, dtype=np.float64)
-        return per_mb * self.spill.priced_bytes(moved) / BYTES_PER_MB + overhead
+        return self.time_ms(kind, moved)
+
+    def time_ms(self, kind: str, moved_bytes, batch=1) -> np.ndarray:
+        """The one formula of a memory-bound layer: ``batch`` images each moving ``moved_bytes``
+        (priced through the knee) pay the streaming time, the call pays ``overhead_ms`` once."""
+        per_mb, overhead = self.coef(kind)
+        return per_mb * self.spill.priced_bytes(moved_bytes) * batch / BYTES_PER_MB + overhead
 
     def to_dict(self) -> dict:
         d = {"default": _entry(self.default)}
