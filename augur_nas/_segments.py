@@ -619,6 +619,7 @@ class Grid(NamedTuple):
     # rows no candidate can gather were left out (``_reach``), or the exit states carry gene
     # assignments: shared only with a segment of the same genes and tracking (``_tracking_key``)
     tracked: bool = False
+    walked: np.ndarray | None = None  # the rows priced (``_reach.grid_rows``; None: every row)
 
     @property
     def nbytes(self) -> int:
@@ -633,6 +634,9 @@ class GridCache:
     def __init__(self):
         self.grids: dict = {}  # (start, stop, entry-state token) -> Grid
         self.shared: dict = {}  # (segment signature, entry-state token) -> Grid, for segments built alike
+        # (signature, entry-state token, ``_walk_key``) -> a tracked Grid: its walk serves a segment
+        # built alike whose exit tracks other genes (``_retracked``)
+        self.walked: dict = {}
         self.bytes = 0  # of the grids kept; beyond GRID_CACHE_BYTES the cache starts over
         self.calls = 0  # calls of segment_sums with this cache so far
         self.entries: dict = {}  # segment start -> the entry state sets met there, latest last
@@ -643,6 +647,7 @@ class GridCache:
     def clear(self):
         self.grids.clear()
         self.shared.clear()
+        self.walked.clear()
         self.entries.clear()
         self.whole = None
         self.bytes = self.calls = 0
@@ -668,9 +673,10 @@ class GridCache:
             del met[:-MAX_STATE_SETS]
         return st, codes
 
-    def keep(self, key, grid: Grid, shared_key=None):
-        """Keep ``grid`` under ``key`` (and ``shared_key`` unless it has deferred errors, which
-        name this segment's layers); start over beyond the byte budget."""
+    def keep(self, key, grid: Grid, shared_key=None, walk_key=None):
+        """Keep ``grid`` under ``key`` (and ``shared_key``, and a tracked grid's ``walk_key``,
+        unless it has deferred errors, which name this segment's layers); start over beyond the
+        byte budget."""
         size = grid.nbytes
         if self.bytes + size > GRID_CACHE_BYTES:  # batches whose entry shapes keep changing
             self.clear()
@@ -678,6 +684,8 @@ class GridCache:
         self.grids[key] = grid
         if shared_key is not None and not grid.errors:
             self.shared[shared_key] = grid
+            if walk_key is not None and grid.tracked:
+                self.walked[walk_key] = grid
 
 
 def _grid_key(seg, st):
@@ -695,17 +703,24 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache
             # genes, same entry shapes) has the same grid; one whose rows or exit states follow
             # its genes (``Grid.tracked``) only when the genes and what is tracked are the same
             sig = _signature(space.program, seg)
-            sk = None if sig is None else (sig, st.token)
+            sk = wk = None if sig is None else (sig, st.token)
             hit = cache.shared.get(sk) if sk is not None else None
             if hit is None and sk is not None:
-                sk = sk + _tracking_key(space.program, seg, st)
+                wk = sk + _walk_key(seg, st)
+                sk = wk + (_exit_genes(space.program, seg),)
                 hit = cache.shared.get(sk)
+                if hit is None and wk in cache.walked:
+                    # walked alike, only the genes tracked at the exit differ (NAS-Bench-201's last
+                    # cell before the head tracks none, the cells before it all six)
+                    hit = _retracked(space, seg, st, cache.walked[wk])
+                    if hit is not None:
+                        cache.keep(ck, hit, sk)
             if hit is not None:
                 cache.grids[ck] = hit
     if hit is None:
         hit = _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive, totals.reduce_max)
         if cache is not None:
-            cache.keep(ck, hit, sk if sk is None or hit.tracked else sk[:2])
+            cache.keep(ck, hit, sk if sk is None or hit.tracked else sk[:2], wk)
     _raise_deferred(space, X, hit.errors, key)
     # one gather of every field of a grid row ([rows, F] rows are contiguous; take beats fancy indexing)
     if hit.sum_names:
@@ -717,10 +732,47 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache
 
 def _tracking_key(prog, seg, st) -> tuple:
     """What a tracked grid's rows and exit assignments depend on besides its signature and entry
-    states: the segment's genes, the genes tracked at its exit and the entry assignments."""
+    states: the segment's genes and entry assignments (``_walk_key``), the genes tracked at its
+    exit."""
+    return _walk_key(seg, st) + (_exit_genes(prog, seg),)
+
+
+def _walk_key(seg, st) -> tuple:
+    """What the rows a tracked grid walks depend on besides its signature and entry states: the
+    segment's genes and the entry assignments (``_reach.grid_rows``)."""
     r = st.reach
-    return (seg.genes, _live_genes(prog).get(seg.stop - 1, ()),
-            None if r is None else (r.genes, r.mask.shape, r.mask.tobytes()))
+    return (seg.genes, None if r is None else (r.genes, r.mask.shape, r.mask.tobytes()))
+
+
+def _exit_genes(prog, seg) -> tuple:
+    """The genes whose assignments ``seg``'s exit states carry."""
+    return _live_genes(prog).get(seg.stop - 1, ())
+
+
+def _retracked(space, seg, st, grid):
+    """``grid``, priced for a segment with ``seg``'s signature, genes, entry states and entry
+    assignments, with the assignments of ``seg``'s exit genes on its exit states; None when
+    ``seg`` would walk other rows. The walk (sums, exit shapes and layouts) depends on the rows
+    only, the exit's tracked genes on nothing else."""
+    _, found = _reachable(space, seg, st)
+    if (found.rows is None) != (grid.walked is None) or \
+            (found.rows is not None and not np.array_equal(found.rows, grid.walked)):
+        return None
+    old = grid.out_state
+    codes = grid.codes if found.rows is None else np.take(grid.codes, found.rows)
+    out_state = _State(old.c, old.h, old.w, old.zero, old.bound, _reach.exit_reach(found, codes, old.n))
+    return grid._replace(out_state=out_state, tracked=found.rows is not None or out_state.reach is not None)
+
+
+def _reachable(space, seg, st, prune=True) -> tuple:
+    """``(grid rows [N, G], _reach.RowReach)``: every (entry state, segment genes) combination of
+    ``seg`` as encodings, and those some candidate can gather (with ``prune`` off, every one)."""
+    prog = space.program
+    counts = _option_counts(prog)
+    grid = _combinations(space.n_genes, seg.genes, seg.radix, [counts[g] for g in seg.genes], st.n * seg.combos)
+    found = (_reach.grid_rows(st.reach, st.n, seg.genes, grid, _exit_genes(prog, seg), counts)
+             if prune else _reach.UNTRACKED)
+    return grid, found
 
 
 class _Unshared(Exception):
@@ -789,13 +841,9 @@ def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, red
     gather are left zero (their exit code 0). Many entry states (fusion and layout profiles)
     are walked a block of rows at a time, so that a block's layer table stays within
     CACHED_GRID_CELLS."""
-    prog = space.program
     R = seg.combos
     N = st.n * R
-    counts = _option_counts(prog)
-    grid = _combinations(space.n_genes, seg.genes, seg.radix, [counts[g] for g in seg.genes], N)
-    found = (_reach.grid_rows(st.reach, st.n, seg.genes, grid, _live_genes(prog).get(seg.stop - 1, ()), counts)
-             if prune else _reach.UNTRACKED)
+    grid, found = _reachable(space, seg, st, prune)
     rows = found.rows
     n = N if rows is None else len(rows)
     per = max(MIN_BLOCK_ROWS, WALK_CELLS // max(1, seg.stop - seg.start))  # rows per block
@@ -821,7 +869,7 @@ def _grid_values(space, seg, st, make_sink, peak, seg_fn, keep, derive=None, red
     if N <= 32767:
         grid_codes = grid_codes.astype(np.int16)
     return Grid(out_state, grid_codes, sum_names, sum_vals, max_names, max_vals, errors,
-                rows is not None or out_state.reach is not None)
+                rows is not None or out_state.reach is not None, rows)
 
 
 def _scattered(a, rows, N) -> np.ndarray:

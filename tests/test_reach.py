@@ -50,6 +50,24 @@ def test_grids_price_only_rows_some_candidate_gathers(monkeypatch):
         np.testing.assert_allclose(tracked[k], untracked[k], rtol=1e-12, atol=1e-12, err_msg=k)
 
 
+def test_a_walk_serves_a_segment_whose_exit_tracks_other_genes(monkeypatch):
+    """NAS-Bench-201's last cell before the head has the signature, genes, entry states and entry
+    assignments of the cell before it, but its exit tracks no genes (nothing after it reads
+    them): it takes that cell's walk with its own exit assignments instead of walking its rows
+    again. Fewer rows walked, the same figures as walking it and as the reference."""
+    space = an.load_space(ROOT / "spaces/nb201.yaml")
+    # enough candidates that a grid over a cell's 3 entry states x 15,625 rows pays off
+    X = space.sample(50_000, seed=4)
+    shared, walked, _ = _walked_rows(space, MEASURED, X, monkeypatch)
+    monkeypatch.setattr(_segments, "_retracked", lambda *a: None)  # every such segment walked again
+    again, walked_again, _ = _walked_rows(space, MEASURED, X, monkeypatch)
+    assert walked < walked_again
+    ref = Oracle(space, MEASURED).evaluate(X[:500], breakdown=False, reference=True)
+    for k in ref:
+        np.testing.assert_allclose(shared[k][:500], ref[k], rtol=1e-9, atol=1e-12, err_msg=k)
+        np.testing.assert_array_equal(shared[k], again[k], err_msg=k)
+
+
 def test_one_at_a_time_after_a_batch_reads_priced_rows_only():
     """Candidates asked one by one after a batch gather from the batch's grids (pruned for the
     batch's entry states, not its candidates): each row they read was priced."""
