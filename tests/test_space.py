@@ -266,6 +266,24 @@ def test_check_encodings_errors():
         lower(space, np.zeros((1, 6), dtype=np.float64))
 
 
+
+@pytest.mark.parametrize("B", [1, 63, 64, 200, 1000])
+def test_check_encodings_finds_a_bad_gene_anywhere_in_a_large_batch(B):
+    """The per-gene maximum is taken over wide rows of many encodings (``_column_max``): a bad
+    option in any row, the last ones past a multiple of the row count included, in any gene,
+    negative or too large, in a C-contiguous batch or a strided one, is still caught."""
+    space = shipped_space("nb201")
+    rng = np.random.default_rng(B)
+    X = rng.integers(0, 5, size=(B, 6))
+    for i, g, v in [(B - 1, 5, 5), (0, 0, -1), (B // 2, 3, 7)]:
+        bad = X.copy()
+        bad[i, g] = v
+        for arr in (bad, np.asfortranarray(bad)):
+            with pytest.raises(SpecError, match=f"candidate {i} must be in 0..4"):
+                space.check_encodings(arr)
+    np.testing.assert_array_equal(space.check_encodings(X), X)
+
+
 # --------------------------------------------------------------------------------------------- decode
 
 

@@ -115,7 +115,7 @@ class SearchSpace:
             raise SpecError(f"encodings must be integers, but got dtype {X.dtype} ({self.source})")
         # one pass: read as unsigned, a negative gene is larger than any option count
         u = X.view(X.dtype.str.replace("i", "u")) if X.dtype.kind == "i" else X
-        if X.size and (u.max(axis=0) >= self._sizes.astype(u.dtype)).any():
+        if X.size and (_column_max(u) >= self._sizes.astype(u.dtype)).any():
             sizes = self._sizes
             bad = (X < 0) | (X >= sizes[None, :])
             if bad.any():
@@ -332,3 +332,19 @@ def _materialize(t, x, prog):
     if isinstance(t, list):
         return [_materialize(v, x, prog) for v in t]
     return t
+
+
+MAX_ROWS_TOGETHER = 64  # rows of the encodings read as one wide row by ``_column_max``
+
+
+def _column_max(u: np.ndarray) -> np.ndarray:
+    """``u.max(axis=0)`` of a ``[B, G]`` array, the same values about twice as fast: numpy reduces
+    along axis 0 one row (G elements, a few dozen genes) at a time, so a C-contiguous batch is
+    read as rows of MAX_ROWS_TOGETHER encodings (long vector steps), and the partial maxima folded."""
+    B, G = u.shape
+    k = MAX_ROWS_TOGETHER
+    m = B - B % k
+    if m == 0 or not u.flags.c_contiguous:
+        return u.max(axis=0)
+    top = u[:m].reshape(m // k, k * G).max(axis=0).reshape(k, G).max(axis=0)
+    return np.maximum(top, u[m:].max(axis=0)) if m < B else top
