@@ -435,7 +435,32 @@ def _projected(prog, seg, st, codes, project):
     hit = st.projected[readers]
     if hit is None:
         return st, codes
-    return hit[0], np.take(hit[1], codes)
+    return hit[0], _mapped(hit[1], codes)
+
+
+class _Codes(NamedTuple):
+    """Each candidate's code into a state set, kept as ``table[key]`` (a grid's exit codes and the
+    candidates' rows in it): the maps applied to the codes before the next grid reads them
+    (``_projected``, ``GridCache.entering``, ``codes * R`` in ``_keys``) run on the small table,
+    and the next key is one gather of it instead of a gather and a pass over the batch per map."""
+
+    table: np.ndarray  # [rows] codes
+    key: np.ndarray  # [B] row of each candidate
+
+    def values(self) -> np.ndarray:
+        return np.take(self.table, self.key)
+
+
+def _mapped(m, codes):
+    """``m[codes]`` for plain codes or ``_Codes`` (mapped on their table)."""
+    if isinstance(codes, _Codes):
+        return codes._replace(table=np.take(m, codes.table))
+    return np.take(m, codes)
+
+
+def _values(codes) -> np.ndarray:
+    """Plain codes of plain codes or ``_Codes``."""
+    return codes.values() if isinstance(codes, _Codes) else codes
 
 
 def _gene_columns(space, X):
@@ -464,7 +489,11 @@ class _Totals:
     caches instead of streaming through memory once per segment. The additions run in the
     segments' order (the same sums as adding whole blocks). Fields are split out only at the end."""
 
-    ROWS_PER_STEP = 2048
+    # a step gathers about this many values ([rows, F]: about 256 KB, in L2 with the block it
+    # adds), in at least MIN_ROWS_PER_STEP rows: few fields take many rows a step, so the Python
+    # steps per segment stay few (mobile's 5 fields: 6,553 rows; a residual's 26: 2,048)
+    VALUES_PER_STEP = 2**15
+    MIN_ROWS_PER_STEP = 2048
 
     def __init__(self, B, reduce_max):
         self.B, self.reduce_max = B, set(reduce_max)
@@ -490,13 +519,16 @@ class _Totals:
         op = np.maximum if is_max else np.add
         F = parts[0][0].shape[1]
         out = np.empty((F, self.B), dtype=np.float64)
-        step = np.empty((min(self.B, self.ROWS_PER_STEP), F), dtype=np.float64)
-        for lo in range(0, self.B, self.ROWS_PER_STEP):
-            hi = min(self.B, lo + self.ROWS_PER_STEP)
-            acc = step[:hi - lo]
-            np.take(parts[0][0], parts[0][1][lo:hi], axis=0, out=acc, mode="clip")  # keys are in range: no buffer
+        rows = max(self.MIN_ROWS_PER_STEP, self.VALUES_PER_STEP // max(1, F))
+        step = np.empty((min(self.B, rows), F), dtype=np.float64)
+        got = np.empty_like(step)
+        for lo in range(0, self.B, rows):
+            hi = min(self.B, lo + rows)
+            acc, add = step[:hi - lo], got[:hi - lo]
+            # keys are in range: ``clip`` writes straight into ``out`` (no buffer)
+            np.take(parts[0][0], parts[0][1][lo:hi], axis=0, out=acc, mode="clip")
             for vals, key in parts[1:]:
-                op(acc, np.take(vals, key[lo:hi], axis=0), out=acc)
+                op(acc, np.take(vals, key[lo:hi], axis=0, out=add, mode="clip"), out=acc)
             # turned while the block is in the caches: the fields come out as rows, not strided
             # columns that would each be copied again
             out[:, lo:hi] = acc.T
@@ -589,17 +621,21 @@ def _keys(XT, codes, R, genes, radix, gene_index=None):
     entry code. Narrow gene rows (int8/int16, large batches) give int16 keys (int32 for a
     grid over more than 32767 rows); a small batch takes one product over its genes (a few calls on tiny
     arrays instead of two per gene)."""
+    table = codes.table if isinstance(codes, _Codes) else codes
     if XT.dtype == np.int64:
-        key = codes.astype(np.int64)
+        dt = np.int64
+    else:  # from the table's largest code (of a _Codes: some may be no candidate's, a wider type at worst)
+        dt = np.int16 if (int(table.max(initial=0)) + 1) * R <= 32767 else np.int32
+    if isinstance(codes, _Codes):  # scaled on the small table, then one gather
+        key = np.take(table.astype(dt) * dt(R), codes.key)
+    else:
+        key = codes.astype(dt)
         if R != 1:
-            key *= R
+            key *= dt(R)
+    if XT.dtype == np.int64:
         if len(genes):
             key += np.dot(radix, XT[gene_index if gene_index is not None else list(genes)])
         return key
-    dt = np.int16 if (int(codes.max(initial=0)) + 1) * R <= 32767 else np.int32
-    key = codes.astype(dt)
-    if R != 1:
-        key *= dt(R)
     for g, r in zip(genes, radix):
         key += XT[g] * dt(r) if r != 1 else XT[g]
     return key
@@ -667,7 +703,7 @@ class GridCache:
                     continue
                 index = k.row_index()
                 if all(r in index for r in rows):
-                    return k, np.take(np.array([index[r] for r in rows], dtype=np.int64), codes)
+                    return k, _mapped(np.array([index[r] for r in rows], dtype=np.int64), codes)
         if not any(k.token == st.token for k in met):
             met.append(st)
             del met[:-MAX_STATE_SETS]
@@ -727,7 +763,7 @@ def _tabulate(space, X, XT, seg, st, codes, make_sink, peak, seg_fn, keep, cache
         totals.add_block(hit.sum_names, hit.sum_vals, key)
     if hit.max_names:
         totals.add_block(hit.max_names, hit.max_vals, key, is_max=True)
-    return hit.out_state, np.take(hit.codes, key)
+    return hit.out_state, _Codes(hit.codes, key)
 
 
 def _tracking_key(prog, seg, st) -> tuple:
@@ -967,7 +1003,7 @@ def _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, can
 
 
 def _direct(space, X, seg, st, codes, make_sink, peak=False, seg_fn=None, derive=None):
-    w = _walk_segment(space, X, seg, st, codes, make_sink, peak, seg_fn, derive, candidates=True)
+    w = _walk_segment(space, X, seg, st, _values(codes), make_sink, peak, seg_fn, derive, candidates=True)
     return w.out_state, w.codes, w.sums
 
 
