@@ -38,6 +38,7 @@ from .lowering import (
     walk,
 )
 from .space._expr import Channels, Const, Fn, GeneVal
+from .space._space import column_max
 
 MAX_GRID = 4096
 CACHED_MAX_GRID = 32768  # with a cache (an Oracle's), grids up to this size are priced once and kept
@@ -328,7 +329,8 @@ def _unique_rows(cols) -> tuple:
 
 
 def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activation_bytes"), peak=False,
-                 seg_fn=None, keep=None, cache=None, derive=None, checked=False, project=None, priced_for=None):
+                 seg_fn=None, keep=None, cache=None, derive=None, checked=False, project=None, priced_for=None,
+                 XT=None):
     """Whole-network sums for candidates ``X`` through segment tabulation.
 
     ``make_sink(B)`` makes a sink for ``walk`` with a ``result() -> {field: [B] array}``.
@@ -341,7 +343,8 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
     add fields computed from a grid's sums (a linear combination gathered once instead of its
     terms one by one). ``cache`` (a dict the caller keeps, one per
     ``make_sink``/``seg_fn``/``keep`` setting) keeps the segment grids from one call to the next:
-    a search asks for many batches of the same space. ``checked``: ``X`` is already validated.
+    a search asks for many batches of the same space. ``checked``: ``X`` is already validated;
+    ``XT``: its gene rows, built (and ``X`` validated) by ``gene_rows``.
     ``project(readers, bound)`` keeps only the parts of an entering boundary state (see
     ``seg_fn``) that matter to a segment whose layers read the entering tensor ``readers``
     times: fewer distinct entry states, smaller grids.
@@ -350,12 +353,11 @@ def segment_sums(space, X, make_sink, reduce_max=("workspace_elems", "peak_activ
     pays off against the whole batch).
     Returns ({field: [B] array}, the network input's element count per candidate).
     """
-    if not checked:
-        X = space.check_encodings(X)
+    if XT is None:
+        X, XT = gene_rows(space, X) if not checked else (X, _gene_columns(space, X))
     prog = space.program
     B = X.shape[0]
     segs = segments(prog)
-    XT = _gene_columns(space, X)
     totals = _Totals(B, reduce_max)
     # the network input: its shape depends on the genes of the resolution only
     inp = _input_states(space)
@@ -463,21 +465,48 @@ def _values(codes) -> np.ndarray:
     return codes.values() if isinstance(codes, _Codes) else codes
 
 
-def _gene_columns(space, X):
+def _gene_columns(space, X, top=None):
     """``X`` transposed to one contiguous row per gene, for a large batch in the narrowest
     integer type that holds the options: the key arithmetic reads these rows once per segment,
     and a narrow copy is several times cheaper to transpose and to read than the int64
-    encodings. A small batch keeps int64 (see ``_keys``)."""
-    most = int(space._sizes.max(initial=1))
-    dt = np.int64 if X.shape[0] < NARROW_BATCH else np.int8 if most <= 127 else np.int16 if most <= 32767 else np.int64
+    encodings. A small batch keeps int64 (see ``_keys``). With ``top`` (``[G]`` uint64) the
+    largest option of each gene (read as unsigned) is folded into it block by block, while the
+    block is in the caches (``gene_rows``)."""
+    dt = _gene_type(space, X.shape[0])
     if dt is np.int64:
+        if top is not None:
+            np.maximum(top, column_max(X.view(np.uint64)), out=top)
         return np.ascontiguousarray(X.T)
     # cast and turned a block of rows at a time (the block stays in the caches): about 3x quicker
     # than a whole-batch cast followed by a whole-batch transpose
     out = np.empty((X.shape[1], X.shape[0]), dtype=dt)
     for lo in range(0, X.shape[0], GENE_ROWS_PER_STEP):
-        out[:, lo:lo + GENE_ROWS_PER_STEP] = X[lo:lo + GENE_ROWS_PER_STEP].T  # options fit ``dt`` (checked above)
+        block = X[lo:lo + GENE_ROWS_PER_STEP]
+        if top is not None:
+            np.maximum(top, column_max(block.view(np.uint64)), out=top)
+        out[:, lo:lo + GENE_ROWS_PER_STEP] = block.T  # options fit ``dt`` (checked, or ``top`` tells)
     return out
+
+
+def _gene_type(space, B):
+    """The integer type of a batch's gene rows (``_gene_columns``)."""
+    most = int(space._sizes.max(initial=1))
+    return np.int64 if B < NARROW_BATCH else np.int8 if most <= 127 else np.int16 if most <= 32767 else np.int64
+
+
+def gene_rows(space, X) -> tuple:
+    """``(X as int64 encodings, its gene rows)``: ``space.check_encodings`` and
+    ``_gene_columns`` in one pass over the batch. A large batch streams from memory once instead
+    of twice (the check's per-gene maxima are taken from the blocks being transposed); a bad
+    option is reported by ``check_encodings`` as ever (the first bad candidate of ``X``)."""
+    X = space.check_encodings(X, values=False)
+    if not X.size:
+        return space.check_encodings(X), _gene_columns(space, X)
+    top = np.zeros(X.shape[1], dtype=np.uint64)
+    XT = _gene_columns(space, X, top)
+    if (top >= space._sizes.astype(np.uint64)).any():
+        space.check_encodings(X)  # raises, naming the first bad candidate
+    return X, XT
 
 
 class _Totals:

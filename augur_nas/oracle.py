@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._errors import ConstraintError, ShapeError
-from ._segments import GridCache, segment_sums
+from ._segments import NARROW_BATCH, GridCache, gene_rows, segment_sums
 from ._totals import DTYPE_BYTES, network_totals
 from .analysis import totals
 from ._split import split_latency as _split_latency
@@ -120,19 +120,32 @@ WHOLE_SPACE = 2**16  # a space of at most this many candidates is priced whole o
 # asked a second time (NAS-Bench-201: 15,625): later calls, one candidate at a time included, read it
 
 
-def _fast_costs(space, X, profile, batch, breakdown=True, cache=None) -> Costs:
+def _fast_costs(space, X, profile, batch, breakdown=True, cache=None, XT=None) -> Costs:
     """``_segment_costs`` of the distinct rows of ``X`` when a small space makes repeats likely,
     spread back to every row (identical rows have identical costs). A small space asked again
-    through a cache is priced whole once, and every later row is read from that table."""
+    through a cache is priced whole once, and every later row is read from that table. ``XT``:
+    the gene rows of ``X`` (``_gene_rows_pay``)."""
     whole = _whole_space(space, profile, batch, breakdown, cache)
     if whole is not None:
         return _take_costs(whole, _space_keys(space, X))
     got = _distinct_rows(space, X)
     if got is None:
-        return _segment_costs(space, X, profile, batch, breakdown, cache)
+        return _segment_costs(space, X, profile, batch, breakdown, cache, XT=XT)
     rows, inv = got
     c = _segment_costs(space, X[rows], profile, batch, breakdown, cache, priced_for=len(X))
     return _take_costs(c, inv)
+
+
+def _as_batch(X) -> np.ndarray:
+    """``X`` as an array of encodings, one encoding as a batch of one."""
+    X = np.asarray(X)
+    return X[None, :] if X.ndim == 1 else X
+
+
+def _gene_rows_pay(space, B: int) -> bool:
+    """Whether a batch of ``B`` goes to ``segment_sums`` whole with narrow gene rows: a large
+    batch of a space too large to be made distinct or priced whole (mobile, not NAS-Bench-201)."""
+    return B >= NARROW_BATCH and _space_total(space, max(WHOLE_SPACE, DISTINCT_SPACE * B)) is None
 
 
 def _take_costs(c: Costs, rows) -> Costs:
@@ -208,7 +221,7 @@ def _distinct_rows(space, X):
     return rep[keys], rank[key]
 
 
-def _segment_costs(space, X, profile, batch, breakdown=True, cache=None, priced_for=None) -> Costs:
+def _segment_costs(space, X, profile, batch, breakdown=True, cache=None, priced_for=None, XT=None) -> Costs:
     """The same figures through segment tabulation (``_segments``): each block of the network is
     priced once per distinct (input shape, block genes) combination of the chunk. With a residual,
     the whole-network sums its features need are gathered with the latency and the booster
@@ -234,7 +247,8 @@ def _segment_costs(space, X, profile, batch, breakdown=True, cache=None, priced_
     prog = space.program
     r, in_elems = segment_sums(space, X, lambda n: _TotalsSink(prog, n), peak="peak" in (mem.activations, mem.batch_activations),
                                seg_fn=segment_pricer(profile, batch, breakdown), keep=keep, cache=cache,
-                               derive=derive, checked=True, project=boundary_projector(model), priced_for=priced_for)
+                               derive=derive, checked=True, project=boundary_projector(model), priced_for=priced_for,
+                               XT=XT)
     zero = np.zeros(len(in_elems))
     get = lambda k: r.get(k, zero)  # noqa: E731
     by_kind = {k.split(".", 1)[1]: v for k, v in r.items() if k.startswith("latency_ms.")}
@@ -283,10 +297,16 @@ class Oracle:
     # ------------------------------------------------------------------------------ evaluate
 
     def _encodings(self, X) -> np.ndarray:
-        X = np.asarray(X)
-        if X.ndim == 1:
-            X = X[None, :]
-        return self.space.check_encodings(X)
+        return self.space.check_encodings(_as_batch(X))
+
+    def _checked(self, X, reference: bool) -> tuple:
+        """``(X checked, its gene rows or None)``: a large batch of a large space, priced on the
+        fast path, is checked while its gene rows are built (``_segments.gene_rows``: one pass
+        over the batch instead of two)."""
+        X = _as_batch(X)
+        if not reference and _gene_rows_pay(self.space, X.shape[0]):
+            return gene_rows(self.space, X)
+        return self.space.check_encodings(X), None
 
     def evaluate(self, X, batch: int | None = None, breakdown: bool = True, reference: bool = False) -> dict:
         """``latency_ms``, ``memory_mb``, ``macs``, ``params`` and, with ``breakdown``, the latency
@@ -295,7 +315,7 @@ class Oracle:
         With ``reference`` every chunk is lowered to the full layer table and priced from it (the
         reference path, no segment grids): the same figures to 1e-9 relative, much slower; there
         to check the hot path against."""
-        X = self._encodings(X)
+        X, XT = self._checked(X, reference)
         batch = self.batch if batch is None else _positive_int(batch, "batch")
         B = X.shape[0]
         out = {"latency_ms": np.zeros(B), "memory_mb": np.zeros(B), "macs": np.zeros(B),
@@ -309,7 +329,8 @@ class Oracle:
             if reference:
                 got = _table_costs(self.space, X[lo:hi], self.profile, batch, breakdown)
             else:
-                got = _fast_costs(self.space, X[lo:hi], self.profile, batch, breakdown, cache)
+                got = _fast_costs(self.space, X[lo:hi], self.profile, batch, breakdown, cache,
+                                  None if XT is None else XT[:, lo:hi])
             out["latency_ms"][lo:hi] = got.latency_ms
             out["memory_mb"][lo:hi] = got.memory_mb
             out["macs"][lo:hi] = got.macs

@@ -107,6 +107,22 @@ def test_shape_error_names_a_real_candidate():
     assert "deep" in str(e.value) and "input.resolution=8" in str(e.value)
 
 
+def test_a_bad_option_in_a_later_chunk_is_named_by_its_place_in_the_batch():
+    """A large batch of a large space is checked while its gene rows are built, once for the
+    whole batch before it is cut into chunks: the error names the candidate's index in the
+    batch, as the plain check does, and the reference path (checked as before) agrees."""
+    space = an.load_space(_REPO / "spaces/mobile.yaml")
+    X = space.sample(3000, seed=6)
+    X[2500, 11] = space._sizes[11]
+    for reference in (False, True):
+        with pytest.raises(an.SpecError, match=r"candidate 2500 must be in 0\.\."):
+            an.Oracle(space, "tk1-gpu", chunk=700).evaluate(X, reference=reference)
+    X[2500, 11] = 0
+    X[1234, 40] = -1
+    with pytest.raises(an.SpecError, match=r"candidate 1234 must be in 0\.\..*got -1"):
+        an.Oracle(space, "x86-xeon-avx512-ort").evaluate(X)
+
+
 def test_oracle_grid_cache_gives_the_same_answers_across_calls_and_chunks():
     """The segment grids an Oracle keeps between calls must not change any answer: a second
     call, other candidates, other chunk sizes, another batch size."""

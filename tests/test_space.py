@@ -269,7 +269,7 @@ def test_check_encodings_errors():
 
 @pytest.mark.parametrize("B", [1, 63, 64, 200, 1000])
 def test_check_encodings_finds_a_bad_gene_anywhere_in_a_large_batch(B):
-    """The per-gene maximum is taken over wide rows of many encodings (``_column_max``): a bad
+    """The per-gene maximum is taken over wide rows of many encodings (``column_max``): a bad
     option in any row, the last ones past a multiple of the row count included, in any gene,
     negative or too large, in a C-contiguous batch or a strided one, is still caught."""
     space = shipped_space("nb201")

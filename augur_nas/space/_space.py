@@ -104,7 +104,10 @@ class SearchSpace:
             X[~active, g] = 0
         return X
 
-    def check_encodings(self, X) -> np.ndarray:
+    def check_encodings(self, X, values: bool = True) -> np.ndarray:
+        """``X`` as int64 ``[B, G]`` encodings; raises SpecError naming the first bad candidate.
+        Without ``values`` only the shape and type are checked (the caller checks the options,
+        ``_segments.gene_rows``)."""
         X = np.asarray(X)
         if X.ndim == 1:
             X = X[None, :]
@@ -115,7 +118,7 @@ class SearchSpace:
             raise SpecError(f"encodings must be integers, but got dtype {X.dtype} ({self.source})")
         # one pass: read as unsigned, a negative gene is larger than any option count
         u = X.view(X.dtype.str.replace("i", "u")) if X.dtype.kind == "i" else X
-        if X.size and (_column_max(u) >= self._sizes.astype(u.dtype)).any():
+        if values and X.size and (column_max(u) >= self._sizes.astype(u.dtype)).any():
             sizes = self._sizes
             bad = (X < 0) | (X >= sizes[None, :])
             if bad.any():
@@ -334,10 +337,10 @@ def _materialize(t, x, prog):
     return t
 
 
-MAX_ROWS_TOGETHER = 64  # rows of the encodings read as one wide row by ``_column_max``
+MAX_ROWS_TOGETHER = 64  # rows of the encodings read as one wide row by ``column_max``
 
 
-def _column_max(u: np.ndarray) -> np.ndarray:
+def column_max(u: np.ndarray) -> np.ndarray:
     """``u.max(axis=0)`` of a ``[B, G]`` array, the same values about twice as fast: numpy reduces
     along axis 0 one row (G elements, a few dozen genes) at a time, so a C-contiguous batch is
     read as rows of MAX_ROWS_TOGETHER encodings (long vector steps), and the partial maxima folded."""
