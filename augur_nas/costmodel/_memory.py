@@ -105,6 +105,11 @@ class MemoryModel:
 
     def components(self, table, tot: dict | None = None, batch: int = 1) -> dict:
         """The byte counts the model prices, each a ``[B]`` array (MB)."""
+        return {f"{k}_mb": v / BYTES_PER_MB for k, v in self._bytes(table, tot, batch).items()}
+
+    def _bytes(self, table, tot, batch) -> dict:
+        """``components`` in bytes (what ``predict`` prices: MB are 2**20 bytes, so the figures
+        are the same bits either way)."""
         tot = totals(table) if tot is None else tot  # table may be None when tot has every figure
         weights = np.asarray(tot["weights_bytes"], dtype=np.float64)
         act = self._activation_bytes(tot, weights, self.activations)
@@ -117,16 +122,15 @@ class MemoryModel:
             ws = np.asarray(tot["workspace_bytes"], dtype=np.float64)
         else:
             ws = np.zeros_like(weights)
-        out = {"weights_mb": weights / BYTES_PER_MB, "activations_mb": act * batch / BYTES_PER_MB,
-               "workspace_mb": ws / BYTES_PER_MB}
+        out = {"weights": weights, "activations": act * batch if batch != 1 else act, "workspace": ws}
         if self.batch_activation_coef is not None:
-            out["batch_activations_mb"] = self._activation_bytes(tot, weights, self.batch_activations) / BYTES_PER_MB
+            out["batch_activations"] = self._activation_bytes(tot, weights, self.batch_activations)
         if self.fc_weights_coef is not None:
             if "fc_weights_bytes" in tot:
                 fc = np.asarray(tot["fc_weights_bytes"], dtype=np.float64)
             else:
                 fc = fc_weight_bytes(table)
-            out["fc_weights_mb"] = fc / BYTES_PER_MB
+            out["fc_weights"] = fc
         return out
 
     def terms(self, batch: int = 1) -> MemoryTerms:
@@ -142,10 +146,9 @@ class MemoryModel:
 
     def predict(self, table, tot: dict | None = None, batch: int = 1) -> np.ndarray:
         """Process memory (MB) of every candidate of the table, ``[B]``."""
-        c = self.components(table, tot, 1)
-        mb = lambda k: c[k] * BYTES_PER_MB if k in c else 0.0  # noqa: E731  (the components are in MB)
-        return self.terms(batch).mb(mb("weights_mb"), mb("fc_weights_mb"), mb("activations_mb"),
-                                    mb("batch_activations_mb"), mb("workspace_mb"))
+        b = self._bytes(table, tot, 1)
+        return self.terms(batch).mb(b["weights"], b.get("fc_weights", 0.0), b["activations"],
+                                    b.get("batch_activations", 0.0), b["workspace"])
 
     def to_dict(self) -> dict:
         d = {"framework_overhead_mb": _check.plain(self.framework_overhead_mb), "weight_copies": self.weight_copies,
