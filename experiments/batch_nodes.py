@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from augur_nas.measure._scaling_fit import DEFAULT_OBJECTIVE, OBJECTIVES
+from augur_nas.measure._scaling_fit import DEFAULT_OBJECTIVE, DEFAULT_SPILL_FORMS, OBJECTIVES, SPILL_FORMS
 
 
 def main(argv=None) -> int:
@@ -41,6 +41,8 @@ def main(argv=None) -> int:
     ap.add_argument("--save", default=None, metavar="FILE.json", help="write the samples")
     ap.add_argument("--load", default=None, metavar="FILE.json", help="fit saved samples, measure nothing")
     ap.add_argument("--objective", choices=sorted(OBJECTIVES), default=DEFAULT_OBJECTIVE, help="the batch fit's loss")
+    ap.add_argument("--forms", choices=SPILL_FORMS, default=DEFAULT_SPILL_FORMS,
+                    help="the spill forms the batch fit may choose (costmodel/_scaling.py)")
     ap.add_argument("--write-profile", default=None, metavar="OUT.yaml",
                     help="write --profile with its latency.scaling fitted on these samples (one thread)")
     ap.add_argument("--cv", action="store_true",
@@ -57,7 +59,7 @@ def main(argv=None) -> int:
     if args.save:
         with open(args.save, "w", encoding="utf-8") as f:
             json.dump([s._asdict() for s in samples], f)
-    model = fit_scaling(samples, objective=args.objective).model
+    model = fit_scaling(samples, objective=args.objective, forms=args.forms).model
     one = {(s.key, s.batch): s for s in samples if s.threads == 1}
     sums = collections.defaultdict(lambda: np.zeros(3))
     for (key, b), s in one.items():
@@ -77,7 +79,7 @@ def main(argv=None) -> int:
         thread_table(samples, model)
     if args.cv:
         for obj in sorted(OBJECTIVES):
-            e = np.abs(leave_one_out(samples, obj))
+            e = np.abs(leave_one_out(samples, obj, args.forms))
             print(f"leave-one-network-out, objective {obj}: batch sums within ±10% {np.mean(e <= 0.1):.0%}, within "
                   f"±15% {np.mean(e <= 0.15):.0%}, median |error| {100 * np.median(e):.1f}% ({len(e)} network x batch)")
     return 0
@@ -107,13 +109,13 @@ def thread_table(samples, model) -> None:
         print(f"{g:8s} {th:7d} {b:5d} {tn / t1:21.3f}")
 
 
-def leave_one_out(samples, objective) -> list:
+def leave_one_out(samples, objective, forms=DEFAULT_SPILL_FORMS) -> list:
     """Relative errors of each calibration network's sum at each batch > 1, fitted without it."""
     from augur_nas.measure._scaling_fit import fit_scaling
 
     errs = []
     for net in sorted({s.key[0] for s in samples}):
-        model = fit_scaling([s for s in samples if s.key[0] != net], objective=objective).model
+        model = fit_scaling([s for s in samples if s.key[0] != net], objective=objective, forms=forms).model
         one = {(s.key, s.batch): s for s in samples if s.key[0] == net and s.threads == 1}
         sums = collections.defaultdict(lambda: np.zeros(2))
         for (key, b), s in one.items():

@@ -8,10 +8,17 @@ fit in the cache pays more per image than at batch 1. Per group of layers (``con
 batch of ``b`` images is, from ``t1``, the layer's priced time for one image::
 
     t(b) = t1 + (b - 1) * rate * max(t1 - per_call_ms, 0) * spill(b) / spill(1)
-    spill(b) = 1 + spill_coef * log2(max(b * mb / cache_mb, 1))
+              + spill_ms_per_mb * mb * (b * over(b) - over(1))
+    spill(b) = 1 + spill_coef * over(b),   over(b) = log2(max(b * mb / cache_mb, 1))
 
-``mb``: the layer's activation bytes per image (input + output): each doubling of a working set
-past the cache costs a further ``spill_coef`` of the one-image time per image. ``rate`` is the share of a
+``mb``: the layer's activation MB per image (input + output): each doubling of a working set
+past the cache costs a further ``spill_coef`` of the one-image time per image, or (the second
+form) a further ``spill_ms_per_mb`` per MB an image streams. The first form charges a layer's
+cache misses in proportion to its compute, the second in proportion to its bytes: a 5x5
+depthwise layer does 25/9 the arithmetic of a 3x3 one on the same tensors, so a relative spill
+fitted on 3x3 layers overcharges it, while a channel shuffle or a concatenation, nothing but
+bytes, is charged the same either way (the fit chooses the relative form unless asked:
+measure/_scaling_fit.py, ``DEFAULT_SPILL_FORMS``). ``rate`` is the share of a
 one-image time that repeats per further image (1 for a conv, about 0.05 for a fully connected
 layer, whose weights stream once per batch). At ``b = 1`` the time is ``t1`` exactly, so a
 profile's batch-1 figures do not change.
@@ -54,6 +61,7 @@ class GroupScale(NamedTuple):
     par_call_ms: float = 0.0   # fork/join cost of a parallel kernel (threads > 1)
     par_share: float = 1.0     # share of the time left with threads > 1 (of one image)
     par_image_share: float = -1.0  # share left of the further images' time (< 0: par_share)
+    spill_ms_per_mb: float = 0.0  # extra time per MB an image streams, per doubling past the cache
 
 
 class ScalingModel:
@@ -79,6 +87,8 @@ class ScalingModel:
         if batch > 1:
             rest = np.maximum(t1 - s.per_call_ms, 0.0)
             t = t1 + (batch - 1) * s.rate * rest * self._spill(s, batch, mb)
+            if s.spill_ms_per_mb:
+                t = t + s.spill_ms_per_mb * spill_bytes_mb(self.cache_mb, batch, mb)
         if self.threads > 1:
             t = np.minimum(t, s.par_call_ms + s.par_share * t1 + s.par_image_share * (t - t1))
         return t
@@ -131,8 +141,19 @@ def _filled(s: GroupScale) -> GroupScale:
     return s if s.par_image_share >= 0 else s._replace(par_image_share=s.par_share)
 
 
+def _over(cache_mb: float, batch, mb) -> np.ndarray:
+    """Doublings of the working set of ``batch`` images of ``mb`` MB each past the cache."""
+    return np.log2(np.maximum(batch * mb / cache_mb, 1.0))
+
+
 def spill_ratio(coef: float, cache_mb: float, batch, mb) -> np.ndarray:
     """``spill(b) / spill(1)`` of layers with ``mb`` activation MB per image (see the module)."""
     mb = np.maximum(np.asarray(mb, dtype=np.float64), 1e-12)
-    over = lambda b: np.log2(np.maximum(b * mb / cache_mb, 1.0))
-    return (1.0 + coef * over(batch)) / (1.0 + coef * over(1))
+    return (1.0 + coef * _over(cache_mb, batch, mb)) / (1.0 + coef * _over(cache_mb, 1, mb))
+
+
+def spill_bytes_mb(cache_mb: float, batch, mb) -> np.ndarray:
+    """``mb * (b * over(b) - over(1))``: the MB-doublings past the cache a batch streams beyond
+    ``b`` one-image runs (the second spill form, times ``spill_ms_per_mb``)."""
+    mb = np.maximum(np.asarray(mb, dtype=np.float64), 0.0)
+    return mb * (batch * _over(cache_mb, batch, mb) - _over(cache_mb, 1, mb))
