@@ -6,6 +6,9 @@ one thread, this machine), from per-node profiles of the fixed calibration set (
     python experiments/batch_nodes.py --load samples.json --cv   # fit saved samples; cross-validate both objectives
     python experiments/batch_nodes.py --threads 2 --save s2.json  # ~5 min, both cores free: also the 2-thread table
     python experiments/batch_nodes.py --load samples.json --write-profile P1.yaml   # the profile with this fit
+    python experiments/batch_nodes.py --load samples.json --write-profile P1.yaml --write-profile-2t P2.yaml
+        # also the 2-thread profile: its kernels and anchors, these batch coefficients, thread
+        # coefficients from the 2-thread kernel grid (what `profile --threads-from` does, timing nothing)
 
 For every scaling group (conv, dwconv, fc, bytes: the memory-bound kinds, layout: the layout
 conversions) it prints the measured time of a batch of b images over b x the batch-1 time of
@@ -23,9 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from augur_nas.measure._scaling_fit import DEFAULT_OBJECTIVE, DEFAULT_SPILL_FORMS, OBJECTIVES, SPILL_FORMS
+from augur_nas.measure._scaling_fit import (
+    DEFAULT_OBJECTIVE,
+    DEFAULT_SPILL_FORMS,
+    OBJECTIVES,
+    SPILL_FORMS,
+)
 
 
 def main(argv=None) -> int:
@@ -45,6 +54,12 @@ def main(argv=None) -> int:
                     help="the spill forms the batch fit may choose (costmodel/_scaling.py)")
     ap.add_argument("--write-profile", default=None, metavar="OUT.yaml",
                     help="write --profile with its latency.scaling fitted on these samples (one thread)")
+    ap.add_argument("--write-profile-2t", default=None, metavar="OUT.yaml",
+                    help="write --profile-2t (its kernels and its speed anchors timed at 2 threads) with these batch "
+                         "coefficients and thread coefficients from --threads-from (nothing timed)")
+    ap.add_argument("--profile-2t", default="x86-xeon-avx512-ort-2t")
+    ap.add_argument("--threads-from", default=str(ROOT / "experiments/data/x86-xeon-avx512-ort-2t-grid.yaml"),
+                    help="the 2-thread kernel profile the thread coefficients come from (profile --threads-from)")
     ap.add_argument("--cv", action="store_true",
                     help="also leave-one-network-out: each network's batch sums predicted by a fit on the others, "
                          "for every objective")
@@ -52,7 +67,7 @@ def main(argv=None) -> int:
     lat = load_profile(args.profile).latency
     if args.load:
         with open(args.load, encoding="utf-8") as f:
-            samples = [ScaleSample(**dict(d, key=tuple(d["key"]))) for d in json.load(f)]
+            samples = regroup([ScaleSample(**dict(d, key=tuple(d["key"]))) for d in json.load(f)], lat)
     else:
         threads = (1,) if args.threads == 1 else (1, args.threads)
         samples = measure_scaling(lat, threads=threads, visits=args.visits, cpu_time=not args.wall, progress=print)
@@ -73,8 +88,12 @@ def main(argv=None) -> int:
         print(f"{g:8s} {b:5d} {meas / naive:26.2f} {pred / meas:18.2f}")
     print("fitted:", {g: {k: round(v, 4) for k, v in s._asdict().items()} for g, s in model.groups.items()},
           "cache_mb", model.cache_mb)
+    note = {"refit_by": "python experiments/batch_nodes.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "refit_samples": args.load or args.save or "measured, not saved"}
     if args.write_profile:
-        write_profile(args.profile, model, args.write_profile)
+        write_profile(args.profile, model, args.write_profile, note)
+    if args.write_profile_2t:
+        write_profile(args.profile_2t, with_threads(model, args), args.write_profile_2t, note)
     if any(s.threads > 1 for s in samples):
         thread_table(samples, model)
     if args.cv:
@@ -85,14 +104,49 @@ def main(argv=None) -> int:
     return 0
 
 
-def write_profile(name, model, out) -> None:
-    """``name``'s profile with ``model`` as its latency.scaling, written to ``out``."""
+def regroup(samples, lat) -> list:
+    """Saved samples with each layer's group as ``group_of`` gives it now (samples saved before a
+    group was split off, e.g. ``arith``, name the group of their day)."""
+    from augur_nas.costmodel._scaling import group_of
+    from augur_nas.measure._calibset import calibration_set
+    from augur_nas.measure._scaling_fit import _one
+
+    tables = {cn.name: _one(cn.model) for cn in calibration_set()}
+    out = []
+    for s in samples:
+        net, slot = s.key
+        if s.group != "layout" and net in tables and isinstance(slot, int):
+            kind = tables[net].ops[slot]
+            s = s._replace(group=group_of(kind, lat.family(kind)[0]))
+        out.append(s)
+    return out
+
+
+def write_profile(name, model, out, note: dict) -> None:
+    """``name``'s profile with ``model`` as its latency.scaling, written to ``out``; its
+    ``fit.scaling`` record says where the coefficients came from."""
     from augur_nas.profile import load_profile, save_profile
 
     prof = load_profile(name)
+    with open(prof.source, encoding="utf-8") as f:  # the profile's own header (its provenance) stays
+        kept = [ln[2:].rstrip("\n") for ln in f if ln.startswith("# ")]
     prof.latency.scaling = model
-    save_profile(prof, out, header=f"`{prof.name}` with latency.scaling refitted by experiments/batch_nodes.py")
+    prof.fit = dict(prof.fit, scaling=dict(prof.fit.get("scaling") or {}, **note))
+    save_profile(prof, out, header="\n".join(kept + [f"latency.scaling refitted by `{note['refit_by']}`."]))
     print("wrote", out)
+
+
+def with_threads(model, args):
+    """``model`` (one thread) with the thread coefficients of ``profile --threads-from``: the
+    per-layer prices of --threads-from beside --profile's on the calibration networks."""
+    from augur_nas.measure._scaling_fit import (
+        _thread_tables,
+        thread_scaling_from_profiles,
+    )
+    from augur_nas.profile import load_profile
+
+    lat1, latn = load_profile(args.profile).latency, load_profile(args.threads_from).latency
+    return thread_scaling_from_profiles(model, lat1, latn, _thread_tables(), int(load_profile(args.threads_from).threads))
 
 
 def thread_table(samples, model) -> None:

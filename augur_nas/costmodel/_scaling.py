@@ -4,7 +4,8 @@ The kernel models of a profile price one image on one thread. A runtime that bat
 (ONNX Runtime: the weights are packed once per call, then MLAS loops the images) does not pay
 the per-call part of a kernel once per image, and a layer whose tensors of ``b`` images no longer
 fit in the cache pays more per image than at batch 1. Per group of layers (``conv``, ``dwconv``,
-``fc``, ``bytes``: the memory-bound kinds, ``layout``: the layout conversions) the time of a
+``fc``, ``bytes``: the memory-bound kinds, ``arith``: the memory-bound kinds whose arithmetic per
+element outweighs their bytes, ``layout``: the layout conversions) the time of a
 batch of ``b`` images is, from ``t1``, the layer's priced time for one image::
 
     t(b) = t1 + (b - 1) * rate * max(t1 - per_call_ms, 0) * spill(b) / spill(1)
@@ -49,7 +50,15 @@ import numpy as np
 
 from . import _check
 
-GROUPS = ("conv", "dwconv", "fc", "bytes", "layout")
+GROUPS = ("conv", "dwconv", "fc", "bytes", "arith", "layout")
+# Kinds priced by their bytes whose time is arithmetic: LRN sums a window of channels and takes a
+# power per element. Measured per node on the calibration set (12:28), every other memory-bound
+# kind took 1.5-2.6x its batch-1 time per image at batch 32 (concat 2.2, maxpool 2.0, mul 2.6),
+# LRN 1.02; in one group, the fit of the group's spill was LRN's (its layers are the group's
+# longest) and the data-movement kinds got none.
+ARITH_KINDS = frozenset({"lrn"})
+# a group a profile does not name takes the coefficients of this one (profiles fitted before it)
+FALLBACK = {"arith": "bytes"}
 
 
 class GroupScale(NamedTuple):
@@ -81,7 +90,7 @@ class ScalingModel:
 
     def scale(self, group: str, t1: np.ndarray, batch: int, mb: np.ndarray) -> np.ndarray:
         """The time of ``batch`` images (with this model's threads) from the one-image times ``t1``."""
-        s = self.groups.get(group, _filled(GroupScale()))
+        s = self.groups.get(group) or self.groups.get(FALLBACK.get(group), _filled(GroupScale()))
         t1 = np.asarray(t1, dtype=np.float64)
         t = t1
         if batch > 1:
@@ -133,7 +142,7 @@ def group_of(kind: str, family: str) -> str:
     """The scaling group of an op kind priced by ``family`` (``gemm`` or ``bytes``)."""
     if family == "gemm":
         return kind if kind in ("dwconv", "fc") else "conv"
-    return "bytes"
+    return "arith" if kind in ARITH_KINDS else "bytes"
 
 
 def _filled(s: GroupScale) -> GroupScale:

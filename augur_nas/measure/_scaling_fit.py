@@ -25,7 +25,7 @@ import numpy as np
 from .._errors import MeasurementError
 from ..costmodel import latency_ms
 from ..costmodel._ops import BYTES_PER_MB
-from ..costmodel._scaling import GROUPS, GroupScale, ScalingModel, group_of, spill_bytes_mb, spill_ratio
+from ..costmodel._scaling import FALLBACK, GROUPS, GroupScale, ScalingModel, group_of, spill_bytes_mb, spill_ratio
 from ..io.onnx import export_onnx
 from ..lowering import lower
 from ._calibset import calibration_set
@@ -282,7 +282,21 @@ def fit_scaling(samples, threads: int = 1, batch_threads: int = 1, objective: st
                 # a group without thread samples keeps par_share = par_image_share = 1: no gain
                 groups[g] = groups[g]._replace(par_call_ms=c, par_share=share, par_image_share=1.0 / threads)
                 counts[g][1] = len(tp.t1)
+        groups = _threads_of_fallback(groups, {g for g, v in counts.items() if v[1]})
     return ScalingFit(ScalingModel(groups, cache, threads), {g: tuple(v) for g, v in counts.items()})
+
+
+def _threads_of_fallback(groups: dict, fitted: set) -> dict:
+    """``groups`` where a group without thread samples of its own (LRN: few layers) takes the
+    thread coefficients of the group it falls back to (``_scaling.FALLBACK``), as it did when
+    it was part of it."""
+    out = dict(groups)
+    for g, f in FALLBACK.items():
+        if g in out and g not in fitted and f in fitted:
+            src = out[f]
+            out[g] = out[g]._replace(par_call_ms=src.par_call_ms, par_share=src.par_share,
+                                     par_image_share=src.par_image_share)
+    return out
 
 
 def _one_image(p: _Pairs) -> _Pairs:
@@ -317,13 +331,14 @@ def thread_scaling_from_profiles(batch_model: ScalingModel, lat1, latn, tables, 
     and an N-thread profile of the same machine over ``tables`` (``(label, table)`` pairs of the
     calibration networks): what the N-thread kernel grid measured, without its end-to-end fit."""
     samples = profile_samples(lat1, tables, 1) + profile_samples(latn, tables, threads)
-    groups = dict(batch_model.groups)
+    groups, fitted = dict(batch_model.groups), set()
     for g in list(groups):
         tp = _pairs(samples, g, 1, threads, True)
         if len(tp.t1) >= 3:
             _, c, share = _thread_fit(tp)
             groups[g] = groups[g]._replace(par_call_ms=c, par_share=share, par_image_share=1.0 / threads)
-    return ScalingModel(groups, batch_model.cache_mb, threads)
+            fitted.add(g)
+    return ScalingModel(_threads_of_fallback(groups, fitted), batch_model.cache_mb, threads)
 
 
 def add_scaling(profile, settings, budget_s: float, progress=None, base=None, threads_from=None):
