@@ -129,7 +129,7 @@ def write_profile(name, model, out, note: dict) -> None:
 
     prof = load_profile(name)
     with open(prof.source, encoding="utf-8") as f:  # the profile's own header (its provenance) stays
-        kept = [ln[2:].rstrip("\n") for ln in f if ln.startswith("# ")]
+        kept = [ln[2:].rstrip("\n") for ln in f if ln.startswith("# ") and "refitted by" not in ln]
     prof.latency.scaling = model
     prof.fit = dict(prof.fit, scaling=dict(prof.fit.get("scaling") or {}, **note))
     save_profile(prof, out, header="\n".join(kept + [f"latency.scaling refitted by `{note['refit_by']}`."]))

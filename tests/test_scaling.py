@@ -10,7 +10,7 @@ import augur_nas as an
 from augur_nas._errors import ProfileError
 from augur_nas.costmodel import LatencyModel
 from augur_nas.costmodel._scaling import GroupScale, ScalingModel, group_of, spill_ratio
-from augur_nas.measure._scaling_fit import ScaleSample, fit_scaling
+from augur_nas.measure._scaling_fit import ScaleSample, _merged_where_few, fit_scaling
 from augur_nas.oracle import _table_costs
 from augur_nas.profile import dump_profile, load_profile, parse_profile
 
@@ -220,6 +220,20 @@ def test_fit_keeps_lrn_apart_from_the_data_movement_kinds():
     fit = fit_scaling(_synthetic(truth, groups=("conv", "fc", "bytes", "arith"))).model
     assert fit.groups["bytes"].spill_coef == pytest.approx(0.3, abs=0.07)
     assert fit.groups["arith"].spill_coef <= 0.04
+
+
+def test_too_few_lrn_samples_are_fitted_with_bytes_as_before_the_split():
+    truth = ScalingModel({"conv": GroupScale(), "fc": GroupScale(rate=0.05), "bytes": GroupScale(spill_coef=0.3),
+                          "arith": GroupScale()}, cache_mb=1.0)
+    samples = _synthetic(truth, groups=("conv", "fc", "bytes", "arith"))
+    lrn_keys = sorted({s.key for s in samples if s.group == "arith"})
+    one = [s for s in samples if s.group != "arith" or s.key == lrn_keys[0]]  # one LRN layer: two pairs
+    merged = _merged_where_few(one, 1)
+    assert not any(s.group == "arith" for s in merged)
+    assert sum(s.group == "bytes" for s in merged) == sum(s.group == "bytes" for s in one) + 3
+    assert "arith" not in fit_scaling(one).model.groups  # priced with bytes' coefficients (FALLBACK)
+    two = [s for s in samples if s.group != "arith" or s.key in lrn_keys[:2]]
+    assert _merged_where_few(two, 1) == two
 
 
 def test_lrn_without_thread_samples_takes_the_thread_coefficients_of_bytes():

@@ -25,7 +25,15 @@ import numpy as np
 from .._errors import MeasurementError
 from ..costmodel import latency_ms
 from ..costmodel._ops import BYTES_PER_MB
-from ..costmodel._scaling import FALLBACK, GROUPS, GroupScale, ScalingModel, group_of, spill_bytes_mb, spill_ratio
+from ..costmodel._scaling import (
+    FALLBACK,
+    GROUPS,
+    GroupScale,
+    ScalingModel,
+    group_of,
+    spill_bytes_mb,
+    spill_ratio,
+)
 from ..io.onnx import export_onnx
 from ..lowering import lower
 from ._calibset import calibration_set
@@ -261,6 +269,7 @@ def fit_scaling(samples, threads: int = 1, batch_threads: int = 1, objective: st
     """The ``ScalingModel`` of the samples: batch coefficients from the samples at
     ``batch_threads`` threads (one cache size for all groups, the best total loss), thread
     coefficients (against one thread) when ``threads`` > 1."""
+    samples = _merged_where_few(samples, batch_threads)
     pairs = {g: _pairs(samples, g, batch_threads, batch_threads, False) for g in GROUPS}
     usable = {g: p for g, p in pairs.items() if len(p.t1) >= 3}
     if not usable:
@@ -284,6 +293,18 @@ def fit_scaling(samples, threads: int = 1, batch_threads: int = 1, objective: st
                 counts[g][1] = len(tp.t1)
         groups = _threads_of_fallback(groups, {g for g, v in counts.items() if v[1]})
     return ScalingFit(ScalingModel(groups, cache, threads), {g: tuple(v) for g, v in counts.items()})
+
+
+def _merged_where_few(samples, batch_threads: int) -> list:
+    """``samples`` with a group too small to fit (``arith`` when a deadline cut the LRN network)
+    counted in the group it falls back to: the profile then has no coefficients of its own for
+    it and prices it with that group's, fitted on both (the rule before the split), rather than
+    with coefficients fitted without it."""
+    out = list(samples)
+    for g, f in FALLBACK.items():
+        if len(_pairs(out, g, batch_threads, batch_threads, False).t1) < 3:
+            out = [s._replace(group=f) if s.group == g else s for s in out]
+    return out
 
 
 def _threads_of_fallback(groups: dict, fitted: set) -> dict:
