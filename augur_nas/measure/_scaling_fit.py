@@ -212,7 +212,8 @@ RATE_GRID = tuple(np.round(np.geomspace(0.01, 1.0, 25), 4))
 # calibration set the two tie (leave one network out, within ±15%: 60% and 75% for "both", 67%
 # and 77% for "relative", layer and network objectives, 12:28 samples), and every fit with "both"
 # (five: two sample sets, cache 0.5-4 MB) chose the per-MB form for every group and priced the
-# zoo's batch timings worse (83-89% within ±15% against 88-91% relative; experiments/batch_threads.md).
+# zoo's batch timings worse (83-89% within ±15% against 88-91% relative, both before the arith group;
+# experiments/batch_threads.json re-predicted).
 SPILL_FORMS = ("relative", "both")
 DEFAULT_SPILL_FORMS = "relative"
 
