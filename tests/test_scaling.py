@@ -159,6 +159,23 @@ def test_fast_path_equals_reference_at_every_batch(space_file, threads):
             np.testing.assert_allclose(got[key], ref[key], rtol=1e-9, err_msg=f"{space_file} batch {batch} {key}")
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fast_path_equals_reference_with_lrn_in_its_own_group(threads):
+    from augur_nas.measure._calibset import calibration_set
+
+    model = next(cn.model for cn in calibration_set() if cn.name == "cal_lrn")
+    prof = _scaled_profile(threads)
+    oracle = an.Oracle(model, prof)
+    X = np.zeros((1, model.n_genes), dtype=np.int64)
+    plain = _scaled_profile(threads)
+    del plain.latency.scaling.groups["arith"]  # LRN priced with bytes' coefficients
+    for batch in (1, 8, 32):
+        got = oracle.evaluate(X, batch=batch)["latency_ms"]
+        np.testing.assert_allclose(got, oracle.evaluate(X, batch=batch, reference=True)["latency_ms"], rtol=1e-9)
+        if batch > 1:
+            assert not np.allclose(got, an.Oracle(model, plain).latency(X, batch), rtol=1e-6)
+
+
 def _synthetic(truth: ScalingModel, seed=0, noise=0.02, threads=(1,), groups=("conv", "fc", "bytes")):
     """Samples of made-up layers priced by ``truth`` with multiplicative noise."""
     rng = np.random.default_rng(seed)
