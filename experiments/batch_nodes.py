@@ -9,6 +9,7 @@ one thread, this machine), from per-node profiles of the fixed calibration set (
     python experiments/batch_nodes.py --load samples.json --write-profile P1.yaml --write-profile-2t P2.yaml
         # also the 2-thread profile: its kernels and anchors, these batch coefficients, thread
         # coefficients from the 2-thread kernel grid (what `profile --threads-from` does, timing nothing)
+    python experiments/batch_nodes.py --load samples.json --no-arith --write-profile P1.yaml   # LRN fitted with bytes
 
 For every scaling group (conv, dwconv, fc, bytes: the memory-bound kinds, layout: the layout
 conversions) it prints the measured time of a batch of b images over b x the batch-1 time of
@@ -52,6 +53,8 @@ def main(argv=None) -> int:
     ap.add_argument("--objective", choices=sorted(OBJECTIVES), default=DEFAULT_OBJECTIVE, help="the batch fit's loss")
     ap.add_argument("--forms", choices=SPILL_FORMS, default=DEFAULT_SPILL_FORMS,
                     help="the spill forms the batch fit may choose (costmodel/_scaling.py)")
+    ap.add_argument("--no-arith", action="store_true",
+                    help="fit LRN inside the memory-bound group (the model before the arith group), to compare")
     ap.add_argument("--write-profile", default=None, metavar="OUT.yaml",
                     help="write --profile with its latency.scaling fitted on these samples (one thread)")
     ap.add_argument("--write-profile-2t", default=None, metavar="OUT.yaml",
@@ -74,6 +77,8 @@ def main(argv=None) -> int:
     if args.save:
         with open(args.save, "w", encoding="utf-8") as f:
             json.dump([s._asdict() for s in samples], f)
+    if args.no_arith:
+        samples = [s._replace(group="bytes") if s.group == "arith" else s for s in samples]
     model = fit_scaling(samples, objective=args.objective, forms=args.forms).model
     one = {(s.key, s.batch): s for s in samples if s.threads == 1}
     sums = collections.defaultdict(lambda: np.zeros(3))
