@@ -9,8 +9,8 @@ from conftest import ROOT
 import augur_nas as an
 from augur_nas._errors import ProfileError
 from augur_nas.costmodel import LatencyModel
-from augur_nas.costmodel._scaling import GroupScale, ScalingModel, spill_ratio
-from augur_nas.measure._scaling_fit import ScaleSample, fit_scaling
+from augur_nas.costmodel._scaling import GroupScale, ScalingModel, group_of, spill_ratio
+from augur_nas.measure._scaling_fit import ScaleSample, _merged_where_few, fit_scaling
 from augur_nas.oracle import _table_costs
 from augur_nas.profile import dump_profile, load_profile, parse_profile
 
@@ -46,6 +46,31 @@ def test_spill_grows_with_each_doubling_past_the_cache():
     assert r[0] == 1.0 and r[1] == 1.0  # 1 MB: still in the cache
     np.testing.assert_allclose(r[2:], [1 + 0.2 * 2, 1 + 0.2 * 4])
     assert spill_ratio(0.0, 1.0, 32, 10.0) == 1.0
+
+
+def test_the_per_mb_spill_charges_the_bytes_not_the_arithmetic():
+    m = _model(dwconv={"spill_ms_per_mb": 0.01})
+    mb = np.array([0.2, 4.0, 4.0])
+    t1 = np.array([0.05, 0.2, 0.6])  # the last two: the same tensors, the third with 3x the arithmetic
+    np.testing.assert_array_equal(m.scale("dwconv", t1, 1, mb), t1)
+    got = m.scale("dwconv", t1, 8, mb)
+    # 8 x 0.2 MB: log2(1.6) doublings past the 1 MB cache (none at one image); 8 x 4 MB: 5 (2 at one image)
+    np.testing.assert_allclose(got, 8 * t1 + 0.01 * mb * np.array([8 * np.log2(1.6), 8 * 5 - 2, 8 * 5 - 2]))
+    assert got[2] - 8 * t1[2] == pytest.approx(got[1] - 8 * t1[1])
+    # the relative form charges the layer with three times the arithmetic three times as much
+    rel = _model(dwconv={"spill_coef": 0.1}).scale("dwconv", t1, 8, mb)
+    assert rel[2] - 8 * t1[2] == pytest.approx(3 * (rel[1] - 8 * t1[1]))
+
+
+def test_lrn_has_its_own_group_and_a_profile_without_it_prices_it_as_before():
+    assert group_of("lrn", "bytes") == "arith"
+    assert {group_of(k, "bytes") for k in ("concat", "maxpool", "mul", "shuffle", "globalpool")} == {"bytes"}
+    t1, mb = np.array([0.1, 2.0]), np.array([3.0, 20.0])
+    old = _model(bytes={"spill_coef": 0.3, "per_call_ms": 0.001})
+    np.testing.assert_array_equal(old.scale("arith", t1, 16, mb), old.scale("bytes", t1, 16, mb))
+    new = _model(bytes={"spill_coef": 0.3}, arith={})
+    np.testing.assert_allclose(new.scale("arith", t1, 16, mb), 16 * t1)
+    assert np.all(new.scale("bytes", t1, 16, mb) > 1.3 * 16 * t1)
 
 
 def test_threads_never_slow_a_layer_down():
@@ -99,7 +124,8 @@ def _scaled_profile(threads=1):
     p = load_profile("x86-xeon-avx512-ort")
     p.latency.scaling = _model(threads, conv={"per_call_ms": 0.006, "spill_coef": 0.05, "par_share": 0.53,
                                               "par_call_ms": 0.008, "par_image_share": 0.5},
-                               dwconv={"spill_coef": 0.2}, fc={"rate": 0.05}, bytes={"spill_coef": 0.1},
+                               dwconv={"spill_coef": 0.2}, fc={"rate": 0.05}, bytes={"spill_ms_per_mb": 0.004},
+                               arith={"spill_coef": 0.05},
                                layout={"spill_coef": 0.3, "per_call_ms": 0.001})
     return p
 
@@ -133,11 +159,28 @@ def test_fast_path_equals_reference_at_every_batch(space_file, threads):
             np.testing.assert_allclose(got[key], ref[key], rtol=1e-9, err_msg=f"{space_file} batch {batch} {key}")
 
 
-def _synthetic(truth: ScalingModel, seed=0, noise=0.02, threads=(1,)):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fast_path_equals_reference_with_lrn_in_its_own_group(threads):
+    from augur_nas.measure._calibset import calibration_set
+
+    model = next(cn.model for cn in calibration_set() if cn.name == "cal_lrn")
+    prof = _scaled_profile(threads)
+    oracle = an.Oracle(model, prof)
+    X = np.zeros((1, model.n_genes), dtype=np.int64)
+    plain = _scaled_profile(threads)
+    del plain.latency.scaling.groups["arith"]  # LRN priced with bytes' coefficients
+    for batch in (1, 8, 32):
+        got = oracle.evaluate(X, batch=batch)["latency_ms"]
+        np.testing.assert_allclose(got, oracle.evaluate(X, batch=batch, reference=True)["latency_ms"], rtol=1e-9)
+        if batch > 1:
+            assert not np.allclose(got, an.Oracle(model, plain).latency(X, batch), rtol=1e-6)
+
+
+def _synthetic(truth: ScalingModel, seed=0, noise=0.02, threads=(1,), groups=("conv", "fc", "bytes")):
     """Samples of made-up layers priced by ``truth`` with multiplicative noise."""
     rng = np.random.default_rng(seed)
     out = []
-    for g in ("conv", "fc", "bytes"):
+    for g in groups:
         for i in range(60):
             t1 = float(np.exp(rng.uniform(np.log(0.002), np.log(2.0))))
             mb = float(np.exp(rng.uniform(np.log(0.05), np.log(8.0))))
@@ -184,6 +227,51 @@ def test_the_thread_share_is_fitted_at_batch_one_and_the_further_images_split_ev
     no_bytes = [s for s in _synthetic(truth, threads=(1, 2)) if s.group != "bytes" or s.threads == 1]
     bytes_ = fit_scaling(no_bytes, threads=2).model.groups["bytes"]
     assert bytes_.par_share == 1.0 and bytes_.par_image_share == 1.0
+
+
+def test_fit_keeps_lrn_apart_from_the_data_movement_kinds():
+    """LRN's time is arithmetic and does not spill; a concat's is bytes and does: in one group
+    the fit would give both one compromise."""
+    truth = ScalingModel({"conv": GroupScale(), "fc": GroupScale(rate=0.05), "bytes": GroupScale(spill_coef=0.3),
+                          "arith": GroupScale()}, cache_mb=1.0)
+    fit = fit_scaling(_synthetic(truth, groups=("conv", "fc", "bytes", "arith"))).model
+    assert fit.groups["bytes"].spill_coef == pytest.approx(0.3, abs=0.07)
+    assert fit.groups["arith"].spill_coef <= 0.04
+
+
+def test_too_few_lrn_samples_are_fitted_with_bytes_as_before_the_split():
+    truth = ScalingModel({"conv": GroupScale(), "fc": GroupScale(rate=0.05), "bytes": GroupScale(spill_coef=0.3),
+                          "arith": GroupScale()}, cache_mb=1.0)
+    samples = _synthetic(truth, groups=("conv", "fc", "bytes", "arith"))
+    lrn_keys = sorted({s.key for s in samples if s.group == "arith"})
+    one = [s for s in samples if s.group != "arith" or s.key == lrn_keys[0]]  # one LRN layer: two pairs
+    merged = _merged_where_few(one, 1)
+    assert not any(s.group == "arith" for s in merged)
+    assert sum(s.group == "bytes" for s in merged) == sum(s.group == "bytes" for s in one) + 3
+    assert "arith" not in fit_scaling(one).model.groups  # priced with bytes' coefficients (FALLBACK)
+    two = [s for s in samples if s.group != "arith" or s.key in lrn_keys[:2]]
+    assert _merged_where_few(two, 1) == two
+
+
+def test_lrn_without_thread_samples_takes_the_thread_coefficients_of_bytes():
+    truth = ScalingModel({"conv": GroupScale(par_share=0.55), "fc": GroupScale(rate=0.05),
+                          "bytes": GroupScale(par_share=0.6, par_call_ms=0.004), "arith": GroupScale(par_share=0.6)},
+                         cache_mb=1.0, threads=2)
+    groups = ("conv", "fc", "bytes", "arith")
+    samples = [s for s in _synthetic(truth, threads=(1, 2), groups=groups) if s.group != "arith" or s.threads == 1]
+    fit = fit_scaling(samples, threads=2).model
+    b, a = fit.groups["bytes"], fit.groups["arith"]
+    assert b.par_share == pytest.approx(0.6, abs=0.05)
+    assert (a.par_share, a.par_call_ms, a.par_image_share) == (b.par_share, b.par_call_ms, 0.5)
+
+
+def test_the_fit_tells_the_two_spill_forms_apart_when_asked():
+    truth = ScalingModel({"conv": GroupScale(), "fc": GroupScale(rate=0.05), "bytes": GroupScale(spill_ms_per_mb=0.01)},
+                         cache_mb=1.0)
+    samples = _synthetic(truth)
+    both = fit_scaling(samples, forms="both").model.groups["bytes"]
+    assert both.spill_coef == 0 and both.spill_ms_per_mb == pytest.approx(0.01, rel=0.35)
+    assert fit_scaling(samples).model.groups["bytes"].spill_ms_per_mb == 0  # the default: relative only
 
 
 def test_fit_refuses_without_batch_samples():

@@ -4,14 +4,22 @@ The kernel models of a profile price one image on one thread. A runtime that bat
 (ONNX Runtime: the weights are packed once per call, then MLAS loops the images) does not pay
 the per-call part of a kernel once per image, and a layer whose tensors of ``b`` images no longer
 fit in the cache pays more per image than at batch 1. Per group of layers (``conv``, ``dwconv``,
-``fc``, ``bytes``: the memory-bound kinds, ``layout``: the layout conversions) the time of a
+``fc``, ``bytes``: the memory-bound kinds, ``arith``: the memory-bound kinds whose arithmetic per
+element outweighs their bytes, ``layout``: the layout conversions) the time of a
 batch of ``b`` images is, from ``t1``, the layer's priced time for one image::
 
     t(b) = t1 + (b - 1) * rate * max(t1 - per_call_ms, 0) * spill(b) / spill(1)
-    spill(b) = 1 + spill_coef * log2(max(b * mb / cache_mb, 1))
+              + spill_ms_per_mb * mb * (b * over(b) - over(1))
+    spill(b) = 1 + spill_coef * over(b),   over(b) = log2(max(b * mb / cache_mb, 1))
 
-``mb``: the layer's activation bytes per image (input + output): each doubling of a working set
-past the cache costs a further ``spill_coef`` of the one-image time per image. ``rate`` is the share of a
+``mb``: the layer's activation MB per image (input + output): each doubling of a working set
+past the cache costs a further ``spill_coef`` of the one-image time per image, or (the second
+form) a further ``spill_ms_per_mb`` per MB an image streams. The first form charges a layer's
+cache misses in proportion to its compute, the second in proportion to its bytes: a 5x5
+depthwise layer does 25/9 the arithmetic of a 3x3 one on the same tensors, so a relative spill
+fitted on 3x3 layers overcharges it, while a channel shuffle or a concatenation, nothing but
+bytes, is charged the same either way (the fit chooses the relative form unless asked:
+measure/_scaling_fit.py, ``DEFAULT_SPILL_FORMS``). ``rate`` is the share of a
 one-image time that repeats per further image (1 for a conv, about 0.05 for a fully connected
 layer, whose weights stream once per batch). At ``b = 1`` the time is ``t1`` exactly, so a
 profile's batch-1 figures do not change.
@@ -42,7 +50,15 @@ import numpy as np
 
 from . import _check
 
-GROUPS = ("conv", "dwconv", "fc", "bytes", "layout")
+GROUPS = ("conv", "dwconv", "fc", "bytes", "arith", "layout")
+# Kinds priced by their bytes whose time is arithmetic: LRN sums a window of channels and takes a
+# power per element. Measured per node on the calibration set (12:28), every other memory-bound
+# kind took 1.5-2.6x its batch-1 time per image at batch 32 (concat 2.2, maxpool 2.0, mul 2.6),
+# LRN 1.02; in one group, the fit of the group's spill was LRN's (its layers are the group's
+# longest) and the data-movement kinds got none.
+ARITH_KINDS = frozenset({"lrn"})
+# a group a profile does not name takes the coefficients of this one (profiles fitted before it)
+FALLBACK = {"arith": "bytes"}
 
 
 class GroupScale(NamedTuple):
@@ -54,6 +70,7 @@ class GroupScale(NamedTuple):
     par_call_ms: float = 0.0   # fork/join cost of a parallel kernel (threads > 1)
     par_share: float = 1.0     # share of the time left with threads > 1 (of one image)
     par_image_share: float = -1.0  # share left of the further images' time (< 0: par_share)
+    spill_ms_per_mb: float = 0.0  # extra time per MB an image streams, per doubling past the cache
 
 
 class ScalingModel:
@@ -73,12 +90,14 @@ class ScalingModel:
 
     def scale(self, group: str, t1: np.ndarray, batch: int, mb: np.ndarray) -> np.ndarray:
         """The time of ``batch`` images (with this model's threads) from the one-image times ``t1``."""
-        s = self.groups.get(group, _filled(GroupScale()))
+        s = self.groups.get(group) or self.groups.get(FALLBACK.get(group), _filled(GroupScale()))
         t1 = np.asarray(t1, dtype=np.float64)
         t = t1
         if batch > 1:
             rest = np.maximum(t1 - s.per_call_ms, 0.0)
             t = t1 + (batch - 1) * s.rate * rest * self._spill(s, batch, mb)
+            if s.spill_ms_per_mb:
+                t = t + s.spill_ms_per_mb * spill_bytes_mb(self.cache_mb, batch, mb)
         if self.threads > 1:
             t = np.minimum(t, s.par_call_ms + s.par_share * t1 + s.par_image_share * (t - t1))
         return t
@@ -123,7 +142,7 @@ def group_of(kind: str, family: str) -> str:
     """The scaling group of an op kind priced by ``family`` (``gemm`` or ``bytes``)."""
     if family == "gemm":
         return kind if kind in ("dwconv", "fc") else "conv"
-    return "bytes"
+    return "arith" if kind in ARITH_KINDS else "bytes"
 
 
 def _filled(s: GroupScale) -> GroupScale:
@@ -131,8 +150,19 @@ def _filled(s: GroupScale) -> GroupScale:
     return s if s.par_image_share >= 0 else s._replace(par_image_share=s.par_share)
 
 
+def _over(cache_mb: float, batch, mb) -> np.ndarray:
+    """Doublings of the working set of ``batch`` images of ``mb`` MB each past the cache."""
+    return np.log2(np.maximum(batch * mb / cache_mb, 1.0))
+
+
 def spill_ratio(coef: float, cache_mb: float, batch, mb) -> np.ndarray:
     """``spill(b) / spill(1)`` of layers with ``mb`` activation MB per image (see the module)."""
     mb = np.maximum(np.asarray(mb, dtype=np.float64), 1e-12)
-    over = lambda b: np.log2(np.maximum(b * mb / cache_mb, 1.0))
-    return (1.0 + coef * over(batch)) / (1.0 + coef * over(1))
+    return (1.0 + coef * _over(cache_mb, batch, mb)) / (1.0 + coef * _over(cache_mb, 1, mb))
+
+
+def spill_bytes_mb(cache_mb: float, batch, mb) -> np.ndarray:
+    """``mb * (b * over(b) - over(1))``: the MB-doublings past the cache a batch streams beyond
+    ``b`` one-image runs (the second spill form, times ``spill_ms_per_mb``)."""
+    mb = np.maximum(np.asarray(mb, dtype=np.float64), 0.0)
+    return mb * (batch * _over(cache_mb, batch, mb) - _over(cache_mb, 1, mb))
