@@ -54,7 +54,7 @@ from ._memory import measure_memories
 from ._ortrules import DEFAULT_FUSED_ACTS, DEFAULT_LAYOUT, detect_rules
 from ._ortnodes import attribute, cleanup, graph_edges, layer_of, node_times, owners
 from ._probes import calibration_networks, kernel_grid, refine_probes
-from ._protocol import time_runners
+from ._protocol import OWN_SHARE, time_runners
 from ._runners import OrtRunner
 from ._settings import RuntimeSettings, require, runtime_version
 
@@ -216,7 +216,11 @@ def profiled_runs(net, settings, workdir, target_s, min_runs, max_runs, clock=ti
                   want_graph=False, pace=min):
     """``(per-run seconds by clock, node times, optimized graph or None)`` of ``net`` run under ONNX
     Runtime's profiler: two untimed runs, then enough runs for about ``target_s`` seconds (their
-    ``pace`` of the two, within ``min_runs``..``max_runs``); the node times skip the two first runs."""
+    ``pace`` of the two, within ``min_runs``..``max_runs``); the node times skip the two first runs
+    and, where three or more runs held their core, the runs that did not (``_protocol.OWN_SHARE``:
+    another process took turns on this one's core, which doubled the node times of large
+    networks in the profiles of a shared machine and taught the kernel models that large kernels
+    run slower in place than they do, issue 11)."""
     prefix = os.path.join(workdir, "prof")
     opt = os.path.join(workdir, "opt.onnx") if want_graph else None
     runner = OrtRunner(net.path, settings, profiling_prefix=prefix, optimized_path=opt)
@@ -224,13 +228,14 @@ def profiled_runs(net, settings, workdir, target_s, min_runs, max_runs, clock=ti
     try:
         first, second = _run_s(runner), _run_s(runner)
         runs = int(np.clip(target_s / max(pace(first, second), 1e-6), min_runs, max_runs))
-        per_run = []
+        per_run, held = [], []
         for _ in range(runs):
-            t = clock()
+            t, c, c_cpu = clock(), time.perf_counter(), time.process_time()
             runner.run()
             per_run.append(clock() - t)
+            held.append(time.process_time() - c_cpu >= OWN_SHARE * (time.perf_counter() - c))
         prof = runner.end_profiling()
-        times = node_times(prof, skip_runs=2)
+        times = node_times(prof, skip_runs=2, keep=held)
         graph = graph_edges(opt) if want_graph else None
     finally:
         runner.close()
