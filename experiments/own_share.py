@@ -18,6 +18,7 @@ also uses (or not, to see the quiet case):
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 import tempfile
@@ -108,7 +109,7 @@ def score(args) -> None:
           f"(rms {np.sqrt(np.mean(ce ** 2)):.3f}); kernel scale {e['kernel_scale']}, per call {e['per_call_ms']}, "
           f"per node {e['per_layer_ms']}")
     for path in args.parts:
-        T = _part_tables(json.loads(Path(path).read_text()))
+        T = _part_tables(json.loads(gzip.decompress(Path(path).read_bytes()) if path.endswith(".gz") else Path(path).read_text()))
         r = np.array([float(latency_ms(t, prof.latency)[0][0]) / e2e for _, _, t, e2e in T])
         sp = np.array([s for _, s, _, _ in T])
         groups = " ".join(f"{g} {np.median(r[sp == g]):.3f}" for g in np.unique(sp))
