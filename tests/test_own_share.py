@@ -74,6 +74,8 @@ class _Sleepy:
     """Runs ``work_s`` of spinning; every second run also sleeps ``off_s`` (off its core, as when
     another process takes its turn)."""
 
+    on_cpu = True  # its runs compute on this process's CPU (as OrtRunner's on the CPU provider)
+
     def __init__(self, work_s, off_s):
         self.work_s, self.off_s, self.n = work_s, off_s, 0
 
@@ -115,3 +117,13 @@ def test_node_times_take_the_kept_runs(tmp_path):
 
 def test_the_threshold_is_a_share_of_one_core():
     assert 0.5 < _protocol.OWN_SHARE < 1.0
+
+
+class _Device(_Sleepy):
+    on_cpu = False  # waits on a device (a GPU): its CPU share says nothing about sharing
+
+
+def test_a_runner_that_waits_on_a_device_is_not_filtered():
+    res = time_runners({"x": _Device(0.001, 0.004)}, rounds=3, round_s=0.012, warmup_s=0.005, quiet=None,
+                       contended=None, common_min=None)["x"]
+    assert res.shared_runs == 0

@@ -235,7 +235,7 @@ def profiled_runs(net, settings, workdir, target_s, min_runs, max_runs, clock=ti
             per_run.append(clock() - t)
             held.append(time.process_time() - c_cpu >= OWN_SHARE * (time.perf_counter() - c))
         prof = runner.end_profiling()
-        times = node_times(prof, skip_runs=2, keep=held)
+        times = node_times(prof, skip_runs=2, keep=held if getattr(runner, "on_cpu", False) else None)
         graph = graph_edges(opt) if want_graph else None
     finally:
         runner.close()

@@ -22,9 +22,9 @@ timing loop is not a measurement. The protocol:
    round during which they used more than ``contended`` of the machine's cores (another job
    sharing the caches and memory bandwidth slows a kernel by 10-30%) is set aside when at least
    half of the rounds are clean; the count is reported. And each run is timed on the process's
-   own CPU clock too: a run during which this process held less than ``own_share`` of a core (its
-   CPU time over its wall time; another process took turns on its core) is left out of its round
-   when the round has a run that held it. The machine-wide share cannot see this: on a 2-core
+   own CPU clock too (a runner whose ``on_cpu`` is true): a run during which this process held
+   less than ``own_share`` of a core (its CPU time over its wall time; another process took turns
+   on its core) is left out of its round when the round has a run that held it. The machine-wide share cannot see this: on a 2-core
    machine with one job on each core it is always high, and a process sharing this one's core
    doubles the time of every run longer than a scheduler slice (a 6 ms network measured 14 ms at a
    CPU share of 0.46) while runs under a millisecond mostly slip through whole (NAS-Bench-201
@@ -234,7 +234,8 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
             if per_run[lab] < warm_below_s or settle:
                 run()  # untimed: this network's weights back in cache (its threads awake) after the others ran
             l0, c0 = load.sample(), clock()
-            value, left_out = _timed_round(run, ts, clock, own_share)
+            share = own_share if getattr(runners[lab], "on_cpu", False) else None
+            value, left_out = _timed_round(run, ts, clock, share)
             busy[lab].append(load.foreign(l0, load.sample(), clock() - c0))
             whole[lab].append(left_out == k)
             shared[lab] += left_out if left_out < k else 0
