@@ -13,11 +13,15 @@ also uses (or not, to see the quiet case):
     # 3. a profile record's refit (kernel_diagnosis.py collect) scored end to end on space samples
     #    timed by part_diagnosis.py collect (seed 2: neither the zoo nor the validation seed 0)
     python experiments/own_share.py score RECORD.json PARTS.json [PARTS2.json ...]
+    # 4. the NB201 samples in the fit, on and off, on a record taken before `profile` profiled them
+    #    (its NB201 samples of seed 1, profiled after the calibration networks, added to the fit)
+    python experiments/own_share.py nb201 RECORD.json PARTS.json [PARTS2.json ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import gzip
 import json
 import sys
@@ -36,6 +40,7 @@ import new_machine as NM  # noqa: E402
 import part_diagnosis as PD  # noqa: E402
 
 from augur_nas.costmodel import latency_ms  # noqa: E402
+from augur_nas.lowering import lower  # noqa: E402
 from augur_nas.measure import _profiling as P  # noqa: E402
 from augur_nas.measure._protocol import OWN_SHARE, time_runners  # noqa: E402
 from augur_nas.measure._runners import OrtRunner, prepare  # noqa: E402
@@ -100,12 +105,13 @@ def _part_tables(rec) -> list:
     return [(n["label"], n["space"], PD._table(n["label"], rec["seed"]), n["e2e_ms"]) for n in rec["networks"]]
 
 
-def score(args) -> None:
-    prof = P.fit_ort(K.load_raw(args.raw), "refit", RuntimeSettings())[0]
+def score(args, raw=None, tag=None) -> None:
+    raw = raw if raw is not None else K.load_raw(args.raw)
+    prof = P.fit_ort(raw, "refit", RuntimeSettings())[0]
     c = prof.fit["calibration_networks"]["networks"]
     ce = np.array([v["error_pct"] for v in c.values()]) / 100
     e = prof.fit["end_to_end_calibration"]
-    print(f"{args.raw}: calibration networks in sample {100 * np.mean(np.abs(ce) <= 0.1):.0f}% within ±10% "
+    print(f"{tag or args.raw}: calibration networks in sample {100 * np.mean(np.abs(ce) <= 0.1):.0f}% within ±10% "
           f"(rms {np.sqrt(np.mean(ce ** 2)):.3f}); kernel scale {e['kernel_scale']}, per call {e['per_call_ms']}, "
           f"per node {e['per_layer_ms']}")
     for path in args.parts:
@@ -115,6 +121,34 @@ def score(args) -> None:
         groups = " ".join(f"{g} {np.median(r[sp == g]):.3f}" for g in np.unique(sp))
         print(f"  {path}: {100 * np.mean(np.abs(r - 1) <= 0.1):.0f}% within ±10%, in shape "
               f"{100 * np.mean(np.abs(r / np.median(r) - 1) <= 0.1):.0f}%; median pred/meas {groups}")
+
+
+def _with_nb201_samples(raw) -> dict:
+    """``raw`` with the in-place samples of its NB201 space samples (seed 1) added to the fit's:
+    the record's space samples (mobile, resnet, nb201; 10 each, in that order) own its in-situ
+    samples in order, each network as many as its live conv/dwconv/fc layers."""
+    tables = []
+    for name in ("mobile", "resnet", "nb201"):
+        space = load_space(ROOT / f"spaces/{name}.yaml")
+        for i, x in enumerate(space.sample(10, seed=1)):
+            m = space.decode(x)
+            tables.append((f"{name}[s1:{i}]", lower(m, np.zeros((1, m.n_genes), dtype=np.int64))))
+    ins, owner, pos = raw["space_nodes"]["in_situ"], [], 0
+    for lab, t in tables:
+        left = collections.Counter(op for s, op in enumerate(t.ops) if op in ("conv", "dwconv", "fc") and t.rows["mask"][s, 0])
+        while pos < len(ins) and left[ins[pos]["kind"]] > 0:
+            left[ins[pos]["kind"]] -= 1
+            owner.append(lab)
+            pos += 1
+    nb_ins = [s for s, lab in zip(ins, owner) if lab.startswith("nb201")]
+    nb_kinds = [s for s in raw["space_nodes"]["kinds"] if s["net"].startswith("nb201")]
+    return dict(raw, in_situ=raw["in_situ"] + nb_ins, kinds=raw["kinds"] + nb_kinds)
+
+
+def nb201(args) -> None:
+    raw = K.load_raw(args.raw)
+    score(args, raw, f"{args.raw} (calibration networks only)")
+    score(args, _with_nb201_samples(raw), f"{args.raw} (+ its NB201 samples of seed 1)")
 
 
 def main(argv=None) -> int:
@@ -129,8 +163,11 @@ def main(argv=None) -> int:
     c = sub.add_parser("score")
     c.add_argument("raw")
     c.add_argument("parts", nargs="+")
+    n = sub.add_parser("nb201")
+    n.add_argument("raw")
+    n.add_argument("parts", nargs="+")
     args = ap.parse_args(argv)
-    {"runs": runs, "ab": ab, "score": score}[args.cmd](args)
+    {"runs": runs, "ab": ab, "score": score, "nb201": nb201}[args.cmd](args)
     return 0
 
 
