@@ -29,8 +29,10 @@ _SUFFIXES = ("_kernel_time",)
 REORDER_OPS = ("ReorderInput", "ReorderOutput")
 
 
-def node_times(profile_path: str, skip_runs: int = 0) -> dict:
-    """``{node name: (time_ms, op_type, n_runs, first input bytes)}`` from an ORT profile JSON file."""
+def node_times(profile_path: str, skip_runs: int = 0, keep=None) -> dict:
+    """``{node name: (time_ms, op_type, n_runs, first input bytes)}`` from an ORT profile JSON file.
+    ``keep`` (bool per run after the ``skip_runs`` first): the runs a node's time is taken from,
+    where a node ran once per run and at least three of them are kept (else all runs)."""
     with open(profile_path, encoding="utf-8") as f:
         events = json.load(f)
     durs: dict = {}
@@ -51,6 +53,8 @@ def node_times(profile_path: str, skip_runs: int = 0) -> dict:
     out = {}
     for node, d in durs.items():
         d = np.asarray(d[skip_runs:] if len(d) > skip_runs else d, dtype=np.float64)
+        if keep is not None and len(keep) == len(d) and int(np.sum(keep)) >= 3:
+            d = d[np.asarray(keep, dtype=bool)]
         out[node] = (iq_mean(d) / 1000.0, ops[node], len(d), sizes[node])
     return out
 

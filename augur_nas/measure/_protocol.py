@@ -21,7 +21,15 @@ timing loop is not a measurement. The protocol:
    processes kept the machine meanwhile (``/proc/stat`` minus this process's own CPU time). A
    round during which they used more than ``contended`` of the machine's cores (another job
    sharing the caches and memory bandwidth slows a kernel by 10-30%) is set aside when at least
-   half of the rounds are clean; the count is reported;
+   half of the rounds are clean; the count is reported. And each run is timed on the process's
+   own CPU clock too (a runner whose ``on_cpu`` is true): a run during which this process held
+   less than ``own_share`` of a core (its CPU time over its wall time; another process took turns
+   on its core) is left out of its round when the round has a run that held it. The machine-wide share cannot see this: on a 2-core
+   machine with one job on each core it is always high, and a process sharing this one's core
+   doubles the time of every run longer than a scheduler slice (a 6 ms network measured 14 ms at a
+   CPU share of 0.46) while runs under a millisecond mostly slip through whole (NAS-Bench-201
+   samples 0.98x): large networks slow, small ones not, a distortion the common-drift step below
+   cannot take out (issue 11). A round with no such run keeps all of them and counts as contended;
 5. **common drift**: a round of interleaved networks lasts seconds, and when the machine slows
    down or speeds up for a while every network of that round moves with it. With at least
    ``common_min`` networks, the round's common factor is taken out (a two-way median polish in
@@ -45,6 +53,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+# a run during which this process held less of a core than this shared it with another process
+OWN_SHARE = 0.8
+
+
 @dataclass
 class Timing:
     """The timing of one network."""
@@ -56,10 +68,11 @@ class Timing:
     iters: int = 1  # runs per round
     runs: int = 0  # timed runs in all
     warmup_runs: int = 0
-    contended: int = 0  # rounds set aside: other processes were busy meanwhile
+    contended: int = 0  # rounds set aside: other processes were busy meanwhile (or shared this one's core)
     waited_s: float = 0.0  # time spent waiting for the other processes to quiet down
     raw_median_ms: float | None = None  # before the common drift was taken out (None: not taken out)
     raw_noise: float | None = None
+    shared_runs: int = 0  # runs left out: this process held less than ``own_share`` of a core
 
     @property
     def spread(self) -> dict:
@@ -72,7 +85,7 @@ class Timing:
     def to_dict(self) -> dict:
         return {"label": self.label, "median_ms": self.median_ms, "noise": self.noise, "iters_per_round": self.iters,
                 "rounds": len(self.rounds), "runs": self.runs, "spread_ms": self.spread,
-                "contended_rounds": self.contended, "waited_s": self.waited_s,
+                "contended_rounds": self.contended, "shared_runs": self.shared_runs, "waited_s": self.waited_s,
                 "raw_median_ms": self.raw_median_ms, "raw_noise": self.raw_noise,
                 "round_medians_ms": [float(v) for v in self.rounds]}
 
@@ -160,7 +173,7 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
                  min_warmup: int = 3, max_iters: int = 200, spread_s: float = 0.0, seed: int = 0,
                  progress=None, budget_s: float | None = None, contended: float | None = 0.2,
                  warm_below_s: float = 0.05, quiet: float | None = 0.15, max_wait_s: float = 300.0,
-                 common_min: int | None = 8, status=None) -> dict:
+                 common_min: int | None = 8, status=None, own_share: float | None = OWN_SHARE) -> dict:
     """Time ``{label: runner}`` (each with ``run()``) with the protocol above.
 
     ``progress(done, total, label)`` is called after each round. ``budget_s`` caps the time of
@@ -195,6 +208,8 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
     values = {lab: [] for lab in labels}
     busy = {lab: [] for lab in labels}
     runs = {lab: 0 for lab in labels}
+    shared = {lab: 0 for lab in labels}
+    whole = {lab: [] for lab in labels}  # rounds during which no run held its core
     waited = 0.0
     for r in range(rounds):
         if r and pause:
@@ -219,24 +234,16 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
             if per_run[lab] < warm_below_s or settle:
                 run()  # untimed: this network's weights back in cache (its threads awake) after the others ran
             l0, c0 = load.sample(), clock()
-            for j in range(k):
-                t = clock()
-                run()
-                ts[j] = clock() - t
+            share = own_share if getattr(runners[lab], "on_cpu", False) else None
+            value, left_out = _timed_round(run, ts, clock, share)
             busy[lab].append(load.foreign(l0, load.sample(), clock() - c0))
-            values[lab].append(float(np.median(ts)) * 1e3)
+            whole[lab].append(left_out == k)
+            shared[lab] += left_out if left_out < k else 0
+            values[lab].append(value)
             runs[lab] += k
         if progress is not None:
             progress(r + 1, rounds, None)
-    keeps = {}
-    for lab in labels:
-        v = np.asarray(values[lab])
-        keep = np.ones(len(v), dtype=bool)
-        if contended is not None:
-            clean = np.asarray(busy[lab]) <= contended
-            if clean.sum() >= max(2, (len(v) + 1) // 2):
-                keep = clean
-        keeps[lab] = keep
+    keeps = {lab: _kept_rounds(whole[lab], busy[lab], contended) for lab in labels}
     n_rounds = min((len(v) for v in values.values()), default=0)
     common = None
     if common_min is not None and len(labels) >= common_min and n_rounds >= 2:
@@ -250,5 +257,41 @@ def time_runners(runners: dict, rounds: int = 10, round_s: float = 0.05, warmup_
         out[lab] = Timing(lab, float(np.median(kept)), half_noise(kept), v.tolist(), iters[lab], runs[lab], warm[lab],
                           int((~keep).sum()), round(waited, 1),
                           float(np.median(raw)) if common is not None else None,
-                          half_noise(raw) if common is not None else None)
+                          half_noise(raw) if common is not None else None, shared[lab])
     return out
+
+
+def _kept_rounds(whole, busy, contended: float | None) -> np.ndarray:
+    """The rounds a network's figure is taken from: those during which some run held its core,
+    then of those the ones other processes left quiet (``contended``), each step only when at
+    least half of the rounds (and two) remain."""
+    enough = max(2, (len(busy) + 1) // 2)
+    keep = np.ones(len(busy), dtype=bool)
+    held = ~np.asarray(whole, dtype=bool)
+    if held.sum() >= enough:
+        keep = held
+    if contended is not None:
+        clean = keep & (np.asarray(busy) <= contended)
+        if clean.sum() >= enough:
+            keep = clean
+    return keep
+
+
+def _timed_round(run, ts: np.ndarray, clock, own_share: float | None, cpu_clock=time.process_time) -> tuple:
+    """``(round value in ms, runs left out)``: ``len(ts)`` runs, each timed on ``clock`` and on
+    this process's CPU clock; the value is the median of the runs during which the process held
+    at least ``own_share`` of a core, all of them when none did (then every run counts as left
+    out, and the round as contended)."""
+    k = len(ts)
+    cpu = np.empty(k)
+    for j in range(k):
+        t, c = clock(), cpu_clock()
+        run()
+        ts[j] = clock() - t
+        cpu[j] = cpu_clock() - c
+    if own_share is None:
+        return float(np.median(ts)) * 1e3, 0
+    held = cpu >= own_share * ts
+    if not held.any():
+        return float(np.median(ts)) * 1e3, k
+    return float(np.median(ts[held])) * 1e3, int(k - held.sum())

@@ -127,6 +127,9 @@ class OrtRunner:
         # just timed would take the cores from the next (resnet18 at 2 threads: 10 ms alone, 19 ms
         # right after another 2-thread session). ``time_runners`` waits this long before a block.
         self.settle_s = SPIN_SETTLE_S if settings.threads > 1 else 0.0
+        # its runs compute on this process's CPU: a run that held less of a core was shared
+        # (``_protocol.OWN_SHARE``); a GPU provider's runs wait on the device instead
+        self.on_cpu = settings.provider == "CPUExecutionProvider"
 
     def run(self):
         return self.session.run(self.outputs, self.feed)
@@ -160,6 +163,7 @@ class TorchRunner:
         shape[0] = settings.batch
         self.x = torch.rand(*shape, generator=g).to(self.device)
         self.cuda = self.device.type == "cuda"
+        self.on_cpu = not self.cuda  # see OrtRunner.on_cpu
         self._torch = torch
 
     def run(self):
