@@ -123,7 +123,7 @@ def run(args) -> dict:
     for t, p in profiles.items():
         if p.threads is not None and p.threads != t:
             sys.stderr.write(f"note: {p.name} says it describes {p.threads} thread(s), used here for {t}\n")
-    items = zoo_items(QUICK_NETS if args.quick else None)
+    items = zoo_items(QUICK_NETS if args.quick else args.networks)
     kept, left_out, est = choose(items, profiles, args.batches, args.rounds, args.budget_s)
     sys.stderr.write(f"{len(kept)} networks, estimated {est:.0f} s; left out for time: {', '.join(left_out) or 'none'}\n")
     rows, speeds = [], []
@@ -224,6 +224,15 @@ def write_report(out: Path, rep: dict) -> None:
     atomic_write(out / "batch_threads.json", json.dumps(rep, indent=1) + "\n")
 
 
+def _names(text: str) -> tuple:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    known = {Path(p).stem for p in glob.glob(str(ROOT / "spaces/zoo/*.yaml"))}
+    unknown = [n for n in names if n not in known]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"not zoo networks (spaces/zoo/*.yaml): {', '.join(unknown) or text!r}")
+    return names
+
+
 def _batches(text: str) -> tuple:
     from augur_nas import AugurError
     from augur_nas._batch import parse_batches
@@ -243,6 +252,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=600.0, help="time for measuring (default 600: ~12 min in all)")
     ap.add_argument("--max-noise", type=float, default=0.05)
     ap.add_argument("--max-wait-s", type=float, default=60.0)
+    ap.add_argument("--networks", type=_names, default=None, metavar="A,B",
+                    help="these zoo networks only (default: every zoo network the budget allows, cheapest first)")
     ap.add_argument("--quick", action="store_true", help=f"{', '.join(QUICK_NETS)} at batch 1 and 4, 3 rounds (~1 min)")
     ap.add_argument("--out", default=None, help="folder of the report (default experiments/; with --rescore "
                                                  "experiments/batch_threads_rescored/)")
