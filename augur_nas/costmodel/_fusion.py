@@ -280,6 +280,9 @@ _PLAIN, _BLOCKED = 0, 1
 # group's input and output channels), `never`. Profiles without the key block every such layer.
 CHANNEL_RULES = ("any", "multiple", "never")
 CHANNELS_ANY = {"dense": "any", "grouped": "any", "depthwise": "any", "pool": "any"}
+# the layout of a join fused into a producer (``LayoutRules``): always blocked (the rule of the
+# profiles before the key), or blocked only when all its inputs are
+FUSED_JOINS = ("blocked", "inputs")
 
 
 class LayoutRules:
@@ -301,10 +304,21 @@ class LayoutRules:
 
     Layers fused into a producer (``FusionRules``) share its output. The cost of converting a
     tensor is charged to the first layer that needs it converted, once per tensor and layout.
+
+    ``fused_joins`` says what a join fused into a producer's kernel (``conv -> bn -> add``) runs
+    in: ``"blocked"`` (profiles before this key: always blocked, nothing converted) or
+    ``"inputs"`` (read on the runtime by ``measure._ortrules``): blocked only when every input is;
+    else plain, its blocked inputs converted to plain. ONNX Runtime's NCHWc transformer folds a
+    sum into a blocked conv only when the other input is blocked too; a sum with a plain input
+    (a grouped conv whose groups do not fill whole blocks, an LRN, a shuffle) runs plain, alone
+    or inside the plain conv, and the next blocked layer converts it back.
     """
 
     def __init__(self, blocked=(), follow=(), joins=(), block: int = 8, narrow_below: int = 8,
-                 reorder=(0.0, 0.0), channels=None, spill=None):
+                 reorder=(0.0, 0.0), channels=None, spill=None, fused_joins: str = "blocked"):
+        if fused_joins not in FUSED_JOINS:
+            raise ValueError(f"layout fused_joins must be one of {FUSED_JOINS}, got {fused_joins!r}")
+        self.fused_joins = fused_joins
         # a conversion of a tensor above the knee streams it from a farther cache (``Spill``)
         self.spill = Spill.of(spill)
         self.channels = dict(CHANNELS_ANY, **(channels or {}))
@@ -390,12 +404,13 @@ class LayoutRules:
                 "block": self.block, "narrow_below": self.narrow_below,
                 **({"channels": dict(self.channels)} if self.channels != CHANNELS_ANY else {}),
                 "reorder": {"ms_per_mb": _check.plain(self.reorder[0]), "overhead_ms": _check.plain(self.reorder[1])},
-                **({"spill": self.spill.to_dict()} if self.spill.ratio else {})}
+                **({"spill": self.spill.to_dict()} if self.spill.ratio else {}),
+                **({"fused_joins": self.fused_joins} if self.fused_joins != "blocked" else {})}
 
     @classmethod
     def from_dict(cls, d, source=None, key="latency.layout", known_kinds=()) -> "LayoutRules":
         _check.mapping(d, source, key, required=("blocked", "reorder"),
-                       optional=("follow", "joins", "block", "narrow_below", "channels", "spill"))
+                       optional=("follow", "joins", "block", "narrow_below", "channels", "spill", "fused_joins"))
         lists = {}
         for part in ("blocked", "follow", "joins"):
             vals = d.get(part, [])
@@ -415,7 +430,8 @@ class LayoutRules:
         for part, rule in channels.items():
             _check.string(rule, source, f"{key}.channels.{part}", CHANNEL_RULES)
         spill = Spill.from_dict(d["spill"], source, f"{key}.spill") if d.get("spill") is not None else None
-        return cls(lists["blocked"], lists["follow"], lists["joins"], block, narrow, reorder, channels, spill)
+        fj = _check.string(d.get("fused_joins", "blocked"), source, f"{key}.fused_joins", FUSED_JOINS)
+        return cls(lists["blocked"], lists["follow"], lists["joins"], block, narrow, reorder, channels, spill, fj)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, LayoutRules) and self.to_dict() == other.to_dict()
@@ -556,8 +572,7 @@ class _LayoutWalk:
         for i in ins:
             self.zero_edges(s, i, live)
         if self.fused[s].any():
-            # folded into the producer's kernel: its output is the chain's (blocked)
-            self.layout[s] = np.where(self.fused[s], self.lay(ins[0]) if len(ins) == 1 else _BLOCKED, _PLAIN)
+            self._fused(s, ins, live)
         self._priced(s, op, ins, act)
         if off.any():
             self.layout[s] = np.where(off, self.lay(ins[0]), self.layout[s])
@@ -566,6 +581,24 @@ class _LayoutWalk:
         if dup is not None:
             self.layout[s] = np.where(dup, layout_a, self.layout[s])
             self.src[s] = np.where(dup, src_a, self.src.get(s, np.full(self.B, s, dtype=np.int64)))
+
+    def _fused(self, s, ins, live):
+        """A layer folded into the producer's kernel: its output is the chain's (blocked); a fused
+        join under ``fused_joins: inputs`` is blocked only when all its inputs are, else plain
+        with its blocked inputs converted (``LayoutRules``)."""
+        fused = self.fused[s]
+        if len(ins) == 1:
+            self.layout[s] = np.where(fused, self.lay(ins[0]), _PLAIN)
+            return
+        if self.rules.fused_joins == "blocked":
+            self.layout[s] = np.where(fused, _BLOCKED, _PLAIN)
+            return
+        blocked = np.ones(self.B, dtype=bool)
+        for i in ins:
+            blocked &= self.lay(i) == _BLOCKED
+        for i in ins:
+            self.convert(s, i, _PLAIN, fused & live & ~blocked)
+        self.layout[s] = np.where(fused & blocked, _BLOCKED, _PLAIN)
 
     def _transparent(self, s, op, ins):
         """A select (per candidate: its chosen input's), identity or dropout passes its input on."""
