@@ -28,6 +28,9 @@ from . import _check
 from ._ops import Spill
 
 TRANSPARENT = TRANSPARENT_KINDS  # kinds a fusion chain runs through (the op table's `transparent`)
+# pass-through kinds a `cse` list may name: duplicates are then found through them (``duplicates``);
+# a `select` is not one (its input differs per candidate)
+CSE_THROUGH = ("identity", "dropout")
 
 
 class Boundary(NamedTuple):
@@ -248,17 +251,29 @@ def duplicates(ops, inputs, rows, kinds) -> np.ndarray:
     A runtime's common-subexpression elimination computes a weightless op once per input: two
     ReLUs, two identical pools or two zero edges on the same tensor (NAS-Bench-201's cells do
     this) are one node. Two slots match when they have the same kind, read the same slots and
-    have the same output size and op count (which tells the pool parameters apart)."""
+    have the same output size and op count (which tells the pool parameters apart).
+
+    ``kinds`` naming a pass-through kind (``identity``, ``dropout``: ``CSE_THROUGH``) says the
+    runtime removes those before it looks for duplicates (ONNX Runtime eliminates Identity nodes
+    first): a ReLU of a tensor and a ReLU of its identity are one node. Profiles before this
+    (no such kind in their ``cse``) compare the inputs as written."""
     mask = rows["mask"]
     L = len(ops)
     B = mask.shape[1] if L else 0
     alias = np.full((L, B), -1, dtype=np.int64)
     if not kinds or L == 0:
         return alias
+    through = tuple(k for k in CSE_THROUGH if k in kinds)
+
+    def source(i):
+        while i >= 0 and ops[i] in through:
+            i = inputs[i][0]
+        return i
+
     groups: dict = {}
     for s, op in enumerate(ops):
-        if op in kinds:
-            groups.setdefault((op, tuple(inputs[s])), []).append(s)
+        if op in kinds and op not in through:
+            groups.setdefault((op, tuple(source(i) for i in inputs[s])), []).append(s)
     for slots in groups.values():
         if len(slots) < 2:
             continue

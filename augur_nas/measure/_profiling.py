@@ -71,7 +71,7 @@ ORT_FUSE = [
 ORT_LAYOUT = DEFAULT_LAYOUT
 # weightless ops ORT computes once per input (common-subexpression elimination)
 ORT_CSE = ["relu", "relu6", "sigmoid", "tanh", "hsigmoid", "hswish", "swish", "maxpool", "avgpool", "globalpool",
-           "zero"]
+           "zero", "identity", "dropout"]  # identity, dropout: ORT removes them first (see `duplicates`)
 GEMM_VARIANTS = ("conv", "conv_1x1", "conv_narrow", "conv_plain", "dwconv", "dwconv_s2", "fc")
 NARROW_BELOW = 8
 MAX_MEMORY_NETS = 32
