@@ -1,12 +1,13 @@
 """Issue 11, task D: the layout rules against what ONNX Runtime inserts, and the effect of two rule
 fixes on the layer sum, offline on recorded measurements (no timing).
 
-Not shipped (experiments/ only). The rules (``LayoutRules.fused_joins``, CSE through identity)
+Not shipped (experiments/ only). The rules (``LayoutRules.fused_joins``, ``from_blocked``, CSE through identity)
 are data read on the runtime; this script compares
 
 - ``counts``: ONNX Runtime's layout conversions (ReorderInput/Output in its optimised graph, no
   timing) against the rules' count, per space sample (never the zoo), with the rules before
-  (fused joins always blocked, CSE on inputs as written) and after;
+  (fused joins always blocked, global pools always blocked, CSE on inputs as written) and after
+  (as ``detect_rules`` reads them on this machine);
 - ``score``: a profile priced with the old and the new rules against a benchmark's measurements
   (``experiments/new_machine.py``'s json; validation only, nothing is fitted on it): the given
   profile as it is, and, for each recorded ``kernel_diagnosis.py collect`` record, its refit
@@ -34,27 +35,40 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-import kernel_diagnosis as K  # noqa: E402
-import new_machine as NM  # noqa: E402
-import part_diagnosis as PD  # noqa: E402
+import kernel_diagnosis as K
+import new_machine as NM
+import part_diagnosis as PD
 
-from augur_nas.costmodel import LatencyModel, OpModel, latency_ms  # noqa: E402
-from augur_nas.costmodel._fusion import CSE_THROUGH  # noqa: E402
-from augur_nas.lowering import lower  # noqa: E402
-from augur_nas.measure import _profiling as P  # noqa: E402
-from augur_nas.measure._settings import RuntimeSettings  # noqa: E402
-from augur_nas.profile import Profile, load_profile  # noqa: E402
+from augur_nas.costmodel import LatencyModel, OpModel, latency_ms
+from augur_nas.costmodel._fusion import CSE_THROUGH
+from augur_nas.lowering import lower
+from augur_nas.measure import _profiling as P
+from augur_nas.measure._settings import RuntimeSettings
+from augur_nas.profile import Profile, load_profile
 
 OLD_CSE = [k for k in P.ORT_CSE if k not in CSE_THROUGH]
+NEW_KEYS = ("fused_joins", "from_blocked")  # the layout rules' keys this change added
 
 
-def with_rules(latency, new: bool):
+def new_keys() -> dict:
+    """The added layout keys as ``detect_rules`` reads them on this machine (no timing)."""
+    from augur_nas.measure._ortrules import detect_rules
+
+    with tempfile.TemporaryDirectory() as d:
+        lay = detect_rules(RuntimeSettings(), d).layout
+    return {k: lay[k] for k in NEW_KEYS if k in lay}
+
+
+def _layout(lay: dict, new: bool, keys: dict) -> dict:
+    return dict(lay, **keys) if new else {k: v for k, v in lay.items() if k not in NEW_KEYS}
+
+
+def with_rules(latency, new: bool, keys: dict):
     """``latency`` under the new rules (fused joins by their inputs' layout, CSE through identity)
     or the old ones (joins always blocked, CSE on inputs as written)."""
     d = latency.to_dict()
     if "layout" in d:
-        d["layout"] = dict(d["layout"], fused_joins="inputs") if new else \
-            {k: v for k, v in d["layout"].items() if k != "fused_joins"}
+        d["layout"] = _layout(d["layout"], new, keys)
     if d.get("cse"):
         d["cse"] = list(P.ORT_CSE) if new else OLD_CSE
     return LatencyModel.from_dict(d)
@@ -78,7 +92,8 @@ def counts(args) -> None:
         rules = detect_rules(RuntimeSettings(), d)._asdict()
         print(f"rules read on this machine: {rules['layout']}")
         models = {new: P._ort_model({}, OpModel(), {}, (0.0, 0.0), rules=rules) for new in (False, True)}
-        models = {new: with_rules(m, new) for new, m in models.items()}
+        keys = {k: rules["layout"][k] for k in NEW_KEYS if k in rules["layout"]}
+        models = {new: with_rules(m, new, keys) for new, m in models.items()}
         print("| sample | ORT | rules before | rules after |\n|---|---:|---:|---:|")
         tot = np.zeros(3, dtype=int)
         for name in args.spaces.split(","):
@@ -112,7 +127,7 @@ def _bench_lines(tag, prof, items, rep, speed=1.0) -> str:
     out = []
     for g in ("zoo", "samples"):
         sel = np.array([x["group"] == g for x in rep["per_network"]])
-        w, med, shape = K._within(pred[sel], meas[sel])
+        w, _, shape = K._within(pred[sel], meas[sel])
         out.append(f"{100 * w:.0f}% (shape {100 * shape:.0f}%)")
     meds = " / ".join(f"{np.median([x for lab, x in zip(labels, q) if lab.startswith(g + '[')]):.3f}"
                       for g in ("mobile", "resnet", "nb201"))
@@ -136,13 +151,15 @@ def score(args) -> None:
     rep = json.loads(Path(args.bench).read_text())
     items = NM.validation_set(30)
     assert [lab for lab, _, _ in items] == [r["label"] for r in rep["per_network"]], "benchmark's networks differ"
+    keys = new_keys()
+    print(f"new rules read on this machine: {keys}")
     print("| profile, rules | zoo ±10% | samples ±10% | mobile / resnet / nb201 median pred/meas |\n|---|---:|---:|---|")
     if args.profile:
         base = load_profile(args.profile)
         from augur_nas.measure._calibrate import uncorrected
         base = uncorrected(base) if getattr(base, "calibration", None) else base
         for new in (False, True):
-            prof = _profile_with(base, with_rules(base.latency, new))
+            prof = _profile_with(base, with_rules(base.latency, new, keys))
             print(_bench_lines(f"{Path(args.profile).name}, rules {'after' if new else 'before'} (no refit)", prof, items, rep))
     parts = [Path(p) for p in args.parts.split(",")] if args.parts else []
     for rec in args.records.split(",") if args.records else []:
@@ -153,9 +170,7 @@ def score(args) -> None:
         for new in (False, True):
             raw = copy.deepcopy(raw0)
             if raw.get("rules"):
-                lay = raw["rules"]["layout"]
-                raw["rules"]["layout"] = dict(lay, fused_joins="inputs") if new else \
-                    {k: v for k, v in lay.items() if k != "fused_joins"}
+                raw["rules"]["layout"] = _layout(raw["rules"]["layout"], new, keys)
             cse, P.ORT_CSE = P.ORT_CSE, (P.ORT_CSE if new else OLD_CSE)
             try:
                 prof = P.fit_ort(raw, "refit", RuntimeSettings())[0]

@@ -182,3 +182,24 @@ def test_cse_looks_through_identity_when_the_profile_says_so():
     count_old, _ = _count(old, spec)
     assert count_new["c1"] + count_new["c2"] == 1 and count_old["c1"] + count_old["c2"] == 2
     assert new.slot_times(t)[r2, 0] == 0.0
+
+
+def test_a_global_pool_on_a_plain_input_runs_plain_when_the_runtime_does():
+    """`from_blocked: [globalpool]`: ONNX Runtime converts a plain input for a conv or a local pool
+    but runs a global pool on it plain (NAS-Bench-201's classifier): no conversion in, none out
+    for the fc. Without the key (older profiles) the pool converts its input and the fc back."""
+    spec = [{"conv": {"name": "a", "out": 32, "kernel": 3, "pad": 1}}, {"lrn": {"name": "q"}},
+            {"globalpool": {"name": "gp"}}, {"fc": {"name": "fc", "out": 10}}]
+    lm = _ort_rules_model("inputs")
+    lm.layout.from_blocked = ("globalpool",)
+    count, lay = _count(lm, spec)
+    assert (count["gp"], count["fc"], lay["gp"]) == (0, 0, 0)
+    count, lay = _count(_ort_rules_model("inputs"), spec)
+    assert (count["gp"], count["fc"], lay["gp"]) == (1, 1, 1)
+    # on a blocked input the pool runs blocked under either rule
+    blocked = spec[:1] + spec[2:]
+    count, lay = _count(lm, blocked)
+    assert (count["gp"], count["fc"], lay["gp"]) == (0, 1, 1)
+    d = LayoutRules(["conv", "globalpool"], from_blocked=["globalpool"]).to_dict()
+    assert LayoutRules.from_dict(d).from_blocked == ("globalpool",)
+    assert "from_blocked" not in LayoutRules(["conv"]).to_dict()

@@ -327,13 +327,19 @@ class LayoutRules:
     sum into a blocked conv only when the other input is blocked too; a sum with a plain input
     (a grouped conv whose groups do not fill whole blocks, an LRN, a shuffle) runs plain, alone
     or inside the plain conv, and the next blocked layer converts it back.
+
+    ``from_blocked``: kinds of ``blocked`` that run blocked only on an input that already is
+    (read on the runtime; profiles before the key: none). ONNX Runtime converts a plain input
+    for a conv or a local pool, but runs a global pool on a plain input plain (NAS-Bench-201's
+    classifier pools the plain sum of the last cell).
     """
 
     def __init__(self, blocked=(), follow=(), joins=(), block: int = 8, narrow_below: int = 8,
-                 reorder=(0.0, 0.0), channels=None, spill=None, fused_joins: str = "blocked"):
+                 reorder=(0.0, 0.0), channels=None, spill=None, fused_joins: str = "blocked", from_blocked=()):
         if fused_joins not in FUSED_JOINS:
             raise ValueError(f"layout fused_joins must be one of {FUSED_JOINS}, got {fused_joins!r}")
         self.fused_joins = fused_joins
+        self.from_blocked = tuple(from_blocked)
         # a conversion of a tensor above the knee streams it from a farther cache (``Spill``)
         self.spill = Spill.of(spill)
         self.channels = dict(CHANNELS_ANY, **(channels or {}))
@@ -420,14 +426,16 @@ class LayoutRules:
                 **({"channels": dict(self.channels)} if self.channels != CHANNELS_ANY else {}),
                 "reorder": {"ms_per_mb": _check.plain(self.reorder[0]), "overhead_ms": _check.plain(self.reorder[1])},
                 **({"spill": self.spill.to_dict()} if self.spill.ratio else {}),
-                **({"fused_joins": self.fused_joins} if self.fused_joins != "blocked" else {})}
+                **({"fused_joins": self.fused_joins} if self.fused_joins != "blocked" else {}),
+                **({"from_blocked": list(self.from_blocked)} if self.from_blocked else {})}
 
     @classmethod
     def from_dict(cls, d, source=None, key="latency.layout", known_kinds=()) -> "LayoutRules":
         _check.mapping(d, source, key, required=("blocked", "reorder"),
-                       optional=("follow", "joins", "block", "narrow_below", "channels", "spill", "fused_joins"))
+                       optional=("follow", "joins", "block", "narrow_below", "channels", "spill", "fused_joins",
+                                 "from_blocked"))
         lists = {}
-        for part in ("blocked", "follow", "joins"):
+        for part in ("blocked", "follow", "joins", "from_blocked"):
             vals = d.get(part, [])
             if not isinstance(vals, list) or not all(isinstance(x, str) for x in vals):
                 raise _check.err(f"`{key}.{part}` must be a list of op kinds", source, f"{key}.{part}")
@@ -446,7 +454,8 @@ class LayoutRules:
             _check.string(rule, source, f"{key}.channels.{part}", CHANNEL_RULES)
         spill = Spill.from_dict(d["spill"], source, f"{key}.spill") if d.get("spill") is not None else None
         fj = _check.string(d.get("fused_joins", "blocked"), source, f"{key}.fused_joins", FUSED_JOINS)
-        return cls(lists["blocked"], lists["follow"], lists["joins"], block, narrow, reorder, channels, spill, fj)
+        return cls(lists["blocked"], lists["follow"], lists["joins"], block, narrow, reorder, channels, spill, fj,
+                   lists["from_blocked"])
 
     def __eq__(self, other) -> bool:
         return isinstance(other, LayoutRules) and self.to_dict() == other.to_dict()
@@ -634,6 +643,8 @@ class _LayoutWalk:
             # whose channels do not fit the blocks runs plain (as ONNX Runtime decides)
             narrow = (rows["in_c"][s] < rules.narrow_below) & (rows["groups"][s] <= 1) & (op == "conv")
             can = rules.blockable(op, rows, s)
+            if op in rules.from_blocked:  # blocked only on a blocked input (a global pool)
+                can = can & (self.lay(ins[0]) == _BLOCKED)
             for i in ins:
                 self.convert(s, i, _BLOCKED, act & can & ~narrow)
                 self.convert(s, i, _PLAIN, act & (narrow | ~can))

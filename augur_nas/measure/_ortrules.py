@@ -123,6 +123,21 @@ def _fused_joins(p: _Prober, b: int) -> str:
     return "inputs" if extra >= 3 else "blocked"
 
 
+def _from_blocked(p: _Prober, b: int) -> list:
+    """``LayoutRules.from_blocked``: the pools ONNX Runtime runs plain on a plain input (an LRN's)
+    rather than converting it: no conversion beyond the conv's output for the LRN."""
+    c = 2 * b
+    out = []
+    for kind, spec in (("globalpool", {}), ("maxpool", {"kernel": 2, "stride": 2}), ("avgpool", {"kernel": 2, "stride": 2})):
+        extra = p.reorders_between([{"conv": {"out": c, "kernel": 3, "pad": 1}}, {"lrn": {}}, {kind: spec},
+                                    {"fc": {"out": 10}}], channels=c)
+        # two conversions in all (the network input's, the conv's output for the LRN): the pool ran
+        # plain; four: its input was converted to blocked and its output back for the fc
+        if extra <= 0:
+            out.append(kind)
+    return out
+
+
 def detect_rules(settings, workdir) -> OrtRules:
     """ONNX Runtime's layout and activation fusion on this machine (see the module's doc)."""
     p = _Prober(settings, workdir)
@@ -133,7 +148,7 @@ def detect_rules(settings, workdir) -> OrtRules:
     follow, fused = _activations(p, b)
     layout = dict(DEFAULT_LAYOUT, block=b, narrow_below=b, channels=_channel_rules(p, b),
                   follow=["batchnorm"] + [a for a in ACTIVATIONS if a in follow or a in fused],
-                  fused_joins=_fused_joins(p, b))
+                  fused_joins=_fused_joins(p, b), from_blocked=_from_blocked(p, b))
     return OrtRules(layout, fused, p.count)
 
 
