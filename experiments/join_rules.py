@@ -8,12 +8,16 @@ are data read on the runtime; this script compares
   timing) against the rules' count, per space sample (never the zoo), with the rules before
   (fused joins always blocked, global pools always blocked, CSE on inputs as written) and after
   (as ``detect_rules`` reads them on this machine);
+- ``parts``: a ``part_diagnosis.py collect`` record (seed-2 samples profiled per node) against
+  the refit of a ``kernel_diagnosis.py collect`` record: conversions counted and timed in place
+  against the rules' count and price, per network, and in-place kernel times by part;
 - ``score``: a profile priced with the old and the new rules against a benchmark's measurements
   (``experiments/new_machine.py``'s json; validation only, nothing is fitted on it): the given
   profile as it is, and, for each recorded ``kernel_diagnosis.py collect`` record, its refit
   (``_profiling.fit_ort``, as ``augur-nas profile``) under each rule set, also scored on seed-2
   samples timed end to end (``part_diagnosis.py collect`` records).
 
+    python experiments/join_rules.py parts experiments/kernel_diagnosis_raw_1304_nb201.json.gz experiments/part_diagnosis_s2_1310.json.gz
     python experiments/join_rules.py counts --spaces mobile,fbnet,nb201,resnet --per-space 5
     python experiments/join_rules.py score --bench BENCH.json --profile PROFILE.yaml \
         --records experiments/kernel_diagnosis_raw_1304_nb201.json.gz --parts experiments/part_diagnosis_s2_1310.json.gz
@@ -182,6 +186,59 @@ def score(args) -> None:
             print(line + "".join(f" {p.name}: {_part_line(prof, p)}" for p in parts))
 
 
+REORDERS = ("ReorderInput", "ReorderOutput")
+
+
+def _part(t, s) -> str:
+    """A mobile layer's part: squeeze-excite roles, 1x1 expansion/projection by output size, the rest by kind."""
+    name, op = t.names[s], t.ops[s]
+    if ".se." in name:
+        return f"se.{op}"
+    role = name.split(".")[-1]
+    if op == "conv" and role in ("expand", "project"):
+        return f"1x1 {role}, output {'above' if t.rows['m'][s, 0] > 196 else 'up to'} 14x14"
+    return op
+
+
+def parts(args) -> None:
+    """Per network of a part_diagnosis record: ORT's conversions (count, in-place ms) against the
+    rules' (count, priced ms), and in-place kernel times against the refit of a record, by part."""
+    raw = K.load_raw(args.record)
+    prof = P.fit_ort(raw, "refit", RuntimeSettings())[0]
+    lat = prof.latency
+    delta = float(prof.fit["end_to_end_calibration"].get("profiler_overhead_per_node_ms", 0.0))
+    rec = json.loads(gzip.decompress(Path(args.part).read_bytes()))
+    by_part: dict = {}
+    print("| network | e2e ms | layer sum ms | conversions ORT / rules | their ms in place / priced | fused ReLU6 output MB |\n"
+          "|---|---:|---:|---:|---:|---:|")
+    for net in rec["networks"]:
+        if net["space"] != args.space:
+            continue
+        t = PD._table(net["label"], rec["seed"])
+        moved, count, _ = lat.layout.reorders(t.ops, t.inputs, t.rows, lat.fused(t), t.select_pos, 0,
+                                              lat.free_kinds(), lat.duplicates(t))
+        lc = lat.layout.cost(moved, count)[:, 0]
+        st = lat.slot_times(t)[:, 0]
+        fused = lat.fused(t)[:, 0] & t.rows["mask"][:, 0]
+        relu6_mb = sum(float(t.rows["out_elems"][s, 0]) * 4 / 1e6 for s, op in enumerate(t.ops) if op == "relu6" and fused[s])
+        meas_r, n_r = 0.0, 0
+        for s, nodes in net["slots"].items():
+            if s == "network":
+                continue
+            s = int(s)
+            ms = [(op, max(v - delta, 0.1 * v)) for op, v in nodes]
+            meas_r += sum(v for op, v in ms if op in REORDERS)
+            n_r += sum(op in REORDERS for op, _ in ms)
+            p = by_part.setdefault(_part(t, s), [0.0, 0.0])
+            p[0] += sum(v for op, v in ms if op not in REORDERS)
+            p[1] += st[s] - lc[s]
+        print(f"| {net['label']} | {net['e2e_ms']:.3f} | {st.sum() + lat.network_overhead_ms:.3f} | {n_r} / {int(count.sum())} | "
+              f"{meas_r:.3f} / {lc.sum():.3f} | {relu6_mb:.2f} |")
+    print("\n| part (kernels, conversions apart) | in place ms | priced ms | pred/meas |\n|---|---:|---:|---:|")
+    for k, (m, pr) in sorted(by_part.items()):
+        print(f"| {k} | {m:.3f} | {pr:.3f} | {pr / max(m, 1e-9):.2f} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -194,8 +251,12 @@ def main(argv=None) -> int:
     s.add_argument("--profile", default="")
     s.add_argument("--records", default="")
     s.add_argument("--parts", default="")
+    q = sub.add_parser("parts")
+    q.add_argument("record")
+    q.add_argument("part")
+    q.add_argument("--space", default="mobile")
     args = ap.parse_args(argv)
-    {"counts": counts, "score": score}[args.cmd](args)
+    {"counts": counts, "score": score, "parts": parts}[args.cmd](args)
     return 0
 
 
