@@ -109,3 +109,97 @@ def test_profiler_sorts_samples_by_the_rule_that_prices_them():
         assert st[s] == pytest.approx(float(gemm[var].predict(n, m, k)) * g, rel=1e-12), nm
     assert seen == {"stem": "conv_narrow", "grouped8": "conv_plain", "grouped16": "conv",
                     "pw": "conv_1x1", "dense": "conv"}
+
+
+def _count(lm, spec, ch=32):
+    m = load_space_dict({"name": "t", "input": {"channels": ch, "resolution": 8}, "layers": spec})
+    t = lower(m, np.zeros((1, m.n_genes), dtype=np.int64))
+    _, c, lay = lm.layout.reorders(t.ops, t.inputs, t.rows, lm.fused(t), t.select_pos, 0, lm.free_kinds(),
+                                   lm.duplicates(t))
+    return {nm: int(c[s, 0]) for s, nm in enumerate(t.names)}, {nm: int(lay[s, 0]) for s, nm in enumerate(t.names)}
+
+
+# a residual sum of a blocked conv (c) and a plain tensor (an LRN's): ONNX Runtime's NCHWc
+# transformer runs it plain, converting c's output to plain and the sum back for the next conv
+MIXED_SUM = [{"conv": {"name": "a", "out": 32, "kernel": 3, "pad": 1}}, {"lrn": {"name": "q"}},
+             {"conv": {"name": "c", "out": 32, "kernel": 3, "pad": 1, "inputs": ["a"]}},
+             {"add": {"name": "j", "inputs": ["c", "q"]}}, {"conv": {"name": "z", "out": 64, "kernel": 3}}]
+
+
+def _ort_rules_model(fused_joins=None, cse_through=True):
+    from augur_nas.measure._profiling import ORT_CSE, _ort_model
+
+    lay = {"blocked": ["conv", "dwconv", "maxpool", "avgpool", "globalpool"], "follow": ["batchnorm", "relu"],
+           "joins": ["add", "concat"], "block": 16, "narrow_below": 16, "channels": ORT_1_32_AVX512}
+    if fused_joins:
+        lay["fused_joins"] = fused_joins
+    lm = _ort_model({}, OpModel(), {}, (0.0, 0.0), rules={"layout": lay, "fused_acts": ["relu"]})
+    if not cse_through:
+        lm.cse = tuple(k for k in ORT_CSE if k not in ("identity", "dropout"))
+    return lm
+
+
+def test_a_fused_sum_with_a_plain_input_runs_plain():
+    """`fused_joins: inputs`: the sum is blocked only when all its inputs are; its blocked input is
+    converted to plain (charged to the sum) and the next conv converts the sum back. The old rule
+    (profiles without the key) keeps the sum blocked in the conv and converts nothing."""
+    count, lay = _count(_ort_rules_model("inputs"), MIXED_SUM)
+    assert (count["q"], count["j"], count["z"]) == (1, 1, 1) and lay["j"] == 0
+    count, lay = _count(_ort_rules_model(None), MIXED_SUM)
+    assert (count["q"], count["j"], count["z"]) == (1, 0, 0) and lay["j"] == 1
+    # both inputs blocked: the sum stays in the conv, blocked, under either rule
+    both = MIXED_SUM[:1] + [{"conv": {"name": "q", "out": 32, "kernel": 3, "pad": 1}}] + MIXED_SUM[2:]
+    for rule in ("inputs", None):
+        count, lay = _count(_ort_rules_model(rule), both)
+        assert sum(count.values()) == 1 and lay["j"] == 1  # the network input's conversion only
+
+
+def test_fused_joins_rule_round_trips_and_is_checked():
+    d = LayoutRules(["conv"], block=16, fused_joins="inputs").to_dict()
+    assert d["fused_joins"] == "inputs" and LayoutRules.from_dict(d).fused_joins == "inputs"
+    assert "fused_joins" not in LayoutRules(["conv"], block=16).to_dict()  # old profiles stay as they were
+    assert LayoutRules.from_dict(LayoutRules(["conv"]).to_dict()).fused_joins == "blocked"
+    d["fused_joins"] = "sometimes"
+    with pytest.raises(ProfileError, match="fused_joins"):
+        LayoutRules.from_dict(d, source="p.yaml")
+
+
+def test_cse_looks_through_identity_when_the_profile_says_so():
+    """ONNX Runtime removes an Identity before it merges duplicate ops: a ReLU of a tensor and a
+    ReLU of its identity are one node, converted once (NAS-Bench-201's cells read their input
+    both ways). A `cse` without `identity` (older profiles) compares the inputs as written."""
+    spec = [{"conv": {"name": "a", "out": 32, "kernel": 3, "pad": 1}}, {"lrn": {"name": "p"}},
+            {"identity": {"name": "i"}},
+            {"relu": {"name": "r1", "inputs": ["p"]}}, {"conv": {"name": "c1", "out": 32, "kernel": 3, "pad": 1}},
+            {"relu": {"name": "r2", "inputs": ["i"]}}, {"conv": {"name": "c2", "out": 32, "kernel": 3, "pad": 1}},
+            {"add": {"name": "j", "inputs": ["c1", "c2"]}}]
+    new, old = _ort_rules_model("inputs"), _ort_rules_model("inputs", cse_through=False)
+    m = load_space_dict({"name": "t", "input": {"channels": 32, "resolution": 8}, "layers": spec})
+    t = lower(m, np.zeros((1, 0), dtype=np.int64))
+    r1, r2 = t.names.index("r1"), t.names.index("r2")
+    assert new.duplicates(t)[r2, 0] == r1 and old.duplicates(t)[r2, 0] == -1
+    count_new, _ = _count(new, spec)
+    count_old, _ = _count(old, spec)
+    assert count_new["c1"] + count_new["c2"] == 1 and count_old["c1"] + count_old["c2"] == 2
+    assert new.slot_times(t)[r2, 0] == 0.0
+
+
+def test_a_global_pool_on_a_plain_input_runs_plain_when_the_runtime_does():
+    """`from_blocked: [globalpool]`: ONNX Runtime converts a plain input for a conv or a local pool
+    but runs a global pool on it plain (NAS-Bench-201's classifier): no conversion in, none out
+    for the fc. Without the key (older profiles) the pool converts its input and the fc back."""
+    spec = [{"conv": {"name": "a", "out": 32, "kernel": 3, "pad": 1}}, {"lrn": {"name": "q"}},
+            {"globalpool": {"name": "gp"}}, {"fc": {"name": "fc", "out": 10}}]
+    lm = _ort_rules_model("inputs")
+    lm.layout.from_blocked = ("globalpool",)
+    count, lay = _count(lm, spec)
+    assert (count["gp"], count["fc"], lay["gp"]) == (0, 0, 0)
+    count, lay = _count(_ort_rules_model("inputs"), spec)
+    assert (count["gp"], count["fc"], lay["gp"]) == (1, 1, 1)
+    # on a blocked input the pool runs blocked under either rule
+    blocked = spec[:1] + spec[2:]
+    count, lay = _count(lm, blocked)
+    assert (count["gp"], count["fc"], lay["gp"]) == (0, 1, 1)
+    d = LayoutRules(["conv", "globalpool"], from_blocked=["globalpool"]).to_dict()
+    assert LayoutRules.from_dict(d).from_blocked == ("globalpool",)
+    assert "from_blocked" not in LayoutRules(["conv"]).to_dict()

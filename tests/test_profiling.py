@@ -90,7 +90,7 @@ def ort_rules(tmp_path_factory):
 
 
 @pytest.mark.parametrize("net", ["alexnet", "googlenet", "resnet18", "mobilenet_v3_small", "efficientnet_b0",
-                                 "regnet_y_400mf", "resnext50_32x4d", "mobile", "nb201"])
+                                 "regnet_y_400mf", "resnext50_32x4d", "mobile", "nb201", "fbnet"])
 def test_layout_rules_count_onnxruntime_reorders(net, tmp_path, ort_rules):
     """The layout rules *read on the machine the test runs on* (``detect_rules``: block size,
     channel rules, activations that follow or fuse) against the layout conversions ONNX Runtime
@@ -104,7 +104,7 @@ def test_layout_rules_count_onnxruntime_reorders(net, tmp_path, ort_rules):
     from augur_nas.measure._profiling import _ort_model
     from augur_nas.measure._runners import OrtRunner
 
-    if net in ("mobile", "nb201"):
+    if net in ("mobile", "nb201", "fbnet"):  # fbnet: sums of blocked and plain (grouped) convs
         space = load_space(ROOT / "spaces" / f"{net}.yaml")
         models = [space.decode(x) for x in space.sample(3, seed=3)]
     else:

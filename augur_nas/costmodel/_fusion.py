@@ -28,6 +28,9 @@ from . import _check
 from ._ops import Spill
 
 TRANSPARENT = TRANSPARENT_KINDS  # kinds a fusion chain runs through (the op table's `transparent`)
+# pass-through kinds a `cse` list may name: duplicates are then found through them (``duplicates``);
+# a `select` is not one (its input differs per candidate)
+CSE_THROUGH = ("identity", "dropout")
 
 
 class Boundary(NamedTuple):
@@ -248,17 +251,29 @@ def duplicates(ops, inputs, rows, kinds) -> np.ndarray:
     A runtime's common-subexpression elimination computes a weightless op once per input: two
     ReLUs, two identical pools or two zero edges on the same tensor (NAS-Bench-201's cells do
     this) are one node. Two slots match when they have the same kind, read the same slots and
-    have the same output size and op count (which tells the pool parameters apart)."""
+    have the same output size and op count (which tells the pool parameters apart).
+
+    ``kinds`` naming a pass-through kind (``identity``, ``dropout``: ``CSE_THROUGH``) says the
+    runtime removes those before it looks for duplicates (ONNX Runtime eliminates Identity nodes
+    first): a ReLU of a tensor and a ReLU of its identity are one node. Profiles before this
+    (no such kind in their ``cse``) compare the inputs as written."""
     mask = rows["mask"]
     L = len(ops)
     B = mask.shape[1] if L else 0
     alias = np.full((L, B), -1, dtype=np.int64)
     if not kinds or L == 0:
         return alias
+    through = tuple(k for k in CSE_THROUGH if k in kinds)
+
+    def source(i):
+        while i >= 0 and ops[i] in through:
+            i = inputs[i][0]
+        return i
+
     groups: dict = {}
     for s, op in enumerate(ops):
-        if op in kinds:
-            groups.setdefault((op, tuple(inputs[s])), []).append(s)
+        if op in kinds and op not in through:
+            groups.setdefault((op, tuple(source(i) for i in inputs[s])), []).append(s)
     for slots in groups.values():
         if len(slots) < 2:
             continue
@@ -280,6 +295,9 @@ _PLAIN, _BLOCKED = 0, 1
 # group's input and output channels), `never`. Profiles without the key block every such layer.
 CHANNEL_RULES = ("any", "multiple", "never")
 CHANNELS_ANY = {"dense": "any", "grouped": "any", "depthwise": "any", "pool": "any"}
+# the layout of a join fused into a producer (``LayoutRules``): always blocked (the rule of the
+# profiles before the key), or blocked only when all its inputs are
+FUSED_JOINS = ("blocked", "inputs")
 
 
 class LayoutRules:
@@ -301,10 +319,27 @@ class LayoutRules:
 
     Layers fused into a producer (``FusionRules``) share its output. The cost of converting a
     tensor is charged to the first layer that needs it converted, once per tensor and layout.
+
+    ``fused_joins`` says what a join fused into a producer's kernel (``conv -> bn -> add``) runs
+    in: ``"blocked"`` (profiles before this key: always blocked, nothing converted) or
+    ``"inputs"`` (read on the runtime by ``measure._ortrules``): blocked only when every input is;
+    else plain, its blocked inputs converted to plain. ONNX Runtime's NCHWc transformer folds a
+    sum into a blocked conv only when the other input is blocked too; a sum with a plain input
+    (a grouped conv whose groups do not fill whole blocks, an LRN, a shuffle) runs plain, alone
+    or inside the plain conv, and the next blocked layer converts it back.
+
+    ``from_blocked``: kinds of ``blocked`` that run blocked only on an input that already is
+    (read on the runtime; profiles before the key: none). ONNX Runtime converts a plain input
+    for a conv or a local pool, but runs a global pool on a plain input plain (NAS-Bench-201's
+    classifier pools the plain sum of the last cell).
     """
 
     def __init__(self, blocked=(), follow=(), joins=(), block: int = 8, narrow_below: int = 8,
-                 reorder=(0.0, 0.0), channels=None, spill=None):
+                 reorder=(0.0, 0.0), channels=None, spill=None, fused_joins: str = "blocked", from_blocked=()):
+        if fused_joins not in FUSED_JOINS:
+            raise ValueError(f"layout fused_joins must be one of {FUSED_JOINS}, got {fused_joins!r}")
+        self.fused_joins = fused_joins
+        self.from_blocked = tuple(from_blocked)
         # a conversion of a tensor above the knee streams it from a farther cache (``Spill``)
         self.spill = Spill.of(spill)
         self.channels = dict(CHANNELS_ANY, **(channels or {}))
@@ -390,14 +425,17 @@ class LayoutRules:
                 "block": self.block, "narrow_below": self.narrow_below,
                 **({"channels": dict(self.channels)} if self.channels != CHANNELS_ANY else {}),
                 "reorder": {"ms_per_mb": _check.plain(self.reorder[0]), "overhead_ms": _check.plain(self.reorder[1])},
-                **({"spill": self.spill.to_dict()} if self.spill.ratio else {})}
+                **({"spill": self.spill.to_dict()} if self.spill.ratio else {}),
+                **({"fused_joins": self.fused_joins} if self.fused_joins != "blocked" else {}),
+                **({"from_blocked": list(self.from_blocked)} if self.from_blocked else {})}
 
     @classmethod
     def from_dict(cls, d, source=None, key="latency.layout", known_kinds=()) -> "LayoutRules":
         _check.mapping(d, source, key, required=("blocked", "reorder"),
-                       optional=("follow", "joins", "block", "narrow_below", "channels", "spill"))
+                       optional=("follow", "joins", "block", "narrow_below", "channels", "spill", "fused_joins",
+                                 "from_blocked"))
         lists = {}
-        for part in ("blocked", "follow", "joins"):
+        for part in ("blocked", "follow", "joins", "from_blocked"):
             vals = d.get(part, [])
             if not isinstance(vals, list) or not all(isinstance(x, str) for x in vals):
                 raise _check.err(f"`{key}.{part}` must be a list of op kinds", source, f"{key}.{part}")
@@ -415,7 +453,9 @@ class LayoutRules:
         for part, rule in channels.items():
             _check.string(rule, source, f"{key}.channels.{part}", CHANNEL_RULES)
         spill = Spill.from_dict(d["spill"], source, f"{key}.spill") if d.get("spill") is not None else None
-        return cls(lists["blocked"], lists["follow"], lists["joins"], block, narrow, reorder, channels, spill)
+        fj = _check.string(d.get("fused_joins", "blocked"), source, f"{key}.fused_joins", FUSED_JOINS)
+        return cls(lists["blocked"], lists["follow"], lists["joins"], block, narrow, reorder, channels, spill, fj,
+                   lists["from_blocked"])
 
     def __eq__(self, other) -> bool:
         return isinstance(other, LayoutRules) and self.to_dict() == other.to_dict()
@@ -556,8 +596,7 @@ class _LayoutWalk:
         for i in ins:
             self.zero_edges(s, i, live)
         if self.fused[s].any():
-            # folded into the producer's kernel: its output is the chain's (blocked)
-            self.layout[s] = np.where(self.fused[s], self.lay(ins[0]) if len(ins) == 1 else _BLOCKED, _PLAIN)
+            self._fused(s, ins, live)
         self._priced(s, op, ins, act)
         if off.any():
             self.layout[s] = np.where(off, self.lay(ins[0]), self.layout[s])
@@ -566,6 +605,24 @@ class _LayoutWalk:
         if dup is not None:
             self.layout[s] = np.where(dup, layout_a, self.layout[s])
             self.src[s] = np.where(dup, src_a, self.src.get(s, np.full(self.B, s, dtype=np.int64)))
+
+    def _fused(self, s, ins, live):
+        """A layer folded into the producer's kernel: its output is the chain's (blocked); a fused
+        join under ``fused_joins: inputs`` is blocked only when all its inputs are, else plain
+        with its blocked inputs converted (``LayoutRules``)."""
+        fused = self.fused[s]
+        if len(ins) == 1:
+            self.layout[s] = np.where(fused, self.lay(ins[0]), _PLAIN)
+            return
+        if self.rules.fused_joins == "blocked":
+            self.layout[s] = np.where(fused, _BLOCKED, _PLAIN)
+            return
+        blocked = np.ones(self.B, dtype=bool)
+        for i in ins:
+            blocked &= self.lay(i) == _BLOCKED
+        for i in ins:
+            self.convert(s, i, _PLAIN, fused & live & ~blocked)
+        self.layout[s] = np.where(fused & blocked, _BLOCKED, _PLAIN)
 
     def _transparent(self, s, op, ins):
         """A select (per candidate: its chosen input's), identity or dropout passes its input on."""
@@ -586,6 +643,8 @@ class _LayoutWalk:
             # whose channels do not fit the blocks runs plain (as ONNX Runtime decides)
             narrow = (rows["in_c"][s] < rules.narrow_below) & (rows["groups"][s] <= 1) & (op == "conv")
             can = rules.blockable(op, rows, s)
+            if op in rules.from_blocked:  # blocked only on a blocked input (a global pool)
+                can = can & (self.lay(ins[0]) == _BLOCKED)
             for i in ins:
                 self.convert(s, i, _BLOCKED, act & can & ~narrow)
                 self.convert(s, i, _PLAIN, act & (narrow | ~can))

@@ -112,6 +112,32 @@ def _activations(p: _Prober, b: int):
     return follow, fused
 
 
+def _fused_joins(p: _Prober, b: int) -> str:
+    """``LayoutRules.fused_joins``: is a sum of a blocked conv and a plain tensor (an LRN's) folded
+    into the blocked conv (``blocked``: one conversion, the LRN's input), or run plain (``inputs``:
+    the conv's output converted to plain and the sum back to blocked for the next conv, three)?"""
+    c = 2 * b
+    extra = p.reorders_between([{"conv": {"name": "a", "out": c, "kernel": 3, "pad": 1}}, {"lrn": {"name": "q"}},
+                                {"conv": {"name": "c", "out": c, "kernel": 3, "pad": 1, "inputs": ["a"]}},
+                                {"add": {"name": "j", "inputs": ["c", "q"]}}, _conv(64)], channels=c)
+    return "inputs" if extra >= 3 else "blocked"
+
+
+def _from_blocked(p: _Prober, b: int) -> list:
+    """``LayoutRules.from_blocked``: the pools ONNX Runtime runs plain on a plain input (an LRN's)
+    rather than converting it: no conversion beyond the conv's output for the LRN."""
+    c = 2 * b
+    out = []
+    for kind, spec in (("globalpool", {}), ("maxpool", {"kernel": 2, "stride": 2}), ("avgpool", {"kernel": 2, "stride": 2})):
+        extra = p.reorders_between([{"conv": {"out": c, "kernel": 3, "pad": 1}}, {"lrn": {}}, {kind: spec},
+                                    {"fc": {"out": 10}}], channels=c)
+        # two conversions in all (the network input's, the conv's output for the LRN): the pool ran
+        # plain; four: its input was converted to blocked and its output back for the fc
+        if extra <= 0:
+            out.append(kind)
+    return out
+
+
 def detect_rules(settings, workdir) -> OrtRules:
     """ONNX Runtime's layout and activation fusion on this machine (see the module's doc)."""
     p = _Prober(settings, workdir)
@@ -121,7 +147,8 @@ def detect_rules(settings, workdir) -> OrtRules:
                         list(DEFAULT_FUSED_ACTS), p.count)
     follow, fused = _activations(p, b)
     layout = dict(DEFAULT_LAYOUT, block=b, narrow_below=b, channels=_channel_rules(p, b),
-                  follow=["batchnorm"] + [a for a in ACTIVATIONS if a in follow or a in fused])
+                  follow=["batchnorm"] + [a for a in ACTIVATIONS if a in follow or a in fused],
+                  fused_joins=_fused_joins(p, b), from_blocked=_from_blocked(p, b))
     return OrtRules(layout, fused, p.count)
 
 

@@ -71,7 +71,7 @@ ORT_FUSE = [
 ORT_LAYOUT = DEFAULT_LAYOUT
 # weightless ops ORT computes once per input (common-subexpression elimination)
 ORT_CSE = ["relu", "relu6", "sigmoid", "tanh", "hsigmoid", "hswish", "swish", "maxpool", "avgpool", "globalpool",
-           "zero"]
+           "zero", "identity", "dropout"]  # identity, dropout: ORT removes them first (see `duplicates`)
 GEMM_VARIANTS = ("conv", "conv_1x1", "conv_narrow", "conv_plain", "dwconv", "dwconv_s2", "fc")
 NARROW_BELOW = 8
 MAX_MEMORY_NETS = 32
@@ -873,7 +873,7 @@ def _ort_model(gemm, ops, kinds, reorder, per_layer=0.0, per_call=0.0, rules=Non
     ``layout_spill`` the conversions' cache knee (``Spill``)."""
     lay = dict((rules or {}).get("layout") or ORT_LAYOUT)
     layout = LayoutRules(lay["blocked"], lay["follow"], lay["joins"], lay["block"], lay["narrow_below"], reorder,
-                         lay.get("channels"), layout_spill)
+                         lay.get("channels"), layout_spill, lay.get("fused_joins", "blocked"), lay.get("from_blocked", ()))
     fuse = ORT_FUSE
     if rules and rules.get("fused_acts") is not None:
         fuse = [dict(ORT_FUSE[0], act=list(rules["fused_acts"])), *ORT_FUSE[1:]]
