@@ -42,13 +42,14 @@ def _segment_profiles():
     p.latency.layout = None
     out.append(("x86-2core-ort-unfused+residual", p))
     # the rules of profiles built since: fused joins by their inputs' layout, global pools blocked
-    # only on a blocked input, CSE through identity
+    # only on a blocked input, CSE through identity; the passes of fused activations
     q = load_profile("x86-xeon-avx512-ort")
     d = q.latency.to_dict()
     d["layout"] = dict(d["layout"], fused_joins="inputs", from_blocked=["globalpool"])
     d["cse"] = sorted(set(d.get("cse", [])) | {"relu", "identity", "dropout"})
+    d["fused_pass"] = {"relu6": 0.03, "hswish": 0.05, "hsigmoid": 0.04, "sigmoid": 0.06}
     q.latency = type(q.latency).from_dict(d)
-    out.append(("x86-xeon-avx512-ort+new-layout-rules", q))
+    out.append(("x86-xeon-avx512-ort+new-layout-rules+fused-pass", q))
     return out
 
 

@@ -152,3 +152,117 @@ def test_a_strided_variant_shares_its_base_family_in_calibration():
         feats = lat.gemm[name].to_dict().get("features")
         work = np.array([f != "1" for f in feats]) if feats else np.ones(before.shape, dtype=bool)
         np.testing.assert_allclose(after[..., work], 2.0 * before[..., work])
+
+
+# ------------------------------------------------------------------ a fused activation's pass
+
+
+def _expand(act, readers=1):
+    """A 1x1 expansion conv with BatchNorm and ``act`` (a second reader of the BatchNorm's output
+    keeps the activation out of the conv's kernel)."""
+    layers = [{"conv": {"name": "c", "out": 96, "kernel": 1}}, {"batchnorm": {"name": "bn"}}, {act: {"name": "a"}}]
+    if readers > 1:
+        layers.append({"add": {"name": "j", "inputs": ["bn", "a"]}})
+    return lower(load_space_dict({"name": "e", "input": {"channels": 16, "resolution": 28}, "layers": layers}),
+                 np.zeros((1, 0), dtype=np.int64))
+
+
+def _ort_like(fused_pass=None):
+    from augur_nas.costmodel import FusionRules
+
+    fuse = FusionRules([{"into": ["conv"], "fold": ["batchnorm"], "join": ["add"], "act": ["relu", "relu6"]}])
+    return LatencyModel({"conv": PiecewiseGemm.linear(0.01, 1e-9)}, OpModel((0.02, 0.001)), {}, 0.0, fuse,
+                        fused_pass=fused_pass)
+
+
+def test_a_fused_relu6_pays_a_pass_over_its_output():
+    mb = 96 * 28 * 28 * 4 / 1e6
+    t6 = _expand("relu6")
+    without, with_pass = _ort_like().slot_times(t6, batch=3)[:, 0], _ort_like({"relu6": 0.03}).slot_times(t6, batch=3)[:, 0]
+    # on the fused activation's slot, once per image; nothing else moves
+    assert with_pass[2] - without[2] == pytest.approx(3 * 0.03 * mb, rel=1e-12) and without[2] == 0.0
+    np.testing.assert_array_equal(with_pass[:2], without[:2])
+    # ReLU is not in the pass list: it costs nothing, as before
+    t1 = _expand("relu")
+    np.testing.assert_array_equal(_ort_like({"relu6": 0.03}).slot_times(t1), _ort_like().slot_times(t1))
+    # an activation that is not fused runs as a layer of its own, priced by its bytes, no pass on top
+    t2 = _expand("relu6", readers=2)
+    np.testing.assert_array_equal(_ort_like({"relu6": 0.03}).slot_times(t2), _ort_like().slot_times(t2))
+    # the key round-trips; a profile without it prices fused activations at nothing
+    m = _ort_like({"relu6": 0.03})
+    assert LatencyModel.from_dict(m.to_dict()) == m and m.to_dict()["fused_pass"] == {"relu6": 0.03}
+    assert "fused_pass" not in _ort_like().to_dict() and load_profile("x86-xeon-avx512-ort").latency.fused_pass == {}
+
+
+def test_a_bad_fused_pass_is_one_clear_error():
+    from augur_nas._errors import ProfileError
+
+    d = _ort_like({"relu6": 0.03}).to_dict()
+    for bad in ({"relu7": 0.03}, {"relu6": -1.0}, {"relu6": "fast"}, ["relu6"]):
+        with pytest.raises(ProfileError, match="fused_pass"):
+            LatencyModel.from_dict(dict(d, fused_pass=bad))
+
+
+def test_the_profile_fit_takes_the_pass_off_the_gemm_samples():
+    """Kernels timed with a fused ReLU6 (its pass included) and pairs with and without it: the
+    fitted GEMM model prices the multiplication alone, and the latency model adds the pass back."""
+    from augur_nas.measure._profiling import _fit_kernel_models, fit_fused_pass
+
+    rng = np.random.default_rng(1)
+    true = PiecewiseGemm.linear(0.002, 4e-10, 0.0, 0.0, 2e-7)  # output-bound, as a 1x1 expansion is
+    rate = 0.02  # the pass: ~20% of such a kernel's time, as ReLU6 took in ORT
+    samples = []
+    for i in range(80):
+        n, m, cin = int(rng.choice([64, 96, 144, 192])), int(rng.choice([196, 784, 3136])), int(rng.choice([16, 24, 32]))
+        act = {"relu6": n * m * 4 / 1e6} if i % 2 else {}
+        t = float(true.predict(n, m, cin)) + rate * sum(act.values())
+        samples.append({"family": "conv_1x1", "kind": "conv", "n": n, "m": m, "k": cin, "groups": 1, "in_c": cin,
+                        "strided": False, "t": t, "source": "probe", "act_mb": act})
+    conv = [dict(s, family="conv", k=9 * s["k"], act_mb={}, t=float(true.predict(s["n"], s["m"], 9 * s["k"])))
+            for s in samples]
+    pairs = [{"kind": "relu6", "mb": mb, "t_plain": 0.1 * mb, "t_act": (0.1 + rate) * mb} for mb in (0.5, 1.0, 3.5)]
+    rates, stats = fit_fused_pass(pairs)
+    assert rates == {"relu6": pytest.approx(rate)} and stats["relu6"]["pairs"] == 3
+    raw = {"probes": samples + conv, "in_situ": [], "kinds": [], "layout": [], "act_pairs": pairs}
+    n, m, k = (np.array([s[f] for s in samples]) for f in ("n", "m", "k"))
+    got = _fit_kernel_models(raw, 0.0)
+    assert got.fused_pass == {"relu6": pytest.approx(rate)}
+    np.testing.assert_allclose(got.gemm["conv_1x1"].predict(n, m, k), true.predict(n, m, k), rtol=1e-6)
+    # without the pairs (a record from before them) the pass stays in the GEMM model
+    old = _fit_kernel_models(dict(raw, act_pairs=[]), 0.0)
+    assert old.fused_pass == {}
+    assert np.abs(old.gemm["conv_1x1"].predict(n, m, k) / true.predict(n, m, k) - 1).max() > 0.05
+
+
+@pytest.mark.parametrize("path", ["spaces/mobile.yaml", "spaces/ofa_mbv3.yaml"])
+def test_fast_path_equals_reference_with_fused_passes(path):
+    import augur_nas as an
+
+    p = load_profile("x86-xeon-avx512-ort")
+    base = an.Oracle(an.load_space(path), load_profile("x86-xeon-avx512-ort"))
+    p.latency = LatencyModel.from_dict(dict(p.latency.to_dict(), fused_pass={"relu6": 0.03, "hswish": 0.05,
+                                                                             "hsigmoid": 0.04, "sigmoid": 0.06}))
+    space = an.load_space(path)
+    X = space.sample(30, seed=9)
+    o = an.Oracle(space, p)
+    for batch in (1, 4):
+        ref, fast = o.evaluate(X, batch=batch, reference=True), o.evaluate(X, batch=batch)
+        np.testing.assert_allclose(fast["latency_ms"], ref["latency_ms"], rtol=1e-9, atol=1e-12)
+        assert (ref["latency_ms"] > base.evaluate(X, batch=batch, reference=True)["latency_ms"]).all()
+
+
+def test_calibration_scales_the_pass_with_the_memory_bound_family():
+    """`calibrate`'s families: the pass is memory-bound work (its factor is the `memory` one), so
+    the families' contributions still add up to the layer sum."""
+    from augur_nas.measure._calibrate import contributions, scaled_latency
+
+    lat = _ort_like({"relu6": 0.03})
+    assert scaled_latency(lat, {"memory": 2.0}).fused_pass == {"relu6": pytest.approx(0.06)}
+    t6 = _expand("relu6")
+    assert contributions(lat, [(t6, 1)]).sum() == pytest.approx(float(latency_ms_of(t6, lat)), rel=1e-9)
+
+
+def latency_ms_of(table, lat):
+    from augur_nas.costmodel import latency_ms
+
+    return latency_ms(table, lat)[0][0]

@@ -236,6 +236,11 @@ def test_profile_tiny_budget_writes_a_loadable_profile(tmp_path):
     assert prof.latency.fuse and "conv" in prof.latency.gemm
     assert {"gemm", "calibration_networks", "memory", "budget_s"} <= set(prof.fit)
     assert prof.fit["budget_s"] == 20
+    # the fused activations that pay a pass were timed in pairs (ReLU6 is fused everywhere), and
+    # the profile prices the pass of each whose fitted rate is above zero
+    passes = {k: v for k, v in prof.fit["fused_pass"].items() if isinstance(v, dict)}
+    assert passes["relu6"]["pairs"] >= 4 and "relu" not in passes
+    assert set(prof.latency.fused_pass) == {k for k, v in passes.items() if v["ms_per_mb"] > 0}
     m = load_model(ZOO / "mobilenet_v2.yaml")
     lat, _ = latency_ms(lower(m, np.zeros((1, 0), dtype=np.int64)), prof)
     assert 0.5 < lat[0] < 500

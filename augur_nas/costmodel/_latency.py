@@ -21,6 +21,12 @@ Optional, for runtimes that are not layer-by-layer (all default to the plain sum
   each conversion is charged to the layer that needs it.
 - ``cse``: weightless kinds the runtime computes once per input (common-subexpression
   elimination): a second identical ReLU or pool on the same tensor costs nothing.
+- ``fused_pass``: ``{activation kind: ms per MB of its output}``: an activation fused into its
+  producer's kernel that the runtime applies in a pass of its own over the kernel's output
+  (ONNX Runtime's NCHWc convs apply ReLU inside the kernel, Clip/ReLU6 and the other activations
+  afterwards: +14-26% on a 1x1 expansion conv, experiments/join_rules.md). The pass is charged
+  to the fused activation's slot (it knows whether it is fused, in a segment of the fast path
+  too), without a layer overhead. Without the key a fused activation costs nothing.
 - a GEMM kind may choose its model per layer: ``{gemm: conv, pointwise: conv1x1, narrow:
   conv_narrow, narrow_below: 8}`` prices 1x1 kernels with ``conv1x1`` and layers with fewer
   than ``narrow_below`` input channels per group (a stem on RGB) with ``conv_narrow``.
@@ -51,7 +57,7 @@ class LatencyModel:
     def __init__(self, gemm: dict, ops: OpModel | None = None, kinds: dict | None = None,
                  layer_overhead_ms: float = 0.0, fuse: FusionRules | list | None = None,
                  network_overhead_ms: float = 0.0, layout: LayoutRules | None = None, cse=(),
-                 scaling: ScalingModel | None = None):
+                 scaling: ScalingModel | None = None, fused_pass: dict | None = None):
         self.gemm = dict(gemm)
         # how a layer's time grows with the batch and the threads (None: b times one image)
         self.scaling = scaling
@@ -66,6 +72,10 @@ class LatencyModel:
         self.fuse = fuse if isinstance(fuse, FusionRules) else FusionRules(fuse or ())
         self.layout = layout if layout else None
         self.cse = tuple(cse or ())
+        self.fused_pass = {str(k): float(v) for k, v in (fused_pass or {}).items()}
+        for kind, rate in self.fused_pass.items():
+            if kind not in REGISTRY or not np.isfinite(rate) or rate < 0:
+                raise ValueError(f"fused_pass: `{kind}` must be an op kind with a finite, non-negative ms per MB")
         for kind, fam in self.kinds.items():
             _parse_family(fam, self.gemm, kind, None, "latency.kinds")
 
@@ -166,6 +176,8 @@ class LatencyModel:
                 t = self.ops.time_ms(kind, moved, batch)
             t = t + self.layer_overhead_ms
             out[idx] = np.where(msk, t, 0.0)
+        if self.fused_pass and fused is not None:
+            out += self._fused_pass_ms(rows, by_kind, fused, batch)
         count = None
         layout_exit = None
         if self.layout is not None:
@@ -182,6 +194,20 @@ class LatencyModel:
         if not exit_state:
             return out, count
         return out, count, fused, _exit_boundary(B, fusion_exit, layout_exit)
+
+    def _fused_pass_ms(self, rows, by_kind: dict, fused: np.ndarray, batch: int) -> np.ndarray:
+        """``[L, B]``: the pass over its output (``fused_pass``) of every fused activation that
+        pays one, on its own slot; the same formula prices the fast path's segments."""
+        out = np.zeros(fused.shape, dtype=np.float64)
+        for kind, rate in self.fused_pass.items():
+            if kind not in by_kind or not rate:
+                continue
+            idx = np.asarray(by_kind[kind], dtype=np.int64)
+            mb = rows["out_elems"][idx].astype(np.float64) * DTYPE_BYTES / BYTES_PER_MB
+            t = fused_pass_ms(rate, mb)
+            t = self.scaling.scale(group_of(kind, "bytes"), t, batch, mb) if self.scaling is not None else t * batch
+            out[idx] = np.where(fused[idx] & rows["mask"][idx], t, 0.0)
+        return out
 
     def _scaled_time(self, kind, fam, name, rows, idx, msk, all_names, batch, profile):
         """A slot group's time with ``scaling``: the one-image time (fc at m = 1) scaled to the
@@ -250,6 +276,8 @@ class LatencyModel:
             d["cse"] = list(self.cse)
         if self.scaling is not None:
             d["scaling"] = self.scaling.to_dict()
+        if self.fused_pass:
+            d["fused_pass"] = {k: _check.plain(v) for k, v in sorted(self.fused_pass.items())}
         if self.kinds:
             d["kinds"] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in sorted(self.kinds.items())}
         d["gemm"] = {name: g.to_dict() for name, g in self.gemm.items()}
@@ -259,7 +287,8 @@ class LatencyModel:
     @classmethod
     def from_dict(cls, d, source: str | None = None, key: str = "latency") -> "LatencyModel":
         _check.mapping(d, source, key, required=("gemm", "ops"),
-                       optional=("layer_overhead_ms", "network_overhead_ms", "fuse", "layout", "cse", "kinds", "scaling"))
+                       optional=("layer_overhead_ms", "network_overhead_ms", "fuse", "layout", "cse", "kinds", "scaling",
+                                 "fused_pass"))
         _check.mapping(d["gemm"], source, f"{key}.gemm")
         gemm = {str(name): PiecewiseGemm.from_dict(g, source, f"{key}.gemm.{name}") for name, g in d["gemm"].items()}
         ops = OpModel.from_dict(d["ops"], source, f"{key}.ops")
@@ -278,7 +307,8 @@ class LatencyModel:
         if not isinstance(cse, list) or not all(isinstance(k, str) and k in REGISTRY for k in cse):
             raise _check.err(f"`{key}.cse` must be a list of op kinds", source, f"{key}.cse")
         scaling = ScalingModel.from_dict(d["scaling"], source, f"{key}.scaling") if d.get("scaling") is not None else None
-        return cls(gemm, ops, kinds, overhead, fuse, net, layout, cse, scaling)
+        fused_pass = _fused_pass_from(d.get("fused_pass"), source, f"{key}.fused_pass")
+        return cls(gemm, ops, kinds, overhead, fuse, net, layout, cse, scaling, fused_pass)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, LatencyModel) and self.to_dict() == other.to_dict()
@@ -326,6 +356,25 @@ def is_strided(in_h, out_h):
     (experiments/part_diagnosis.py, space samples of seed 2)."""
     in_h, out_h = np.asarray(in_h), np.asarray(out_h)
     return (in_h >= 2 * out_h - 1) & (out_h < in_h)
+
+
+def fused_pass_ms(rate_ms_per_mb, out_mb):
+    """The one formula of a fused activation's pass: its rate times its output's MB (the
+    latency model prices it so; the profiler takes it off the GEMM samples before their fit)."""
+    return rate_ms_per_mb * np.asarray(out_mb, dtype=np.float64)
+
+
+def _fused_pass_from(d, source, key) -> dict:
+    if d is None:
+        return {}
+    _check.mapping(d, source, key)
+    out = {}
+    for kind, rate in d.items():
+        if str(kind) not in REGISTRY:
+            raise _check.err(f"`{key}.{kind}`: `{kind}` is not an op kind (known: {', '.join(sorted(REGISTRY))})",
+                             source, f"{key}.{kind}")
+        out[str(kind)] = _check.number(rate, source, f"{key}.{kind}", minimum=0)
+    return out
 
 
 def _parse_family(fam, gemm: dict, kind: str, source, key):

@@ -134,6 +134,9 @@ def scaled_latency(latency, scales: dict):
         ops["kinds"][kind] = _scale_entry(e, f(fam), call(fam))
     if "layout" in d:
         d["layout"]["reorder"] = _scale_entry(d["layout"]["reorder"], f("layout"), call("layout"))
+    # a fused activation's pass streams its output once, as a memory-bound op does: its family
+    for kind, rate in (d.get("fused_pass") or {}).items():
+        d["fused_pass"][kind] = float(rate) * f("memory")
     for k in ("layer_overhead_ms", "network_overhead_ms"):
         if k in d:
             d[k] = float(d[k]) * f(CALL) * f("overhead")

@@ -29,6 +29,13 @@ DEFAULT_LAYOUT = {"blocked": ["conv", "dwconv", "maxpool", "avgpool", "globalpoo
                   "follow": ["batchnorm", "relu", "relu6", "sigmoid", "tanh", "hsigmoid"],
                   "joins": ["add", "concat"], "block": 8, "narrow_below": 8}
 DEFAULT_FUSED_ACTS = ["relu", "relu6", "sigmoid", "tanh", "hsigmoid"]
+# the fused activations ONNX Runtime applies in a pass of their own over a conv's output: MLAS's
+# conv kernels take ReLU as a kernel flag (MLAS_CONV_KERNEL_FLAG_RELU_ACTIVATION, applied as the
+# output is written) and every other activation as OTHER_ACTIVATION (MlasActivation over the
+# finished output: Clip for ReLU6, HardSigmoid, Sigmoid, Tanh, ...). A 1x1 expansion conv ran
+# 14-26% slower with a fused ReLU6 and 0-7% with ReLU (experiments/join_rules.md, Finding 3).
+# Which kinds pay is this policy; what a pass costs per MB is fitted (``_profiling``).
+PASS_ACTS = ("relu6", "sigmoid", "tanh", "hsigmoid", "hswish", "swish", "gelu")
 # activations whose layout (and fusion) the profiler asks about
 ACTIVATIONS = ("relu", "relu6", "sigmoid", "tanh", "hsigmoid", "hswish", "swish", "gelu")
 BLOCK_CANDIDATES = (4, 8, 16, 32)

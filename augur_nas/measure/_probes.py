@@ -53,6 +53,21 @@ def fc_probe(k, n, act=False):
     return {"name": f"fc_{k}_{n}", "input": {"channels": int(k), "resolution": 1}, "layers": layers}
 
 
+# the 1x1 expansions (k -> 6k channels) of the mobile spaces at their resolutions: the pairs that
+# time a fused activation's pass (``act_pair_probes``; experiments/expand_act.py measured these)
+ACT_PAIR_SHAPES = ((16, 96), (24, 56), (32, 28), (64, 14))
+
+
+def act_pair_probe(cin, h, act=None):
+    """A 1x1 expansion conv (``cin`` -> 6 ``cin``) with BatchNorm and, with ``act``, that activation
+    fused into it: with and without it, a pair whose difference is the activation's pass."""
+    layers = [{"conv": {"name": "k", "out": 6 * int(cin), "kernel": 1}}, {"batchnorm": {"name": "k_bn"}}]
+    if act:
+        layers.append({act: {"name": "k_act"}})
+    return {"name": f"pair_{cin}x{h}_{act or 'none'}", "input": {"channels": int(cin), "resolution": int(h)},
+            "layers": layers}
+
+
 def _macs_conv(cin, h, n, kernel, stride):
     o = _out_side(h, kernel, stride)
     return cin * kernel * kernel * n * o * o

@@ -8,12 +8,15 @@ A. **kernel grid**: one-kernel models (``_probes.kernel_grid``: dense k x k and 
    mean of many runs (amortised over ``PROBE_TARGET_S`` of work).
 B. **refinement**: the GEMM models are fitted, the (family, n-bin, m-bin) cells where the fit is
    worst get more probes, and every probe is timed a second time later on (the smaller of the
-   two visits counts: the machine only ever slows a kernel down).
+   two visits counts: the machine only ever slows a kernel down); then 1x1 expansion convs with
+   and without each fused activation that ONNX Runtime applies in a pass of its own
+   (``_ortrules.PASS_ACTS``: ReLU6, HardSigmoid, ...), whose differences give each pass's rate.
 C. **calibration networks** (``_probes.calibration_networks``): per-node profiles in place (the
    memory-bound ops, the layout changes, the fused kernels between real neighbours), end-to-end
    latency by the ``measure`` protocol without profiling, and peak memory in child processes.
 D. **fit**: GEMM models (breakpoints by cross-validation; they price kernels as they run in
-   place: ``_fitting.fit_gemm``'s in-place terms), per-kind memory-bound models,
+   place: ``_fitting.fit_gemm``'s in-place terms; the passes of fused activations taken off their
+   kernels' times first and priced back by ``latency.fused_pass``), per-kind memory-bound models,
    per-node and per-call overheads (end-to-end minus the sum of node times against the number
    of nodes), the memory model; the profile records the fit statistics and the runtime settings.
 
@@ -41,7 +44,7 @@ import numpy as np
 from .._errors import MeasurementError
 from ..analysis import totals
 from ..costmodel import FusionRules, LatencyModel, LayoutRules, MemoryModel, OpModel, latency_ms, nnls
-from ..costmodel._latency import gemm_choice, is_strided
+from ..costmodel._latency import fused_pass_ms, gemm_choice, is_strided
 from ..costmodel._memory import fc_weight_bytes
 from ..costmodel._ops import BYTES_PER_MB, Spill
 from ..fingerprint import machine_fingerprint
@@ -49,17 +52,20 @@ from ..io.onnx import export_onnx
 from ..lowering import lower
 from ..models import load_space_dict
 from ..nb201 import space as nb201_space
+from ..ops import kinds_where
 from ..profile import Profile
 from ._fitting import MIN_KIND, W_BREAK_SETS, error_stats, fit_bytes, fit_gemm, fit_memory, fit_spill
 from ._memory import measure_memories
-from ._ortrules import DEFAULT_FUSED_ACTS, DEFAULT_LAYOUT, detect_rules
+from ._ortrules import DEFAULT_FUSED_ACTS, DEFAULT_LAYOUT, PASS_ACTS, detect_rules
 from ._ortnodes import attribute, cleanup, graph_edges, layer_of, node_times, owners
-from ._probes import calibration_networks, kernel_grid, refine_probes
+from ._probes import ACT_PAIR_SHAPES, act_pair_probe, calibration_networks, kernel_grid, refine_probes
 from ._protocol import OWN_SHARE, time_runners
 from ._runners import OrtRunner
 from ._settings import RuntimeSettings, require, runtime_version
 
 PROBE_TARGET_S = 0.08  # kernel work per probe visit
+# the activation kinds (the op table's ReLU and activation types) whose output a GEMM sample records
+OPS_ACTS = kinds_where(table_type="relu") + kinds_where(table_type="activation")
 # ONNX Runtime's fusions and NCHWc layout where the profiler could not read them from the runtime
 # (``_ortrules.detect_rules`` reads them on the machine; these are the AVX2 defaults): convs and
 # pools run blocked, activations and BatchNorm follow their input, add and concat are blocked
@@ -84,6 +90,12 @@ IN_PLACE = True  # GEMM models price kernels in place (probes and in-place node 
 # grows ~1.5x above 2 MB), and it priced an inception network's pools and concats 15-20% too slow
 # on two records (experiments/kernel_diagnosis.py records of 06:27 and 09:25, under load)
 OPS_SPILL = False
+# fused activations' passes (``latency.fused_pass``) fitted from the act pairs and taken off the GEMM
+# samples: on one record (1408, provisional) large 1x1 expansions in place went from 0.78 to 1.03
+# of their time and the zoo from 84% to 87% within ±10%, but the seed-0 space samples from 86% to
+# 82% (the 1x1 rate over-prices depthwise and dense convs' passes; experiments/fused_pass.md).
+# False: the pairs are still timed and recorded, the fit ignores them (profiles as before)
+FUSED_PASS = True
 NO_SPILL = Spill()
 # samples of the NAS-Bench-201 space (``augur_nas.nb201``, packaged) profiled among the random
 # calibration networks, one after each batch of six: their cells (ReLU-Conv-BN on 16-64 channels at
@@ -194,14 +206,30 @@ def _variant(kind, n, k, groups, in_c, layout=None, strided=False):
     return "conv"
 
 
-def _gemm_sample(table, s, t_ms, source, layout=None):
+def _gemm_sample(table, s, t_ms, source, layout=None, net=None):
+    """A GEMM kernel's sample; with ``net`` (an ``_OrtNet``) also ``act_mb``: the output MB of each
+    activation kind fused into its kernel (``_fused_act_mb``)."""
     r = table.rows
     kind = table.ops[s]
     n, m, k, g, cin = (int(r[f][s, 0]) for f in ("n", "m", "k", "groups", "in_c"))
     cin = cin // max(g, 1)
     strided = bool(is_strided(r["in_h"][s, 0], r["out_h"][s, 0]))
-    return {"family": _variant(kind, n, k, g, cin, layout, strided), "kind": kind, "n": n, "m": m, "k": k, "groups": g,
-            "in_c": cin, "strided": strided, "t": float(t_ms), "source": source}
+    out = {"family": _variant(kind, n, k, g, cin, layout, strided), "kind": kind, "n": n, "m": m, "k": k, "groups": g,
+           "in_c": cin, "strided": strided, "t": float(t_ms), "source": source}
+    if net is not None:
+        out["act_mb"] = _fused_act_mb(net, s)
+    return out
+
+
+def _fused_act_mb(net, s) -> dict:
+    """``{activation kind: MB of its output}`` of the activations fused into slot ``s``'s kernel
+    (every fused kind is recorded; the fit takes off the pass of those that pay one)."""
+    out = {}
+    r = net.table.rows
+    for j, op in enumerate(net.table.ops):
+        if net.fused[j] and net.owner[j] == s and j != s and op in OPS_ACTS:
+            out[op] = out.get(op, 0.0) + float(r["out_elems"][j, 0]) * 4 / BYTES_PER_MB
+    return out
 
 
 # --------------------------------------------------------------------------------------------- ONNX Runtime
@@ -282,7 +310,7 @@ def _probe_once(spec, settings, workdir, model0):
         if isinstance(s, str) or not (net.table.ops[s] in ("conv", "dwconv", "fc")):
             continue
         t = sum(ms for _, _, ms, _ in nodes)
-        out.append(_gemm_sample(net.table, s, t, "probe", model0.layout))
+        out.append(_gemm_sample(net.table, s, t, "probe", model0.layout, net))
     return out
 
 
@@ -340,6 +368,7 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
     report["phases_s"]["A_grid"] = round(time.monotonic() - t_a, 1)
     t_b = time.monotonic()
     probe_samples = _refine_and_revisit(visit1, specs, settings, budget, rng, progress, workdir, model0, report)
+    act_pairs = _act_pairs(settings, workdir, model0, budget, progress)
     report["phases_s"]["B_refine"] = round(time.monotonic() - t_b, 1)
     # per-node profiling lengthens each node by a few microseconds (its bookkeeping): chains of
     # small kernels timed both ways give that overhead, taken off every node time before fitting
@@ -359,7 +388,7 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
     report["phases_s"]["C_networks"] = round(time.monotonic() - t_c, 1)
     _say(progress, f"phase C done: {len(measured_nets)} networks; fitting")
 
-    raw = {"probes": probe_samples, "in_situ": np_.insitu, "kinds": np_.kind_samples, "layout": np_.layout_samples,
+    raw = {"probes": probe_samples, "act_pairs": act_pairs, "in_situ": np_.insitu, "kinds": np_.kind_samples, "layout": np_.layout_samples,
            "e2e_ms": e2e, "noise": {k: v.noise for k, v in timing.items()},
            "specs": {n.label: n.spec for n in measured_nets},
            "node_sum_ms": np_.node_sum, "nodes": np_.n_nodes, "profiler_delta_ms": delta, "anchors_ms": anchors,
@@ -414,6 +443,32 @@ def _refine_and_revisit(visit1, specs, settings, budget, rng, progress, workdir,
             probe_samples.append(s)
     report["probe_revisit_median_abs_log_diff"] = round(float(np.median(revisits)), 4) if revisits else None
     return probe_samples
+
+
+def _act_pairs(settings, workdir, model0, budget, progress) -> list:
+    """Phase B's end: each pass-paying activation the runtime fuses (``PASS_ACTS``) timed on 1x1
+    expansion convs with and without it (``ACT_PAIR_SHAPES``), interleaved; a second visit if the
+    budget allows (the smaller time counts). Returns ``[{kind, mb, t_plain, t_act}]``: the output
+    MB and the two kernel times (ms) of each pair."""
+    acts = [a for a in (model0.fuse.groups[0]["act"] if model0.fuse else ()) if a in PASS_ACTS]
+    if not acts:
+        return []
+    best: dict = {}
+    for visit in range(2):
+        if visit and time.monotonic() > budget.until(0.55):
+            break
+        for cin, h in ACT_PAIR_SHAPES:
+            for act in (None, *acts):
+                try:
+                    t = _probe_once(act_pair_probe(cin, h, act), settings, workdir, model0)[0]["t"]
+                except (MeasurementError, IndexError):
+                    continue
+                best[(cin, h, act)] = min(t, best.get((cin, h, act), t))
+    pairs = [{"kind": act, "mb": 6 * cin * h * h * 4 / BYTES_PER_MB, "t_plain": best[(cin, h, None)],
+              "t_act": best[(cin, h, act)]}
+             for cin, h in ACT_PAIR_SHAPES for act in acts if (cin, h, None) in best and (cin, h, act) in best]
+    _say(progress, f"phase B: {len(pairs)} conv pairs with and without {', '.join(acts)} ({budget.elapsed():.0f} s)")
+    return pairs
 
 
 @dataclass
@@ -503,7 +558,7 @@ def _add_node_samples(acc: _NodeProfiles, net, att: dict, model0) -> None:
         kind = net.table.ops[s]
         fam = model0.family(kind)[0]
         if kind in ("conv", "dwconv", "fc"):
-            samp = _gemm_sample(net.table, s, own, "in-situ", model0.layout)
+            samp = _gemm_sample(net.table, s, own, "in-situ", model0.layout, net)
             samp["reorders"] = reorders
             acc.insitu.append(samp)
         elif fam == "bytes":
@@ -570,6 +625,8 @@ class _KernelFit(NamedTuple):
     rules: dict | None = None  # OrtRules as a dict (None: an old raw record: ORT_LAYOUT/ORT_FUSE)
     ops_spill: Spill = Spill()     # the memory-bound kinds' cache knee (``_fitting.fit_spill``)
     layout_spill: Spill = Spill()  # the layout conversions' cache knee
+    fused_pass: dict | None = None  # a fused activation's pass, ms per MB of its output, by kind
+    pass_stats: dict | None = None
 
 
 class _EndToEnd(NamedTuple):
@@ -597,7 +654,7 @@ def fit_ort(raw, name, settings, budget=None, report=None):
     t_d = time.monotonic()
     kf = _fit_kernel_models(raw, delta)
     kernels = _ort_model(kf.gemm, OpModel(kf.default, kf.op_kinds, kf.ops_spill), kf.kinds, kf.reorder, rules=kf.rules,
-                         layout_spill=kf.layout_spill)
+                         layout_spill=kf.layout_spill, fused_pass=kf.fused_pass)
     e2e = _fit_end_to_end(nets, kernels, raw["e2e_ms"])
     latency = _scaled_ort_model(kf, e2e)
     calib = _calibration_errors(nets, latency, raw["e2e_ms"], raw["noise"])
@@ -625,7 +682,11 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
     # off the samples, not off the fitted constants: a model whose constant came out below
     # ``delta`` (the dwconv model's, fitted on relative errors, is ~0) kept the profiler's cost in
     # its other terms, and so priced every small kernel of a tiny network (NAS-Bench-201) too slow
-    gemm, gemm_stats = _fit_gemm_families([dict(s, t=_less(s["t"], delta)) for s in raw["probes"] + raw["in_situ"]])
+    # a fused activation's pass (``fused_pass``) comes off its kernel's time: the GEMM models
+    # price the multiplication, the latency model adds the pass back by the same formula
+    fused_pass, pass_stats = fit_fused_pass((raw.get("act_pairs") or []) if FUSED_PASS else [])
+    gemm, gemm_stats = _fit_gemm_families([dict(s, t=_kernel_ms(s, delta, fused_pass))
+                                           for s in raw["probes"] + raw["in_situ"]])
     kinds = {"conv": {"gemm": "conv"}}
     if "conv_1x1" in gemm:
         kinds["conv"]["pointwise"] = "conv_1x1"
@@ -651,7 +712,28 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
         reorder_stats["spill"] = layout_spill.to_dict()
     return _KernelFit(gemm=gemm, kinds=kinds, default=default, op_kinds=op_kinds, reorder=reorder,
                       gemm_stats=gemm_stats, op_stats=op_stats, reorder_stats=reorder_stats, rules=rules,
-                      ops_spill=ops_spill, layout_spill=layout_spill)
+                      ops_spill=ops_spill, layout_spill=layout_spill, fused_pass=fused_pass, pass_stats=pass_stats)
+
+
+def fit_fused_pass(pairs: list) -> tuple:
+    """``({kind: ms per MB}, stats)``: each activation's pass rate, the median over its pairs of
+    (time with it - time without) / output MB, at least 0. No pairs (a record from before the
+    pairs): ``{}``, the fused activations priced at nothing as before."""
+    by_kind: dict = {}
+    for p in pairs:
+        by_kind.setdefault(p["kind"], []).append((p["t_act"] - p["t_plain"]) / p["mb"])
+    rates = {k: max(0.0, float(np.median(v))) for k, v in sorted(by_kind.items())}
+    stats = {k: {"pairs": len(v), "ms_per_mb": round(rates[k], 6),
+                 "per_pair_ms_per_mb": [round(float(x), 6) for x in v]} for k, v in sorted(by_kind.items())}
+    return rates, stats
+
+
+def _kernel_ms(s: dict, delta: float, fused_pass: dict) -> float:
+    """A GEMM sample's kernel time: without the profiler's per-node cost and the pass of each
+    activation fused into it (half of it stays at least: the multiplication takes some time)."""
+    t = _less(s["t"], delta)
+    extra = sum(float(fused_pass_ms(fused_pass.get(k, 0.0), mb)) for k, mb in (s.get("act_mb") or {}).items())
+    return max(t - extra, 0.5 * t)
 
 
 def _less(t_ms: float, delta: float) -> float:
@@ -742,7 +824,8 @@ def _scaled_ort_model(kf: _KernelFit, e2e: _EndToEnd):
     ops_scaled = OpModel((kf.default[0] * scale, kf.default[1] * scale),
                          {k: (a * scale, c * scale) for k, (a, c) in kf.op_kinds.items()}, kf.ops_spill)
     return _ort_model(gemm_scaled, ops_scaled, kf.kinds, (kf.reorder[0] * scale, kf.reorder[1] * scale),
-                      e2e.per_node, e2e.per_call, rules=kf.rules, layout_spill=kf.layout_spill)
+                      e2e.per_node, e2e.per_call, rules=kf.rules, layout_spill=kf.layout_spill,
+                      fused_pass={k: v * scale for k, v in (kf.fused_pass or {}).items()})
 
 
 def _calibration_errors(nets: list, latency, e2e_ms: dict, noise: dict) -> dict:
@@ -801,6 +884,10 @@ def _ort_fit_summary(raw, budget, report, kf: _KernelFit, e2e: _EndToEnd, delta:
                                    "note": "measured = per_call + kernel_scale * sum(kernel models) + per_layer * "
                                            "priced layers, NNLS over the calibration networks"},
         "fusion_check": raw["fusion_check"],
+        "fused_pass": {**(kf.pass_stats or {}), "note": "ms per MB of output of an activation fused into a conv that the runtime "
+                                                 "applies in a pass of its own (policy _ortrules.PASS_ACTS), from 1x1 "
+                                                 "convs timed with and without it; taken off the GEMM samples before "
+                                                 "their fit, priced back by latency.fused_pass (times kernel_scale)"},
         "anchors": {"seed": ANCHOR_SEED, "latency_ms": {k: round(v, 4) for k, v in (raw.get("anchors_ms") or {}).items()},
                     "note": "fixed networks (_probes.calibration_networks with this seed) timed with the calibration "
                             "networks; `validate` times them again to tell the machine's speed then from now"},
@@ -867,17 +954,19 @@ def _profiler_overhead(settings, workdir, model0) -> float:
     return max(0.0, float(np.median(out)))
 
 
-def _ort_model(gemm, ops, kinds, reorder, per_layer=0.0, per_call=0.0, rules=None, layout_spill=None):
+def _ort_model(gemm, ops, kinds, reorder, per_layer=0.0, per_call=0.0, rules=None, layout_spill=None, fused_pass=None):
     """An ONNX Runtime latency model; ``rules`` (``OrtRules`` as a dict, as ``detect_rules`` read
     them on the machine) give the layout and the fused activations, else ORT_LAYOUT/ORT_FUSE;
-    ``layout_spill`` the conversions' cache knee (``Spill``)."""
+    ``layout_spill`` the conversions' cache knee (``Spill``); ``fused_pass`` the fused activations'
+    passes (ms per MB, by kind; only kinds the fusion rules fold)."""
     lay = dict((rules or {}).get("layout") or ORT_LAYOUT)
     layout = LayoutRules(lay["blocked"], lay["follow"], lay["joins"], lay["block"], lay["narrow_below"], reorder,
                          lay.get("channels"), layout_spill, lay.get("fused_joins", "blocked"), lay.get("from_blocked", ()))
     fuse = ORT_FUSE
     if rules and rules.get("fused_acts") is not None:
         fuse = [dict(ORT_FUSE[0], act=list(rules["fused_acts"])), *ORT_FUSE[1:]]
-    return LatencyModel(gemm, ops, kinds, per_layer, FusionRules(fuse), per_call, layout, ORT_CSE)
+    fused_pass = {k: v for k, v in (fused_pass or {}).items() if k in fuse[0]["act"] and v > 0}
+    return LatencyModel(gemm, ops, kinds, per_layer, FusionRules(fuse), per_call, layout, ORT_CSE, fused_pass=fused_pass)
 
 
 def _check_fusion(net, times, acc):
