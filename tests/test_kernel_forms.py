@@ -203,10 +203,13 @@ def test_a_bad_fused_pass_is_one_clear_error():
             LatencyModel.from_dict(dict(d, fused_pass=bad))
 
 
-def test_the_profile_fit_takes_the_pass_off_the_gemm_samples():
+def test_the_profile_fit_takes_the_pass_off_the_gemm_samples(monkeypatch):
     """Kernels timed with a fused ReLU6 (its pass included) and pairs with and without it: the
     fitted GEMM model prices the multiplication alone, and the latency model adds the pass back."""
+    from augur_nas.measure import _profiling
     from augur_nas.measure._profiling import _fit_kernel_models, fit_fused_pass
+
+    monkeypatch.setattr(_profiling, "FUSED_PASS", True)  # the form, whatever the shipped default
 
     rng = np.random.default_rng(1)
     true = PiecewiseGemm.linear(0.002, 4e-10, 0.0, 0.0, 2e-7)  # output-bound, as a 1x1 expansion is
@@ -232,6 +235,11 @@ def test_the_profile_fit_takes_the_pass_off_the_gemm_samples():
     old = _fit_kernel_models(dict(raw, act_pairs=[]), 0.0)
     assert old.fused_pass == {}
     assert np.abs(old.gemm["conv_1x1"].predict(n, m, k) / true.predict(n, m, k) - 1).max() > 0.05
+    # with the form switched off the pairs are recorded but the fit is the one without them
+    monkeypatch.setattr(_profiling, "FUSED_PASS", False)
+    off = _fit_kernel_models(raw, 0.0)
+    assert off.fused_pass == {} and off.pass_stats["relu6"]["pairs"] == 3
+    np.testing.assert_allclose(off.gemm["conv_1x1"].predict(n, m, k), old.gemm["conv_1x1"].predict(n, m, k))
 
 
 @pytest.mark.parametrize("path", ["spaces/mobile.yaml", "spaces/ofa_mbv3.yaml"])

@@ -94,8 +94,9 @@ OPS_SPILL = False
 # samples: on one record (1408, provisional) large 1x1 expansions in place went from 0.78 to 1.03
 # of their time and the zoo from 84% to 87% within ±10%, but the seed-0 space samples from 86% to
 # 82% (the 1x1 rate over-prices depthwise and dense convs' passes; experiments/fused_pass.md).
-# False: the pairs are still timed and recorded, the fit ignores them (profiles as before)
-FUSED_PASS = True
+# Off until a quiet record shows it helps the samples too: the pairs are still timed and recorded
+# (so a record can be refitted with it on), the fit ignores them and profiles come out as before
+FUSED_PASS = False
 NO_SPILL = Spill()
 # samples of the NAS-Bench-201 space (``augur_nas.nb201``, packaged) profiled among the random
 # calibration networks, one after each batch of six: their cells (ReLU-Conv-BN on 16-64 channels at
@@ -684,7 +685,9 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
     # its other terms, and so priced every small kernel of a tiny network (NAS-Bench-201) too slow
     # a fused activation's pass (``fused_pass``) comes off its kernel's time: the GEMM models
     # price the multiplication, the latency model adds the pass back by the same formula
-    fused_pass, pass_stats = fit_fused_pass((raw.get("act_pairs") or []) if FUSED_PASS else [])
+    # the rates are fitted and recorded either way; FUSED_PASS says whether the model uses them
+    rates, pass_stats = fit_fused_pass(raw.get("act_pairs") or [])
+    fused_pass = rates if FUSED_PASS else {}
     gemm, gemm_stats = _fit_gemm_families([dict(s, t=_kernel_ms(s, delta, fused_pass))
                                            for s in raw["probes"] + raw["in_situ"]])
     kinds = {"conv": {"gemm": "conv"}}
@@ -884,7 +887,7 @@ def _ort_fit_summary(raw, budget, report, kf: _KernelFit, e2e: _EndToEnd, delta:
                                    "note": "measured = per_call + kernel_scale * sum(kernel models) + per_layer * "
                                            "priced layers, NNLS over the calibration networks"},
         "fusion_check": raw["fusion_check"],
-        "fused_pass": {**(kf.pass_stats or {}), "note": "ms per MB of output of an activation fused into a conv that the runtime "
+        "fused_pass": {**(kf.pass_stats or {}), "applied": bool(kf.fused_pass), "note": "ms per MB of output of an activation fused into a conv that the runtime "
                                                  "applies in a pass of its own (policy _ortrules.PASS_ACTS), from 1x1 "
                                                  "convs timed with and without it; taken off the GEMM samples before "
                                                  "their fit, priced back by latency.fused_pass (times kernel_scale)"},
