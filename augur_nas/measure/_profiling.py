@@ -42,6 +42,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import MeasurementError
+from .._totals import DTYPE_BYTES
 from ..analysis import totals
 from ..costmodel import FusionRules, LatencyModel, LayoutRules, MemoryModel, OpModel, latency_ms, nnls
 from ..costmodel._latency import fused_pass_ms, gemm_choice, is_strided
@@ -59,7 +60,7 @@ from ._memory import measure_memories
 from ._ortrules import DEFAULT_FUSED_ACTS, DEFAULT_LAYOUT, PASS_ACTS, detect_rules
 from ._ortnodes import attribute, cleanup, graph_edges, layer_of, node_times, owners
 from ._probes import ACT_PAIR_SHAPES, act_pair_probe, calibration_networks, kernel_grid, refine_probes
-from ._protocol import OWN_SHARE, time_runners
+from ._protocol import held_core, time_runners
 from ._runners import OrtRunner
 from ._settings import RuntimeSettings, require, runtime_version
 
@@ -229,7 +230,7 @@ def _fused_act_mb(net, s) -> dict:
     r = net.table.rows
     for j, op in enumerate(net.table.ops):
         if net.fused[j] and net.owner[j] == s and j != s and op in OPS_ACTS:
-            out[op] = out.get(op, 0.0) + float(r["out_elems"][j, 0]) * 4 / BYTES_PER_MB
+            out[op] = out.get(op, 0.0) + float(r["out_elems"][j, 0]) * DTYPE_BYTES / BYTES_PER_MB
     return out
 
 
@@ -272,7 +273,7 @@ def profiled_runs(net, settings, workdir, target_s, min_runs, max_runs, clock=ti
             t, c, c_cpu = clock(), time.perf_counter(), time.process_time()
             runner.run()
             per_run.append(clock() - t)
-            held.append(time.process_time() - c_cpu >= OWN_SHARE * (time.perf_counter() - c))
+            held.append(held_core(time.process_time() - c_cpu, time.perf_counter() - c))
         prof = runner.end_profiling()
         times = node_times(prof, skip_runs=2, keep=held if getattr(runner, "on_cpu", False) else None)
         graph = graph_edges(opt) if want_graph else None
@@ -465,7 +466,7 @@ def _act_pairs(settings, workdir, model0, budget, progress) -> list:
                 except (MeasurementError, IndexError):
                     continue
                 best[(cin, h, act)] = min(t, best.get((cin, h, act), t))
-    pairs = [{"kind": act, "mb": 6 * cin * h * h * 4 / BYTES_PER_MB, "t_plain": best[(cin, h, None)],
+    pairs = [{"kind": act, "mb": 6 * cin * h * h * DTYPE_BYTES / BYTES_PER_MB, "t_plain": best[(cin, h, None)],
               "t_act": best[(cin, h, act)]}
              for cin, h in ACT_PAIR_SHAPES for act in acts if (cin, h, None) in best and (cin, h, act) in best]
     _say(progress, f"phase B: {len(pairs)} conv pairs with and without {', '.join(acts)} ({budget.elapsed():.0f} s)")

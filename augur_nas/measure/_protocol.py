@@ -57,6 +57,12 @@ import numpy as np
 OWN_SHARE = 0.8
 
 
+def held_core(cpu_s, wall_s, own_share: float = OWN_SHARE):
+    """Whether a run (or each of an array of runs) held its core: this process's CPU time over
+    the run's wall time is at least ``own_share`` (else another process took turns on it)."""
+    return cpu_s >= own_share * wall_s
+
+
 @dataclass
 class Timing:
     """The timing of one network."""
@@ -291,7 +297,7 @@ def _timed_round(run, ts: np.ndarray, clock, own_share: float | None, cpu_clock=
         cpu[j] = cpu_clock() - c
     if own_share is None:
         return float(np.median(ts)) * 1e3, 0
-    held = cpu >= own_share * ts
+    held = held_core(cpu, ts, own_share)
     if not held.any():
         return float(np.median(ts)) * 1e3, k
     return float(np.median(ts[held])) * 1e3, int(k - held.sum())
