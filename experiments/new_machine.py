@@ -173,19 +173,34 @@ def load_all(args, prof_path, cal_path, log, wall) -> dict:
             "held_out_calibration": rest}
 
 
+def host_state(prof, anchors_now: dict) -> dict:
+    """The machine's speed while the profile was built (its anchors at the end over the start of
+    the build) and during the validation (the anchors then over the profile's): this host
+    alternates between two speeds, and the validation brings every latency to the profile's speed
+    by the median anchor, which does not serve every kernel alike."""
+    from augur_nas.measure._profiling import anchor_speed
+
+    anchors = prof.fit.get("anchors") or {}
+    now = anchor_speed(anchors_now, anchors.get("latency_ms") or {})
+    return {"build_drift": (anchors.get("build_drift") or {}).get("end_over_start"),
+            "validation_speed": round(now[0], 4) if now else None,
+            "validation_per_anchor": {k: round(v, 4) for k, v in (now[1] if now else {}).items()}}
+
+
 def validate_all(args, profiles) -> dict:
     from augur_nas.measure._calibset import calibration_set
     from augur_nas.measure._metrics import accuracy, macs_loglog_fit, macs_loglog_predict
 
     prof = profiles["profile"]
     items = validation_set(args.samples)
-    by, _ = measure(items, prof, args.rounds, args.max_wait_s)
+    by, anchors_now = measure(items, prof, args.rounds, args.max_wait_s)
     meas = np.array([by[lab].get("normalized_ms") or by[lab]["median_ms"] for lab, _, _ in items])
     noise = np.array([by[lab]["noise"] for lab, _, _ in items])
     groups = [g for _, g, _ in items]
     out = {"networks": {"zoo": groups.count("zoo"), "samples": groups.count("samples")},
            "noise_floor": {"median_pct": round(float(np.median(noise)) * 100, 2),
-                           "p90_pct": round(float(np.percentile(noise, 90)) * 100, 2)}}
+                           "p90_pct": round(float(np.percentile(noise, 90)) * 100, 2)},
+           "host": host_state(prof, anchors_now)}
     preds = {}
     for key in ("layer_sum", "profile", "calibrated", "from_measurements"):
         ratio = speed_ratio(prof, profiles[key])  # its speed against the new profile's
@@ -233,6 +248,7 @@ def write_report(out, rep) -> None:
              f"Validation: {rep['networks']['zoo']} published CNNs (spaces/zoo, never used for fitting) and "
              f"{rep['networks']['samples']} space samples (seed 0); noise floor: median split-half noise "
              f"{rep['noise_floor']['median_pct']:.1f}%, p90 {rep['noise_floor']['p90_pct']:.1f}%.", "",
+             _host_line(rep.get("host") or {}), "",
              "| predictor | zoo ±10% (noise ≤ 5%) | zoo ±10% (all) | samples ±10% (noise ≤ 5%) | samples ±10% (all) |",
              "|---|---:|---:|---:|---:|"]
     for k, a in rep["accuracy"].items():
@@ -248,6 +264,14 @@ def write_report(out, rep) -> None:
     with open(os.path.join(out, "new_machine.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _host_line(h: dict) -> str:
+    drift = "not recorded" if h.get("build_drift") is None else f"{h['build_drift']:.3f}"
+    val = "not timed" if h.get("validation_speed") is None else f"{h['validation_speed']:.3f}"
+    per = ", ".join(f"{k.replace('anchor_', '')} {v:.2f}" for k, v in (h.get("validation_per_anchor") or {}).items())
+    return (f"Host speed: the profile's anchors at the end of its build over the start {drift}; during the "
+            f"validation over the build {val}" + (f" ({per})" if per else "") + ".")
 
 
 if __name__ == "__main__":

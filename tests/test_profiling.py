@@ -258,6 +258,26 @@ def test_profile_tiny_budget_writes_a_loadable_profile(tmp_path):
     assert fp["origin"] == "measured" and fp["cpu_model"] == machine_fingerprint()["cpu_model"] and fp["threads"] == 1
     assert "correction" in p.stderr and prof.calibration["networks"] == 24
     assert isinstance(prof.calibration["applied"], bool) and "leave_one_out" in prof.calibration
+    # the speed anchors were timed before phase A too, and the build says how far they moved
+    drift = prof.fit["anchors"]["build_drift"]
+    assert set(drift["start_ms"]) == set(prof.fit["anchors"]["latency_ms"]) and drift["end_over_start"] > 0
+    assert ("warning" in drift) == (abs(drift["end_over_start"] - 1) > _profiling.DRIFT_WARN)
+    assert ("WARNING" in p.stderr) == ("warning" in drift)
+
+
+def test_build_drift_warns_when_the_anchors_moved():
+    start = {"anchor_mobile": 1.0, "anchor_resnet": 2.0, "anchor_cell": 0.5}
+    steady = _profiling.build_drift({"anchors_start_ms": start, "anchors_ms": {k: 1.03 * v for k, v in start.items()}})
+    assert steady["end_over_start"] == pytest.approx(1.03) and "warning" not in steady
+    slowed = _profiling.build_drift({"anchors_start_ms": start,
+                                     "anchors_ms": {"anchor_mobile": 1.3, "anchor_resnet": 2.5, "anchor_cell": 0.52}})
+    assert slowed["end_over_start"] == pytest.approx(1.25) and "25% slower" in slowed["warning"]
+    assert "augur-nas check" in slowed["warning"]
+    faster = _profiling.build_drift({"anchors_start_ms": start, "anchors_ms": {k: 0.8 * v for k, v in start.items()}})
+    assert "faster" in faster["warning"]
+    # a record from before the start anchors (or without anchors) has no drift to tell
+    assert _profiling.build_drift({"anchors_ms": start}) is None
+    assert _profiling.build_drift({"anchors_start_ms": start, "anchors_ms": {}}) is None
 
 
 def test_profile_numpy_backend(tmp_path):

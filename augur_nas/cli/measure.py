@@ -174,6 +174,9 @@ def cmd_profile(args) -> int:
     print(f"wrote {out}: profile `{args.name}` ({profile.runtime}) in {profile.fit.get('elapsed_s', 0):.0f} s"
           + (f"; calibration networks: {100 * cal.get('within_10pct', 0):.0f}% within ±10%, median |error| "
              f"{cal.get('median_abs_error_pct', 0):.1f}%" if cal else ""))
+    drift = (profile.fit.get("anchors") or {}).get("build_drift") or {}
+    if drift.get("warning"):
+        print(f"WARNING: {drift['warning']}", file=sys.stderr)
     if corr is not None:
         loo, b = corr["leave_one_out"], corr["base"]
         print(f"correction ({corr['elapsed_s']:.0f} s, {'applied' if corr['applied'] else 'not applied: it did not help'}):"

@@ -84,6 +84,13 @@ NARROW_BELOW = 8
 MAX_MEMORY_NETS = 32
 ANCHOR_SEED = 20261122  # the speed anchors: calibration_networks(default_rng(ANCHOR_SEED), 5)
 MAX_NETWORKS = 90
+# the speed anchors are timed for this long before phase A too; a build whose anchors moved by more
+# than DRIFT_WARN between then and phase C says so: the shared host this was built on alternates
+# between two speeds ~1.25x apart that do not slow every kernel alike (tiny kernels more), and the
+# fit of a record measured in the slow state (kernel_diagnosis_raw_1253, anchors 1.19x the quiet
+# build's) priced NAS-Bench-201 samples 1.12x and the zoo 0.96x of their quiet times
+ANCHOR_START_S = 3.0
+DRIFT_WARN = 0.08
 IN_PLACE = True  # GEMM models price kernels in place (probes and in-place node times fitted together)
 # the layout conversions get a cache knee (``Spill``, fitted: ~0.5 MB, 3x the rate above it, on
 # 947 in-place conversions); the memory-bound kinds share none: one knee for all of them came out
@@ -364,6 +371,8 @@ def _probe_phase(specs, settings, workdir, model0, deadline, progress, label):
 def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report, n_networks, max_network_macs=1.5e9):
     """Phases A (kernel grid), B (refinement, second visit), C (calibration networks: node
     profiles, end to end, peak memory), then the fit (D, ``fit_ort``)."""
+    anchors_start = _anchors_at_start(settings, workdir, model0, progress,
+                                      time_s=min(ANCHOR_START_S, max(0.3, 0.01 * budget.total)))
     t_a = time.monotonic()
     _say(progress, f"phase A: kernel probes on the grid (budget {budget.total:.0f} s in all)")
     visit1, specs = _probe_grid(settings, budget, rng, progress, workdir, model0)
@@ -389,12 +398,16 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
         n.remove()
     report["phases_s"]["C_networks"] = round(time.monotonic() - t_c, 1)
     _say(progress, f"phase C done: {len(measured_nets)} networks; fitting")
+    drift = build_drift({"anchors_start_ms": anchors_start, "anchors_ms": anchors})
+    if drift is not None:
+        _say(progress, f"speed anchors at the end / at the start: {drift['end_over_start']:.3f}"
+                       + (f"; WARNING: {drift['warning']}" if "warning" in drift else ""))
 
     raw = {"probes": probe_samples, "act_pairs": act_pairs, "in_situ": np_.insitu, "kinds": np_.kind_samples, "layout": np_.layout_samples,
            "e2e_ms": e2e, "noise": {k: v.noise for k, v in timing.items()},
            "specs": {n.label: n.spec for n in measured_nets},
            "node_sum_ms": np_.node_sum, "nodes": np_.n_nodes, "profiler_delta_ms": delta, "anchors_ms": anchors,
-           "memory": {k: v for k, v in mem.items() if "peak_rss_mb" in v}, "fusion_check": np_.fusion_check,
+           "anchors_start_ms": anchors_start, "memory": {k: v for k, v in mem.items() if "peak_rss_mb" in v}, "fusion_check": np_.fusion_check,
            "revisit": report["probe_revisit_median_abs_log_diff"], "rules": report.get("rules")}
     report["raw"] = raw
     return fit_ort(raw, name, settings, budget, report)
@@ -570,20 +583,62 @@ def _add_node_samples(acc: _NodeProfiles, net, att: dict, model0) -> None:
                                      "net": net.label})
 
 
+def _anchor_nets(workdir, model0) -> list:
+    """The speed anchors as ONNX files in ``workdir`` (an anchor the runtime cannot load is left out)."""
+    nets = []
+    for lab, model, _ in anchor_networks():
+        try:
+            nets.append(_OrtNet(lab, model, workdir, model0.fuse))
+        except Exception:  # noqa: BLE001
+            continue
+    return nets
+
+
+def _anchors_at_start(settings, workdir, model0, progress, time_s: float = ANCHOR_START_S) -> dict:
+    """``{label: ms}``: the speed anchors timed for a few seconds before phase A, so that the fit
+    can tell whether the machine's speed changed while it was measured (``build_drift``)."""
+    nets = _anchor_nets(workdir, model0)
+    runners = {n.label: OrtRunner(n.path, settings) for n in nets}
+    try:
+        timing = time_runners(runners, rounds=6, round_s=max(0.01, time_s / 40), warmup_s=0.05,
+                              budget_s=time_s, max_wait_s=0.0, quiet=None, common_min=None)
+    finally:
+        for r in runners.values():
+            r.close()
+        for n in nets:
+            n.remove()
+    _say(progress, f"speed anchors at the start: {', '.join(f'{k[7:]} {v.median_ms:.3f} ms' for k, v in timing.items())}")
+    return {lab: t.median_ms for lab, t in timing.items()}
+
+
+def build_drift(raw: dict) -> dict | None:
+    """How the machine's speed moved while a profile was measured: the speed anchors at the end
+    (phase C, the profile's reference) against the start (before phase A), median and per anchor;
+    a ``warning`` when they differ by more than ``DRIFT_WARN``. None for a record without both."""
+    start, end = raw.get("anchors_start_ms") or {}, raw.get("anchors_ms") or {}
+    sp = anchor_speed(end, start) if start and end else None
+    if sp is None:
+        return None
+    out = {"end_over_start": round(sp[0], 4), "per_anchor": {k: round(v, 4) for k, v in sorted(sp[1].items())},
+           "start_ms": {k: round(float(v), 4) for k, v in sorted(start.items())}}
+    if abs(sp[0] - 1.0) > DRIFT_WARN:
+        way = "slower" if sp[0] > 1 else "faster"
+        out["warning"] = (f"the machine ran {abs(sp[0] - 1):.0%} {way} at the end of profiling than at its start (the "
+                          f"speed anchors, median of {len(sp[1])}): the kernels were timed at one speed and the "
+                          f"calibration networks at another, so the profile mixes the two. Other processes or a "
+                          f"neighbour on the host change its speed; run `augur-nas check --device PROFILE` until the "
+                          f"speed factor holds still and build the profile again")
+    return out
+
+
 def _time_end_to_end(measured_nets, settings, budget, progress, workdir, model0):
     """End to end, without profiling, interleaved; with them the speed anchors (fixed networks that
     `validate` measures again, to tell how fast the machine runs then against now). Returns the
     calibration networks' timings and the anchors' median ms."""
     _say(progress, f"phase C: end-to-end latency of {len(measured_nets)} networks, interleaved ({budget.elapsed():.0f} s)")
     runners = {n.label: OrtRunner(n.path, settings) for n in measured_nets}
-    anchor_nets = []
-    for lab, model, _ in anchor_networks():
-        try:
-            an_ = _OrtNet(lab, model, workdir, model0.fuse)
-        except Exception:  # noqa: BLE001
-            continue
-        anchor_nets.append(an_)
-        runners[lab] = OrtRunner(an_.path, settings)
+    anchor_nets = _anchor_nets(workdir, model0)
+    runners.update({n.label: OrtRunner(n.path, settings) for n in anchor_nets})
     try:
         left = max(3.0, budget.until(0.90) - time.monotonic())
         timing = time_runners(runners, rounds=10, round_s=0.02, warmup_s=0.05, budget_s=left,
@@ -893,8 +948,10 @@ def _ort_fit_summary(raw, budget, report, kf: _KernelFit, e2e: _EndToEnd, delta:
                                                  "convs timed with and without it; taken off the GEMM samples before "
                                                  "their fit, priced back by latency.fused_pass (times kernel_scale)"},
         "anchors": {"seed": ANCHOR_SEED, "latency_ms": {k: round(v, 4) for k, v in (raw.get("anchors_ms") or {}).items()},
+                    **({"build_drift": drift} if (drift := build_drift(raw)) else {}),
                     "note": "fixed networks (_probes.calibration_networks with this seed) timed with the calibration "
-                            "networks; `validate` times them again to tell the machine's speed then from now"},
+                            "networks; `validate` times them again to tell the machine's speed then from now; "
+                            "build_drift: the same anchors before phase A against these"},
         "calibration_networks": {"latency": error_stats([v["predicted_ms"] for v in calib.values()],
                                                         [v["measured_ms"] for v in calib.values()]),
                                  "note": "in sample for the two overheads", "networks": calib},
