@@ -71,3 +71,19 @@ def test_profiler_cost_comes_off_every_node_time_before_the_fits(monkeypatch):
     assert kf.gemm["conv"].predict(n, m, k) == pytest.approx(t - delta, rel=1e-6)
     # a node shorter than the profiler's cost keeps a tenth of its time
     assert _profiling._less(0.001, delta) == pytest.approx(0.0001)
+
+
+def test_a_kind_with_few_samples_gets_its_own_rate():
+    """A kind with fewer than MIN_KIND samples keeps the default's overhead but its own rate: the
+    default rate (adds, ReLUs, pools) priced a build's one GELU sample 80 % too fast."""
+    cheap = [{"kind": k, "mb": mb, "t": 0.001 + 0.015 * mb} for k in ("add", "relu") for mb in (0.1, 0.5, 1.0, 2.0)]
+    gelu = [{"kind": "gelu", "mb": 2.0, "t": 0.001 + 0.065 * 2.0}]
+    default, kinds, stats = _profiling._fit_memory_bound_kinds(cheap + gelu)
+    assert default[0] < 0.03
+    assert kinds["gelu"][0] == pytest.approx(0.065, rel=0.05) and kinds["gelu"][1] == pytest.approx(default[1])
+    assert stats["gelu"]["median_abs_error_pct"] < 5
+    assert kinds["add"][0] == pytest.approx(0.015, rel=0.05)  # three or more: its own two terms
+    # two samples: the median rate through them
+    two = [{"kind": "gelu", "mb": mb, "t": default[1] + r * mb} for mb, r in ((1.0, 0.06), (3.0, 0.07))]
+    _, kinds2, _ = _profiling._fit_memory_bound_kinds(cheap + two)
+    assert kinds2["gelu"][0] == pytest.approx(0.065, rel=0.05)

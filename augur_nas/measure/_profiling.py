@@ -840,8 +840,8 @@ def _kinds_spill(kind_samples: list) -> Spill:
 
 def _fit_memory_bound_kinds(kind_samples: list, spill: Spill = NO_SPILL):
     """``(default, op_kinds, op_stats)``: ``(a, c)`` (ms per MB moved as ``spill`` prices it, ms)
-    over all samples, of each kind (the default where a kind has fewer than three), and each
-    kind's statistics."""
+    over all samples, of each kind (a rate through its own samples where it has fewer than
+    ``MIN_KIND``: ``_rate_through``), and each kind's statistics."""
     by_kind = {}
     for s in kind_samples:
         by_kind.setdefault(s["kind"], []).append((float(spill.priced_bytes(s["mb"] * BYTES_PER_MB)) / BYTES_PER_MB, s["t"]))
@@ -852,10 +852,22 @@ def _fit_memory_bound_kinds(kind_samples: list, spill: Spill = NO_SPILL):
     for kind, vals in sorted(by_kind.items()):
         mb = np.array([v[0] for v in vals])
         t = np.array([v[1] for v in vals])
-        coef = fit_bytes(mb, t) if len(vals) >= 3 else default
+        coef = fit_bytes(mb, t) if len(vals) >= MIN_KIND else _rate_through(mb, t, default)
         op_kinds[kind] = coef
         op_stats[kind] = error_stats(coef[0] * mb + coef[1], t)
     return default, op_kinds, op_stats
+
+
+def _rate_through(mb: np.ndarray, t: np.ndarray, default: tuple) -> tuple:
+    """``(a, c)`` of a kind with too few samples for its own two terms: the default's overhead and
+    the median rate through its own samples. The default rate is an average over cheap ops (adds,
+    ReLUs, pools): with it, the one GELU sample of a build (erf per element, ~4x that rate: 0.061-0.066
+    ms per MB on records 1304 and 1338) came out 80 % too fast, and so did every GELU of a ConvNeXt."""
+    c = float(default[1])
+    ok = mb > 0
+    if not ok.any():
+        return default
+    return float(max(0.0, np.median((t[ok] - c) / mb[ok]))), c
 
 
 def _fit_end_to_end(nets: list, kernels, e2e_ms: dict) -> _EndToEnd:
