@@ -13,7 +13,9 @@ the zoo is only scored, never fitted):
 - ``from_measurements``: the base profile as it is, fitted to the first 20 of them (sorted by name,
   as ``first20.csv``), scored also on the 4 others;
 - ``profile``: the new profile's layer sum (its correction undone) refitted to the calibration
-  timings of its own run (``--profile``, the shipped profile that run built).
+  timings of its own run (``--profile``, the shipped profile that run built), and scored as
+  ``augur-nas profile`` would ship it: with the factors when ``clearly_better`` applies them, else
+  the layer sum as it is.
 
 Each profile's predictions are brought to the validation run's speed by the ratio of the speed
 anchors, as new_machine.py does.
@@ -49,16 +51,21 @@ def anchors_ratio(a: dict, b: dict) -> float:
     return float(np.median([b[k] / a[k] for k in a if k in b]))
 
 
-def score(fams, T_cal, y_cal, T_val, y_val, groups, ratio, train=None) -> dict:
+def score(fams, T_cal, y_cal, T_val, y_val, groups, ratio, train=None, apply_rule=False) -> dict:
     train = list(range(len(y_cal))) if train is None else train
     fit = C.fit_factors(T_cal[train], y_cal[train], fams)
     x = np.array([fit.scales[f] for f in fams])
+    decision = C.clearly_better(T_cal[train].sum(axis=1), fit.loo_pred, y_cal[train]) if apply_rule else None
+    if decision and not decision["applied"]:
+        x = np.ones(len(fams))  # the profile ships its layer sum as it is
     pv = T_val @ x / ratio
     z = np.array([g == "zoo" for g in groups])
     out = {"ridge": fit.lam, "families": {f: round(v, 4) for f, v in fit.scales.items()},
            "zoo_within_10pct": within(pv[z], y_val[z]), "samples_within_10pct": within(pv[~z], y_val[~z]),
            "calibration_loo_within_10pct": within(fit.loo_pred, y_cal[train]),
            "errors_pct": {}}
+    if decision:
+        out["decision"] = decision
     rest = [i for i in range(len(y_cal)) if i not in train]
     if rest:
         pr = T_cal[rest] @ x
@@ -102,11 +109,13 @@ def main(argv=None) -> int:
         fams = C.families(lat)
         T_cal, T_val = C.contributions(lat, t_cal), C.contributions(lat, t_val)
         train = [names.index(n) for n in sorted(names)[:20]] if key == "from_measurements" else None
-        report[key], preds[key] = score(fams, T_cal, ys, T_val, y_val, groups, ratio, train)
+        report[key], preds[key] = score(fams, T_cal, ys, T_val, y_val, groups, ratio, train, key == "profile")
         print(f"{key:18s} zoo {report[key]['zoo_within_10pct']:.0%}  samples {report[key]['samples_within_10pct']:.0%}"
               + (f"  held-out calibration {report[key]['held_out_calibration_within_10pct']:.0%}"
                  f" {report[key]['held_out_errors_pct']}" if "held_out_errors_pct" in report[key] else "")
-              + f"  (ridge {report[key]['ridge']})", flush=True)
+              + f"  (ridge {report[key]['ridge']})"
+              + (f"  applied: {report[key]['decision']['applied']} (paired t {report[key]['decision']['paired_t']})"
+                 if "decision" in report[key] else ""), flush=True)
     for key, pv in preds.items():
         report[key]["errors_pct"] = {lab: round(float(pv[i] / y_val[i] - 1) * 100, 1) for i, (lab, _, _) in enumerate(items)}
     if args.json:

@@ -255,7 +255,9 @@ def test_fit_recovers_per_call_costs_that_moved_apart_from_the_work():
     true[CALL] = 0.06
     y = T @ np.array([true[f] for f in fams])
     fit = fit_factors(T, y, fams)
-    assert fit.scales[CALL] < 0.1  # the ridge pulls it towards the common 0.3, the data far below
+    # the log prior holds it towards the common 0.3 (a 5x move of a family with a few % of each
+    # network costs lam * share^2 * log(5)^2), the data pull it far below: clearly apart from the work
+    assert fit.scales[CALL] < 0.15
     loo = np.abs(fit.loo_pred / y - 1)
     assert np.median(loo) < 0.01 and np.max(loo) < 0.08
     # a tiny NB201 network no fit saw: right with the per-call factor, far off with the work's factor
@@ -266,6 +268,42 @@ def test_fit_recovers_per_call_costs_that_moved_apart_from_the_work():
     truth = tiny @ np.array([true[f] for f in fams])
     np.testing.assert_allclose(tiny @ np.array([fit.scales[f] for f in fams]), truth, rtol=0.03)
     assert np.min(tiny.sum(axis=1) * 0.3 / truth - 1) > 0.1
+
+
+def test_the_ridge_prior_is_on_log_ratios():
+    """One family, timings ``k`` times its base price times the common ratio ``s``: the fit's log
+    ratio to ``s`` is the data's ``log k`` shrunk by ``N / (N + lam)`` (``lam`` pseudo-networks of
+    full share), whichever way the machine moved: twice as fast is as likely as twice as slow, and
+    a family cannot slide to nothing at the price of a prior on the factor itself."""
+    from augur_nas.measure._calibrate import _solve
+
+    T = np.linspace(1.0, 3.0, 12)[:, None]
+    s, lam = 0.3, 4.0
+    for k in (4.0, 0.25, 1.7):
+        c = _solve(T, T[:, 0] * s * k, lam, s)[0]
+        assert np.log(c / s) == pytest.approx(np.log(k) * len(T) / (len(T) + lam), rel=1e-6)
+    up, down = _solve(T, T[:, 0] * s * 4, lam, s)[0], _solve(T, T[:, 0] * s / 4, lam, s)[0]
+    assert up * down == pytest.approx(s * s, rel=1e-6)
+
+
+def test_profile_correction_is_applied_only_when_clearly_better():
+    """``augur-nas profile``'s correction replaces the layer sum only when the per-network gain
+    (leave-one-out against the layer sum, squared log errors) is larger than its spread: the Xeon
+    build's case, a 1% lower mean with t = 0.05, keeps the layer sum."""
+    from augur_nas.measure._calibrate import MIN_T, clearly_better
+
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0.5, 20.0, 24)
+    off = np.exp(rng.normal(0.0, 0.1, 24))
+    base = y * off
+    consistent = y * off ** 0.3  # every network closer: applied
+    d = clearly_better(base, consistent, y)
+    assert d["applied"] and d["paired_t"] >= MIN_T and d["msle_leave_one_out"] < d["msle_layer_sum"]
+    shuffled = y * np.exp(0.97 * rng.permutation(np.log(off)))  # a little better on average, at random per network
+    d = clearly_better(base, shuffled, y)
+    assert d["msle_leave_one_out"] < d["msle_layer_sum"] and not d["applied"] and abs(d["paired_t"]) < MIN_T
+    assert not clearly_better(base, y * off ** 1.5, y)["applied"]  # worse
+    assert clearly_better(base, y, y)["applied"]  # exact predictions
 
 
 def test_noisy_calibration_timings_are_named_in_a_warning():
