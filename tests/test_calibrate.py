@@ -299,6 +299,7 @@ def test_profile_correction_is_applied_only_when_clearly_better():
     consistent = y * off ** 0.3  # every network closer: applied
     d = clearly_better(base, consistent, y)
     assert d["applied"] and d["paired_t"] >= MIN_T and d["msle_leave_one_out"] < d["msle_layer_sum"]
+    assert all(type(v) in (bool, float, str) for v in d.values())  # plain data: it goes into the profile's YAML
     shuffled = y * np.exp(0.97 * rng.permutation(np.log(off)))  # a little better on average, at random per network
     d = clearly_better(base, shuffled, y)
     assert d["msle_leave_one_out"] < d["msle_layer_sum"] and not d["applied"] and abs(d["paired_t"]) < MIN_T
