@@ -86,6 +86,7 @@ def score(fams, T_cal, y_cal, T_val, y_val, groups, ratio, train=None, apply_rul
     out = {"ridge": fit.lam, "families": {f: round(v, 4) for f, v in fit.scales.items()},
            "zoo_within_10pct": within(pv[z], y_val[z]), "samples_within_10pct": within(pv[~z], y_val[~z]),
            "calibration_loo_within_10pct": within(fit.loo_pred, y_cal[train]),
+           "calibration_loo_msle": round(float(np.mean(np.log(fit.loo_pred / y_cal[train]) ** 2)), 4),
            "errors_pct": {}}
     if decision:
         out["decision"] = decision
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
         print(f"{key:18s} zoo {r['zoo_within_10pct']:.0%}  samples {r['samples_within_10pct']:.0%} "
               f"({'/'.join(str(r[f'samples_{g}_within_10pct']) for g in ('mobile', 'resnet', 'nb201'))})"
               f"  selection {'/'.join(f'{v:.0%}' for v in r['selection_within_10pct'].values())}"
-              f"  calibration LOO {r['calibration_loo_within_10pct']:.0%}"
+              f"  calibration LOO {r['calibration_loo_within_10pct']:.0%} (msle {r['calibration_loo_msle']})"
               + (f"  held-out calibration {report[key]['held_out_calibration_within_10pct']:.0%}"
                  f" {report[key]['held_out_errors_pct']}" if "held_out_errors_pct" in report[key] else "")
               + f"  (ridge {report[key]['ridge']})"
