@@ -307,6 +307,41 @@ def test_profile_correction_is_applied_only_when_clearly_better():
     assert clearly_better(base, y, y)["applied"]  # exact predictions
 
 
+def test_profile_correction_step_keeps_the_layer_sum_unless_clearly_better(monkeypatch):
+    """``correct_profile`` (``augur-nas profile``'s last step) with the timing replaced by known
+    latencies: factors the timings clearly call for are multiplied in; timings the layer sum already
+    predicts (up to noise) leave the profile's pricing exactly as it was; either way the decision is
+    in ``calibration.decision`` and the provenance note."""
+    from augur_nas.measure import _calibrate as C
+    from augur_nas.measure._protocol import Timing
+
+    p = load_profile(BASE)
+    nets, tables = _cal_tables()
+    T = C.contributions(p.latency, tables)
+    fams = C.families(p.latency)
+    rng = np.random.default_rng(1)
+
+    def run(y):
+        def fake(profile, settings, budget_s, progress, seed):
+            measured = {n.name: Timing(n.name, float(v), 0.003) for n, v in zip(nets, y)}
+            return C._TimedFit([n.name for n in nets], measured, {}, y, T, C.fit_factors(T, y, fams))
+
+        monkeypatch.setattr(C, "_timed_fit", fake)
+        return C.correct_profile(p, None)[0]
+
+    moved = {f: 1.0 for f in fams}
+    moved.update(fc=1.6, dwconv=0.6)
+    out = run(T @ np.array([moved[f] for f in fams]))
+    assert out.calibration["applied"] and out.calibration["decision"]["paired_t"] >= C.MIN_T
+    assert out.calibration["families"]["fc"] == pytest.approx(1.6, rel=0.05) and "applied" in out.provenance["note"]
+    out = run(T.sum(axis=1) * np.exp(rng.normal(0.0, 0.05, len(nets))))
+    d = out.calibration["decision"]
+    assert d["msle_leave_one_out"] < d["msle_layer_sum"]  # a little better on average: the old rule took it
+    assert not out.calibration["applied"] and out.calibration["families"] == {}
+    assert out.latency.to_dict() == p.latency.to_dict() and "not applied" in out.provenance["note"]
+    assert set(out.calibration["fitted_families"]) == set(fams)
+
+
 def test_noisy_calibration_timings_are_named_in_a_warning():
     """Timed on a busy core (8% median noise, 40% of a core: the global factor came out 2.8x the
     idle one), calibrate says so instead of writing a busy machine's factors silently."""

@@ -500,6 +500,10 @@ def correct_profile(profile, settings, budget_s: float = 70.0, progress=None, se
     keep = decision["applied"]
     out = copy.copy(profile)
     out.fit = dict(profile.fit)
+    said = (f"per-family correction from the calibration set {'applied' if keep else 'not applied'}: leave-one-out "
+            f"against the layer sum, paired t {decision['paired_t']:g} (applied from {MIN_T:g}), see calibration.decision")
+    note = (profile.provenance or {}).get("note")
+    out.provenance = dict(profile.provenance or {}, note=f"{note}; {said}" if note else said)
     if keep:
         out.latency = scaled_latency(profile.latency, fit.scales)
         if anchor_ms:
