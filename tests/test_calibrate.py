@@ -255,7 +255,9 @@ def test_fit_recovers_per_call_costs_that_moved_apart_from_the_work():
     true[CALL] = 0.06
     y = T @ np.array([true[f] for f in fams])
     fit = fit_factors(T, y, fams)
-    assert fit.scales[CALL] < 0.1  # the ridge pulls it towards the common 0.3, the data far below
+    # the log prior holds it towards the common 0.3 (a 5x move of a family with a few % of each
+    # network costs lam * share^2 * log(5)^2), the data pull it far below: clearly apart from the work
+    assert fit.scales[CALL] < 0.15
     loo = np.abs(fit.loo_pred / y - 1)
     assert np.median(loo) < 0.01 and np.max(loo) < 0.08
     # a tiny NB201 network no fit saw: right with the per-call factor, far off with the work's factor
@@ -266,6 +268,78 @@ def test_fit_recovers_per_call_costs_that_moved_apart_from_the_work():
     truth = tiny @ np.array([true[f] for f in fams])
     np.testing.assert_allclose(tiny @ np.array([fit.scales[f] for f in fams]), truth, rtol=0.03)
     assert np.min(tiny.sum(axis=1) * 0.3 / truth - 1) > 0.1
+
+
+def test_the_ridge_prior_is_on_log_ratios():
+    """One family, timings ``k`` times its base price times the common ratio ``s``: the fit's log
+    ratio to ``s`` is the data's ``log k`` shrunk by ``N / (N + lam)`` (``lam`` pseudo-networks of
+    full share), whichever way the machine moved: twice as fast is as likely as twice as slow, and
+    a family cannot slide to nothing at the price of a prior on the factor itself."""
+    from augur_nas.measure._calibrate import _solve
+
+    T = np.linspace(1.0, 3.0, 12)[:, None]
+    s, lam = 0.3, 4.0
+    for k in (4.0, 0.25, 1.7):
+        c = _solve(T, T[:, 0] * s * k, lam, s)[0]
+        assert np.log(c / s) == pytest.approx(np.log(k) * len(T) / (len(T) + lam), rel=1e-6)
+    up, down = _solve(T, T[:, 0] * s * 4, lam, s)[0], _solve(T, T[:, 0] * s / 4, lam, s)[0]
+    assert up * down == pytest.approx(s * s, rel=1e-6)
+
+
+def test_profile_correction_is_applied_only_when_clearly_better():
+    """``augur-nas profile``'s correction replaces the layer sum only when the per-network gain
+    (leave-one-out against the layer sum, squared log errors) is larger than its spread: the Xeon
+    build's case, a 1% lower mean with t = 0.05, keeps the layer sum."""
+    from augur_nas.measure._calibrate import MIN_T, clearly_better
+
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0.5, 20.0, 24)
+    off = np.exp(rng.normal(0.0, 0.1, 24))
+    base = y * off
+    consistent = y * off ** 0.3  # every network closer: applied
+    d = clearly_better(base, consistent, y)
+    assert d["applied"] and d["paired_t"] >= MIN_T and d["msle_leave_one_out"] < d["msle_layer_sum"]
+    assert all(type(v) in (bool, float, str) for v in d.values())  # plain data: it goes into the profile's YAML
+    shuffled = y * np.exp(0.97 * rng.permutation(np.log(off)))  # a little better on average, at random per network
+    d = clearly_better(base, shuffled, y)
+    assert d["msle_leave_one_out"] < d["msle_layer_sum"] and not d["applied"] and abs(d["paired_t"]) < MIN_T
+    assert not clearly_better(base, y * off ** 1.5, y)["applied"]  # worse
+    assert clearly_better(base, y, y)["applied"]  # exact predictions
+
+
+def test_profile_correction_step_keeps_the_layer_sum_unless_clearly_better(monkeypatch):
+    """``correct_profile`` (``augur-nas profile``'s last step) with the timing replaced by known
+    latencies: factors the timings clearly call for are multiplied in; timings the layer sum already
+    predicts (up to noise) leave the profile's pricing exactly as it was; either way the decision is
+    in ``calibration.decision`` and the provenance note."""
+    from augur_nas.measure import _calibrate as C
+    from augur_nas.measure._protocol import Timing
+
+    p = load_profile(BASE)
+    nets, tables = _cal_tables()
+    T = C.contributions(p.latency, tables)
+    fams = C.families(p.latency)
+    rng = np.random.default_rng(1)
+
+    def run(y):
+        def fake(profile, settings, budget_s, progress, seed):
+            measured = {n.name: Timing(n.name, float(v), 0.003) for n, v in zip(nets, y)}
+            return C._TimedFit([n.name for n in nets], measured, {}, y, T, C.fit_factors(T, y, fams))
+
+        monkeypatch.setattr(C, "_timed_fit", fake)
+        return C.correct_profile(p, None)[0]
+
+    moved = {f: 1.0 for f in fams}
+    moved.update(fc=1.6, dwconv=0.6)
+    out = run(T @ np.array([moved[f] for f in fams]))
+    assert out.calibration["applied"] and out.calibration["decision"]["paired_t"] >= C.MIN_T
+    assert out.calibration["families"]["fc"] == pytest.approx(1.6, rel=0.05) and "applied" in out.provenance["note"]
+    out = run(T.sum(axis=1) * np.exp(rng.normal(0.0, 0.05, len(nets))))
+    d = out.calibration["decision"]
+    assert d["msle_leave_one_out"] < d["msle_layer_sum"]  # a little better on average: the old rule took it
+    assert not out.calibration["applied"] and out.calibration["families"] == {}
+    assert out.latency.to_dict() == p.latency.to_dict() and "not applied" in out.provenance["note"]
+    assert set(out.calibration["fitted_families"]) == set(fams)
 
 
 def test_noisy_calibration_timings_are_named_in_a_warning():

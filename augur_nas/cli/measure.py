@@ -179,7 +179,8 @@ def cmd_profile(args) -> int:
         print(f"WARNING: {drift['warning']}", file=sys.stderr)
     if corr is not None:
         loo, b = corr["leave_one_out"], corr["base"]
-        print(f"correction ({corr['elapsed_s']:.0f} s, {'applied' if corr['applied'] else 'not applied: it did not help'}):"
+        why = "applied" if corr["applied"] else "not applied: not clearly better than the layer sum"
+        print(f"correction ({corr['elapsed_s']:.0f} s, {why}, paired t {corr['decision']['paired_t']:g}):"
               f" calibration set {100 * b['within_10pct']:.0f}% within ±10% by the layer sum, "
               f"{100 * loo['within_10pct']:.0f}% with the per-family factors (leave-one-out)")
     return 0
