@@ -210,3 +210,37 @@ def test_calibration_scales_the_plane_term_as_a_per_call_cost_and_keeps_the_knee
     assert got.ops.per_span["mul"] == pytest.approx(1.2e-5 * 0.5, rel=1e-12)
     assert got.ops.coef("mul")[0] == pytest.approx(lat.ops.coef("mul")[0] * 2.0, rel=1e-12)
     assert got.ops.kind_spill == lat.ops.kind_spill
+
+
+def test_a_node_ort_fused_from_a_pattern_is_its_layers():
+    """ONNX Runtime names the node it fuses swish's x * sigmoid(x) into "<layer>/QuickGeluFusion/":
+    it is the swish layer's, not the conv's whose name is the dotted prefix."""
+    from augur_nas.measure._ortnodes import layer_of
+
+    names = {"c1": 0, "c1.bn": 1, "c1.act": 2, "fc": 5}
+    assert layer_of("c1.act/QuickGeluFusion/", names) == 2
+    assert layer_of("c1.bn_nchwc", names) == 1 and layer_of("fc.flatten", names) == 5
+    assert layer_of("other/QuickGeluFusion/", names) is None
+
+
+@pytest.mark.slow  # runs ONNX Runtime: `pytest -m "not slow"` leaves it out
+def test_swish_time_goes_to_the_swish_layer_in_place(tmp_path):
+    """Whatever nodes the runtime makes of a swish (one fused node, or Sigmoid and Mul), their
+    time is the swish layer's and the conv's slot holds only its conv."""
+    from augur_nas.measure._ortnodes import attribute
+    from augur_nas.measure._settings import RuntimeSettings
+
+    lat = load_profile("x86-xeon-avx512-ort").latency
+    spec = {"name": "sw", "input": {"channels": 32, "resolution": 14}, "layers": [
+        {"conv": {"name": "c1", "out": 128, "kernel": 1}}, {"batchnorm": {"name": "c1.bn"}},
+        {"swish": {"name": "c1.act"}}, {"conv": {"name": "c2", "out": 32, "kernel": 1}}]}
+    net = P._OrtNet("sw", load_space_dict(spec), str(tmp_path), lat.fuse)
+    try:
+        _, times, graph = P.profiled_runs(net, RuntimeSettings(), str(tmp_path), 0.02, 5, 20, want_graph=True)
+    finally:
+        net.remove()
+    priced = [lat.family(op)[0] != "free" for op in net.table.ops]
+    att = attribute(times, net.table, net.owner, priced, graph, layout_bucket=True)
+    act, conv = net.table.names.index("c1.act"), net.table.names.index("c1")
+    assert att.get(act), att
+    assert {op for _, op, _, _ in att[conv]} == {"Conv"}
