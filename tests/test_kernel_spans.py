@@ -6,6 +6,7 @@ import copy
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import augur_nas as an
 from augur_nas import ProfileError
@@ -18,8 +19,6 @@ from augur_nas.measure._fitting import MIN_ABOVE_KNEE, fit_kind
 from augur_nas.models import load_space_dict
 from augur_nas.oracle import _fast_costs, _table_costs
 from augur_nas.profile import load_profile
-
-from conftest import ROOT
 
 
 def _se_spec(c=96, res=7):
@@ -145,7 +144,7 @@ def test_fit_kind_finds_the_plane_term_and_the_knee():
 def test_a_knee_needs_enough_samples_above_it():
     """With one or two large samples a knee is an extrapolation (BatchNorm's on every record)."""
     rng = np.random.default_rng(1)
-    mb, t, planes = _samples(rng, 40, 0.0, 3.0, above_mb=0.25, mb_range=(0.01, 0.2))
+    mb, t, _ = _samples(rng, 40, 0.0, 3.0, above_mb=0.25, mb_range=(0.01, 0.2))
     big = np.array([0.6, 0.9]), 0.015 * (np.array([0.6, 0.9]) + 3.0 * np.array([0.35, 0.65])) + 0.001
     mb, t = np.concatenate([mb, big[0]]), np.concatenate([t, big[1]])
     assert int(np.sum(mb > 0.25)) < MIN_ABOVE_KNEE
