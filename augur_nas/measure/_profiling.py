@@ -16,7 +16,8 @@ C. **calibration networks** (``_probes.calibration_networks``): per-node profile
    latency by the ``measure`` protocol without profiling, and peak memory in child processes.
 D. **fit**: GEMM models (breakpoints by cross-validation; they price kernels as they run in
    place: ``_fitting.fit_gemm``'s in-place terms; the passes of fused activations taken off their
-   kernels' times first and priced back by ``latency.fused_pass``), per-kind memory-bound models,
+   kernels' times first and priced back by ``latency.fused_pass``), per-kind memory-bound models
+   (each with its own cache knee and, a join broadcast per channel, a per-plane term: ``fit_kind``),
    per-node and per-call overheads (end-to-end minus the sum of node times against the number
    of nodes), the memory model; the profile records the fit statistics and the runtime settings.
 
