@@ -3,7 +3,7 @@ channel, a cache knee per kind), chosen and scored offline on recorded measureme
 
 Not shipped (experiments/ only); nothing is measured, every figure comes from committed records:
 
-    python experiments/kernel_spans.py [--md experiments/kernel_spans.md]
+    python experiments/kernel_spans.py [--md experiments/kernel_spans.md] [--record kernel_diagnosis_raw_X.json.gz]
 
 1. forms: per memory-bound kind, the in-place node samples of the calibration networks of each
    kernel_diagnosis record (8 records, 06:27-14:08, each its own 90 networks) fitted by
@@ -14,7 +14,8 @@ Not shipped (experiments/ only); nothing is measured, every figure comes from co
 2. refits: records 1304 and 1338 refitted as `augur-nas profile` fits them, the forms off
    (before) and on (after), scored by ``kernel_diagnosis.evaluate`` (calibration networks in
    sample; zoo and seed-0 samples of the 13:12 benchmark, validation only: no choice is made on
-   them) and on the seed-2 networks of part_diagnosis_s2_1310 end to end (shape: each
+   them; `--record` adds another record; one with swish samples, taken since the attribution fix,
+   also gets a row with swish priced by the default entry as before the fix) and on the seed-2 networks of part_diagnosis_s2_1310 end to end (shape: each
    predictor's median ratio taken off, the records ran at other speeds).
 3. the seed-2 part table of the multiply nodes alone (layout conversions apart: the part
    report of part_diagnosis.py puts the multiply's ReorderInput in its slot, the model charges
@@ -24,6 +25,7 @@ Not shipped (experiments/ only); nothing is measured, every figure comes from co
 from __future__ import annotations
 
 import argparse
+import copy
 import gzip
 import json
 import sys
@@ -38,7 +40,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 import kernel_diagnosis as KD  # noqa: E402
 from part_diagnosis import _table, part_of  # noqa: E402
 
-from augur_nas.costmodel import latency_ms  # noqa: E402
+from augur_nas.costmodel import LatencyModel, latency_ms  # noqa: E402
 from augur_nas.measure import _profiling as P  # noqa: E402
 from augur_nas.measure._fitting import fit_kind  # noqa: E402
 from augur_nas.measure._settings import RuntimeSettings  # noqa: E402
@@ -152,7 +154,26 @@ def _mul_nodes(prof, rec, tables) -> tuple:
     return meas, pred, float(np.median(lr))
 
 
-def refit_tables() -> list:
+def _swish_by_default(prof):
+    """The profile with swish priced by the ``default`` entry, as every profile before the
+    attribution fix priced it (no calibration network yielded a swish sample)."""
+    p = copy.deepcopy(prof)
+    d = p.latency.to_dict()
+    d["ops"].get("kinds", {}).pop("swish", None)
+    p.latency = LatencyModel.from_dict(d)
+    return p
+
+
+def _fits(raw):
+    """``[(tag, profile)]``: the forms off and on; with swish samples, also on with swish by default."""
+    on = _refit(raw, True)
+    out = [("before", _refit(raw, False)), ("after", on)]
+    if any(s["kind"] == "swish" for s in raw["kinds"]):
+        out.append(("after, swish by default", _swish_by_default(on)))
+    return out
+
+
+def refit_tables(records) -> list:
     bench = json.loads((ROOT / "experiments/new_machine/new_machine.json").read_text())
     labels = [r["label"] for r in bench["per_network"]]
     with gzip.open(ROOT / "experiments" / SEED2, "rt", encoding="utf-8") as f:
@@ -162,10 +183,9 @@ def refit_tables() -> list:
             "| samples shape | seed-2 shape | seed-2 mobile / nb201 / resnet median ratio | seed-2 Mul nodes meas / pred ms (median log) |",
             "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     zoo_rows = {}
-    for name in REFITS:
+    for name in records:
         raw = KD.load_raw(ROOT / "experiments" / name)
-        for tag, on in (("before", False), ("after", True)):
-            prof = _refit(raw, on)
+        for tag, prof in _fits(raw):
             ev = KD.evaluate(raw, prof)
             c, z, s = ev["calibration_networks"], ev["zoo"], ev["samples"]
             shape2, per2 = _seed2(prof, rec, tables)
@@ -178,19 +198,27 @@ def refit_tables() -> list:
                 zoo_rows.setdefault(net, []).append(f"{100 * err[labels.index(net)]:+.1f}%")
     zoo = ["", "Zoo networks with squeeze-excite, swish or many small joins (validation only), error of the "
            "layer sum against the 13:12 benchmark at each record's speed:", "",
-           "| network | " + " | ".join(f"{n[19:31]} {t}" for n in REFITS for t in ("before", "after")) + " |",
-           "|---|" + "---:|" * (2 * len(REFITS))]
+           "| network | " + " | ".join(f"{n[19:31]} {t}" for n in records for t, _ in _tags(n)) + " |",
+           "|---|" + "---:|" * len(next(iter(zoo_rows.values())))]
     zoo += [f"| {net} | " + " | ".join(v) + " |" for net, v in zoo_rows.items()]
     return head + zoo
+
+
+def _tags(name) -> list:
+    raw = KD.load_raw(ROOT / "experiments" / name)
+    return [("before", 0), ("after", 0)] + ([("after, swish by default", 0)]
+                                            if any(s["kind"] == "swish" for s in raw["kinds"]) else [])
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--md", default=None)
+    ap.add_argument("--record", action="append", default=[],
+                    help="another kernel_diagnosis record under experiments/ to refit and score (table 2)")
     args = ap.parse_args(argv)
     text = "\n".join(["## Forms per kind (calibration samples: 5-fold CV; seed-1 space nodes: out of sample)", ""]
-                     + forms_table() + ["", "## Refits of records 1304 and 1338, forms off and on", ""]
-                     + refit_tables()) + "\n"
+                     + forms_table() + ["", "## Refits of records, forms off and on", ""]
+                     + refit_tables(REFITS + args.record)) + "\n"
     print(text)
     if args.md:
         Path(args.md).write_text(text, encoding="utf-8")
