@@ -102,7 +102,7 @@ FUSED_PASS = False
 # each memory-bound kind gets its own cache knee and, a join broadcast per channel (squeeze-excite's
 # multiply), a per-plane term (``_fitting.fit_kind``): the one-line bytes model, fitted on relative
 # errors, priced the calibration networks' multiplies at 0.54-0.66 of their total time and their
-# pools and concats at 0.3-0.7 (the large tensors; experiments/kernel_spans.md)
+# pools and concats at 0.25-0.8 (the large tensors, on 8 records; experiments/kernel_spans.md)
 OPS_FORMS = True
 NO_SPILL = Spill()
 # samples of the NAS-Bench-201 space (``augur_nas.nb201``, packaged) profiled among the random
