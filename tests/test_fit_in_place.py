@@ -87,3 +87,6 @@ def test_a_kind_with_few_samples_gets_its_own_rate():
     two = [{"kind": "gelu", "mb": mb, "t": default[1] + r * mb} for mb, r in ((1.0, 0.06), (3.0, 0.07))]
     _, kinds2, _ = _profiling._fit_memory_bound_kinds(cheap + two)
     assert kinds2["gelu"][0] == pytest.approx(0.065, rel=0.05)
+    # the per-kind forms (what the profiler fits) treat a rare kind the same way
+    forms, _, _, fstats = _profiling._fit_kind_forms(cheap + gelu, default)
+    assert forms["gelu"][0] == pytest.approx(0.065, rel=0.05) and fstats["gelu"]["median_abs_error_pct"] < 5

@@ -43,7 +43,7 @@ from ..ops import FREE_KINDS, GEMM_KINDS
 from . import _check
 from ._fusion import Boundary, FusionRules, LayoutRules, duplicates
 from ._gemm import PiecewiseGemm
-from ._ops import BYTES_PER_MB, OpModel
+from ._ops import BYTES_PER_MB, OpModel, channel_spans
 from ._residual import residual_sums
 from ._scaling import ScalingModel, group_of
 
@@ -173,7 +173,7 @@ class LatencyModel:
                 t = t * groups if kind == "fc" else t * (groups * batch)
             else:
                 moved = (rows["in_elems"][idx] + rows["out_elems"][idx]).astype(np.float64) * DTYPE_BYTES
-                t = self.ops.time_ms(kind, moved, batch)
+                t = self.ops.time_ms(kind, moved, batch, _spans(kind, rows, idx))
             t = t + self.layer_overhead_ms
             out[idx] = np.where(msk, t, 0.0)
         if self.fused_pass and fused is not None:
@@ -218,7 +218,7 @@ class LatencyModel:
             names = [all_names[s] for s in idx]
             t1 = self._gemm_time(kind, name, n, m, k, groups, rows, idx, msk, names, profile) * groups
         else:
-            t1 = self.ops.time_ms(kind, moved)
+            t1 = self.ops.time_ms(kind, moved, 1, _spans(kind, rows, idx))
         return self.scaling.scale(group_of(kind, fam), t1, batch, moved / BYTES_PER_MB)
 
     def _gemm_time(self, kind, name, n, m, k, groups, rows, idx, msk, names, profile):
@@ -315,6 +315,11 @@ class LatencyModel:
 
     def __repr__(self) -> str:
         return f"LatencyModel(gemm={sorted(self.gemm)}, ops={self.ops!r}, layer_overhead_ms={self.layer_overhead_ms})"
+
+
+def _spans(kind: str, rows, idx) -> np.ndarray:
+    """The channel planes (``_ops.channel_spans``) of the slots ``idx`` of one kind."""
+    return channel_spans(kind, rows["in_elems"][idx], rows["out_elems"][idx], rows["out_c"][idx])
 
 
 def gemm_choice(fam: dict, layout, kind: str, n, k, groups, in_c, strided=False) -> list:

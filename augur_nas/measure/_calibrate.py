@@ -145,7 +145,13 @@ def scaled_latency(latency, scales: dict):
 
 
 def _scale_entry(e, per_mb, call):
-    return {k: float(v) * (call if k == "overhead_ms" else per_mb) for k, v in e.items()}
+    """An op or conversion entry with its work scaled by ``per_mb`` and its per-call parts by
+    ``call``: the overhead and the per-plane cost (a loop step per channel plane, which follows the
+    clock and the dispatch as a call does, not the vector width); a cache knee is a shape, kept."""
+    return {k: (v if k == "spill" else float(v) * (call if k in CALL_KEYS else per_mb)) for k, v in e.items()}
+
+
+CALL_KEYS = ("overhead_ms", "per_span_ms")
 
 
 def contributions(latency, tables_batches) -> np.ndarray:

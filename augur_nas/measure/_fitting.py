@@ -5,10 +5,13 @@
   coefficients by non-negative least squares on relative errors (``PiecewiseGemm.fit``).
 - memory-bound kinds (``OpModel``): ``t = a * MB moved + c`` per kind by NNLS on relative errors;
   kinds with fewer than ``MIN_KIND`` samples share the ``default`` entry (fitted on all of them).
+  ``fit_kind`` adds a per-channel-plane term and a cache knee of the kind's own.
 - the memory model: ``peak RSS = F + w * weights + a * peak activations`` by NNLS.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -203,6 +206,58 @@ def fit_spill(groups: dict) -> Spill:
             if best_err is None or err < best_err * (0.98 if not best.ratio else 1.0):
                 best, best_err = sp, err
     return best
+
+
+class KindFit(NamedTuple):
+    """A memory-bound kind's model: ``ms_per_mb * priced MB + overhead_ms + per_span_ms * spans``
+    with its cache knee (``spill``: ``Spill()`` where none pays)."""
+    ms_per_mb: float
+    overhead_ms: float
+    per_span_ms: float
+    spill: Spill
+
+    def predict(self, mb, spans) -> np.ndarray:
+        x = self.spill.priced_bytes(np.asarray(mb, dtype=np.float64) * BYTES_PER_MB) / BYTES_PER_MB
+        return self.ms_per_mb * x + self.overhead_ms + self.per_span_ms * np.asarray(spans, dtype=np.float64)
+
+
+def fit_kind(mb, t, spans=None, knee: bool = True) -> KindFit:
+    """One memory-bound kind's ``KindFit`` from its in-place samples (MB moved, ms, channel planes):
+    the coefficients by NNLS on relative errors (a per-plane term only where some samples walk
+    planes: ``_ops.channel_spans``), the knee (with ``knee``) as ``fit_spill`` chooses one: the
+    candidate that misses the total time least, no knee unless it cuts that error by 2%, and only
+    knees with ``MIN_ABOVE_KNEE`` samples above them."""
+    mb, t = np.asarray(mb, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    sp_ = np.zeros_like(mb) if spans is None else np.asarray(spans, dtype=np.float64)
+    best, best_err = None, None
+    for ratio in (SPILL_RATIOS if knee else (0.0,)):
+        for above in (SPILL_ABOVE_MB if ratio else (0.0,)):
+            if ratio and int(np.sum(mb > above)) < MIN_ABOVE_KNEE:
+                continue
+            fit = _kind_coef(mb, t, sp_, Spill(above, ratio))
+            err = float(np.abs(fit.predict(mb, sp_) - t).sum()) / max(float(t.sum()), 1e-12)
+            if best_err is None or err < best_err * (0.98 if not best.spill.ratio else 1.0):
+                best, best_err = fit, err
+    return best
+
+
+def _kind_coef(mb, t, spans, spill: Spill) -> KindFit:
+    """``fit_bytes`` with a per-plane column where any sample walks planes (NNLS, relative errors)."""
+    x = spill.priced_bytes(mb * BYTES_PER_MB) / BYTES_PER_MB
+    ok = np.isfinite(t) & (t > 0)
+    if not ok.any():
+        return KindFit(0.0, 0.0, 0.0, spill)
+    cols = [x, np.ones_like(x)] + ([spans / SPANS_UNIT] if (spans[ok] > 0).any() else [])
+    w = 1.0 / t[ok]
+    coef = nnls(np.stack(cols, axis=1)[ok] * w[:, None], t[ok] * w)
+    return KindFit(float(coef[0]), float(coef[1]), float(coef[2]) / SPANS_UNIT if len(coef) > 2 else 0.0, spill)
+
+
+SPANS_UNIT = 1000.0
+# a knee is tried only where this many samples lie above it: with one or two large samples the
+# knee is an extrapolation (BatchNorm's: 1-2 of 15-20 samples above 0.25 MB on every record, its
+# knee there priced every large standalone BatchNorm 3-4x)
+MIN_ABOVE_KNEE = 10  # the per-plane column in thousands of planes: the NNLS columns of similar size
 
 
 def fit_line(x, y):

@@ -102,6 +102,13 @@ def layer_of(node: str, names: dict):
         base = base[6:]
     if base in names:
         return names[base]
+    # a node ORT fused from a pattern is named "<the pattern's last node>/<Fusion>/" (swish's
+    # x * sigmoid(x) becomes "<swish layer>/QuickGeluFusion/"): that node is the layer's; by the
+    # suffix rule below its time went to the layer named by the dotted prefix (the conv before
+    # the swish), and the swish layer had no time at all
+    head = base.split("/", 1)[0]
+    if "/" in base and head in names:
+        return names[head]
     # exporters may add a suffix to a layer's name for helper nodes (`fc.flatten`)
     best = None
     for sep in (".", "_", "/"):

@@ -16,7 +16,8 @@ C. **calibration networks** (``_probes.calibration_networks``): per-node profile
    latency by the ``measure`` protocol without profiling, and peak memory in child processes.
 D. **fit**: GEMM models (breakpoints by cross-validation; they price kernels as they run in
    place: ``_fitting.fit_gemm``'s in-place terms; the passes of fused activations taken off their
-   kernels' times first and priced back by ``latency.fused_pass``), per-kind memory-bound models,
+   kernels' times first and priced back by ``latency.fused_pass``), per-kind memory-bound models
+   (each with its own cache knee and, a join broadcast per channel, a per-plane term: ``fit_kind``),
    per-node and per-call overheads (end-to-end minus the sum of node times against the number
    of nodes), the memory model; the profile records the fit statistics and the runtime settings.
 
@@ -47,7 +48,7 @@ from ..analysis import totals
 from ..costmodel import FusionRules, LatencyModel, LayoutRules, MemoryModel, OpModel, latency_ms, nnls
 from ..costmodel._latency import fused_pass_ms, gemm_choice, is_strided
 from ..costmodel._memory import fc_weight_bytes
-from ..costmodel._ops import BYTES_PER_MB, Spill
+from ..costmodel._ops import BYTES_PER_MB, Spill, channel_spans
 from ..fingerprint import machine_fingerprint
 from ..io.onnx import export_onnx
 from ..lowering import lower
@@ -55,7 +56,7 @@ from ..models import load_space_dict
 from ..nb201 import space as nb201_space
 from ..ops import kinds_where
 from ..profile import Profile
-from ._fitting import MIN_KIND, W_BREAK_SETS, error_stats, fit_bytes, fit_gemm, fit_memory, fit_spill
+from ._fitting import MIN_KIND, W_BREAK_SETS, error_stats, fit_bytes, fit_gemm, fit_kind, fit_memory, fit_spill
 from ._memory import measure_memories
 from ._ortrules import DEFAULT_FUSED_ACTS, DEFAULT_LAYOUT, PASS_ACTS, detect_rules
 from ._ortnodes import attribute, cleanup, graph_edges, layer_of, node_times, owners
@@ -105,6 +106,11 @@ OPS_SPILL = False
 # Off until a quiet record shows it helps the samples too: the pairs are still timed and recorded
 # (so a record can be refitted with it on), the fit ignores them and profiles come out as before
 FUSED_PASS = False
+# each memory-bound kind gets its own cache knee and, a join broadcast per channel (squeeze-excite's
+# multiply), a per-plane term (``_fitting.fit_kind``): the one-line bytes model, fitted on relative
+# errors, priced the calibration networks' multiplies at 0.54-0.66 of their total time and their
+# pools and concats at 0.25-0.8 (the large tensors, on 8 records; experiments/kernel_spans.md)
+OPS_FORMS = True
 NO_SPILL = Spill()
 # samples of the NAS-Bench-201 space (``augur_nas.nb201``, packaged) profiled among the random
 # calibration networks, one after each batch of six: their cells (ReLU-Conv-BN on 16-64 channels at
@@ -579,8 +585,9 @@ def _add_node_samples(acc: _NodeProfiles, net, att: dict, model0) -> None:
         elif fam == "bytes":
             r = net.table.rows
             moved = float(r["in_elems"][s, 0] + r["out_elems"][s, 0]) * 4
+            planes = float(channel_spans(kind, r["in_elems"][s, 0], r["out_elems"][s, 0], r["out_c"][s, 0]))
             acc.kind_samples.append({"kind": kind, "mb": moved / BYTES_PER_MB, "t": own, "reorders": reorders,
-                                     "net": net.label})
+                                     "net": net.label, "spans": planes})
 
 
 def _anchor_nets(workdir, model0) -> list:
@@ -684,6 +691,14 @@ class _KernelFit(NamedTuple):
     layout_spill: Spill = Spill()  # the layout conversions' cache knee
     fused_pass: dict | None = None  # a fused activation's pass, ms per MB of its output, by kind
     pass_stats: dict | None = None
+    per_span: dict | None = None    # memory-bound kinds' ms per channel plane (``_ops.channel_spans``)
+    kind_spill: dict | None = None  # memory-bound kinds' own cache knees (``Spill``)
+
+    def op_model(self, scale: float = 1.0) -> OpModel:
+        """The memory-bound kinds' ``OpModel``, every time coefficient times ``scale``."""
+        return OpModel((self.default[0] * scale, self.default[1] * scale),
+                       {k: (a * scale, c * scale) for k, (a, c) in self.op_kinds.items()}, self.ops_spill,
+                       {k: v * scale for k, v in (self.per_span or {}).items()}, self.kind_spill)
 
 
 class _EndToEnd(NamedTuple):
@@ -710,7 +725,7 @@ def fit_ort(raw, name, settings, budget=None, report=None):
     nets = _fit_nets(raw["specs"])
     t_d = time.monotonic()
     kf = _fit_kernel_models(raw, delta)
-    kernels = _ort_model(kf.gemm, OpModel(kf.default, kf.op_kinds, kf.ops_spill), kf.kinds, kf.reorder, rules=kf.rules,
+    kernels = _ort_model(kf.gemm, kf.op_model(), kf.kinds, kf.reorder, rules=kf.rules,
                          layout_spill=kf.layout_spill, fused_pass=kf.fused_pass)
     e2e = _fit_end_to_end(nets, kernels, raw["e2e_ms"])
     latency = _scaled_ort_model(kf, e2e)
@@ -758,9 +773,12 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
         kinds["dwconv"] = {"gemm": "dwconv", **({"strided": "dwconv_s2"} if "dwconv_s2" in gemm else {})}
     if "fc" in gemm:
         kinds["fc"] = {"gemm": "fc"}
-    kind_samples = [dict(s, t=_less(s["t"], delta)) for s in raw["kinds"]]
+    kind_samples = [dict(s, t=_less(s["t"], delta)) for s in _with_spans(raw["kinds"], raw.get("specs") or {})]
     ops_spill = _kinds_spill(kind_samples) if OPS_SPILL else Spill()
     default, op_kinds, op_stats = _fit_memory_bound_kinds(kind_samples, ops_spill)
+    per_span, kind_spill = {}, {}
+    if OPS_FORMS:
+        op_kinds, per_span, kind_spill, op_stats = _fit_kind_forms(kind_samples, default)
     lay = [(v[0], _less(v[1], delta)) for v in raw.get("layout") or []]
     lay_mb, lay_t = np.array([v[0] for v in lay], dtype=np.float64), np.array([v[1] for v in lay], dtype=np.float64)
     layout_spill = fit_spill({"layout": (lay_mb, lay_t)}) if len(lay) >= 3 else Spill()
@@ -771,7 +789,8 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
         reorder_stats["spill"] = layout_spill.to_dict()
     return _KernelFit(gemm=gemm, kinds=kinds, default=default, op_kinds=op_kinds, reorder=reorder,
                       gemm_stats=gemm_stats, op_stats=op_stats, reorder_stats=reorder_stats, rules=rules,
-                      ops_spill=ops_spill, layout_spill=layout_spill, fused_pass=fused_pass, pass_stats=pass_stats)
+                      ops_spill=ops_spill, layout_spill=layout_spill, fused_pass=fused_pass, pass_stats=pass_stats,
+                      per_span=per_span, kind_spill=kind_spill)
 
 
 def fit_fused_pass(pairs: list) -> tuple:
@@ -870,6 +889,49 @@ def _rate_through(mb: np.ndarray, t: np.ndarray, default: tuple) -> tuple:
     return float(max(0.0, np.median((t[ok] - c) / mb[ok]))), c
 
 
+def _fit_kind_forms(kind_samples: list, default: tuple):
+    """``(op_kinds, per_span, kind_spill, op_stats)``: each kind with ``MIN_KIND`` samples or more
+    fitted by ``fit_kind`` (its own knee and, for a join broadcast per channel, a per-plane term);
+    fewer: the default's overhead and a rate through its own samples (``_rate_through``), no knee,
+    no plane term."""
+    by_kind: dict = {}
+    for s in kind_samples:
+        by_kind.setdefault(s["kind"], []).append((s["mb"], s["t"], s.get("spans", 0.0)))
+    op_kinds, per_span, kind_spill, op_stats = {}, {}, {}, {}
+    for kind, vals in sorted(by_kind.items()):
+        mb, t, planes = (np.array([v[i] for v in vals], dtype=np.float64) for i in range(3))
+        if len(vals) < MIN_KIND:
+            op_kinds[kind] = coef = _rate_through(mb, t, default)
+            op_stats[kind] = error_stats(coef[0] * mb + coef[1], t)
+            continue
+        f = fit_kind(mb, t, planes)
+        op_kinds[kind] = (f.ms_per_mb, f.overhead_ms)
+        if f.per_span_ms:
+            per_span[kind] = f.per_span_ms
+        if f.spill.ratio:
+            kind_spill[kind] = f.spill
+        op_stats[kind] = {**error_stats(f.predict(mb, planes), t), "spill": f.spill.to_dict(),
+                          **({"per_span_ms": round(f.per_span_ms, 9)} if f.per_span_ms else {})}
+    return op_kinds, per_span, kind_spill, op_stats
+
+
+def _with_spans(kind_samples: list, specs: dict) -> list:
+    """The samples with their channel planes (``spans``); a record from before the field gets them
+    from its networks' specs, lowered again: the layer of the sample's network, kind and MB moved
+    (none matches: 0)."""
+    if all("spans" in s for s in kind_samples):
+        return kind_samples
+    by_key = {}
+    for net in _fit_nets({lab: specs[lab] for lab in {s["net"] for s in kind_samples if "spans" not in s} if lab in specs}):
+        r = net.table.rows
+        for i, kind in enumerate(net.table.ops):
+            mb = float(r["in_elems"][i, 0] + r["out_elems"][i, 0]) * DTYPE_BYTES / BYTES_PER_MB
+            by_key.setdefault((net.label, kind, round(mb, 6)),
+                              float(channel_spans(kind, r["in_elems"][i, 0], r["out_elems"][i, 0], r["out_c"][i, 0])))
+    return [s if "spans" in s else dict(s, spans=by_key.get((s["net"], s["kind"], round(s["mb"], 6)), 0.0))
+            for s in kind_samples]
+
+
 def _fit_end_to_end(nets: list, kernels, e2e_ms: dict) -> _EndToEnd:
     """The per-call and per-node overheads and the kernel scale, by NNLS on relative errors over
     the calibration networks (kernel times under per-node profiling and in isolation differ from a
@@ -892,8 +954,7 @@ def _scaled_ort_model(kf: _KernelFit, e2e: _EndToEnd):
     """The latency model: every kernel model times the scale, with the two overheads."""
     scale = e2e.scale
     gemm_scaled = {k: v.scaled(scale) for k, v in kf.gemm.items()}
-    ops_scaled = OpModel((kf.default[0] * scale, kf.default[1] * scale),
-                         {k: (a * scale, c * scale) for k, (a, c) in kf.op_kinds.items()}, kf.ops_spill)
+    ops_scaled = kf.op_model(scale)
     return _ort_model(gemm_scaled, ops_scaled, kf.kinds, (kf.reorder[0] * scale, kf.reorder[1] * scale),
                       e2e.per_node, e2e.per_call, rules=kf.rules, layout_spill=kf.layout_spill,
                       fused_pass={k: v * scale for k, v in (kf.fused_pass or {}).items()})
