@@ -918,17 +918,17 @@ def _fit_kind_forms(kind_samples: list, default: tuple):
 def _with_spans(kind_samples: list, specs: dict) -> list:
     """The samples with their channel planes (``spans``); a record from before the field gets them
     from its networks' specs, lowered again: the layer of the sample's network, kind and MB moved
-    (none matches: 0)."""
+    (none matches, or a sample without its network: 0)."""
     if all("spans" in s for s in kind_samples):
         return kind_samples
     by_key = {}
-    for net in _fit_nets({lab: specs[lab] for lab in {s["net"] for s in kind_samples if "spans" not in s} if lab in specs}):
+    for net in _fit_nets({lab: specs[lab] for lab in {s.get("net") for s in kind_samples if "spans" not in s} if lab in specs}):
         r = net.table.rows
         for i, kind in enumerate(net.table.ops):
             mb = float(r["in_elems"][i, 0] + r["out_elems"][i, 0]) * DTYPE_BYTES / BYTES_PER_MB
             by_key.setdefault((net.label, kind, round(mb, 6)),
                               float(channel_spans(kind, r["in_elems"][i, 0], r["out_elems"][i, 0], r["out_c"][i, 0])))
-    return [s if "spans" in s else dict(s, spans=by_key.get((s["net"], s["kind"], round(s["mb"], 6)), 0.0))
+    return [s if "spans" in s else dict(s, spans=by_key.get((s.get("net"), s["kind"], round(s["mb"], 6)), 0.0))
             for s in kind_samples]
 
 
