@@ -7,11 +7,12 @@ fused activation (ReLU6 = Clip, HardSigmoid, ...) in a pass of its own over the 
 and without each such activation (``raw["act_pairs"]``), records on every GEMM sample the output
 MB of the activations fused into it (``act_mb``), takes the fitted pass off those samples before
 the GEMM fit and prices it back (``LatencyModel.fused_pass``). This script refits a
-``kernel_diagnosis.py collect`` record made since (it needs both fields) three ways (``refit``,
+``kernel_diagnosis.py collect`` record made since (it needs both fields) four ways (``refit``,
 with ``_profiling.FUSED_PASS`` on whatever the shipped default): without the pass (its pairs
-dropped: the fit before the pass), with the 1x1 convs' rate for every producer (task E's form)
-and with a rate per producer family (task G: pairs of depthwise and dense convs too; a record
-from before the families can borrow them from another record with ``--graft``), and scores each
+dropped: the fit before the pass), with the 1x1 convs' rate for every producer (task E's form),
+with a rate per producer family (task G: pairs of depthwise and dense convs too; a record from
+before the families can borrow them from another record with ``--graft``) and with the 1x1 rate
+after 1x1 convs only, and scores each
 against a benchmark's measurements (``experiments/new_machine.py``'s json; validation
 only: the zoo and seed-0 space samples, nothing is fitted on them), brought to the record's speed
 by the speed anchors, as ``join_rules.py score`` does; with ``--parts``, also on seed-2 samples
@@ -49,19 +50,22 @@ from augur_nas.measure._ortnodes import owners
 from augur_nas.measure._settings import RuntimeSettings
 from augur_nas.profile import load_profile
 
-
-VARIANTS = ("without", "1x1 rate", "per family")
+VARIANTS = ("without", "1x1 rate", "per family", "1x1 only")
 
 
 def refit(raw: dict, variant: str):
     """The record's profile as ``augur-nas profile`` fits it (``_profiling.FUSED_PASS`` on):
     ``without`` its act pairs (the fit before the pass), with the ``1x1 rate`` (only the pairs of
-    1x1 convs: every family takes their rate, the form of task E), or ``per family``."""
+    1x1 convs: every family takes their rate, the form of task E), ``per family``, or ``1x1 only``
+    (the 1x1 convs' rate, none after depthwise and dense convs: their passes stay inside their
+    GEMM models, as before the pass form; zero-rate pairs stand for them)."""
     raw = copy.deepcopy(raw)
     if variant == "without":
         raw["act_pairs"] = []
-    elif variant == "1x1 rate":
+    elif variant in ("1x1 rate", "1x1 only"):
         raw["act_pairs"] = [p for p in raw["act_pairs"] if p.get("family", "conv_1x1") == "conv_1x1"]
+    if variant == "1x1 only":
+        raw["act_pairs"] += [dict(p, family=f, t_act=p["t_plain"]) for p in raw["act_pairs"] for f in PASS_FAMILIES[1:]]
     was, P.FUSED_PASS = P.FUSED_PASS, True
     try:
         return P.fit_ort(raw, "refit", RuntimeSettings())[0]
@@ -139,7 +143,7 @@ def main(argv=None) -> int:
         speed = float(np.median([now[k] / ref[k] for k in ref if k in now])) if now and ref else 1.0
         places = {}
         families = {p.get("family", "conv_1x1") for p in raw["act_pairs"]}
-        for variant in VARIANTS if len(families) > 1 else VARIANTS[:2]:
+        for variant in VARIANTS if len(families) > 1 else ("without", "1x1 rate", "1x1 only"):
             prof = refit(raw, variant)
             if parts:
                 places[variant] = in_place(prof, parts[0])

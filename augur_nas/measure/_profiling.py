@@ -91,12 +91,17 @@ IN_PLACE = True  # GEMM models price kernels in place (probes and in-place node 
 # grows ~1.5x above 2 MB), and it priced an inception network's pools and concats 15-20% too slow
 # on two records (experiments/kernel_diagnosis.py records of 06:27 and 09:25, under load)
 OPS_SPILL = False
-# fused activations' passes (``latency.fused_pass``) fitted from the act pairs and taken off the GEMM
-# samples: on one record (1408, provisional) large 1x1 expansions in place went from 0.78 to 1.03
-# of their time and the zoo from 84% to 87% within ±10%, but the seed-0 space samples from 86% to
-# 82% (the 1x1 rate over-prices depthwise and dense convs' passes; experiments/fused_pass.md).
-# Off until a quiet record shows it helps the samples too: the pairs are still timed and recorded
-# (so a record can be refitted with it on), the fit ignores them and profiles come out as before
+# fused activations' passes (``latency.fused_pass``, a rate per producer family) fitted from the act
+# pairs and taken off the GEMM samples: on one record (1408, provisional) large 1x1 expansions in
+# place went from 0.78 to 1.03 of their time and the zoo from 84% to 87% within ±10%, but the
+# seed-0 space samples from 86% to 82% (experiments/fused_pass.md). Rates per family (1x1,
+# depthwise, dense) did not change that: the profiler's depthwise and dense pairs cost 0.9-1.0 of
+# the 1x1 rate per MB, and with the pass after 1x1 convs only the samples still fell (the 1x1
+# GEMM model, fitted without the expansions' pass, prices resnet's ReLU 1x1 convs lower); a second
+# record (1536, loaded) moved the other way (zoo 77 -> 74%, samples 80 -> 83%;
+# experiments/fused_pass_families.md). Off until a quiet record shows it helps both: the pairs
+# are still timed and recorded (so a record can be refitted with it on), the fit ignores them
+# and profiles come out as before
 FUSED_PASS = False
 NO_SPILL = Spill()
 # samples of the NAS-Bench-201 space (``augur_nas.nb201``, packaged) profiled among the random
