@@ -26,9 +26,9 @@ Optional, for runtimes that are not layer-by-layer (all default to the plain sum
   (ONNX Runtime's NCHWc convs apply ReLU inside the kernel, Clip/ReLU6 and the other activations
   afterwards: +14-26% on a 1x1 expansion conv, experiments/join_rules.md). The rate may depend
   on the family of the kernel that produces the activation's input (``PASS_FAMILIES``:
-  ``{relu6: {conv_1x1: r1, dwconv: r2, conv: r3}}``; a depthwise conv's pass costs ~0.6 of a 1x1
-  conv's per MB, experiments/fused_pass_families.md); one number is the same rate for every
-  family. The pass is charged to the fused activation's slot (it knows whether it is fused and
+  ``{relu6: {conv_1x1: r1, dwconv: r2, conv: r3}}``; after a depthwise conv whose output
+  leaves L2 the pass cost 0.3-0.6 of the 1x1 rate per MB, elsewhere about the same,
+  experiments/fused_pass_families.md); one number is the same rate for every family. The pass is charged to the fused activation's slot (it knows whether it is fused and
   its chain's producer family, in a segment of the fast path too: the entering ``Boundary``
   carries both), without a layer overhead. Without the key a fused activation costs nothing.
 - a GEMM kind may choose its model per layer: ``{gemm: conv, pointwise: conv1x1, narrow:
@@ -400,7 +400,7 @@ def pass_families(table) -> np.ndarray:
     rows = table.rows
     out = np.full(rows["mask"].shape, -1, dtype=np.int8)
     for s, op in enumerate(table.ops):
-        if op in ("conv", "dwconv"):
+        if op in GEMM_KINDS:
             out[s] = pass_family(op, rows["k"][s], rows["in_c"][s] // np.maximum(rows["groups"][s], 1))
     return out
 
