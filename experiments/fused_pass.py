@@ -58,19 +58,18 @@ def refit(raw: dict, variant: str):
     ``without`` its act pairs (the fit before the pass), with the ``1x1 rate`` (only the pairs of
     1x1 convs: every family takes their rate, the form of task E), ``per family``, or ``1x1 only``
     (the 1x1 convs' rate, none after depthwise and dense convs: their passes stay inside their
-    GEMM models, as before the pass form; zero-rate pairs stand for them)."""
+    GEMM models, as before the pass form: ``_profiling.FUSED_PASS_FAMILIES``)."""
     raw = copy.deepcopy(raw)
     if variant == "without":
         raw["act_pairs"] = []
-    elif variant in ("1x1 rate", "1x1 only"):
+    elif variant == "1x1 rate":
         raw["act_pairs"] = [p for p in raw["act_pairs"] if p.get("family", "conv_1x1") == "conv_1x1"]
-    if variant == "1x1 only":
-        raw["act_pairs"] += [dict(p, family=f, t_act=p["t_plain"]) for p in raw["act_pairs"] for f in PASS_FAMILIES[1:]]
-    was, P.FUSED_PASS = P.FUSED_PASS, True
+    was = P.FUSED_PASS, P.FUSED_PASS_FAMILIES
+    P.FUSED_PASS, P.FUSED_PASS_FAMILIES = True, ("conv_1x1",) if variant == "1x1 only" else PASS_FAMILIES
     try:
         return P.fit_ort(raw, "refit", RuntimeSettings())[0]
     finally:
-        P.FUSED_PASS = was
+        P.FUSED_PASS, P.FUSED_PASS_FAMILIES = was
 
 
 def pair_lines(raw: dict) -> list:

@@ -216,6 +216,7 @@ def test_the_profile_fit_takes_the_pass_off_the_gemm_samples(monkeypatch):
     from augur_nas.measure._profiling import _fit_kernel_models, fit_fused_pass
 
     monkeypatch.setattr(_profiling, "FUSED_PASS", True)  # the form, whatever the shipped default
+    monkeypatch.setattr(_profiling, "FUSED_PASS_FAMILIES", PASS_FAMILIES)
 
     rng = np.random.default_rng(1)
     true = PiecewiseGemm.linear(0.002, 4e-10, 0.0, 0.0, 2e-7)  # output-bound, as a 1x1 expansion is
@@ -300,6 +301,7 @@ def test_the_fit_takes_each_familys_pass_off_its_own_samples(monkeypatch):
     from augur_nas.measure._profiling import _fit_kernel_models, fit_fused_pass
 
     monkeypatch.setattr(_profiling, "FUSED_PASS", True)
+    monkeypatch.setattr(_profiling, "FUSED_PASS_FAMILIES", PASS_FAMILIES)
     pairs = [{"kind": "relu6", "family": fam, "mb": mb, "t_plain": 0.1 * mb, "t_act": (0.1 + r) * mb}
              for fam, r in RATES.items() for mb in (0.3, 0.9, 3.5)]
     rates, stats = fit_fused_pass(pairs)
@@ -322,6 +324,14 @@ def test_the_fit_takes_each_familys_pass_off_its_own_samples(monkeypatch):
     flat = [dict(p, family="conv_1x1") for p in pairs if p["family"] == "conv_1x1"]
     one_rate = _fit_kernel_models(dict(raw, act_pairs=flat), 0.0)
     assert (one_rate.gemm["dwconv"].predict(n, m, k) < true.predict(n, m, k) * 0.999).any()
+    # the pass of the 1x1 family only: the depthwise samples keep theirs (rate 0, nothing taken
+    # off: the depthwise model prices kernel and pass together), the 1x1 rate stays
+    monkeypatch.setattr(_profiling, "FUSED_PASS_FAMILIES", ("conv_1x1",))
+    only = _fit_kernel_models(raw, 0.0)
+    assert only.fused_pass == {"relu6": {"conv_1x1": pytest.approx(RATES["conv_1x1"]), "dwconv": 0.0, "conv": 0.0}}
+    dw_t = np.array([s["t"] / s["groups"] for s in dw])
+    assert np.abs(only.gemm["dwconv"].predict(n, m, k) / dw_t - 1).max() < \
+        np.abs(got.gemm["dwconv"].predict(n, m, k) / dw_t - 1).max()
 
 
 def test_a_chain_cut_between_segments_keeps_its_producers_family():

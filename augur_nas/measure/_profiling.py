@@ -103,6 +103,16 @@ OPS_SPILL = False
 # are still timed and recorded (so a record can be refitted with it on), the fit ignores them
 # and profiles come out as before
 FUSED_PASS = False
+# ... and where it is on, the producer families whose pass comes off their GEMM samples and is
+# priced back (the others' rates are 0: their passes stay inside their GEMM models, as before the
+# form). The 1x1 family is the one whose samples mix activations (expansions with ReLU6, projections
+# and resnet's 1x1 convs without), so its GEMM model cannot learn the pass on average; the
+# depthwise probes and nearly every depthwise conv in place carry ReLU6 or HardSwish. On the
+# seed-2 part record (in place, never validation) the 1x1-only form left every part level
+# (1x1 expansions 0.78 -> 1.03, depthwise 1.15 -> 1.14; with every family 1.19), and it did not
+# lose zoo or samples on records 1536 and 1556, but it lost both on 1408
+# (experiments/fused_pass_families.md): the form to re-score on a quiet record
+FUSED_PASS_FAMILIES = ("conv_1x1",)
 NO_SPILL = Spill()
 # samples of the NAS-Bench-201 space (``augur_nas.nb201``, packaged) profiled among the random
 # calibration networks, one after each batch of six: their cells (ReLU-Conv-BN on 16-64 channels at
@@ -697,7 +707,8 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
     # price the multiplication, the latency model adds the pass back by the same formula
     # the rates are fitted and recorded either way; FUSED_PASS says whether the model uses them
     rates, pass_stats = fit_fused_pass(raw.get("act_pairs") or [])
-    fused_pass = rates if FUSED_PASS else {}
+    fused_pass = {k: {f: (r if f in FUSED_PASS_FAMILIES else 0.0) for f, r in v.items()}
+                  for k, v in rates.items()} if FUSED_PASS else {}
     gemm, gemm_stats = _fit_gemm_families([dict(s, t=_kernel_ms(s, delta, fused_pass))
                                            for s in raw["probes"] + raw["in_situ"]])
     kinds = {"conv": {"gemm": "conv"}}
