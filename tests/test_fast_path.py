@@ -47,7 +47,10 @@ def _segment_profiles():
     d = q.latency.to_dict()
     d["layout"] = dict(d["layout"], fused_joins="inputs", from_blocked=["globalpool"])
     d["cse"] = sorted(set(d.get("cse", [])) | {"relu", "identity", "dropout"})
-    d["fused_pass"] = {"relu6": 0.03, "hswish": 0.05, "hsigmoid": 0.04, "sigmoid": 0.06}
+    # rates by the producer's family, all different: a pass priced after the wrong producer (a
+    # segment that starts with a fused activation, its producer in the segment before) shows
+    d["fused_pass"] = {"relu6": {"conv_1x1": 0.03, "dwconv": 0.019, "conv": 0.026}, "hswish": 0.05,
+                       "hsigmoid": {"conv_1x1": 0.04, "dwconv": 0.033, "conv": 0.021}, "sigmoid": 0.06}
     q.latency = type(q.latency).from_dict(d)
     out.append(("x86-xeon-avx512-ort+new-layout-rules+fused-pass", q))
     return out

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from augur_nas.costmodel import LatencyModel, LayoutRules, OpModel, PiecewiseGemm
-from augur_nas.costmodel._latency import is_strided
+from augur_nas.costmodel._latency import PASS_FAMILIES, is_strided
 from augur_nas.costmodel._ops import Spill
 from augur_nas.lowering import lower
 from augur_nas.measure._fitting import fit_spill
@@ -167,6 +167,10 @@ def _expand(act, readers=1):
                  np.zeros((1, 0), dtype=np.int64))
 
 
+def _every_family(rate):
+    return {f: pytest.approx(rate) for f in PASS_FAMILIES}
+
+
 def _ort_like(fused_pass=None):
     from augur_nas.costmodel import FusionRules
 
@@ -198,7 +202,9 @@ def test_a_bad_fused_pass_is_one_clear_error():
     from augur_nas._errors import ProfileError
 
     d = _ort_like({"relu6": 0.03}).to_dict()
-    for bad in ({"relu7": 0.03}, {"relu6": -1.0}, {"relu6": "fast"}, ["relu6"]):
+    for bad in ({"relu7": 0.03}, {"relu6": -1.0}, {"relu6": "fast"}, ["relu6"], {"relu6": {"conv_1x1": 0.03}},
+                {"relu6": {"conv_1x1": 0.03, "dwconv": -0.01, "conv": 0.02}},
+                {"relu6": {"conv_1x1": 0.03, "dwconv": 0.01, "conv": 0.02, "fc": 0.0}}):
         with pytest.raises(ProfileError, match="fused_pass"):
             LatencyModel.from_dict(dict(d, fused_pass=bad))
 
@@ -210,6 +216,7 @@ def test_the_profile_fit_takes_the_pass_off_the_gemm_samples(monkeypatch):
     from augur_nas.measure._profiling import _fit_kernel_models, fit_fused_pass
 
     monkeypatch.setattr(_profiling, "FUSED_PASS", True)  # the form, whatever the shipped default
+    monkeypatch.setattr(_profiling, "FUSED_PASS_FAMILIES", PASS_FAMILIES)
 
     rng = np.random.default_rng(1)
     true = PiecewiseGemm.linear(0.002, 4e-10, 0.0, 0.0, 2e-7)  # output-bound, as a 1x1 expansion is
@@ -225,11 +232,12 @@ def test_the_profile_fit_takes_the_pass_off_the_gemm_samples(monkeypatch):
             for s in samples]
     pairs = [{"kind": "relu6", "mb": mb, "t_plain": 0.1 * mb, "t_act": (0.1 + rate) * mb} for mb in (0.5, 1.0, 3.5)]
     rates, stats = fit_fused_pass(pairs)
-    assert rates == {"relu6": pytest.approx(rate)} and stats["relu6"]["pairs"] == 3
+    # pairs of 1x1 convs only (a record from before the families): every family takes their rate
+    assert rates == {"relu6": _every_family(rate)} and stats["relu6"]["pairs"] == 3
     raw = {"probes": samples + conv, "in_situ": [], "kinds": [], "layout": [], "act_pairs": pairs}
     n, m, k = (np.array([s[f] for s in samples]) for f in ("n", "m", "k"))
     got = _fit_kernel_models(raw, 0.0)
-    assert got.fused_pass == {"relu6": pytest.approx(rate)}
+    assert got.fused_pass == {"relu6": _every_family(rate)}
     np.testing.assert_allclose(got.gemm["conv_1x1"].predict(n, m, k), true.predict(n, m, k), rtol=1e-6)
     # without the pairs (a record from before them) the pass stays in the GEMM model
     old = _fit_kernel_models(dict(raw, act_pairs=[]), 0.0)
@@ -240,6 +248,127 @@ def test_the_profile_fit_takes_the_pass_off_the_gemm_samples(monkeypatch):
     off = _fit_kernel_models(raw, 0.0)
     assert off.fused_pass == {} and off.pass_stats["relu6"]["pairs"] == 3
     np.testing.assert_allclose(off.gemm["conv_1x1"].predict(n, m, k), old.gemm["conv_1x1"].predict(n, m, k))
+
+
+RATES = {"conv_1x1": 0.03, "dwconv": 0.018, "conv": 0.025}  # a pass per producer family, all different
+
+
+def _families_net():
+    """A 1x1 conv, a depthwise conv, a 3x3 conv and a 1x1 conv joined with a residual, each with
+    BatchNorm and a fused ReLU6 (after the join for the last): ``(table, {act slot: family})``."""
+    layers = [{"conv": {"name": "p", "out": 96, "kernel": 1}}, {"batchnorm": {"name": "p_bn"}}, {"relu6": {"name": "p_a"}},
+              {"dwconv": {"name": "d", "kernel": 5}}, {"batchnorm": {"name": "d_bn"}}, {"relu6": {"name": "d_a"}},
+              {"conv": {"name": "c", "out": 96, "kernel": 3}}, {"batchnorm": {"name": "c_bn"}}, {"relu6": {"name": "c_a"}},
+              {"conv": {"name": "q", "out": 96, "kernel": 1}}, {"batchnorm": {"name": "q_bn"}},
+              {"add": {"name": "j", "inputs": ["q_bn", "c_a"]}}, {"relu6": {"name": "j_a"}}]
+    model = load_space_dict({"name": "f", "input": {"channels": 16, "resolution": 28}, "layers": layers})
+    table = lower(model, np.zeros((1, 0), dtype=np.int64))
+    acts = {table.names.index(n): fam for n, fam in (("p_a", "conv_1x1"), ("d_a", "dwconv"), ("c_a", "conv"),
+                                                     ("j_a", "conv_1x1"))}
+    return table, acts
+
+
+def _fused_into_both(fused_pass=None):
+    from augur_nas.costmodel import FusionRules
+
+    fuse = FusionRules([{"into": ["conv", "dwconv"], "fold": ["batchnorm"], "join": ["add"], "act": ["relu", "relu6"]}])
+    gemm = {"conv": PiecewiseGemm.linear(0.01, 1e-9)}
+    return LatencyModel(gemm, OpModel((0.02, 0.001)), {"dwconv": {"gemm": "conv"}}, 0.0, fuse, fused_pass=fused_pass)
+
+
+def test_a_pass_is_priced_at_the_rate_of_its_producers_family():
+    """The pass of a fused ReLU6 after a 1x1, a depthwise and a dense conv, and after a join
+    (its chain's producer: the 1x1 conv), each at its family's rate; one number for a kind is
+    every family's rate (the form of profiles before the families), and writes back as one."""
+    table, acts = _families_net()
+    base = _fused_into_both().slot_times(table)[:, 0]
+    per = _fused_into_both({"relu6": RATES}).slot_times(table, batch=2)[:, 0] - 2 * base
+    for s, fam in acts.items():
+        mb = float(table.rows["out_elems"][s, 0]) * 4 / 1e6
+        assert base[s] == 0.0 and per[s] == pytest.approx(2 * RATES[fam] * mb, rel=1e-12), table.names[s]
+    assert np.count_nonzero(per) == len(acts)
+    flat = _fused_into_both({"relu6": 0.03})
+    assert flat.fused_pass == {"relu6": {f: 0.03 for f in PASS_FAMILIES}} and flat.to_dict()["fused_pass"] == {"relu6": 0.03}
+    m = _fused_into_both({"relu6": RATES})
+    assert m.to_dict()["fused_pass"] == {"relu6": RATES} and LatencyModel.from_dict(m.to_dict()) == m
+
+
+def test_the_fit_takes_each_familys_pass_off_its_own_samples(monkeypatch):
+    """Pairs of each family give each family's rate, and a depthwise sample's pass comes off at
+    the depthwise rate: the depthwise GEMM model prices its multiplication alone (at the 1x1
+    rate it would come out too fast)."""
+    from augur_nas.measure import _profiling
+    from augur_nas.measure._profiling import _fit_kernel_models, fit_fused_pass
+
+    monkeypatch.setattr(_profiling, "FUSED_PASS", True)
+    monkeypatch.setattr(_profiling, "FUSED_PASS_FAMILIES", PASS_FAMILIES)
+    pairs = [{"kind": "relu6", "family": fam, "mb": mb, "t_plain": 0.1 * mb, "t_act": (0.1 + r) * mb}
+             for fam, r in RATES.items() for mb in (0.3, 0.9, 3.5)]
+    rates, stats = fit_fused_pass(pairs)
+    assert rates == {"relu6": {f: pytest.approx(r) for f, r in RATES.items()}} and stats["relu6"]["pairs"] == 9
+    rng = np.random.default_rng(2)
+    true = PiecewiseGemm.linear(0.002, 4e-10, 0.0, 0.0, 2e-7)
+    dw = []  # as the profiler records them: `groups` GEMMs of one output channel each
+    for i in range(60):
+        c, m, kk = int(rng.choice([96, 144, 192, 384])), int(rng.choice([196, 784, 3136])), int(rng.choice([9, 25, 49]))
+        act = {"relu6": c * m * 4 / 1e6} if i % 3 else {}
+        t = c * float(true.predict(1, m, kk)) + RATES["dwconv"] * sum(act.values())
+        dw.append({"family": "dwconv", "kind": "dwconv", "n": 1, "m": m, "k": kk, "groups": c, "in_c": 1,
+                   "strided": False, "t": t, "source": "probe", "act_mb": act})
+    conv = [dict(s, family="conv", kind="conv", n=s["groups"], groups=1, in_c=s["k"], k=9 * s["k"], act_mb={},
+                 t=float(true.predict(s["groups"], s["m"], 9 * s["k"]))) for s in dw]
+    raw = {"probes": dw + conv, "in_situ": [], "kinds": [], "layout": [], "act_pairs": pairs}
+    n, m, k = (np.array([s[f] for s in dw]) for f in ("n", "m", "k"))
+    got = _fit_kernel_models(raw, 0.0)
+    np.testing.assert_allclose(got.gemm["dwconv"].predict(n, m, k), true.predict(n, m, k), rtol=1e-6)
+    flat = [dict(p, family="conv_1x1") for p in pairs if p["family"] == "conv_1x1"]
+    one_rate = _fit_kernel_models(dict(raw, act_pairs=flat), 0.0)
+    assert (one_rate.gemm["dwconv"].predict(n, m, k) < true.predict(n, m, k) * 0.999).any()
+    # the pass of the 1x1 family only: the depthwise samples keep theirs (rate 0, nothing taken
+    # off: the depthwise model prices kernel and pass together), the 1x1 rate stays
+    monkeypatch.setattr(_profiling, "FUSED_PASS_FAMILIES", ("conv_1x1",))
+    only = _fit_kernel_models(raw, 0.0)
+    assert only.fused_pass == {"relu6": {"conv_1x1": pytest.approx(RATES["conv_1x1"]), "dwconv": 0.0, "conv": 0.0}}
+    dw_t = np.array([s["t"] / s["groups"] for s in dw])
+    assert np.abs(only.gemm["dwconv"].predict(n, m, k) / dw_t - 1).max() < \
+        np.abs(got.gemm["dwconv"].predict(n, m, k) / dw_t - 1).max()
+
+
+def test_a_chain_cut_between_segments_keeps_its_producers_family():
+    """A conv whose grid is too large to merge with the layers after it ends a segment of the
+    fast path; its BatchNorm and ReLU6 start the next, their chain entering through the
+    segment's ``Boundary``, which carries the producer's family: the fast path prices the pass
+    as the reference path does (a 1x1 or 3x3 conv, then a depthwise conv)."""
+    import augur_nas as an
+    from augur_nas.costmodel import _fusion
+
+    widths = list(range(16, 416, 2))  # 200 widths x 3 kernels: a grid beyond the merge limit
+    layers = [{"conv": {"name": "a", "out": {"choice": widths}, "kernel": {"choice": [1, 3, 5]}}},
+              {"batchnorm": {"name": "a_bn"}}, {"relu6": {"name": "a_act"}},
+              {"dwconv": {"name": "d", "kernel": {"choice": [3, 5, 7]}, "stride": {"choice": [1, 2]}}},
+              {"batchnorm": {"name": "d_bn"}}, {"relu6": {"name": "d_act"}},
+              {"conv": {"name": "b", "out": {"choice": widths}, "kernel": {"choice": [1, 3]}}},
+              {"batchnorm": {"name": "b_bn"}}, {"relu6": {"name": "b_act"}}]
+    space = an.load_space_dict({"name": "cut", "input": {"channels": 16, "resolution": 28}, "layers": layers})
+    p = load_profile("x86-xeon-avx512-ort")
+    p.latency = LatencyModel.from_dict(dict(p.latency.to_dict(), fused_pass={"relu6": RATES}))
+    entered = []
+    chain_stages = _fusion.FusionRules.chain_stages
+
+    def spy(self, ops, inputs, mask, select_pos=None, entry=None, with_zero=False, family=None):
+        out = chain_stages(self, ops, inputs, mask, select_pos, entry, with_zero, family)
+        if isinstance(entry, _fusion.Boundary):
+            entered.extend(ops[s] for s in range(len(ops)) if -1 in inputs[s] and (out[0][s] & (entry.stage >= 0)).any())
+        return out
+
+    monkeypatch = pytest.MonkeyPatch()
+    with monkeypatch.context() as mp:
+        mp.setattr(_fusion.FusionRules, "chain_stages", spy)
+        X = space.sample(300, seed=1)
+        o = an.Oracle(space, p)
+        fast, ref = o.evaluate(X)["latency_ms"], o.evaluate(X, reference=True)["latency_ms"]
+    assert "batchnorm" in entered  # the case this test is about happened
+    np.testing.assert_allclose(fast, ref, rtol=1e-9)
 
 
 @pytest.mark.parametrize("path", ["spaces/mobile.yaml", "spaces/ofa_mbv3.yaml"])
@@ -265,7 +394,7 @@ def test_calibration_scales_the_pass_with_the_memory_bound_family():
     from augur_nas.measure._calibrate import contributions, scaled_latency
 
     lat = _ort_like({"relu6": 0.03})
-    assert scaled_latency(lat, {"memory": 2.0}).fused_pass == {"relu6": pytest.approx(0.06)}
+    assert scaled_latency(lat, {"memory": 2.0}).fused_pass == {"relu6": _every_family(0.06)}
     t6 = _expand("relu6")
     assert contributions(lat, [(t6, 1)]).sum() == pytest.approx(float(latency_ms_of(t6, lat)), rel=1e-9)
 

@@ -38,7 +38,9 @@ class Boundary(NamedTuple):
     per row (``[B]`` arrays): what the priced layers after it depend on besides its shape.
 
     ``stage``/``group``/``fzero``: its fusion chain stage and group and whether it is a zero
-    edge for fusion (``FusionRules.chain_stages``); ``layout``: its layout; ``done_plain``/
+    edge for fusion (``FusionRules.chain_stages``); ``pfam``: the family of its chain's producer
+    (``_latency.PASS_FAMILIES``, -1 none: a fused activation in the next segment pays that
+    family's pass, ``latency.fused_pass``); ``layout``: its layout; ``done_plain``/
     ``done_blocked``: whether its source tensor was already converted to that layout;
     ``is_zero``/``zdone``: whether its source is a zero edge and that edge already charged;
     ``z_layout``/``z_done_plain``/``z_elems``: for a zero edge, its input's layout, plain
@@ -48,6 +50,7 @@ class Boundary(NamedTuple):
     stage: np.ndarray
     group: np.ndarray
     fzero: np.ndarray
+    pfam: np.ndarray
     layout: np.ndarray
     done_plain: np.ndarray
     done_blocked: np.ndarray
@@ -62,7 +65,7 @@ class Boundary(NamedTuple):
     def start(cls, n: int) -> "Boundary":
         """The network input: no chain, plain, nothing converted."""
         z = np.zeros(n, dtype=np.int64)
-        return cls(z - 1, z - 1, *([z] * 10))
+        return cls(z - 1, z - 1, z, z - 1, *([z] * 9))
 
     def relevant(self, readers: int, fusion: bool, layout: bool) -> "Boundary":
         """Only what a segment whose layers read this tensor ``readers`` times can see: a fusion
@@ -71,7 +74,7 @@ class Boundary(NamedTuple):
         z = np.zeros_like(self.stage)
         b = self
         if not fusion or readers != 1:
-            b = b._replace(stage=z - 1, group=z - 1)
+            b = b._replace(stage=z - 1, group=z - 1, pfam=z - 1)
         if not fusion:
             b = b._replace(fzero=z)
         if not layout:
@@ -103,7 +106,7 @@ class FusionRules:
 
     # ------------------------------------------------------------------------------ analysis
 
-    def chain_stages(self, ops, inputs, mask, select_pos=None, entry=None, with_zero=False):
+    def chain_stages(self, ops, inputs, mask, select_pos=None, entry=None, with_zero=False, family=None):
         """Fusion of every slot of a table's structure.
 
         ``ops``/``inputs``: per slot (inputs are slot indices, -1 the tensor entering the table);
@@ -111,29 +114,34 @@ class FusionRules:
         ``entry``: ``(stage, group, readers)`` of the entering tensor (default: not a chain).
         (or a ``Boundary``: a segment's entering tensor, per row). Returns ``(fused [L, B] bool,
         stage [L, B] int8, group [L, B] int16)``, with ``with_zero`` also ``zero [L + 1, B]`` (is
-        the tensor a zero edge, index i + 1; 0 the entry).
+        the tensor a zero edge, index i + 1; 0 the entry), with ``family`` (``[L, B]`` int: each
+        producer slot's family code) last also ``pfam [L, B]``: the family of the producer of
+        each slot's chain, carried along the chain as its group is (-1 none; a ``Boundary``
+        entry's ``pfam`` for a chain that entered the table).
         """
         L = len(ops)
         B = mask.shape[1] if L else 0
         fused = np.zeros((L, B), dtype=bool)
         stage = np.full((L, B), _NONE, dtype=np.int8)
         group = np.full((L, B), -1, dtype=np.int16)
+        pfam = np.full((L, B), -1, dtype=np.int8)
         if not self.groups or L == 0:
-            return (fused, stage, group, np.zeros((L + 1, B), dtype=bool)) if with_zero else (fused, stage, group)
+            return _chain_out(fused, stage, group, np.zeros((L + 1, B), dtype=bool), pfam, with_zero, family)
         readers = np.zeros(L + 1, dtype=np.int64)  # index i + 1; 0 is the entry
         for s in range(L):
             for i in set(inputs[s]):
                 readers[i + 1] += 1
-        e_zero = False
+        e_zero, e_fam = False, -1
         if isinstance(entry, Boundary):
             # a segment of the fast path: the entering tensor's readers are this table's own
-            e_stage, e_group, e_zero = entry.stage, entry.group, entry.fzero
+            e_stage, e_group, e_zero, e_fam = entry.stage, entry.group, entry.fzero, entry.pfam
         else:
             e_stage, e_group, e_readers = entry if entry is not None else (_NONE, -1, 0)
             if entry is not None:
                 readers[0] = e_readers
         ent_stage = np.array(np.broadcast_to(np.asarray(e_stage, dtype=np.int8), (B,)))
         ent_group = np.array(np.broadcast_to(np.asarray(e_group, dtype=np.int16), (B,)))
+        ent_fam = np.array(np.broadcast_to(np.asarray(e_fam, dtype=np.int8), (B,)))
         # is the tensor a `zero` edge (a multiply by 0 in the exported graph, plain layout)? A join
         # with such an input is not folded into the kernel that produces its other input
         zero = np.zeros((L + 1, B), dtype=bool)  # index i + 1; 0 is the entry
@@ -142,6 +150,9 @@ class FusionRules:
         def st(i):
             return (ent_stage, ent_group) if i < 0 else (stage[i], group[i])
 
+        def fm(i):
+            return ent_fam if i < 0 else pfam[i]
+
         for s in range(L):
             op = ops[s]
             ins = inputs[s]
@@ -149,26 +160,16 @@ class FusionRules:
             if op == "zero":
                 zero[s + 1] = True
             if op in TRANSPARENT:
-                if op == "select" and select_pos is not None and s in select_pos and len(ins) > 1:
-                    pos = np.asarray(select_pos[s])
-                    cand_stage = np.stack([st(i)[0] for i in ins])
-                    cand_group = np.stack([st(i)[1] for i in ins])
-                    one = np.array([readers[i + 1] == 1 for i in ins])[pos]
-                    cols = np.arange(B)
-                    stage[s] = np.where(one, cand_stage[pos, cols], _NONE)
-                    group[s] = np.where(one, cand_group[pos, cols], -1)
-                    zero[s + 1] = np.stack([zero[i + 1] for i in ins])[pos, cols]
-                else:
-                    s0, g0 = st(ins[0])
-                    one = readers[ins[0] + 1] == 1
-                    stage[s] = s0 if one else _NONE
-                    group[s] = g0 if one else -1
-                    zero[s + 1] = zero[ins[0] + 1]
+                pos = np.asarray(select_pos[s]) if op == "select" and select_pos is not None and s in select_pos \
+                    and len(ins) > 1 else None
+                stage[s], group[s], pfam[s], zero[s + 1] = _through(ins, pos, readers, st, fm, zero, B)
                 continue
             gi = self._producer.get(op)
             if gi is not None:
                 stage[s] = np.where(act, _OPEN, _NONE)
                 group[s] = np.where(act, gi, -1)
+                if family is not None:
+                    pfam[s] = np.where(act, family[s], -1)
             # absorbed into the chain of an input?
             if len(ins) == 1 and op not in self._producer:
                 i = ins[0]
@@ -180,28 +181,41 @@ class FusionRules:
                     fused[s] = f
                     stage[s] = np.where(f, np.where(ok_fold, _OPEN, _CLOSED), stage[s])
                     group[s] = np.where(f, g0, group[s])
+                    if family is not None:
+                        pfam[s] = np.where(f, fm(i), pfam[s])
             elif len(ins) == 2 and op not in self._producer:
-                f = np.zeros(B, dtype=bool)
-                g = np.full(B, -1, dtype=np.int16)
-                for i in ins:
-                    if readers[i + 1] != 1:
-                        continue
-                    s0, g0 = st(i)
-                    ok = self._allowed(op, "join", g0) & (s0 == _OPEN) & ~f
-                    g = np.where(ok, g0, g)
-                    f |= ok
+                f, g, pf = self._join(op, ins, readers, st, fm, B)
                 f &= act & ~zero[ins[0] + 1] & ~zero[ins[1] + 1]
                 fused[s] = f
                 stage[s] = np.where(f, _JOINED, stage[s])
                 group[s] = np.where(f, g, group[s])
+                pfam[s] = np.where(f, pf, pfam[s])
             if not (act is True or np.all(act)):
                 # an inactive slot passes its first input through
                 s0, g0 = st(ins[0])
                 off = ~np.asarray(act, dtype=bool)
                 stage[s] = np.where(off, s0, stage[s])
                 group[s] = np.where(off, g0, group[s])
+                if family is not None:
+                    pfam[s] = np.where(off, fm(ins[0]), pfam[s])
                 fused[s] &= ~off
-        return (fused, stage, group, zero) if with_zero else (fused, stage, group)
+        return _chain_out(fused, stage, group, zero, pfam, with_zero, family)
+
+    def _join(self, op, ins, readers, st, fm, B):
+        """``(fused, group, pfam)`` ``[B]`` of a two-input ``op``: the first input whose open
+        chain (its only reader) may absorb it as a join, its group and producer family."""
+        f = np.zeros(B, dtype=bool)
+        g = np.full(B, -1, dtype=np.int16)
+        pf = np.full(B, -1, dtype=np.int8)
+        for i in ins:
+            if readers[i + 1] != 1:
+                continue
+            s0, g0 = st(i)
+            ok = self._allowed(op, "join", g0) & (s0 == _OPEN) & ~f
+            g = np.where(ok, g0, g)
+            pf = np.where(ok, fm(i), pf)
+            f |= ok
+        return f, g, pf
 
     def _allowed(self, op, key, g):
         """Per candidate: does group ``g`` (an ``[B]`` array, -1 none) absorb ``op`` as ``key``?"""
@@ -240,6 +254,25 @@ class FusionRules:
 
     def __repr__(self) -> str:
         return f"FusionRules({self.to_list()})"
+
+
+def _through(ins, pos, readers, st, fm, zero, B) -> tuple:
+    """``(stage, group, pfam, zero)`` of a transparent slot: its input's (a ``select``'s chosen
+    input per row, ``pos``), if this slot is that tensor's only reader, else no chain."""
+    if pos is not None:
+        one = np.array([readers[i + 1] == 1 for i in ins])[pos]
+        cols = np.arange(B)
+        pick = [np.stack(v)[pos, cols] for v in zip(*(st(i) + (fm(i), zero[i + 1]) for i in ins))]
+        return np.where(one, pick[0], _NONE), np.where(one, pick[1], -1), np.where(one, pick[2], -1), pick[3]
+    s0, g0 = st(ins[0])
+    one = readers[ins[0] + 1] == 1
+    return (s0 if one else _NONE), (g0 if one else -1), (fm(ins[0]) if one else -1), zero[ins[0] + 1]
+
+
+def _chain_out(fused, stage, group, zero, pfam, with_zero, family) -> tuple:
+    """``chain_stages``'s result: ``zero`` with ``with_zero``, ``pfam`` (last) with ``family``."""
+    out = (fused, stage, group) + ((zero,) if with_zero else ())
+    return out + (pfam,) if family is not None else out
 
 
 # --------------------------------------------------------------------------------------------- duplicates

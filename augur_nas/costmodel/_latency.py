@@ -24,9 +24,13 @@ Optional, for runtimes that are not layer-by-layer (all default to the plain sum
 - ``fused_pass``: ``{activation kind: ms per MB of its output}``: an activation fused into its
   producer's kernel that the runtime applies in a pass of its own over the kernel's output
   (ONNX Runtime's NCHWc convs apply ReLU inside the kernel, Clip/ReLU6 and the other activations
-  afterwards: +14-26% on a 1x1 expansion conv, experiments/join_rules.md). The pass is charged
-  to the fused activation's slot (it knows whether it is fused, in a segment of the fast path
-  too), without a layer overhead. Without the key a fused activation costs nothing.
+  afterwards: +14-26% on a 1x1 expansion conv, experiments/join_rules.md). The rate may depend
+  on the family of the kernel that produces the activation's input (``PASS_FAMILIES``:
+  ``{relu6: {conv_1x1: r1, dwconv: r2, conv: r3}}``; after a depthwise conv whose output
+  leaves L2 the pass cost 0.3-0.6 of the 1x1 rate per MB, elsewhere about the same,
+  experiments/fused_pass_families.md); one number is the same rate for every family. The pass is charged to the fused activation's slot (it knows whether it is fused and
+  its chain's producer family, in a segment of the fast path too: the entering ``Boundary``
+  carries both), without a layer overhead. Without the key a fused activation costs nothing.
 - a GEMM kind may choose its model per layer: ``{gemm: conv, pointwise: conv1x1, narrow:
   conv_narrow, narrow_below: 8}`` prices 1x1 kernels with ``conv1x1`` and layers with fewer
   than ``narrow_below`` input channels per group (a stem on RGB) with ``conv_narrow``.
@@ -49,6 +53,9 @@ from ._scaling import ScalingModel, group_of
 
 # the op table's facts, under the names the cost model has always exported
 FREE_BY_DEFAULT = FREE_KINDS
+# the families of a fused activation's producer whose pass may cost differently per MB
+# (``pass_family``): a 1x1 conv, a depthwise conv, any other conv (k x k, a stem on RGB, grouped)
+PASS_FAMILIES = ("conv_1x1", "dwconv", "conv")
 
 
 class LatencyModel:
@@ -72,10 +79,8 @@ class LatencyModel:
         self.fuse = fuse if isinstance(fuse, FusionRules) else FusionRules(fuse or ())
         self.layout = layout if layout else None
         self.cse = tuple(cse or ())
-        self.fused_pass = {str(k): float(v) for k, v in (fused_pass or {}).items()}
-        for kind, rate in self.fused_pass.items():
-            if kind not in REGISTRY or not np.isfinite(rate) or rate < 0:
-                raise ValueError(f"fused_pass: `{kind}` must be an op kind with a finite, non-negative ms per MB")
+        # {kind: {family: ms per MB}}, every family of PASS_FAMILIES (one number: all of them)
+        self.fused_pass = {str(k): _per_family(v, k) for k, v in (fused_pass or {}).items()}
         for kind, fam in self.kinds.items():
             _parse_family(fam, self.gemm, kind, None, "latency.kinds")
 
@@ -140,10 +145,15 @@ class LatencyModel:
         out = np.zeros((L, B), dtype=np.float64)
         batch = int(batch)
         fusion_exit = None
-        if fused is None and self.fuse and exit_state:
-            fused, stage, group, zero = self.fuse.chain_stages(table.ops, table.inputs, mask,
-                                                               getattr(table, "select_pos", None), entry, with_zero=True)
-            fusion_exit = (stage[L - 1], group[L - 1], zero[L])
+        pfam = None  # the producer family of each slot's chain, where the pass rates differ by it
+        by_fam = self.fuse and self._pass_by_family()
+        if self.fuse and (exit_state or (by_fam and any(op in self.fused_pass for op in table.ops))) \
+                and (fused is None or by_fam):
+            got = self.fuse.chain_stages(table.ops, table.inputs, mask, getattr(table, "select_pos", None), entry,
+                                         with_zero=True, family=pass_families(table) if by_fam else None)
+            fused = got[0] if fused is None else fused
+            pfam = got[4] if by_fam else None
+            fusion_exit = (got[1][L - 1], got[2][L - 1], got[3][L], pfam[L - 1] if by_fam else -1)
         elif fused is None:
             fused = self.fused(table, entry)
         alias = self.duplicates(table)
@@ -177,7 +187,7 @@ class LatencyModel:
             t = t + self.layer_overhead_ms
             out[idx] = np.where(msk, t, 0.0)
         if self.fused_pass and fused is not None:
-            out += self._fused_pass_ms(rows, by_kind, fused, batch)
+            out += self._fused_pass_ms(rows, by_kind, fused, batch, pfam)
         count = None
         layout_exit = None
         if self.layout is not None:
@@ -195,15 +205,23 @@ class LatencyModel:
             return out, count
         return out, count, fused, _exit_boundary(B, fusion_exit, layout_exit)
 
-    def _fused_pass_ms(self, rows, by_kind: dict, fused: np.ndarray, batch: int) -> np.ndarray:
+    def _pass_by_family(self) -> bool:
+        """Whether some activation's pass rate differs by its producer's family."""
+        return any(len(set(r.values())) > 1 for r in self.fused_pass.values())
+
+    def _fused_pass_ms(self, rows, by_kind: dict, fused: np.ndarray, batch: int, pfam=None) -> np.ndarray:
         """``[L, B]``: the pass over its output (``fused_pass``) of every fused activation that
-        pays one, on its own slot; the same formula prices the fast path's segments."""
+        pays one, on its own slot, at the rate of its producer's family (``pfam`` ``[L, B]``,
+        ``chain_stages``; None or -1: the first family's, e.g. where every family has one rate);
+        the same formula prices the fast path's segments."""
         out = np.zeros(fused.shape, dtype=np.float64)
-        for kind, rate in self.fused_pass.items():
-            if kind not in by_kind or not rate:
+        for kind, by_family in self.fused_pass.items():
+            rates = np.array([by_family[f] for f in PASS_FAMILIES], dtype=np.float64)
+            if kind not in by_kind or not rates.any():
                 continue
             idx = np.asarray(by_kind[kind], dtype=np.int64)
             mb = rows["out_elems"][idx].astype(np.float64) * DTYPE_BYTES / BYTES_PER_MB
+            rate = rates[0] if pfam is None else rates[np.maximum(pfam[idx], 0)]
             t = fused_pass_ms(rate, mb)
             t = self.scaling.scale(group_of(kind, "bytes"), t, batch, mb) if self.scaling is not None else t * batch
             out[idx] = np.where(fused[idx] & rows["mask"][idx], t, 0.0)
@@ -277,7 +295,7 @@ class LatencyModel:
         if self.scaling is not None:
             d["scaling"] = self.scaling.to_dict()
         if self.fused_pass:
-            d["fused_pass"] = {k: _check.plain(v) for k, v in sorted(self.fused_pass.items())}
+            d["fused_pass"] = {k: fused_pass_entry(v) for k, v in sorted(self.fused_pass.items())}
         if self.kinds:
             d["kinds"] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in sorted(self.kinds.items())}
         d["gemm"] = {name: g.to_dict() for name, g in self.gemm.items()}
@@ -369,16 +387,70 @@ def fused_pass_ms(rate_ms_per_mb, out_mb):
     return rate_ms_per_mb * np.asarray(out_mb, dtype=np.float64)
 
 
+def pass_family(kind, k, cin):
+    """The one rule of a fused activation's producer family: the index into ``PASS_FAMILIES``
+    of a ``kind`` layer with ``k`` (the GEMM's depth) and ``cin`` input channels per group
+    (arrays broadcast): a depthwise conv 1, a conv whose depth is its channels per group (1x1) 0,
+    any other conv 2, anything else (an fc) -1. The profiler sorts its GEMM samples by it."""
+    k, cin = np.broadcast_arrays(np.asarray(k), np.asarray(cin))
+    if kind == "dwconv":
+        return np.full(k.shape, 1, dtype=np.int8)
+    if kind == "conv":
+        return np.where(k == cin, 0, 2).astype(np.int8)
+    return np.full(k.shape, -1, dtype=np.int8)
+
+
+def pass_families(table) -> np.ndarray:
+    """``[L, B]`` int8: ``pass_family`` of every slot of a table (-1 for non-producers)."""
+    rows = table.rows
+    out = np.full(rows["mask"].shape, -1, dtype=np.int8)
+    for s, op in enumerate(table.ops):
+        if op in GEMM_KINDS:
+            out[s] = pass_family(op, rows["k"][s], rows["in_c"][s] // np.maximum(rows["groups"][s], 1))
+    return out
+
+
+def scaled_fused_pass(fused_pass: dict, factor: float) -> dict:
+    """``{kind: {family: rate}}`` with every rate times ``factor`` (the end-to-end kernel scale,
+    calibrate's memory correction)."""
+    return {k: {f: float(r) * factor for f, r in _per_family(v, k).items()} for k, v in (fused_pass or {}).items()}
+
+
+def fused_pass_entry(by_family: dict):
+    """One kind's rates as a profile writes them: one number where every family has the same
+    rate (the form of profiles before the families), else ``{family: rate}``."""
+    vals = [by_family[f] for f in PASS_FAMILIES]
+    if len(set(vals)) == 1:
+        return _check.plain(vals[0])
+    return {f: _check.plain(by_family[f]) for f in PASS_FAMILIES}
+
+
+def _per_family(v, kind) -> dict:
+    """A kind's ``fused_pass`` entry (one number, or ``{family: rate}`` naming every family) as
+    ``{family: rate}``."""
+    vals = dict(v) if isinstance(v, dict) else {f: v for f in PASS_FAMILIES}
+    if set(vals) != set(PASS_FAMILIES) or not all(np.isfinite(float(r)) and float(r) >= 0 for r in vals.values()):
+        raise ValueError(f"fused_pass: `{kind}` must be an op kind with a finite, non-negative ms per MB, "
+                         f"or one for each of {', '.join(PASS_FAMILIES)}")
+    if str(kind) not in REGISTRY:
+        raise ValueError(f"fused_pass: `{kind}` is not an op kind")
+    return {f: float(vals[f]) for f in PASS_FAMILIES}
+
+
 def _fused_pass_from(d, source, key) -> dict:
     if d is None:
         return {}
     _check.mapping(d, source, key)
     out = {}
     for kind, rate in d.items():
+        k = f"{key}.{kind}"
         if str(kind) not in REGISTRY:
-            raise _check.err(f"`{key}.{kind}`: `{kind}` is not an op kind (known: {', '.join(sorted(REGISTRY))})",
-                             source, f"{key}.{kind}")
-        out[str(kind)] = _check.number(rate, source, f"{key}.{kind}", minimum=0)
+            raise _check.err(f"`{k}`: `{kind}` is not an op kind (known: {', '.join(sorted(REGISTRY))})", source, k)
+        if isinstance(rate, dict):
+            _check.mapping(rate, source, k, required=PASS_FAMILIES)
+            out[str(kind)] = {f: _check.number(rate[f], source, f"{k}.{f}", minimum=0) for f in PASS_FAMILIES}
+        else:
+            out[str(kind)] = _check.number(rate, source, k, minimum=0)
     return out
 
 
@@ -447,7 +519,7 @@ def _exit_boundary(B, fusion_exit, layout_exit) -> Boundary:
     (the network input's values where the profile has no such rules)."""
     b = Boundary.start(B)._asdict()
     if fusion_exit is not None:
-        b["stage"], b["group"], b["fzero"] = fusion_exit
+        b["stage"], b["group"], b["fzero"], b["pfam"] = fusion_exit
     if layout_exit is not None:
         b.update(layout_exit)
     return Boundary(**{k: np.asarray(v).astype(np.int64) for k, v in b.items()})

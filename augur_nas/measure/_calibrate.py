@@ -40,6 +40,7 @@ import numpy as np
 
 from .._errors import MeasurementError
 from ..costmodel import LatencyModel, latency_ms
+from ..costmodel._latency import scaled_fused_pass
 from ..costmodel._gemm import FEATURES
 from ..fingerprint import machine_fingerprint
 from ..lowering import lower
@@ -136,8 +137,8 @@ def scaled_latency(latency, scales: dict):
     if "layout" in d:
         d["layout"]["reorder"] = _scale_entry(d["layout"]["reorder"], f("layout"), call("layout"))
     # a fused activation's pass streams its output once, as a memory-bound op does: its family
-    for kind, rate in (d.get("fused_pass") or {}).items():
-        d["fused_pass"][kind] = float(rate) * f("memory")
+    if d.get("fused_pass"):
+        d["fused_pass"] = scaled_fused_pass(d["fused_pass"], f("memory"))
     for k in ("layer_overhead_ms", "network_overhead_ms"):
         if k in d:
             d[k] = float(d[k]) * f(CALL) * f("overhead")

@@ -53,19 +53,43 @@ def fc_probe(k, n, act=False):
     return {"name": f"fc_{k}_{n}", "input": {"channels": int(k), "resolution": 1}, "layers": layers}
 
 
-# the 1x1 expansions (k -> 6k channels) of the mobile spaces at their resolutions: the pairs that
-# time a fused activation's pass (``act_pair_probes``; experiments/expand_act.py measured these)
-ACT_PAIR_SHAPES = ((16, 96), (24, 56), (32, 28), (64, 14))
+# the pairs that time a fused activation's pass (``act_pair_probe``), by the family of the kernel
+# that produces the activation's input (``costmodel._latency.pass_family``): ONNX Runtime applies the
+# pass over a finished output tile, and what that costs per MB differs by kernel (a 1x1 GEMM's
+# tile leaves the cache before the pass, a depthwise conv's rows are still in it). Each shape is
+# (input channels, input resolution, output channels, kernel, stride); pointwise: the mobile
+# spaces' 1x1 expansions (k -> 6k, experiments/expand_act.py measured these); depthwise: their 6k
+# channels at the same resolutions, kernels 3/5/7, strides 1 and 2; dense: the 3x3 stem on RGB
+# (a mobile network's only dense conv) and a 3x3 conv of the resnet space's sizes. 11 producers
+# times (1 + the activations, 5 on AVX-512): ~70 one-kernel sessions, ~10 s of phase B
+ACT_PAIR_SHAPES = {
+    "conv_1x1": ((16, 96, 96, 1, 1), (24, 56, 144, 1, 1), (32, 28, 192, 1, 1), (64, 14, 384, 1, 1)),
+    "dwconv": ((96, 96, 96, 3, 1), (144, 56, 144, 5, 1), (192, 28, 192, 7, 1), (384, 14, 384, 3, 1),
+               (144, 56, 144, 7, 2)),
+    "conv": ((3, 224, 32, 3, 2), (32, 56, 64, 3, 1)),
+}
 
 
-def act_pair_probe(cin, h, act=None):
-    """A 1x1 expansion conv (``cin`` -> 6 ``cin``) with BatchNorm and, with ``act``, that activation
-    fused into it: with and without it, a pair whose difference is the activation's pass."""
-    layers = [{"conv": {"name": "k", "out": 6 * int(cin), "kernel": 1}}, {"batchnorm": {"name": "k_bn"}}]
+def act_pair_probe(family, shape, act=None):
+    """A producer of family ``family`` (``ACT_PAIR_SHAPES``) with BatchNorm and, with ``act``, that
+    activation fused into it: with and without it, a pair whose difference is the activation's pass."""
+    cin, h, n, kernel, stride = (int(v) for v in shape)
+    if family == "dwconv":
+        first = {"dwconv": {"name": "k", "kernel": kernel, "stride": stride}}
+    else:
+        first = {"conv": {"name": "k", "out": n, "kernel": kernel, "stride": stride}}
+    layers = [first, {"batchnorm": {"name": "k_bn"}}]
     if act:
         layers.append({act: {"name": "k_act"}})
-    return {"name": f"pair_{cin}x{h}_{act or 'none'}", "input": {"channels": int(cin), "resolution": int(h)},
-            "layers": layers}
+    return {"name": f"pair_{family}_{cin}x{h}_{n}_k{kernel}s{stride}_{act or 'none'}",
+            "input": {"channels": cin, "resolution": h}, "layers": layers}
+
+
+def pair_out_mb(shape, bytes_per_elem, bytes_per_mb):
+    """The output MB of a pair's producer (what its activation's pass reads and writes)."""
+    _, h, n, kernel, stride = shape
+    side = _out_side(h, kernel, stride)
+    return n * side * side * bytes_per_elem / bytes_per_mb
 
 
 def _macs_conv(cin, h, n, kernel, stride):

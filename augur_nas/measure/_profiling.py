@@ -46,7 +46,7 @@ from .._errors import MeasurementError
 from .._totals import DTYPE_BYTES
 from ..analysis import totals
 from ..costmodel import FusionRules, LatencyModel, LayoutRules, MemoryModel, OpModel, latency_ms, nnls
-from ..costmodel._latency import fused_pass_ms, gemm_choice, is_strided
+from ..costmodel._latency import PASS_FAMILIES, fused_pass_ms, gemm_choice, is_strided, pass_family, scaled_fused_pass
 from ..costmodel._memory import fc_weight_bytes
 from ..costmodel._ops import BYTES_PER_MB, Spill, channel_spans
 from ..fingerprint import machine_fingerprint
@@ -60,7 +60,7 @@ from ._fitting import MIN_KIND, W_BREAK_SETS, error_stats, fit_bytes, fit_gemm, 
 from ._memory import measure_memories
 from ._ortrules import DEFAULT_FUSED_ACTS, DEFAULT_LAYOUT, PASS_ACTS, detect_rules
 from ._ortnodes import attribute, cleanup, graph_edges, layer_of, node_times, owners
-from ._probes import ACT_PAIR_SHAPES, act_pair_probe, calibration_networks, kernel_grid, refine_probes
+from ._probes import ACT_PAIR_SHAPES, act_pair_probe, calibration_networks, kernel_grid, pair_out_mb, refine_probes
 from ._protocol import held_core, time_runners
 from ._runners import OrtRunner
 from ._settings import RuntimeSettings, require, runtime_version
@@ -99,18 +99,33 @@ IN_PLACE = True  # GEMM models price kernels in place (probes and in-place node 
 # grows ~1.5x above 2 MB), and it priced an inception network's pools and concats 15-20% too slow
 # on two records (experiments/kernel_diagnosis.py records of 06:27 and 09:25, under load)
 OPS_SPILL = False
-# fused activations' passes (``latency.fused_pass``) fitted from the act pairs and taken off the GEMM
-# samples: on one record (1408, provisional) large 1x1 expansions in place went from 0.78 to 1.03
-# of their time and the zoo from 84% to 87% within ±10%, but the seed-0 space samples from 86% to
-# 82% (the 1x1 rate over-prices depthwise and dense convs' passes; experiments/fused_pass.md).
-# Off until a quiet record shows it helps the samples too: the pairs are still timed and recorded
-# (so a record can be refitted with it on), the fit ignores them and profiles come out as before
+# fused activations' passes (``latency.fused_pass``, a rate per producer family) fitted from the act
+# pairs and taken off the GEMM samples: on one record (1408, provisional) large 1x1 expansions in
+# place went from 0.78 to 1.03 of their time and the zoo from 84% to 87% within ±10%, but the
+# seed-0 space samples from 86% to 82% (experiments/fused_pass.md). Rates per family (1x1,
+# depthwise, dense) did not change that: the profiler's depthwise and dense pairs cost 0.9-1.0 of
+# the 1x1 rate per MB, and with the pass after 1x1 convs only the samples still fell (the 1x1
+# GEMM model, fitted without the expansions' pass, prices resnet's ReLU 1x1 convs lower); a second
+# record (1536, loaded) moved the other way (zoo 77 -> 74%, samples 80 -> 83%;
+# experiments/fused_pass_families.md). Off until a quiet record shows it helps both: the pairs
+# are still timed and recorded (so a record can be refitted with it on), the fit ignores them
+# and profiles come out as before
 FUSED_PASS = False
 # each memory-bound kind gets its own cache knee and, a join broadcast per channel (squeeze-excite's
 # multiply), a per-plane term (``_fitting.fit_kind``): the one-line bytes model, fitted on relative
 # errors, priced the calibration networks' multiplies at 0.54-0.66 of their total time and their
 # pools and concats at 0.25-0.8 (the large tensors, on 8 records; experiments/kernel_spans.md)
 OPS_FORMS = True
+# ... and where it is on, the producer families whose pass comes off their GEMM samples and is
+# priced back (the others' rates are 0: their passes stay inside their GEMM models, as before the
+# form). The 1x1 family is the one whose samples mix activations (expansions with ReLU6, projections
+# and resnet's 1x1 convs without), so its GEMM model cannot learn the pass on average; the
+# depthwise probes and nearly every depthwise conv in place carry ReLU6 or HardSwish. On the
+# seed-2 part record (in place, never validation) the 1x1-only form left every part level
+# (1x1 expansions 0.78 -> 1.03, depthwise 1.15 -> 1.14; with every family 1.19), and it did not
+# lose zoo or samples on records 1536 and 1556, but it lost both on 1408
+# (experiments/fused_pass_families.md): the form to re-score on a quiet record
+FUSED_PASS_FAMILIES = ("conv_1x1",)
 NO_SPILL = Spill()
 # samples of the NAS-Bench-201 space (``augur_nas.nb201``, packaged) profiled among the random
 # calibration networks, one after each batch of six: their cells (ReLU-Conv-BN on 16-64 channels at
@@ -466,29 +481,33 @@ def _refine_and_revisit(visit1, specs, settings, budget, rng, progress, workdir,
     return probe_samples
 
 
-def _act_pairs(settings, workdir, model0, budget, progress) -> list:
-    """Phase B's end: each pass-paying activation the runtime fuses (``PASS_ACTS``) timed on 1x1
-    expansion convs with and without it (``ACT_PAIR_SHAPES``), interleaved; a second visit if the
-    budget allows (the smaller time counts). Returns ``[{kind, mb, t_plain, t_act}]``: the output
-    MB and the two kernel times (ms) of each pair."""
+def _act_pairs(settings, workdir, model0, budget, progress, shapes=None) -> list:
+    """Phase B's end: each pass-paying activation the runtime fuses (``PASS_ACTS``) timed on the
+    producers of each family (``ACT_PAIR_SHAPES``: 1x1 expansions, depthwise and dense convs) with
+    and without it, interleaved; a second visit if the budget allows (the smaller time counts).
+    Returns ``[{kind, family, mb, t_plain, t_act}]``: the producer's family and output MB and the
+    two kernel times (ms) of each pair."""
     acts = [a for a in (model0.fuse.groups[0]["act"] if model0.fuse else ()) if a in PASS_ACTS]
     if not acts:
         return []
+    shapes = ACT_PAIR_SHAPES if shapes is None else shapes
+    todo = [(fam, shape) for fam, group in shapes.items() for shape in group]
     best: dict = {}
     for visit in range(2):
         if visit and time.monotonic() > budget.until(0.55):
             break
-        for cin, h in ACT_PAIR_SHAPES:
+        for fam, shape in todo:
             for act in (None, *acts):
                 try:
-                    t = _probe_once(act_pair_probe(cin, h, act), settings, workdir, model0)[0]["t"]
+                    t = _probe_once(act_pair_probe(fam, shape, act), settings, workdir, model0)[0]["t"]
                 except (MeasurementError, IndexError):
                     continue
-                best[(cin, h, act)] = min(t, best.get((cin, h, act), t))
-    pairs = [{"kind": act, "mb": 6 * cin * h * h * DTYPE_BYTES / BYTES_PER_MB, "t_plain": best[(cin, h, None)],
-              "t_act": best[(cin, h, act)]}
-             for cin, h in ACT_PAIR_SHAPES for act in acts if (cin, h, None) in best and (cin, h, act) in best]
-    _say(progress, f"phase B: {len(pairs)} conv pairs with and without {', '.join(acts)} ({budget.elapsed():.0f} s)")
+                best[(fam, shape, act)] = min(t, best.get((fam, shape, act), t))
+    pairs = [{"kind": act, "family": fam, "mb": pair_out_mb(shape, DTYPE_BYTES, BYTES_PER_MB),
+              "t_plain": best[(fam, shape, None)], "t_act": best[(fam, shape, act)]}
+             for fam, shape in todo for act in acts if (fam, shape, None) in best and (fam, shape, act) in best]
+    _say(progress, f"phase B: {len(pairs)} pairs of 1x1, depthwise and dense convs with and without "
+                   f"{', '.join(acts)} ({budget.elapsed():.0f} s)")
     return pairs
 
 
@@ -689,7 +708,7 @@ class _KernelFit(NamedTuple):
     rules: dict | None = None  # OrtRules as a dict (None: an old raw record: ORT_LAYOUT/ORT_FUSE)
     ops_spill: Spill = Spill()     # the memory-bound kinds' cache knee (``_fitting.fit_spill``)
     layout_spill: Spill = Spill()  # the layout conversions' cache knee
-    fused_pass: dict | None = None  # a fused activation's pass, ms per MB of its output, by kind
+    fused_pass: dict | None = None  # a fused activation's pass, ms per MB of its output, by kind and producer family
     pass_stats: dict | None = None
     per_span: dict | None = None    # memory-bound kinds' ms per channel plane (``_ops.channel_spans``)
     kind_spill: dict | None = None  # memory-bound kinds' own cache knees (``Spill``)
@@ -758,7 +777,8 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
     # price the multiplication, the latency model adds the pass back by the same formula
     # the rates are fitted and recorded either way; FUSED_PASS says whether the model uses them
     rates, pass_stats = fit_fused_pass(raw.get("act_pairs") or [])
-    fused_pass = rates if FUSED_PASS else {}
+    fused_pass = {k: {f: (r if f in FUSED_PASS_FAMILIES else 0.0) for f, r in v.items()}
+                  for k, v in rates.items()} if FUSED_PASS else {}
     gemm, gemm_stats = _fit_gemm_families([dict(s, t=_kernel_ms(s, delta, fused_pass))
                                            for s in raw["probes"] + raw["in_situ"]])
     kinds = {"conv": {"gemm": "conv"}}
@@ -794,23 +814,34 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
 
 
 def fit_fused_pass(pairs: list) -> tuple:
-    """``({kind: ms per MB}, stats)``: each activation's pass rate, the median over its pairs of
-    (time with it - time without) / output MB, at least 0. No pairs (a record from before the
-    pairs): ``{}``, the fused activations priced at nothing as before."""
-    by_kind: dict = {}
+    """``({kind: {family: ms per MB}}, stats)``: each activation's pass rate after each producer
+    family (``PASS_FAMILIES``), the median over its pairs of that family of (time with it - time
+    without) / output MB, at least 0. A family without pairs takes the pointwise rate (a record
+    from before the families timed 1x1 convs only; their pairs carry no ``family``). No pairs (a
+    record from before the pairs): ``{}``, the fused activations priced at nothing as before."""
+    by: dict = {}
     for p in pairs:
-        by_kind.setdefault(p["kind"], []).append((p["t_act"] - p["t_plain"]) / p["mb"])
-    rates = {k: max(0.0, float(np.median(v))) for k, v in sorted(by_kind.items())}
-    stats = {k: {"pairs": len(v), "ms_per_mb": round(rates[k], 6),
-                 "per_pair_ms_per_mb": [round(float(x), 6) for x in v]} for k, v in sorted(by_kind.items())}
+        fam = p.get("family", PASS_FAMILIES[0])
+        by.setdefault(p["kind"], {}).setdefault(fam, []).append((p["t_act"] - p["t_plain"]) / p["mb"])
+    rates, stats = {}, {}
+    for kind, fams in sorted(by.items()):
+        got = {f: max(0.0, float(np.median(v))) for f, v in fams.items()}
+        first = got.get(PASS_FAMILIES[0], float(np.median([x for v in fams.values() for x in v])))
+        rates[kind] = {f: got.get(f, max(0.0, first)) for f in PASS_FAMILIES}
+        stats[kind] = {"pairs": sum(len(v) for v in fams.values()),
+                       "ms_per_mb": {f: round(r, 6) for f, r in rates[kind].items()},
+                       "per_pair_ms_per_mb": {f: [round(float(x), 6) for x in v] for f, v in sorted(fams.items())}}
     return rates, stats
 
 
 def _kernel_ms(s: dict, delta: float, fused_pass: dict) -> float:
     """A GEMM sample's kernel time: without the profiler's per-node cost and the pass of each
-    activation fused into it (half of it stays at least: the multiplication takes some time)."""
+    activation fused into it, at its own family's rate (``pass_family``; half of it stays at
+    least: the multiplication takes some time)."""
     t = _less(s["t"], delta)
-    extra = sum(float(fused_pass_ms(fused_pass.get(k, 0.0), mb)) for k, mb in (s.get("act_mb") or {}).items())
+    fam = int(pass_family(s.get("kind", "conv"), s["k"], s["in_c"]))
+    extra = sum(float(fused_pass_ms(fused_pass[k][PASS_FAMILIES[max(fam, 0)]], mb))
+                for k, mb in (s.get("act_mb") or {}).items() if k in fused_pass)
     return max(t - extra, 0.5 * t)
 
 
@@ -957,7 +988,7 @@ def _scaled_ort_model(kf: _KernelFit, e2e: _EndToEnd):
     ops_scaled = kf.op_model(scale)
     return _ort_model(gemm_scaled, ops_scaled, kf.kinds, (kf.reorder[0] * scale, kf.reorder[1] * scale),
                       e2e.per_node, e2e.per_call, rules=kf.rules, layout_spill=kf.layout_spill,
-                      fused_pass={k: v * scale for k, v in (kf.fused_pass or {}).items()})
+                      fused_pass=scaled_fused_pass(kf.fused_pass, scale))
 
 
 def _calibration_errors(nets: list, latency, e2e_ms: dict, noise: dict) -> dict:
@@ -1017,9 +1048,11 @@ def _ort_fit_summary(raw, budget, report, kf: _KernelFit, e2e: _EndToEnd, delta:
                                            "priced layers, NNLS over the calibration networks"},
         "fusion_check": raw["fusion_check"],
         "fused_pass": {**(kf.pass_stats or {}), "applied": bool(kf.fused_pass), "note": "ms per MB of output of an activation fused into a conv that the runtime "
-                                                 "applies in a pass of its own (policy _ortrules.PASS_ACTS), from 1x1 "
-                                                 "convs timed with and without it; taken off the GEMM samples before "
-                                                 "their fit, priced back by latency.fused_pass (times kernel_scale)"},
+                                                 "applies in a pass of its own (policy _ortrules.PASS_ACTS), by the family "
+                                                 "of the conv producing its input (1x1, depthwise, dense), from convs of "
+                                                 "each family timed with and without it; taken off the GEMM samples of "
+                                                 "that family before their fit, priced back by latency.fused_pass (times "
+                                                 "kernel_scale)"},
         "anchors": {"seed": ANCHOR_SEED, "latency_ms": {k: round(v, 4) for k, v in (raw.get("anchors_ms") or {}).items()},
                     **({"build_drift": drift} if (drift := build_drift(raw)) else {}),
                     "note": "fixed networks (_probes.calibration_networks with this seed) timed with the calibration "
@@ -1099,7 +1132,7 @@ def _ort_model(gemm, ops, kinds, reorder, per_layer=0.0, per_call=0.0, rules=Non
     fuse = ORT_FUSE
     if rules and rules.get("fused_acts") is not None:
         fuse = [dict(ORT_FUSE[0], act=list(rules["fused_acts"])), *ORT_FUSE[1:]]
-    fused_pass = {k: v for k, v in (fused_pass or {}).items() if k in fuse[0]["act"] and v > 0}
+    fused_pass = {k: v for k, v in scaled_fused_pass(fused_pass, 1.0).items() if k in fuse[0]["act"] and any(v.values())}
     return LatencyModel(gemm, ops, kinds, per_layer, FusionRules(fuse), per_call, layout, ORT_CSE, fused_pass=fused_pass)
 
 
