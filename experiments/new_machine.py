@@ -141,7 +141,8 @@ def main(argv=None) -> int:
            "fingerprint": machine_fingerprint(RuntimeSettings()), "commands": log}
     prof_path, cal_path = os.path.join(args.out, "profile.yaml"), os.path.join(args.out, "calibrated.yaml")
     budget = ["--budget-s", args.profile_budget_s] if args.profile_budget_s else []
-    wall["profile"] = run_cli(["profile", "--backend", "onnxruntime", "--name", args.name, "-o", prof_path, *budget], log)
+    wall["profile"] = run_cli(["profile", "--backend", "onnxruntime", "--name", args.name, "-o", prof_path, *budget,
+                               "--record", os.path.join(args.out, "profile_record.json.gz")], log)
     budget = ["--budget-s", args.calibrate_budget_s] if args.calibrate_budget_s else []
     wall["calibrate"] = run_cli(["calibrate", "--device", args.base, "-o", cal_path, *budget], log)
     profiles = load_all(args, prof_path, cal_path, log, wall)

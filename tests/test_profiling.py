@@ -226,7 +226,9 @@ def test_profile_tiny_budget_writes_a_loadable_profile(tmp_path):
     out = tmp_path / "p.yaml"
     (tmp_path / "tmp").mkdir()
     t0 = time.monotonic()
-    p = subprocess.run(_profile_cmd(out, budget=20), capture_output=True, text=True, timeout=240, env=_env(tmp_path))
+    record = tmp_path / "raw.json.gz"
+    p = subprocess.run(_profile_cmd(out, budget=20) + ["--record", str(record)], capture_output=True, text=True,
+                       timeout=240, env=_env(tmp_path))
     assert p.returncode == 0, p.stderr
     assert time.monotonic() - t0 < 90
     assert "phase A" in p.stderr and "phase C" in p.stderr  # progress is shown
@@ -266,6 +268,15 @@ def test_profile_tiny_budget_writes_a_loadable_profile(tmp_path):
     assert set(drift["start_ms"]) == set(prof.fit["anchors"]["latency_ms"]) and drift["end_over_start"] > 0
     assert ("warning" in drift) == (abs(drift["end_over_start"] - 1) > _profiling.DRIFT_WARN)
     assert ("WARNING" in p.stderr) == ("warning" in drift)
+    # the record refits offline to the same kernel models (the profile adds its batch phase on top)
+    import gzip
+    import json
+
+    raw = json.loads(gzip.decompress(record.read_bytes()))
+    assert raw["probes"] and raw["in_situ"] and all("net" in s for s in raw["in_situ"]) and raw["anchors_start_ms"]
+    refit, _ = _profiling.fit_ort(raw, "refit", RuntimeSettings())
+    assert refit.latency.gemm["conv"].predict([64], [784], [576]) == pytest.approx(
+        prof.latency.gemm["conv"].predict([64], [784], [576]), rel=1e-6)
 
 
 def test_build_drift_warns_when_the_anchors_moved():

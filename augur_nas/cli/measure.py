@@ -9,6 +9,7 @@ puts measured and predicted side by side.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ from ..measure._calibrate import correct_profile
 from ..measure._devcheck import warn_if_mismatch
 from ..measure._measure import QUICK, estimate_s, measure_paths, noisy, stderr_progress
 from ..measure._profile_other import profile_numpy, profile_torch
-from ..measure._profiling import profile_onnxruntime
+from ..measure._profiling import plain_json, profile_onnxruntime
 from ..measure._residual_fit import fit_residual
 from ..measure._scaling_fit import FIT_BATCHES, add_scaling
 from ..measure._settings import RuntimeSettings, require
@@ -151,6 +152,8 @@ def cmd_profile(args) -> int:
         # the batch phase's time comes out of the budget, so the default run stays within it
         profile, report = profile_onnxruntime(args.name, settings, budget_s=args.budget_s - scaling_s, seed=args.seed,
                                               progress=say, max_network_macs=args.max_network_macs)
+        if args.record:
+            atomic_write(args.record, gzip.compress(json.dumps(report["raw"], default=plain_json).encode("utf-8")))
     elif settings.backend == "numpy":
         profile, report = profile_numpy(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say)
     else:
@@ -429,6 +432,10 @@ def _profile_arguments(p) -> None:
                    help="then time the fixed calibration set for at most S seconds and fit per-family corrections "
                         "(default with onnxruntime: 15%% of --budget-s, 5 to 70 s; with torch: none; 0: none); the whole "
                         "command takes about --budget-s + S + 30 s")
+    p.add_argument("--record", default=None, metavar="FILE.json.gz",
+                   help="onnxruntime: also write everything the kernels' fit read (probes, in-place node samples, "
+                        "end-to-end timings, anchors) as gzipped JSON, so that the fit can be redone offline "
+                        "(experiments/kernel_diagnosis.py reads it)")
     p.add_argument("--scaling-s", type=nonneg_float, default=None, metavar="S",
                    help="onnxruntime: seconds of the batch phase (the calibration set per node at batches 1, 8, 32; "
                         "fits how each op family's time grows with the batch), taken out of --budget-s (default 12%% "

@@ -384,3 +384,39 @@ def calibration_networks(rng, count: int, max_macs: float = 1.5e9) -> list:
         out.append((spec["name"], model, spec))
         i += 1
     return out
+
+
+def large_network(rng, idx: int) -> dict:
+    """An ImageNet-scale ResNet (stem, four stages of basic or bottleneck blocks of widths 64-512
+    times 0.5-1.25, 160-224 pixels): the random calibration networks are small (their weights
+    stay in the 2 MB L2 between runs), and a profile fitted on them alone priced weight-heavy
+    networks 10-16 % fast (resnet samples of 7-10 M parameters per GMAC, 16:09 benchmark)."""
+    res = int(rng.choice([160, 192, 224]))
+    mult = float(rng.choice([0.5, 0.75, 1.0]))
+    bottleneck = bool(rng.random() < 0.5)
+    layers = [{"conv_bn_act": {"out": _c8(64 * mult), "kernel": 7, "stride": 2, "act": "relu"}},
+              {"maxpool": {"kernel": 3, "stride": 2, "pad": 1}}]
+    for st, base in enumerate((64, 128, 256, 512)):
+        width = _c8(base * mult * rng.choice([0.75, 1.0, 1.25]))
+        for d in range(int(rng.integers(1, 4))):
+            stride = 2 if st > 0 and d == 0 else 1
+            layers.append({"bottleneck": {"mid": width, "stride": stride}} if bottleneck
+                          else {"basic": {"out": width, "stride": stride}})
+    layers += [{"globalpool": {"mode": "avg"}}, {"fc": {"out": 1000}}]
+    return {"name": f"large{idx}_imagenet", "input": {"channels": 3, "resolution": res}, "layers": layers}
+
+
+def large_networks(rng, count: int, max_macs: float = 4.5e9) -> list:
+    """``count`` of ``large_network`` that lower and stay below ``max_macs`` (ResNet-50: 4.1e9)."""
+    out, tries = [], 0
+    while len(out) < count and tries < 20 * count + 20:
+        tries += 1
+        spec = large_network(rng, len(out))
+        try:
+            model = load_space_dict(spec, source=f"<{spec['name']}>")
+            macs = analyze(model)["totals"]["macs"]
+        except AugurError:
+            continue
+        if macs <= max_macs:
+            out.append((spec["name"], model, spec))
+    return out
