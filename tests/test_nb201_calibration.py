@@ -37,7 +37,9 @@ def test_phase_c_profiles_one_nb201_sample_after_each_batch(monkeypatch):
     monkeypatch.setattr(P, "_profile_network", fake)
     acc = P._NodeProfiles()
     P._profile_calibration_networks(acc, RuntimeSettings(), P.Budget(1e6), np.random.default_rng(0), None, "/nonexistent",
-                                    None, 21, 1.5e9)
-    assert len(seen) == 21
-    assert [i for i, lab in enumerate(seen) if lab.endswith("_nb201")] == [6, 13, 20]
-    assert all(lab.startswith("calib") for lab in seen if not lab.endswith("_nb201"))
+                                    None, 24, 1.5e9)
+    assert len(seen) == 24
+    # each batch: six random networks, one NB-201 sample, one ImageNet-scale ResNet
+    assert [i for i, lab in enumerate(seen) if lab.endswith("_nb201")] == [6, 14, 22]
+    assert [i for i, lab in enumerate(seen) if lab.startswith("large")] == [7, 15, 23]
+    assert all(lab.startswith("calib") for lab in seen if not lab.endswith("_nb201") and not lab.startswith("large"))
