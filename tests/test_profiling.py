@@ -274,9 +274,12 @@ def test_profile_tiny_budget_writes_a_loadable_profile(tmp_path):
 
     raw = json.loads(gzip.decompress(record.read_bytes()))
     assert raw["probes"] and raw["in_situ"] and all("net" in s for s in raw["in_situ"]) and raw["anchors_start_ms"]
+    from augur_nas.measure._calibrate import uncorrected
+
     refit, _ = _profiling.fit_ort(raw, "refit", RuntimeSettings())
+    layer_sum = uncorrected(prof)  # the correction step may have scaled the kernels (when it was applied)
     assert refit.latency.gemm["conv"].predict([64], [784], [576]) == pytest.approx(
-        prof.latency.gemm["conv"].predict([64], [784], [576]), rel=1e-6)
+        layer_sum.latency.gemm["conv"].predict([64], [784], [576]), rel=1e-4)  # the factors are stored rounded
 
 
 def test_build_drift_warns_when_the_anchors_moved():
