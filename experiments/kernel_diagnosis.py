@@ -52,20 +52,8 @@ def collect(args) -> None:
     raw = rep["raw"]
     raw["space_nodes"] = _space_node_samples(profile, settings, args.samples)
     with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(raw, f, default=_plain)
+        json.dump(raw, f, default=P.plain_json)
     print(f"wrote {args.out}")
-
-
-def _plain(v):
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, tuple):
-        return list(v)
-    raise TypeError(type(v))
 
 
 def _space_node_samples(profile, settings, per_space: int) -> dict:

@@ -307,6 +307,23 @@ def test_profile_numpy_backend(tmp_path):
     assert prof.runtime_settings["backend"] == "numpy"
 
 
+@pytest.mark.parametrize("extra, needle", [
+    (["--backend", "numpy", "--record", "{tmp}/raw.json.gz"], "only a kernel measurement with the onnxruntime backend"),
+    (["--backend", "onnxruntime", "--record", "{tmp}"], "is a folder"),
+])
+def test_a_record_that_cannot_be_kept_is_refused_before_measuring(tmp_path, extra, needle):
+    """``--record`` where there is no raw record (numpy) or naming a folder: exit 2, one paragraph,
+    before any measuring, nothing written."""
+    out = tmp_path / "p.yaml"
+    args = [a.format(tmp=tmp_path) for a in extra]
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "augur_nas.cli", "profile", "--name", "r", "--budget-s", "60",
+                        "-o", str(out), *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert p.returncode == 2, p.stderr
+    assert needle in p.stderr and "Traceback" not in p.stderr and p.stderr.strip().count("\n") == 0
+    assert time.monotonic() - t0 < 30 and not out.exists() and not list(tmp_path.glob("*.gz"))
+
+
 def test_profile_torch_backend(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "t.yaml"

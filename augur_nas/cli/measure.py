@@ -143,6 +143,12 @@ def cmd_profile(args) -> int:
     if not os.path.isdir(folder):
         raise MeasurementError(f"cannot write {out}: the folder {folder} does not exist")
     check_out_file(out, "-o")
+    if args.record:
+        if settings.backend != "onnxruntime" or args.from_profile:
+            raise MeasurementError(f"--record {args.record}: only a kernel measurement with the onnxruntime backend "
+                                   f"keeps a raw record (this run: the {settings.backend} backend"
+                                   f"{', --from-profile' if args.from_profile else ''}); leave --record out")
+        check_out_file(args.record, "--record")
     _trap_sigterm()
     say = stderr_progress("augur-nas profile")
     scaling_s = _scaling_budget(args, settings)

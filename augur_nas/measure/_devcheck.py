@@ -19,8 +19,7 @@ from dataclasses import asdict, dataclass, field
 from .._errors import ProfileError
 from ..fingerprint import compare, for_profile, machine_fingerprint, mismatch_paragraph
 from ..profile import load_profile
-from ._profiling import anchor_speed, profile_anchors
-from ._protocol import time_runners
+from ._profiling import anchor_speed, profile_anchors, time_anchors
 from ._runners import make_runner, prepare
 from ._settings import RuntimeSettings
 
@@ -88,12 +87,10 @@ def anchor_times(items, settings, time_s: float) -> dict:
         nets = prepare(items, d)
         runners = {n.label: make_runner(n, settings) for n in nets}
         try:
-            timing = time_runners(runners, rounds=6, round_s=max(0.01, time_s / 40), warmup_s=0.05,
-                                  budget_s=max(1.0, time_s), max_wait_s=0.0, quiet=None, common_min=None)
+            return time_anchors(runners, time_s, budget_s=max(1.0, time_s))
         finally:
             for r in runners.values():
                 r.close()
-    return {lab: t.median_ms for lab, t in timing.items()}
 
 
 def _time_anchors(profile, settings, time_s, res: DeviceCheck) -> None:

@@ -374,16 +374,22 @@ def calibration_networks(rng, count: int, max_macs: float = 1.5e9) -> list:
     while len(out) < count and tries < 20 * count + 20:
         tries += 1
         spec = random_network(rng, i)
-        try:
-            model = load_space_dict(spec, source=f"<{spec['name']}>")
-            macs = analyze(model)["totals"]["macs"]
-        except AugurError:
-            continue
-        if macs > max_macs:
+        model = _model_below(spec, max_macs)
+        if model is None:
             continue
         out.append((spec["name"], model, spec))
         i += 1
     return out
+
+
+def _model_below(spec: dict, max_macs: float):
+    """The model of ``spec`` when it lowers (shapes valid) and has at most ``max_macs`` MACs, else None."""
+    try:
+        model = load_space_dict(spec, source=f"<{spec['name']}>")
+        macs = analyze(model)["totals"]["macs"]
+    except AugurError:
+        return None
+    return model if macs <= max_macs else None
 
 
 def large_network(rng, idx: int) -> dict:
@@ -412,11 +418,7 @@ def large_networks(rng, count: int, max_macs: float = 4.5e9) -> list:
     while len(out) < count and tries < 20 * count + 20:
         tries += 1
         spec = large_network(rng, len(out))
-        try:
-            model = load_space_dict(spec, source=f"<{spec['name']}>")
-            macs = analyze(model)["totals"]["macs"]
-        except AugurError:
-            continue
-        if macs <= max_macs:
+        model = _model_below(spec, max_macs)
+        if model is not None:
             out.append((spec["name"], model, spec))
     return out

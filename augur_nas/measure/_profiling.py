@@ -108,9 +108,10 @@ OPS_SPILL = False
 # the 1x1 rate per MB, and with the pass after 1x1 convs only the samples still fell (the 1x1
 # GEMM model, fitted without the expansions' pass, prices resnet's ReLU 1x1 convs lower); a second
 # record (1536, loaded) moved the other way (zoo 77 -> 74%, samples 80 -> 83%;
-# experiments/fused_pass_families.md). Off until a quiet record shows it helps both: the pairs
-# are still timed and recorded (so a record can be refitted with it on), the fit ignores them
-# and profiles come out as before
+# experiments/fused_pass_families.md). On since 2026-11-29 16:31, after 1x1 convs only
+# (``FUSED_PASS_FAMILIES``): refitting the 16:31 benchmark build's record without the pass put
+# 81% of the zoo and 81% of the samples within ±10% against 87% / 90% with it (mobile samples 21
+# -> 30 of 30; README, "A new machine"); False refits a record as before the form
 FUSED_PASS = True
 # each memory-bound kind gets its own cache knee and, a join broadcast per channel (squeeze-excite's
 # multiply), a per-plane term (``_fitting.fit_kind``): the one-line bytes model, fitted on relative
@@ -125,7 +126,7 @@ OPS_FORMS = True
 # seed-2 part record (in place, never validation) the 1x1-only form left every part level
 # (1x1 expansions 0.78 -> 1.03, depthwise 1.15 -> 1.14; with every family 1.19), and it did not
 # lose zoo or samples on records 1536 and 1556, but it lost both on 1408
-# (experiments/fused_pass_families.md): the form to re-score on a quiet record
+# (experiments/fused_pass_families.md)
 FUSED_PASS_FAMILIES = ("conv_1x1",)
 NO_SPILL = Spill()
 # samples of the NAS-Bench-201 space (``augur_nas.nb201``, packaged) profiled among the random
@@ -429,7 +430,7 @@ def _profile_ort(name, settings, budget, rng, progress, workdir, model0, report,
     drift = build_drift({"anchors_start_ms": anchors_start, "anchors_ms": anchors})
     if drift is not None:
         _say(progress, f"speed anchors at the end / at the start: {drift['end_over_start']:.3f}"
-                       + (f"; WARNING: {drift['warning']}" if "warning" in drift else ""))
+                       + (f" (more than {DRIFT_WARN:.0%} apart: fit.anchors.build_drift.warning)" if "warning" in drift else ""))
 
     raw = {"probes": probe_samples, "act_pairs": act_pairs, "in_situ": np_.insitu, "kinds": np_.kind_samples, "layout": np_.layout_samples,
            "e2e_ms": e2e, "noise": {k: v.noise for k, v in timing.items()},
@@ -637,14 +638,22 @@ def _anchors_at_start(settings, workdir, model0, progress, time_s: float = ANCHO
     nets = _anchor_nets(workdir, model0)
     runners = {n.label: OrtRunner(n.path, settings) for n in nets}
     try:
-        timing = time_runners(runners, rounds=6, round_s=max(0.01, time_s / 40), warmup_s=0.05,
-                              budget_s=time_s, max_wait_s=0.0, quiet=None, common_min=None)
+        got = time_anchors(runners, time_s, budget_s=time_s)
     finally:
         for r in runners.values():
             r.close()
         for n in nets:
             n.remove()
-    _say(progress, f"speed anchors at the start: {', '.join(f'{k[7:]} {v.median_ms:.3f} ms' for k, v in timing.items())}")
+    _say(progress, f"speed anchors at the start: {', '.join(f'{k[7:]} {v:.3f} ms' for k, v in got.items())}")
+    return got
+
+
+def time_anchors(runners: dict, time_s: float, budget_s: float) -> dict:
+    """``{label: median ms}`` of the speed anchors' ``runners`` timed briefly: six interleaved
+    rounds of about ``time_s / 40`` s each, no waiting for a quiet machine (``augur-nas check``
+    and the start of a profile build both read the speed this way)."""
+    timing = time_runners(runners, rounds=6, round_s=max(0.01, time_s / 40), warmup_s=0.05,
+                          budget_s=budget_s, max_wait_s=0.0, quiet=None, common_min=None)
     return {lab: t.median_ms for lab, t in timing.items()}
 
 
