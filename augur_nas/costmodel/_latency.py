@@ -243,20 +243,23 @@ class LatencyModel:
         """One GEMM's time per slot (the slots ``idx`` of ``rows``), with the kind's per-layer
         model choice (``gemm_choice``)."""
         fam = self.kinds.get(kind)
+        # the model is chosen on the layer's own sizes, priced on those its kernel works on
+        n_p, k_p, factor = (n, k, 1.0) if self.layout is None else \
+            self.layout.padded(kind, n, k, groups, rows["in_c"][idx])
         if not (isinstance(fam, dict) and len(fam) > 1):
-            return self.gemm[name].predict(n, m, k, mask=msk, names=names, profile=profile)
+            return self.gemm[name].predict(n_p, m, k_p, mask=msk, names=names, profile=profile) * factor
         t = np.zeros(msk.shape, dtype=np.float64)
-        strided = is_strided(rows["in_h"][idx], rows["out_h"][idx]) if "strided" in fam else False
+        strided = is_strided(rows["in_h"][idx], rows["out_h"][idx]) if ("strided" in fam or "plain_strided" in fam) else False
         for model_name, sel in gemm_choice(fam, self.layout, kind, n, k, groups, rows["in_c"][idx], strided):
             sel = sel & msk
             if not sel.any():
                 continue
             model = self.gemm[model_name]
             if model.outside == "raise":  # on the whole arrays: its message names the layer and candidate
-                t = np.where(sel, model.predict(n, m, k, mask=sel, names=names, profile=profile), t)
+                t = np.where(sel, model.predict(n_p, m, k_p, mask=sel, names=names, profile=profile), t)
             else:  # only the GEMMs this model prices (a cell's conv slots: a fifth of its rows each)
-                t[sel] = model.predict(*(np.broadcast_to(v, sel.shape)[sel] for v in (n, m, k)))
-        return t
+                t[sel] = model.predict(*(np.broadcast_to(v, sel.shape)[sel] for v in (n_p, m, k_p)))
+        return t * factor
 
     def predict(self, table, batch: int = 1, profile: str | None = None, network: bool = True,
                 fused: np.ndarray | None = None):
@@ -342,9 +345,12 @@ def _spans(kind: str, rows, idx) -> np.ndarray:
 
 def gemm_choice(fam: dict, layout, kind: str, n, k, groups, in_c, strided=False) -> list:
     """Which GEMM model of a kind's family ``fam`` (``{gemm, narrow, narrow_below, plain,
-    pointwise, strided}``) prices each layer: ``[(model name, mask)]``, disjoint masks that cover
-    every layer. Precedence: plain (a conv the runtime cannot run in its blocked layout runs another
-    kernel, e.g. RegNet's 8-channel groups on 16-wide blocks; needs ``layout``), then narrow (fewer
+    plain_strided, pointwise, strided}``) prices each layer: ``[(model name, mask)]``, disjoint masks
+    that cover every layer. Precedence: plain (a conv the runtime cannot run in its blocked layout
+    runs another kernel, e.g. RegNet's 8-channel groups on 16-wide blocks; needs ``layout``; of
+    stride 2, ``plain_strided`` where the family has it: that kernel reads its four input pixels
+    per output pixel unblocked, and in place it took 1.3-1.6x the time of a stride-1 layer of
+    the same output shape), then narrow (fewer
     than ``narrow_below`` input channels per group: a stem on RGB, read plain and run blocked),
     then pointwise (a 1x1 kernel), then strided (``strided``: the layer's stride is 2 or more,
     ``is_strided``), else ``fam["gemm"]``. ``in_c`` counts all groups' channels. The profiler sorts
@@ -354,7 +360,10 @@ def gemm_choice(fam: dict, layout, kind: str, n, k, groups, in_c, strided=False)
     cin = np.maximum(in_c // g, 1)
     rules = []
     if "plain" in fam and layout is not None:
-        rules.append((fam["plain"], ~np.asarray(layout.blockable_dims(kind, in_c, n * g, groups), dtype=bool)))
+        plain = ~np.asarray(layout.blockable_dims(kind, in_c, n * g, groups), dtype=bool)
+        if "plain_strided" in fam:
+            rules.append((fam["plain_strided"], plain & strided.astype(bool)))
+        rules.append((fam["plain"], plain))
     if "narrow" in fam:
         rules.append((fam["narrow"], cin < int(fam.get("narrow_below", 8))))
     if "pointwise" in fam:
@@ -460,9 +469,10 @@ def _parse_family(fam, gemm: dict, kind: str, source, key):
         raise _check.err(f"`{k}`: `{kind}` is not an op kind (known: {', '.join(sorted(REGISTRY))})", source, k)
     if fam in ("bytes", "free"):
         return (fam, None)
-    if isinstance(fam, dict) and "gemm" in fam and set(fam) <= {"gemm", "pointwise", "narrow", "narrow_below", "plain", "strided"}:
+    if isinstance(fam, dict) and "gemm" in fam and set(fam) <= {"gemm", "pointwise", "narrow", "narrow_below", "plain", "plain_strided",
+                                                     "strided"}:
         name = fam["gemm"]
-        for part in ("gemm", "pointwise", "narrow", "plain", "strided"):
+        for part in ("gemm", "pointwise", "narrow", "plain", "plain_strided", "strided"):
             if part in fam and fam[part] not in gemm:
                 raise _check.err(f"`{k}` prices `{kind}` with the GEMM model `{fam[part]}`, which `latency.gemm` does not "
                                  f"define (it has: {', '.join(sorted(gemm)) or 'none'})", source, k)
@@ -473,7 +483,7 @@ def _parse_family(fam, gemm: dict, kind: str, source, key):
                              f"`free` (GEMM kinds: {', '.join(GEMM_KINDS)})", source, k)
         return ("gemm", name)
     raise _check.err(f"`{k}` must be `bytes`, `free` or {{gemm: NAME}} (optionally with pointwise: NAME, narrow: NAME, "
-                     f"narrow_below: N, plain: NAME, strided: NAME), not {_check._kind(fam)}", source, k)
+                     f"narrow_below: N, plain: NAME, plain_strided: NAME, strided: NAME), not {_check._kind(fam)}", source, k)
 
 
 def latency_ms(table, profile, batch: int = 1):

@@ -108,6 +108,8 @@ def gemm_family(latency, name: str) -> str:
     for fam in latency.kinds.values():
         if isinstance(fam, dict) and fam.get("strided") == name and "gemm" in fam:
             return fam["gemm"]
+        if isinstance(fam, dict) and fam.get("plain_strided") == name and "plain" in fam:
+            return fam["plain"]
     return name
 
 

@@ -166,7 +166,9 @@ def with_rules(latency, rules: OrtRules):
     d = latency.to_dict()
     if "layout" not in d:
         return latency
-    d["layout"] = dict(rules.layout, reorder=d["layout"]["reorder"])
+    # a base fitted on padded channels keeps pricing them so (its GEMM models learnt padded work)
+    d["layout"] = dict(rules.layout, reorder=d["layout"]["reorder"],
+                       **({"pad_channels": True} if d["layout"].get("pad_channels") else {}))
     for chain in d.get("fuse") or []:
         if "conv" in chain.get("into", []):
             chain["act"] = list(rules.fused_acts)

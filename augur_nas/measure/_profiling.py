@@ -81,7 +81,7 @@ ORT_LAYOUT = DEFAULT_LAYOUT
 # weightless ops ORT computes once per input (common-subexpression elimination)
 ORT_CSE = ["relu", "relu6", "sigmoid", "tanh", "hsigmoid", "hswish", "swish", "maxpool", "avgpool", "globalpool",
            "zero", "identity", "dropout"]  # identity, dropout: ORT removes them first (see `duplicates`)
-GEMM_VARIANTS = ("conv", "conv_1x1", "conv_narrow", "conv_plain", "dwconv", "dwconv_s2", "fc")
+GEMM_VARIANTS = ("conv", "conv_1x1", "conv_narrow", "conv_plain", "conv_plain_s2", "dwconv", "dwconv_s2", "fc")
 NARROW_BELOW = 8
 MAX_MEMORY_NETS = 32
 ANCHOR_SEED = 20261122  # the speed anchors: calibration_networks(default_rng(ANCHOR_SEED), 5)
@@ -144,6 +144,14 @@ NB201_SEED = 1
 # priced the resnet samples -7.6 % (median; -10 to -16 % for those with 7-10 M parameters per GMAC)
 LARGE_NETWORKS = 6
 LARGE_SEED = 2
+# a plain (unblocked) conv of stride 2 gets a GEMM model of its own (``conv_plain_s2``): RegNet's
+# grouped 3x3 that opens each stage reads four input pixels per output pixel outside the blocked
+# layout, and in place (ImageNet-scale RegNet-like networks of seed 2, not the zoo) it took
+# 1.3-1.6x the time of the stride-1 layers of the same shapes, which one `conv_plain` model
+# priced within 10 %
+PLAIN_STRIDED = True
+# the GEMM models are fitted and priced on channels padded to whole blocks (``LayoutRules.padded``)
+PAD_CHANNELS = True
 
 
 def anchor_networks():
@@ -237,8 +245,10 @@ def _variant(kind, n, k, groups, in_c, layout=None, strided=False):
            "narrow_below": layout.narrow_below if layout is not None else NARROW_BELOW}
     if layout is not None and layout.channels:
         fam["plain"] = "conv_plain"
+        if PLAIN_STRIDED:
+            fam["plain_strided"] = "conv_plain_s2"
     g = max(int(groups), 1)
-    for name, sel in gemm_choice(fam, layout, kind, int(n), int(k), g, max(int(in_c), 1) * g):
+    for name, sel in gemm_choice(fam, layout, kind, int(n), int(k), g, max(int(in_c), 1) * g, strided):
         if bool(sel):
             return name
     return "conv"
@@ -799,7 +809,8 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
     rates, pass_stats = fit_fused_pass(raw.get("act_pairs") or [])
     fused_pass = {k: {f: (r if f in FUSED_PASS_FAMILIES else 0.0) for f, r in v.items()}
                   for k, v in rates.items()} if FUSED_PASS else {}
-    gemm, gemm_stats = _fit_gemm_families([dict(s, t=_kernel_ms(s, delta, fused_pass))
+    pad = _layout_rules(rules, Spill())
+    gemm, gemm_stats = _fit_gemm_families([_padded_sample(dict(s, t=_kernel_ms(s, delta, fused_pass), family=_plain_variant(s)), pad)
                                            for s in raw["probes"] + raw["in_situ"]])
     kinds = {"conv": {"gemm": "conv"}}
     if "conv_1x1" in gemm:
@@ -809,6 +820,8 @@ def _fit_kernel_models(raw: dict, delta: float) -> _KernelFit:
         kinds["conv"]["narrow_below"] = int((rules or {}).get("layout", {}).get("narrow_below", NARROW_BELOW))
     if "conv_plain" in gemm and (rules or {}).get("layout", {}).get("channels"):
         kinds["conv"]["plain"] = "conv_plain"
+        if "conv_plain_s2" in gemm:
+            kinds["conv"]["plain_strided"] = "conv_plain_s2"
     if "dwconv" in gemm:
         kinds["dwconv"] = {"gemm": "dwconv", **({"strided": "dwconv_s2"} if "dwconv_s2" in gemm else {})}
     if "fc" in gemm:
@@ -852,6 +865,26 @@ def fit_fused_pass(pairs: list) -> tuple:
                        "ms_per_mb": {f: round(r, 6) for f, r in rates[kind].items()},
                        "per_pair_ms_per_mb": {f: [round(float(x), 6) for x in v] for f, v in sorted(fams.items())}}
     return rates, stats
+
+
+def _padded_sample(s: dict, layout) -> dict:
+    """A GEMM sample with the sizes its kernel works on (``LayoutRules.padded``, with
+    ``PAD_CHANNELS``): the same rule prices it, so the models learn the padded work."""
+    if not layout.pad_channels or s.get("kind") not in ("conv", "dwconv") or s["family"] in ("conv_plain", "conv_plain_s2"):
+        return s
+    g = max(int(s["groups"]), 1)
+    n, k, f = layout.padded(s["kind"], s["n"], s["k"], g, max(int(s["in_c"]), 1) * g)
+    return dict(s, n=int(n), k=int(k), groups=float(g * f))
+
+
+def _plain_variant(s: dict) -> str:
+    """A sample's GEMM family, a plain conv of stride 2 its own (``conv_plain_s2``, with
+    ``PLAIN_STRIDED``): records from before the variant filed those under ``conv_plain``."""
+    if PLAIN_STRIDED and s["family"] == "conv_plain" and s.get("strided"):
+        return "conv_plain_s2"
+    if not PLAIN_STRIDED and s["family"] == "conv_plain_s2":
+        return "conv_plain"
+    return s["family"]
 
 
 def _kernel_ms(s: dict, delta: float, fused_pass: dict) -> float:
@@ -1141,14 +1174,21 @@ def _profiler_overhead(settings, workdir, model0) -> float:
     return max(0.0, float(np.median(out)))
 
 
+def _layout_rules(rules, layout_spill, reorder=(0.0, 0.0)) -> LayoutRules:
+    """The layout rules of a fit: read on the machine (``rules``; an old record: ORT_LAYOUT), the
+    channels padded to whole blocks with ``PAD_CHANNELS``."""
+    lay = dict((rules or {}).get("layout") or ORT_LAYOUT)
+    return LayoutRules(lay["blocked"], lay["follow"], lay["joins"], lay["block"], lay["narrow_below"], reorder,
+                       lay.get("channels"), layout_spill, lay.get("fused_joins", "blocked"), lay.get("from_blocked", ()),
+                       PAD_CHANNELS)
+
+
 def _ort_model(gemm, ops, kinds, reorder, per_layer=0.0, per_call=0.0, rules=None, layout_spill=None, fused_pass=None):
     """An ONNX Runtime latency model; ``rules`` (``OrtRules`` as a dict, as ``detect_rules`` read
     them on the machine) give the layout and the fused activations, else ORT_LAYOUT/ORT_FUSE;
     ``layout_spill`` the conversions' cache knee (``Spill``); ``fused_pass`` the fused activations'
     passes (ms per MB, by kind; only kinds the fusion rules fold)."""
-    lay = dict((rules or {}).get("layout") or ORT_LAYOUT)
-    layout = LayoutRules(lay["blocked"], lay["follow"], lay["joins"], lay["block"], lay["narrow_below"], reorder,
-                         lay.get("channels"), layout_spill, lay.get("fused_joins", "blocked"), lay.get("from_blocked", ()))
+    layout = _layout_rules(rules, layout_spill, reorder)
     fuse = ORT_FUSE
     if rules and rules.get("fused_acts") is not None:
         fuse = [dict(ORT_FUSE[0], act=list(rules["fused_acts"])), *ORT_FUSE[1:]]
