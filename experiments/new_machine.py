@@ -179,13 +179,17 @@ def host_state(prof, anchors_now: dict) -> dict:
     the build) and during the validation (the anchors then over the profile's): this host
     alternates between two speeds, and the validation brings every latency to the profile's speed
     by the median anchor, which does not serve every kernel alike."""
-    from augur_nas.measure._profiling import anchor_speed
+    from augur_nas.measure._profiling import anchor_speed, memory_contention
 
     anchors = prof.fit.get("anchors") or {}
     now = anchor_speed(anchors_now, anchors.get("latency_ms") or {})
-    return {"build_drift": (anchors.get("build_drift") or {}).get("end_over_start"),
-            "validation_speed": round(now[0], 4) if now else None,
-            "validation_per_anchor": {k: round(v, 4) for k, v in (now[1] if now else {}).items()}}
+    out = {"build_drift": (anchors.get("build_drift") or {}).get("end_over_start"),
+           "validation_speed": round(now[0], 4) if now else None,
+           "validation_per_anchor": {k: round(v, 4) for k, v in (now[1] if now else {}).items()}}
+    busy = memory_contention(now[1], now[0]) if now else None
+    if busy:  # the large networks' latencies were the contended memory's, not the machine's own
+        out["warning"] = busy
+    return out
 
 
 def validate_all(args, profiles) -> dict:
@@ -272,7 +276,8 @@ def _host_line(h: dict) -> str:
     val = "not timed" if h.get("validation_speed") is None else f"{h['validation_speed']:.3f}"
     per = ", ".join(f"{k.replace('anchor_', '')} {v:.2f}" for k, v in (h.get("validation_per_anchor") or {}).items())
     return (f"Host speed: the profile's anchors at the end of its build over the start {drift}; during the "
-            f"validation over the build {val}" + (f" ({per})" if per else "") + ".")
+            f"validation over the build {val}" + (f" ({per})" if per else "") + "."
+            + (f" **Warning: {h['warning']}.**" if h.get("warning") else ""))
 
 
 if __name__ == "__main__":

@@ -471,7 +471,7 @@ def test_calibrate_here_with_a_tiny_budget(tmp_path, run_cli):
     p = load_profile(out)
     assert p.fingerprint["origin"] == "calibrated" and p.fingerprint["cpu_model"] == machine_fingerprint()["cpu_model"]
     assert set(p.fit["anchors"]["latency_ms"]) == {"anchor_mobile", "anchor_resnet", "anchor_cell", "anchor_inception",
-                                                   "anchor_classic"}
+                                                   "anchor_classic", "anchor_large"}
     cal = p.calibration
     assert cal["networks"] == 24 and len(cal["measured_ms"]) == 24 and "leave_one_out" in cal
     assert all(v > 0 and math.isfinite(v) for v in cal["families"].values())

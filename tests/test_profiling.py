@@ -409,3 +409,33 @@ def test_shipped_x86_profile_is_honest():
     m = load_model(ZOO / "resnet18.yaml")
     assert yaml.safe_load(text)["name"] == "x86-2core-ort"
     assert latency_ms(lower(m, np.zeros((1, 0), dtype=np.int64)), p)[0][0] > 1
+
+
+def test_the_large_anchor_reports_memory_contention_outside_the_speed_factor(monkeypatch):
+    ref = {"anchor_mobile": 1.0, "anchor_resnet": 2.0, "anchor_cell": 0.5, _profiling.LARGE_ANCHOR: 30.0}
+    now = {"anchor_mobile": 1.1, "anchor_resnet": 2.2, "anchor_cell": 0.55, _profiling.LARGE_ANCHOR: 42.0}
+    speed, ratios = _profiling.anchor_speed(now, ref)
+    assert speed == pytest.approx(1.1) and ratios[_profiling.LARGE_ANCHOR] == pytest.approx(1.4)
+    warn = _profiling.memory_contention(ratios, speed)
+    assert "1.40x" in warn and "1.10x" in warn and "memory" in warn
+    calm = dict(now, **{_profiling.LARGE_ANCHOR: 33.0 * 1.05})
+    assert _profiling.memory_contention(_profiling.anchor_speed(calm, ref)[1], 1.1) is None
+    assert _profiling.memory_contention({"anchor_mobile": 1.1}, 1.1) is None  # a profile without the anchor
+    assert _profiling.anchor_speed({_profiling.LARGE_ANCHOR: 42.0}, ref) is None  # no small anchor: no speed
+    # the anchor is one fixed ImageNet-scale network among the speed anchors
+    labels = [lab for lab, _, _ in _profiling.anchor_networks()]
+    assert labels[-1] == _profiling.LARGE_ANCHOR and len(labels) == 6
+    # augur-nas check reports it (timing faked: a profile whose anchors include it)
+    import copy
+
+    from augur_nas.measure import _devcheck
+    from augur_nas.profile import load_profile
+
+    prof = copy.copy(load_profile("x86-xeon-avx512-ort"))
+    small = {lab: 1.0 for lab in labels[:-1]}
+    prof.fit = dict(prof.fit, anchors={"latency_ms": dict(small, **{_profiling.LARGE_ANCHOR: 30.0})})
+    monkeypatch.setattr(_devcheck, "anchor_times",
+                        lambda items, settings, time_s: dict({k: 1.05 for k in small}, **{_profiling.LARGE_ANCHOR: 42.0}))
+    res = _devcheck.check(prof)
+    assert res.speed_factor == pytest.approx(1.05) and res.memory_factor == pytest.approx(1.4)
+    assert len(res.warnings) == 1 and "memory" in res.warnings[0] and res.to_dict()["memory_factor"] == 1.4

@@ -44,6 +44,10 @@ def cmd_check(args) -> int:
         f = res.speed_factor
         print(f"speed factor: {f:.3f} (the profile's speed anchors take {f:.2f}x the time they took when it was built"
               f"; timed for {res.timing_s:.1f} s)")
+    if res.memory_factor is not None:
+        print(f"memory factor: {res.memory_factor:.3f} (the large anchor, whose weights stream from memory)")
+    for w in res.warnings:
+        print(f"warning: {w}")
     if res.note:
         print(f"note: {res.note}")
     if not res.matches:

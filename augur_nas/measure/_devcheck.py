@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from .._errors import ProfileError
 from ..fingerprint import compare, for_profile, machine_fingerprint, mismatch_paragraph
 from ..profile import load_profile
-from ._profiling import anchor_speed, profile_anchors, time_anchors
+from ._profiling import LARGE_ANCHOR, anchor_speed, memory_contention, profile_anchors, time_anchors
 from ._runners import make_runner, prepare
 from ._settings import RuntimeSettings
 
@@ -31,7 +31,9 @@ class DeviceCheck:
     profile: str
     matches: bool
     differences: list = field(default_factory=list)
-    speed_factor: float | None = None  # median over the anchors of (latency now / latency then)
+    speed_factor: float | None = None  # median over the small anchors of (latency now / latency then)
+    memory_factor: float | None = None  # the same ratio of the large anchor (weights streamed from memory)
+    warnings: list = field(default_factory=list)
     anchors: dict = field(default_factory=dict)  # {label: {then_ms, now_ms, ratio}}
     timing_s: float = 0.0
     profile_fingerprint: dict = field(default_factory=dict)
@@ -110,6 +112,11 @@ def _time_anchors(profile, settings, time_s, res: DeviceCheck) -> None:
     res.speed_factor = round(sp[0], 4)
     res.anchors = {lab: {"then_ms": refs[lab], "now_ms": round(now[lab], 4), "ratio": round(r, 4)}
                    for lab, r in sp[1].items()}
+    if LARGE_ANCHOR in sp[1]:
+        res.memory_factor = round(sp[1][LARGE_ANCHOR], 4)
+    busy = memory_contention(sp[1], sp[0])
+    if busy:
+        res.warnings.append(busy)
 
 
 def warn_if_mismatch(profile, settings, command: str, stream=None) -> DeviceCheck | None:

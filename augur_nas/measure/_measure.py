@@ -11,6 +11,7 @@ import numpy as np
 
 from .._errors import MeasurementError
 from ._memory import measure_memories
+from ._profiling import LARGE_ANCHOR
 from ._protocol import time_runners
 from ._runners import check_batch, make_runner, prepare
 from ._settings import RuntimeSettings, require
@@ -103,7 +104,9 @@ def measure_networks(networks, settings: RuntimeSettings, rounds: int = 10, roun
 
 
 def _batch_speed(timing: dict, refs: dict) -> float:
-    r = [timing[lab].median_ms / ms for lab, ms in refs.items() if lab in timing]
+    """The median over the small speed anchors (``anchor_speed``: the large one is reported, not
+    part of the speed) of latency now over the reference."""
+    r = [timing[lab].median_ms / ms for lab, ms in refs.items() if lab in timing and lab != LARGE_ANCHOR]
     return float(np.median(r)) if r else float("nan")
 
 

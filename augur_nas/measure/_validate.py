@@ -26,7 +26,7 @@ from ..models import load_model
 from ..oracle import Oracle
 from ._measure import measure_networks
 from ._metrics import accuracy, macs_loglog_fit, macs_loglog_predict
-from ._profiling import anchor_speed, profile_anchors
+from ._profiling import anchor_speed, memory_contention, profile_anchors
 from ._residual_fit import arch_hash
 from ._runners import prepare
 
@@ -131,13 +131,15 @@ def _machine_speed(anchor_res, anchors_ref, res):
     if sp is None:
         return None
     ratio, ratios = sp
+    busy = memory_contention(ratios, ratio)
     batches = sorted({m["latency"]["speed"] for m in res if m["latency"].get("speed") == m["latency"].get("speed")})
     return {"ratio_now_to_profile": ratio,
              "anchors": {k: round(v, 4) for k, v in ratios.items()},
              "batches": [round(float(b), 4) for b in batches],
              "note": "median over the speed anchors of (latency now / latency when the profile was built); "
                      "1.2 means the machine runs 20% slower than when the profile was measured. The anchors "
-                     "are timed in every batch of rounds; `batches` are the speeds of the batches"}
+                     "are timed in every batch of rounds; `batches` are the speeds of the batches",
+            **({"warning": busy} if busy else {})}
 
 
 def _add_measurements(rows, res, trained) -> None:
