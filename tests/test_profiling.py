@@ -263,6 +263,8 @@ def test_profile_tiny_budget_writes_a_loadable_profile(tmp_path):
     assert "correction" in p.stderr and prof.calibration["networks"] == 24
     assert isinstance(prof.calibration["applied"], bool) and "leave_one_out" in prof.calibration
     assert prof.calibration["decision"]["applied"] is prof.calibration["applied"] and "paired t" in prof.provenance["note"]
+    # the speed of the correction step's timings, kept even when not applied (a later refit needs it)
+    assert set(prof.calibration["anchors_ms"]) == set(prof.fit["anchors"]["latency_ms"])
     # the speed anchors were timed before phase A too, and the build says how far they moved
     drift = prof.fit["anchors"]["build_drift"]
     assert set(drift["start_ms"]) == set(prof.fit["anchors"]["latency_ms"]) and drift["end_over_start"] > 0

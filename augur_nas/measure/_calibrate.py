@@ -529,6 +529,9 @@ def correct_profile(profile, settings, budget_s: float = 70.0, progress=None, se
         "leave_one_out": report["leave_one_out"], "networks": len(names),
         "noise_median_pct": round(float(np.median([measured[n].noise for n in names])) * 100, 2),
         "measured_ms": {n: round(float(v), 4) for n, v in zip(names, y)},
+        # the speed those timings were made at: a later refit of the kernels (experiments/refit_profile.py)
+        # can apply factors fitted to them only at their own speed
+        "anchors_ms": {k: round(v, 4) for k, v in (anchor_ms or {}).items()},
         "elapsed_s": round(time.monotonic() - t0, 1),
     }
     report["applied"] = bool(keep)
