@@ -70,12 +70,7 @@ def refit(record: str, profile_path: str):
     if decision["applied"]:
         out.latency = C.scaled_latency(out.latency, fit.scales)
         out.fit["anchors"] = dict(out.fit["anchors"] or {}, latency_ms=anchors)
-    out.calibration = dict(old.calibration, applied=decision["applied"], decision=decision,
-                           families={f: round(v, 5) for f, v in fit.scales.items()} if decision["applied"] else {},
-                           fitted_families={f: round(v, 5) for f, v in fit.scales.items()},
-                           global_scale=round(fit.global_scale, 5), ridge_pseudo_observations=fit.lam,
-                           layer_sum_before={k: report["base"][k] for k in ("within_10pct", "median_abs_error_pct")},
-                           leave_one_out=report["leave_one_out"])
+    out.calibration = dict(old.calibration, **C.correction_fields(fit, report, decision))
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     said = (f"per-family correction from the calibration set {'applied' if decision['applied'] else 'not applied'}: "
             f"leave-one-out against the layer sum, paired t {decision['paired_t']:g} (applied from {C.MIN_T:g})")

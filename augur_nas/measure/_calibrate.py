@@ -521,12 +521,7 @@ def correct_profile(profile, settings, budget_s: float = 70.0, progress=None, se
     out.calibration = {
         "method": "per-family corrections from the calibration set timed on this machine right after the kernels "
                   "(augur-nas profile's last step)",
-        "applied": bool(keep), "decision": decision,
-        "families": {f: round(v, 5) for f, v in fit.scales.items()} if keep else {},
-        "fitted_families": {f: round(v, 5) for f, v in fit.scales.items()},
-        "global_scale": round(fit.global_scale, 5), "ridge_pseudo_observations": fit.lam,
-        "layer_sum_before": {k: report["base"][k] for k in ("within_10pct", "median_abs_error_pct")},
-        "leave_one_out": report["leave_one_out"], "networks": len(names),
+        **correction_fields(fit, report, decision), "networks": len(names),
         "noise_median_pct": round(float(np.median([measured[n].noise for n in names])) * 100, 2),
         "measured_ms": {n: round(float(v), 4) for n, v in zip(names, y)},
         # the speed those timings were made at: a later refit of the kernels (experiments/refit_profile.py)
@@ -538,6 +533,19 @@ def correct_profile(profile, settings, budget_s: float = 70.0, progress=None, se
     report["decision"] = decision
     report["elapsed_s"] = out.calibration["elapsed_s"]
     return out, report
+
+
+def correction_fields(fit: Fit, report: dict, decision: dict) -> dict:
+    """The record of a correction step's decision (``calibration`` of a profile): whether the
+    factors were applied and why, the factors applied (none when not) and fitted, and how the
+    layer sum and the leave-one-out fit did on the calibration set."""
+    keep = bool(decision["applied"])
+    return {"applied": keep, "decision": decision,
+            "families": {f: round(v, 5) for f, v in fit.scales.items()} if keep else {},
+            "fitted_families": {f: round(v, 5) for f, v in fit.scales.items()},
+            "global_scale": round(fit.global_scale, 5), "ridge_pseudo_observations": fit.lam,
+            "layer_sum_before": {k: report["base"][k] for k in ("within_10pct", "median_abs_error_pct")},
+            "leave_one_out": report["leave_one_out"]}
 
 
 def uncorrected(profile):
