@@ -442,6 +442,10 @@ class LayoutRules:
         b = self.block
         g = np.maximum(groups, 1)
         cin = np.maximum(in_c // g, 1)
+        # (an inactive slot has 0 channels: whole blocks, nothing to pad)
+        ragged = (g % b).any() if kind == "dwconv" else ((n % b).any() or ((in_c // g) % b).any())
+        if not ragged:  # whole blocks already (most layers of most networks)
+            return n, k, np.ones(n.shape)
         blocked = np.asarray(self.blockable_dims(kind, in_c, n * g, groups), dtype=bool)
         up = lambda c: -(-c // b) * b  # noqa: E731
         depthwise = (g > 1) & (cin == 1) & (n == 1)
