@@ -294,6 +294,14 @@ def test_build_drift_warns_when_the_anchors_moved():
     assert "augur-nas check" in slowed["warning"]
     faster = _profiling.build_drift({"anchors_start_ms": start, "anchors_ms": {k: 0.8 * v for k, v in start.items()}})
     assert "faster" in faster["warning"]
+    # the large anchor moving apart from the small ones: the memory system's load changed
+    big = dict(start, **{_profiling.LARGE_ANCHOR: 30.0})
+    contended = _profiling.build_drift({"anchors_start_ms": big, "anchors_ms": dict(
+        {k: 1.02 * v for k, v in start.items()}, **{_profiling.LARGE_ANCHOR: 39.0})})
+    assert contended["memory_end_over_start"] == pytest.approx(1.3) and "memory system" in contended["warning"]
+    calm = _profiling.build_drift({"anchors_start_ms": big, "anchors_ms": dict(
+        {k: 1.02 * v for k, v in start.items()}, **{_profiling.LARGE_ANCHOR: 31.0})})
+    assert "warning" not in calm and calm["end_over_start"] == pytest.approx(1.02)
     # a record from before the start anchors (or without anchors) has no drift to tell
     assert _profiling.build_drift({"anchors_ms": start}) is None
     assert _profiling.build_drift({"anchors_start_ms": start, "anchors_ms": {}}) is None

@@ -719,6 +719,15 @@ def build_drift(raw: dict) -> dict | None:
                           f"calibration networks at another, so the profile mixes the two. Other processes or a "
                           f"neighbour on the host change its speed; run `augur-nas check --device PROFILE` until the "
                           f"speed factor holds still and build the profile again")
+    big = sp[1].get(LARGE_ANCHOR)
+    if big is not None:
+        out["memory_end_over_start"] = round(big, 4)
+        if "warning" not in out and abs(np.log(big / sp[0])) > np.log(1 + MEMORY_WARN):
+            out["warning"] = (f"the large speed anchor (43 MB of weights) ran {big:.2f}x its start time at the end of "
+                              f"profiling while the small ones ran {sp[0]:.2f}x: the load on the machine's memory system "
+                              f"changed while the profile was measured (a neighbour on the host), so the kernels of "
+                              f"large networks were timed in two states. Run `augur-nas check --device PROFILE` until "
+                              f"the speed and memory factors hold still and build the profile again")
     return out
 
 
