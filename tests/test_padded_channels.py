@@ -129,11 +129,11 @@ def test_fast_path_equals_the_layer_table_with_both_forms():
     assert np.all(ref.latency_ms > off.latency_ms)
 
 
-def test_the_shipped_xeon_profile_has_both_forms_and_its_refit_says_so():
+def test_the_shipped_xeon_profile_has_both_forms_and_the_large_anchor():
     p = load_profile("x86-xeon-avx512-ort")
     assert p.latency.layout.pad_channels and p.latency.kinds["conv"]["plain_strided"] == "conv_plain_s2"
-    assert "conv_plain_s2" in p.latency.gemm and "refitted" in p.provenance["note"]
-    # the correction step was decided again; not applied without the anchors of its own minute
-    assert p.calibration["applied"] is False and p.calibration["families"] == {}
+    assert "conv_plain_s2" in p.latency.gemm and P.LARGE_ANCHOR in p.fit["anchors"]["latency_ms"]
+    # its correction step kept the anchors of its own minute, applied or not
+    assert set(p.calibration["anchors_ms"]) == set(p.fit["anchors"]["latency_ms"])
     old = load_profile("x86-2core-ort")
     assert not old.latency.layout.pad_channels and "plain_strided" not in (old.latency.kinds.get("conv") or {})
