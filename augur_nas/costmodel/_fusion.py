@@ -446,7 +446,10 @@ class LayoutRules:
         ragged = (g % b).any() if kind == "dwconv" else ((n % b).any() or ((in_c // g) % b).any())
         if not ragged:  # whole blocks already (most layers of most networks)
             return n, k, np.ones(n.shape)
-        blocked = np.asarray(self.blockable_dims(kind, in_c, n * g, groups), dtype=bool)
+        if kind == "dwconv" and self.channels["depthwise"] == "any":
+            blocked = np.ones(n.shape, dtype=bool)  # the common case, without the rule's arrays
+        else:
+            blocked = np.asarray(self.blockable_dims(kind, in_c, n * g, groups), dtype=bool)
         up = lambda c: -(-c // b) * b  # noqa: E731
         depthwise = (g > 1) & (cin == 1) & (n == 1)
         wide = cin >= self.narrow_below
