@@ -333,6 +333,12 @@ CHANNELS_ANY = {"dense": "any", "grouped": "any", "depthwise": "any", "pool": "a
 FUSED_JOINS = ("blocked", "inputs")
 
 
+def _depthwise(g, in_c, out_c):
+    """Whether a conv of ``g`` groups (at least 1) is depthwise: one input and one output channel
+    per group."""
+    return (g > 1) & (g == in_c) & (g == out_c)
+
+
 class LayoutRules:
     """A runtime's blocked tensor layout (ONNX Runtime's NCHWc on x86) and the conversions it costs.
 
@@ -421,7 +427,7 @@ class LayoutRules:
 
         if op not in ("conv", "dwconv"):
             return fits("pool", in_c)
-        depthwise = (g > 1) & (g == in_c) & (g == out_c)
+        depthwise = _depthwise(g, in_c, out_c)
         dense = (g <= 1) & ((in_c < self.narrow_below) | fits("dense", in_c))
         grouped = (g > 1) & ~depthwise & fits("grouped", in_c // g, out_c // g)
         return dense | grouped | (depthwise & fits("depthwise", out_c))
@@ -432,26 +438,26 @@ class LayoutRules:
         tensor's channels to whole blocks: a blocked conv computes ``ceil(out / block)`` blocks of
         outputs from ``ceil(in / block)`` blocks of inputs (a stem narrower than ``narrow_below``
         reads its input plain, unpadded), a depthwise conv ``ceil(c / block) * block`` channels
-        (``group_factor``: padded over real groups). In place, convs whose channels were not
+        (``group_factor``: padded over real groups; 1.0 where nothing is padded). In place, convs whose channels were not
         multiples of 16 ran 1.2-1.8x what the unpadded sizes priced (median log ratio -0.16 to
         -0.38 on the 16:31 build's in-place samples, against +0.02 for whole blocks). ``n``, ``k``
         per group, ``in_c`` all groups' channels; a layer that runs plain keeps its sizes."""
         n, k, groups, in_c = np.broadcast_arrays(*(np.asarray(v) for v in (n, k, groups, in_c)))
         if not self.pad_channels or kind not in ("conv", "dwconv"):
-            return n, k, np.ones(n.shape)
+            return n, k, 1.0
         b = self.block
         g = np.maximum(groups, 1)
         cin = np.maximum(in_c // g, 1)
         # (an inactive slot has 0 channels: whole blocks, nothing to pad)
         ragged = (g % b).any() if kind == "dwconv" else ((n % b).any() or ((in_c // g) % b).any())
         if not ragged:  # whole blocks already (most layers of most networks)
-            return n, k, np.ones(n.shape)
+            return n, k, 1.0
         if kind == "dwconv" and self.channels["depthwise"] == "any":
             blocked = np.ones(n.shape, dtype=bool)  # the common case, without the rule's arrays
         else:
             blocked = np.asarray(self.blockable_dims(kind, in_c, n * g, groups), dtype=bool)
         up = lambda c: -(-c // b) * b  # noqa: E731
-        depthwise = (g > 1) & (cin == 1) & (n == 1)
+        depthwise = _depthwise(g, in_c, n * g)
         wide = cin >= self.narrow_below
         n_p = np.where(blocked & ~depthwise, up(n), n)
         k_p = np.where(blocked & ~depthwise & wide, up(cin) * (k // cin), k)

@@ -244,7 +244,7 @@ class LatencyModel:
         model choice (``gemm_choice``)."""
         fam = self.kinds.get(kind)
         # the model is chosen on the layer's own sizes, priced on those its kernel works on
-        n_p, k_p, factor = (n, k, 1.0) if self.layout is None else \
+        n_p, k_p, factor = (n, k, 1.0) if self.layout is None or not self.layout.pad_channels else \
             self.layout.padded(kind, n, k, groups, rows["in_c"][idx])
         if not (isinstance(fam, dict) and len(fam) > 1):
             return self.gemm[name].predict(n_p, m, k_p, mask=msk, names=names, profile=profile) * factor

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._errors import MeasurementError
 from ._memory import measure_memories
-from ._profiling import LARGE_ANCHOR
+from ._profiling import anchor_speed
 from ._protocol import time_runners
 from ._runners import check_batch, make_runner, prepare
 from ._settings import RuntimeSettings, require
@@ -104,10 +104,10 @@ def measure_networks(networks, settings: RuntimeSettings, rounds: int = 10, roun
 
 
 def _batch_speed(timing: dict, refs: dict) -> float:
-    """The median over the small speed anchors (``anchor_speed``: the large one is reported, not
-    part of the speed) of latency now over the reference."""
-    r = [timing[lab].median_ms / ms for lab, ms in refs.items() if lab in timing and lab != LARGE_ANCHOR]
-    return float(np.median(r)) if r else float("nan")
+    """The speed of a batch of rounds as ``anchor_speed`` reads it (the median over the small
+    anchors: the large one is reported, not part of the speed); NaN without a common anchor."""
+    sp = anchor_speed({lab: t.median_ms for lab, t in timing.items()}, refs)
+    return sp[0] if sp else float("nan")
 
 
 def _groups(networks, group_mb):

@@ -913,8 +913,9 @@ def fit_fused_pass(pairs: list) -> tuple:
 
 def _padded_sample(s: dict, layout) -> dict:
     """A GEMM sample with the sizes its kernel works on (``LayoutRules.padded``, with
-    ``PAD_CHANNELS``): the same rule prices it, so the models learn the padded work."""
-    if not layout.pad_channels or s.get("kind") not in ("conv", "dwconv") or s["family"] in ("conv_plain", "conv_plain_s2"):
+    ``PAD_CHANNELS``; a plain conv keeps its sizes by the same channel rules that made it plain):
+    the same rule prices it, so the models learn the padded work."""
+    if not layout.pad_channels or s.get("kind") not in ("conv", "dwconv"):
         return s
     g = max(int(s["groups"]), 1)
     n, k, f = layout.padded(s["kind"], s["n"], s["k"], g, max(int(s["in_c"]), 1) * g)
