@@ -12,7 +12,9 @@ Steps (the exact commands go into the report):
    (default: the shipped ``x86-2core-ort``, an AVX2 EPYC), wall time;
 4. ``augur-nas calibrate --device BASE --from-measurements OUT/first20.csv``: the same correction
    from 20 of the calibration networks' latencies as timed in step 3 (a CSV, as a phone's benchmark
-   tool would give), scored on the 4 others and on the validation set;
+   tool would give), scored on the 4 others and on the validation set; and from all 24 with
+   ``--graph-rules OUT/profile.yaml`` (the graph rules of a profile of the target's processor kind,
+   which a CSV cannot carry), scored on the validation set;
 5. the validation set, measured once: the published-CNN zoo (spaces/zoo/*.yaml; never used by any
    fitting step) and ``--samples`` samples (seed 0) of spaces/mobile.yaml, resnet.yaml and
    nb201.yaml, timed interleaved with the profiles' speed anchors; each profile's predictions are
@@ -170,8 +172,19 @@ def load_all(args, prof_path, cal_path, log, wall) -> dict:
                                          "--name", "from-20-measurements"], log)
     fm = load_profile(fm_path)
     fm.fit = {"anchors": cal.fit.get("anchors", {})}  # its latencies were timed in the calibrate run
+    # a user who times the whole set and names a profile of the target's processor kind for its graph
+    # rules (here the one just built on this machine: its rules only, not its costs)
+    csv24 = os.path.join(args.out, "all24.csv")
+    with open(csv24, "w", encoding="utf-8") as f:
+        f.write("model,latency_ms\n" + "".join(f"{n},{measured[n]}\n" for n in names))
+    fr_path = os.path.join(args.out, "from_measurements_rules.yaml")
+    wall["from_measurements_rules"] = run_cli(["calibrate", "--device", args.base, "--from-measurements", csv24,
+                                               "--graph-rules", prof_path, "-o", fr_path,
+                                               "--name", "from-24-measurements-rules"], log)
+    fr = load_profile(fr_path)
+    fr.fit = {"anchors": cal.fit.get("anchors", {})}
     return {"profile": prof, "layer_sum": uncorrected(prof), "calibrated": cal, "from_measurements": fm,
-            "held_out_calibration": rest}
+            "from_measurements_rules": fr, "held_out_calibration": rest}
 
 
 def host_state(prof, anchors_now: dict) -> dict:
@@ -207,7 +220,7 @@ def validate_all(args, profiles) -> dict:
                            "p90_pct": round(float(np.percentile(noise, 90)) * 100, 2)},
            "host": host_state(prof, anchors_now)}
     preds = {}
-    for key in ("layer_sum", "profile", "calibrated", "from_measurements"):
+    for key in ("layer_sum", "profile", "calibrated", "from_measurements", "from_measurements_rules"):
         ratio = speed_ratio(prof, profiles[key])  # its speed against the new profile's
         preds[key] = predict(items, profiles[key]) / ratio
     from augur_nas.analysis import analyze
@@ -230,7 +243,8 @@ def validate_all(args, profiles) -> dict:
     p_rest = predict([(n, "cal", models[n]) for n in rest], fm)
     out["from_measurements_held_out_calibration"] = accuracy(p_rest, m_rest) if rest else {"n": 0}
     out["corrections"] = {"profile": prof.calibration.get("families"), "calibrated": cal.calibration.get("families"),
-                          "from_measurements": fm.calibration.get("families")}
+                          "from_measurements": fm.calibration.get("families"),
+                          "from_measurements_rules": profiles["from_measurements_rules"].calibration.get("families")}
     return out
 
 
@@ -238,6 +252,7 @@ LABELS = {"layer_sum": "layer sum (the new profile before its correction)",
           "profile": "the one-command profile (layer sum + per-family correction)",
           "calibrated": "calibrate from the other processor's profile (90 s)",
           "from_measurements": "--from-measurements, 20 calibration networks timed here",
+          "from_measurements_rules": "--from-measurements, all 24, --graph-rules of the new profile",
           "macs_loglog": "MACs log-log baseline (fitted on the calibration set)"}
 
 

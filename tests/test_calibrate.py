@@ -567,3 +567,52 @@ def test_the_calibration_set_holds_no_published_network():
     zoo = {arch_hash(load_model(p)) for p in sorted((ROOT / "spaces" / "zoo").glob("*.yaml"))}
     assert len(zoo) >= 10
     assert not zoo & {arch_hash(n.model) for n in nets}
+
+
+def test_graph_rules_price_the_base_with_another_profiles_layout(tmp_path):
+    """A device that blocks 16 channels (AVX-512) where the base blocks 8: with --graph-rules of a
+    profile with those rules the factors fit its timings exactly; with the base's own rules they
+    cannot (the layout conversions and kernel choices differ, not only the speeds)."""
+    import augur_nas as an
+    from augur_nas.costmodel import latency_ms
+    from augur_nas.measure._calibrate import _tables, rules_from_profile, scaled_latency
+    from augur_nas.measure._ortrules import with_rules
+
+    nets, _ = _cal_tables()
+    base, rules_profile = load_profile(BASE), load_profile("x86-xeon-avx512-ort")
+    rules = rules_from_profile(rules_profile)
+    assert rules.layout["block"] == 16 and "reorder" not in rules.layout and "pad_channels" not in rules.layout
+    scales = {"conv": 0.4, "conv_1x1": 0.5, "conv_narrow": 0.4, "dwconv": 0.6, "fc": 0.9, "pool": 0.5,
+              "memory": 0.5, "layout": 0.7, "call": 0.3}
+    device = scaled_latency(with_rules(base.latency, rules), scales)
+    csv = tmp_path / "avx512.csv"
+    csv.write_text("model,latency_ms\n" + "".join(
+        f"{n.name},{float(latency_ms(_tables([(n.model, 1)])[0][0], device)[0][0]):.6f}\n" for n in nets))
+    with_r, rep_r = an.calibrate(BASE, measurements=str(csv), graph_rules="x86-xeon-avx512-ort")
+    _, rep_own = an.calibrate(BASE, measurements=str(csv))
+    assert rep_r["leave_one_out"]["within_10pct"] == 1.0
+    assert rep_r["leave_one_out"]["median_abs_error_pct"] < rep_own["leave_one_out"]["median_abs_error_pct"]
+    assert with_r.latency.layout.block == 16 and with_r.calibration["graph_rules"]["from_profile"] == "x86-xeon-avx512-ort"
+    assert with_r.calibration["families"]["dwconv"] == pytest.approx(0.6, rel=0.05)
+    # written and read back, it prices as it did
+    save_profile(with_r, tmp_path / "r.yaml")
+    again = load_profile(tmp_path / "r.yaml")
+    t = _tables([(nets[0].model, 1)])[0][0]
+    assert float(latency_ms(t, again)[0][0]) == pytest.approx(float(latency_ms(t, with_r)[0][0]), rel=1e-9)
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["--graph-rules", "x86-xeon-avx512-ort"], ["--graph-rules goes with --from-measurements"]),
+    (["--from-measurements", "CSV", "--graph-rules", "tk1-gpu"], ["tk1-gpu", "no graph rules"]),
+    (["--from-measurements", "CSV", "--graph-rules", "nosuch"], ["--graph-rules", "unknown device `nosuch`"]),
+])
+def test_graph_rules_misuse_is_one_paragraph_exit_2(tmp_path, args, needles, run_cli):
+    csv = tmp_path / "m.csv"
+    csv.write_text("model,latency_ms\n" + "".join(f"{n},{1 + i}\n" for i, n in enumerate(
+        ["cal_fc_mid", "cal_pooling", "cal_lrn", "cal_cell", "cal_fire"])))
+    out = tmp_path / "out.yaml"
+    out.write_text("previous\n")
+    r = run_cli("calibrate", "--device", BASE, "-o", out, *[str(csv) if a == "CSV" else a for a in args])
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    _one_paragraph(r.stderr, *needles)
+    assert out.read_text() == "previous\n"

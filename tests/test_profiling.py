@@ -435,6 +435,11 @@ def test_the_large_anchor_reports_memory_contention_outside_the_speed_factor(mon
     # the anchor is one fixed ImageNet-scale network among the speed anchors
     labels = [lab for lab, _, _ in _profiling.anchor_networks()]
     assert labels[-1] == _profiling.LARGE_ANCHOR and len(labels) == 6
+    # whose weights the warnings name in MB (fp32)
+    from augur_nas.analysis import analyze
+    large = _profiling.anchor_networks()[-1][1]
+    assert 4 * analyze(large)["totals"]["params"] / 1e6 == pytest.approx(_profiling.LARGE_ANCHOR_WEIGHTS_MB, abs=0.5)
+    assert f"{_profiling.LARGE_ANCHOR_WEIGHTS_MB} MB" in warn
     # augur-nas check reports it (timing faked: a profile whose anchors include it)
     import copy
 

@@ -16,6 +16,7 @@ from .._errors import MeasurementError
 from .._format import print_json
 from ..fingerprint import describe, summary
 from ..measure._calibrate import calibrate, require_fingerprint
+from ..measure._calibset import CalibrationInputError
 from ..measure._devcheck import check, warn_if_mismatch
 from ..measure._measure import stderr_progress
 from ..profile import load_profile, save_profile
@@ -71,7 +72,11 @@ def cmd_calibrate(args) -> int:
     _trap_sigterm()
     say = None if args.quiet else stderr_progress("augur-nas calibrate")
     if args.from_measurements:
-        profile, rep = calibrate(base, measurements=args.from_measurements, name=args.name)
+        profile, rep = calibrate(base, measurements=args.from_measurements, name=args.name,
+                                 graph_rules=args.graph_rules)
+    elif args.graph_rules:
+        raise CalibrationInputError("--graph-rules goes with --from-measurements: calibrating on this machine reads "
+                                    "its graph rules from ONNX Runtime itself; drop --graph-rules or give the CSV")
     else:
         settings = _settings(args, base)
         warn_if_mismatch(base, settings, "calibrate")
@@ -100,6 +105,9 @@ def _print_report(args, base, profile, rep) -> None:
           f"{100 * loo['within_20pct']:.0f}% within ±20% (median |error| {loo['median_abs_error_pct']:.1f}%)")
     worst = sorted(loo["errors_pct"].items(), key=lambda kv: -abs(kv[1]))[:5]
     print("  largest leave-one-out errors: " + ", ".join(f"{n} {e:+.1f}%" for n, e in worst))
+    if rep.get("graph_rules", {}).get("from_profile"):
+        print(f"  graph rules: those of `{rep['graph_rules']['from_profile']}` (block "
+              f"{rep['graph_rules']['layout'].get('block')})")
     fams = ", ".join(f"{k} {v:.3g}" for k, v in rep["families"].items())
     print(f"  factors (ridge {rep['ridge']:g}): {fams}")
 
@@ -120,6 +128,10 @@ def _calibrate_arguments(p) -> None:
     p.add_argument("--from-measurements", default=None, metavar="FILE.csv",
                    help="fit from end-to-end latencies measured on the target device (columns model,latency_ms; "
                         "optional batch,threads; models as in `augur-nas export --calibration-set` or paths)")
+    p.add_argument("--graph-rules", default=None, metavar="NAME|FILE",
+                   help="with --from-measurements: price the base with the graph rules (blocked layout, fused "
+                        "activations) of this ONNX Runtime profile, one measured on a processor of the target's "
+                        "kind (the target's own rules cannot be read from a CSV)")
     p.add_argument("--name", default=None, help="the new profile's name (default: BASE-calibrated)")
     p.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._errors import MeasurementError
+from .._errors import MeasurementError, ProfileError
 from ..costmodel import LatencyModel, latency_ms
 from ..costmodel._latency import scaled_fused_pass
 from ..costmodel._gemm import FEATURES
@@ -47,7 +47,7 @@ from ..lowering import lower
 from ..profile import Profile, load_profile
 from ._calibset import CalibrationInputError, calibration_set, read_measurements
 from ._devcheck import no_fingerprint_message
-from ._ortrules import detect_rules, with_rules
+from ._ortrules import OrtRules, detect_rules, with_rules
 from ._profiling import anchor_networks
 from ._protocol import time_runners
 from ._runners import make_runner, prepare
@@ -300,9 +300,20 @@ def corrected_profile(base, fit: Fit, name: str, fingerprint: dict, what: dict, 
                    calibration=calibration)
 
 
-def calibrate_from_measurements(base, measurements, name: str | None = None, source: str = "measurements"):
-    """``(profile, report)`` from ``Measurement`` rows (``_calibset.read_measurements``)."""
+def calibrate_from_measurements(base, measurements, name: str | None = None, source: str = "measurements",
+                                graph_rules=None):
+    """``(profile, report)`` from ``Measurement`` rows (``_calibset.read_measurements``).
+
+    ``graph_rules`` (a profile, name or path) prices the base with that profile's graph rules
+    before the factors are fitted (``rules_from_profile``): the device's own rules cannot be read
+    from a CSV, and a base of another processor kind blocks, pads and fuses as its own processor
+    did (on the Xeon of issue 11, the AVX2 base fitted to all 24 calibration timings put 68-71 % of
+    the zoo within +-10 % with its own rules and 81-84 % with the AVX-512 profile's:
+    experiments/from_measurements_stability.md)."""
     require_fingerprint(base)
+    rules_note = None
+    if graph_rules is not None:
+        base, rules_note = _rules_from(base, graph_rules, source)
     if len(measurements) < MIN_NETWORKS:
         raise CalibrationInputError(f"{source}: {len(measurements)} measurement(s); calibrate needs at least "
                                     f"{MIN_NETWORKS} networks (the calibration set has 24) ({source})")
@@ -328,6 +339,8 @@ def calibrate_from_measurements(base, measurements, name: str | None = None, sou
         fp["threads"] = int(settings["threads"])
     what = {"measurements": f"end-to-end latencies of {len(y)} networks read from {source}",
             "networks": len(y), "leave_one_out": report["leave_one_out"]}
+    if rules_note:
+        what["graph_rules"] = report["graph_rules"] = rules_note
     prof = corrected_profile(base, fit, name or f"{base.name}-calibrated", fp, what, settings, None)
     report["elapsed_s"] = round(time.monotonic() - t0, 2)
     return prof, report
@@ -422,6 +435,39 @@ def busy_warning(noise_median: float) -> str | None:
             f"calibrate again when the machine is idle")
 
 
+def rules_from_profile(profile) -> OrtRules:
+    """The graph rules a profile prices with (its layout without the conversion cost, the
+    activations fused into a convolution): what ``detect_rules`` read on its machine. The cost
+    shapes the layout carries (``reorder``, a cache knee ``spill``) and ``pad_channels`` (how its
+    GEMM models were fitted) are not rules of the runtime and stay with the profile they describe."""
+    d = profile.latency.to_dict()
+    if "layout" not in d:
+        raise CalibrationInputError(f"the profile `{profile.name}` has no graph rules (no `latency.layout`: it was "
+                                    f"not measured with ONNX Runtime's blocked layout); give --graph-rules a profile "
+                                    f"of ONNX Runtime ({profile.name})")
+    layout = {k: v for k, v in d["layout"].items() if k not in ("reorder", "spill", "pad_channels")}
+    acts = next((c.get("act", []) for c in d.get("fuse") or [] if "conv" in c.get("into", [])), [])
+    return OrtRules(layout, list(acts), 0)
+
+
+def _rules_from(base, rules_profile, source):
+    """``(base priced with the rules of rules_profile, note)``."""
+    try:
+        rp = load_profile(rules_profile)
+    except ProfileError as exc:
+        raise CalibrationInputError(f"--graph-rules: {exc}") from None
+    if base.latency.layout is None:
+        raise CalibrationInputError(f"{source}: --graph-rules was given but the base profile `{base.name}` has no "
+                                    f"blocked layout to replace (it was not measured with ONNX Runtime); calibrate "
+                                    f"it without --graph-rules ({source})")
+    rules = rules_from_profile(rp)
+    out = copy.copy(base)
+    out.latency = with_rules(base.latency, rules)
+    return out, {"layout": rules.layout, "fused_activations": rules.fused_acts, "from_profile": rp.name,
+                 "note": f"the layout and fusion rules of the profile `{rp.name}` (measured on "
+                         f"{(rp.fingerprint or {}).get('cpu_model', 'its machine')})"}
+
+
 def _this_machines_rules(base, settings):
     """``(profile, note)``: an ONNX Runtime profile of another processor takes this machine's
     layout and fusion rules (read from ONNX Runtime's optimised graphs in under a second: blocks
@@ -461,14 +507,19 @@ def _timed_fit(profile, settings, budget_s, progress, seed) -> _TimedFit:
 
 
 def calibrate(base, settings=None, budget_s: float = 90.0, measurements=None, name: str | None = None,
-              progress=None, seed: int = 0):
+              progress=None, seed: int = 0, graph_rules=None):
     """Adapt ``base`` (a Profile, name or path): from ``measurements`` (a CSV path or ``Measurement``
-    rows) when given, else by timing the calibration set here. Returns ``(profile, report)``."""
+    rows) when given, priced with the graph rules of the profile ``graph_rules`` when given, else by
+    timing the calibration set here (which reads this machine's rules itself). Returns
+    ``(profile, report)``."""
     base = load_profile(base)
     if measurements is not None:
         src = measurements if isinstance(measurements, str) else "measurements"
         rows = read_measurements(measurements) if isinstance(measurements, str) else list(measurements)
-        return calibrate_from_measurements(base, rows, name, src)
+        return calibrate_from_measurements(base, rows, name, src, graph_rules)
+    if graph_rules is not None:
+        raise CalibrationInputError("--graph-rules goes with --from-measurements: calibrating here reads this "
+                                    "machine's graph rules from ONNX Runtime itself")
     settings = settings or RuntimeSettings.from_dict(base.runtime_settings)
     return calibrate_local(base, settings, budget_s, name, progress, seed)
 

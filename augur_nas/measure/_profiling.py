@@ -178,6 +178,7 @@ LARGE_ANCHOR_SPEC = {
                {"stage": {"depth": 2, "block": {"bottleneck": {"mid": 384, "stride": 2}}}},
                {"globalpool": {"mode": "avg"}}, {"fc": {"out": 1000}}]}
 MEMORY_WARN = 0.10  # the large anchor slower than the small ones by more than this: say so
+LARGE_ANCHOR_WEIGHTS_MB = 43  # its fp32 weights, as the warnings say (tests check it against the spec)
 
 
 def profile_anchors(profile):
@@ -207,7 +208,7 @@ def memory_contention(ratios: dict, speed: float) -> str | None:
     big = ratios.get(LARGE_ANCHOR)
     if big is None or not speed or big / speed <= 1 + MEMORY_WARN:
         return None
-    return (f"the large speed anchor (43 MB of weights) ran {big:.2f}x its time at profile time while the small ones "
+    return (f"the large speed anchor ({LARGE_ANCHOR_WEIGHTS_MB} MB of weights) ran {big:.2f}x its time at profile time while the small ones "
             f"ran {speed:.2f}x: another process or a neighbour on the host is using the memory system, so networks "
             f"that stream their weights from memory (tens of MB) run up to {big / speed:.2f}x slower than predicted "
             f"now; time networks again when `augur-nas check` shows both factors alike")
@@ -723,7 +724,7 @@ def build_drift(raw: dict) -> dict | None:
     if big is not None:
         out["memory_end_over_start"] = round(big, 4)
         if "warning" not in out and abs(np.log(big / sp[0])) > np.log(1 + MEMORY_WARN):
-            out["warning"] = (f"the large speed anchor (43 MB of weights) ran {big:.2f}x its start time at the end of "
+            out["warning"] = (f"the large speed anchor ({LARGE_ANCHOR_WEIGHTS_MB} MB of weights) ran {big:.2f}x its start time at the end of "
                               f"profiling while the small ones ran {sp[0]:.2f}x: the load on the machine's memory system "
                               f"changed while the profile was measured (a neighbour on the host), so the kernels of "
                               f"large networks were timed in two states. Run `augur-nas check --device PROFILE` until "
