@@ -345,9 +345,11 @@ def _classic_small_file():
     return d / "classic_small.yaml"
 
 
+# resnet (175k candidates) runs in the suite on tx1-cpu only: on tk1-gpu it took 26 s of the
+# suite's 15 minutes for the same conditioning that classic_small checks on tk1-gpu
 @pytest.mark.parametrize("name,device", [("classic_small", d) for d in ("tk1-gpu", "tx1-cpu", MEASURED)] + [
-    pytest.param("resnet", d, marks=[pytest.mark.slow] + ([pytest.mark.long] if d == MEASURED else []))
-    for d in ("tk1-gpu", "tx1-cpu", MEASURED)])  # 175k candidates
+    pytest.param("resnet", d, marks=[pytest.mark.slow] + ([] if d == "tx1-cpu" else [pytest.mark.long]))
+    for d in ("tk1-gpu", "tx1-cpu", MEASURED)])
 def test_choice_between_subnetworks_is_conditioned(name, device):
     """spaces/resnet.yaml (basic or bottleneck networks) and a reduced spaces/classic.yaml (a choice
     among 1, 2 or 3 convs per stage): one segment of every gene inside the choice, so the space is cut
