@@ -58,7 +58,7 @@ def _within(pred, meas) -> np.ndarray:
 class Run:
     """One benchmark run's latencies and the speed ratio its validation applied."""
 
-    def __init__(self, folder: Path, zoo, base_zoo_pred):
+    def __init__(self, folder: Path, zoo, zoo_tables):
         from augur_nas.profile import load_profile
         rep = json.loads((folder / "new_machine.json").read_text())
         by = {r["label"]: r for r in rep["per_network"]}
@@ -68,17 +68,19 @@ class Run:
         self.zoo_ms = np.array([by[lab]["measured_ms"] for lab, _, _ in zoo])
         fm = load_profile(str(folder / "from_measurements.yaml"))
         from augur_nas.costmodel import latency_ms
-        raw = np.array([float(latency_ms(t, fm)[0][0]) for t, _ in base_zoo_pred])
+        raw = np.array([float(latency_ms(t, fm)[0][0]) for t, _ in zoo_tables])
         shipped = np.array([by[lab]["from_measurements"] for lab, _, _ in zoo])
         self.speed_ratio = float(np.median(raw / shipped))  # the benchmark divided its predictions by it
         self.benchmark_zoo_within = float(np.mean(_within(shipped, self.zoo_ms)))
 
 
-def fit_and_score(T_train, y_train, fams, T_eval, y_eval, ratio_eval):
+def fit_and_score(T_train, y_train, fams, evals) -> np.ndarray:
+    """One fit (its leave-one-out choice of the ridge is most of the cost), scored on each
+    ``(T_eval, y_eval, speed ratio)`` of ``evals``: within +-10 %, concatenated."""
     from augur_nas.measure._calibrate import fit_factors
     fit = fit_factors(T_train, y_train, fams)
     x = np.array([fit.scales[f] for f in fams])
-    return _within(T_eval @ x / ratio_eval, y_eval)
+    return np.concatenate([_within(T @ x / ratio, y) for T, y, ratio in evals])
 
 
 def grouped(T, fams, groups):
@@ -110,27 +112,23 @@ def main(argv=None) -> int:
     dep = json.loads((ROOT / "experiments" / "data" / "deployment_nets_202.json").read_text())
     dep_names = sorted(dep["ms"])
     dep_tables = _tables([load_space_dict(dep["specs"][n]) for n in dep_names])
+    cal_tables = _tables([cal_models[n] for n in names])
     runs = [Run(ROOT / "experiments" / r, zoo, zoo_tables) for r in RUNS]
+    fams = families(base.latency)  # the base's contributions do not depend on the run: priced once
+    Tc, Tz = contributions(base.latency, cal_tables), contributions(base.latency, zoo_tables)
+    (Gc, coarse), (Gz, _) = grouped(Tc, fams, COARSE), grouped(Tz, fams, COARSE)
+    base_variants = {"families": (Tc, Tz, fams), "coarse (4 families)": (Gc, Gz, coarse),
+                     "one factor": (Tc.sum(1, keepdims=True), Tz.sum(1, keepdims=True), ["all"])}
     out = {"base": base.name, "subsets": args.subsets, "runs": {}}
     for run in runs:
-        lat_variants = {"families": base.latency, "families + this machine's rules":
-                        with_rules(base.latency, rules_from_profile(run.calibrated))}
-        res = {}
+        ruled = with_rules(base.latency, rules_from_profile(run.calibrated))
+        variants = dict(base_variants, **{"families + this machine's rules": (
+            contributions(ruled, cal_tables), contributions(ruled, zoo_tables), families(ruled))})
         y = np.array([run.cal_ms[n] for n in names])
-        for label, lat in lat_variants.items():
-            fams = families(lat)
-            Tc = contributions(lat, _tables([cal_models[n] for n in names]))
-            Tz = contributions(lat, zoo_tables)
-            variants = {label: (Tc, Tz, fams)}
-            if label == "families":
-                Gc, gf = grouped(Tc, fams, COARSE)
-                variants["coarse (4 families)"] = (Gc, grouped(Tz, fams, COARSE)[0], gf)
-                variants["one factor"] = (Tc.sum(1, keepdims=True), Tz.sum(1, keepdims=True), ["all"])
-            for vlabel, (A, Z, fs) in variants.items():
-                res[vlabel] = _subset_scores(A, Z, fs, y, run, args.subsets)
+        res = {vlabel: _subset_scores(A, Z, fs, y, run, args.subsets) for vlabel, (A, Z, fs) in variants.items()}
         if run.name == DEPLOYMENT_RUN:
-            res["deployment nets (20 of 48)"] = _deployment_scores(base, dep, dep_tables, zoo_tables, cal_models,
-                                                                   names, y, run, args.subsets)
+            res["deployment nets (20 of 48)"] = _deployment_scores(
+                contributions(base.latency, dep_tables), Tc, Tz, fams, dep, y, run, args.subsets)
         out["runs"][run.name] = {"speed_ratio": run.speed_ratio, "benchmark_zoo_within": run.benchmark_zoo_within,
                                  "variants": res, "cli_all24_graph_rules_zoo": _cli_path(base, run, cal_models, names,
                                                                                          zoo_tables)}
@@ -151,23 +149,17 @@ def _cli_path(base, run, cal_models, names, zoo_tables) -> float:
     return round(float(np.mean(_within(pred, run.zoo_ms))), 4)
 
 
-def _deployment_scores(base, dep, dep_tables, zoo_tables, cal_models, names, y, run, n_subsets):
+def _deployment_scores(Td, Tc, Tz, fams, dep, y, run, n_subsets):
     """The shipped fit from 20 of the deployment networks, scored on the zoo and all 24 calibration
     networks. Their latencies are at the speed of the 16:31 build's anchors (deployment_nets.py
     divides by the median anchor ratio), which is the 16:31 run's own profile: its speed ratio
     brings them to its calibration timings' speed, as it brings the profile's predictions."""
-    from augur_nas.measure._calibrate import contributions, families
-    fams = families(base.latency)
-    Td = contributions(base.latency, dep_tables)
-    Tc = contributions(base.latency, _tables([cal_models[n] for n in names]))
-    Tz = contributions(base.latency, zoo_tables)
     yd = np.array([dep["ms"][n] for n in sorted(dep["ms"])]) * run.speed_ratio
     rng = random.Random(0)
     scores = []
     for j in range(n_subsets + 1):
         tr = list(range(20)) if j == 0 else sorted(rng.sample(range(len(yd)), 20))
-        ok = np.concatenate([fit_and_score(Td[tr], yd[tr], fams, Tz, run.zoo_ms, run.speed_ratio),
-                             fit_and_score(Td[tr], yd[tr], fams, Tc, y, 1.0)])
+        ok = fit_and_score(Td[tr], yd[tr], fams, [(Tz, run.zoo_ms, run.speed_ratio), (Tc, y, 1.0)])
         scores.append(float(np.mean(ok)))
     return _summary(scores)
 
@@ -179,12 +171,11 @@ def _subset_scores(Tc, Tz, fams, y, run, n_subsets):
     for j in range(n_subsets + 1):
         held = list(range(20, 24)) if j == 0 else sorted(rng.sample(range(24), 4))
         tr = [i for i in range(24) if i not in held]
-        ok = np.concatenate([fit_and_score(Tc[tr], y[tr], fams, Tz, run.zoo_ms, run.speed_ratio),
-                             fit_and_score(Tc[tr], y[tr], fams, Tc[held], y[held], 1.0)])
+        ok = fit_and_score(Tc[tr], y[tr], fams, [(Tz, run.zoo_ms, run.speed_ratio), (Tc[held], y[held], 1.0)])
         scores.append(float(np.mean(ok)))
     out = _summary(scores)
     # a user who times the whole set: scored on the zoo alone
-    out["all_24_zoo"] = round(float(np.mean(fit_and_score(Tc, y, fams, Tz, run.zoo_ms, run.speed_ratio))), 4)
+    out["all_24_zoo"] = round(float(np.mean(fit_and_score(Tc, y, fams, [(Tz, run.zoo_ms, run.speed_ratio)]))), 4)
     return out
 
 

@@ -156,35 +156,33 @@ def main(argv=None) -> int:
 
 def load_all(args, prof_path, cal_path, log, wall) -> dict:
     """The predictors: the new profile (with and without its correction), the calibrated base, and
-    the base calibrated from 20 of the calibration timings written as a CSV."""
+    the base calibrated from the calibration timings written as a CSV: 20 of them, and all 24 with
+    the graph rules of a profile of the target's processor kind (a user who times the whole set; here
+    the profile just built on this machine: its rules only, not its costs)."""
     from augur_nas.measure._calibrate import uncorrected
     from augur_nas.profile import load_profile
 
     prof, cal = load_profile(prof_path), load_profile(cal_path)
-    measured = cal.calibration.get("measured_ms", {})
-    names = sorted(measured)
-    first, rest = names[:20], names[20:]
-    csv = os.path.join(args.out, "first20.csv")
-    with open(csv, "w", encoding="utf-8") as f:
-        f.write("model,latency_ms\n" + "".join(f"{n},{measured[n]}\n" for n in first))
-    fm_path = os.path.join(args.out, "from_measurements.yaml")
-    wall["from_measurements"] = run_cli(["calibrate", "--device", args.base, "--from-measurements", csv, "-o", fm_path,
-                                         "--name", "from-20-measurements"], log)
-    fm = load_profile(fm_path)
-    fm.fit = {"anchors": cal.fit.get("anchors", {})}  # its latencies were timed in the calibrate run
-    # a user who times the whole set and names a profile of the target's processor kind for its graph
-    # rules (here the one just built on this machine: its rules only, not its costs)
-    csv24 = os.path.join(args.out, "all24.csv")
-    with open(csv24, "w", encoding="utf-8") as f:
-        f.write("model,latency_ms\n" + "".join(f"{n},{measured[n]}\n" for n in names))
-    fr_path = os.path.join(args.out, "from_measurements_rules.yaml")
-    wall["from_measurements_rules"] = run_cli(["calibrate", "--device", args.base, "--from-measurements", csv24,
-                                               "--graph-rules", prof_path, "-o", fr_path,
-                                               "--name", "from-24-measurements-rules"], log)
-    fr = load_profile(fr_path)
-    fr.fit = {"anchors": cal.fit.get("anchors", {})}
-    return {"profile": prof, "layer_sum": uncorrected(prof), "calibrated": cal, "from_measurements": fm,
-            "from_measurements_rules": fr, "held_out_calibration": rest}
+    names = sorted(cal.calibration.get("measured_ms", {}))
+
+    def from_csv(key, csv_name, rows, name, extra=()):
+        """``calibrate --from-measurements`` on ``rows`` of the calibrate run's timings (wall time in
+        ``wall[key]``); the profile carries that run's anchors, the speed its latencies were timed at."""
+        csv, out = os.path.join(args.out, csv_name), os.path.join(args.out, f"{key}.yaml")
+        measured = cal.calibration["measured_ms"]
+        with open(csv, "w", encoding="utf-8") as f:
+            f.write("model,latency_ms\n" + "".join(f"{n},{measured[n]}\n" for n in rows))
+        wall[key] = run_cli(["calibrate", "--device", args.base, "--from-measurements", csv, *extra, "-o", out,
+                             "--name", name], log)
+        p = load_profile(out)
+        p.fit = {"anchors": cal.fit.get("anchors", {})}
+        return p
+
+    return {"profile": prof, "layer_sum": uncorrected(prof), "calibrated": cal,
+            "from_measurements": from_csv("from_measurements", "first20.csv", names[:20], "from-20-measurements"),
+            "from_measurements_rules": from_csv("from_measurements_rules", "all24.csv", names,
+                                                "from-24-measurements-rules", ("--graph-rules", prof_path)),
+            "held_out_calibration": names[20:]}
 
 
 def host_state(prof, anchors_now: dict) -> dict:

@@ -15,7 +15,7 @@ import sys
 from .._errors import MeasurementError
 from .._format import print_json
 from ..fingerprint import describe, summary
-from ..measure._calibrate import calibrate, require_fingerprint
+from ..measure._calibrate import GRAPH_RULES_NEED_MEASUREMENTS, calibrate, require_fingerprint
 from ..measure._calibset import CalibrationInputError
 from ..measure._devcheck import check, warn_if_mismatch
 from ..measure._measure import stderr_progress
@@ -75,8 +75,8 @@ def cmd_calibrate(args) -> int:
         profile, rep = calibrate(base, measurements=args.from_measurements, name=args.name,
                                  graph_rules=args.graph_rules)
     elif args.graph_rules:
-        raise CalibrationInputError("--graph-rules goes with --from-measurements: calibrating on this machine reads "
-                                    "its graph rules from ONNX Runtime itself; drop --graph-rules or give the CSV")
+        # refused before the machine check below, whose warning would precede the error
+        raise CalibrationInputError(GRAPH_RULES_NEED_MEASUREMENTS)
     else:
         settings = _settings(args, base)
         warn_if_mismatch(base, settings, "calibrate")

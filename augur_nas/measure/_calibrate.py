@@ -435,6 +435,10 @@ def busy_warning(noise_median: float) -> str | None:
             f"calibrate again when the machine is idle")
 
 
+GRAPH_RULES_NEED_MEASUREMENTS = ("--graph-rules goes with --from-measurements: calibrating on this machine reads its "
+                                 "graph rules from ONNX Runtime itself; drop --graph-rules or give the CSV")
+
+
 def rules_from_profile(profile) -> OrtRules:
     """The graph rules a profile prices with (its layout without the conversion cost, the
     activations fused into a convolution): what ``detect_rules`` read on its machine. The cost
@@ -518,8 +522,7 @@ def calibrate(base, settings=None, budget_s: float = 90.0, measurements=None, na
         rows = read_measurements(measurements) if isinstance(measurements, str) else list(measurements)
         return calibrate_from_measurements(base, rows, name, src, graph_rules)
     if graph_rules is not None:
-        raise CalibrationInputError("--graph-rules goes with --from-measurements: calibrating here reads this "
-                                    "machine's graph rules from ONNX Runtime itself")
+        raise CalibrationInputError(GRAPH_RULES_NEED_MEASUREMENTS)
     settings = settings or RuntimeSettings.from_dict(base.runtime_settings)
     return calibrate_local(base, settings, budget_s, name, progress, seed)
 
