@@ -33,9 +33,10 @@ MAJOR_ISA = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512
              "amx_int8", "neon", "asimd", "asimddp", "sve", "sve2", "i8mm")
 V1_ISA = ("avx", "avx2", "fma", "avx512f", "avx512_vnni")  # what format_version 1 profiles recorded
 ORIGINS = ("measured", "migrated", "calibrated", "external")
+GPU_KEYS = ("gpu_model", "gpu_memory_mb", "gpu_capability", "cuda_runtime", "cudnn")
 KEYS = ("origin", "cpu_model", "cpu_vendor", "isa", "logical_cores", "physical_cores", "cache_kib", "os",
         "machine", "backend", "runtime_version", "provider", "threads", "graph_optimization", "torch_device",
-        "hypervisor", "note")
+        *GPU_KEYS, "hypervisor", "note")
 COMPARED = (  # key, severity, why it matters
     ("cpu_model", "major", "another processor runs every kernel at another speed"),
     ("isa", "major", "the runtime picks other kernels (vector width, block size) for other ISA extensions"),
@@ -46,6 +47,10 @@ COMPARED = (  # key, severity, why it matters
     ("threads", "major", "the profile prices one thread count"),
     ("graph_optimization", "major", "other graph fusions"),
     ("torch_device", "major", "another device"),
+    ("gpu_model", "major", "another GPU runs every kernel at another speed"),
+    ("cuda_runtime", "major", "another CUDA runtime ships other kernels"),
+    ("cudnn", "major", "another cuDNN picks other convolution algorithms"),
+    ("gpu_memory_mb", "minor", "another GPU memory size (same model, another variant)"),
     ("physical_cores", "minor", "other cores: other processes compete differently"),
     ("logical_cores", "minor", "other cores: other processes compete differently"),
     ("cache_kib", "minor", "other cache sizes change where kernels spill"),
@@ -121,7 +126,26 @@ def machine_fingerprint(settings=None) -> dict:
           "machine": platform.machine()}
     if settings is not None:
         fp.update(_runtime_part(settings if isinstance(settings, dict) else settings.to_dict()))
+        if fp.get("torch_device") == "cuda":
+            fp.update(gpu_facts())
     return fp
+
+
+def gpu_facts() -> dict:
+    """The CUDA GPU that torch sees (name, memory, compute capability, CUDA and cuDNN versions);
+    ``gpu_model: none`` where torch is missing or sees no GPU, so that a CUDA profile checked
+    on such a machine says so. Read only for CUDA settings: importing torch takes seconds."""
+    try:
+        import torch
+        if not torch.cuda.is_available():
+            return {"gpu_model": "none"}
+        p = torch.cuda.get_device_properties(0)
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        return {"gpu_model": str(p.name), "gpu_memory_mb": int(p.total_memory // 2**20),
+                "gpu_capability": f"{p.major}.{p.minor}", "cuda_runtime": str(torch.version.cuda),
+                "cudnn": str(cudnn)}
+    except Exception:  # noqa: BLE001 - a broken CUDA install reads as no GPU, never as a crash
+        return {"gpu_model": "none"}
 
 
 def _runtime_part(s: dict) -> dict:
@@ -141,7 +165,7 @@ def for_profile(machine_fp: dict, profile_fp: dict) -> dict:
     return {k: v for k, v in machine_fp.items() if k in profile_fp or k not in _RUNTIME_KEYS}
 
 
-_RUNTIME_KEYS = ("backend", "runtime_version", "provider", "threads", "graph_optimization", "torch_device")
+_RUNTIME_KEYS = ("backend", "runtime_version", "provider", "threads", "graph_optimization", "torch_device", *GPU_KEYS)
 
 
 def compare(profile_fp: dict, machine_fp: dict) -> list:
@@ -194,19 +218,28 @@ def describe(d: dict) -> str:
     return f"{d['key']}: {d['profile']} in the profile, {d['machine']} here"
 
 
-def mismatch_paragraph(name: str, differences: list, command: str) -> str:
+def build_command(fp: dict | None) -> str:
+    """The ``augur-nas profile`` line that builds a profile of the runtime a fingerprint names."""
+    fp = fp or {}
+    if fp.get("backend") == "torch":
+        return f"augur-nas profile --backend torch --torch-device {fp.get('torch_device', 'cpu')} --name NAME -o NEW.yaml"
+    return "augur-nas profile --backend onnxruntime --name NAME -o NEW.yaml"
+
+
+def mismatch_paragraph(name: str, differences: list, command: str, profile_fp: dict | None = None) -> str:
     """The one-paragraph warning of a command run on a machine the profile does not describe."""
+    build = build_command(profile_fp)
     major = [d for d in differences if d["severity"] == "major"] or differences
     what = "; ".join(describe(d) for d in major[:4]) + ("; ..." if len(major) > 4 else "")
     if command == "calibrate":
         return (f"note: the profile `{name}` was measured on another machine or runtime ({what}); calibrate fits "
                 f"per-family corrections of it from the calibration set timed here. A profile built here "
-                f"(`augur-nas profile --backend onnxruntime --name NAME -o NEW.yaml`, under 10 minutes) is more "
+                f"(`{build}`, under 10 minutes) is more "
                 f"accurate; `augur-nas check --device {name}` lists every difference.")
     return (f"warning: the profile `{name}` was measured on another machine or runtime ({what}), so its "
             f"latencies need not hold here and `{command}` works against a profile of something else. Adapt it "
             f"to this machine with `augur-nas calibrate --device {name} -o NEW.yaml` (about 90 s), or build one "
-            f"with `augur-nas profile --backend onnxruntime --name NAME -o NEW.yaml`; `augur-nas check --device "
+            f"with `{build}`; `augur-nas check --device "
             f"{name}` lists every difference.")
 
 
@@ -246,7 +279,7 @@ def check_fingerprint(fp, source, key: str = "fingerprint") -> dict:
     if fp.get("origin", "measured") not in ORIGINS:
         raise ProfileError(f"`{key}.origin` must be one of {', '.join(ORIGINS)}, not {fp.get('origin')!r}"
                            f"{where(source, key + '.origin')}")
-    for k in ("logical_cores", "physical_cores", "threads"):
+    for k in ("logical_cores", "physical_cores", "threads", "gpu_memory_mb"):
         v = fp.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ProfileError(f"`{key}.{k}` must be a whole number >= 1, not {v!r}{where(source, f'{key}.{k}')}")
@@ -256,7 +289,7 @@ def check_fingerprint(fp, source, key: str = "fingerprint") -> dict:
     cache = fp.get("cache_kib", {})
     if not isinstance(cache, dict) or not all(isinstance(v, int) and v >= 0 for v in cache.values()):
         raise ProfileError(f"`{key}.cache_kib` must map cache levels to whole KiB{where(source, key + '.cache_kib')}")
-    for k in set(fp) - {"logical_cores", "physical_cores", "threads", "isa", "cache_kib", "hypervisor"}:
+    for k in set(fp) - {"logical_cores", "physical_cores", "threads", "gpu_memory_mb", "isa", "cache_kib", "hypervisor"}:
         if not isinstance(fp[k], str):
             raise ProfileError(f"`{key}.{k}` must be a string, not {type(fp[k]).__name__}{where(source, f'{key}.{k}')}")
     if "hypervisor" in fp and not isinstance(fp["hypervisor"], bool):
@@ -269,7 +302,7 @@ def summary(fp: dict | None) -> str:
     if not fp:
         return "no fingerprint (not measured by augur-nas on a runtime)"
     isa = ",".join(f for f in fp.get("isa", []) if f in MAJOR_ISA)
-    parts = [fp.get("cpu_model", "?")]
+    parts = [f"{fp['gpu_model']} (host {fp.get('cpu_model', '?')})" if fp.get("gpu_model") else fp.get("cpu_model", "?")]
     if isa:
         parts.append(isa)
     if fp.get("physical_cores") or fp.get("logical_cores"):

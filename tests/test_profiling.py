@@ -318,7 +318,7 @@ def test_profile_numpy_backend(tmp_path):
 
 
 @pytest.mark.parametrize("extra, needle", [
-    (["--backend", "numpy", "--record", "{tmp}/raw.json.gz"], "only a kernel measurement with the onnxruntime backend"),
+    (["--backend", "numpy", "--record", "{tmp}/raw.json.gz"], "only a kernel measurement with the onnxruntime or torch"),
     (["--backend", "onnxruntime", "--record", "{tmp}"], "is a folder"),
 ])
 def test_a_record_that_cannot_be_kept_is_refused_before_measuring(tmp_path, extra, needle):

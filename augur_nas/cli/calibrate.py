@@ -14,7 +14,7 @@ import sys
 
 from .._errors import MeasurementError
 from .._format import print_json
-from ..fingerprint import describe, summary
+from ..fingerprint import build_command, describe, summary
 from ..measure._calibrate import GRAPH_RULES_NEED_MEASUREMENTS, calibrate, require_fingerprint
 from ..measure._calibset import CalibrationInputError
 from ..measure._devcheck import check, warn_if_mismatch
@@ -52,8 +52,8 @@ def cmd_check(args) -> int:
     if res.note:
         print(f"note: {res.note}")
     if not res.matches:
-        print(f"fix: augur-nas calibrate --device {args.device} -o NEW.yaml (about 90 s), or augur-nas profile "
-              f"--backend onnxruntime --name NAME -o NEW.yaml")
+        print(f"fix: augur-nas calibrate --device {args.device} -o NEW.yaml (about 90 s), or "
+              f"{build_command(res.profile_fingerprint)}")
     return 0
 
 

@@ -23,6 +23,7 @@ from .._format import print_json, table
 from ..measure._calibrate import correct_profile
 from ..measure._devcheck import warn_if_mismatch
 from ..measure._measure import QUICK, estimate_s, measure_paths, noisy, stderr_progress
+from ..measure._memory import GPU_MEMORY, on_cuda
 from ..measure._profile_other import profile_numpy, profile_torch
 from ..measure._profiling import plain_json, profile_onnxruntime
 from ..measure._residual_fit import fit_residual
@@ -121,7 +122,9 @@ def cmd_measure(args) -> int:
         print(f"NOISY: {n_noisy} network(s) measured with split-half noise above {args.max_noise:.0%}: their latency is "
               f"uncertain by about that much (other processes were busy, or too few rounds: raise --rounds or "
               f"--spread-s, or measure on a quiet machine)")
-    if not args.no_memory:
+    if not args.no_memory and on_cuda(settings):
+        print(f"memory: {GPU_MEMORY}")
+    elif not args.no_memory:
         print("memory: peak RSS (VmHWM) of a child process that loads the network and runs it 3 times; "
               "model MB = peak RSS - the process's RSS before loading (interpreter + runtime), MiB")
     return 0
@@ -144,9 +147,9 @@ def cmd_profile(args) -> int:
         raise MeasurementError(f"cannot write {out}: the folder {folder} does not exist")
     check_out_file(out, "-o")
     if args.record:
-        if settings.backend != "onnxruntime" or args.from_profile:
-            raise MeasurementError(f"--record {args.record}: only a kernel measurement with the onnxruntime backend "
-                                   f"keeps a raw record (this run: the {settings.backend} backend"
+        if settings.backend == "numpy" or args.from_profile:
+            raise MeasurementError(f"--record {args.record}: only a kernel measurement with the onnxruntime or torch "
+                                   f"backend keeps a raw record (this run: the {settings.backend} backend"
                                    f"{', --from-profile' if args.from_profile else ''}); leave --record out")
         check_out_file(args.record, "--record")
     _trap_sigterm()
@@ -164,6 +167,8 @@ def cmd_profile(args) -> int:
         profile, report = profile_numpy(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say)
     else:
         profile, report = profile_torch(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say)
+        if args.record:
+            atomic_write(args.record, gzip.compress(json.dumps(report["raw"], default=plain_json).encode("utf-8")))
     corr = None
     # the correction by default for ONNX Runtime; the torch interpreter runs the set too slowly to
     # time it in a fixed budget (ask for it with --correction-s)
@@ -439,7 +444,7 @@ def _profile_arguments(p) -> None:
                         "(default with onnxruntime: 15%% of --budget-s, 5 to 70 s; with torch: none; 0: none); the whole "
                         "command takes about --budget-s + S + 30 s")
     p.add_argument("--record", default=None, metavar="FILE.json.gz",
-                   help="onnxruntime: also write everything the kernels' fit read (probes, in-place node samples, "
+                   help="onnxruntime and torch: also write everything the kernels' fit read (probes, in-place node samples, "
                         "end-to-end timings, anchors) as gzipped JSON, so that the fit can be redone offline "
                         "(experiments/kernel_diagnosis.py reads it)")
     p.add_argument("--scaling-s", type=nonneg_float, default=None, metavar="S",

@@ -34,6 +34,10 @@ Optional, for runtimes that are not layer-by-layer (all default to the plain sum
 - a GEMM kind may choose its model per layer: ``{gemm: conv, pointwise: conv1x1, narrow:
   conv_narrow, narrow_below: 8}`` prices 1x1 kernels with ``conv1x1`` and layers with fewer
   than ``narrow_below`` input channels per group (a stem on RGB) with ``conv_narrow``.
+- ``one_kernel: true`` in a GEMM kind's family: a grouped or depthwise layer is one kernel (a
+  GPU launches it once), priced as one GEMM of ``n * groups`` outputs instead of ``groups`` GEMMs
+  (each of which would pay the model's per-call floor: a ResNeXt block's 32 groups priced 32
+  launches, 3.5-4.9x the measured time on an H200, experiments/gpu_profile.md).
 """
 
 from __future__ import annotations
@@ -180,7 +184,7 @@ class LatencyModel:
                 names = [table.names[s] for s in slots]
                 mm = m * batch if kind == "fc" else m
                 t = self._gemm_time(kind, name, n, mm, k, groups, rows, idx, msk, names, profile)
-                t = t * groups if kind == "fc" else t * (groups * batch)
+                t = t * self.gemm_calls(kind, groups) * (1 if kind == "fc" else batch)
             else:
                 moved = (rows["in_elems"][idx] + rows["out_elems"][idx]).astype(np.float64) * DTYPE_BYTES
                 t = self.ops.time_ms(kind, moved, batch, _spans(kind, rows, idx))
@@ -234,10 +238,21 @@ class LatencyModel:
         if fam == "gemm":
             n, m, k, groups = rows["n"][idx], rows["m"][idx], rows["k"][idx], rows["groups"][idx]
             names = [all_names[s] for s in idx]
-            t1 = self._gemm_time(kind, name, n, m, k, groups, rows, idx, msk, names, profile) * groups
+            t1 = self._gemm_time(kind, name, n, m, k, groups, rows, idx, msk, names, profile) * self.gemm_calls(kind, groups)
         else:
             t1 = self.ops.time_ms(kind, moved, 1, _spans(kind, rows, idx))
         return self.scaling.scale(group_of(kind, fam), t1, batch, moved / BYTES_PER_MB)
+
+    def one_kernel(self, kind: str) -> bool:
+        """Whether a layer of ``kind`` runs its groups as one kernel (``one_kernel: true`` in its
+        family; a GPU launches a grouped or depthwise conv once): it is then priced as one GEMM
+        of ``n * groups`` outputs, not ``groups`` GEMMs of ``n`` as Caffe runs them."""
+        fam = self.kinds.get(kind)
+        return isinstance(fam, dict) and bool(fam.get("one_kernel"))
+
+    def gemm_calls(self, kind: str, groups):
+        """How many times a layer's GEMM is paid: once per group, or once (``one_kernel``)."""
+        return 1 if self.one_kernel(kind) else groups
 
     def _gemm_time(self, kind, name, n, m, k, groups, rows, idx, msk, names, profile):
         """One GEMM's time per slot (the slots ``idx`` of ``rows``), with the kind's per-layer
@@ -246,6 +261,8 @@ class LatencyModel:
         # the model is chosen on the layer's own sizes, priced on those its kernel works on
         n_p, k_p, factor = (n, k, 1.0) if self.layout is None or not self.layout.pad_channels else \
             self.layout.padded(kind, n, k, groups, rows["in_c"][idx])
+        if self.one_kernel(kind):
+            n_p = n_p * np.maximum(groups, 1)
         if not (isinstance(fam, dict) and len(fam) > 1):
             return self.gemm[name].predict(n_p, m, k_p, mask=msk, names=names, profile=profile) * factor
         t = np.zeros(msk.shape, dtype=np.float64)
@@ -470,7 +487,7 @@ def _parse_family(fam, gemm: dict, kind: str, source, key):
     if fam in ("bytes", "free"):
         return (fam, None)
     if isinstance(fam, dict) and "gemm" in fam and set(fam) <= {"gemm", "pointwise", "narrow", "narrow_below", "plain", "plain_strided",
-                                                     "strided"}:
+                                                     "strided", "one_kernel"}:
         name = fam["gemm"]
         for part in ("gemm", "pointwise", "narrow", "plain", "plain_strided", "strided"):
             if part in fam and fam[part] not in gemm:
@@ -478,12 +495,14 @@ def _parse_family(fam, gemm: dict, kind: str, source, key):
                                  f"define (it has: {', '.join(sorted(gemm)) or 'none'})", source, k)
         if "narrow_below" in fam:
             _check.number(fam["narrow_below"], source, f"{k}.narrow_below", minimum=1, integer=True)
+        if "one_kernel" in fam and not isinstance(fam["one_kernel"], bool):
+            raise _check.err(f"`{k}.one_kernel` must be true or false, not {fam['one_kernel']!r}", source, f"{k}.one_kernel")
         if kind not in GEMM_KINDS:
             raise _check.err(f"`{k}`: `{kind}` layers are not matrix multiplications; price them with `bytes` or "
                              f"`free` (GEMM kinds: {', '.join(GEMM_KINDS)})", source, k)
         return ("gemm", name)
     raise _check.err(f"`{k}` must be `bytes`, `free` or {{gemm: NAME}} (optionally with pointwise: NAME, narrow: NAME, "
-                     f"narrow_below: N, plain: NAME, plain_strided: NAME, strided: NAME), not {_check._kind(fam)}", source, k)
+                     f"narrow_below: N, plain: NAME, plain_strided: NAME, strided: NAME, one_kernel: true), not {_check._kind(fam)}", source, k)
 
 
 def latency_ms(table, profile, batch: int = 1):

@@ -289,8 +289,10 @@ def corrected_profile(base, fit: Fit, name: str, fingerprint: dict, what: dict, 
             + ("; the base profile's residual was dropped (it was trained on the base machine)" if base.residual else ""))
     hw = dict(base.hardware)
     if fingerprint.get("origin") == "calibrated":
-        hw.update({"processor": fingerprint.get("cpu_model", hw["processor"]),
-                   "cores": int(fingerprint.get("physical_cores") or hw["cores"])})
+        where = fingerprint.get("cpu_model", hw["processor"])
+        if fingerprint.get("gpu_model") not in (None, "none"):  # a CUDA profile describes the GPU, launched from the host
+            where = f"{fingerprint['gpu_model']} (host: {where})"
+        hw.update({"processor": where, "cores": int(fingerprint.get("physical_cores") or hw["cores"])})
     return Profile(name=name, hardware=hw, runtime=base.runtime,
                    provenance={"method": f"calibrated from the profile `{base.name}` by augur-nas calibrate",
                                "source": "augur-nas calibrate", "date": date, "note": note},

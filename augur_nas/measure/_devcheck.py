@@ -45,7 +45,7 @@ class DeviceCheck:
         return asdict(self)
 
     def warning(self, command: str) -> str:
-        return mismatch_paragraph(self.profile, self.differences, command)
+        return mismatch_paragraph(self.profile, self.differences, command, self.profile_fingerprint)
 
 
 def check(profile, settings=None, time_s: float = 4.0, timing: bool = True) -> DeviceCheck:

@@ -8,6 +8,13 @@ passes. ``peak_rss_mb`` is the process's peak resident set (``VmHWM``) over all 
 figure a device profile's memory model predicts (``memory_mb``: what the process holds);
 ``model_peak_mb = peak_rss_mb - base_rss_mb`` is what the network itself added.
 MB are MiB (2^20 bytes), as in the profiles.
+
+On CUDA (``--backend torch --torch-device cuda``) the memory that limits a network is the GPU's,
+so there ``peak_rss_mb`` is the GPU memory the child holds at its peak: its CUDA context
+(``base_rss_mb``) plus the most its caching allocator reserved, or the driver's figure after the
+runs where that is larger (kernels loaded lazily). The driver's figure is device-wide, so these
+children run one at a time, and what the parent holds on the GPU (read just before each child
+starts) is taken off; the host's peak RSS is kept as ``host_peak_rss_mb``.
 """
 
 from __future__ import annotations
@@ -63,6 +70,15 @@ else:
     import torch
     torch.set_num_threads(a["threads"])
     from augur_nas.measure._torch import OnnxTorch
+cuda = a["backend"] == "torch" and a.get("torch_device") == "cuda"
+def gpu_used_mb():
+    torch.cuda.synchronize()
+    free, total = torch.cuda.mem_get_info()
+    return (total - free) / 2**20
+if cuda:
+    torch.zeros(1, device="cuda")  # the context, before anything of the network
+    gpu_base = gpu_used_mb() - a["gpu_before_mb"]
+    reserved0 = torch.cuda.memory_reserved()
 try:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -81,11 +97,17 @@ else:
     m = OnnxTorch(a["path"]).eval()
     shape = list(m.input_shape); shape[0] = a["batch"]
     x = torch.rand(*shape)
+    if cuda:
+        m, x = m.to("cuda"), x.to("cuda")
     with torch.inference_mode():
         for _ in range(a["runs"]):
             m(x)
 after = status()
-print(json.dumps({"before": before, "after": after, "reset": reset}))
+gpu = None
+if cuda:
+    held = gpu_base + (torch.cuda.max_memory_reserved() - reserved0) / 2**20
+    gpu = {"base_mb": gpu_base, "peak_mb": max(gpu_used_mb() - a["gpu_before_mb"], held)}
+print(json.dumps({"before": before, "after": after, "reset": reset, "gpu": gpu}))
 '''
 
 
@@ -94,7 +116,9 @@ def measure_memory(onnx_path: str, settings, runs: int = 3, timeout_s: float = 3
     args = {"backend": settings.backend, "path": os.path.abspath(onnx_path), "threads": settings.threads,
             "inter_op_threads": settings.inter_op_threads, "batch": settings.batch, "runs": int(runs),
             "graph_optimization": getattr(settings, "graph_optimization", "ORT_ENABLE_ALL"),
-            "provider": getattr(settings, "provider", "CPUExecutionProvider")}
+            "provider": getattr(settings, "provider", "CPUExecutionProvider"),
+            "torch_device": getattr(settings, "torch_device", "cpu"),
+            "gpu_before_mb": gpu_used_mb() if on_cuda(settings) else 0.0}
     env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads), OPENBLAS_NUM_THREADS=str(settings.threads))
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
@@ -122,12 +146,36 @@ def measure_memory(onnx_path: str, settings, runs: int = 3, timeout_s: float = 3
     b, a = r["before"], r["after"]
     peak = a["VmHWM"] / 1024.0
     base = b["VmRSS"] / 1024.0
+    if r.get("gpu"):  # see the module doc: on CUDA the GPU's memory is the one that limits
+        g = r["gpu"]
+        return {"peak_rss_mb": g["peak_mb"], "base_rss_mb": g["base_mb"], "model_peak_mb": g["peak_mb"] - g["base_mb"],
+                "hwm_reset": True, "host_peak_rss_mb": peak, "memory": "gpu"}
     return {"peak_rss_mb": peak, "base_rss_mb": base, "model_peak_mb": peak - base, "hwm_reset": bool(r["reset"])}
+
+
+def gpu_used_mb() -> float:
+    """The GPU memory in use on the device now (MiB; the driver's figure: every process's)."""
+    import torch  # only for CUDA settings, whose runs imported it already
+
+    torch.cuda.synchronize()
+    free, total = torch.cuda.mem_get_info()
+    return (total - free) / 2**20
+
+
+GPU_MEMORY = ("GPU memory of a child process that loads the network on the GPU and runs it 3 times: its CUDA "
+              "context plus its caching allocator's peak reservation (what the parent held on the GPU taken off), MiB")
+
+
+def on_cuda(settings) -> bool:
+    """Whether ``settings`` run networks on a CUDA GPU (memory is then the GPU's)."""
+    return getattr(settings, "backend", "") == "torch" and getattr(settings, "torch_device", "cpu") == "cuda"
 
 
 def measure_memories(paths: dict, settings, jobs: int = 2, progress=None) -> dict:
     """``{label: memory dict}`` for ``{label: onnx path}``, ``jobs`` children at a time."""
     out = {}
+    if on_cuda(settings):
+        jobs = 1  # the driver's memory figure is device-wide: one child at a time
     labels = list(paths)
     done = 0
     ex = ThreadPoolExecutor(max_workers=max(1, int(jobs)))

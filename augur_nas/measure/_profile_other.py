@@ -34,11 +34,11 @@ from ..fingerprint import machine_fingerprint
 from ..lowering import lower
 from ..profile import Profile
 from ._fitting import error_stats, fit_bytes, fit_gemm, fit_memory
-from ._memory import measure_memories
+from ._memory import measure_memories, on_cuda
 from ._probes import calibration_networks
 from ._protocol import time_runners
 from ._runners import TorchRunner, prepare
-from ._profiling import Budget, _plain, _say, hardware_facts
+from ._profiling import ANCHOR_SEED, Budget, _plain, _say, anchor_networks, hardware_facts
 from ._settings import RuntimeSettings, require, runtime_version
 
 GEMM_N = (16, 32, 64, 128, 256, 512, 1024)
@@ -46,16 +46,25 @@ GEMM_M = (49, 196, 784, 3136, 12544)
 GEMM_K = (27, 64, 144, 288, 576, 1152, 2304, 4608)
 
 
-def amortized(fn, target_s: float = 0.02, min_iters: int = 3, max_iters: int = 10000) -> float:
-    """Seconds per call of ``fn``: as many calls as fit in ``target_s`` (after one warm-up), timed together."""
-    fn()
+def amortized(fn, target_s: float = 0.02, min_iters: int = 3, max_iters: int = 10000, sync=None) -> float:
+    """Seconds per call of ``fn``: as many calls as fit in ``target_s`` (after one warm-up), timed together.
+
+    With ``sync`` (an asynchronous device: CUDA), the calls are queued back to back and the device
+    is waited for once at the end, as a network's layers are: the figure is the steady-state cost
+    of one call in a stream, the larger of its launch (CPU) and its kernel (GPU) time, not a
+    launch + kernel + synchronisation round trip that no layer of a network pays."""
+    def calls(k):
+        for _ in range(k):
+            fn()
+        if sync is not None:
+            sync()
+    calls(1)
     t0 = time.perf_counter()
-    fn()
+    calls(1)
     one = max(time.perf_counter() - t0, 1e-7)
     iters = int(np.clip(target_s / one, min_iters, max_iters))
     t0 = time.perf_counter()
-    for _ in range(iters):
-        fn()
+    calls(iters)
     return (time.perf_counter() - t0) / iters
 
 
@@ -194,6 +203,9 @@ class _Calibration(NamedTuple):
     W: list
     A: list
     P: list
+    anchors_ms: dict
+    labels: list
+    specs: list
 
 
 def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0, seed: int = 0, progress=None):
@@ -209,21 +221,27 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
     rng = np.random.default_rng(seed)
 
     def timed(fn):
-        return _timed_job(torch, sync, fn)
+        return _timed_job(torch, sync, fn, dev.type)
 
     jobs = _torch_kernel_jobs(settings, dev, rng, timed)
     _say(progress, f"kernel sweep: up to {len(jobs)} eager torch kernels on {settings.torch_device}")
     kt = _two_visits(jobs, budget.until(0.45), progress, "kernels")
     ops = _torch_op_functions(dev)
-    ot = _two_visits(_torch_op_jobs(ops, settings, dev, timed), budget.until(0.55), progress, "memory-bound ops")
-    gemm_d, gstats = _fit_torch_kernels(kt, settings.batch)
+    with tempfile.TemporaryDirectory(prefix="augur-profile-ops-") as d:
+        op_jobs = _torch_op_jobs(ops, settings, dev, timed) + _one_layer_jobs(settings, dev, timed, d)
+    ops = {**ops, **{k: None for k in ONE_LAYER}}
+    ot = _two_visits(op_jobs, budget.until(0.55), progress, "memory-bound ops")
+    del op_jobs
+    one = dev.type == "cuda"  # a GPU launches a grouped or depthwise conv as one kernel
+    gemm_d, gstats = _fit_torch_kernels(kt, settings.batch, one_kernel=one)
     op_kinds, ostats, default = _fit_torch_ops(ops, ot)
-    kinds = _kernel_kinds(gemm_d)
+    kinds = _kernel_kinds(gemm_d, one_kernel=one)
     kernels = LatencyModel(gemm_d, OpModel(default, op_kinds), kinds, 0.0)
+    del jobs  # the sweep's tensors: on a GPU, memory the calibration networks should have
+    if one:
+        torch.cuda.empty_cache()
     cal = _calibrate_torch(kernels, settings, rng, budget, budget_s, progress)
-    w = 1 / cal.Y
-    per_call, scale, per_layer = nnls(np.stack([np.ones_like(cal.K), cal.K, cal.L], 1) * w[:, None], cal.Y * w)
-    scale = scale if scale > 0 else 1.0
+    per_call, scale, per_layer, how = _overheads(cal)
     gemm_s = {k: v.scaled(scale)
               for k, v in gemm_d.items()}
     latency = LatencyModel(gemm_s, OpModel((default[0] * scale, default[1] * scale),
@@ -235,29 +253,61 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
                          workspace="none")
     pred = [float(per_call + scale * k + per_layer * l) for k, l in zip(cal.K, cal.L)]
     hardware, hw = _hardware()
-    fit = {"method": "eager torch kernels on the grid (amortised, two visits, minimum); NNLS with cross-validated "
+    where = settings.torch_device
+    if dev.type == "cuda":
+        hardware, where = _gpu_hardware(hardware, torch)
+    fit = {"method": "eager torch kernels on the grid (amortised, two visits, minimum; on CUDA queued back to back, "
+                     "one synchronisation per timing); NNLS with cross-validated "
                      "breakpoints; per-call and per-layer overheads and a kernel scale from calibration networks",
            "budget_s": float(budget_s), "elapsed_s": round(budget.elapsed(), 1), "gemm": gstats, "ops": ostats,
            "end_to_end_calibration": {"per_layer_ms": float(per_layer), "per_call_ms": float(per_call),
-                                      "kernel_scale": float(scale)},
+                                      "kernel_scale": float(scale), "fit": how},
            "calibration_networks": {"latency": error_stats(pred, cal.Y), "note": "in sample for the overheads"},
-           "memory": {"networks": len(P), **error_stats([Fm + cw * a_ + ca * b_ for a_, b_ in zip(W, A)], P)}}
+           "anchors": {"seed": ANCHOR_SEED, "latency_ms": cal.anchors_ms},
+           "memory": {"networks": len(P), **error_stats([Fm + cw * a_ + ca * b_ for a_, b_ in zip(W, A)], P),
+                      "what": "GPU memory: the CUDA context plus the caching allocator's peak reservation"
+                              if dev.type == "cuda" else "the process's peak resident set"}}
     prof = _profile(name, f"torch-{runtime_version('torch')}-{settings.torch_device}",
-                    f"{hw['processor']} running eager PyTorch {runtime_version('torch')} on {settings.torch_device} "
-                    f"({settings.threads} thread(s)), float32, batch {settings.batch}.",
+                    f"{where} running eager PyTorch {runtime_version('torch')} on {settings.torch_device} "
+                    f"({settings.threads} CPU thread(s)), float32 (cuDNN's default TF32 convolutions on CUDA), "
+                    f"batch {settings.batch}, each ONNX node its own call.",
                     hardware, latency, memory, fit, settings)
-    return prof, {"elapsed_s": budget.elapsed()}
+    raw = {"kernels": [[*k, v] for k, v in kt.items()], "ops": [[k[0], k[1], v] for k, v in ot.items()],
+           "calibration": cal._asdict(), "settings": settings.to_dict()}
+    return prof, {"elapsed_s": budget.elapsed(), "raw": raw}
 
 
-def _timed_job(torch, sync, fn):
-    """A job timing ``fn`` (ms a call, amortised, synchronised with the device) in inference mode."""
-    def once():
-        fn()
-        sync()
+def _overheads(cal):
+    """``(per_call, kernel scale, per_layer, how)`` from the calibration networks: NNLS of the
+    measured time on ``1, K, L`` weighted by 1/time. Where the kernels explain nothing (scale 0:
+    the layer count alone fits better), the kernel times are kept as timed (scale 1) and the two
+    overheads are fitted to what they leave: setting the scale to 1 after a fit without it would
+    count the kernels twice (an H200 profile predicted the zoo 2x too slow that way)."""
+    w = 1 / cal.Y
+    per_call, scale, per_layer = nnls(np.stack([np.ones_like(cal.K), cal.K, cal.L], 1) * w[:, None], cal.Y * w)
+    if scale > 0:
+        return float(per_call), float(scale), float(per_layer), "nnls of 1, K, L"
+    per_call, per_layer = nnls(np.stack([np.ones_like(cal.K), cal.L], 1) * w[:, None], (cal.Y - cal.K) * w)
+    return float(per_call), 1.0, float(per_layer), "kernels as timed (scale 0 fitted); nnls of 1, L on Y - K"
 
+
+def _gpu_hardware(hardware: dict, torch):
+    """The ``hardware`` of a CUDA profile: the GPU, its memory (what a network must fit in) and
+    the host CPU that launches its kernels (eager PyTorch at batch 1 is often bound by it)."""
+    p = torch.cuda.get_device_properties(0)
+    where = f"{p.name} (host: {hardware['processor']})"
+    hw = dict(hardware, processor=where, ram_mb=int(p.total_memory // 2**20), unified_memory=False,
+              notes=f"{p.multi_processor_count} SMs, compute capability {p.major}.{p.minor}, CUDA "
+                    f"{torch.version.cuda}; ram_mb is the GPU's memory; host: {hardware.get('notes', '')}")
+    return hw, where
+
+
+def _timed_job(torch, sync, fn, device_type: str = "cpu"):
+    """A job timing ``fn`` (ms a call, amortised) in inference mode; on CUDA the calls are
+    queued and synchronised once (``amortized``'s ``sync``)."""
     def run():
         with torch.inference_mode():
-            return amortized(once) * 1e3
+            return amortized(fn, sync=sync if device_type == "cuda" else None) * 1e3
     return run
 
 
@@ -281,6 +331,16 @@ def _torch_kernel_jobs(settings, dev, rng, timed) -> list:
         fam = "conv_narrow" if cin < 8 else ("conv_1x1" if kernel == 1 else "conv")
         key = (fam, n, side * side, cin * kernel * kernel, 1, cin)
         jobs.append((key, timed(lambda x=x, w=w, s=stride, p=(kernel - 1) // 2: F.conv2d(x, w, None, s, p))))
+    for _ in range(30):  # stems on RGB with the large kernels and strides of AlexNet and NiN (11x11, stride 4)
+        kernel = int(rng.choice([3, 5, 7, 11]))
+        stride = int(rng.choice([2, 4]))
+        side = int(rng.choice([28, 56, 112]))
+        n = int(rng.choice([16, 32, 64, 96]))
+        h = side * stride
+        x = torch.rand(settings.batch, 3, h, h, device=dev)
+        w = torch.rand(n, 3, kernel, kernel, device=dev)
+        jobs.append((("conv_narrow", n, side * side, 3 * kernel * kernel, 1, 3),
+                     timed(lambda x=x, w=w, s=stride, p=(kernel - 1) // 2: F.conv2d(x, w, None, s, p))))
     for _ in range(120):
         kernel = int(rng.choice([3, 5, 7]))
         stride = int(rng.choice([1, 1, 2]))
@@ -300,18 +360,55 @@ def _torch_kernel_jobs(settings, dev, rng, timed) -> list:
 
 
 def _torch_op_functions(dev) -> dict:
-    """The memory-bound kinds, each as the eager torch function timed for it."""
-    torch, F = optional("torch", "the torch backend", MeasurementError), optional("torch.nn.functional", "the torch backend", MeasurementError)
-    return {
-        "batchnorm": lambda x: F.batch_norm(x, torch.zeros(x.shape[1], device=dev), torch.ones(x.shape[1], device=dev),
-                                            training=False),
-        "relu": F.relu, "relu6": F.relu6, "sigmoid": torch.sigmoid, "hswish": F.hardswish, "hsigmoid": F.hardsigmoid,
-        "swish": F.silu, "tanh": torch.tanh,
-        "maxpool": lambda x: F.max_pool2d(x, 3, 2, 1), "avgpool": lambda x: F.avg_pool2d(x, 3, 1, 1),
-        "globalpool": lambda x: x.mean(dim=(2, 3), keepdim=True), "add": lambda x: x + x, "mul": lambda x: x * x[:, :, :1, :1],
-        "concat": lambda x: torch.cat([x, x], 1), "softmax": lambda x: F.softmax(x.flatten(1), 1),
-        "lrn": lambda x: F.local_response_norm(x, 5),
-    }
+    """The memory-bound kinds of two inputs, each as the eager torch function timed for it (the
+    interpreter runs each as one node, with the same function: ``_torch._OPS``)."""
+    torch = optional("torch", "the torch backend", MeasurementError)
+    return {"add": lambda x: x + x, "mul": lambda x: x * x[:, :, :1, :1], "concat": lambda x: torch.cat([x, x], 1)}
+
+
+# The memory-bound kinds of one input, each timed as the torch backend runs a network: a one-layer
+# network exported to ONNX and run by the interpreter (``_torch.OnnxTorch``), so that a kind the
+# exporter writes as several nodes pays each of them (GELU: five; LayerNorm: a transpose on either
+# side; a channel shuffle: reshape, transpose, reshape; hsigmoid: the interpreter's three ops) and
+# the interpreter's own per-node time. On a GPU at batch 1 these launches are the whole cost: an
+# H200 ran the zoo at 18 us per layer whatever the layer (experiments/gpu_profile.md).
+ONE_LAYER = {
+    "relu": {"relu": {}}, "relu6": {"relu6": {}}, "sigmoid": {"sigmoid": {}}, "tanh": {"tanh": {}},
+    "hswish": {"hswish": {}}, "hsigmoid": {"hsigmoid": {}}, "swish": {"swish": {}}, "gelu": {"gelu": {}},
+    "batchnorm": {"batchnorm": {}}, "scale": {"scale": {}}, "layernorm": {"layernorm": {}},
+    "shuffle": {"shuffle": {"groups": 2}}, "lrn": {"lrn": {}},
+    "maxpool": {"maxpool": {"kernel": 3, "stride": 2, "pad": 1}}, "avgpool": {"avgpool": {"kernel": 3, "stride": 1, "pad": 1}},
+    "globalpool": {"globalpool": {}},
+}
+OP_SHAPES = ((16, 32), (32, 56), (64, 56), (128, 28), (256, 14), (96, 112), (512, 7))
+
+
+def _one_layer_jobs(settings, dev, timed, workdir: str) -> list:
+    """Jobs ``((kind, MB moved), fn)`` of the ``ONE_LAYER`` kinds on ``OP_SHAPES``, each a
+    one-layer network run by the interpreter; MB moved as the cost model counts them (the
+    layer's input and output, ``1e6`` bytes per MB)."""
+    torch = optional("torch", "the torch backend", MeasurementError)
+    from ..models import load_space_dict
+    from ._torch import OnnxTorch
+
+    items, moved = [], {}
+    for kind, layer in ONE_LAYER.items():
+        for c, h in OP_SHAPES:
+            lab = f"op_{kind}_{c}x{h}"
+            model = load_space_dict({"name": lab, "input": {"channels": c, "resolution": h}, "layers": [layer]},
+                                    source=f"<{lab}>")
+            rows = lower(model, np.zeros((1, model.n_genes), dtype=np.int64)).rows
+            moved[lab] = (kind, float((rows["in_elems"][:, 0] + rows["out_elems"][:, 0])[rows["mask"][:, 0]].sum())
+                          * 4 / 1e6 * settings.batch)
+            items.append((lab, model))
+    jobs = []
+    for net in prepare(items, workdir, batch=settings.batch):
+        m = OnnxTorch(net.onnx_path).to(dev).eval()
+        shape = list(m.input_shape)
+        shape[0] = settings.batch
+        x = torch.rand(*shape, device=dev)
+        jobs.append((moved[net.label], timed(lambda m=m, x=x: m(x))))
+    return jobs
 
 
 def _torch_op_jobs(ops: dict, settings, dev, timed) -> list:
@@ -319,7 +416,7 @@ def _torch_op_jobs(ops: dict, settings, dev, timed) -> list:
     torch = optional("torch", "the torch backend", MeasurementError)
     ojobs = []
     for kind, fn in ops.items():
-        for c, h in ((16, 32), (32, 56), (64, 56), (128, 28), (256, 14), (96, 112), (512, 7)):
+        for c, h in OP_SHAPES:
             x = torch.rand(settings.batch, c, h, h, device=dev)
             with torch.inference_mode():
                 y = fn(x)
@@ -328,9 +425,10 @@ def _torch_op_jobs(ops: dict, settings, dev, timed) -> list:
     return ojobs
 
 
-def _fit_torch_kernels(kt: dict, batch: int):
+def _fit_torch_kernels(kt: dict, batch: int, one_kernel: bool = False):
     """The piecewise GEMM model of each kernel family with four timings or more (``conv`` first)
-    and its fit statistics."""
+    and its fit statistics. With ``one_kernel`` a grouped layer is fitted whole, as one GEMM of
+    ``n * groups`` outputs (``LatencyModel.one_kernel``); else per group, as Caffe runs it."""
     gemm, gstats = {}, {}
     for fam in ("conv", "conv_1x1", "conv_narrow", "dwconv", "fc"):
         keys = [k for k in kt if k[0] == fam]
@@ -341,7 +439,7 @@ def _fit_torch_kernels(kt: dict, batch: int):
         kk = np.array([k[3] for k in keys], dtype=float)
         g = np.array([k[4] for k in keys], dtype=float)
         t = np.array([kt[k] for k in keys]) / batch
-        gemm[fam], gstats[fam] = fit_gemm(n, m, kk, t / g)
+        gemm[fam], gstats[fam] = fit_gemm(n * g, m, kk, t) if one_kernel else fit_gemm(n, m, kk, t / g)
     if "conv" not in gemm:
         raise MeasurementError("profile: too few convolution timings; give a larger --budget-s")
     return {"conv": gemm["conv"], **{k: v for k, v in gemm.items() if k != "conv"}}, gstats
@@ -361,7 +459,7 @@ def _fit_torch_ops(ops: dict, ot: dict):
     return op_kinds, ostats, default
 
 
-def _kernel_kinds(gemm: dict) -> dict:
+def _kernel_kinds(gemm: dict, one_kernel: bool = False) -> dict:
     """The latency model's ``kinds``: which fitted GEMM family prices which layer kind."""
     kinds = {"conv": {"gemm": "conv"}}
     if "conv_1x1" in gemm:
@@ -371,6 +469,10 @@ def _kernel_kinds(gemm: dict) -> dict:
     for k in ("dwconv", "fc"):
         if k in gemm:
             kinds[k] = {"gemm": k}
+    if one_kernel:
+        for k in ("conv", "dwconv"):
+            if k in kinds:
+                kinds[k]["one_kernel"] = True
     return kinds
 
 
@@ -378,9 +480,12 @@ def _calibrate_torch(kernels, settings, rng, budget, budget_s: float, progress) 
     """Calibration networks end to end through the ONNX interpreter (timing and peak RSS)."""
     with tempfile.TemporaryDirectory(prefix="augur-profile-torch-") as d:
         nets_m = calibration_networks(rng, int(np.clip(budget_s / 12, 4, 30)))
-        nets = prepare([(lab, m) for lab, m, _ in nets_m], d)
-        _say(progress, f"calibration: {len(nets)} networks end to end ({budget.elapsed():.0f} s)")
-        runners = {n.label: TorchRunner(n.onnx_path, settings) for n in nets}
+        # the speed anchors run with them, so that `augur-nas check` can tell this device's speed later
+        every = prepare([(lab, m) for lab, m, _ in nets_m] + [(lab, m) for lab, m, _ in anchor_networks()], d)
+        nets, anchor_nets = every[:len(nets_m)], every[len(nets_m):]
+        _say(progress, f"calibration: {len(nets)} networks and {len(anchor_nets)} speed anchors end to end "
+                       f"({budget.elapsed():.0f} s)")
+        runners = {n.label: TorchRunner(n.onnx_path, settings) for n in every}
         try:
             # waiting for a quiet machine is part of the budget (as in the ORT profiler), not 300 s on top
             timing = time_runners(runners, rounds=8, round_s=0.02, warmup_s=0.05,
@@ -388,7 +493,8 @@ def _calibrate_torch(kernels, settings, rng, budget, budget_s: float, progress) 
                                   max_wait_s=min(60.0, max(0.0, budget.left() * 0.3)))
         finally:
             runners.clear()
-        mem = measure_memories({n.label: n.onnx_path for n in nets[:16]}, settings, jobs=2)
+        # a GPU's memory children run one at a time (``_memory``): 8 of them, not 16
+        mem = measure_memories({n.label: n.onnx_path for n in nets[:8 if on_cuda(settings) else 16]}, settings, jobs=2)
         K, L, Y, W, A, P = [], [], [], [], [], []
         for n in nets:
             table = lower(n.model, np.zeros((1, n.model.n_genes), dtype=np.int64))
@@ -402,4 +508,5 @@ def _calibrate_torch(kernels, settings, rng, budget, budget_s: float, progress) 
                 A.append(float(tot["peak_memory_bytes"][0] - tot["weights_bytes"][0]) / 2**20)
                 P.append(mm["peak_rss_mb"])
     K, L, Y = (np.asarray(v, dtype=float) for v in (K, L, Y))
-    return _Calibration(K, L, Y, W, A, P)
+    return _Calibration(K, L, Y, W, A, P, {n.label: round(timing[n.label].median_ms, 4) for n in anchor_nets},
+                        [n.label for n in nets], [spec for _, _, spec in nets_m])

@@ -56,7 +56,9 @@ class OnnxTorch(torch.nn.Module):
         self._consts = {}
         for i, init in enumerate(g.initializer):
             arr = numpy_helper.to_array(init)
-            if arr.dtype == np.float32 and arr.ndim >= 1 and arr.size > 1:
+            # float tensors of one dimension or more are buffers, so that .to(device) moves them (a CUDA
+            # op refuses a CPU operand unless it is 0-dim); integer ones are shapes and indices, read on the CPU
+            if arr.dtype == np.float32 and arr.ndim >= 1:
                 name = f"w{i}"
                 self.register_buffer(name, torch.from_numpy(arr.copy()))
                 self._consts[init.name] = name

@@ -25,6 +25,7 @@ from .._imports import optional
 from ..models import load_model
 from ..oracle import Oracle
 from ._measure import measure_networks
+from ._memory import GPU_MEMORY, on_cuda
 from ._metrics import accuracy, macs_loglog_fit, macs_loglog_predict
 from ._profiling import anchor_speed, memory_contention, profile_anchors
 from ._residual_fit import arch_hash
@@ -76,6 +77,8 @@ def validate(profile, spaces=(), models=(), samples: int = 50, seed: int = 0, se
     for r in rows:
         r["macs_baseline_ms"] = float(macs_loglog_predict(coef, [r["macs"]])[0])
     summary = summarize(scored, max_noise, has_res)
+    if on_cuda(settings) and "memory" in summary:
+        summary["memory"]["measured"] = GPU_MEMORY
     summary["measured"] = "speed-normalized" if speed is not None else "raw"
     if speed is not None:
         summary["machine_speed"] = speed
