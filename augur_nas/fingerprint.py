@@ -23,6 +23,7 @@ import platform
 import re
 
 from ._errors import ProfileError, where
+from ._imports import available, optional
 
 # ISA extensions that change which kernels a runtime picks (ONNX Runtime's MLAS dispatches on them)
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
@@ -135,8 +136,10 @@ def gpu_facts() -> dict:
     """The CUDA GPU that torch sees (name, memory, compute capability, CUDA and cuDNN versions);
     ``gpu_model: none`` where torch is missing or sees no GPU, so that a CUDA profile checked
     on such a machine says so. Read only for CUDA settings: importing torch takes seconds."""
+    if not available("torch"):
+        return {"gpu_model": "none"}
     try:
-        import torch
+        torch = optional("torch", "the GPU's fingerprint")
         if not torch.cuda.is_available():
             return {"gpu_model": "none"}
         p = torch.cuda.get_device_properties(0)

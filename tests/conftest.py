@@ -205,6 +205,22 @@ QUICK_VARIANTS = {
 }
 
 
+# Variants of the full suite that repeat what another variant checks, at 20-30 s each: marked
+# long (AUGUR_LONG_TESTS=1 runs them), so that the suite stays under 15 minutes on 2 cores.
+LONG_VARIANTS = {
+    "test_exact.py::test_choice_between_subnetworks_is_conditioned": ("[resnet-tx1-cpu]",),
+    "test_exact.py::test_limits_on_memory_params_macs": ("[mobile_small-tx1-cpu]", "[mobile_small-tk1-cpu]",
+                                                         "[mobile_small-tx1-gpu]"),
+    "test_fast_path.py::test_oracle_evaluate_equals_reference_batched_and_one_at_a_time": ("nb201.yaml]",),
+    "test_onnx.py::test_shipped_space_many_candidates_round_trip": ("[classic.yaml]",),
+}
+
+
+def _long_variant(item) -> bool:
+    base = item.nodeid.split("[")[0].split("/")[-1]
+    return any(k in item.nodeid for k in LONG_VARIANTS.get(base, ()))
+
+
 def _quick_variant(item) -> bool:
     """Whether ``item`` runs in the quick run (``QUICK_VARIANTS``)."""
     base = item.nodeid.split("[")[0].split("/")[-1]
@@ -219,7 +235,7 @@ def pytest_collection_modifyitems(config, items):
     long_ok = os.environ.get("AUGUR_LONG_TESTS") == "1"
     skip = pytest.mark.skip(reason="a long exhaustive check: set AUGUR_LONG_TESTS=1 to run it")
     for item in items:
-        if "long" in item.keywords and not long_ok:
+        if ("long" in item.keywords or _long_variant(item)) and not long_ok:
             item.add_marker(skip)
         if not _quick_variant(item):
             item.add_marker(pytest.mark.slow)

@@ -338,7 +338,7 @@ def test_profile_torch_backend(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "t.yaml"
     p = subprocess.run([sys.executable, "-m", "augur_nas.cli", "profile", "--backend", "torch", "--torch-device", "cpu",
-                        "--name", "eager", "--budget-s", "20", "-o", str(out)], capture_output=True, text=True,
+                        "--name", "eager", "--budget-s", "14", "-o", str(out)], capture_output=True, text=True,
                        timeout=300, cwd=ROOT)
     assert p.returncode == 0, p.stderr
     prof = load_profile(out)

@@ -26,6 +26,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from .._errors import MeasurementError
+from .._imports import optional
 
 _CHILDREN: set = set()  # running children, killed if the parent is interrupted
 
@@ -155,8 +156,7 @@ def measure_memory(onnx_path: str, settings, runs: int = 3, timeout_s: float = 3
 
 def gpu_used_mb() -> float:
     """The GPU memory in use on the device now (MiB; the driver's figure: every process's)."""
-    import torch  # only for CUDA settings, whose runs imported it already
-
+    torch = optional("torch", "the GPU's memory figure", MeasurementError)  # CUDA settings: imported already
     torch.cuda.synchronize()
     free, total = torch.cuda.mem_get_info()
     return (total - free) / 2**20

@@ -32,6 +32,7 @@ from ..analysis import totals
 from ..costmodel import LatencyModel, MemoryModel, OpModel, latency_ms, nnls
 from ..fingerprint import machine_fingerprint
 from ..lowering import lower
+from ..models import load_space_dict
 from ..profile import Profile
 from ._fitting import error_stats, fit_bytes, fit_gemm, fit_memory
 from ._memory import measure_memories, on_cuda
@@ -228,7 +229,7 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
     kt = _two_visits(jobs, budget.until(0.45), progress, "kernels")
     ops = _torch_op_functions(dev)
     with tempfile.TemporaryDirectory(prefix="augur-profile-ops-") as d:
-        op_jobs = _torch_op_jobs(ops, settings, dev, timed) + _one_layer_jobs(settings, dev, timed, d)
+        op_jobs = _torch_op_jobs(ops, settings, dev, timed) + _one_layer_jobs(settings, timed, d)
     ops = {**ops, **{k: None for k in ONE_LAYER}}
     ot = _two_visits(op_jobs, budget.until(0.55), progress, "memory-bound ops")
     del op_jobs
@@ -383,14 +384,10 @@ ONE_LAYER = {
 OP_SHAPES = ((16, 32), (32, 56), (64, 56), (128, 28), (256, 14), (96, 112), (512, 7))
 
 
-def _one_layer_jobs(settings, dev, timed, workdir: str) -> list:
+def _one_layer_jobs(settings, timed, workdir: str) -> list:
     """Jobs ``((kind, MB moved), fn)`` of the ``ONE_LAYER`` kinds on ``OP_SHAPES``, each a
     one-layer network run by the interpreter; MB moved as the cost model counts them (the
     layer's input and output, ``1e6`` bytes per MB)."""
-    torch = optional("torch", "the torch backend", MeasurementError)
-    from ..models import load_space_dict
-    from ._torch import OnnxTorch
-
     items, moved = [], {}
     for kind, layer in ONE_LAYER.items():
         for c, h in OP_SHAPES:
@@ -403,11 +400,8 @@ def _one_layer_jobs(settings, dev, timed, workdir: str) -> list:
             items.append((lab, model))
     jobs = []
     for net in prepare(items, workdir, batch=settings.batch):
-        m = OnnxTorch(net.onnx_path).to(dev).eval()
-        shape = list(m.input_shape)
-        shape[0] = settings.batch
-        x = torch.rand(*shape, device=dev)
-        jobs.append((moved[net.label], timed(lambda m=m, x=x: m(x))))
+        r = TorchRunner(net.onnx_path, settings)  # its run() synchronises each call: the job times the module
+        jobs.append((moved[net.label], timed(lambda m=r.module, x=r.x: m(x))))
     return jobs
 
 
