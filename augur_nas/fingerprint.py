@@ -305,7 +305,9 @@ def summary(fp: dict | None) -> str:
     if not fp:
         return "no fingerprint (not measured by augur-nas on a runtime)"
     isa = ",".join(f for f in fp.get("isa", []) if f in MAJOR_ISA)
-    parts = [f"{fp['gpu_model']} (host {fp.get('cpu_model', '?')})" if fp.get("gpu_model") else fp.get("cpu_model", "?")]
+    gpu = fp.get("gpu_model")
+    parts = [f"{gpu} (host {fp.get('cpu_model', '?')})" if gpu and gpu != "none" else
+             f"{fp.get('cpu_model', '?')}" + (" (no CUDA GPU)" if gpu == "none" else "")]
     if isa:
         parts.append(isa)
     if fp.get("physical_cores") or fp.get("logical_cores"):
