@@ -160,3 +160,18 @@ def test_the_shipped_h200_profile_describes_a_gpu(run_cli):
         assert "speed anchors not timed" in out["note"] and out["speed_factor"] is None
         r = run_cli("check", "--device", "h200-torch-cuda", "--no-timing")
         assert "--backend torch --torch-device cuda" in r.stdout
+
+
+def test_batches_a_profile_was_not_measured_at_are_said_to_be_extrapolated(run_cli):
+    import json
+
+    net = str(ZOO / "resnet18.yaml")
+    r = run_cli("predict", net, "--device", "h200-torch-cuda", "--batch", "1,8", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "measured at batch 1" in json.loads(r.stdout)["batch_note"]
+    r = run_cli("predict", net, "--device", "h200-torch-cuda", "--batch", "1,8")
+    assert "note: `h200-torch-cuda` was measured at batch 1" in r.stdout
+    # a profile with a batch model, and a reconstructed one, say nothing
+    for device in ("x86-xeon-avx512-ort", "tk1-gpu"):
+        r = run_cli("predict", net, "--device", device, "--batch", "1,8", "--json")
+        assert "batch_note" not in json.loads(r.stdout), device

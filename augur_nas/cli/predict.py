@@ -97,6 +97,9 @@ def _cmd_sweep(args, batches) -> int:
 
         check_out_file(args.plot, "--plot")
     res = batch_sweep(args.path, args.device, batches, args.input_shape)
+    note = extrapolation_note(load_profile(args.device), batches)
+    if note:
+        res["batch_note"] = note
     if args.plot:
         pts = [BatchPoint(**p) for p in res["batches"]]
         plot_curve({res["device"]: pts}, args.plot, f"{res['model']} on {res['device']} (predicted)")
@@ -109,11 +112,24 @@ def _cmd_sweep(args, batches) -> int:
           [[p["batch"], f"{p['latency_ms']:.2f}", f"{p['latency_ms'] / p['batch']:.2f}", f"{p['throughput_ips']:.1f}",
             f"{p['memory_mb']:.1f}"] for p in res["batches"]])
     print("latency: of the whole batch; images/s = batch x 1000 / latency ms (batches run back to back)")
+    if note:
+        print(f"note: {note}")
     if res["provenance"]:
         print(f"profile: {res['provenance']}")
     if args.plot:
         print(f"wrote {args.plot}")
     return 0
+
+
+def extrapolation_note(profile, batches) -> str | None:
+    """What to say when a measured profile without a batch model (``latency.scaling``) prices
+    batches it was not measured at: the layer rules extrapolate them (a GPU's launches, for one,
+    do not grow with the batch as its kernels do)."""
+    measured_at = int((profile.runtime_settings or {}).get("batch", 1))
+    if not profile.runtime_settings or profile.latency.scaling is not None or all(b == measured_at for b in batches):
+        return None
+    return (f"`{profile.name}` was measured at batch {measured_at} and has no batch model (latency.scaling): the "
+            f"other batches are extrapolated by the layer rules (docs/profiles.md, \"Batch\"), not measured")
 
 
 def input_line(res: dict) -> str:
