@@ -217,43 +217,26 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
     dev = torch.device(settings.torch_device)
     if settings.torch_device == "cuda" and not torch.cuda.is_available():
         raise MeasurementError("--torch-device cuda: torch sees no CUDA device on this machine")
-    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
     budget = Budget(budget_s)
     rng = np.random.default_rng(seed)
-
-    def timed(fn):
-        return _timed_job(torch, sync, fn, dev.type)
-
-    jobs = _torch_kernel_jobs(settings, dev, rng, timed)
-    _say(progress, f"kernel sweep: up to {len(jobs)} eager torch kernels on {settings.torch_device}")
-    kt = _two_visits(jobs, budget.until(0.45), progress, "kernels")
-    ops = _torch_op_functions(dev)
-    with tempfile.TemporaryDirectory(prefix="augur-profile-ops-") as d:
-        op_jobs = _torch_op_jobs(ops, settings, dev, timed) + _one_layer_jobs(settings, timed, d)
-    ops = {**ops, **{k: None for k in ONE_LAYER}}
-    ot = _two_visits(op_jobs, budget.until(0.55), progress, "memory-bound ops")
-    del op_jobs
+    kt, ot, ops = _torch_sweeps(torch, settings, dev, rng, budget, progress)
     one = dev.type == "cuda"  # a GPU launches a grouped or depthwise conv as one kernel
     gemm_d, gstats = _fit_torch_kernels(kt, settings.batch, one_kernel=one)
     op_kinds, ostats, default = _fit_torch_ops(ops, ot)
     kinds = _kernel_kinds(gemm_d, one_kernel=one)
     kernels = LatencyModel(gemm_d, OpModel(default, op_kinds), kinds, 0.0)
-    del jobs  # the sweep's tensors: on a GPU, memory the calibration networks should have
-    if one:
-        torch.cuda.empty_cache()
     cal = _calibrate_torch(kernels, settings, rng, budget, budget_s, progress)
     per_call, scale, per_layer, how = _overheads(cal)
-    gemm_s = {k: v.scaled(scale)
-              for k, v in gemm_d.items()}
-    latency = LatencyModel(gemm_s, OpModel((default[0] * scale, default[1] * scale),
-                                           {k: (a * scale, c * scale) for k, (a, c) in op_kinds.items()}),
-                           kinds, float(per_layer), None, float(per_call))
+    latency = LatencyModel({k: v.scaled(scale) for k, v in gemm_d.items()},
+                           OpModel((default[0] * scale, default[1] * scale),
+                                   {k: (a * scale, c * scale) for k, (a, c) in op_kinds.items()}),
+                           kinds, per_layer, None, per_call)
     W, A, P = cal.W, cal.A, cal.P
     Fm, cw, ca = fit_memory(W, A, P) if len(P) >= 3 else (P[0] if P else 200.0, 1.0, 1.0)
     memory = MemoryModel(framework_overhead_mb=Fm, weights_coef=cw, activations="peak", activation_coef=ca,
                          workspace="none")
     pred = [float(per_call + scale * k + per_layer * l) for k, l in zip(cal.K, cal.L)]
-    hardware, hw = _hardware()
+    hardware, _ = _hardware()
     where = settings.torch_device
     if dev.type == "cuda":
         hardware, where = _gpu_hardware(hardware, torch)
@@ -276,6 +259,30 @@ def profile_torch(name: str, settings: RuntimeSettings, budget_s: float = 300.0,
     raw = {"kernels": [[*k, v] for k, v in kt.items()], "ops": [[k[0], k[1], v] for k, v in ot.items()],
            "calibration": cal._asdict(), "settings": settings.to_dict()}
     return prof, {"elapsed_s": budget.elapsed(), "raw": raw}
+
+
+def _torch_sweeps(torch, settings, dev, rng, budget, progress):
+    """``(kernel timings, op timings, op kinds)``: the GEMM kernels until 45 % of the budget, then
+    the memory-bound kinds until 55 %; the sweeps' tensors are freed before the calibration
+    networks need the memory (on a GPU, the caching allocator's too)."""
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+
+    def timed(fn):
+        return _timed_job(torch, sync, fn, dev.type)
+
+    jobs = _torch_kernel_jobs(settings, dev, rng, timed)
+    _say(progress, f"kernel sweep: up to {len(jobs)} eager torch kernels on {settings.torch_device}")
+    # 24 kernels whatever the deadline: about 17 dense convs, the four a fit needs with room to spare
+    # (8 left a tiny budget on a loaded machine with fewer than four now and then)
+    kt = _two_visits(jobs, budget.until(0.45), progress, "kernels", min_jobs=24)
+    ops = _torch_op_functions(dev)
+    with tempfile.TemporaryDirectory(prefix="augur-profile-ops-") as d:
+        jobs = _torch_op_jobs(ops, settings, dev, timed) + _one_layer_jobs(settings, timed, d)
+    ot = _two_visits(jobs, budget.until(0.55), progress, "memory-bound ops")
+    del jobs
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    return kt, ot, {**ops, **{k: None for k in ONE_LAYER}}
 
 
 def _overheads(cal):
