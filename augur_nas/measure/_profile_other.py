@@ -384,7 +384,7 @@ ONE_LAYER = {
     "relu": {"relu": {}}, "relu6": {"relu6": {}}, "sigmoid": {"sigmoid": {}}, "tanh": {"tanh": {}},
     "hswish": {"hswish": {}}, "hsigmoid": {"hsigmoid": {}}, "swish": {"swish": {}}, "gelu": {"gelu": {}},
     "batchnorm": {"batchnorm": {}}, "scale": {"scale": {}}, "layernorm": {"layernorm": {}},
-    "shuffle": {"shuffle": {"groups": 2}}, "lrn": {"lrn": {}},
+    "shuffle": {"shuffle": {"groups": 2}}, "lrn": {"lrn": {}}, "softmax": {"softmax": {}},
     "maxpool": {"maxpool": {"kernel": 3, "stride": 2, "pad": 1}}, "avgpool": {"avgpool": {"kernel": 3, "stride": 1, "pad": 1}},
     "globalpool": {"globalpool": {}},
 }
