@@ -151,6 +151,11 @@ def gpu_facts() -> dict:
         return {"gpu_model": "none"}
 
 
+def gpu_processor(gpu_model: str, host: str) -> str:
+    """A CUDA profile's ``hardware.processor``: the GPU, and the host CPU that launches its kernels."""
+    return f"{gpu_model} (host: {host})"
+
+
 def _runtime_part(s: dict) -> dict:
     out = {"backend": s.get("backend", "onnxruntime")}
     if s.get("version"):

@@ -122,11 +122,10 @@ def cmd_measure(args) -> int:
         print(f"NOISY: {n_noisy} network(s) measured with split-half noise above {args.max_noise:.0%}: their latency is "
               f"uncertain by about that much (other processes were busy, or too few rounds: raise --rounds or "
               f"--spread-s, or measure on a quiet machine)")
-    if not args.no_memory and on_cuda(settings):
-        print(f"memory: {GPU_MEMORY}")
-    elif not args.no_memory:
-        print("memory: peak RSS (VmHWM) of a child process that loads the network and runs it 3 times; "
-              "model MB = peak RSS - the process's RSS before loading (interpreter + runtime), MiB")
+    if not args.no_memory:
+        print("memory: " + (GPU_MEMORY if on_cuda(settings) else
+                            "peak RSS (VmHWM) of a child process that loads the network and runs it 3 times; "
+                            "model MB = peak RSS - the process's RSS before loading (interpreter + runtime), MiB"))
     return 0
 
 
@@ -161,14 +160,12 @@ def cmd_profile(args) -> int:
         # the batch phase's time comes out of the budget, so the default run stays within it
         profile, report = profile_onnxruntime(args.name, settings, budget_s=args.budget_s - scaling_s, seed=args.seed,
                                               progress=say, max_network_macs=args.max_network_macs)
-        if args.record:
-            atomic_write(args.record, gzip.compress(json.dumps(report["raw"], default=plain_json).encode("utf-8")))
     elif settings.backend == "numpy":
         profile, report = profile_numpy(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say)
     else:
         profile, report = profile_torch(args.name, settings, budget_s=args.budget_s, seed=args.seed, progress=say)
-        if args.record:
-            atomic_write(args.record, gzip.compress(json.dumps(report["raw"], default=plain_json).encode("utf-8")))
+    if args.record:  # refused above for numpy, whose report keeps no raw record
+        atomic_write(args.record, gzip.compress(json.dumps(report["raw"], default=plain_json).encode("utf-8")))
     corr = None
     # the correction by default for ONNX Runtime; the torch interpreter runs the set too slowly to
     # time it in a fixed budget (ask for it with --correction-s)

@@ -291,7 +291,7 @@ def corrected_profile(base, fit: Fit, name: str, fingerprint: dict, what: dict, 
     if fingerprint.get("origin") == "calibrated":
         where = fingerprint.get("cpu_model", hw["processor"])
         if fingerprint.get("gpu_model") not in (None, "none"):  # a CUDA profile describes the GPU, launched from the host
-            where = f"{fingerprint['gpu_model']} (host: {where})"
+            where = gpu_processor(fingerprint["gpu_model"], where)
         hw.update({"processor": where, "cores": int(fingerprint.get("physical_cores") or hw["cores"])})
     return Profile(name=name, hardware=hw, runtime=base.runtime,
                    provenance={"method": f"calibrated from the profile `{base.name}` by augur-nas calibrate",

@@ -73,13 +73,13 @@ def measure_networks(networks, settings: RuntimeSettings, rounds: int = 10, roun
     mem = {}
     attempts = {}
     refs = {k: float(v) for k, v in (references or {}).items() if v and v > 0}
-    if memory:  # not of the speed references: they are timed for the machine's speed only
-        mine = [n for n in networks if n.label not in refs]
+    mine = [n for n in networks if n.label not in refs]  # the speed references are timed for the speed only
+    if memory:
         say(f"peak memory of {len(mine)} network(s), one child process each")
         mem = measure_memories({n.label: n.onnx_path for n in mine}, settings, jobs=memory_jobs,
                                progress=lambda d, t, lab: say(f"memory {d}/{t}") if d % 25 == 0 or d == t else None)
     ref_nets = [n for n in networks if n.label in refs]
-    groups = _groups([n for n in networks if n.label not in refs], group_mb)
+    groups = _groups(mine, group_mb)
     timing, speeds, ref_timing = {}, {}, {}
     for gi, group in enumerate(groups):
         part = f" (group {gi + 1}/{len(groups)}: at most {group_mb:.0f} MB of weights loaded at once)" if len(groups) > 1 else ""

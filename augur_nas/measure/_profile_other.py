@@ -30,7 +30,7 @@ from .._errors import MeasurementError
 from .._imports import optional
 from ..analysis import totals
 from ..costmodel import LatencyModel, MemoryModel, OpModel, latency_ms, nnls
-from ..fingerprint import machine_fingerprint
+from ..fingerprint import gpu_facts, gpu_processor, machine_fingerprint
 from ..lowering import lower
 from ..models import load_space_dict
 from ..profile import Profile
@@ -265,10 +265,10 @@ def _torch_sweeps(torch, settings, dev, rng, budget, progress):
     """``(kernel timings, op timings, op kinds)``: the GEMM kernels until 45 % of the budget, then
     the memory-bound kinds until 55 %; the sweeps' tensors are freed before the calibration
     networks need the memory (on a GPU, the caching allocator's too)."""
-    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else None  # CPU calls are synchronous
 
     def timed(fn):
-        return _timed_job(torch, sync, fn, dev.type)
+        return _timed_job(torch, sync, fn)
 
     jobs = _torch_kernel_jobs(settings, dev, rng, timed)
     _say(progress, f"kernel sweep: up to {len(jobs)} eager torch kernels on {settings.torch_device}")
@@ -300,22 +300,24 @@ def _overheads(cal):
 
 
 def _gpu_hardware(hardware: dict, torch):
-    """The ``hardware`` of a CUDA profile: the GPU, its memory (what a network must fit in) and
-    the host CPU that launches its kernels (eager PyTorch at batch 1 is often bound by it)."""
-    p = torch.cuda.get_device_properties(0)
-    where = f"{p.name} (host: {hardware['processor']})"
-    hw = dict(hardware, processor=where, ram_mb=int(p.total_memory // 2**20), unified_memory=False,
-              notes=f"{p.multi_processor_count} SMs, compute capability {p.major}.{p.minor}, CUDA "
-                    f"{torch.version.cuda}; ram_mb is the GPU's memory; host: {hardware.get('notes', '')}")
+    """The ``hardware`` of a CUDA profile: the GPU (``fingerprint.gpu_facts``), its memory (what a
+    network must fit in) and the host CPU that launches its kernels (eager PyTorch at batch 1 is
+    often bound by it)."""
+    g = gpu_facts()
+    where = gpu_processor(g["gpu_model"], hardware["processor"])
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    hw = dict(hardware, processor=where, ram_mb=g["gpu_memory_mb"], unified_memory=False,
+              notes=f"{sms} SMs, compute capability {g['gpu_capability']}, CUDA {g['cuda_runtime']}; ram_mb is the "
+                    f"GPU's memory; host: {hardware.get('notes', '')}")
     return hw, where
 
 
-def _timed_job(torch, sync, fn, device_type: str = "cpu"):
-    """A job timing ``fn`` (ms a call, amortised) in inference mode; on CUDA the calls are
-    queued and synchronised once (``amortized``'s ``sync``)."""
+def _timed_job(torch, sync, fn):
+    """A job timing ``fn`` (ms a call, amortised) in inference mode; with ``sync`` (CUDA) the calls
+    are queued and synchronised once (``amortized``'s ``sync``)."""
     def run():
         with torch.inference_mode():
-            return amortized(fn, sync=sync if device_type == "cuda" else None) * 1e3
+            return amortized(fn, sync=sync) * 1e3
     return run
 
 
